@@ -1,0 +1,256 @@
+//! Routing messages and their CBOR encoding.
+//!
+//! No message has a field that names or hints at the node that originated a
+//! request or the node that held the data: a request carries only its random
+//! `uid`, the routing key and the hops-to-live, and a forwarded request is
+//! encoded exactly like an originated one.
+
+use serde::{Deserialize, Serialize};
+
+use crate::keys::{Block, RoutingKey, BLOCK_LEN};
+
+/// Hops-to-live.
+pub type Htl = u8;
+
+/// A random 64-bit request ID, the same at every hop.
+pub type Uid = u64;
+
+/// The largest encoded message: an insert carrying a block, plus generous
+/// room for the CBOR framing of the other fields.
+pub const MAX_MESSAGE_LEN: usize = BLOCK_LEN + 128;
+
+/// One routing message between neighbours.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    DataRequest {
+        uid: Uid,
+        key: RoutingKey,
+        htl: Htl,
+    },
+    DataFound {
+        uid: Uid,
+        block: Block,
+    },
+    DataNotFound {
+        uid: Uid,
+    },
+    RouteNotFound {
+        uid: Uid,
+        htl: Htl,
+    },
+    RejectedLoop {
+        uid: Uid,
+    },
+    /// The peer has too many of our requests in flight; try elsewhere.
+    RejectedOverload {
+        uid: Uid,
+    },
+    InsertRequest {
+        uid: Uid,
+        key: RoutingKey,
+        htl: Htl,
+        block: Block,
+    },
+    /// The insert reached a node whose hops-to-live ran out, which stored it.
+    InsertSucceeded {
+        uid: Uid,
+    },
+    /// The insert was abandoned (a downstream timeout).
+    InsertFailed {
+        uid: Uid,
+    },
+}
+
+/// Why bytes are not a message.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("message is {0} bytes; the maximum is {MAX_MESSAGE_LEN}")]
+    TooLong(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// The kind of a message, as a short name for traces and logs.
+impl Message {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::DataRequest { .. } => "DataRequest",
+            Message::DataFound { .. } => "DataFound",
+            Message::DataNotFound { .. } => "DataNotFound",
+            Message::RouteNotFound { .. } => "RouteNotFound",
+            Message::RejectedLoop { .. } => "RejectedLoop",
+            Message::RejectedOverload { .. } => "RejectedOverload",
+            Message::InsertRequest { .. } => "InsertRequest",
+            Message::InsertSucceeded { .. } => "InsertSucceeded",
+            Message::InsertFailed { .. } => "InsertFailed",
+        }
+    }
+
+    pub fn uid(&self) -> Uid {
+        match *self {
+            Message::DataRequest { uid, .. }
+            | Message::DataFound { uid, .. }
+            | Message::DataNotFound { uid }
+            | Message::RouteNotFound { uid, .. }
+            | Message::RejectedLoop { uid }
+            | Message::RejectedOverload { uid }
+            | Message::InsertRequest { uid, .. }
+            | Message::InsertSucceeded { uid }
+            | Message::InsertFailed { uid } => uid,
+        }
+    }
+
+    /// The hops-to-live the message carries, if its kind has one.
+    pub fn htl(&self) -> Option<Htl> {
+        match *self {
+            Message::DataRequest { htl, .. }
+            | Message::RouteNotFound { htl, .. }
+            | Message::InsertRequest { htl, .. } => Some(htl),
+            _ => None,
+        }
+    }
+
+    /// Is this a request (as opposed to a reply)?
+    pub fn is_request(&self) -> bool {
+        matches!(
+            self,
+            Message::DataRequest { .. } | Message::InsertRequest { .. }
+        )
+    }
+
+    /// The routing key a request is for.
+    pub fn key(&self) -> Option<RoutingKey> {
+        match self {
+            Message::DataRequest { key, .. } | Message::InsertRequest { key, .. } => Some(*key),
+            _ => None,
+        }
+    }
+
+    /// Encode as CBOR.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        // Writing into a Vec cannot fail, and every field serializes.
+        if let Err(e) = ciborium::ser::into_writer(self, &mut out) {
+            unreachable!("encoding a message into memory failed: {e}");
+        }
+        out
+    }
+
+    /// Decode CBOR, refusing oversized input before parsing it. Never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(DecodeError::TooLong(bytes.len()));
+        }
+        let mut reader = bytes;
+        let msg: Message = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
+            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+        if !reader.is_empty() {
+            return Err(DecodeError::Malformed(format!(
+                "{} trailing bytes",
+                reader.len()
+            )));
+        }
+        Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Chk;
+
+    fn samples() -> Vec<Message> {
+        let (chk, block) = Chk::encode(b"sample").unwrap();
+        let key = chk.routing;
+        vec![
+            Message::DataRequest {
+                uid: 1,
+                key,
+                htl: 18,
+            },
+            Message::DataFound {
+                uid: 2,
+                block: block.clone(),
+            },
+            Message::DataNotFound { uid: 3 },
+            Message::RouteNotFound { uid: 4, htl: 9 },
+            Message::RejectedLoop { uid: 5 },
+            Message::RejectedOverload { uid: 6 },
+            Message::InsertRequest {
+                uid: 7,
+                key,
+                htl: 3,
+                block,
+            },
+            Message::InsertSucceeded { uid: 8 },
+            Message::InsertFailed { uid: u64::MAX },
+        ]
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        for m in samples() {
+            let bytes = m.encode();
+            assert!(bytes.len() <= MAX_MESSAGE_LEN);
+            assert_eq!(Message::decode(&bytes).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn truncated_input_is_an_error() {
+        for m in samples() {
+            let bytes = m.encode();
+            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
+                assert!(
+                    Message::decode(&bytes[..cut]).is_err(),
+                    "{} cut {cut}",
+                    m.kind()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn unknown_kind_and_trailing_bytes_are_errors() {
+        let mut unknown = Vec::new();
+        ciborium::ser::into_writer(&serde_json::json!({"Teleport": {"uid": 1}}), &mut unknown)
+            .unwrap();
+        assert!(matches!(
+            Message::decode(&unknown),
+            Err(DecodeError::Malformed(_))
+        ));
+        let mut bytes = Message::DataNotFound { uid: 1 }.encode();
+        bytes.push(0);
+        assert!(Message::decode(&bytes).is_err());
+        assert_eq!(
+            Message::decode(&vec![0u8; MAX_MESSAGE_LEN + 1]),
+            Err(DecodeError::TooLong(MAX_MESSAGE_LEN + 1))
+        );
+    }
+
+    #[test]
+    fn huge_declared_lengths_do_not_allocate() {
+        // {"DataFound": {"uid": 1, "block": <byte string claiming 2^63 bytes>}}
+        let mut bytes = Vec::new();
+        bytes.push(0xA1);
+        bytes.push(0x69);
+        bytes.extend_from_slice(b"DataFound");
+        bytes.push(0xA2);
+        bytes.extend_from_slice(&[0x63, b'u', b'i', b'd', 0x01]);
+        bytes.extend_from_slice(&[0x65, b'b', b'l', b'o', b'c', b'k']);
+        bytes.push(0x5B);
+        bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
+        assert!(Message::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_wrong_sized_block_is_refused() {
+        let mut bytes = Vec::new();
+        ciborium::ser::into_writer(
+            &serde_json::json!({"DataFound": {"uid": 1, "block": []}}),
+            &mut bytes,
+        )
+        .unwrap();
+        assert!(Message::decode(&bytes).is_err());
+    }
+}

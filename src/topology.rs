@@ -1,0 +1,442 @@
+//! Topology files: named nodes with locations, undirected edges, and an
+//! optional scenario (who asks for what). Also the generators behind
+//! `veil testnet gen`.
+//!
+//! ```toml
+//! seed = 7                       # optional: draws missing locations
+//! edges = [["A","B"], ["B","C"]]
+//! [nodes]
+//! A = { location = 0.90 }
+//! B = {}                         # location drawn from the seed
+//! C = { location = 0.51 }
+//! [scenario]                     # optional
+//! requester = "A"
+//! holder = "C"                   # or a list of names
+//! key_location = 0.50
+//! htl = 18
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+use crate::keys::Location;
+use crate::message::Htl;
+
+/// Why a topology file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TopologyError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("node name {0:?} is not 1-32 characters of letters, digits, '-' or '_'")]
+    BadName(String),
+    #[error("node {name}: location {value} is not in [0, 1)")]
+    BadLocation { name: String, value: f64 },
+    #[error("edge names unknown node {0:?}")]
+    UnknownNode(String),
+    #[error("edge from {0:?} to itself")]
+    SelfLoop(String),
+    #[error("the topology has no nodes")]
+    Empty,
+    #[error("scenario: {0}")]
+    Scenario(String),
+    #[error("cannot generate: {0}")]
+    Generate(String),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTopology {
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    edges: Vec<(String, String)>,
+    nodes: BTreeMap<String, RawNode>,
+    #[serde(default)]
+    scenario: Option<RawScenario>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    #[serde(default)]
+    location: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    requester: String,
+    holder: OneOrMany,
+    key_location: f64,
+    #[serde(default = "default_htl")]
+    htl: Htl,
+}
+
+fn default_htl() -> Htl {
+    18
+}
+
+/// One node of a topology.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeSpec {
+    pub name: String,
+    pub location: Location,
+}
+
+/// Who asks for what, in a scenario run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub requester: usize,
+    pub holders: Vec<usize>,
+    pub key_location: Location,
+    pub htl: Htl,
+}
+
+/// A parsed, validated topology. Nodes are sorted by name, and edges are
+/// pairs of indices into `nodes` with the smaller index first, deduplicated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Topology {
+    pub nodes: Vec<NodeSpec>,
+    pub edges: Vec<(usize, usize)>,
+    pub scenario: Option<Scenario>,
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+impl Topology {
+    pub fn load(path: &Path) -> Result<Topology, TopologyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TopologyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Topology::parse(&text)
+    }
+
+    pub fn parse(text: &str) -> Result<Topology, TopologyError> {
+        let raw: RawTopology =
+            toml::from_str(text).map_err(|e| TopologyError::Syntax(e.to_string()))?;
+        if raw.nodes.is_empty() {
+            return Err(TopologyError::Empty);
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(raw.seed.unwrap_or(0));
+        let mut nodes = Vec::with_capacity(raw.nodes.len());
+        for (name, node) in &raw.nodes {
+            if !valid_name(name) {
+                return Err(TopologyError::BadName(name.clone()));
+            }
+            // Draw for every node, so one node's explicit location does not
+            // shift the others' random ones.
+            let drawn: f64 = rng.gen();
+            let location = match node.location {
+                Some(x) if (0.0..1.0).contains(&x) => Location::from_f64(x),
+                Some(value) => {
+                    return Err(TopologyError::BadLocation {
+                        name: name.clone(),
+                        value,
+                    })
+                }
+                None => Location::from_f64(drawn),
+            };
+            nodes.push(NodeSpec {
+                name: name.clone(),
+                location,
+            });
+        }
+        let index: BTreeMap<&str, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect();
+        let lookup = |name: &str| {
+            index
+                .get(name)
+                .copied()
+                .ok_or_else(|| TopologyError::UnknownNode(name.to_string()))
+        };
+        let mut edges = BTreeSet::new();
+        for (a, b) in &raw.edges {
+            let (ia, ib) = (lookup(a)?, lookup(b)?);
+            if ia == ib {
+                return Err(TopologyError::SelfLoop(a.clone()));
+            }
+            edges.insert((ia.min(ib), ia.max(ib)));
+        }
+        let scenario =
+            match raw.scenario {
+                None => None,
+                Some(s) => {
+                    let requester = lookup(&s.requester).map_err(|_| {
+                        TopologyError::Scenario(format!("unknown requester {:?}", s.requester))
+                    })?;
+                    let names = match s.holder {
+                        OneOrMany::One(n) => vec![n],
+                        OneOrMany::Many(v) => v,
+                    };
+                    let mut holders = Vec::new();
+                    for n in names {
+                        holders.push(lookup(&n).map_err(|_| {
+                            TopologyError::Scenario(format!("unknown holder {n:?}"))
+                        })?);
+                    }
+                    if !(0.0..1.0).contains(&s.key_location) {
+                        return Err(TopologyError::Scenario(format!(
+                            "key_location {} is not in [0, 1)",
+                            s.key_location
+                        )));
+                    }
+                    if s.htl == 0 {
+                        return Err(TopologyError::Scenario("htl must be at least 1".into()));
+                    }
+                    Some(Scenario {
+                        requester,
+                        holders,
+                        key_location: Location::from_f64(s.key_location),
+                        htl: s.htl,
+                    })
+                }
+            };
+        Ok(Topology {
+            nodes,
+            edges: edges.into_iter().collect(),
+            scenario,
+        })
+    }
+
+    /// Index of the node with this name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.nodes.iter().position(|n| n.name == name)
+    }
+
+    /// Neighbour lists, one per node.
+    pub fn adjacency(&self) -> Vec<Vec<usize>> {
+        let mut adj = vec![Vec::new(); self.nodes.len()];
+        for &(a, b) in &self.edges {
+            adj[a].push(b);
+            adj[b].push(a);
+        }
+        adj
+    }
+
+    /// Is every node reachable from every other?
+    pub fn is_connected(&self) -> bool {
+        let adj = self.adjacency();
+        let mut seen = vec![false; self.nodes.len()];
+        let mut stack = vec![0usize];
+        seen[0] = true;
+        while let Some(n) = stack.pop() {
+            for &m in &adj[n] {
+                if !seen[m] {
+                    seen[m] = true;
+                    stack.push(m);
+                }
+            }
+        }
+        seen.iter().all(|&s| s)
+    }
+
+    /// The topology as a TOML file in the format [`Topology::parse`] reads.
+    pub fn to_toml(&self) -> String {
+        let mut out = String::new();
+        out.push_str("edges = [\n");
+        for &(a, b) in &self.edges {
+            let _ = writeln!(
+                out,
+                "  [\"{}\", \"{}\"],",
+                self.nodes[a].name, self.nodes[b].name
+            );
+        }
+        out.push_str("]\n\n[nodes]\n");
+        for n in &self.nodes {
+            let _ = writeln!(
+                out,
+                "{} = {{ location = {:.6} }}",
+                n.name,
+                n.location.as_f64()
+            );
+        }
+        if let Some(s) = &self.scenario {
+            out.push_str("\n[scenario]\n");
+            let _ = writeln!(out, "requester = \"{}\"", self.nodes[s.requester].name);
+            let holders: Vec<String> = s
+                .holders
+                .iter()
+                .map(|&h| format!("\"{}\"", self.nodes[h].name))
+                .collect();
+            let _ = writeln!(out, "holder = [{}]", holders.join(", "));
+            let _ = writeln!(out, "key_location = {:.6}", s.key_location.as_f64());
+            let _ = writeln!(out, "htl = {}", s.htl);
+        }
+        out
+    }
+}
+
+/// Shapes `veil testnet gen` can draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shape {
+    /// Each node linked to its `degree/2` nearest on either side of a ring.
+    Ring,
+    /// A random spanning tree plus random edges up to the mean degree.
+    Random,
+    /// A ring plus long links drawn with probability ~ 1/distance (Kleinberg).
+    SmallWorld,
+}
+
+/// Draw a connected topology of `n` nodes with mean degree about `degree`.
+pub fn generate(
+    n: usize,
+    degree: usize,
+    shape: Shape,
+    seed: u64,
+) -> Result<Topology, TopologyError> {
+    if n < 2 {
+        return Err(TopologyError::Generate("need at least 2 nodes".into()));
+    }
+    if n > 100_000 {
+        return Err(TopologyError::Generate("at most 100000 nodes".into()));
+    }
+    if degree < 1 || degree >= n {
+        return Err(TopologyError::Generate(format!(
+            "degree must be between 1 and {} for {n} nodes",
+            n - 1
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let width = (n - 1).to_string().len();
+    let mut nodes: Vec<NodeSpec> = (0..n)
+        .map(|i| NodeSpec {
+            name: format!("n{i:0width$}"),
+            location: Location::from_f64(0.0),
+        })
+        .collect();
+    let mut edges = BTreeSet::new();
+    let add = |a: usize, b: usize, edges: &mut BTreeSet<(usize, usize)>| {
+        if a != b {
+            edges.insert((a.min(b), a.max(b)));
+        }
+    };
+    match shape {
+        Shape::Ring | Shape::SmallWorld => {
+            // Evenly spread ring positions, so ring order is location order.
+            let offset: f64 = rng.gen::<f64>() / n as f64;
+            for (i, node) in nodes.iter_mut().enumerate() {
+                node.location = Location::from_f64(i as f64 / n as f64 + offset);
+            }
+            let local = if shape == Shape::Ring {
+                degree.div_ceil(2)
+            } else {
+                1
+            };
+            for i in 0..n {
+                for k in 1..=local {
+                    add(i, (i + k) % n, &mut edges);
+                }
+            }
+            if shape == Shape::SmallWorld {
+                let target = (n * degree).div_ceil(2);
+                let mut attempts = 0usize;
+                while edges.len() < target && attempts < target * 100 {
+                    attempts += 1;
+                    let a = rng.gen_range(0..n);
+                    // Ring distance d in 1..=n/2 with P(d) ~ 1/d.
+                    let max_d = (n / 2).max(1) as f64;
+                    let d = (max_d.powf(rng.gen::<f64>())).floor().max(1.0) as usize;
+                    let b = if rng.gen::<bool>() {
+                        (a + d) % n
+                    } else {
+                        (a + n - d % n) % n
+                    };
+                    add(a, b, &mut edges);
+                }
+            }
+        }
+        Shape::Random => {
+            for node in nodes.iter_mut() {
+                node.location = Location::from_f64(rng.gen::<f64>());
+            }
+            let mut order: Vec<usize> = (0..n).collect();
+            order.shuffle(&mut rng);
+            for i in 1..n {
+                let parent = order[rng.gen_range(0..i)];
+                add(order[i], parent, &mut edges);
+            }
+            let target = (n * degree).div_ceil(2);
+            let mut attempts = 0usize;
+            while edges.len() < target && attempts < target * 100 {
+                attempts += 1;
+                add(rng.gen_range(0..n), rng.gen_range(0..n), &mut edges);
+            }
+        }
+    }
+    Ok(Topology {
+        nodes,
+        edges: edges.into_iter().collect(),
+        scenario: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_specific() {
+        assert!(matches!(
+            Topology::parse("nodes = {}"),
+            Err(TopologyError::Empty)
+        ));
+        assert!(matches!(
+            Topology::parse("edges=[[\"A\",\"Z\"]]\n[nodes]\nA={}"),
+            Err(TopologyError::UnknownNode(n)) if n == "Z"
+        ));
+        assert!(matches!(
+            Topology::parse("[nodes]\nA={location=1.5}"),
+            Err(TopologyError::BadLocation { .. })
+        ));
+        assert!(matches!(
+            Topology::parse("edges=[[\"A\",\"A\"]]\n[nodes]\nA={}"),
+            Err(TopologyError::SelfLoop(_))
+        ));
+        assert!(matches!(
+            Topology::parse("[nodes\n"),
+            Err(TopologyError::Syntax(_))
+        ));
+    }
+
+    #[test]
+    fn generated_topologies_are_connected_and_reparse() {
+        for shape in [Shape::Ring, Shape::Random, Shape::SmallWorld] {
+            let t = generate(32, 4, shape, 9).unwrap();
+            assert!(t.is_connected(), "{shape:?}");
+            let mean = 2.0 * t.edges.len() as f64 / 32.0;
+            assert!((3.5..=4.5).contains(&mean), "{shape:?} mean degree {mean}");
+            let back = Topology::parse(&t.to_toml()).unwrap();
+            assert_eq!(back.edges, t.edges);
+            assert_eq!(back.nodes.len(), 32);
+            assert_eq!(generate(32, 4, shape, 9).unwrap(), t, "deterministic");
+        }
+    }
+}
