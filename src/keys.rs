@@ -30,7 +30,35 @@ const TAG_LEN: usize = 16;
 /// Every encrypted block is exactly this many bytes.
 pub const BLOCK_LEN: usize = PADDED_LEN + TAG_LEN;
 
-const KEY_DOMAIN: &[u8] = b"veil/chk/v1";
+const DATA_DOMAIN: &[u8] = b"veil/chk/v1";
+const MANIFEST_DOMAIN: &[u8] = b"veil/chk-manifest/v1";
+
+/// What a block's plaintext is. The kind is bound into the decryption key
+/// (a different hash domain), so it cannot be changed without changing the
+/// key, and no node without the key can tell the kinds apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlockKind {
+    /// File content.
+    Data,
+    /// A manifest describing other blocks.
+    Manifest,
+}
+
+impl BlockKind {
+    fn domain(self) -> &'static [u8] {
+        match self {
+            BlockKind::Data => DATA_DOMAIN,
+            BlockKind::Manifest => MANIFEST_DOMAIN,
+        }
+    }
+}
+
+fn derive_key(kind: BlockKind, data: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(kind.domain());
+    hasher.update(data);
+    hasher.finalize().into()
+}
 
 /// Errors from building, parsing or opening content keys and blocks.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -231,16 +259,19 @@ pub struct Chk {
 }
 
 impl Chk {
-    /// Encrypt up to [`BLOCK_DATA_LEN`] bytes into a block and its key.
-    /// The same data always gives the same block and key (convergence).
+    /// Encrypt up to [`BLOCK_DATA_LEN`] bytes of file data into a block and
+    /// its key. The same data always gives the same block and key
+    /// (convergence).
     pub fn encode(data: &[u8]) -> Result<(Chk, Block), KeyError> {
+        Chk::encode_kind(BlockKind::Data, data)
+    }
+
+    /// Encrypt a block of the given kind.
+    pub fn encode_kind(kind: BlockKind, data: &[u8]) -> Result<(Chk, Block), KeyError> {
         if data.len() > BLOCK_DATA_LEN {
             return Err(KeyError::DataTooLong(data.len()));
         }
-        let mut hasher = Sha256::new();
-        hasher.update(KEY_DOMAIN);
-        hasher.update(data);
-        let decryption = DecryptionKey(hasher.finalize().into());
+        let decryption = DecryptionKey(derive_key(kind, data));
 
         let mut padded = vec![0u8; PADDED_LEN];
         // BLOCK_DATA_LEN fits in u32, checked above.
@@ -264,8 +295,16 @@ impl Chk {
     }
 
     /// Verify `block` against the routing key, open it, and check that the
-    /// plaintext really derives this decryption key.
+    /// plaintext really derives this decryption key. Data blocks only.
     pub fn decode(&self, block: &Block) -> Result<Vec<u8>, KeyError> {
+        match self.decode_any(block)? {
+            (BlockKind::Data, data) => Ok(data),
+            (BlockKind::Manifest, _) => Err(KeyError::DecryptFailed),
+        }
+    }
+
+    /// Open a block of either kind and say which kind it is.
+    pub fn decode_any(&self, block: &Block) -> Result<(BlockKind, Vec<u8>), KeyError> {
         block.verify(&self.routing)?;
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.decryption.0));
         let mut padded = cipher
@@ -274,14 +313,12 @@ impl Chk {
         let result = unpad(&padded);
         padded.zeroize();
         let data = result?;
-        let mut hasher = Sha256::new();
-        hasher.update(KEY_DOMAIN);
-        hasher.update(&data);
-        let derived: [u8; 32] = hasher.finalize().into();
-        if derived != self.decryption.0 {
-            return Err(KeyError::DecryptFailed);
+        for kind in [BlockKind::Data, BlockKind::Manifest] {
+            if derive_key(kind, &data) == self.decryption.0 {
+                return Ok((kind, data));
+            }
         }
-        Ok(data)
+        Err(KeyError::DecryptFailed)
     }
 
     /// `CHK@<routing key>,<decryption key>`, both base64url without padding.
@@ -360,6 +397,16 @@ mod tests {
             Chk::encode(&vec![0; BLOCK_DATA_LEN + 1]).unwrap_err(),
             KeyError::DataTooLong(BLOCK_DATA_LEN + 1)
         );
+    }
+
+    #[test]
+    fn kinds_are_bound_to_the_key() {
+        let (data_chk, data_block) = Chk::encode(b"same bytes").unwrap();
+        let (man_chk, man_block) = Chk::encode_kind(BlockKind::Manifest, b"same bytes").unwrap();
+        assert_ne!(data_chk.routing, man_chk.routing);
+        assert_eq!(data_chk.decode_any(&data_block).unwrap().0, BlockKind::Data);
+        assert_eq!(man_chk.decode_any(&man_block).unwrap().0, BlockKind::Manifest);
+        assert_eq!(man_chk.decode(&man_block), Err(KeyError::DecryptFailed));
     }
 
     #[test]

@@ -26,9 +26,14 @@
 //! each node verifies the block against the key and caches it. No message
 //! says who asked or who answered.
 
+pub mod audit;
+pub mod content;
 pub mod harness;
 pub mod htl;
+pub mod identity;
 pub mod keys;
+pub mod link;
 pub mod message;
 pub mod routing;
+pub mod store;
 pub mod topology;
