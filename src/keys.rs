@@ -405,7 +405,10 @@ mod tests {
         let (man_chk, man_block) = Chk::encode_kind(BlockKind::Manifest, b"same bytes").unwrap();
         assert_ne!(data_chk.routing, man_chk.routing);
         assert_eq!(data_chk.decode_any(&data_block).unwrap().0, BlockKind::Data);
-        assert_eq!(man_chk.decode_any(&man_block).unwrap().0, BlockKind::Manifest);
+        assert_eq!(
+            man_chk.decode_any(&man_block).unwrap().0,
+            BlockKind::Manifest
+        );
         assert_eq!(man_chk.decode(&man_block), Err(KeyError::DecryptFailed));
     }
 

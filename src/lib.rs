@@ -27,6 +27,10 @@
 //! says who asked or who answered.
 
 pub mod audit;
+pub mod audit_log;
+pub mod bench;
+pub mod client;
+pub mod config;
 pub mod content;
 pub mod harness;
 pub mod htl;
@@ -34,6 +38,10 @@ pub mod identity;
 pub mod keys;
 pub mod link;
 pub mod message;
+pub mod node;
 pub mod routing;
 pub mod store;
+pub mod testnet;
 pub mod topology;
+pub mod transfer;
+pub mod workload;

@@ -20,14 +20,16 @@
 //! 3. A uid already being handled is answered `RejectedLoop`; a uid is
 //!    forgotten as soon as the node has replied.
 //! 4. `RouteNotFound(h)` sets `b = min(b, h)`; `RejectedLoop`, an overload
-//!    reply, a bad block or a dropped link cost one hop; then the next
+//!    reply or a bad block cost one hop; then the next
 //!    candidate is tried, `DataNotFound` is answered at `b == 0` and
 //!    `RouteNotFound(b)` when no candidate is left. `DataNotFound` from
 //!    downstream is passed up at once.
 //! 5. `DataFound` is verified, cached and passed back to the upstream peer.
 //! 6. A silent peer times out after `timeout_base + timeout_per_hop * htl`;
 //!    since the node cannot know how much budget the silent peer spent, it
-//!    ends the search (`DataNotFound` / `InsertFailed`).
+//!    ends the search (`DataNotFound` / `InsertFailed`). Losing the link to
+//!    the peer being waited on ends it the same way. A search whose upstream
+//!    link is gone runs to its end but sends no answer.
 //! 7. Inserts follow the same rules; every node that accepts one caches the
 //!    block, a node whose budget reaches zero stores it and answers
 //!    `InsertSucceeded`, and a node that runs out of candidates stores it and
@@ -344,6 +346,7 @@ impl<P: PeerId> Router<P> {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_client(
         &mut self,
         now: Time,
@@ -593,20 +596,21 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    fn on_link_down(&mut self, now: Time, peer: P, out: &mut Vec<Action<P>>) {
+    fn on_link_down(&mut self, _now: Time, peer: P, out: &mut Vec<Action<P>>) {
         self.neighbours.remove(&peer);
-        let stalled: Vec<Uid> = self
+        // A search waiting on the lost peer ends as a timeout would: the
+        // subtree behind that peer may have spent any part of the budget it
+        // was given and may still be running, so continuing could overspend
+        // the HTL.
+        let mut stalled: Vec<Uid> = self
             .pending
             .iter()
             .filter(|(_, p)| p.waiting.as_ref().map(|w| &w.peer) == Some(&peer))
             .map(|(uid, _)| *uid)
             .collect();
+        stalled.sort_unstable();
         for uid in stalled {
-            if let Some(p) = self.pending.get_mut(&uid) {
-                p.waiting = None;
-                p.budget = p.budget.saturating_sub(1);
-            }
-            self.route_next(now, uid, out);
+            self.finish(uid, Ending::Timeout, out);
         }
     }
 
@@ -698,6 +702,10 @@ impl<P: PeerId> Router<P> {
                     if *n == 0 {
                         self.inflight_per_peer.remove(&peer);
                     }
+                }
+                if !self.neighbours.contains_key(&peer) {
+                    // The upstream link is gone: there is no one to answer.
+                    return;
                 }
                 let msg = match (p.op, ending) {
                     (_, Ending::Found(block)) => Message::DataFound { uid, block },

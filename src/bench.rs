@@ -1,0 +1,250 @@
+//! `veil bench`: figures measured on this machine, printed, never asserted.
+//!
+//! - per-hop latency: a 5-node chain of real nodes (in this process, real
+//!   TCP on loopback, real Noise links and redb stores); fresh blocks are
+//!   placed at distance 1..4 from the requester and fetched, and the
+//!   per-hop cost is the slope of median latency over distance;
+//! - 16 MiB get throughput across the chain: the file's blocks are placed at
+//!   one end and fetched from the other (4 hops each way);
+//! - raw ChaCha20-Poly1305 single-core throughput, for comparison.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use chacha20poly1305::aead::{AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::Serialize;
+
+use crate::client::Client;
+use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
+use crate::identity::Identity;
+use crate::keys::Chk;
+use crate::node::{self, NodeSetup, RunningNode};
+
+/// What `veil bench` measured.
+#[derive(Debug, Serialize)]
+pub struct BenchReport {
+    pub chain_nodes: usize,
+    /// Median fetch latency (ms) of a block held `d` hops away, d = 1..4.
+    pub latency_by_distance_ms: Vec<f64>,
+    /// Least-squares slope of the above: added latency per hop.
+    pub per_hop_ms: f64,
+    pub samples_per_distance: usize,
+    pub get_bytes: usize,
+    pub get_seconds: f64,
+    pub get_mib_per_s: f64,
+    pub chacha_mib_per_s: f64,
+}
+
+impl BenchReport {
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "{}-node loopback chain (in-process nodes, real TCP + Noise + redb)\n",
+            self.chain_nodes
+        ));
+        for (i, ms) in self.latency_by_distance_ms.iter().enumerate() {
+            out.push_str(&format!(
+                "  block {} hop(s) away: median {:.3} ms over {} fetches\n",
+                i + 1,
+                ms,
+                self.samples_per_distance
+            ));
+        }
+        out.push_str(&format!(
+            "  added latency per hop: {:.3} ms\n",
+            self.per_hop_ms
+        ));
+        out.push_str(&format!(
+            "  {} MiB get across the chain: {:.2} s, {:.1} MiB/s\n",
+            self.get_bytes / (1024 * 1024),
+            self.get_seconds,
+            self.get_mib_per_s
+        ));
+        out.push_str(&format!(
+            "raw ChaCha20-Poly1305, one core: {:.1} MiB/s\n",
+            self.chacha_mib_per_s
+        ));
+        out
+    }
+}
+
+/// Start `n` nodes in a chain under `dir`.
+async fn start_chain(dir: &Path, n: usize) -> anyhow::Result<Vec<RunningNode>> {
+    let mut ids = Vec::new();
+    let mut ports = Vec::new();
+    for i in 0..n {
+        let node_dir = dir.join(format!("n{i}"));
+        std::fs::create_dir_all(&node_dir)?;
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        identity.save(node_dir.join(IDENTITY_FILE))?;
+        ids.push(identity.public());
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let c = std::net::TcpListener::bind("127.0.0.1:0")?;
+        ports.push((l.local_addr()?, c.local_addr()?, l, c));
+    }
+    let addrs: Vec<_> = ports.iter().map(|(l, c, _, _)| (*l, *c)).collect();
+    drop(ports);
+    let mut running = Vec::new();
+    for i in 0..n {
+        let node_dir = dir.join(format!("n{i}"));
+        let mut config = NodeConfig::new(addrs[i].0, addrs[i].1, Some((i as f64 + 0.5) / n as f64));
+        config.testnet = true;
+        config.store_size = SizeSetting::Text("128MiB".into());
+        for j in [i.wrapping_sub(1), i + 1] {
+            if j < n {
+                config.peers.push(PeerConfig {
+                    address: addrs[j].0,
+                    public_key: ids[j],
+                    name: Some(format!("n{j}")),
+                });
+            }
+        }
+        config.save(&node_dir)?;
+        running.push(node::start(NodeSetup::load(&node_dir)?).await?);
+    }
+    // Wait for every link.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut up = 0;
+        for r in &running {
+            if let Ok(mut c) = Client::connect(r.client, Duration::from_secs(2)).await {
+                if let Ok(s) = c.status().await {
+                    up += s.peers.iter().filter(|p| p.connected).count();
+                }
+            }
+        }
+        if up == 2 * (n - 1) {
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("chain links did not come up");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(running)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Run every benchmark. `samples` fetches per distance; `get_mib` MiB file.
+pub async fn run(
+    samples: usize,
+    get_mib: usize,
+    on_step: impl Fn(&str),
+) -> anyhow::Result<BenchReport> {
+    let n = 5;
+    let tmp = tempfile_dir()?;
+    let nodes = start_chain(&tmp, n).await?;
+    let result = measure(&nodes, samples, get_mib, &on_step).await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (latency_by_distance_ms, per_hop_ms, get_bytes, get_seconds) = result?;
+    on_step("measuring raw ChaCha20-Poly1305");
+    let chacha_mib_per_s = chacha_throughput();
+    Ok(BenchReport {
+        chain_nodes: n,
+        latency_by_distance_ms,
+        per_hop_ms,
+        samples_per_distance: samples,
+        get_bytes,
+        get_seconds,
+        get_mib_per_s: get_bytes as f64 / (1024.0 * 1024.0) / get_seconds,
+        chacha_mib_per_s,
+    })
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("veil-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+async fn measure(
+    nodes: &[RunningNode],
+    samples: usize,
+    get_mib: usize,
+    on_step: &impl Fn(&str),
+) -> anyhow::Result<(Vec<f64>, f64, usize, f64)> {
+    let requester = nodes[0].client;
+    let mut medians = Vec::new();
+    for (d, holder) in nodes.iter().enumerate().skip(1) {
+        on_step(&format!("latency: blocks {d} hop(s) away"));
+        let mut times = Vec::with_capacity(samples);
+        for s in 0..samples {
+            // A fresh block each time, so no cache on the way can answer.
+            let (chk, block) =
+                Chk::encode(format!("bench {d} {s} {:?}", Instant::now()).as_bytes())?;
+            Client::connect(holder.client, Duration::from_secs(10))
+                .await?
+                .place(block)
+                .await?;
+            let mut c = Client::connect(requester, Duration::from_secs(30)).await?;
+            let t = Instant::now();
+            c.get(chk.routing).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        medians.push(median(times));
+    }
+    // Least-squares slope of median latency over distance 1..=k.
+    let xs: Vec<f64> = (1..=medians.len()).map(|d| d as f64).collect();
+    let mx = xs.iter().sum::<f64>() / xs.len() as f64;
+    let my = medians.iter().sum::<f64>() / medians.len() as f64;
+    let num: f64 = xs
+        .iter()
+        .zip(&medians)
+        .map(|(x, y)| (x - mx) * (y - my))
+        .sum();
+    let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    let slope = if den > 0.0 { num / den } else { 0.0 };
+
+    on_step(&format!(
+        "throughput: placing a {get_mib} MiB file at one end"
+    ));
+    let data: Vec<u8> = (0..get_mib * 1024 * 1024)
+        .map(|i| (i % 251) as u8 ^ (i / 4093) as u8)
+        .collect();
+    let split = crate::content::split(&data)?;
+    let far = nodes.len() - 1;
+    {
+        let mut c = Client::connect(nodes[far].client, Duration::from_secs(10)).await?;
+        for block in &split.blocks {
+            c.place(block.clone()).await?;
+        }
+    }
+    on_step("throughput: fetching it from the other end");
+    let t = Instant::now();
+    let got = crate::transfer::get_file(requester, &split.uri, 8).await?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(got == data, "the fetched file differs");
+    Ok((medians, slope, data.len(), secs))
+}
+
+/// Seal 64 KiB buffers for about half a second on this thread.
+pub fn chacha_throughput() -> f64 {
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(&[7u8; 32]));
+    let mut buf = vec![0u8; 64 * 1024];
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    let mut counter = 0u64;
+    while start.elapsed() < Duration::from_millis(500) {
+        let mut nonce = [0u8; 12];
+        nonce[..8].copy_from_slice(&counter.to_le_bytes());
+        counter += 1;
+        if let Ok(tag) = cipher.encrypt_in_place_detached(Nonce::from_slice(&nonce), b"", &mut buf)
+        {
+            std::hint::black_box(tag);
+        }
+        bytes += buf.len();
+    }
+    bytes as f64 / (1024.0 * 1024.0) / start.elapsed().as_secs_f64()
+}

@@ -1,0 +1,211 @@
+//! The local client API: how `veil put`, `veil get` and `veil status` talk
+//! to a running node.
+//!
+//! A TCP connection to the node's `client` address (loopback by default)
+//! carries requests and responses one at a time, each framed as a 4-byte
+//! big-endian length followed by that many bytes of CBOR. Frames above
+//! [`MAX_CLIENT_FRAME`] are refused before allocation. The node only ever
+//! sees encrypted blocks: files are split and encrypted by the client, so
+//! decryption keys never reach the node.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::keys::{Block, RoutingKey};
+
+/// Largest client frame: one block plus room for the envelope.
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// A request to the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ClientRequest {
+    /// Fetch the block with this routing key from the network.
+    Get { key: RoutingKey },
+    /// Insert this (already encrypted) block into the network.
+    Insert { block: Block },
+    /// Report peers, store usage and counters.
+    Status,
+    /// Testnet only: put a block straight into this node's store.
+    Place { block: Block },
+}
+
+/// A peer as `veil status` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PeerStatus {
+    pub name: Option<String>,
+    pub public_key: String,
+    pub address: String,
+    pub connected: bool,
+    pub location: Option<f64>,
+}
+
+/// A node's state, for `veil status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct NodeStatus {
+    pub public_key: String,
+    pub listen: String,
+    pub location: f64,
+    pub testnet: bool,
+    pub peers: Vec<PeerStatus>,
+    pub store_blocks: u64,
+    pub store_bytes: u64,
+    pub store_limit: u64,
+    pub cache_blocks: u64,
+    pub cache_bytes: u64,
+    pub cache_limit: u64,
+    pub requests_received: u64,
+    pub requests_originated: u64,
+    pub answered_from_store: u64,
+    pub loops_rejected: u64,
+    pub overloads_sent: u64,
+    pub timeouts: u64,
+    pub pending: u64,
+}
+
+/// The node's answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ClientResponse {
+    Found {
+        block: Block,
+    },
+    Inserted,
+    Placed,
+    Status(Box<NodeStatus>),
+    /// The request failed; the text says why.
+    Failed {
+        reason: String,
+    },
+}
+
+/// Errors of the client side.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to node at {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("node connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes exceeds the {MAX_CLIENT_FRAME}-byte limit")]
+    FrameTooLarge(usize),
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+    #[error("the node closed the connection")]
+    Closed,
+    #[error("the node did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("{0}")]
+    Failed(String),
+    #[error("unexpected answer from the node")]
+    Unexpected,
+}
+
+/// Write one length-prefixed CBOR frame.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    w: &mut W,
+    value: &T,
+) -> Result<(), ClientError> {
+    let mut bytes = Vec::new();
+    ciborium::ser::into_writer(value, &mut bytes)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_CLIENT_FRAME {
+        return Err(ClientError::FrameTooLarge(bytes.len()));
+    }
+    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    w.write_all(&bytes).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Read one frame; `Ok(None)` on a clean end of stream.
+pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
+    r: &mut R,
+) -> Result<Option<T>, ClientError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_CLIENT_FRAME {
+        return Err(ClientError::FrameTooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    r.read_exact(&mut buf).await?;
+    let value = ciborium::de::from_reader_with_recursion_limit(buf.as_slice(), 16)
+        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    Ok(Some(value))
+}
+
+/// A connection to a node's client API.
+pub struct Client {
+    stream: TcpStream,
+    timeout: Duration,
+}
+
+impl Client {
+    /// Connect to the node at `addr`. Each request waits at most `timeout`.
+    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| ClientError::Timeout(timeout))?
+            .map_err(|source| ClientError::Connect { addr, source })?;
+        stream.set_nodelay(true)?;
+        Ok(Client { stream, timeout })
+    }
+
+    async fn call(&mut self, req: &ClientRequest) -> Result<ClientResponse, ClientError> {
+        let timeout = self.timeout;
+        let exchange = async {
+            write_frame(&mut self.stream, req).await?;
+            read_frame::<_, ClientResponse>(&mut self.stream)
+                .await?
+                .ok_or(ClientError::Closed)
+        };
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(Ok(ClientResponse::Failed { reason })) => Err(ClientError::Failed(reason)),
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Timeout(timeout)),
+        }
+    }
+
+    /// Fetch one block from the network.
+    pub async fn get(&mut self, key: RoutingKey) -> Result<Block, ClientError> {
+        match self.call(&ClientRequest::Get { key }).await? {
+            ClientResponse::Found { block } if block.verify(&key).is_ok() => Ok(block),
+            ClientResponse::Found { .. } => Err(ClientError::Failed(
+                "node returned a block that does not match its key".into(),
+            )),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Insert one block.
+    pub async fn insert(&mut self, block: Block) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::Insert { block }).await? {
+            ClientResponse::Inserted => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Testnet only: place a block in the node's store.
+    pub async fn place(&mut self, block: Block) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::Place { block }).await? {
+            ClientResponse::Placed => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    pub async fn status(&mut self) -> Result<NodeStatus, ClientError> {
+        match self.call(&ClientRequest::Status).await? {
+            ClientResponse::Status(s) => Ok(*s),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+}

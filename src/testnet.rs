@@ -1,0 +1,402 @@
+//! Local testnets: one real `veil node` process per topology node, on
+//! loopback, with audit logging on.
+//!
+//! `up` lays out `DIR/<name>/` (identity, node.toml with peers from the
+//! edges, the topology's location), starts the processes, waits until every
+//! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::Client;
+use crate::config::{NodeConfig, PeerConfig, IDENTITY_FILE};
+use crate::identity::Identity;
+use crate::message::Htl;
+use crate::topology::Topology;
+
+/// Name of the testnet description file in the testnet directory.
+pub const TESTNET_FILE: &str = "testnet.json";
+
+/// Why a testnet could not be brought up or down.
+#[derive(Debug, thiserror::Error)]
+pub enum TestnetError {
+    #[error("{path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{0} exists and is not a veil testnet directory; refusing to touch it")]
+    ForeignDir(PathBuf),
+    #[error("node {name} failed to start:\n{log_tail}")]
+    NodeFailed { name: String, log_tail: String },
+    #[error(
+        "links did not all come up within {secs} s ({up}/{total} up); not connected: {missing}"
+    )]
+    NotReady {
+        secs: u64,
+        up: usize,
+        total: usize,
+        missing: String,
+    },
+    #[error("{path}: {message}")]
+    Description { path: PathBuf, message: String },
+}
+
+fn io_err(path: &Path, e: impl std::fmt::Display) -> TestnetError {
+    TestnetError::Io {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// One node in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    pub listen: SocketAddr,
+    pub client: SocketAddr,
+    pub pid: u32,
+}
+
+/// `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetInfo {
+    pub ready: bool,
+    pub nodes: BTreeMap<String, NodeInfo>,
+}
+
+impl TestnetInfo {
+    pub fn load(dir: &Path) -> Result<TestnetInfo, TestnetError> {
+        let path = dir.join(TESTNET_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
+        serde_json::from_str(&text).map_err(|e| TestnetError::Description {
+            path,
+            message: e.to_string(),
+        })
+    }
+
+    fn save(&self, dir: &Path) -> Result<(), TestnetError> {
+        let path = dir.join(TESTNET_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| io_err(&path, e))?;
+        std::fs::write(&path, text + "\n").map_err(|e| io_err(&path, e))
+    }
+}
+
+/// Options of `testnet up`.
+pub struct UpOptions {
+    /// The `veil` binary to run for each node.
+    pub exe: PathBuf,
+    /// Largest HTL on every node (the scenario's when it has one).
+    pub max_htl: Htl,
+    /// How long to wait for every link.
+    pub ready_timeout: Duration,
+    /// Called with (links up, links in total) while waiting.
+    pub on_progress: Box<dyn Fn(usize, usize) + Send>,
+}
+
+/// A running testnet: the child processes it started.
+pub struct Testnet {
+    pub dir: PathBuf,
+    pub info: TestnetInfo,
+    children: Vec<(String, Child)>,
+}
+
+/// Reserve `n` distinct free loopback ports (held together, then released).
+fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()?;
+    listeners.iter().map(|l| l.local_addr()).collect()
+}
+
+/// The last `max` bytes of a log file, for error reports.
+pub fn log_tail(path: &Path, max: u64) -> String {
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return format!("(no log at {})", path.display());
+    };
+    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
+    let mut text = String::new();
+    let _ = f.read_to_string(&mut text);
+    text
+}
+
+/// Make `dir` ready for a fresh testnet: create it, or clear a previous
+/// testnet's files (stopping any of its nodes still running). Anything else
+/// is left alone and refused.
+fn prepare_dir(dir: &Path) -> Result<(), TestnetError> {
+    if dir.exists() {
+        let empty = std::fs::read_dir(dir)
+            .map_err(|e| io_err(dir, e))?
+            .next()
+            .is_none();
+        if !empty {
+            if !dir.join(TESTNET_FILE).exists() {
+                return Err(TestnetError::ForeignDir(dir.to_path_buf()));
+            }
+            down(dir)?;
+            for entry in std::fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
+                let path = entry.map_err(|e| io_err(dir, e))?.path();
+                let result = if path.is_dir() {
+                    std::fs::remove_dir_all(&path)
+                } else {
+                    std::fs::remove_file(&path)
+                };
+                result.map_err(|e| io_err(&path, e))?;
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_err(dir, e))
+}
+
+/// Lay out and start a testnet, and wait until every edge is connected.
+pub async fn up(topology: &Topology, dir: &Path, opts: UpOptions) -> Result<Testnet, TestnetError> {
+    prepare_dir(dir)?;
+    let n = topology.nodes.len();
+    let ports = free_ports(2 * n).map_err(|e| io_err(dir, e))?;
+    let mut identities = Vec::with_capacity(n);
+    for node in &topology.nodes {
+        let node_dir = dir.join(&node.name);
+        std::fs::create_dir_all(&node_dir).map_err(|e| io_err(&node_dir, e))?;
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        let key_path = node_dir.join(IDENTITY_FILE);
+        identity.save(&key_path).map_err(|e| io_err(&key_path, e))?;
+        identities.push(identity.public());
+    }
+    let adjacency = topology.adjacency();
+    for (i, node) in topology.nodes.iter().enumerate() {
+        let node_dir = dir.join(&node.name);
+        let mut config =
+            NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(node.location.as_f64()));
+        config.testnet = true;
+        config.max_htl = opts.max_htl;
+        config.store_size = crate::config::SizeSetting::Text("64MiB".into());
+        config.peers = adjacency[i]
+            .iter()
+            .map(|&j| PeerConfig {
+                address: ports[2 * j],
+                public_key: identities[j],
+                name: Some(topology.nodes[j].name.clone()),
+            })
+            .collect();
+        config.save(&node_dir).map_err(|e| io_err(&node_dir, e))?;
+    }
+
+    let mut testnet = Testnet {
+        dir: dir.to_path_buf(),
+        info: TestnetInfo {
+            ready: false,
+            nodes: BTreeMap::new(),
+        },
+        children: Vec::new(),
+    };
+    for (i, node) in topology.nodes.iter().enumerate() {
+        let node_dir = dir.join(&node.name);
+        let log_path = node_dir.join("node.log");
+        let log = std::fs::File::create(&log_path).map_err(|e| io_err(&log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
+        let spawned = Command::new(&opts.exe)
+            .arg("node")
+            .arg(&node_dir)
+            .arg("--testnet")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn();
+        let child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                testnet.stop();
+                return Err(io_err(&opts.exe, e));
+            }
+        };
+        testnet.info.nodes.insert(
+            node.name.clone(),
+            NodeInfo {
+                id: identities[i].to_string(),
+                listen: ports[2 * i],
+                client: ports[2 * i + 1],
+                pid: child.id(),
+            },
+        );
+        testnet.children.push((node.name.clone(), child));
+    }
+    // Write the description early (ready = false) so `down` works meanwhile.
+    testnet.info.save(dir)?;
+
+    let total = topology.edges.len();
+    let started = Instant::now();
+    loop {
+        if let Some(name) = testnet.exited() {
+            let tail = log_tail(&dir.join(&name).join("node.log"), 2000);
+            testnet.stop();
+            return Err(TestnetError::NodeFailed {
+                name,
+                log_tail: tail,
+            });
+        }
+        let (up, missing) = testnet.links_up().await;
+        (opts.on_progress)(up, total);
+        if up >= total {
+            break;
+        }
+        if started.elapsed() > opts.ready_timeout {
+            testnet.stop();
+            return Err(TestnetError::NotReady {
+                secs: opts.ready_timeout.as_secs(),
+                up,
+                total,
+                missing: missing.join(", "),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    testnet.info.ready = true;
+    testnet.info.save(dir)?;
+    Ok(testnet)
+}
+
+impl Testnet {
+    /// The name of a node whose process has exited, if any.
+    fn exited(&mut self) -> Option<String> {
+        for (name, child) in &mut self.children {
+            if matches!(child.try_wait(), Ok(Some(_))) {
+                return Some(name.clone());
+            }
+        }
+        None
+    }
+
+    /// Edges up (counted once, both ends agreeing) and the names of nodes
+    /// still missing a link.
+    async fn links_up(&self) -> (usize, Vec<String>) {
+        let mut half_links = 0usize;
+        let mut missing = Vec::new();
+        for (name, node) in &self.info.nodes {
+            let status = match Client::connect(node.client, Duration::from_secs(2)).await {
+                Ok(mut c) => c.status().await.ok(),
+                Err(_) => None,
+            };
+            match status {
+                Some(s) => {
+                    let up = s.peers.iter().filter(|p| p.connected).count();
+                    half_links += up;
+                    if up < s.peers.len() {
+                        missing.push(name.clone());
+                    }
+                }
+                None => missing.push(name.clone()),
+            }
+        }
+        (half_links / 2, missing)
+    }
+
+    /// Per node: name, client address, peers up / peers configured.
+    pub async fn table(&self) -> Vec<(String, SocketAddr, usize, usize)> {
+        let mut rows = Vec::new();
+        for (name, node) in &self.info.nodes {
+            let (up, total) = match Client::connect(node.client, Duration::from_secs(2)).await {
+                Ok(mut c) => match c.status().await {
+                    Ok(s) => (
+                        s.peers.iter().filter(|p| p.connected).count(),
+                        s.peers.len(),
+                    ),
+                    Err(_) => (0, 0),
+                },
+                Err(_) => (0, 0),
+            };
+            rows.push((name.clone(), node.client, up, total));
+        }
+        rows
+    }
+
+    /// Stop every node: SIGTERM, a grace period, then SIGKILL.
+    pub fn stop(&mut self) {
+        for (_, child) in &self.children {
+            terminate(child.id());
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for (name, child) in &mut self.children {
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        tracing::warn!(node = %name, "node ignored SIGTERM; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+        self.children.clear();
+        self.info.ready = false;
+        let _ = self.info.save(&self.dir);
+    }
+}
+
+impl Drop for Testnet {
+    fn drop(&mut self) {
+        if !self.children.is_empty() {
+            self.stop();
+        }
+    }
+}
+
+fn terminate(pid: u32) {
+    if let Ok(pid) = i32::try_from(pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// Is `pid` a running `veil node` process for a directory under `dir`?
+fn is_our_node(pid: u32, dir: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let dir_text = dir.to_string_lossy();
+    args.iter().any(|a| a == "node") && args.iter().any(|a| a.starts_with(dir_text.as_ref()))
+}
+
+/// Stop a testnet started elsewhere, from its `testnet.json`. Returns how
+/// many nodes were signalled.
+pub fn down(dir: &Path) -> Result<usize, TestnetError> {
+    let info = TestnetInfo::load(dir)?;
+    let mut signalled = Vec::new();
+    for node in info.nodes.values() {
+        if is_our_node(node.pid, dir) {
+            terminate(node.pid);
+            signalled.push(node.pid);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline && signalled.iter().any(|&p| is_our_node(p, dir)) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for &pid in &signalled {
+        if is_our_node(pid, dir) {
+            if let Ok(p) = i32::try_from(pid) {
+                // SAFETY: kill(2) has no memory-safety preconditions.
+                unsafe {
+                    libc::kill(p, libc::SIGKILL);
+                }
+            }
+        }
+    }
+    Ok(signalled.len())
+}

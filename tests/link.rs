@@ -1,0 +1,799 @@
+//! Integration tests for `veil::link`: encrypted, authenticated, fixed-size
+//! framed links, over loopback TCP (and `tokio::io::duplex`).
+//!
+//! Some tests drive one end by hand with `snow` directly (a "raw peer"),
+//! following the wire format in `docs/links.md`, so they can send exactly
+//! the bytes a broken or hostile peer would.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use veil::identity::{Identity, PeerKey};
+use veil::keys::Chk;
+use veil::link::{
+    accept, connect, Link, LinkConfig, LinkError, FRAME_SIZES, MAX_PAYLOAD, SMALL_PAYLOAD,
+};
+use veil::message::{Message, MAX_MESSAGE_LEN};
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+/// Upper bound on any single test step; nothing should come close.
+const STEP: Duration = Duration::from_secs(5);
+
+fn cfg() -> LinkConfig {
+    LinkConfig {
+        handshake_timeout: TIMEOUT,
+    }
+}
+
+fn ident(seed: u64) -> Identity {
+    Identity::generate(&mut ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// Both ends of one loopback TCP connection: (dialler, accepted).
+async fn tcp_pair() -> (TcpStream, TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (dialled, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+    let a = dialled.unwrap();
+    let (b, _) = accepted.unwrap();
+    a.set_nodelay(true).unwrap();
+    b.set_nodelay(true).unwrap();
+    (a, b)
+}
+
+async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .expect("test step took too long")
+}
+
+type Pair<S> = (Result<Link<S>, LinkError>, Result<Link<S>, LinkError>);
+
+/// Run `connect` on `a` (identity `ia`, expecting `expect`) and `accept` on
+/// `b` (identity `ib`, admitting what `allowed` admits) concurrently.
+async fn handshake<S>(
+    a: S,
+    b: S,
+    ia: &Identity,
+    expect: PeerKey,
+    ib: &Identity,
+    allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
+) -> Pair<S>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let c = cfg();
+    within(async { tokio::join!(connect(a, ia, &expect, &c), accept(b, ib, allowed, &c)) }).await
+}
+
+/// Handshake `a` (initiator, identity `ia`) with `b` (responder, `ib`), each
+/// allowing exactly the other.
+async fn linked<S>(a: S, b: S, ia: &Identity, ib: &Identity) -> (Link<S>, Link<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let want_a = ia.public();
+    let allowed = move |k: &PeerKey| *k == want_a;
+    let (ca, cb) = handshake(a, b, ia, ib.public(), ib, &allowed).await;
+    (ca.unwrap(), cb.unwrap())
+}
+
+fn payload(len: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; len];
+    ChaCha20Rng::seed_from_u64(seed).fill_bytes(&mut v);
+    v
+}
+
+/// Payload sizes around every boundary.
+fn sizes() -> Vec<usize> {
+    vec![
+        0,
+        1,
+        100,
+        SMALL_PAYLOAD - 1,
+        SMALL_PAYLOAD,
+        SMALL_PAYLOAD + 1,
+        4096,
+        32 * 1024,
+        MAX_MESSAGE_LEN,
+        MAX_PAYLOAD,
+    ]
+}
+
+/// Send every size from `a` to `b` and from `b` to `a` at the same time,
+/// with the halves in separate tasks, and check what arrives.
+async fn exchange_both_ways<S>(a: Link<S>, b: Link<S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (mut ar, mut aw) = a.into_split();
+    let (mut br, mut bw) = b.into_split();
+    let send_a = tokio::spawn(async move {
+        for (i, n) in sizes().into_iter().enumerate() {
+            aw.send(&payload(n, i as u64)).await.unwrap();
+        }
+        aw.send_keepalive().await.unwrap();
+        aw.close().await.unwrap();
+    });
+    let send_b = tokio::spawn(async move {
+        for (i, n) in sizes().into_iter().enumerate() {
+            bw.send(&payload(n, 1000 + i as u64)).await.unwrap();
+        }
+        bw.send_keepalive().await.unwrap();
+        bw.close().await.unwrap();
+    });
+    let recv_b = tokio::spawn(async move {
+        for (i, n) in sizes().into_iter().enumerate() {
+            assert_eq!(br.recv().await.unwrap().unwrap(), payload(n, i as u64));
+        }
+        assert_eq!(br.recv().await.unwrap(), Some(vec![]), "keepalive");
+        assert_eq!(br.recv().await.unwrap(), None, "clean end");
+    });
+    let recv_a = async move {
+        for (i, n) in sizes().into_iter().enumerate() {
+            assert_eq!(
+                ar.recv().await.unwrap().unwrap(),
+                payload(n, 1000 + i as u64)
+            );
+        }
+        assert_eq!(ar.recv().await.unwrap(), Some(vec![]), "keepalive");
+        assert_eq!(ar.recv().await.unwrap(), None, "clean end");
+    };
+    within(async {
+        recv_a.await;
+        recv_b.await.unwrap();
+        send_a.await.unwrap();
+        send_b.await.unwrap();
+    })
+    .await;
+}
+
+// 1. Round trips.
+
+#[tokio::test]
+async fn round_trip_over_tcp() {
+    let (ia, ib) = (ident(1), ident(2));
+    let (s1, s2) = tcp_pair().await;
+    let (a, b) = linked(s1, s2, &ia, &ib).await;
+    assert_eq!(a.peer(), ib.public());
+    assert_eq!(b.peer(), ia.public());
+    exchange_both_ways(a, b).await;
+}
+
+#[tokio::test]
+async fn round_trip_over_duplex_with_tiny_buffer() {
+    // A 777-byte pipe forces every frame to arrive in many pieces.
+    let (ia, ib) = (ident(3), ident(4));
+    let (s1, s2) = tokio::io::duplex(777);
+    let (a, b) = linked(s1, s2, &ia, &ib).await;
+    exchange_both_ways(a, b).await;
+}
+
+#[tokio::test]
+async fn unsplit_link_and_oversized_payload() {
+    let (ia, ib) = (ident(5), ident(6));
+    let (s1, s2) = tcp_pair().await;
+    let (mut a, mut b) = linked(s1, s2, &ia, &ib).await;
+    let err = a.send(&vec![0u8; MAX_PAYLOAD + 1]).await.unwrap_err();
+    assert!(
+        matches!(err, LinkError::PayloadTooLarge(n) if n == MAX_PAYLOAD + 1),
+        "{err:?}"
+    );
+    // Refusing an oversized payload sends nothing and leaves the link usable.
+    within(a.send(b"still here")).await.unwrap();
+    assert_eq!(within(b.recv()).await.unwrap().unwrap(), b"still here");
+    within(b.send_keepalive()).await.unwrap();
+    assert_eq!(within(a.recv()).await.unwrap().unwrap(), Vec::<u8>::new());
+}
+
+#[tokio::test]
+async fn handshake_futures_are_send() {
+    // Both handshakes run in spawned tasks (which requires Send futures).
+    let ia = Arc::new(ident(7));
+    let ib = Arc::new(ident(8));
+    let (s1, s2) = tcp_pair().await;
+    let (ia2, ib2) = (Arc::clone(&ia), Arc::clone(&ib));
+    let server = tokio::spawn(async move {
+        let allowed = |_: &PeerKey| true;
+        accept(s2, &ib2, &allowed, &cfg()).await.map(|l| l.peer())
+    });
+    let client = tokio::spawn(async move {
+        connect(s1, &ia2, &ib.public(), &cfg())
+            .await
+            .map(|l| l.peer())
+    });
+    assert_eq!(within(server).await.unwrap().unwrap(), ia.public());
+    within(client).await.unwrap().unwrap();
+}
+
+// A tapping proxy: forwards length-prefixed messages between two TCP
+// connections, records every message length per direction, and can flip a
+// byte in one message.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dir {
+    /// Initiator to responder: handshake messages 1 and 3, then frames.
+    ToResponder,
+    /// Responder to initiator: handshake message 2, the confirmation
+    /// frame, then frames.
+    ToInitiator,
+}
+
+type Log = Arc<Mutex<Vec<(Dir, usize)>>>;
+
+fn pump(
+    dir: Dir,
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    log: Log,
+    tamper: Option<usize>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        // Bounded: at most this many messages per direction in any test.
+        for index in 0..10_000usize {
+            let mut prefix = [0u8; 2];
+            if from.read_exact(&mut prefix).await.is_err() {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes(prefix));
+            let mut body = vec![0u8; len];
+            if from.read_exact(&mut body).await.is_err() {
+                break;
+            }
+            log.lock().unwrap().push((dir, len));
+            if tamper == Some(index) {
+                body[len / 2] ^= 0x01;
+            }
+            if to.write_all(&prefix).await.is_err() || to.write_all(&body).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    })
+}
+
+struct Tap {
+    log: Log,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Tap {
+    /// Returns (initiator's stream, responder's stream, tap).
+    /// `tamper`: flip a byte of the message with this index in this direction.
+    async fn new(tamper: Option<(Dir, usize)>) -> (TcpStream, TcpStream, Tap) {
+        let (initiator, proxy_a) = tcp_pair().await;
+        let (proxy_b, responder) = tcp_pair().await;
+        let (ar, aw) = proxy_a.into_split();
+        let (br, bw) = proxy_b.into_split();
+        let log: Log = Arc::default();
+        let pick = |d: Dir| tamper.filter(|(td, _)| *td == d).map(|(_, i)| i);
+        let tasks = vec![
+            pump(
+                Dir::ToResponder,
+                ar,
+                bw,
+                Arc::clone(&log),
+                pick(Dir::ToResponder),
+            ),
+            pump(
+                Dir::ToInitiator,
+                br,
+                aw,
+                Arc::clone(&log),
+                pick(Dir::ToInitiator),
+            ),
+        ];
+        (initiator, responder, Tap { log, tasks })
+    }
+
+    async fn finish(self) -> Vec<(Dir, usize)> {
+        for t in self.tasks {
+            within(t).await.unwrap();
+        }
+        let log = self.log.lock().unwrap();
+        log.clone()
+    }
+}
+
+// 2. Every frame on the wire has one of the fixed sizes.
+
+#[tokio::test]
+async fn only_fixed_frame_sizes_on_the_wire() {
+    let (ia, ib) = (ident(10), ident(11));
+    let (s1, s2, tap) = Tap::new(None).await;
+    let (a, b) = linked(s1, s2, &ia, &ib).await;
+
+    // Real routing messages of every shape, plus arbitrary sizes.
+    let (chk, block) = Chk::encode(b"a block's worth of something").unwrap();
+    let messages = [
+        Message::DataRequest {
+            uid: 1,
+            key: chk.routing,
+            htl: 18,
+        },
+        Message::DataNotFound { uid: 2 },
+        Message::RouteNotFound { uid: 3, htl: 4 },
+        Message::RejectedLoop { uid: 4 },
+        Message::InsertSucceeded { uid: u64::MAX },
+        Message::DataFound {
+            uid: 5,
+            block: block.clone(),
+        },
+        Message::InsertRequest {
+            uid: 6,
+            key: chk.routing,
+            htl: 10,
+            block,
+        },
+    ];
+    let mut payloads: Vec<Vec<u8>> = messages.iter().map(Message::encode).collect();
+    payloads.extend(sizes().into_iter().map(|n| payload(n, n as u64)));
+    let mut rng = ChaCha20Rng::seed_from_u64(12);
+    payloads.extend((0..20).map(|i| payload(rng.gen_range(0..=MAX_PAYLOAD), i)));
+
+    let (mut ar, mut aw) = a.into_split();
+    let (mut br, mut bw) = b.into_split();
+    let count = payloads.len();
+    let to_b = payloads.clone();
+    within(async {
+        for p in &to_b {
+            aw.send(p).await.unwrap();
+            assert_eq!(&br.recv().await.unwrap().unwrap(), p);
+            bw.send(p).await.unwrap();
+            assert_eq!(&ar.recv().await.unwrap().unwrap(), p);
+        }
+        aw.send_keepalive().await.unwrap();
+        assert_eq!(br.recv().await.unwrap(), Some(vec![]));
+        aw.close().await.unwrap();
+        bw.close().await.unwrap();
+        assert_eq!(br.recv().await.unwrap(), None);
+        assert_eq!(ar.recv().await.unwrap(), None);
+    })
+    .await;
+    drop((ar, br));
+
+    let log = tap.finish().await;
+    let to_r: Vec<usize> = log
+        .iter()
+        .filter(|(d, _)| *d == Dir::ToResponder)
+        .map(|&(_, n)| n)
+        .collect();
+    let to_i: Vec<usize> = log
+        .iter()
+        .filter(|(d, _)| *d == Dir::ToInitiator)
+        .map(|&(_, n)| n)
+        .collect();
+    // Handshake: `-> e` (32), `<- e, ee, s, es` (96), `-> s, se` (64).
+    assert_eq!(&to_r[..2], &[32, 64]);
+    assert_eq!(to_i[0], 96);
+    let frames_r = &to_r[2..];
+    let frames_i = &to_i[1..];
+    assert_eq!(frames_r.len(), count + 1, "payloads + keepalive");
+    assert_eq!(frames_i.len(), count + 1, "confirmation + payloads");
+    let distinct: BTreeSet<usize> = frames_r.iter().chain(frames_i).copied().collect();
+    assert!(
+        distinct.iter().all(|n| FRAME_SIZES.contains(n)),
+        "{distinct:?}"
+    );
+    assert_eq!(distinct.len(), 2, "{distinct:?}");
+    // The confirmation and every message without a block are small frames;
+    // both block-carrying messages are large.
+    assert_eq!(frames_i[0], FRAME_SIZES[0]);
+    assert!(frames_r[..5].iter().all(|&n| n == FRAME_SIZES[0]));
+    assert!(frames_r[5..7].iter().all(|&n| n == FRAME_SIZES[1]));
+}
+
+// 3. Wrong static keys are refused.
+
+#[tokio::test]
+async fn initiator_refuses_unexpected_responder_key() {
+    let (ia, ib, other) = (ident(20), ident(21), ident(22));
+    let (s1, s2) = tcp_pair().await;
+    let allowed = |_: &PeerKey| true;
+    let (ca, cb) = handshake(s1, s2, &ia, other.public(), &ib, &allowed).await;
+    match ca.unwrap_err() {
+        LinkError::WrongPeerKey { expected, got } => {
+            assert_eq!(expected, other.public());
+            assert_eq!(got, ib.public());
+        }
+        e => panic!("expected WrongPeerKey, got {e:?}"),
+    }
+    // The initiator hung up before sending its own key.
+    let eb = cb.unwrap_err();
+    assert!(matches!(eb, LinkError::HandshakeClosed), "{eb:?}");
+}
+
+#[tokio::test]
+async fn responder_refuses_unknown_initiator() {
+    let (ia, ib, friend) = (ident(23), ident(24), ident(25));
+    let (s1, s2) = tcp_pair().await;
+    let friend_key = friend.public();
+    let allowed = move |k: &PeerKey| *k == friend_key;
+    let started = Instant::now();
+    let (ca, cb) = handshake(s1, s2, &ia, ib.public(), &ib, &allowed).await;
+    let eb = cb.unwrap_err();
+    assert!(
+        matches!(eb, LinkError::UnknownPeer(k) if k == ia.public()),
+        "{eb:?}"
+    );
+    // The initiator learns it too, promptly (not by timing out).
+    let ea = ca.unwrap_err();
+    assert!(matches!(ea, LinkError::HandshakeClosed), "{ea:?}");
+    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
+}
+
+// 4. Tampering is detected.
+
+#[tokio::test]
+async fn tampered_transport_frame_is_a_decrypt_error() {
+    let (ia, ib) = (ident(30), ident(31));
+    // Index 2 towards the responder is the first frame after the handshake.
+    let (s1, s2, tap) = Tap::new(Some((Dir::ToResponder, 2))).await;
+    let (mut a, mut b) = linked(s1, s2, &ia, &ib).await;
+    within(a.send(b"tamper with me")).await.unwrap();
+    let err = within(b.recv()).await.unwrap_err();
+    assert!(matches!(err, LinkError::Decrypt), "{err:?}");
+    // A failed reader stays failed.
+    let again = within(b.recv()).await.unwrap_err();
+    assert!(matches!(again, LinkError::Closed), "{again:?}");
+    drop((a, b));
+    tap.finish().await;
+}
+
+#[tokio::test]
+async fn tampered_confirmation_fails_connect() {
+    let (ia, ib) = (ident(32), ident(33));
+    let (s1, s2, _tap) = Tap::new(Some((Dir::ToInitiator, 1))).await;
+    let allowed = |_: &PeerKey| true;
+    let (ca, cb) = handshake(s1, s2, &ia, ib.public(), &ib, &allowed).await;
+    assert!(cb.is_ok());
+    let ea = ca.unwrap_err();
+    assert!(matches!(ea, LinkError::Decrypt), "{ea:?}");
+}
+
+#[tokio::test]
+async fn tampered_handshake_fails_both_sides() {
+    let (ia, ib) = (ident(34), ident(35));
+    // Flip a byte in `<- e, ee, s, es`: the responder's encrypted static key.
+    let (s1, s2, _tap) = Tap::new(Some((Dir::ToInitiator, 0))).await;
+    let allowed = |_: &PeerKey| true;
+    let (ca, cb) = handshake(s1, s2, &ia, ib.public(), &ib, &allowed).await;
+    let ea = ca.unwrap_err();
+    assert!(
+        matches!(ea, LinkError::Handshake(snow::Error::Decrypt)),
+        "{ea:?}"
+    );
+    let eb = cb.unwrap_err();
+    assert!(matches!(eb, LinkError::HandshakeClosed), "{eb:?}");
+}
+
+// A raw peer: the initiator side done by hand with snow, per docs/links.md.
+
+async fn write_prefixed<W: AsyncWrite + Unpin>(w: &mut W, msg: &[u8]) {
+    let len = u16::try_from(msg.len()).unwrap();
+    w.write_all(&len.to_be_bytes()).await.unwrap();
+    w.write_all(msg).await.unwrap();
+}
+
+async fn read_prefixed<R: AsyncRead + Unpin>(r: &mut R) -> Vec<u8> {
+    let mut prefix = [0u8; 2];
+    r.read_exact(&mut prefix).await.unwrap();
+    let mut body = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    r.read_exact(&mut body).await.unwrap();
+    body
+}
+
+/// Handshake as the initiator by hand and check the confirmation frame.
+async fn raw_initiator(stream: &mut TcpStream, me: &Identity) -> snow::TransportState {
+    let secret = me.secret_bytes();
+    let mut hs = snow::Builder::new("Noise_XX_25519_ChaChaPoly_SHA256".parse().unwrap())
+        .local_private_key(&secret[..])
+        .unwrap()
+        .prologue(b"veil/link/v1")
+        .unwrap()
+        .build_initiator()
+        .unwrap();
+    let mut buf = vec![0u8; 65535];
+    let n = hs.write_message(&[], &mut buf).unwrap();
+    write_prefixed(stream, &buf[..n]).await;
+    let msg2 = read_prefixed(stream).await;
+    assert_eq!(hs.read_message(&msg2, &mut buf).unwrap(), 0);
+    let n = hs.write_message(&[], &mut buf).unwrap();
+    write_prefixed(stream, &buf[..n]).await;
+    let mut ts = hs.into_transport_mode().unwrap();
+    let confirmation = read_prefixed(stream).await;
+    assert_eq!(confirmation.len(), FRAME_SIZES[0]);
+    let n = ts.read_message(&confirmation, &mut buf).unwrap();
+    assert!(
+        buf[..n].iter().all(|&b| b == 0),
+        "empty payload, zero padding"
+    );
+    ts
+}
+
+/// Seal an inner plaintext (already laid out) into a prefixed wire frame.
+fn seal(ts: &mut snow::TransportState, inner: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; inner.len() + 16];
+    let n = ts.write_message(inner, &mut out).unwrap();
+    let mut frame = u16::try_from(n).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(&out[..n]);
+    frame
+}
+
+/// The inner layout of a small frame carrying `payload`.
+fn small_inner(payload: &[u8]) -> Vec<u8> {
+    let mut inner = vec![0u8; FRAME_SIZES[0] - 16];
+    inner[..4].copy_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    inner[4..4 + payload.len()].copy_from_slice(payload);
+    inner
+}
+
+/// A responder link (allowing anyone) facing a raw initiator over TCP.
+async fn raw_pair(seed: u64) -> (TcpStream, snow::TransportState, Link<TcpStream>) {
+    let (ia, ib) = (ident(seed), ident(seed + 1));
+    let (mut s1, s2) = tcp_pair().await;
+    let allowed = |_: &PeerKey| true;
+    let c = cfg();
+    let (ts, link) =
+        within(async { tokio::join!(raw_initiator(&mut s1, &ia), accept(s2, &ib, &allowed, &c)) })
+            .await;
+    let link = link.unwrap();
+    assert_eq!(link.peer(), ia.public());
+    (s1, ts, link)
+}
+
+#[tokio::test]
+async fn raw_peer_follows_the_documented_format() {
+    let (mut raw, mut ts, mut link) = raw_pair(40).await;
+    raw.write_all(&seal(&mut ts, &small_inner(b"by hand")))
+        .await
+        .unwrap();
+    assert_eq!(within(link.recv()).await.unwrap().unwrap(), b"by hand");
+    // A small payload in a large frame is accepted too (only the sender picks
+    // the smallest class).
+    let mut large = vec![0u8; FRAME_SIZES[1] - 16];
+    large[..4].copy_from_slice(&2u32.to_be_bytes());
+    large[4..6].copy_from_slice(b"hi");
+    raw.write_all(&seal(&mut ts, &large)).await.unwrap();
+    assert_eq!(within(link.recv()).await.unwrap().unwrap(), b"hi");
+    // And the link's frames decrypt by hand.
+    within(link.send(b"back")).await.unwrap();
+    let frame = within(read_prefixed(&mut raw)).await;
+    assert_eq!(frame.len(), FRAME_SIZES[0]);
+    let mut plain = vec![0u8; frame.len()];
+    let n = ts.read_message(&frame, &mut plain).unwrap();
+    assert_eq!(plain[..n], small_inner(b"back")[..]);
+}
+
+// 5. Bad length prefixes are refused before any body is read.
+
+#[tokio::test]
+async fn oversized_length_prefix_is_refused_at_once() {
+    for bad in [0xFFFFu16, 0, 1, 511, 513, 33_791, 33_793] {
+        let (mut raw, _ts, mut link) = raw_pair(41).await;
+        // Only the prefix: no body ever follows, and the connection stays open.
+        raw.write_all(&bad.to_be_bytes()).await.unwrap();
+        let started = Instant::now();
+        let err = within(link.recv()).await.unwrap_err();
+        assert!(
+            matches!(err, LinkError::BadFrameLength(n) if n == usize::from(bad)),
+            "{bad}: {err:?}"
+        );
+        assert!(started.elapsed() < Duration::from_millis(200));
+        assert!(matches!(link.recv().await, Err(LinkError::Closed)));
+        drop(raw);
+    }
+}
+
+#[tokio::test]
+async fn bad_inner_layout_is_bad_padding() {
+    // Declared length beyond the frame.
+    let (mut raw, mut ts, mut link) = raw_pair(42).await;
+    let mut inner = small_inner(b"");
+    inner[..4].copy_from_slice(&u32::MAX.to_be_bytes());
+    raw.write_all(&seal(&mut ts, &inner)).await.unwrap();
+    let err = within(link.recv()).await.unwrap_err();
+    assert!(matches!(err, LinkError::BadPadding), "{err:?}");
+
+    // Non-zero padding.
+    let (mut raw, mut ts, mut link) = raw_pair(43).await;
+    let mut inner = small_inner(b"abc");
+    *inner.last_mut().unwrap() = 7;
+    raw.write_all(&seal(&mut ts, &inner)).await.unwrap();
+    let err = within(link.recv()).await.unwrap_err();
+    assert!(matches!(err, LinkError::BadPadding), "{err:?}");
+}
+
+#[tokio::test]
+async fn replayed_frame_is_a_decrypt_error() {
+    let (mut raw, mut ts, mut link) = raw_pair(44).await;
+    let frame = seal(&mut ts, &small_inner(b"once"));
+    raw.write_all(&frame).await.unwrap();
+    raw.write_all(&frame).await.unwrap();
+    assert_eq!(within(link.recv()).await.unwrap().unwrap(), b"once");
+    let err = within(link.recv()).await.unwrap_err();
+    assert!(matches!(err, LinkError::Decrypt), "{err:?}");
+}
+
+#[tokio::test]
+async fn truncated_frame_and_clean_end() {
+    let (mut raw, mut ts, mut link) = raw_pair(45).await;
+    let frame = seal(&mut ts, &small_inner(b"cut"));
+    raw.write_all(&frame[..100]).await.unwrap();
+    raw.shutdown().await.unwrap();
+    let err = within(link.recv()).await.unwrap_err();
+    assert!(matches!(err, LinkError::Truncated), "{err:?}");
+
+    let (mut raw, _ts, mut link) = raw_pair(46).await;
+    raw.shutdown().await.unwrap();
+    assert_eq!(within(link.recv()).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn recv_survives_cancellation_mid_frame() {
+    let (mut raw, mut ts, mut link) = raw_pair(47).await;
+    let frame = seal(&mut ts, &small_inner(b"slow"));
+    raw.write_all(&frame[..1]).await.unwrap();
+    // Cancelled with one prefix byte read ...
+    let r = tokio::time::timeout(Duration::from_millis(30), link.recv()).await;
+    assert!(r.is_err(), "nothing complete yet");
+    raw.write_all(&frame[1..300]).await.unwrap();
+    // ... and again in the middle of the body ...
+    let r = tokio::time::timeout(Duration::from_millis(30), link.recv()).await;
+    assert!(r.is_err(), "nothing complete yet");
+    raw.write_all(&frame[300..]).await.unwrap();
+    // ... and the frame still comes out whole.
+    assert_eq!(within(link.recv()).await.unwrap().unwrap(), b"slow");
+}
+
+// 6. Silent peers time out.
+
+fn assert_timed_out(result: Result<impl std::fmt::Debug, LinkError>, started: Instant) {
+    let elapsed = started.elapsed();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(err, LinkError::HandshakeTimeout(t) if t == TIMEOUT),
+        "{err:?}"
+    );
+    assert!(elapsed >= TIMEOUT, "{elapsed:?}");
+    assert!(
+        elapsed < TIMEOUT + Duration::from_millis(700),
+        "{elapsed:?}"
+    );
+}
+
+#[tokio::test]
+async fn silent_initiator_is_dropped_at_the_timeout() {
+    let ib = ident(50);
+    let (_silent, s2) = tcp_pair().await;
+    let started = Instant::now();
+    let allowed = |_: &PeerKey| true;
+    assert_timed_out(within(accept(s2, &ib, &allowed, &cfg())).await, started);
+}
+
+#[tokio::test]
+async fn silent_responder_is_dropped_at_the_timeout() {
+    let (ia, ib) = (ident(51), ident(52));
+    let (s1, _silent) = tcp_pair().await;
+    let started = Instant::now();
+    assert_timed_out(
+        within(connect(s1, &ia, &ib.public(), &cfg())).await,
+        started,
+    );
+}
+
+#[tokio::test]
+async fn stalling_mid_handshake_is_dropped_at_the_timeout() {
+    // Sends half of `-> e` and then nothing.
+    let ib = ident(53);
+    let (mut slow, s2) = tcp_pair().await;
+    slow.write_all(&[0, 32, 1, 2, 3, 4, 5, 6, 7, 8])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let allowed = |_: &PeerKey| true;
+    assert_timed_out(within(accept(s2, &ib, &allowed, &cfg())).await, started);
+}
+
+// 7. Garbage handshakes are typed errors.
+
+#[tokio::test]
+async fn garbage_instead_of_a_handshake() {
+    let ib = ident(60);
+    let allowed = |_: &PeerKey| true;
+
+    // Something else entirely: the prefix is not the 32 of `-> e`.
+    let (mut web, s2) = tcp_pair().await;
+    web.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let err = within(accept(s2, &ib, &allowed, &cfg())).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LinkError::HandshakeLength {
+                expected: 32,
+                got: 0x4745
+            }
+        ),
+        "{err:?}"
+    );
+
+    // Well-sized but random messages: `-> e` cannot be checked, but `-> s, se`
+    // fails authentication.
+    let (mut fake, s2) = tcp_pair().await;
+    let server = tokio::spawn(async move {
+        let allowed = |_: &PeerKey| true;
+        accept(s2, &ident(61), &allowed, &cfg()).await.map(|_| ())
+    });
+    write_prefixed(&mut fake, &payload(32, 1)).await;
+    let msg2 = within(read_prefixed(&mut fake)).await;
+    assert_eq!(msg2.len(), 96);
+    write_prefixed(&mut fake, &payload(64, 2)).await;
+    let err = within(server).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, LinkError::Handshake(snow::Error::Decrypt)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_responder() {
+    let (ia, ib) = (ident(62), ident(63));
+    let (s1, mut fake) = tcp_pair().await;
+    let client =
+        tokio::spawn(async move { connect(s1, &ia, &ib.public(), &cfg()).await.map(|_| ()) });
+    let msg1 = within(read_prefixed(&mut fake)).await;
+    assert_eq!(msg1.len(), 32);
+    write_prefixed(&mut fake, &payload(96, 3)).await;
+    let err = within(client).await.unwrap().unwrap_err();
+    assert!(
+        matches!(err, LinkError::Handshake(snow::Error::Decrypt)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn random_bytes_never_panic() {
+    // Random garbage of random lengths at both roles, over duplex pipes.
+    let mut rng = ChaCha20Rng::seed_from_u64(64);
+    let (ia, ib) = (ident(65), ident(66));
+    for round in 0..40 {
+        let len = rng.gen_range(0..300);
+        let mut junk = payload(len, round);
+        if round % 4 == 0 && len >= 2 {
+            // Sometimes a plausible prefix, to get past the length check.
+            junk[..2].copy_from_slice(&[0, 32]);
+        }
+        for initiator in [true, false] {
+            let (mut fake, ours) = tokio::io::duplex(4096);
+            let junk = junk.clone();
+            let feeder = tokio::spawn(async move {
+                let _ = fake.write_all(&junk).await;
+                let _ = fake.shutdown().await;
+                // Drain whatever the link sends, until it hangs up.
+                let mut sink = Vec::new();
+                let _ = fake.read_to_end(&mut sink).await;
+            });
+            let result = if initiator {
+                within(connect(ours, &ia, &ib.public(), &cfg()))
+                    .await
+                    .map(|_| ())
+            } else {
+                let allowed = |_: &PeerKey| true;
+                within(accept(ours, &ib, &allowed, &cfg()))
+                    .await
+                    .map(|_| ())
+            };
+            assert!(result.is_err(), "round {round}: garbage made a link");
+            within(feeder).await.unwrap();
+        }
+    }
+}

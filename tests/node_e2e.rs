@@ -1,0 +1,265 @@
+//! End-to-end tests over real `veil node` processes on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use veil::client::Client;
+use veil::keys::Chk;
+
+/// Five nodes in a chain n0 - n1 - n2 - n3 - n4.
+fn chain(root: &std::path::Path, n: usize) -> Vec<TestNode> {
+    let nodes: Vec<TestNode> = (0..n)
+        .map(|i| TestNode::init(root, &format!("n{i}"), (i as f64 + 0.5) / n as f64))
+        .collect();
+    for w in nodes.windows(2) {
+        w[0].befriend(&w[1]);
+    }
+    nodes
+}
+
+#[test]
+fn a_multi_mib_file_crosses_a_five_node_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 5);
+    for n in &mut nodes {
+        n.start(&[]);
+    }
+    for (i, n) in nodes.iter().enumerate() {
+        n.wait_peers(&rt, if i == 0 || i == 4 { 1 } else { 2 });
+    }
+    let first = nodes[0].client.to_string();
+    let last = nodes[4].client.to_string();
+
+    for (len, seed) in [
+        (3 * 1024 * 1024 + 17, 1u64),
+        (0, 2),
+        (1, 3),
+        (32768, 4),
+        (32769, 5),
+    ] {
+        let data = bytes(len, seed);
+        let input = tmp.path().join(format!("in-{len}.bin"));
+        std::fs::write(&input, &data).unwrap();
+        let uri = veil_ok(&["put", "--node", &first, input.to_str().unwrap()]);
+        let uri = uri.trim();
+        assert!(uri.starts_with("CHK@"), "{uri}");
+        let out = tmp.path().join(format!("out-{len}.bin"));
+        veil_ok(&["get", "--node", &last, uri, "-o", out.to_str().unwrap()]);
+        let got = std::fs::read(&out).unwrap();
+        assert_eq!(got.len(), data.len(), "length of {len}-byte file");
+        assert!(got == data, "{len}-byte file differs after the round trip");
+    }
+
+    // status reports the peers and the counters.
+    let status = veil_ok(&["status", "--node", &nodes[2].client.to_string(), "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(status["peers"].as_array().unwrap().len(), 2);
+    assert!(status["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["connected"] == true));
+    assert!(status["requests_received"].as_u64().unwrap() > 0);
+
+    // No log holds a decryption key.
+    let uri = veil_ok(&[
+        "put",
+        "--node",
+        &first,
+        tmp.path().join("in-1.bin").to_str().unwrap(),
+    ]);
+    let decryption = uri.trim().rsplit(',').next().unwrap().to_string();
+    for n in &mut nodes {
+        n.stop();
+        assert!(
+            !n.log().contains(&decryption),
+            "decryption key in {}",
+            n.dir.display()
+        );
+    }
+}
+
+#[test]
+fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 2);
+    for n in &mut nodes {
+        n.start(&[]);
+    }
+    nodes[0].wait_peers(&rt, 1);
+    let client = nodes[0].client.to_string();
+    let out = tmp.path().join("out.bin");
+
+    let r = veil(&[
+        "get",
+        "--node",
+        &client,
+        "CHK@nonsense",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("invalid URI"), "{err}");
+
+    let (chk, _) = Chk::encode(b"never inserted").unwrap();
+    let r = veil(&[
+        "get",
+        "--node",
+        &client,
+        &chk.to_uri(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("not found") || err.contains("unavailable"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a failed get left an output file");
+    assert!(!out.with_extension("veil-partial").exists());
+
+    // Address in use: a second node on the first one's listen address.
+    let clash = TestNode::init(tmp.path(), "clash", 0.3);
+    let text = std::fs::read_to_string(clash.dir.join("node.toml")).unwrap();
+    let text = text.replace(&clash.listen.to_string(), &nodes[0].listen.to_string());
+    std::fs::write(clash.dir.join("node.toml"), text).unwrap();
+    let r = veil(&["node", clash.dir.to_str().unwrap()]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains(&nodes[0].listen.to_string()), "{err}");
+
+    // Missing config, malformed config, malformed key.
+    let r = veil(&["node", tmp.path().join("nowhere").to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("node.toml"));
+    std::fs::write(clash.dir.join("node.toml"), "listen = 12\n").unwrap();
+    let r = veil(&["node", clash.dir.to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("node.toml"));
+    let broken = TestNode::init(tmp.path(), "broken", 0.6);
+    std::fs::write(broken.dir.join("identity.key"), "garbage\n").unwrap();
+    let r = veil(&["node", broken.dir.to_str().unwrap()]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("identity.key"));
+}
+
+#[test]
+fn identity_key_is_private_and_id_prints_a_peer_entry() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let node = TestNode::init(tmp.path(), "solo", 0.5);
+    let mode = std::fs::metadata(node.dir.join("identity.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let id = veil_ok(&["id", node.dir.to_str().unwrap()]);
+    assert!(
+        id.contains(&format!("public_key = \"{}\"", node.key)),
+        "{id}"
+    );
+    assert!(
+        id.contains(&format!("address = \"{}\"", node.listen)),
+        "{id}"
+    );
+}
+
+#[test]
+fn a_restarted_node_still_serves_from_its_store() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 2);
+    for n in &mut nodes {
+        n.start(&[]);
+    }
+    nodes[0].wait_peers(&rt, 1);
+    let data = bytes(100_000, 9);
+    let input = tmp.path().join("in.bin");
+    std::fs::write(&input, &data).unwrap();
+    let uri = veil_ok(&[
+        "put",
+        "--node",
+        &nodes[0].client.to_string(),
+        input.to_str().unwrap(),
+    ]);
+
+    // The insert ended at n1 (n0 originated it and keeps no copy).
+    nodes[1].stop();
+    nodes[1].start(&[]);
+    nodes[0].wait_peers(&rt, 1);
+    let out = tmp.path().join("out.bin");
+    veil_ok(&[
+        "get",
+        "--node",
+        &nodes[0].client.to_string(),
+        uri.trim(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(std::fs::read(&out).unwrap() == data);
+}
+
+#[test]
+fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 2);
+    for n in &mut nodes {
+        n.start(&[]);
+    }
+    nodes[0].wait_peers(&rt, 1);
+    let origin = nodes[0].client;
+
+    // Insert blocks one after another in the background; n1 is SIGKILLed
+    // while they are flowing.
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let acked = acknowledged.clone();
+    let inserter = std::thread::spawn(move || {
+        let rt = runtime();
+        rt.block_on(async move {
+            for i in 0..400u32 {
+                let (chk, block) = Chk::encode(format!("block number {i}").as_bytes()).unwrap();
+                let Ok(mut c) = Client::connect(origin, Duration::from_secs(5)).await else {
+                    break;
+                };
+                match c.insert(block).await {
+                    Ok(()) => acked.lock().unwrap().push(chk),
+                    Err(_) => break,
+                }
+            }
+        })
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged.lock().unwrap().len() < 40 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    nodes[1].kill9();
+    inserter.join().unwrap();
+    let acked: Vec<Chk> = acknowledged.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 40,
+        "only {} inserts acknowledged",
+        acked.len()
+    );
+
+    nodes[1].start(&[]);
+    nodes[0].wait_peers(&rt, 1);
+    rt.block_on(async {
+        for chk in &acked {
+            let mut c = Client::connect(origin, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let block = c
+                .get(chk.routing)
+                .await
+                .unwrap_or_else(|e| panic!("acknowledged block lost: {e}"));
+            assert!(chk.decode(&block).is_ok());
+        }
+    });
+}
