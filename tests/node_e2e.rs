@@ -24,6 +24,9 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let mut nodes = chain(tmp.path(), 5);
+    // n0's inserts stop at n1 (HTL 1), so every get from n4 must travel
+    // n4 -> n3 -> n2 -> n1 and back instead of finding a copy at home.
+    nodes[0].set("max_htl = 1");
     for n in &mut nodes {
         n.start(&[]);
     }
@@ -52,6 +55,13 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
         assert_eq!(got.len(), data.len(), "length of {len}-byte file");
         assert!(got == data, "{len}-byte file differs after the round trip");
     }
+
+    // The gets really crossed the chain: n4 originated them, n2 relayed them,
+    // and n4 holds nothing in its store.
+    let far: serde_json::Value =
+        serde_json::from_str(&veil_ok(&["status", "--node", &last, "--json"])).unwrap();
+    assert!(far["requests_originated"].as_u64().unwrap() >= 98, "{far}");
+    assert_eq!(far["store_blocks"], 0, "{far}");
 
     // status reports the peers and the counters.
     let status = veil_ok(&["status", "--node", &nodes[2].client.to_string(), "--json"]);

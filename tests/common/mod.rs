@@ -88,11 +88,16 @@ impl TestNode {
         ]);
     }
 
-    /// Append a line to node.toml (top-level key).
+    /// Set a top-level key of node.toml (`line` is `key = value`).
     pub fn set(&self, line: &str) {
         let path = self.dir.join("node.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(&path, format!("{line}\n{text}")).unwrap();
+        let key = line.split('=').next().unwrap().trim();
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| l.split('=').next().map(str::trim) != Some(key))
+            .collect();
+        std::fs::write(&path, format!("{line}\n{}\n", kept.join("\n"))).unwrap();
     }
 
     pub fn start(&mut self, extra: &[&str]) {
