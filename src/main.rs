@@ -207,6 +207,7 @@ fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -518,11 +519,24 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             );
             let mut term =
                 tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+            let all_gone = async {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    if net.all_exited() {
+                        return;
+                    }
+                }
+            };
+            let stopped_elsewhere = tokio::select! {
+                _ = tokio::signal::ctrl_c() => false,
+                _ = term.recv() => false,
+                _ = all_gone => true,
+            };
+            if stopped_elsewhere {
+                eprintln!("every node has exited (testnet down?); leaving");
+            } else {
+                eprintln!("stopping {} nodes", net.info.nodes.len());
             }
-            eprintln!("stopping {} nodes", net.info.nodes.len());
             net.stop();
             Ok(ExitCode::SUCCESS)
         }),

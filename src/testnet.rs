@@ -274,6 +274,13 @@ impl Testnet {
         None
     }
 
+    /// Have all the node processes exited?
+    pub fn all_exited(&mut self) -> bool {
+        self.children
+            .iter_mut()
+            .all(|(_, c)| !matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Edges up (counted once, both ends agreeing) and the names of nodes
     /// still missing a link.
     async fn links_up(&self) -> (usize, Vec<String>) {
