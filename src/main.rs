@@ -23,7 +23,7 @@ use veil::topology::Topology;
     about = "An anonymous Freenet-style forwarding overlay"
 )]
 struct Cli {
-    /// Log format on stderr (level from RUST_LOG, default info).
+    /// Log format on stderr (level from RUST_LOG; default info for `node`, warn otherwise).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
     #[command(subcommand)]
@@ -192,7 +192,14 @@ use veil::topology::Shape;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A node logs its life at info; every other command only warns, so its
+    // own output stays readable.
+    let default_level = if matches!(cli.command, Command::Node { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(cli.log_format, default_level);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -202,9 +209,10 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())

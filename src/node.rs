@@ -59,6 +59,8 @@ const REDIAL_MAX: Duration = Duration::from_secs(30);
 const MAX_CLIENT_CONNECTIONS: usize = 128;
 /// Inbound handshakes in progress at once.
 const MAX_HANDSHAKES: usize = 64;
+/// Cache writes queued on the blocking pool at once.
+const CACHE_WRITES_IN_FLIGHT: usize = 64;
 /// How long a client request may take inside the node.
 const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -301,6 +303,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     let router_task = RouterTask {
         router: Router::new(router_config, location),
         store: store.clone(),
+        cache_writes: Arc::new(Semaphore::new(CACHE_WRITES_IN_FLIGHT)),
         links: HashMap::new(),
         waiters: HashMap::new(),
         token_uid: HashMap::new(),
@@ -383,15 +386,16 @@ async fn accept_peers(
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let _permit = permit;
             let _ = stream.set_nodelay(true);
             let allowed = |k: &PeerKey| ctx.allowed.contains(k);
+            // The slot covers the handshake and the hello only; an
+            // established link lives on in its own tasks.
             match link::accept(stream, &ctx.identity, &allowed, &ctx.link_config).await {
                 Ok(link) => {
                     let peer = link.peer();
-                    if let Some(done) = establish(link, &ctx).await {
-                        let _ = done.await;
-                    } else {
+                    let established = establish(link, &ctx).await;
+                    drop(permit);
+                    if established.is_none() {
                         debug!(%peer, "inbound link failed before hello");
                     }
                 }
@@ -564,6 +568,7 @@ async fn read_link(
 struct RouterTask {
     router: Router<PeerKey>,
     store: Arc<Datastore>,
+    cache_writes: Arc<Semaphore>,
     links: HashMap<PeerKey, LinkEntry>,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
     token_uid: HashMap<ClientToken, u64>,
@@ -729,14 +734,27 @@ impl RouterTask {
                         let _ = w.send(outcome);
                     }
                 }
-                Action::CacheBlock { block } => match self.store.put_cache(&block) {
-                    Ok(()) => {
-                        if let Some(a) = &mut self.audit {
-                            a.block_cached(&block.routing_key());
+                Action::CacheBlock { block } => {
+                    // Caching is best effort and must not stall routing: the
+                    // write runs on the blocking pool, at most
+                    // CACHE_WRITES_IN_FLIGHT at once; beyond that the block
+                    // is simply not cached.
+                    match self.cache_writes.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            if let Some(a) = &mut self.audit {
+                                a.block_cached(&block.routing_key());
+                            }
+                            let store = self.store.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let _permit = permit;
+                                if let Err(e) = store.put_cache(&block) {
+                                    warn!(error = %e, "cannot cache block");
+                                }
+                            });
                         }
+                        Err(_) => debug!("cache writes saturated; not caching this block"),
                     }
-                    Err(e) => warn!(error = %e, "cannot cache block"),
-                },
+                }
                 Action::StoreBlock { block } => match self.store.put_store(&block) {
                     Ok(()) => {
                         if let Some(a) = &mut self.audit {

@@ -84,7 +84,22 @@ pub async fn get_file(
     uri: &Chk,
     concurrency: usize,
 ) -> Result<Vec<u8>, TransferError> {
-    let fetch_block =
-        move |key| async move { Client::connect(node, BLOCK_TIMEOUT).await?.get(key).await };
+    // Idle connections to the node, reused across block fetches.
+    let pool: Arc<std::sync::Mutex<Vec<Client>>> = Arc::default();
+    let fetch_block = move |key| {
+        let pool = pool.clone();
+        async move {
+            let idle = pool.lock().ok().and_then(|mut p| p.pop());
+            let mut client = match idle {
+                Some(c) => c,
+                None => Client::connect(node, BLOCK_TIMEOUT).await?,
+            };
+            let block = client.get(key).await?;
+            if let Ok(mut p) = pool.lock() {
+                p.push(client);
+            }
+            Ok::<_, ClientError>(block)
+        }
+    };
     Ok(content::fetch(uri, concurrency.clamp(1, 64), fetch_block).await?)
 }
