@@ -4,15 +4,24 @@
 //!
 //! Layers, bottom up; each module has one job:
 //!
-//! - [`keys`]: content-hash keys (CHK): convergent encryption of 32 KiB
-//!   blocks, routing keys, URIs, and locations on the key circle.
-//! - [`message`]: the routing messages and their bounded CBOR codec.
-//! - [`htl`]: hops-to-live policies, the pluggable part of the core.
-//! - [`routing`]: the sans-IO routing core. Events in, actions out; no
-//!   sockets, no clock, no threads.
-//! - [`topology`]: topology files and generators.
-//! - [`harness`]: the deterministic in-process network that drives many
-//!   routers on a virtual clock (behind `veil trace`).
+//! - keys and content: [`keys`] (CHK: convergent encryption of 32 KiB
+//!   blocks, routing keys, URIs, locations on the key circle) and
+//!   [`content`] (files of any size: manifests, split and fetch).
+//! - wire format: [`message`] (routing messages, bounded CBOR codec).
+//! - link encryption: [`identity`] (static X25519 keys) and [`link`] (Noise
+//!   XX, fixed-size AEAD frames).
+//! - routing core: [`htl`] (hops-to-live policies, the pluggable part) and
+//!   [`routing`] (the sans-IO state machine: events in, actions out; no
+//!   sockets, no clock, no threads).
+//! - store: [`store`] (redb: the store and the LRU cache).
+//! - node runtime: [`config`] (`node.toml`), [`node`] (tokio tasks that
+//!   drive the core), [`audit_log`] (what a testnet node writes).
+//! - client API and CLI: [`client`] (the local protocol), [`transfer`]
+//!   (whole files over it); the binary is `src/main.rs`.
+//! - testnet, audit, simulation: [`topology`] (files and generators),
+//!   [`harness`] (many routers on a virtual clock, behind `veil trace`),
+//!   [`testnet`] and [`workload`] (real processes, `veil testnet`),
+//!   [`audit`] (`veil audit`), [`mod@bench`] (`veil bench`).
 //!
 //! # The path of a request
 //!
@@ -25,6 +34,11 @@
 //! `RejectedLoop`. `DataFound` travels back along the exact reverse path;
 //! each node verifies the block against the key and caches it. No message
 //! says who asked or who answered.
+//!
+//! In a running node, bytes arrive on a [`link`], become a
+//! [`message::Message`], and are fed to the router by the [`node`] runtime,
+//! which carries out the actions: frames to other links, blocks to the
+//! [`store`], answers to the [`client`] API.
 
 pub mod audit;
 pub mod audit_log;

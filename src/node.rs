@@ -9,7 +9,7 @@
 //! ```
 //!
 //! One task, the router task, owns the [`Router`]: every socket read becomes
-//! an [`Input`] on a bounded channel, every [`Action`] the core returns
+//! an `Input` on a bounded channel, every [`Action`] the core returns
 //! becomes a write to a link's bounded queue, a datastore operation, an audit
 //! line or a client answer. No routing decision is made outside the core.
 //!
