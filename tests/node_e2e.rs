@@ -273,3 +273,28 @@ fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
         }
     });
 }
+
+#[test]
+fn json_logs_are_json_lines_and_never_hold_the_secret_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 2);
+    for n in &mut nodes {
+        n.start(&["--log-format", "json"]);
+    }
+    nodes[0].wait_peers(&rt, 1);
+    nodes[1].wait_peers(&rt, 1);
+    for n in &mut nodes {
+        n.stop();
+        let secret = std::fs::read_to_string(n.dir.join("identity.key")).unwrap();
+        let log = n.log();
+        assert!(log.lines().count() >= 2, "{log}");
+        for line in log.lines() {
+            let v: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            assert!(v["level"].is_string(), "{line}");
+        }
+        assert!(log.contains("link up"), "{log}");
+        assert!(!log.contains(secret.trim()), "secret key in the log");
+    }
+}
