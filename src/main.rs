@@ -68,7 +68,8 @@ enum Command {
         dir: PathBuf,
         /// The friend's listen address.
         address: SocketAddr,
-        /// The friend's public key (from `veil id`).
+        /// The friend's public key (from `veil id`). Keys may start with '-'.
+        #[arg(allow_hyphen_values = true)]
         public_key: PeerKey,
         #[arg(long)]
         name: Option<String>,

@@ -37,7 +37,7 @@ use crate::client::{
 use crate::config::{ConfigError, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
-use crate::link::{self, LinkConfig, LinkReader, LinkWriter};
+use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter};
 use crate::message::{DecodeError, Message};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig};
 use crate::store::Datastore;
@@ -484,7 +484,15 @@ where
     let (done_tx, done_rx) = oneshot::channel();
     tokio::spawn(write_link(writer, rx));
     let input = ctx.input.clone();
-    let reader_task = tokio::spawn(read_link(reader, peer, conn, input.clone(), done_tx));
+    let (start_tx, start_rx) = oneshot::channel();
+    let reader_task = tokio::spawn(read_link(
+        reader,
+        peer,
+        conn,
+        input.clone(),
+        start_rx,
+        done_tx,
+    ));
     let registered = input
         .send(Input::LinkUp {
             peer,
@@ -498,6 +506,7 @@ where
         reader_task.abort();
         return None;
     }
+    let _ = start_tx.send(());
     Some(done_rx)
 }
 
@@ -526,8 +535,15 @@ async fn read_link(
     peer: PeerKey,
     conn: u64,
     input: mpsc::Sender<Input>,
+    start: oneshot::Receiver<()>,
     done: oneshot::Sender<()>,
 ) {
+    // Read nothing until the router has the LinkUp, so that no message
+    // of this link can reach it first.
+    if start.await.is_err() {
+        let _ = done.send(());
+        return;
+    }
     loop {
         match tokio::time::timeout(IDLE_TIMEOUT, reader.recv()).await {
             Err(_) => {
@@ -555,8 +571,12 @@ async fn read_link(
                     break;
                 }
             },
+            Ok(Err(e @ (LinkError::Io(_) | LinkError::Truncated | LinkError::Closed))) => {
+                info!(%peer, error = %e, "link broke");
+                break;
+            }
             Ok(Err(e)) => {
-                warn!(%peer, error = %e, "peer misbehaved or link broke; closing link");
+                warn!(%peer, error = %e, "peer misbehaved: bad frame; closing link");
                 break;
             }
         }
