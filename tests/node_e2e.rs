@@ -298,3 +298,55 @@ fn json_logs_are_json_lines_and_never_hold_the_secret_key() {
         assert!(!log.contains(secret.trim()), "secret key in the log");
     }
 }
+
+#[test]
+fn a_corrupted_manifest_is_a_clear_error_and_leaves_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = chain(tmp.path(), 2);
+    nodes[0].start(&[]);
+    nodes[1].start(&["--testnet"]);
+    nodes[0].wait_peers(&rt, 1);
+    // A validly encrypted block of kind Manifest whose plaintext is junk,
+    // placed at n1 (testnet placement), fetched through n0.
+    let (chk, block) =
+        Chk::encode_kind(veil::keys::BlockKind::Manifest, b"this is not a manifest").unwrap();
+    rt.block_on(async {
+        Client::connect(nodes[1].client, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .place(block)
+            .await
+            .unwrap();
+    });
+    let out = tmp.path().join("out.bin");
+    let r = veil(&[
+        "get",
+        "--node",
+        &nodes[0].client.to_string(),
+        &chk.to_uri(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("manifest"), "{err}");
+    assert!(
+        !err.contains(&chk.to_uri()[48..]),
+        "the error shows the decryption key: {err}"
+    );
+    assert!(!out.exists());
+
+    // Placement is refused by a node that is not in testnet mode.
+    let (_, other) = Chk::encode(b"placed").unwrap();
+    let refused = rt.block_on(async {
+        Client::connect(nodes[0].client, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .place(other)
+            .await
+    });
+    let e = refused.unwrap_err().to_string();
+    assert!(e.contains("testnet"), "{e}");
+}
