@@ -72,19 +72,15 @@ impl BenchReport {
 /// Start `n` nodes in a chain under `dir`.
 async fn start_chain(dir: &Path, n: usize) -> anyhow::Result<Vec<RunningNode>> {
     let mut ids = Vec::new();
-    let mut ports = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
         std::fs::create_dir_all(&node_dir)?;
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         identity.save(node_dir.join(IDENTITY_FILE))?;
         ids.push(identity.public());
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let c = std::net::TcpListener::bind("127.0.0.1:0")?;
-        ports.push((l.local_addr()?, c.local_addr()?, l, c));
     }
-    let addrs: Vec<_> = ports.iter().map(|(l, c, _, _)| (*l, *c)).collect();
-    drop(ports);
+    let ports = crate::testnet::free_ports(2 * n)?;
+    let addrs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut running = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));

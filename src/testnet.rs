@@ -5,7 +5,7 @@
 //! edges, the topology's location), starts the processes, waits until every
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -104,12 +104,44 @@ pub struct Testnet {
     children: Vec<(String, Child)>,
 }
 
-/// Reserve `n` distinct free loopback ports (held together, then released).
-fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<_, _>>()?;
-    listeners.iter().map(|l| l.local_addr()).collect()
+/// Listen ports are drawn from below the kernel's ephemeral range, so that
+/// no outgoing connection (which takes its local port from that range) can
+/// grab one between the draw and the node's bind.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// `n` distinct loopback addresses that were free a moment ago: random
+/// ports from [`PORT_RANGE`], bound together to check, then released. Two
+/// testnets drawing at once collide only if they draw the same port in that
+/// moment.
+pub fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
+    use rand::Rng;
+    // Ports this process has handed out already are never drawn again: the
+    // nodes they were meant for may not have bound them yet.
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut rng = rand::thread_rng();
+    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
+    let mut attempts = 0usize;
+    while held.len() < n {
+        attempts += 1;
+        if attempts > 100 * n + 1000 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("no {n} free ports in {PORT_RANGE:?}"),
+            ));
+        }
+        let port = rng.gen_range(PORT_RANGE);
+        if handed_out.contains(&port) {
+            continue;
+        }
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
+            handed_out.insert(port);
+            held.push(l);
+        }
+    }
+    held.iter().map(|l| l.local_addr()).collect()
 }
 
 /// The last `max` bytes of a log file, for error reports.
@@ -154,6 +186,29 @@ fn prepare_dir(dir: &Path) -> Result<(), TestnetError> {
 
 /// Lay out and start a testnet, and wait until every edge is connected.
 pub async fn up(topology: &Topology, dir: &Path, opts: UpOptions) -> Result<Testnet, TestnetError> {
+    // Another program (another testnet starting at the same instant, say)
+    // can take a drawn port before its node binds it. That is the one
+    // start-up failure a fresh draw cures, so it is retried.
+    const ATTEMPTS: usize = 3;
+    let mut attempt = 1;
+    loop {
+        match up_once(topology, dir, &opts).await {
+            Err(TestnetError::NodeFailed { name, log_tail })
+                if attempt < ATTEMPTS && log_tail.contains("cannot listen on") =>
+            {
+                tracing::warn!(node = %name, attempt, "a port was taken before its node bound it; starting over with new ports");
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn up_once(
+    topology: &Topology,
+    dir: &Path,
+    opts: &UpOptions,
+) -> Result<Testnet, TestnetError> {
     prepare_dir(dir)?;
     let n = topology.nodes.len();
     let ports = free_ports(2 * n).map_err(|e| io_err(dir, e))?;

@@ -1,19 +1,17 @@
 //! Shared helpers for tests that run real `veil` node processes on loopback.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
 
-/// `n` distinct free loopback ports.
+/// `n` distinct free loopback addresses (outside the ephemeral port range,
+/// as the testnet picks them).
 pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
-    let ls: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    ls.iter().map(|l| l.local_addr().unwrap()).collect()
+    veil::testnet::free_ports(n).unwrap()
 }
 
 /// Run `veil ARGS` to completion.
