@@ -679,7 +679,7 @@ impl RouterTask {
                 self.feed(Event::ClientPut { token, block });
             }
             Input::Place { block, reply } => {
-                let result = self.store.put_store(&block).map_err(|e| e.to_string());
+                let result = blocking(|| self.store.put_store(&block)).map_err(|e| e.to_string());
                 if result.is_ok() {
                     if let Some(a) = &mut self.audit {
                         a.block_stored(&block.routing_key());
@@ -775,7 +775,7 @@ impl RouterTask {
                         Err(_) => debug!("cache writes saturated; not caching this block"),
                     }
                 }
-                Action::StoreBlock { block } => match self.store.put_store(&block) {
+                Action::StoreBlock { block } => match blocking(|| self.store.put_store(&block)) {
                     Ok(()) => {
                         if let Some(a) = &mut self.audit {
                             a.block_stored(&block.routing_key());
@@ -831,6 +831,18 @@ impl RouterTask {
             timeouts: stats.timeouts,
             pending: self.router.pending_count() as u64,
         }
+    }
+}
+
+/// Run a synchronous disk write (a durable store commit) from the router
+/// task. On a multi-threaded runtime the worker hands its other tasks to
+/// the rest of the pool first, so links keep being served while it waits
+/// for the disk; the router itself waits, because the core's next action
+/// (the insert's answer) must not go out before the block is durable.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
