@@ -50,7 +50,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use crate::keys::{Block, BlockKind, Chk, KeyError, RoutingKey, BLOCK_DATA_LEN};
+use crate::keys::{Block, BlockKind, Chk, DecryptionKey, KeyError, RoutingKey, BLOCK_DATA_LEN};
 
 /// The manifest format version this module writes and reads.
 pub const MANIFEST_VERSION: u8 = 1;
@@ -296,22 +296,12 @@ struct WireManifest {
     entries: WireEntries,
 }
 
-/// Rebuild a CHK from its two halves. `DecryptionKey` has no public
-/// constructor from bytes, so go through the URI form, which is exactly
-/// that.
-fn chk_from_parts(routing: &[u8; 32], decryption: &[u8; 32]) -> Result<Chk, ContentError> {
-    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    use base64::Engine as _;
-    let mut uri = format!(
-        "CHK@{},{}",
-        URL_SAFE_NO_PAD.encode(routing),
-        URL_SAFE_NO_PAD.encode(decryption)
-    );
-    let parsed = uri
-        .parse::<Chk>()
-        .map_err(|e| ContentError::CorruptManifest(format!("bad entry key: {e}")));
-    zeroize::Zeroize::zeroize(&mut uri);
-    parsed
+/// Rebuild a CHK from its two halves.
+fn chk_from_parts(routing: &[u8; 32], decryption: &[u8; 32]) -> Chk {
+    Chk {
+        routing: RoutingKey(*routing),
+        decryption: DecryptionKey::from_bytes(*decryption),
+    }
 }
 
 /// Encode a manifest as CBOR. The result fits in one block whenever the
@@ -418,7 +408,7 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
         let mut dec = decryption.0;
         let chk = chk_from_parts(&routing.0, &dec);
         zeroize::Zeroize::zeroize(&mut dec);
-        entries.push(ManifestEntry { chk: chk?, length });
+        entries.push(ManifestEntry { chk, length });
     }
     if sum != wire.length {
         return Err(ContentError::CorruptManifest(format!(

@@ -136,6 +136,10 @@ impl<'de> Deserialize<'de> for RoutingKey {
 pub struct DecryptionKey([u8; 32]);
 
 impl DecryptionKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> DecryptionKey {
+        DecryptionKey(bytes)
+    }
+
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
