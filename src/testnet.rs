@@ -341,40 +341,49 @@ impl Testnet {
     async fn links_up(&self) -> (usize, Vec<String>) {
         let mut half_links = 0usize;
         let mut missing = Vec::new();
-        for (name, node) in &self.info.nodes {
-            let status = match Client::connect(node.client, Duration::from_secs(2)).await {
-                Ok(mut c) => c.status().await.ok(),
-                Err(_) => None,
-            };
-            match status {
-                Some(s) => {
-                    let up = s.peers.iter().filter(|p| p.connected).count();
+        for (name, _, peers) in self.peer_counts().await {
+            match peers {
+                Some((up, total)) => {
                     half_links += up;
-                    if up < s.peers.len() {
-                        missing.push(name.clone());
+                    if up < total {
+                        missing.push(name);
                     }
                 }
-                None => missing.push(name.clone()),
+                None => missing.push(name),
             }
         }
         (half_links / 2, missing)
     }
 
-    /// Per node: name, client address, peers up / peers configured.
+    /// Per node: name, client address, peers up / peers configured (0/0 for
+    /// a node that does not answer).
     pub async fn table(&self) -> Vec<(String, SocketAddr, usize, usize)> {
-        let mut rows = Vec::new();
+        self.peer_counts()
+            .await
+            .into_iter()
+            .map(|(name, client, peers)| {
+                let (up, total) = peers.unwrap_or((0, 0));
+                (name, client, up, total)
+            })
+            .collect()
+    }
+
+    /// Per node: name, client address, and (peers up, peers configured) from
+    /// its status, or `None` when it does not answer.
+    async fn peer_counts(&self) -> Vec<(String, SocketAddr, Option<(usize, usize)>)> {
+        let mut rows = Vec::with_capacity(self.info.nodes.len());
         for (name, node) in &self.info.nodes {
-            let (up, total) = match Client::connect(node.client, Duration::from_secs(2)).await {
-                Ok(mut c) => match c.status().await {
-                    Ok(s) => (
-                        s.peers.iter().filter(|p| p.connected).count(),
-                        s.peers.len(),
-                    ),
-                    Err(_) => (0, 0),
-                },
-                Err(_) => (0, 0),
+            let status = match Client::connect(node.client, Duration::from_secs(2)).await {
+                Ok(mut c) => c.status().await.ok(),
+                Err(_) => None,
             };
-            rows.push((name.clone(), node.client, up, total));
+            let peers = status.map(|s| {
+                (
+                    s.peers.iter().filter(|p| p.connected).count(),
+                    s.peers.len(),
+                )
+            });
+            rows.push((name.clone(), node.client, peers));
         }
         rows
     }

@@ -8,7 +8,19 @@ use common::*;
 use veil::client::Client;
 use veil::keys::Chk;
 
-/// Five nodes in a chain n0 - n1 - n2 - n3 - n4.
+/// `n` nodes in a chain, started, every link up.
+fn started_chain(root: &std::path::Path, n: usize, rt: &tokio::runtime::Runtime) -> Vec<TestNode> {
+    let mut nodes = chain(root, n);
+    for node in &mut nodes {
+        node.start(&[]);
+    }
+    for (i, node) in nodes.iter().enumerate() {
+        node.wait_peers(rt, if i == 0 || i == n - 1 { 1 } else { 2 });
+    }
+    nodes
+}
+
+/// `n` nodes in a chain n0 - n1 - ... (friends with their neighbours).
 fn chain(root: &std::path::Path, n: usize) -> Vec<TestNode> {
     let nodes: Vec<TestNode> = (0..n)
         .map(|i| TestNode::init(root, &format!("n{i}"), (i as f64 + 0.5) / n as f64))
@@ -96,11 +108,7 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
 fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut nodes = chain(tmp.path(), 2);
-    for n in &mut nodes {
-        n.start(&[]);
-    }
-    nodes[0].wait_peers(&rt, 1);
+    let nodes = started_chain(tmp.path(), 2, &rt);
     let client = nodes[0].client.to_string();
     let out = tmp.path().join("out.bin");
 
@@ -184,11 +192,7 @@ fn identity_key_is_private_and_id_prints_a_peer_entry() {
 fn a_restarted_node_still_serves_from_its_store() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut nodes = chain(tmp.path(), 2);
-    for n in &mut nodes {
-        n.start(&[]);
-    }
-    nodes[0].wait_peers(&rt, 1);
+    let mut nodes = started_chain(tmp.path(), 2, &rt);
     let data = bytes(100_000, 9);
     let input = tmp.path().join("in.bin");
     std::fs::write(&input, &data).unwrap();
@@ -219,11 +223,7 @@ fn a_restarted_node_still_serves_from_its_store() {
 fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut nodes = chain(tmp.path(), 2);
-    for n in &mut nodes {
-        n.start(&[]);
-    }
-    nodes[0].wait_peers(&rt, 1);
+    let mut nodes = started_chain(tmp.path(), 2, &rt);
     let origin = nodes[0].client;
 
     // Insert blocks one after another in the background; n1 is SIGKILLed
