@@ -105,7 +105,7 @@ fn default_store_size() -> SizeSetting {
     SizeSetting::Text("256MiB".into())
 }
 fn default_max_htl() -> Htl {
-    18
+    crate::routing::DEFAULT_MAX_HTL
 }
 fn default_max_inflight() -> usize {
     64

@@ -10,18 +10,18 @@
 //! - wire format: [`message`] (routing messages, bounded CBOR codec).
 //! - link encryption: [`identity`] (static X25519 keys) and [`link`] (Noise
 //!   XX, fixed-size AEAD frames).
-//! - routing core: [`htl`] (hops-to-live policies, the pluggable part) and
+//! - routing core: [`routing::htl`] (hops-to-live policies, the pluggable part) and
 //!   [`routing`] (the sans-IO state machine: events in, actions out; no
 //!   sockets, no clock, no threads).
 //! - store: [`store`] (redb: the store and the LRU cache).
 //! - node runtime: [`config`] (`node.toml`), [`node`] (tokio tasks that
-//!   drive the core), [`audit_log`] (what a testnet node writes).
+//!   drive the core), [`audit::log`] (what a testnet node writes).
 //! - client API and CLI: [`client`] (the local protocol), [`transfer`]
 //!   (whole files over it); the binary is `src/main.rs`.
-//! - testnet, audit, simulation: [`topology`] (files and generators),
-//!   [`harness`] (many routers on a virtual clock, behind `veil trace`),
-//!   [`testnet`] and [`workload`] (real processes, `veil testnet`),
-//!   [`audit`] (`veil audit`), [`mod@bench`] (`veil bench`).
+//! - testnet, audit, simulation: [`sim::topology`] (files and generators),
+//!   [`sim::harness`] (many routers on a virtual clock, behind `veil trace`),
+//!   [`testnet`] and [`testnet::workload`] (real processes, `veil testnet`),
+//!   [`audit`] (`veil audit`), [`testnet::bench`] (`veil bench`).
 //!
 //! # The path of a request
 //!
@@ -41,21 +41,16 @@
 //! [`store`], answers to the [`client`] API.
 
 pub mod audit;
-pub mod audit_log;
-pub mod bench;
 pub mod client;
 pub mod config;
 pub mod content;
-pub mod harness;
-pub mod htl;
 pub mod identity;
 pub mod keys;
 pub mod link;
 pub mod message;
 pub mod node;
 pub mod routing;
+pub mod sim;
 pub mod store;
 pub mod testnet;
-pub mod topology;
 pub mod transfer;
-pub mod workload;

@@ -11,10 +11,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::client::Client;
 use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
-use veil::harness::run_scenario;
 use veil::identity::{Identity, PeerKey};
 use veil::keys::Chk;
-use veil::topology::Topology;
+use veil::sim::harness::run_scenario;
+use veil::sim::topology::Topology;
 
 #[derive(Parser)]
 #[command(
@@ -189,7 +189,7 @@ enum TestnetCommand {
     },
 }
 
-use veil::topology::Shape;
+use veil::sim::topology::Shape;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -280,7 +280,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench { samples, mib, json } => runtime()?.block_on(async {
             let report =
-                veil::bench::run(samples.max(1), mib.max(1), |s| eprintln!("  {s}")).await?;
+                veil::testnet::bench::run(samples.max(1), mib.max(1), |s| eprintln!("  {s}"))
+                    .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -511,7 +512,7 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             seed,
             output,
         } => {
-            let topology = veil::topology::generate(nodes, degree, shape, seed)?;
+            let topology = veil::sim::topology::generate(nodes, degree, shape, seed)?;
             let text = topology.to_toml();
             match output {
                 Some(path) => {
@@ -590,7 +591,11 @@ fn load_topology(path: &Path) -> Result<Topology> {
 
 async fn bring_up(topology: &Topology, dir: &Path) -> Result<veil::testnet::Testnet> {
     let exe = std::env::current_exe().context("finding the veil binary")?;
-    let max_htl = topology.scenario.as_ref().map(|s| s.htl).unwrap_or(18);
+    let max_htl = topology
+        .scenario
+        .as_ref()
+        .map(|s| s.htl)
+        .unwrap_or(veil::routing::DEFAULT_MAX_HTL);
     let bar = if std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(topology.edges.len() as u64)
     } else {
@@ -647,7 +652,7 @@ async fn testnet_run(
     let mut failed = false;
     let mut result_json = serde_json::Map::new();
     if topology.scenario.is_some() {
-        let scenario = veil::workload::run_scenario(&topology, &net).await;
+        let scenario = veil::testnet::workload::run_scenario(&topology, &net).await;
         net.stop();
         let scenario = scenario?;
         let uid = scenario
@@ -670,9 +675,15 @@ async fn testnet_run(
         eprintln!(
             "workload: {files} files of {size} bytes, each fetched from {fetches} other nodes"
         );
-        let workload = veil::workload::run_files(&net, files, size, fetches, seed, 18, |line| {
-            eprintln!("  {line}")
-        })
+        let workload = veil::testnet::workload::run_files(
+            &net,
+            files,
+            size,
+            fetches,
+            seed,
+            veil::routing::DEFAULT_MAX_HTL,
+            |line| eprintln!("  {line}"),
+        )
         .await;
         net.stop();
         let workload = workload?;

@@ -582,8 +582,8 @@ fn missing_testnet_json_is_an_io_error_naming_it() {
 #[test]
 fn the_expected_trace_is_what_the_routing_core_does() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testnet/seed-a-f.toml");
-    let topology = veil::topology::Topology::load(&path).unwrap();
-    let run = veil::harness::run_scenario(&topology, 1).unwrap();
+    let topology = veil::sim::topology::Topology::load(&path).unwrap();
+    let run = veil::sim::harness::run_scenario(&topology, 1).unwrap();
     assert_eq!(run.lines, A_TO_F_TRACE);
 }
 

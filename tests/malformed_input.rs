@@ -3,11 +3,11 @@
 
 use ciborium::value::Value;
 use proptest::prelude::*;
-use veil::harness::Harness;
 use veil::keys::{Block, Chk, RoutingKey, BLOCK_LEN};
 use veil::message::{DecodeError, Message, MAX_MESSAGE_LEN};
 use veil::routing::{ClientOutcome, ClientToken, RouterConfig};
-use veil::topology::Topology;
+use veil::sim::harness::Harness;
+use veil::sim::topology::Topology;
 
 /// A (0.90) - B (0.20) with B's other neighbours C (0.50) and D (0.70); E is
 /// isolated, so it is nobody's neighbour. Indices follow name order:
@@ -39,7 +39,7 @@ fn harness() -> Harness {
 
 /// A block whose key lies next to C's location, so B tries C first, then D.
 fn block() -> (Chk, Block) {
-    veil::harness::block_near(veil::keys::Location::from_f64(0.5), 0.01)
+    veil::sim::harness::block_near(veil::keys::Location::from_f64(0.5), 0.01)
 }
 
 fn other_block() -> (Chk, Block) {

@@ -10,11 +10,11 @@ use proptest::prelude::*;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use veil::harness::Harness;
 use veil::keys::{Block, Chk, Location};
 use veil::message::{Htl, Message, Uid};
 use veil::routing::{ClientOutcome, ClientToken, Failure, Op, RouterConfig};
-use veil::topology::{generate, NodeSpec, Shape, Topology};
+use veil::sim::harness::Harness;
+use veil::sim::topology::{generate, NodeSpec, Shape, Topology};
 
 /// Far more than any run here needs; a run that hits it is a failure.
 const MAX_STEPS: usize = 200_000;
@@ -474,7 +474,7 @@ fn put_then_get_succeeds_at_least_90_percent() {
 /// the middle of a search. FIFO delivery, no clock (no timeouts fire).
 struct LinkNet {
     routers: Vec<veil::routing::Router<usize>>,
-    stores: Vec<veil::harness::MemStore>,
+    stores: Vec<veil::sim::harness::MemStore>,
     links: BTreeSet<(usize, usize)>,
     queue: std::collections::VecDeque<(usize, usize, Message)>,
     /// Every Send action, delivered or not: (from, to, message).
@@ -579,7 +579,7 @@ fn link_loss_keeps_the_htl_bound() {
     let htl = 10;
     let (locations, edges) = two_chains();
     let mut net = LinkNet::new(&locations, &edges, htl);
-    let (chk, _) = veil::harness::block_near(Location::from_f64(0.5), 0.001);
+    let (chk, _) = veil::sim::harness::block_near(Location::from_f64(0.5), 0.001);
     net.feed(
         0,
         veil::routing::Event::ClientGet {
@@ -612,7 +612,7 @@ fn link_loss_keeps_the_htl_bound() {
 fn nothing_is_sent_to_a_departed_upstream_peer() {
     let (locations, edges) = two_chains();
     let mut net = LinkNet::new(&locations, &edges, 10);
-    let (chk, _) = veil::harness::block_near(Location::from_f64(0.5), 0.001);
+    let (chk, _) = veil::sim::harness::block_near(Location::from_f64(0.5), 0.001);
     net.feed(
         0,
         veil::routing::Event::ClientGet {

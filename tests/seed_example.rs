@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use ciborium::value::Value;
-use veil::harness::{run_scenario, ScenarioRun};
 use veil::message::Message;
 use veil::routing::ClientOutcome;
-use veil::topology::Topology;
+use veil::sim::harness::{run_scenario, ScenarioRun};
+use veil::sim::topology::Topology;
 
 const EXPECTED: [&str; 13] = [
     "A -> B DataRequest htl=18",

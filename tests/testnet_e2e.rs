@@ -214,7 +214,7 @@ fn testnet_gen_writes_parseable_connected_topologies() {
             "-o",
             path.to_str().unwrap(),
         ]);
-        let t = veil::topology::Topology::load(&path).unwrap();
+        let t = veil::sim::topology::Topology::load(&path).unwrap();
         assert_eq!(t.nodes.len(), 40);
         assert!(t.is_connected(), "{shape}");
     }
@@ -224,7 +224,7 @@ fn testnet_gen_writes_parseable_connected_topologies() {
         "testnet/ring-16.toml",
         "testnet/small-world-32.toml",
     ] {
-        let t = veil::topology::Topology::load(Path::new(&repo(f))).unwrap();
+        let t = veil::sim::topology::Topology::load(Path::new(&repo(f))).unwrap();
         assert!(t.is_connected(), "{f}");
     }
 }

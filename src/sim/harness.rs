@@ -11,12 +11,13 @@ use std::collections::{BinaryHeap, HashMap};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::audit::trace::format_trace_line;
 use crate::keys::{Block, Chk, Location, RoutingKey};
 use crate::message::{Message, Uid};
 use crate::routing::{
     Action, BlockSource, ClientOutcome, ClientToken, Event, Op, Router, RouterConfig, Time,
 };
-use crate::topology::Topology;
+use crate::sim::topology::Topology;
 
 /// A node's datastore in memory: the store (sink) and the cache.
 #[derive(Default, Clone, Debug)]
@@ -253,14 +254,6 @@ impl Harness {
             .filter(|s| s.msg.uid() == uid)
             .map(|s| format_trace_line(&self.names[s.from], &self.names[s.to], &s.msg))
             .collect()
-    }
-}
-
-/// `FROM -> TO Kind`, with ` htl=N` for kinds that carry an HTL.
-pub fn format_trace_line(from: &str, to: &str, msg: &Message) -> String {
-    match msg.htl() {
-        Some(h) => format!("{from} -> {to} {} htl={h}", msg.kind()),
-        None => format!("{from} -> {to} {}", msg.kind()),
     }
 }
 

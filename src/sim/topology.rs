@@ -91,7 +91,7 @@ struct RawScenario {
 }
 
 fn default_htl() -> Htl {
-    18
+    crate::routing::DEFAULT_MAX_HTL
 }
 
 /// One node of a topology.

@@ -5,6 +5,9 @@
 //! edges, the topology's location), starts the processes, waits until every
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
+pub mod bench;
+pub mod workload;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Seek, SeekFrom};
 use std::net::{SocketAddr, TcpListener};
@@ -18,7 +21,7 @@ use crate::client::Client;
 use crate::config::{NodeConfig, PeerConfig, IDENTITY_FILE};
 use crate::identity::Identity;
 use crate::message::Htl;
-use crate::topology::Topology;
+use crate::sim::topology::Topology;
 
 /// Name of the testnet description file in the testnet directory.
 pub const TESTNET_FILE: &str = "testnet.json";

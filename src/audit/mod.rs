@@ -6,6 +6,9 @@
 //! `origin.jsonl` is ground truth, used to score those signals and to check
 //! invariants that need to know who originated a request.
 
+pub mod log;
+pub mod trace;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs;
 use std::io;

@@ -11,13 +11,13 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use crate::audit_log::ORIGIN_FILE;
+use crate::audit::log::ORIGIN_FILE;
 use crate::client::Client;
-use crate::harness::block_near;
 use crate::keys::RoutingKey;
 use crate::message::Htl;
+use crate::sim::harness::block_near;
+use crate::sim::topology::Topology;
 use crate::testnet::Testnet;
-use crate::topology::Topology;
 use crate::transfer::{get_file, put_file};
 
 /// What the scenario run saw.

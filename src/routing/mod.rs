@@ -35,15 +35,17 @@
 //!    `InsertSucceeded`, and a node that runs out of candidates stores it and
 //!    answers `RouteNotFound`.
 
+pub mod htl;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 
 use rand::RngCore;
 
-use crate::htl::{DeterministicHtl, HtlPolicy};
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
+use crate::routing::htl::{DeterministicHtl, HtlPolicy};
 
 /// Milliseconds on whatever clock the driver uses. Only differences matter.
 pub type Time = u64;
@@ -61,8 +63,12 @@ pub trait BlockSource {
     fn lookup(&self, key: &RoutingKey) -> Option<Block>;
 }
 
-/// Tunables of the routing core.
-#[derive(Clone, Debug)]
+/// The hops-to-live budget of a request, unless configured otherwise.
+pub const DEFAULT_MAX_HTL: Htl = 18;
+
+/// Tunables of the routing core (`[router]` in `node.toml`; every field has a default).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RouterConfig {
     /// Largest HTL accepted; larger values are clamped. Also the budget a
     /// deterministic originator starts with.
@@ -80,7 +86,7 @@ pub struct RouterConfig {
 impl Default for RouterConfig {
     fn default() -> Self {
         RouterConfig {
-            max_htl: 18,
+            max_htl: DEFAULT_MAX_HTL,
             timeout_base_ms: 5_000,
             timeout_per_hop_ms: 2_000,
             max_inflight_per_peer: 64,
@@ -97,7 +103,8 @@ impl RouterConfig {
 }
 
 /// Whether a request fetches or inserts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Op {
     Get,
     Put,

@@ -30,7 +30,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use crate::audit_log::AuditLog;
+use crate::audit::log::AuditLog;
 use crate::client::{
     read_frame, write_frame, ClientRequest, ClientResponse, NodeStatus, PeerStatus,
 };
