@@ -256,9 +256,9 @@ async fn a_missing_block_is_unavailable() {
     net.remove(&gone);
     let err = get(&sf.uri, net).await.unwrap_err();
     match &err {
-        ContentError::BlockUnavailable { key, reason } => {
+        ContentError::BlockUnavailable { key, source } => {
             assert_eq!(*key, gone.to_base64());
-            assert_eq!(reason, "not in the network");
+            assert_eq!(source.to_string(), "not in the network");
         }
         other => panic!("{other:?}"),
     }

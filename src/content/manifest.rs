@@ -1,0 +1,298 @@
+//! The manifest format: wire structs, encode/decode, and the capacity maths
+//! that fixes [`MAX_FANOUT`].
+//!
+//! # Manifest format (version 1)
+//!
+//! A CBOR map with exactly these keys:
+//!
+//! | key       | value                                                       |
+//! |-----------|-------------------------------------------------------------|
+//! | `v`       | unsigned integer, [`MANIFEST_VERSION`]                      |
+//! | `length`  | unsigned integer: bytes of file under this manifest         |
+//! | `sha256`  | 32-byte string (the whole file's SHA-256) in the root; `null` in every child manifest |
+//! | `depth`   | unsigned integer: 0 if the entries are data blocks, `d > 0` if they are manifests of depth `d - 1` |
+//! | `entries` | array of `[routing key (32-byte string), decryption key (32-byte string), length (unsigned)]` |
+//!
+//! An encoded manifest must fit in one block. [`MAX_FANOUT`] is the largest
+//! number of entries for which the worst-case encoding (every integer at its
+//! widest) still does; it is computed from the CBOR sizes below, not guessed.
+//!
+//! Every manifest is checked when decoded ([`decode_manifest`]): input of at
+//! most [`BLOCK_DATA_LEN`] bytes, known version, `depth <= MAX_DEPTH`,
+//! `1..=MAX_FANOUT` entries, every entry length non-zero and within what a
+//! subtree of that depth can hold, entry lengths summing exactly to `length`,
+//! and `length <= MAX_FILE_LEN`.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{ContentError, ManifestError};
+use crate::keys::{Chk, DecryptionKey, RoutingKey, BLOCK_DATA_LEN};
+
+/// The manifest format version this module writes and reads.
+pub const MANIFEST_VERSION: u8 = 1;
+
+/// The deepest manifest accepted: depth 0 lists data blocks, depth `d` lists
+/// manifests of depth `d - 1`. At [`MAX_FANOUT`] entries a tree of depth 2
+/// already covers more than [`MAX_FILE_LEN`]; the slack is for trees built
+/// with a small fan-out ([`super::split_with_fanout`]).
+pub const MAX_DEPTH: u8 = 4;
+
+/// The largest file [`super::split`] builds and [`super::fetch`] accepts: 1 TiB.
+pub const MAX_FILE_LEN: u64 = 1 << 40;
+
+// Worst-case CBOR sizes of the parts of an encoded manifest. A CBOR head
+// (major type + argument) is 1 byte for arguments < 24, then 2, 3, 5 or 9.
+/// A 32-byte string: 2-byte head (0x58 0x20) + 32 bytes.
+const CBOR_BYTES32: usize = 2 + 32;
+/// Any `u64`: at most a 9-byte head.
+const CBOR_U64_MAX: usize = 9;
+/// Any `u8`: at most a 2-byte head.
+const CBOR_U8_MAX: usize = 2;
+/// A text-string key of `n` (< 24) bytes: 1-byte head + the text.
+const fn cbor_key(n: usize) -> usize {
+    1 + n
+}
+/// One entry: a 3-element array head (1 byte) + two keys + a length.
+const ENTRY_MAX_LEN: usize = 1 + CBOR_BYTES32 + CBOR_BYTES32 + CBOR_U64_MAX;
+/// Everything but the entries, at its widest: the 5-entry map head, the five
+/// keys and their values, and the array head for up to 65 535 entries
+/// (3 bytes).
+const MANIFEST_OVERHEAD_MAX: usize = 1
+    + cbor_key(1) // "v"
+    + CBOR_U8_MAX
+    + cbor_key(6) // "length"
+    + CBOR_U64_MAX
+    + cbor_key(6) // "sha256"
+    + CBOR_BYTES32
+    + cbor_key(5) // "depth"
+    + CBOR_U8_MAX
+    + cbor_key(7) // "entries"
+    + 3;
+
+/// The most entries one manifest holds: as many as fit in one block in the
+/// worst case (419 with 32 KiB blocks).
+pub const MAX_FANOUT: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_MAX) / ENTRY_MAX_LEN;
+
+// The array head above is 3 bytes only while the count fits in a u16.
+const _: () = assert!(MAX_FANOUT < 65_536 && MAX_FANOUT >= 2);
+
+/// One line of a manifest: a child block and how many file bytes lie under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManifestEntry {
+    pub chk: Chk,
+    pub length: u64,
+}
+
+/// A decoded manifest. See the module docs for the wire format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Manifest {
+    /// Bytes of file under this manifest.
+    pub length: u64,
+    /// SHA-256 of the whole file: `Some` in the root, `None` in children.
+    pub sha256: Option<[u8; 32]>,
+    /// 0: entries are data blocks; `d > 0`: entries are manifests of depth `d - 1`.
+    pub depth: u8,
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// Exactly 32 bytes, as a CBOR byte string.
+#[derive(Clone, Copy)]
+struct Bytes32([u8; 32]);
+
+impl Serialize for Bytes32 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes32 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes32;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a 32-byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes32, E> {
+                v.try_into()
+                    .map(Bytes32)
+                    .map_err(|_| E::invalid_length(v.len(), &self))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct WireEntry(Bytes32, Bytes32, u64);
+
+/// The entry array, refusing more than [`MAX_FANOUT`] entries while parsing
+/// and never reserving more than that.
+struct WireEntries(Vec<WireEntry>);
+
+impl Serialize for WireEntries {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for WireEntries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = WireEntries;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "an array of at most {MAX_FANOUT} entries")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<WireEntries, A::Error> {
+                let hint = seq.size_hint().unwrap_or(0);
+                if hint > MAX_FANOUT {
+                    return Err(serde::de::Error::invalid_length(hint, &self));
+                }
+                let mut out = Vec::with_capacity(hint);
+                while let Some(entry) = seq.next_element::<WireEntry>()? {
+                    if out.len() == MAX_FANOUT {
+                        return Err(serde::de::Error::invalid_length(out.len() + 1, &self));
+                    }
+                    out.push(entry);
+                }
+                Ok(WireEntries(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireManifest {
+    v: u64,
+    length: u64,
+    sha256: Option<Bytes32>,
+    depth: u64,
+    entries: WireEntries,
+}
+
+/// Rebuild a CHK from its two halves.
+fn chk_from_parts(routing: &[u8; 32], decryption: &[u8; 32]) -> Chk {
+    Chk {
+        routing: RoutingKey(*routing),
+        decryption: DecryptionKey::from_bytes(*decryption),
+    }
+}
+
+/// Encode a manifest as CBOR. The result fits in one block whenever the
+/// manifest has at most [`MAX_FANOUT`] entries.
+pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
+    let wire = WireManifest {
+        v: u64::from(MANIFEST_VERSION),
+        length: m.length,
+        sha256: m.sha256.map(Bytes32),
+        depth: u64::from(m.depth),
+        entries: WireEntries(
+            m.entries
+                .iter()
+                .map(|e| {
+                    WireEntry(
+                        Bytes32(e.chk.routing.0),
+                        Bytes32(*e.chk.decryption.as_bytes()),
+                        e.length,
+                    )
+                })
+                .collect(),
+        ),
+    };
+    let mut out = Vec::with_capacity(MANIFEST_OVERHEAD_MAX + m.entries.len() * ENTRY_MAX_LEN);
+    // Writing into a Vec cannot fail, and every field serializes.
+    if let Err(e) = ciborium::ser::into_writer(&wire, &mut out) {
+        unreachable!("encoding a manifest into memory failed: {e}");
+    }
+    let mut wire = wire;
+    for e in wire.entries.0.iter_mut() {
+        zeroize::Zeroize::zeroize(&mut e.1 .0);
+    }
+    out
+}
+
+/// The most file bytes one entry of a manifest at `depth` can stand for:
+/// a data block at depth 0, a full subtree of depth `depth - 1` otherwise.
+pub(super) fn entry_capacity(depth: u8) -> u64 {
+    let mut cap = BLOCK_DATA_LEN as u64;
+    for _ in 0..depth {
+        cap = cap.saturating_mul(MAX_FANOUT as u64);
+    }
+    cap
+}
+
+/// Decode and check a manifest. Bounded: refuses input longer than a block
+/// before parsing, and never allocates from a claimed count or length.
+/// Never panics.
+pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
+    if bytes.len() > BLOCK_DATA_LEN {
+        return Err(ManifestError::TooLong(bytes.len()).into());
+    }
+    let mut reader = bytes;
+    let wire: WireManifest = ciborium::de::from_reader_with_recursion_limit(&mut reader, 8)
+        .map_err(ManifestError::Cbor)?;
+    if !reader.is_empty() {
+        return Err(ManifestError::TrailingBytes(reader.len()).into());
+    }
+    if wire.v != u64::from(MANIFEST_VERSION) {
+        return Err(ContentError::UnsupportedVersion(wire.v));
+    }
+    let depth = match u8::try_from(wire.depth) {
+        Ok(d) if d <= MAX_DEPTH => d,
+        _ => return Err(ManifestError::TooDeep(wire.depth).into()),
+    };
+    if wire.length > MAX_FILE_LEN {
+        return Err(ContentError::TooLarge {
+            len: wire.length,
+            max: MAX_FILE_LEN,
+        });
+    }
+    if wire.entries.0.is_empty() {
+        return Err(ManifestError::NoEntries.into());
+    }
+    let cap = entry_capacity(depth);
+    let mut sum: u64 = 0;
+    let mut entries = Vec::with_capacity(wire.entries.0.len());
+    for (index, WireEntry(routing, decryption, length)) in wire.entries.0.into_iter().enumerate() {
+        if length == 0 || length > cap {
+            return Err(ManifestError::EntryLength {
+                index,
+                length,
+                depth,
+                cap,
+            }
+            .into());
+        }
+        sum = sum
+            .checked_add(length)
+            .filter(|s| *s <= wire.length)
+            .ok_or(ManifestError::EntriesExceed {
+                length: wire.length,
+            })?;
+        let mut dec = decryption.0;
+        let chk = chk_from_parts(&routing.0, &dec);
+        zeroize::Zeroize::zeroize(&mut dec);
+        entries.push(ManifestEntry { chk, length });
+    }
+    if sum != wire.length {
+        return Err(ManifestError::EntriesSum {
+            sum,
+            length: wire.length,
+        }
+        .into());
+    }
+    Ok(Manifest {
+        length: wire.length,
+        sha256: wire.sha256.map(|b| b.0),
+        depth,
+        entries,
+    })
+}
