@@ -137,7 +137,7 @@ pub enum Event<P> {
 }
 
 /// Why a local request did not succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Failure {
     /// The hops-to-live ran out somewhere along the way.
     DataNotFound,
