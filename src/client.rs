@@ -7,6 +7,16 @@
 //! [`MAX_CLIENT_FRAME`] are refused before allocation. The node only ever
 //! sees encrypted blocks: files are split and encrypted by the client, so
 //! decryption keys never reach the node.
+//!
+//! # Failures
+//!
+//! A request the network could not carry out is answered with the routing
+//! core's own [`Failure`] ([`ClientResponse::NetworkFailed`]); the client
+//! turns it into [`ClientError::Network`]. Every [`ClientError`] says what
+//! kind of failure it was through [`HasKind::kind`], so callers (the CLI,
+//! the testnet workload) can tell apart data not found within the search
+//! budget, a timeout, a node that is down, no connected peers and overload
+//! without reading error text.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -16,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::keys::{Block, RoutingKey};
+use crate::routing::{ClientOutcome, Failure};
 
 /// Largest client frame: one block plus room for the envelope.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -75,10 +86,105 @@ pub enum ClientResponse {
     Inserted,
     Placed,
     Status(Box<NodeStatus>),
-    /// The request failed; the text says why.
+    /// The node would not or could not serve the request (a bad request, a
+    /// refused operation, the node shutting down); the text says why.
     Failed {
         reason: String,
     },
+    /// The network could not carry out the request: the routing core's answer.
+    NetworkFailed(Failure),
+}
+
+impl From<ClientOutcome> for ClientResponse {
+    fn from(outcome: ClientOutcome) -> Self {
+        match outcome {
+            ClientOutcome::Found(block) => ClientResponse::Found { block },
+            ClientOutcome::Inserted => ClientResponse::Inserted,
+            ClientOutcome::Failed(failure) => ClientResponse::NetworkFailed(failure),
+        }
+    }
+}
+
+impl From<Failure> for ClientResponse {
+    fn from(failure: Failure) -> Self {
+        ClientResponse::NetworkFailed(failure)
+    }
+}
+
+/// What kind of failure an error is, for callers that act on it (as arti's
+/// `HasKind`): retry, tell the user to start the node, or give up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// No node within the search budget (hops-to-live) holds the data.
+    NotFound,
+    /// A peer, or the node, did not answer in time.
+    Timeout,
+    /// The node is not running, cannot be reached, or went away mid-request.
+    NodeDown,
+    /// The node has no connected peer to ask.
+    NoPeers,
+    /// The node or its peers are handling too much.
+    Overloaded,
+    /// The node refused the request.
+    Refused,
+    /// What came back does not verify or is inconsistent: whoever served or
+    /// built it is at fault.
+    BadData,
+    /// The node broke the client protocol.
+    Protocol,
+    /// A failure on this machine (writing the output, a task that died, a bug).
+    Local,
+}
+
+impl ErrorKind {
+    /// True when the other side (the node, a peer, or the uploader) is to
+    /// blame rather than this machine or the network's reach.
+    pub fn peer_at_fault(self) -> bool {
+        matches!(self, ErrorKind::BadData | ErrorKind::Protocol)
+    }
+}
+
+impl From<Failure> for ErrorKind {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::DataNotFound | Failure::RouteNotFound => ErrorKind::NotFound,
+            Failure::Timeout => ErrorKind::Timeout,
+            Failure::Overloaded => ErrorKind::Overloaded,
+            Failure::NoPeers => ErrorKind::NoPeers,
+        }
+    }
+}
+
+/// An error that can say what kind of failure it is.
+pub trait HasKind {
+    fn kind(&self) -> ErrorKind;
+}
+
+/// What to do about data that was not found.
+const NOT_FOUND_ADVICE: &str = "check the URI; the node that inserted it may be offline or not \
+    connected to this network: retry later, or raise router.max_htl in node.toml to search further";
+
+/// A routing failure in plain words, with what the user can do about it.
+pub fn failure_text(failure: Failure) -> String {
+    match failure {
+        Failure::DataNotFound => format!(
+            "data not found within the search budget (hops-to-live): \
+             no node the search reached holds it; {NOT_FOUND_ADVICE}"
+        ),
+        Failure::RouteNotFound => format!(
+            "data not found within the search budget (hops-to-live): \
+             every node the search could reach was asked and none holds it; {NOT_FOUND_ADVICE}"
+        ),
+        Failure::Timeout => {
+            "a peer did not answer in time; the network may be slow or busy: retry later".into()
+        }
+        Failure::Overloaded => {
+            "the node or its peers are overloaded (too many requests in flight): retry later".into()
+        }
+        Failure::NoPeers => "the node has no connected peers: check its [[peers]] entries \
+                             and that those nodes are running (veil status)"
+            .into(),
+    }
 }
 
 /// Errors of the client side.
@@ -87,22 +193,49 @@ pub enum ClientError {
     #[error("cannot connect to node at {addr}: {source}")]
     Connect {
         addr: SocketAddr,
+        #[source]
         source: std::io::Error,
     },
     #[error("node connection: {0}")]
     Io(#[from] std::io::Error),
     #[error("frame of {0} bytes exceeds the {MAX_CLIENT_FRAME}-byte limit")]
     FrameTooLarge(usize),
+    #[error("cannot encode a frame: {0}")]
+    Encode(#[source] ciborium::ser::Error<std::io::Error>),
     #[error("malformed frame: {0}")]
-    Malformed(String),
+    Malformed(#[source] ciborium::de::Error<std::io::Error>),
     #[error("the node closed the connection")]
     Closed,
     #[error("the node did not answer within {0:?}")]
     Timeout(Duration),
+    /// The network could not carry out the request.
+    #[error("{}", failure_text(*.0))]
+    Network(Failure),
+    /// The node refused the request; its words.
     #[error("{0}")]
-    Failed(String),
+    Refused(String),
+    #[error("the node returned a block that does not match its key")]
+    BadBlock,
     #[error("unexpected answer from the node")]
     Unexpected,
+}
+
+impl HasKind for ClientError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Closed => {
+                ErrorKind::NodeDown
+            }
+            ClientError::Timeout(_) => ErrorKind::Timeout,
+            ClientError::Network(failure) => ErrorKind::from(*failure),
+            ClientError::Refused(_) => ErrorKind::Refused,
+            ClientError::BadBlock => ErrorKind::BadData,
+            ClientError::FrameTooLarge(_) | ClientError::Malformed(_) | ClientError::Unexpected => {
+                ErrorKind::Protocol
+            }
+            ClientError::Encode(_) => ErrorKind::Local,
+        }
+    }
 }
 
 /// Write one length-prefixed CBOR frame.
@@ -111,8 +244,7 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     value: &T,
 ) -> Result<(), ClientError> {
     let mut bytes = Vec::new();
-    ciborium::ser::into_writer(value, &mut bytes)
-        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+    ciborium::ser::into_writer(value, &mut bytes).map_err(ClientError::Encode)?;
     if bytes.len() > MAX_CLIENT_FRAME {
         return Err(ClientError::FrameTooLarge(bytes.len()));
     }
@@ -139,7 +271,7 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     let mut buf = vec![0u8; len];
     r.read_exact(&mut buf).await?;
     let value = ciborium::de::from_reader_with_recursion_limit(buf.as_slice(), 16)
-        .map_err(|e| ClientError::Malformed(e.to_string()))?;
+        .map_err(ClientError::Malformed)?;
     Ok(Some(value))
 }
 
@@ -169,7 +301,8 @@ impl Client {
                 .ok_or(ClientError::Closed)
         };
         match tokio::time::timeout(timeout, exchange).await {
-            Ok(Ok(ClientResponse::Failed { reason })) => Err(ClientError::Failed(reason)),
+            Ok(Ok(ClientResponse::Failed { reason })) => Err(ClientError::Refused(reason)),
+            Ok(Ok(ClientResponse::NetworkFailed(failure))) => Err(ClientError::Network(failure)),
             Ok(r) => r,
             Err(_) => Err(ClientError::Timeout(timeout)),
         }
@@ -179,9 +312,7 @@ impl Client {
     pub async fn get(&mut self, key: RoutingKey) -> Result<Block, ClientError> {
         match self.call(&ClientRequest::Get { key }).await? {
             ClientResponse::Found { block } if block.verify(&key).is_ok() => Ok(block),
-            ClientResponse::Found { .. } => Err(ClientError::Failed(
-                "node returned a block that does not match its key".into(),
-            )),
+            ClientResponse::Found { .. } => Err(ClientError::BadBlock),
             _ => Err(ClientError::Unexpected),
         }
     }

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, ErrorKind, HasKind};
 use crate::content::{self, ContentError};
 use crate::keys::Chk;
 
@@ -19,8 +19,24 @@ pub enum TransferError {
     Content(#[from] ContentError),
     #[error(transparent)]
     Client(#[from] ClientError),
-    #[error("an insert worker stopped unexpectedly")]
-    Worker,
+    #[error("an insert worker stopped unexpectedly: {0}")]
+    Worker(#[source] tokio::task::JoinError),
+}
+
+impl HasKind for TransferError {
+    /// A block that could not be fetched has the kind of the client error
+    /// behind it; data that does not verify is [`ErrorKind::BadData`].
+    fn kind(&self) -> ErrorKind {
+        match self {
+            TransferError::Client(e) => e.kind(),
+            TransferError::Content(e) if e.is_bad_data() => ErrorKind::BadData,
+            TransferError::Content(e) => e
+                .unavailable_cause()
+                .and_then(|cause| cause.downcast_ref::<ClientError>())
+                .map_or(ErrorKind::Local, HasKind::kind),
+            TransferError::Worker(_) => ErrorKind::Local,
+        }
+    }
 }
 
 /// Split `data`, insert every block through the node at `node` with at most
@@ -67,7 +83,7 @@ pub async fn put_file(
         });
     }
     while let Some(joined) = workers.join_next().await {
-        joined.map_err(|_| TransferError::Worker)??;
+        joined.map_err(TransferError::Worker)??;
     }
     Client::connect(node, BLOCK_TIMEOUT)
         .await?
