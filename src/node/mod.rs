@@ -934,9 +934,9 @@ async fn answer(
             }
             match tokio::time::timeout(CLIENT_REQUEST_TIMEOUT, rx).await {
                 Ok(Ok(ClientOutcome::Found(block))) => ClientResponse::Found { block },
-                Ok(Ok(other)) => failed(&outcome_text(&other)),
+                Ok(Ok(other)) => other.into(),
                 Ok(Err(_)) => failed("node is shutting down"),
-                Err(_) => failed("timed out"),
+                Err(_) => crate::routing::Failure::Timeout.into(),
             }
         }
         ClientRequest::Insert { block } => {
@@ -946,9 +946,9 @@ async fn answer(
             }
             match tokio::time::timeout(CLIENT_REQUEST_TIMEOUT, rx).await {
                 Ok(Ok(ClientOutcome::Inserted)) => ClientResponse::Inserted,
-                Ok(Ok(other)) => failed(&outcome_text(&other)),
+                Ok(Ok(other)) => other.into(),
                 Ok(Err(_)) => failed("node is shutting down"),
-                Err(_) => failed("timed out"),
+                Err(_) => crate::routing::Failure::Timeout.into(),
             }
         }
         ClientRequest::Place { block } => {
