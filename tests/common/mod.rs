@@ -1,12 +1,28 @@
 //! Shared helpers for tests that run real `veil` node processes on loopback.
+//!
+//! Every process a test starts is killed if the test fails: `veil()` runs
+//! its command under a [`KillOnDrop`] guard and a deadline, and a
+//! [`TestNode`] kills its node when dropped.
 #![allow(dead_code)]
 
-use std::net::SocketAddr;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 pub const VEIL: &str = env!("CARGO_BIN_EXE_veil");
+
+/// How long one `veil` command may run before the test kills it and fails.
+pub const VEIL_DEADLINE: Duration = Duration::from_secs(120);
+
+/// How long a node may take to start answering its client API.
+const START_DEADLINE: Duration = Duration::from_secs(30);
+
+/// How many times a node that could not bind its ports is moved to fresh
+/// ones before the test gives up.
+const START_ATTEMPTS: usize = 3;
 
 /// `n` distinct free loopback addresses (outside the ephemeral port range,
 /// as the testnet picks them).
@@ -14,13 +30,100 @@ pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
     veil::testnet::free_ports(n).unwrap()
 }
 
-/// Run `veil ARGS` to completion.
-pub fn veil(args: &[&str]) -> Output {
-    Command::new(VEIL)
-        .args(args)
+/// A child process that is killed (SIGKILL) and reaped when dropped, so a
+/// test that fails or panics leaves nothing running.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    pub fn new(child: Child) -> KillOnDrop {
+        KillOnDrop(Some(child))
+    }
+
+    /// The child, while it has not been killed or waited for.
+    pub fn child(&mut self) -> Option<&mut Child> {
+        self.0.as_mut()
+    }
+
+    /// The child's exit status if it has exited; `None` while it runs.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// SIGKILL the child (if it still runs) and reap it.
+    pub fn kill(&mut self) -> Option<ExitStatus> {
+        let mut child = self.0.take()?;
+        let _ = child.kill();
+        child.wait().ok()
+    }
+
+    /// Hand the child back without killing it.
+    pub fn release(mut self) -> Option<Child> {
+        self.0.take()
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Read a pipe to its end on a thread; the bytes arrive on the channel.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// Run `cmd` to completion within `deadline`. Past it, the process is
+/// killed and the test panics, naming the command.
+pub fn run_within(cmd: &mut Command, deadline: Duration) -> Output {
+    let shown = format!("{cmd:?}");
+    let mut child = cmd
         .stdin(Stdio::null())
-        .output()
-        .expect("run veil")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let mut guard = KillOnDrop::new(child);
+    let end = Instant::now() + deadline;
+    let mut pause = Duration::from_millis(1);
+    let status = loop {
+        if let Some(status) = guard.try_wait() {
+            break status;
+        }
+        if Instant::now() >= end {
+            guard.kill();
+            panic!("{shown} did not finish within {deadline:?}; killed");
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    };
+    // The output pipes close when the process exits (unless it handed them
+    // to a process of its own): wait for them within the same deadline.
+    let left = || end.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+    let read = |rx: mpsc::Receiver<Vec<u8>>, what: &str| {
+        rx.recv_timeout(left())
+            .unwrap_or_else(|_| panic!("{shown}: its {what} stayed open after it exited"))
+    };
+    Output {
+        status,
+        stdout: read(stdout, "stdout"),
+        stderr: read(stderr, "stderr"),
+    }
+}
+
+/// Run `veil ARGS` to completion (at most [`VEIL_DEADLINE`]).
+pub fn veil(args: &[&str]) -> Output {
+    run_within(Command::new(VEIL).args(args), VEIL_DEADLINE)
 }
 
 /// Run `veil ARGS`, insisting on success; returns stdout.
@@ -33,6 +136,73 @@ pub fn veil_ok(args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// The key of a `key = value` line of TOML, if it is one.
+fn toml_key(line: &str) -> Option<&str> {
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim();
+    (!key.is_empty() && !key.starts_with('[') && !key.starts_with('#')).then_some(key)
+}
+
+/// The table a `[table]` header line opens (`[[array]]` headers too, in
+/// their brackets).
+fn toml_header(line: &str) -> Option<&str> {
+    let line = line.trim();
+    if line.starts_with("[[") {
+        return Some(line);
+    }
+    line.strip_prefix('[')?.strip_suffix(']').map(str::trim)
+}
+
+/// `text` with the setting `key = value` in place of any earlier value.
+/// A dotted key (`router.max_htl`) goes into its `[router]` table when the
+/// file has one; into an older layout that keeps the leaf (`max_htl`) at
+/// top level, there; otherwise it is written at top level in dotted form.
+pub fn toml_set(text: &str, key: &str, value: &str) -> String {
+    let (table, leaf) = match key.rsplit_once('.') {
+        Some((t, l)) => (Some(t), l),
+        None => (None, key),
+    };
+    let has_table = table.is_some_and(|t| text.lines().any(|l| toml_header(l) == Some(t)));
+    let has_top_leaf = text
+        .lines()
+        .take_while(|l| toml_header(l).is_none())
+        .any(|l| toml_key(l) == Some(leaf));
+    // Where the setting goes: its section (None = top level) and key.
+    let (section, written) = match table {
+        Some(t) if has_table => (Some(t), leaf),
+        Some(_) if has_top_leaf => (None, leaf),
+        _ => (None, key),
+    };
+    let setting = format!("{written} = {value}");
+    let mut top = Vec::new();
+    let mut rest = Vec::new();
+    let mut current: Option<&str> = None;
+    for line in text.lines() {
+        if let Some(h) = toml_header(line) {
+            current = Some(h);
+            rest.push(line.to_string());
+            if section.is_some() && current == section {
+                rest.push(setting.clone());
+            }
+            continue;
+        }
+        if current == section && toml_key(line) == Some(written) {
+            continue;
+        }
+        match current {
+            None => top.push(line.to_string()),
+            Some(_) => rest.push(line.to_string()),
+        }
+    }
+    let mut out = Vec::with_capacity(top.len() + rest.len() + 1);
+    if section.is_none() {
+        out.push(setting);
+    }
+    out.extend(top);
+    out.extend(rest);
+    format!("{}\n", out.join("\n"))
 }
 
 /// A node directory and, while running, its process.
@@ -86,20 +256,18 @@ impl TestNode {
         ]);
     }
 
-    /// Set a top-level key of node.toml (`line` is `key = value`).
+    /// Set a key of node.toml (`line` is `key = value`; see [`toml_set`]
+    /// for dotted keys).
     pub fn set(&self, line: &str) {
+        let (key, value) = line
+            .split_once('=')
+            .unwrap_or_else(|| panic!("{line:?} is not `key = value`"));
         let path = self.dir.join("node.toml");
         let text = std::fs::read_to_string(&path).unwrap();
-        let key = line.split('=').next().unwrap().trim();
-        let kept: Vec<&str> = text
-            .lines()
-            .filter(|l| l.split('=').next().map(str::trim) != Some(key))
-            .collect();
-        std::fs::write(&path, format!("{line}\n{}\n", kept.join("\n"))).unwrap();
+        std::fs::write(&path, toml_set(&text, key.trim(), value.trim())).unwrap();
     }
 
-    pub fn start(&mut self, extra: &[&str]) {
-        assert!(self.child.is_none());
+    fn spawn(&self, extra: &[&str]) -> KillOnDrop {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -115,7 +283,92 @@ impl TestNode {
             .stderr(log)
             .spawn()
             .unwrap();
-        self.child = Some(child);
+        KillOnDrop::new(child)
+    }
+
+    /// Whether this node (its key, so not some other process on the port)
+    /// answers on its client address.
+    fn answers(&self, rt: &tokio::runtime::Runtime) -> bool {
+        rt.block_on(async {
+            let Ok(mut c) =
+                veil::client::Client::connect(self.client, Duration::from_secs(2)).await
+            else {
+                return false;
+            };
+            c.status().await.is_ok_and(|s| s.public_key == self.key)
+        })
+    }
+
+    /// Whether another process holds one of this node's ports.
+    fn ports_taken(&self) -> bool {
+        [self.listen, self.client].iter().any(
+            |a| matches!(TcpListener::bind(a), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse),
+        )
+    }
+
+    /// Draw fresh ports for this node, and rewrite its own config and every
+    /// sibling config under the same root that names its listen address.
+    fn move_to_fresh_ports(&mut self) {
+        let addrs = free_addrs(2);
+        let (old, new) = (format!("\"{}\"", self.listen), format!("\"{}\"", addrs[0]));
+        let root = self.dir.parent().unwrap();
+        for entry in std::fs::read_dir(root).unwrap().flatten() {
+            let path = entry.path().join("node.toml");
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                std::fs::write(&path, text.replace(&old, &new)).unwrap();
+            }
+        }
+        self.listen = addrs[0];
+        self.client = addrs[1];
+        self.set(&format!("client = \"{}\"", self.client));
+    }
+
+    /// Start the node and wait until it answers on its client API. A node
+    /// that could not bind because another process took one of its ports
+    /// is moved to fresh ports and started again.
+    pub fn start(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none());
+        let rt = runtime();
+        for attempt in 1..=START_ATTEMPTS {
+            let mut child = self.spawn(extra);
+            let end = Instant::now() + START_DEADLINE;
+            let exited = loop {
+                if let Some(status) = child.try_wait() {
+                    break status;
+                }
+                if self.answers(&rt) {
+                    self.child = child.release();
+                    return;
+                }
+                if Instant::now() >= end {
+                    child.kill();
+                    panic!(
+                        "{} did not answer within {START_DEADLINE:?}; log:\n{}",
+                        self.dir.display(),
+                        self.log()
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if attempt < START_ATTEMPTS && self.ports_taken() {
+                self.move_to_fresh_ports();
+                continue;
+            }
+            panic!(
+                "{} exited at start-up ({exited}); log:\n{}",
+                self.dir.display(),
+                self.log()
+            );
+        }
+    }
+
+    /// Stop and start again, then wait until the fresh process has `peers`
+    /// links. A new process knows no link from before the restart, so this
+    /// waits for new links, never stale ones.
+    pub fn restart(&mut self, rt: &tokio::runtime::Runtime, peers: usize) {
+        self.stop();
+        self.start(&[]);
+        self.wait_peers(rt, peers);
     }
 
     /// SIGTERM and wait.
@@ -138,9 +391,8 @@ impl TestNode {
 
     /// SIGKILL, no warning.
     pub fn kill9(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(child) = self.child.take() {
+            KillOnDrop::new(child).kill();
         }
     }
 
