@@ -5,8 +5,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use veil::client::Client;
+use veil::client::{Client, ClientError, ErrorKind, HasKind};
 use veil::keys::Chk;
+use veil::routing::Failure;
+use veil::transfer::get_file;
 
 /// `n` nodes in a chain, started, every link up.
 fn started_chain(root: &std::path::Path, n: usize, rt: &tokio::runtime::Runtime) -> Vec<TestNode> {
@@ -38,7 +40,7 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
     let mut nodes = chain(tmp.path(), 5);
     // n0's inserts stop at n1 (HTL 1), so every get from n4 must travel
     // n4 -> n3 -> n2 -> n1 and back instead of finding a copy at home.
-    nodes[0].set("max_htl = 1");
+    nodes[0].set("router.max_htl = 1");
     for n in &mut nodes {
         n.start(&[]);
     }
@@ -124,6 +126,8 @@ fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(err.contains("invalid URI"), "{err}");
 
+    // Data nobody inserted: the error says it was not found within the
+    // search budget and what to do, on one line.
     let (chk, _) = Chk::encode(b"never inserted").unwrap();
     let r = veil(&[
         "get",
@@ -135,12 +139,32 @@ fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
     ]);
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(
-        err.contains("not found") || err.contains("unavailable"),
+        err.contains("data not found within the search budget (hops-to-live)"),
         "{err}"
     );
+    assert!(err.contains("check the URI"), "{err}");
+    assert!(err.contains("router.max_htl"), "{err}");
+    assert!(!err.contains("route not found"), "{err}");
     assert!(!out.exists(), "a failed get left an output file");
     assert!(!out.with_extension("veil-partial").exists());
+    // The library says the same without words: a two-node chain runs out
+    // of routes before hops.
+    let e = rt.block_on(get_file(nodes[0].client, &chk, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+    let e = rt.block_on(async {
+        Client::connect(nodes[0].client, Duration::from_secs(30))
+            .await
+            .unwrap()
+            .get(chk.routing)
+            .await
+            .unwrap_err()
+    });
+    assert!(
+        matches!(e, ClientError::Network(Failure::RouteNotFound)),
+        "{e:?}"
+    );
 
     // Address in use: a second node on the first one's listen address.
     let clash = TestNode::init(tmp.path(), "clash", 0.3);
@@ -203,9 +227,9 @@ fn a_restarted_node_still_serves_from_its_store() {
         input.to_str().unwrap(),
     ]);
 
-    // The insert ended at n1 (n0 originated it and keeps no copy).
-    nodes[1].stop();
-    nodes[1].start(&[]);
+    // The insert ended at n1 (n0 originated it and keeps no copy). The
+    // restarted n1 is a new process: its one link is a new one.
+    nodes[1].restart(&rt, 1);
     nodes[0].wait_peers(&rt, 1);
     let out = tmp.path().join("out.bin");
     veil_ok(&[
@@ -258,7 +282,9 @@ fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
         acked.len()
     );
 
+    // Wait for the restarted process's own link, not n0's stale one.
     nodes[1].start(&[]);
+    nodes[1].wait_peers(&rt, 1);
     nodes[0].wait_peers(&rt, 1);
     rt.block_on(async {
         for chk in &acked {
@@ -349,4 +375,61 @@ fn a_corrupted_manifest_is_a_clear_error_and_leaves_no_output() {
     });
     let e = refused.unwrap_err().to_string();
     assert!(e.contains("testnet"), "{e}");
+}
+
+#[test]
+fn errors_say_whether_the_node_is_down_has_no_peers_or_timed_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (chk, _) = Chk::encode(b"asked for").unwrap();
+
+    // A node with no friends has nobody to ask.
+    let mut lone = TestNode::init(tmp.path(), "lone", 0.5);
+    lone.start(&[]);
+    let e = rt.block_on(get_file(lone.client, &chk, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoPeers, "{e}");
+    let r = veil(&["get", "--node", &lone.client.to_string(), &chk.to_uri()]);
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("no connected peers"), "{err}");
+
+    // A stopped node is down, and the CLI says it could not connect.
+    lone.stop();
+    let e = rt.block_on(get_file(lone.client, &chk, 1)).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NodeDown, "{e}");
+    let r = veil(&["get", "--node", &lone.client.to_string(), &chk.to_uri()]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(err.contains("cannot connect to node at"), "{err}");
+    assert!(!err.contains("not found"), "{err}");
+
+    // Something that accepts but never answers is a timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let e = rt.block_on(async {
+        let mut c = Client::connect(addr, Duration::from_millis(300))
+            .await
+            .unwrap();
+        c.get(chk.routing).await.unwrap_err()
+    });
+    assert!(matches!(e, ClientError::Timeout(_)), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Timeout);
+}
+
+#[test]
+fn set_puts_a_dotted_key_where_the_config_keeps_it() {
+    // Into its table when the file has one, replacing the old value.
+    let text = "listen = \"a\"\n[router]\nmax_htl = 18\nother = 2\n[[peers]]\nmax_htl = 9\n";
+    let got = toml_set(text, "router.max_htl", "1");
+    assert_eq!(
+        got,
+        "listen = \"a\"\n[router]\nmax_htl = 1\nother = 2\n[[peers]]\nmax_htl = 9\n"
+    );
+    // Into a layout that keeps the leaf at top level, there.
+    let got = toml_set("max_htl = 18\npeers = []\n", "router.max_htl", "1");
+    assert_eq!(got, "max_htl = 1\npeers = []\n");
+    // Otherwise at top level, dotted, once.
+    let got = toml_set("router.max_htl = 3\nlisten = 1\n", "router.max_htl", "1");
+    assert_eq!(got, "router.max_htl = 1\nlisten = 1\n");
+    let got = toml_set("listen = 1\n[x]\nlisten = 2\n", "listen", "5");
+    assert_eq!(got, "listen = 5\n[x]\nlisten = 2\n");
 }
