@@ -287,16 +287,36 @@ impl TestNode {
     }
 
     /// Whether this node (its key, so not some other process on the port)
-    /// answers on its client address.
-    fn answers(&self, rt: &tokio::runtime::Runtime) -> bool {
-        rt.block_on(async {
-            let Ok(mut c) =
-                veil::client::Client::connect(self.client, Duration::from_secs(2)).await
-            else {
-                return false;
-            };
-            c.status().await.is_ok_and(|s| s.public_key == self.key)
-        })
+    /// answers a status request on its client address. Plain blocking I/O,
+    /// so it also works from inside a test's async runtime.
+    fn answers(&self) -> bool {
+        use std::io::Write;
+        use veil::client::{ClientRequest, ClientResponse, MAX_CLIENT_FRAME};
+        let wait = Duration::from_secs(2);
+        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&self.client, wait) else {
+            return false;
+        };
+        let mut frame = Vec::new();
+        ciborium::ser::into_writer(&ClientRequest::Status, &mut frame).unwrap();
+        let mut len = [0u8; 4];
+        let sent = stream.set_read_timeout(Some(wait)).is_ok()
+            && stream
+                .write_all(&(frame.len() as u32).to_be_bytes())
+                .is_ok()
+            && stream.write_all(&frame).is_ok()
+            && stream.read_exact(&mut len).is_ok();
+        let len = u32::from_be_bytes(len) as usize;
+        if !sent || len > MAX_CLIENT_FRAME {
+            return false;
+        }
+        let mut body = vec![0u8; len];
+        if stream.read_exact(&mut body).is_err() {
+            return false;
+        }
+        matches!(
+            ciborium::de::from_reader(body.as_slice()),
+            Ok(ClientResponse::Status(s)) if s.public_key == self.key
+        )
     }
 
     /// Whether another process holds one of this node's ports.
@@ -328,7 +348,6 @@ impl TestNode {
     /// is moved to fresh ports and started again.
     pub fn start(&mut self, extra: &[&str]) {
         assert!(self.child.is_none());
-        let rt = runtime();
         for attempt in 1..=START_ATTEMPTS {
             let mut child = self.spawn(extra);
             let end = Instant::now() + START_DEADLINE;
@@ -336,7 +355,7 @@ impl TestNode {
                 if let Some(status) = child.try_wait() {
                     break status;
                 }
-                if self.answers(&rt) {
+                if self.answers() {
                     self.child = child.release();
                     return;
                 }
