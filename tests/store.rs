@@ -1,6 +1,8 @@
 //! Datastore behaviour: round trips, persistence, LRU eviction in both parts,
 //! corruption handling, crash safety under SIGKILL, and size parsing.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -291,8 +293,10 @@ fn survives_sigkill() {
         .spawn()
         .unwrap();
 
-    // Read acknowledgements on a thread so the wait is bounded in time.
+    // Read acknowledgements on a thread so the wait is bounded in time; the
+    // guard kills the writer if anything below fails first.
     let stdout = child.stdout.take().unwrap();
+    let mut child = common::KillOnDrop::new(child);
     let (tx, rx) = mpsc::channel();
     let reader = std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -314,8 +318,7 @@ fn survives_sigkill() {
         }
     }
     // Kill mid-write: the child is still looping. Child::kill is SIGKILL.
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
+    let status = child.kill().unwrap();
     assert!(!status.success(), "writer should have been killed");
     // Keys acknowledged between our last read and the kill count too.
     drop(rx);
