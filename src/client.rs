@@ -340,3 +340,53 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_failure_crosses_the_wire_typed_and_keeps_its_kind() {
+        let all = [
+            (Failure::DataNotFound, ErrorKind::NotFound),
+            (Failure::RouteNotFound, ErrorKind::NotFound),
+            (Failure::Timeout, ErrorKind::Timeout),
+            (Failure::Overloaded, ErrorKind::Overloaded),
+            (Failure::NoPeers, ErrorKind::NoPeers),
+        ];
+        for (failure, kind) in all {
+            let mut wire = Vec::new();
+            write_frame(
+                &mut wire,
+                &ClientResponse::from(ClientOutcome::Failed(failure)),
+            )
+            .await
+            .unwrap();
+            let back: ClientResponse = read_frame(&mut wire.as_slice()).await.unwrap().unwrap();
+            let ClientResponse::NetworkFailed(got) = back else {
+                panic!("{failure:?} came back as {back:?}");
+            };
+            assert_eq!(got, failure);
+            let err = ClientError::Network(got);
+            assert_eq!(err.kind(), kind);
+            assert!(!err.kind().peer_at_fault());
+        }
+    }
+
+    #[test]
+    fn not_found_says_so_in_plain_words_with_what_to_do() {
+        for failure in [Failure::DataNotFound, Failure::RouteNotFound] {
+            let text = ClientError::Network(failure).to_string();
+            assert!(
+                text.starts_with("data not found within the search budget (hops-to-live)"),
+                "{text}"
+            );
+            assert!(text.contains("check the URI"), "{text}");
+            assert!(text.contains("router.max_htl"), "{text}");
+            assert!(!text.contains('\n'), "{text}");
+        }
+        assert_eq!(ClientError::BadBlock.kind(), ErrorKind::BadData);
+        assert!(ClientError::BadBlock.kind().peer_at_fault());
+        assert_eq!(ClientError::Closed.kind(), ErrorKind::NodeDown);
+    }
+}

@@ -119,3 +119,33 @@ pub async fn get_file(
     };
     Ok(content::fetch(uri, concurrency.clamp(1, 64), fetch_block).await?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::Failure;
+
+    #[test]
+    fn a_block_that_could_not_be_fetched_has_the_kind_of_its_cause() {
+        let missing = TransferError::Content(ContentError::BlockUnavailable {
+            key: "k".into(),
+            source: Box::new(ClientError::Network(Failure::DataNotFound)),
+        });
+        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        let down = TransferError::Content(ContentError::BlockUnavailable {
+            key: "k".into(),
+            source: Box::new(ClientError::Closed),
+        });
+        assert_eq!(down.kind(), ErrorKind::NodeDown);
+        let other = TransferError::Content(ContentError::BlockUnavailable {
+            key: "k".into(),
+            source: "not a client error".into(),
+        });
+        assert_eq!(other.kind(), ErrorKind::Local);
+        let bad = TransferError::Content(ContentError::HashMismatch);
+        assert_eq!(bad.kind(), ErrorKind::BadData);
+        assert!(bad.kind().peer_at_fault());
+        let client = TransferError::Client(ClientError::Network(Failure::NoPeers));
+        assert_eq!(client.kind(), ErrorKind::NoPeers);
+    }
+}
