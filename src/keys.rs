@@ -121,12 +121,7 @@ impl Serialize for RoutingKey {
 
 impl<'de> Deserialize<'de> for RoutingKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = d.deserialize_byte_buf(BytesVisitor)?;
-        let arr: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| serde::de::Error::invalid_length(bytes.len(), &"32 bytes"))?;
-        Ok(RoutingKey(arr))
+        from_byte_string(d, "32 bytes", |b| b.try_into().ok().map(RoutingKey))
     }
 }
 
@@ -230,11 +225,20 @@ impl Serialize for Block {
 
 impl<'de> Deserialize<'de> for Block {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = d.deserialize_byte_buf(BytesVisitor)?;
-        let len = bytes.len();
-        Block::from_bytes(bytes)
-            .map_err(|_| serde::de::Error::invalid_length(len, &"an encrypted block"))
+        from_byte_string(d, "an encrypted block", |b| Block::from_bytes(b).ok())
     }
+}
+
+/// Deserialize a byte string and make a `T` of it; bytes `make` refuses
+/// are reported as a wrong length, expecting `what`.
+fn from_byte_string<'de, D: Deserializer<'de>, T>(
+    d: D,
+    what: &'static str,
+    make: impl FnOnce(Vec<u8>) -> Option<T>,
+) -> Result<T, D::Error> {
+    let bytes = d.deserialize_byte_buf(BytesVisitor)?;
+    let len = bytes.len();
+    make(bytes).ok_or_else(|| serde::de::Error::invalid_length(len, &what))
 }
 
 struct BytesVisitor;
