@@ -26,8 +26,7 @@ use veil::content::{
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Block, Chk, Location, RoutingKey, BLOCK_DATA_LEN};
 use veil::link::{accept, connect, LinkConfig, LinkError, MAX_PAYLOAD, SMALL_PAYLOAD};
-use veil::message::{Message, MAX_MESSAGE_LEN};
-use veil::node::PeerFrame;
+use veil::message::{Message, PeerFrame, MAX_MESSAGE_LEN};
 
 // ---------------------------------------------------------------------------
 // Mutations

@@ -22,8 +22,7 @@ use veil::client::{Client, NodeStatus};
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Chk, Location, RoutingKey};
 use veil::link::{self, Link, LinkConfig};
-use veil::message::{Message, Uid};
-use veil::node::PeerFrame;
+use veil::message::{Message, PeerFrame, Uid};
 
 /// The node's per-peer in-flight limit in the overload test.
 const LIMIT: usize = 4;

@@ -38,7 +38,7 @@ use crate::config::{ConfigError, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
 use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter};
-use crate::message::{DecodeError, Message};
+use crate::message::{Message, PeerFrame};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig};
 use crate::store::Datastore;
 
@@ -83,52 +83,6 @@ pub enum NodeError {
         path: PathBuf,
         source: std::io::Error,
     },
-}
-
-/// What one frame on a link carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PeerFrame {
-    /// The sender's location on the key circle; the first frame each way.
-    Hello { location: Location },
-    /// A routing message.
-    Routing(Message),
-}
-
-const TAG_HELLO: u8 = 1;
-const TAG_ROUTING: u8 = 2;
-
-impl PeerFrame {
-    pub fn encode(&self) -> Vec<u8> {
-        match self {
-            PeerFrame::Hello { location } => {
-                let mut out = vec![TAG_HELLO];
-                out.extend_from_slice(&location.0.to_be_bytes());
-                out
-            }
-            PeerFrame::Routing(msg) => {
-                let mut out = vec![TAG_ROUTING];
-                out.extend_from_slice(&msg.encode());
-                out
-            }
-        }
-    }
-
-    /// Decode a frame payload; never panics.
-    pub fn decode(bytes: &[u8]) -> Result<PeerFrame, DecodeError> {
-        match bytes.split_first() {
-            Some((&TAG_HELLO, rest)) => {
-                let arr: [u8; 8] = rest.try_into().map_err(|_| {
-                    DecodeError::Malformed(format!("hello of {} bytes", rest.len()))
-                })?;
-                Ok(PeerFrame::Hello {
-                    location: Location(u64::from_be_bytes(arr)),
-                })
-            }
-            Some((&TAG_ROUTING, rest)) => Message::decode(rest).map(PeerFrame::Routing),
-            Some((tag, _)) => Err(DecodeError::Malformed(format!("unknown frame tag {tag}"))),
-            None => Err(DecodeError::Malformed("empty frame".into())),
-        }
-    }
 }
 
 /// Inputs to the router task.
@@ -975,24 +929,5 @@ async fn answer(
                 Err(_) => failed("node is shutting down"),
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn peer_frames_round_trip_and_reject_garbage() {
-        let hello = PeerFrame::Hello {
-            location: Location(42),
-        };
-        assert_eq!(PeerFrame::decode(&hello.encode()).unwrap(), hello);
-        let msg = PeerFrame::Routing(Message::RejectedLoop { uid: 7 });
-        assert_eq!(PeerFrame::decode(&msg.encode()).unwrap(), msg);
-        assert!(PeerFrame::decode(&[]).is_err());
-        assert!(PeerFrame::decode(&[9, 1, 2]).is_err());
-        assert!(PeerFrame::decode(&[TAG_HELLO, 1, 2]).is_err());
-        assert!(PeerFrame::decode(&[TAG_ROUTING, 0xff]).is_err());
     }
 }
