@@ -28,7 +28,8 @@ const STEP: Duration = Duration::from_secs(5);
 
 fn cfg() -> LinkConfig {
     LinkConfig {
-        handshake_timeout: TIMEOUT,
+        handshake_timeout_ms: TIMEOUT.as_millis() as u64,
+        ..LinkConfig::default()
     }
 }
 
