@@ -672,7 +672,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
             &p.key().to_string(),
         ]);
     }
-    node.set(&format!("max_inflight_per_peer = {LIMIT}"));
+    node.set(&format!("router.max_inflight_per_peer = {LIMIT}"));
     node.start(&["--testnet"]);
     let client = node.client;
     let listen = node.listen;

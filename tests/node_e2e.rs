@@ -38,7 +38,7 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
     let mut nodes = chain(tmp.path(), 5);
     // n0's inserts stop at n1 (HTL 1), so every get from n4 must travel
     // n4 -> n3 -> n2 -> n1 and back instead of finding a copy at home.
-    nodes[0].set("max_htl = 1");
+    nodes[0].set("router.max_htl = 1");
     for n in &mut nodes {
         n.start(&[]);
     }

@@ -125,24 +125,18 @@ impl LinkConfig {
         Duration::from_millis(self.redial_max_ms)
     }
 
-    /// The first setting that cannot work, by name: every timeout and
-    /// bound must be positive, and redials must not back off below their
-    /// first wait.
-    pub fn invalid_setting(&self) -> Option<&'static str> {
-        let positive = [
-            ("handshake_timeout_ms", self.handshake_timeout_ms),
-            ("hello_timeout_ms", self.hello_timeout_ms),
-            ("connect_timeout_ms", self.connect_timeout_ms),
-            ("keepalive_secs", self.keepalive_secs),
-            ("idle_timeout_secs", self.idle_timeout_secs),
-            ("redial_min_ms", self.redial_min_ms),
-            ("write_queue", self.write_queue as u64),
-            ("max_handshakes", self.max_handshakes as u64),
-        ];
-        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Some(name);
-        }
-        (self.redial_max_ms < self.redial_min_ms).then_some("redial_max_ms")
+    /// Every timeout and bound by its `node.toml` name: none may be zero.
+    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
+        [
+            ("link.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("link.hello_timeout_ms", self.hello_timeout_ms),
+            ("link.connect_timeout_ms", self.connect_timeout_ms),
+            ("link.keepalive_secs", self.keepalive_secs),
+            ("link.idle_timeout_secs", self.idle_timeout_secs),
+            ("link.redial_min_ms", self.redial_min_ms),
+            ("link.write_queue", self.write_queue as u64),
+            ("link.max_handshakes", self.max_handshakes as u64),
+        ]
     }
 }
 
