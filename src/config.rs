@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -133,13 +132,6 @@ impl Default for RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    pub fn client_request_timeout(&self) -> Duration {
-        Duration::from_secs(self.client_request_timeout_secs)
-    }
-    pub fn client_idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.client_idle_timeout_secs)
-    }
-
     /// Every bound and timeout by its `node.toml` name: none may be zero.
     pub fn positive_settings(&self) -> [(&'static str, u64); 5] {
         [

@@ -47,6 +47,9 @@ const _: () = assert!(HS_MSG3_LEN <= HS_BUF_LEN);
 /// One handshake message buffer.
 pub type HsBuf = [u8; HS_BUF_LEN];
 
+/// A step's result: the next state and the length of the message it wrote.
+pub type Step<T> = Result<(T, usize), LinkError>;
+
 /// A handshake that finished: who the peer is, and the session keys.
 pub struct Established {
     pub peer: PeerKey,
@@ -71,26 +74,18 @@ pub struct Initiator {
 impl Initiator {
     /// Start a handshake with the peer whose static key must be `expected`;
     /// writes `-> e` into `out` and returns its length.
-    pub fn start(
-        secret: &[u8; 32],
-        expected: PeerKey,
-        out: &mut HsBuf,
-    ) -> Result<(Initiator, usize), LinkError> {
+    pub fn start(secret: &[u8; 32], expected: PeerKey, out: &mut HsBuf) -> Step<Initiator> {
         let mut hs = builder(secret)?
             .build_initiator()
             .map_err(LinkError::Handshake)?;
-        let n = hs.write_message(&[], out).map_err(LinkError::Handshake)?;
+        let n = write_empty(&mut hs, out)?;
         Ok((Initiator { hs, expected }, n))
     }
 
     /// Take `<- e, ee, s, es`; refuse a responder that is not the expected
     /// peer before revealing our static key; write `-> s, se` into `out`.
     /// The link is up once the responder's confirmation frame opens.
-    pub fn on_msg2(
-        mut self,
-        msg2: &[u8],
-        out: &mut HsBuf,
-    ) -> Result<(Established, usize), LinkError> {
+    pub fn on_msg2(mut self, msg2: &[u8], out: &mut HsBuf) -> Step<Established> {
         read_empty(&mut self.hs, msg2)?;
         let got = remote_key(&self.hs)?;
         if got != self.expected {
@@ -99,10 +94,7 @@ impl Initiator {
                 got,
             });
         }
-        let n = self
-            .hs
-            .write_message(&[], out)
-            .map_err(LinkError::Handshake)?;
+        let n = write_empty(&mut self.hs, out)?;
         Ok((finish(self.hs, got)?, n))
     }
 }
@@ -121,16 +113,9 @@ impl Responder {
     }
 
     /// Take `-> e`; write `<- e, ee, s, es` into `out`.
-    pub fn on_msg1(
-        mut self,
-        msg1: &[u8],
-        out: &mut HsBuf,
-    ) -> Result<(AwaitingMsg3, usize), LinkError> {
+    pub fn on_msg1(mut self, msg1: &[u8], out: &mut HsBuf) -> Step<AwaitingMsg3> {
         read_empty(&mut self.hs, msg1)?;
-        let n = self
-            .hs
-            .write_message(&[], out)
-            .map_err(LinkError::Handshake)?;
+        let n = write_empty(&mut self.hs, out)?;
         Ok((AwaitingMsg3 { hs: self.hs }, n))
     }
 }
@@ -163,6 +148,11 @@ fn builder(secret: &[u8; 32]) -> Result<Builder<'_>, LinkError> {
         .local_private_key(secret)
         .and_then(|b| b.prologue(PROLOGUE))
         .map_err(LinkError::Handshake)
+}
+
+/// Write our next handshake message (with an empty payload) into `out`.
+fn write_empty(hs: &mut HandshakeState, out: &mut HsBuf) -> Result<usize, LinkError> {
+    hs.write_message(&[], out).map_err(LinkError::Handshake)
 }
 
 /// Process a handshake message from the peer; the payload must be empty.

@@ -103,26 +103,9 @@ impl Default for LinkConfig {
 }
 
 impl LinkConfig {
+    /// The handshake timeout as a `Duration`.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
-    }
-    pub fn hello_timeout(&self) -> Duration {
-        Duration::from_millis(self.hello_timeout_ms)
-    }
-    pub fn connect_timeout(&self) -> Duration {
-        Duration::from_millis(self.connect_timeout_ms)
-    }
-    pub fn keepalive(&self) -> Duration {
-        Duration::from_secs(self.keepalive_secs)
-    }
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-    pub fn redial_min(&self) -> Duration {
-        Duration::from_millis(self.redial_min_ms)
-    }
-    pub fn redial_max(&self) -> Duration {
-        Duration::from_millis(self.redial_max_ms)
     }
 
     /// Every timeout and bound by its `node.toml` name: none may be zero.
@@ -267,24 +250,46 @@ where
     }
 }
 
-/// The receiving half of a link.
-pub struct LinkReader {
-    io: Box<dyn AsyncRead + Send + Unpin>,
-    peer: PeerKey,
-    state: RecvState,
+/// Declares one half of a split link: its stream half, the peer, its frame
+/// state, a `Debug` that shows only the peer, and `peer()`.
+macro_rules! link_half {
+    ($(#[$doc:meta])* $name:ident, $io:path, $state:ty) => {
+        $(#[$doc])*
+        pub struct $name {
+            io: Box<dyn $io + Send + Unpin>,
+            peer: PeerKey,
+            state: $state,
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                debug_peer(f, stringify!($name), &self.peer)
+            }
+        }
+
+        impl $name {
+            /// The authenticated static key of the other end.
+            pub fn peer(&self) -> PeerKey {
+                self.peer
+            }
+        }
+    };
 }
 
-impl fmt::Debug for LinkReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_peer(f, "LinkReader", &self.peer)
-    }
-}
+link_half!(
+    /// The receiving half of a link.
+    LinkReader,
+    AsyncRead,
+    RecvState
+);
+link_half!(
+    /// The sending half of a link.
+    LinkWriter,
+    AsyncWrite,
+    SendState
+);
 
 impl LinkReader {
-    pub fn peer(&self) -> PeerKey {
-        self.peer
-    }
-
     /// The next payload (a keepalive is an empty `Vec`); `Ok(None)` when the
     /// peer closed the connection cleanly between frames. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, LinkError> {
@@ -292,24 +297,7 @@ impl LinkReader {
     }
 }
 
-/// The sending half of a link.
-pub struct LinkWriter {
-    io: Box<dyn AsyncWrite + Send + Unpin>,
-    peer: PeerKey,
-    state: SendState,
-}
-
-impl fmt::Debug for LinkWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        debug_peer(f, "LinkWriter", &self.peer)
-    }
-}
-
 impl LinkWriter {
-    pub fn peer(&self) -> PeerKey {
-        self.peer
-    }
-
     /// Send one payload of at most [`MAX_PAYLOAD`] bytes, padded to the
     /// smallest frame size that holds it. Not cancel-safe (see the module
     /// docs).

@@ -29,8 +29,8 @@ impl ClientApi {
         ClientApi {
             testnet: config.testnet,
             max_connections: config.runtime.client_max_connections,
-            request_timeout: config.runtime.client_request_timeout(),
-            idle_timeout: config.runtime.client_idle_timeout(),
+            request_timeout: Duration::from_secs(config.runtime.client_request_timeout_secs),
+            idle_timeout: Duration::from_secs(config.runtime.client_idle_timeout_secs),
         }
     }
 }

@@ -135,13 +135,16 @@ pub(super) async fn dial_peer(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let cfg = &ctx.config;
-    let mut backoff = cfg.redial_min();
+    let mut backoff = Duration::from_millis(cfg.redial_min_ms);
     loop {
         let attempt = async {
-            let stream = tokio::time::timeout(cfg.connect_timeout(), TcpStream::connect(addr))
-                .await
-                .map_err(|_| DialError::ConnectTimeout)?
-                .map_err(DialError::Connect)?;
+            let stream = tokio::time::timeout(
+                Duration::from_millis(cfg.connect_timeout_ms),
+                TcpStream::connect(addr),
+            )
+            .await
+            .map_err(|_| DialError::ConnectTimeout)?
+            .map_err(DialError::Connect)?;
             let _ = stream.set_nodelay(true);
             let link = link::connect(stream, &ctx.identity, &expected, cfg)
                 .await
@@ -154,7 +157,7 @@ pub(super) async fn dial_peer(
         };
         match outcome {
             Ok(done) => {
-                backoff = cfg.redial_min();
+                backoff = Duration::from_millis(cfg.redial_min_ms);
                 tokio::select! {
                     _ = shutdown.changed() => return,
                     _ = done => {}
@@ -169,7 +172,7 @@ pub(super) async fn dial_peer(
             _ = shutdown.changed() => return,
             _ = tokio::time::sleep(backoff) => {}
         }
-        backoff = (backoff * 2).min(cfg.redial_max());
+        backoff = (backoff * 2).min(Duration::from_millis(cfg.redial_max_ms));
     }
 }
 
@@ -211,7 +214,7 @@ where
         .send(&hello)
         .await
         .map_err(EstablishError::SendHello)?;
-    let location = receive_hello(&mut reader, cfg.hello_timeout())
+    let location = receive_hello(&mut reader, Duration::from_millis(cfg.hello_timeout_ms))
         .await
         .inspect_err(|e| {
             if e.is_peer_fault() {
@@ -221,7 +224,11 @@ where
     let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(cfg.write_queue);
     let (done_tx, done_rx) = oneshot::channel();
-    tokio::spawn(write_link(writer, rx, cfg.keepalive()));
+    tokio::spawn(write_link(
+        writer,
+        rx,
+        Duration::from_secs(cfg.keepalive_secs),
+    ));
     let input = ctx.input.clone();
     let (start_tx, start_rx) = oneshot::channel();
     let reader_task = tokio::spawn(read_link(
@@ -231,7 +238,7 @@ where
             conn,
             input: input.clone(),
         },
-        cfg.idle_timeout(),
+        Duration::from_secs(cfg.idle_timeout_secs),
         start_rx,
         done_tx,
     ));
