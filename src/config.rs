@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerKey;
-use crate::message::Htl;
+use crate::link::LinkConfig;
+use crate::routing::RouterConfig;
+use crate::store::SizeError;
 
 /// Name of the config file inside a node directory.
 pub const CONFIG_FILE: &str = "node.toml";
@@ -20,15 +22,52 @@ pub enum ConfigError {
     #[error("{path}: cannot read: {source}")]
     Read {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
     #[error("{path}: cannot write: {source}")]
     Write {
         path: PathBuf,
+        #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path}: {}", .source.message())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{path}: cannot write the configuration as TOML: {source}")]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: toml::ser::Error,
+    },
+    #[error("{path}: {source}")]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: InvalidSetting,
+    },
+}
+
+/// A value that parses but cannot work.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum InvalidSetting {
+    #[error("location {0} is not in [0, 1)")]
+    Location(f64),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("link.redial_max_ms must be at least link.redial_min_ms")]
+    RedialBounds,
+    #[error("{setting}: {source}")]
+    Size {
+        setting: &'static str,
+        #[source]
+        source: SizeError,
+    },
+    #[error("client address {0} is not loopback; set client_public = true to allow it")]
+    ClientNotLoopback(SocketAddr),
 }
 
 /// A size in bytes, written as a number or a string such as "256MiB".
@@ -40,10 +79,10 @@ pub enum SizeSetting {
 }
 
 impl SizeSetting {
-    pub fn bytes(&self) -> Result<u64, String> {
+    pub fn bytes(&self) -> Result<u64, SizeError> {
         match self {
             SizeSetting::Bytes(n) => Ok(*n),
-            SizeSetting::Text(t) => crate::store::parse_size(t).map_err(|e| e.to_string()),
+            SizeSetting::Text(t) => crate::store::parse_size(t),
         }
     }
 }
@@ -61,7 +100,74 @@ pub struct PeerConfig {
     pub name: Option<String>,
 }
 
+/// The node runtime's own bounds and timeouts: the `[runtime]` table of
+/// `node.toml`. Every field has a default; see `docs/operations.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Inputs (link messages, client requests) queued for the router task.
+    pub router_queue: usize,
+    /// Best-effort cache writes running on the blocking pool at once; beyond
+    /// this a block is simply not cached.
+    pub cache_writes_in_flight: usize,
+    /// Client API connections served at once; more wait to be accepted.
+    pub client_max_connections: usize,
+    /// How long one client request (a get or an insert) may take inside
+    /// the node before the client is told it timed out.
+    pub client_request_timeout_secs: u64,
+    /// A client connection with no request for this long is closed.
+    pub client_idle_timeout_secs: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            router_queue: 1024,
+            cache_writes_in_flight: 64,
+            client_max_connections: 128,
+            client_request_timeout_secs: 120,
+            client_idle_timeout_secs: 300,
+        }
+    }
+}
+
+impl RuntimeConfig {
+    /// Every bound and timeout by its `node.toml` name: none may be zero.
+    pub fn positive_settings(&self) -> [(&'static str, u64); 5] {
+        [
+            ("runtime.router_queue", self.router_queue as u64),
+            (
+                "runtime.cache_writes_in_flight",
+                self.cache_writes_in_flight as u64,
+            ),
+            (
+                "runtime.client_max_connections",
+                self.client_max_connections as u64,
+            ),
+            (
+                "runtime.client_request_timeout_secs",
+                self.client_request_timeout_secs,
+            ),
+            (
+                "runtime.client_idle_timeout_secs",
+                self.client_idle_timeout_secs,
+            ),
+        ]
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
 /// The contents of `node.toml`.
+///
+/// Plain settings come first, then the `[router]`, `[link]` and `[runtime]`
+/// tables (written only when they differ from the defaults), then the
+/// `[[peers]]` (written only when there are some). So a file `veil init`
+/// wrote ends in a place where `[[peers]]` entries from `veil id` can be
+/// appended, and dotted keys such as `router.max_htl = 1` may be added at
+/// the top.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NodeConfig {
@@ -81,20 +187,23 @@ pub struct NodeConfig {
     /// Bound on the cache (defaults to `store_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<SizeSetting>,
-    /// Largest hops-to-live accepted, and the budget of requests this node originates.
-    #[serde(default = "default_max_htl")]
-    pub max_htl: Htl,
-    /// Requests one peer may have in flight through this node.
-    #[serde(default = "default_max_inflight")]
-    pub max_inflight_per_peer: usize,
     /// Allow the client API to listen on a non-loopback address.
     #[serde(default)]
     pub client_public: bool,
     /// Testnet mode: audit logs, and the client API's `place` command.
     #[serde(default)]
     pub testnet: bool,
-    /// Friends.
-    #[serde(default)]
+    /// The routing core's settings (`max_htl`, `max_inflight_per_peer`, ...).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub router: RouterConfig,
+    /// Link timeouts, redial back-off and queue bounds.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub link: LinkConfig,
+    /// The node runtime's queues and client API limits.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub runtime: RuntimeConfig,
+    /// Friends. Last, so that `[[peers]]` entries can be appended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerConfig>,
 }
 
@@ -103,12 +212,6 @@ fn default_store_dir() -> PathBuf {
 }
 fn default_store_size() -> SizeSetting {
     SizeSetting::Text("256MiB".into())
-}
-fn default_max_htl() -> Htl {
-    crate::routing::DEFAULT_MAX_HTL
-}
-fn default_max_inflight() -> usize {
-    64
 }
 
 impl NodeConfig {
@@ -121,10 +224,11 @@ impl NodeConfig {
             store_dir: default_store_dir(),
             store_size: default_store_size(),
             cache_size: None,
-            max_htl: default_max_htl(),
-            max_inflight_per_peer: default_max_inflight(),
             client_public: false,
             testnet: false,
+            router: RouterConfig::default(),
+            link: LinkConfig::default(),
+            runtime: RuntimeConfig::default(),
             peers: Vec::new(),
         }
     }
@@ -136,52 +240,76 @@ impl NodeConfig {
             path: path.clone(),
             source,
         })?;
-        let config: NodeConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+        let config: NodeConfig = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.clone(),
-            message: e.message().to_string(),
+            source,
         })?;
         config
             .validate()
-            .map_err(|message| ConfigError::Invalid { path, message })?;
+            .map_err(|source| ConfigError::Invalid { path, source })?;
         Ok(config)
     }
 
     /// Write `DIR/node.toml`.
     pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
         let path = dir.join(CONFIG_FILE);
-        let text = toml::to_string_pretty(self).map_err(|e| ConfigError::Invalid {
+        let text = toml::to_string_pretty(self).map_err(|source| ConfigError::Serialize {
             path: path.clone(),
-            message: e.to_string(),
+            source,
         })?;
         std::fs::write(&path, text).map_err(|source| ConfigError::Write { path, source })
     }
 
     /// Check values that serde alone cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
         if let Some(x) = self.location {
             if !(0.0..1.0).contains(&x) {
-                return Err(format!("location {x} is not in [0, 1)"));
+                return Err(InvalidSetting::Location(x));
             }
         }
-        if self.max_htl == 0 {
-            return Err("max_htl must be at least 1".into());
+        if self.router.max_htl == 0 {
+            return Err(InvalidSetting::Zero("router.max_htl"));
         }
-        if self.max_inflight_per_peer == 0 {
-            return Err("max_inflight_per_peer must be at least 1".into());
+        if self.router.max_inflight_per_peer == 0 {
+            return Err(InvalidSetting::Zero("router.max_inflight_per_peer"));
         }
-        self.store_size
-            .bytes()
-            .map_err(|e| format!("store_size: {e}"))?;
-        if let Some(c) = &self.cache_size {
-            c.bytes().map_err(|e| format!("cache_size: {e}"))?;
+        let positive = self.link.positive_settings().into_iter();
+        if let Some((name, _)) = positive
+            .chain(self.runtime.positive_settings())
+            .find(|(_, v)| *v == 0)
+        {
+            return Err(InvalidSetting::Zero(name));
         }
+        if self.link.redial_max_ms < self.link.redial_min_ms {
+            return Err(InvalidSetting::RedialBounds);
+        }
+        self.store_bytes()?;
+        self.cache_bytes()?;
         if !self.client.ip().is_loopback() && !self.client_public {
-            return Err(format!(
-                "client address {} is not loopback; set client_public = true to allow it",
-                self.client
-            ));
+            return Err(InvalidSetting::ClientNotLoopback(self.client));
         }
         Ok(())
+    }
+
+    /// The store's bound in bytes.
+    pub fn store_bytes(&self) -> Result<u64, InvalidSetting> {
+        self.store_size
+            .bytes()
+            .map_err(|source| InvalidSetting::Size {
+                setting: "store_size",
+                source,
+            })
+    }
+
+    /// The cache's bound in bytes (the store's unless `cache_size` is set).
+    pub fn cache_bytes(&self) -> Result<u64, InvalidSetting> {
+        match &self.cache_size {
+            Some(c) => c.bytes().map_err(|source| InvalidSetting::Size {
+                setting: "cache_size",
+                source,
+            }),
+            None => self.store_bytes(),
+        }
     }
 
     /// The store directory, resolved against the node directory.

@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::keys::{Block, RoutingKey, BLOCK_LEN};
+use crate::keys::{Block, Location, RoutingKey, BLOCK_LEN};
 
 /// Hops-to-live.
 pub type Htl = u8;
@@ -67,7 +67,15 @@ pub enum DecodeError {
     #[error("message is {0} bytes; the maximum is {MAX_MESSAGE_LEN}")]
     TooLong(usize),
     #[error("malformed message: {0}")]
-    Malformed(String),
+    Malformed(#[source] Malformed),
+}
+
+impl DecodeError {
+    /// Bytes that do not decode came from the peer that sent them: decoding
+    /// runs only on what a neighbour put on its link.
+    pub fn is_peer_fault(&self) -> bool {
+        true
+    }
 }
 
 /// The kind of a message, as a short name for traces and logs.
@@ -143,14 +151,103 @@ impl Message {
         }
         let mut reader = bytes;
         let msg: Message = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
-            .map_err(|e| DecodeError::Malformed(e.to_string()))?;
+            .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
         if !reader.is_empty() {
-            return Err(DecodeError::Malformed(format!(
-                "{} trailing bytes",
-                reader.len()
+            return Err(DecodeError::Malformed(Malformed::TrailingBytes(
+                reader.len(),
             )));
         }
         Ok(msg)
+    }
+}
+
+/// What exactly is wrong with bytes that are not a message or a frame.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Malformed {
+    #[error("the input ends inside a value")]
+    Truncated,
+    #[error("invalid CBOR at byte {0}")]
+    Syntax(usize),
+    #[error("not a message{}: {message}", .offset.map(|o| format!(" (at byte {o})")).unwrap_or_default())]
+    Semantic {
+        offset: Option<usize>,
+        message: String,
+    },
+    #[error("nested too deeply")]
+    TooDeep,
+    #[error("{0} trailing bytes")]
+    TrailingBytes(usize),
+    #[error("empty frame")]
+    EmptyFrame,
+    #[error("unknown frame tag {0}")]
+    UnknownFrameTag(u8),
+    #[error("hello of {0} bytes; a hello carries 8")]
+    HelloLength(usize),
+}
+
+impl From<ciborium::de::Error<std::io::Error>> for Malformed {
+    fn from(e: ciborium::de::Error<std::io::Error>) -> Malformed {
+        match e {
+            // Reading from a slice fails only at its end.
+            ciborium::de::Error::Io(_) => Malformed::Truncated,
+            ciborium::de::Error::Syntax(offset) => Malformed::Syntax(offset),
+            ciborium::de::Error::Semantic(offset, message) => {
+                Malformed::Semantic { offset, message }
+            }
+            ciborium::de::Error::RecursionLimitExceeded => Malformed::TooDeep,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// PeerFrame: what one link frame carries.
+
+/// What one frame on a link carries.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PeerFrame {
+    /// The sender's location on the key circle; the first frame each way.
+    Hello { location: Location },
+    /// A routing message.
+    Routing(Message),
+}
+
+/// The first byte of a frame payload: which [`PeerFrame`] it is.
+pub const TAG_HELLO: u8 = 1;
+/// See [`TAG_HELLO`].
+pub const TAG_ROUTING: u8 = 2;
+
+impl PeerFrame {
+    /// `TAG_HELLO || location (u64 BE)` or `TAG_ROUTING || CBOR message`.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            PeerFrame::Hello { location } => {
+                let mut out = vec![TAG_HELLO];
+                out.extend_from_slice(&location.0.to_be_bytes());
+                out
+            }
+            PeerFrame::Routing(msg) => {
+                let mut out = vec![TAG_ROUTING];
+                out.extend_from_slice(&msg.encode());
+                out
+            }
+        }
+    }
+
+    /// Decode a frame payload; never panics.
+    pub fn decode(bytes: &[u8]) -> Result<PeerFrame, DecodeError> {
+        match bytes.split_first() {
+            Some((&TAG_HELLO, rest)) => {
+                let arr: [u8; 8] = rest
+                    .try_into()
+                    .map_err(|_| DecodeError::Malformed(Malformed::HelloLength(rest.len())))?;
+                Ok(PeerFrame::Hello {
+                    location: Location(u64::from_be_bytes(arr)),
+                })
+            }
+            Some((&TAG_ROUTING, rest)) => Message::decode(rest).map(PeerFrame::Routing),
+            Some((&tag, _)) => Err(DecodeError::Malformed(Malformed::UnknownFrameTag(tag))),
+            None => Err(DecodeError::Malformed(Malformed::EmptyFrame)),
+        }
     }
 }
 
@@ -241,6 +338,33 @@ mod tests {
         bytes.push(0x5B);
         bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
         assert!(Message::decode(&bytes).is_err());
+    }
+
+    #[test]
+    fn peer_frames_round_trip_and_reject_garbage() {
+        let hello = PeerFrame::Hello {
+            location: Location(42),
+        };
+        assert_eq!(PeerFrame::decode(&hello.encode()).unwrap(), hello);
+        let msg = PeerFrame::Routing(Message::RejectedLoop { uid: 7 });
+        assert_eq!(PeerFrame::decode(&msg.encode()).unwrap(), msg);
+        let malformed = |m| Err(DecodeError::Malformed(m));
+        assert_eq!(PeerFrame::decode(&[]), malformed(Malformed::EmptyFrame));
+        assert_eq!(
+            PeerFrame::decode(&[9, 1, 2]),
+            malformed(Malformed::UnknownFrameTag(9))
+        );
+        assert_eq!(
+            PeerFrame::decode(&[TAG_HELLO, 1, 2]),
+            malformed(Malformed::HelloLength(2))
+        );
+        assert!(PeerFrame::decode(&[TAG_ROUTING, 0xff]).is_err());
+        let mut trailing = msg.encode();
+        trailing.push(0);
+        assert_eq!(
+            PeerFrame::decode(&trailing),
+            malformed(Malformed::TrailingBytes(1))
+        );
     }
 
     #[test]

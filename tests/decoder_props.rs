@@ -26,8 +26,7 @@ use veil::content::{
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Block, Chk, Location, RoutingKey, BLOCK_DATA_LEN};
 use veil::link::{accept, connect, LinkConfig, LinkError, MAX_PAYLOAD, SMALL_PAYLOAD};
-use veil::message::{Message, MAX_MESSAGE_LEN};
-use veil::node::PeerFrame;
+use veil::message::{Message, PeerFrame, MAX_MESSAGE_LEN};
 
 // ---------------------------------------------------------------------------
 // Mutations
@@ -303,9 +302,7 @@ struct Received {
 fn link_round(payloads: &[Vec<u8>], tamper: impl FnOnce(&mut Vec<u8>)) -> Received {
     runtime().block_on(async {
         let (ia, ib) = identities();
-        let cfg = LinkConfig {
-            handshake_timeout: std::time::Duration::from_secs(10),
-        };
+        let cfg = LinkConfig::default();
         let (a_io, mut mid_i) = tokio::io::duplex(1 << 20);
         let (b_io, mut mid_r) = tokio::io::duplex(1 << 20);
         let want_a = ia.public();

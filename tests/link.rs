@@ -22,13 +22,22 @@ use veil::link::{
 };
 use veil::message::{Message, MAX_MESSAGE_LEN};
 
+/// The handshake timeout of the tests that wait for it to fire.
 const TIMEOUT: Duration = Duration::from_millis(300);
 /// Upper bound on any single test step; nothing should come close.
 const STEP: Duration = Duration::from_secs(5);
 
+/// Every other test runs with the default (10 s) handshake timeout, beyond
+/// `STEP`: a slow machine fails them by `within`, never by a handshake
+/// timing out in their middle.
 fn cfg() -> LinkConfig {
+    LinkConfig::default()
+}
+
+fn short_cfg() -> LinkConfig {
     LinkConfig {
-        handshake_timeout: TIMEOUT,
+        handshake_timeout_ms: TIMEOUT.as_millis() as u64,
+        ..LinkConfig::default()
     }
 }
 
@@ -416,17 +425,16 @@ async fn responder_refuses_unknown_initiator() {
     let (s1, s2) = tcp_pair().await;
     let friend_key = friend.public();
     let allowed = move |k: &PeerKey| *k == friend_key;
-    let started = Instant::now();
     let (ca, cb) = handshake(s1, s2, &ia, ib.public(), &ib, &allowed).await;
     let eb = cb.unwrap_err();
     assert!(
         matches!(eb, LinkError::UnknownPeer(k) if k == ia.public()),
         "{eb:?}"
     );
-    // The initiator learns it too, promptly (not by timing out).
+    // The initiator learns it too, from the hang-up: HandshakeClosed, not
+    // HandshakeTimeout.
     let ea = ca.unwrap_err();
     assert!(matches!(ea, LinkError::HandshakeClosed), "{ea:?}");
-    assert!(started.elapsed() < TIMEOUT, "{:?}", started.elapsed());
 }
 
 // 4. Tampering is detected.
@@ -580,13 +588,13 @@ async fn oversized_length_prefix_is_refused_at_once() {
         let (mut raw, _ts, mut link) = raw_pair(41).await;
         // Only the prefix: no body ever follows, and the connection stays open.
         raw.write_all(&bad.to_be_bytes()).await.unwrap();
-        let started = Instant::now();
+        // No body ever comes, so a reader that waited for one would hang
+        // until `within` fails the test.
         let err = within(link.recv()).await.unwrap_err();
         assert!(
             matches!(err, LinkError::BadFrameLength(n) if n == usize::from(bad)),
             "{bad}: {err:?}"
         );
-        assert!(started.elapsed() < Duration::from_millis(200));
         assert!(matches!(link.recv().await, Err(LinkError::Closed)));
         drop(raw);
     }
@@ -662,11 +670,8 @@ fn assert_timed_out(result: Result<impl std::fmt::Debug, LinkError>, started: In
         matches!(err, LinkError::HandshakeTimeout(t) if t == TIMEOUT),
         "{err:?}"
     );
+    // Never early; late only within `within`'s generous bound.
     assert!(elapsed >= TIMEOUT, "{elapsed:?}");
-    assert!(
-        elapsed < TIMEOUT + Duration::from_millis(700),
-        "{elapsed:?}"
-    );
 }
 
 #[tokio::test]
@@ -675,7 +680,10 @@ async fn silent_initiator_is_dropped_at_the_timeout() {
     let (_silent, s2) = tcp_pair().await;
     let started = Instant::now();
     let allowed = |_: &PeerKey| true;
-    assert_timed_out(within(accept(s2, &ib, &allowed, &cfg())).await, started);
+    assert_timed_out(
+        within(accept(s2, &ib, &allowed, &short_cfg())).await,
+        started,
+    );
 }
 
 #[tokio::test]
@@ -684,7 +692,7 @@ async fn silent_responder_is_dropped_at_the_timeout() {
     let (s1, _silent) = tcp_pair().await;
     let started = Instant::now();
     assert_timed_out(
-        within(connect(s1, &ia, &ib.public(), &cfg())).await,
+        within(connect(s1, &ia, &ib.public(), &short_cfg())).await,
         started,
     );
 }
@@ -699,7 +707,10 @@ async fn stalling_mid_handshake_is_dropped_at_the_timeout() {
         .unwrap();
     let started = Instant::now();
     let allowed = |_: &PeerKey| true;
-    assert_timed_out(within(accept(s2, &ib, &allowed, &cfg())).await, started);
+    assert_timed_out(
+        within(accept(s2, &ib, &allowed, &short_cfg())).await,
+        started,
+    );
 }
 
 // 7. Garbage handshakes are typed errors.

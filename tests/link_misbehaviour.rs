@@ -22,8 +22,7 @@ use veil::client::{Client, NodeStatus};
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Chk, Location, RoutingKey};
 use veil::link::{self, Link, LinkConfig};
-use veil::message::{Message, Uid};
-use veil::node::PeerFrame;
+use veil::message::{Message, PeerFrame, Uid};
 
 /// The node's per-peer in-flight limit in the overload test.
 const LIMIT: usize = 4;
@@ -35,8 +34,14 @@ const HTL: u8 = 10;
 const STEP: Duration = Duration::from_secs(5);
 /// Upper bound on a whole test.
 const WHOLE_TEST: Duration = Duration::from_secs(20);
-/// The node's handshake timeout (`LinkConfig::default()`).
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The handshake timeout the silent-connection test gives its node
+/// (`link.handshake_timeout_ms`), shorter than the 10 s default.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long G's link must stay quiet to show that no request beyond the
+/// limit was forwarded. Every forward was queued before F's last overload
+/// reply arrived, so a stray one shows up at once; a slow machine could
+/// only make this check pass wrongly, never fail wrongly.
+const QUIET: Duration = Duration::from_secs(1);
 
 // ---------------------------------------------------------------------------
 // Fake peers (the same helpers as tests/overload.rs).
@@ -567,7 +572,7 @@ async fn a_peer_sending_a_zero_htl_request_is_disconnected() {
 }
 
 /// A connection that never starts its handshake is closed by the node at
-/// the handshake timeout (10 s), not before, and does not keep a named peer
+/// the handshake timeout (`link.handshake_timeout_ms`, 3 s here), not before, and does not keep a named peer
 /// from linking meanwhile. The one slow test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
@@ -575,6 +580,10 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
     let (mut node, node_key) = init_node(tmp.path());
     let g = FakePeer::new("G", &node_key, Dialler::Peer).await;
     add_peer(&node, g.addr(), &g.key(), g.name);
+    node.set(&format!(
+        "link.handshake_timeout_ms = {}",
+        HANDSHAKE_TIMEOUT.as_millis()
+    ));
     node.start(&["--testnet"]);
     let client = node.client;
     let listen = node.listen;
@@ -590,7 +599,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
 
         let mut buf = [0u8; 64];
         let read = tokio::time::timeout(
-            HANDSHAKE_TIMEOUT + Duration::from_secs(2),
+            HANDSHAKE_TIMEOUT + Duration::from_secs(10),
             silent.read(&mut buf),
         )
         .await;
@@ -610,7 +619,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
             &node,
             &[
                 "inbound handshake refused",
-                "handshake did not finish within 10s",
+                &format!("handshake did not finish within {HANDSHAKE_TIMEOUT:?}"),
             ],
             1,
         )
@@ -673,7 +682,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
             &p.key().to_string(),
         ]);
     }
-    node.set(&format!("max_inflight_per_peer = {LIMIT}"));
+    node.set(&format!("router.max_inflight_per_peer = {LIMIT}"));
     node.start(&["--testnet"]);
     let client = node.client;
     let listen = node.listen;
@@ -722,11 +731,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
         // hop spent; it never answers them.
         let mut forwarded = Vec::new();
         loop {
-            let wait = if forwarded.len() < LIMIT {
-                STEP
-            } else {
-                Duration::from_millis(300)
-            };
+            let wait = if forwarded.len() < LIMIT { STEP } else { QUIET };
             match next_frame(&mut gl, wait).await {
                 Got::Frame(PeerFrame::Routing(Message::DataRequest { uid, key, htl })) => {
                     forwarded.push((uid, key, htl))

@@ -424,9 +424,9 @@ fn set_puts_a_dotted_key_where_the_config_keeps_it() {
         got,
         "listen = \"a\"\n[router]\nmax_htl = 1\nother = 2\n[[peers]]\nmax_htl = 9\n"
     );
-    // Into a layout that keeps the leaf at top level, there.
-    let got = toml_set("max_htl = 18\npeers = []\n", "router.max_htl", "1");
-    assert_eq!(got, "max_htl = 1\npeers = []\n");
+    // With no such table, at top level in dotted form.
+    let got = toml_set("listen = 1\n", "router.max_htl", "1");
+    assert_eq!(got, "router.max_htl = 1\nlisten = 1\n");
     // Otherwise at top level, dotted, once.
     let got = toml_set("router.max_htl = 3\nlisten = 1\n", "router.max_htl", "1");
     assert_eq!(got, "router.max_htl = 1\nlisten = 1\n");

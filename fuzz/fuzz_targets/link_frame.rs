@@ -1,41 +1,32 @@
-//! Transport frames of an established link.
+//! Transport frames of an established link, through the sans-IO codec.
 //!
-//! Two fixed identities complete a real Noise handshake over
-//! `tokio::io::duplex` through a relay in the middle. The initiator then
-//! sends the payloads the input asks for; the middle captures the wire bytes,
-//! applies the input's mutations (flips, inserts, deletes, truncation, raw
-//! garbage, rewritten length prefixes) and feeds the result to the
-//! responder's reader.
+//! A [`FrameSealer`] and a [`FrameOpener`] share fixed keys (no handshake,
+//! no runtime). The sealer seals the payloads the input asks for; the wire
+//! bytes are then mutated as the input says (flips, inserts, deletes,
+//! truncation, raw garbage, rewritten length prefixes) and fed to the
+//! opener's `decode` a chunk at a time.
 //!
-//! Whatever arrives, the reader must return payloads that are exactly a
-//! prefix of what was sent, in order, then a clean end or an error: never a
-//! panic, never a payload that was not sent. Untouched wire bytes must give
-//! every payload and then a clean end.
-//!
-//! A link's state (nonces, poisoning after an error) is consumed by every
-//! input, and Noise ephemerals are fresh per handshake, so each input gets
-//! its own handshake; the identities are made once.
+//! Whatever arrives, the opener must return payloads that are exactly a
+//! prefix of what was sent, in order, then run out of bytes or report a
+//! violation: never a panic, never a payload that was not sent. Untouched
+//! wire bytes must give every payload and leave nothing over.
 #![no_main]
 
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::Arc;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use rand::SeedableRng;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
-use veil::identity::Identity;
-use veil::link::{accept, connect, LinkConfig, LinkError, MAX_PAYLOAD, SMALL_PAYLOAD};
-
-/// Wire bytes of the handshake, each with its `u16` prefix: `-> e`,
-/// `<- e, ee, s, es`, `-> s, se`, and the responder's small confirmation
-/// frame.
-const HS_TO_RESPONDER: [usize; 2] = [2 + 32, 2 + 64];
-const HS_TO_INITIATOR: [usize; 2] = [2 + 96, 2 + 512];
+use veil::link::frame::{
+    Decoded, FrameOpener, FrameSealer, Transport, MAX_WIRE_FRAME, PREFIX_LEN,
+};
+use veil::link::{MAX_PAYLOAD, SMALL_PAYLOAD};
 
 /// At most this many frames per input, so the wire stays bounded.
 const MAX_SENDS: usize = 8;
 const MAX_MUTATIONS: usize = 8;
+
+const KEY_A: [u8; 32] = [0x11; 32];
+const KEY_B: [u8; 32] = [0x22; 32];
 
 #[derive(Arbitrary, Debug)]
 enum Send {
@@ -93,6 +84,8 @@ struct Input {
     mutations: Vec<Mutation>,
     /// Raw bytes put on the wire before anything the writer sent.
     prefix: Vec<u8>,
+    /// How many bytes the reader is handed at a time (0 means all at once).
+    chunk: u16,
 }
 
 fn at(pos: u32, len: usize) -> usize {
@@ -134,57 +127,9 @@ fn mutate(wire: &mut Vec<u8>, m: &Mutation) {
     }
 }
 
-fn identities() -> &'static (Identity, Identity) {
-    static IDS: OnceLock<(Identity, Identity)> = OnceLock::new();
-    IDS.get_or_init(|| {
-        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(0x7665696c);
-        (Identity::generate(&mut rng), Identity::generate(&mut rng))
-    })
-}
-
-fn runtime() -> &'static tokio::runtime::Runtime {
-    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RT.get_or_init(|| {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime")
-    })
-}
-
-/// Forward exactly the handshake's bytes between the two middle ends.
-async fn relay_handshake(to_i: &mut DuplexStream, to_r: &mut DuplexStream) -> std::io::Result<()> {
-    let mut buf = [0u8; 2 + 512];
-    for step in 0..2 {
-        let n = HS_TO_RESPONDER[step];
-        to_i.read_exact(&mut buf[..n]).await?;
-        to_r.write_all(&buf[..n]).await?;
-        let n = HS_TO_INITIATOR[step];
-        to_r.read_exact(&mut buf[..n]).await?;
-        to_i.write_all(&buf[..n]).await?;
-    }
-    Ok(())
-}
-
-async fn run(input: &Input) {
-    let (ia, ib) = identities();
-    let cfg = LinkConfig {
-        handshake_timeout: Duration::from_secs(30),
-    };
-    // initiator <-> mid_i ... mid_r <-> responder
-    let (a_io, mut mid_i) = tokio::io::duplex(1 << 20);
-    let (b_io, mut mid_r) = tokio::io::duplex(1 << 20);
-    let expected = ib.public();
-    let want_a = ia.public();
-    let allowed = move |k: &veil::identity::PeerKey| *k == want_a;
-    let (a, b, relayed) = tokio::join!(
-        connect(a_io, ia, &expected, &cfg),
-        accept(b_io, ib, &allowed, &cfg),
-        relay_handshake(&mut mid_i, &mut mid_r),
-    );
-    relayed.expect("relay");
-    let mut a = a.expect("initiator handshake");
-    let mut b = b.expect("responder handshake");
+fn run(input: &Input) {
+    let mut sealer = FrameSealer::new(Arc::new(Transport::from_fixed_keys(KEY_A, KEY_B)));
+    let mut opener = FrameOpener::new(Arc::new(Transport::from_fixed_keys(KEY_B, KEY_A)));
 
     // What the writer puts on the wire.
     let sent: Vec<Vec<u8>> = input
@@ -193,14 +138,14 @@ async fn run(input: &Input) {
         .take(MAX_SENDS)
         .map(Send::payload)
         .collect();
+    let mut original = Vec::new();
+    let mut frame = vec![0u8; MAX_WIRE_FRAME];
     for p in &sent {
-        a.send(p).await.expect("send");
+        let n = sealer.seal(p, &mut frame).expect("seal");
+        assert!(n > PREFIX_LEN && n <= MAX_WIRE_FRAME);
+        original.extend_from_slice(&frame[..n]);
     }
-    a.close().await.expect("close");
-    let mut wire = Vec::new();
-    mid_i.read_to_end(&mut wire).await.expect("capture");
 
-    let original = wire.clone();
     let mut wire = input.prefix.clone();
     wire.extend_from_slice(&original);
     for m in input.mutations.iter().take(MAX_MUTATIONS) {
@@ -208,50 +153,46 @@ async fn run(input: &Input) {
     }
     let untouched = wire == original;
 
-    // Feed it to the reader.
-    let feed = async move {
-        mid_r.write_all(&wire).await.expect("feed");
-        mid_r.shutdown().await.expect("shutdown");
-        // Keep the middle end alive until the reader is done with it.
-        mid_r
+    // Hand the reader the bytes `chunk` at a time, as a socket might.
+    let chunk = match usize::from(input.chunk) {
+        0 => wire.len().max(1),
+        c => c,
     };
-    let read = async {
-        let mut got: Vec<Vec<u8>> = Vec::new();
-        let end = loop {
-            match b.recv().await {
-                Ok(Some(p)) => {
-                    let i = got.len();
-                    assert!(
-                        i < sent.len(),
-                        "reader produced a payload #{i} of {} bytes but only {} were sent",
-                        p.len(),
-                        sent.len()
-                    );
-                    assert!(
-                        p == sent[i],
-                        "payload #{i} differs from what was sent ({} vs {} bytes)",
-                        p.len(),
-                        sent[i].len()
-                    );
-                    got.push(p);
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(e),
+    let mut got: Vec<Vec<u8>> = Vec::new();
+    let (mut start, mut available) = (0, 0);
+    let end = loop {
+        match opener.decode(&wire[start..available]) {
+            Ok(Decoded::Frame { consumed, payload }) => {
+                let i = got.len();
+                assert!(consumed > PREFIX_LEN && start + consumed <= available);
+                assert!(
+                    i < sent.len(),
+                    "decoded a payload #{i} of {} bytes but only {} were sent",
+                    payload.len(),
+                    sent.len()
+                );
+                assert!(
+                    payload == sent[i].as_slice(),
+                    "payload #{i} differs from what was sent ({} vs {} bytes)",
+                    payload.len(),
+                    sent[i].len()
+                );
+                got.push(payload.to_vec());
+                start += consumed;
             }
-        };
-        (got, end)
+            Ok(Decoded::Incomplete { needed }) => {
+                assert!(needed > available - start && needed <= MAX_WIRE_FRAME);
+                if available == wire.len() {
+                    break Ok(available - start);
+                }
+                available = (available + chunk).min(wire.len());
+            }
+            Err(e) => break Err(e),
+        }
     };
-    let (_mid, (got, end)) = tokio::join!(feed, read);
-    if let Err(e) = &end {
-        // Any error is final for the reader.
-        assert!(
-            matches!(b.recv().await, Err(LinkError::Closed)),
-            "reader went on after {e}"
-        );
-    }
     if untouched {
         assert!(
-            end.is_ok() && got == sent,
+            matches!(end, Ok(0)) && got == sent,
             "untouched wire: got {} of {} payloads, end {end:?}",
             got.len(),
             sent.len()
@@ -260,5 +201,5 @@ async fn run(input: &Input) {
 }
 
 fuzz_target!(|input: Input| {
-    runtime().block_on(run(&input));
+    run(&input);
 });

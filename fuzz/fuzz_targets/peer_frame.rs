@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use veil::node::PeerFrame;
+use veil::message::PeerFrame;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(frame) = PeerFrame::decode(data) else {

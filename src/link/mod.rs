@@ -16,14 +16,21 @@
 //! "small" or "large", never which routing message was sent. See
 //! `docs/links.md`.
 //!
+//! # Layers
+//!
+//! - [`frame`]: seal and open fixed-size frames over byte buffers (sans-IO).
+//! - [`handshake`]: the Noise `XX` steps over byte buffers (sans-IO).
+//! - this module: the thin tokio wrapper that moves those bytes over a
+//!   stream, with the handshake timeout ([`connect`], [`accept`], [`Link`],
+//!   [`LinkReader`], [`LinkWriter`]).
+//!
 //! # Splitting
 //!
 //! [`Link::into_split`] gives a [`LinkReader`] and a [`LinkWriter`] that
-//! can live in different tasks. They share one snow
-//! `StatelessTransportState` behind an `Arc` (it is immutable after the
-//! handshake; no lock) and each half keeps its own nonce counter: the
-//! reader counts frames received, the writer frames sent. Noise nonces are
-//! per direction, so the two counters never interact.
+//! can live in different tasks. They share one immutable
+//! [`frame::Transport`] behind an `Arc` (no lock) and each half keeps its
+//! own nonce counter: the reader counts frames received, the writer frames
+//! sent. Noise nonces are per direction, so the two counters never interact.
 //!
 //! # Cancellation
 //!
@@ -34,75 +41,85 @@
 //! wire, and the writer then refuses further sends with
 //! [`LinkError::Closed`]. Any error on either half is final for that half.
 
+pub mod frame;
+pub mod handshake;
+
 use std::fmt;
+use std::future::Future;
 use std::io;
-use std::sync::Arc;
 use std::time::Duration;
 
-use snow::{Builder, HandshakeState, StatelessTransportState};
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::identity::{Identity, PeerKey};
-use crate::message::MAX_MESSAGE_LEN;
 
-/// The Noise protocol name.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+pub use frame::{FRAME_SIZES, LARGE_FRAME, MAX_PAYLOAD, SMALL_FRAME, SMALL_PAYLOAD};
+pub use handshake::{NOISE_PARAMS, PROLOGUE};
 
-/// Mixed into the handshake hash by both sides: a peer speaking another
-/// protocol or version fails the handshake instead of misreading frames.
-pub const PROLOGUE: &[u8] = b"veil/link/v1";
+use frame::{Decoded, FrameOpener, FrameSealer, MAX_WIRE_FRAME, PREFIX_LEN};
+use handshake::{Established, HsBuf, Initiator, Responder, HS_BUF_LEN};
 
-/// AEAD tag on every transport frame.
-const TAG_LEN: usize = 16;
-/// The payload-length header inside every frame.
-const LEN_HEADER: usize = 4;
-/// The `u16` length prefix in front of every message on the wire.
-const PREFIX_LEN: usize = 2;
-
-/// Ciphertext bytes of a small frame: requests, replies without a block,
-/// keepalives.
-pub const SMALL_FRAME: usize = 512;
-/// Ciphertext bytes of a large frame: anything carrying a block.
-pub const LARGE_FRAME: usize = 33 * 1024;
-/// The only ciphertext lengths a link sends or accepts.
-pub const FRAME_SIZES: [usize; 2] = [SMALL_FRAME, LARGE_FRAME];
-
-/// The largest payload a small frame carries.
-pub const SMALL_PAYLOAD: usize = SMALL_FRAME - TAG_LEN - LEN_HEADER;
-/// The largest payload a link carries (a large frame's capacity).
-pub const MAX_PAYLOAD: usize = LARGE_FRAME - TAG_LEN - LEN_HEADER;
-
-// The size classes must hold what the brief (and the message codec) needs,
-// and fit a Noise message and its u16 prefix.
-const _: () = assert!(SMALL_PAYLOAD >= 256);
-const _: () = assert!(MAX_PAYLOAD >= MAX_MESSAGE_LEN);
-const _: () = assert!(LARGE_FRAME <= 65535);
-const _: () = assert!(SMALL_FRAME < LARGE_FRAME);
-
-/// Handshake message lengths with empty payloads, the only ones accepted:
-/// `-> e` (32), `<- e, ee, s, es` (32 + 32 + 16 + 16),
-/// `-> s, se` (32 + 16 + 16).
-const HS_MSG1_LEN: usize = 32;
-const HS_MSG2_LEN: usize = 96;
-const HS_MSG3_LEN: usize = 64;
-/// Buffer for one handshake message; no handshake length above this is
-/// ever read.
-const HS_BUF_LEN: usize = 128;
-const _: () = assert!(HS_MSG1_LEN <= HS_BUF_LEN && HS_MSG2_LEN <= HS_BUF_LEN);
-const _: () = assert!(HS_MSG3_LEN <= HS_BUF_LEN);
-
-/// Link tunables.
-#[derive(Clone, Debug)]
+/// Link tunables: the `[link]` table of `node.toml`. Every field has a
+/// default; see `docs/operations.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct LinkConfig {
     /// The whole handshake, confirmation included, must finish in this time.
-    pub handshake_timeout: Duration,
+    pub handshake_timeout_ms: u64,
+    /// After the handshake, the peer's Hello must arrive within this time.
+    pub hello_timeout_ms: u64,
+    /// Opening the TCP connection to a peer may take this long.
+    pub connect_timeout_ms: u64,
+    /// A keepalive goes out after this much write silence.
+    pub keepalive_secs: u64,
+    /// A link with no frame at all for this long is dead.
+    pub idle_timeout_secs: u64,
+    /// First wait before redialling a peer; doubles after each failure.
+    pub redial_min_ms: u64,
+    /// Longest wait between redials.
+    pub redial_max_ms: u64,
+    /// Frames one link may have queued for writing before it counts as
+    /// stuck and is closed.
+    pub write_queue: usize,
+    /// Inbound handshakes in progress at once; more connections are dropped.
+    pub max_handshakes: usize,
 }
 
 impl Default for LinkConfig {
     fn default() -> Self {
         LinkConfig {
-            handshake_timeout: Duration::from_secs(10),
+            handshake_timeout_ms: 10_000,
+            hello_timeout_ms: 10_000,
+            connect_timeout_ms: 5_000,
+            keepalive_secs: 10,
+            idle_timeout_secs: 35,
+            redial_min_ms: 250,
+            redial_max_ms: 30_000,
+            write_queue: 256,
+            max_handshakes: 64,
         }
+    }
+}
+
+impl LinkConfig {
+    /// The handshake timeout as a `Duration`.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// Every timeout and bound by its `node.toml` name: none may be zero.
+    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
+        [
+            ("link.handshake_timeout_ms", self.handshake_timeout_ms),
+            ("link.hello_timeout_ms", self.hello_timeout_ms),
+            ("link.connect_timeout_ms", self.connect_timeout_ms),
+            ("link.keepalive_secs", self.keepalive_secs),
+            ("link.idle_timeout_secs", self.idle_timeout_secs),
+            ("link.redial_min_ms", self.redial_min_ms),
+            ("link.write_queue", self.write_queue as u64),
+            ("link.max_handshakes", self.max_handshakes as u64),
+        ]
     }
 }
 
@@ -142,6 +159,31 @@ pub enum LinkError {
     Closed,
 }
 
+impl LinkError {
+    /// Was the other end at fault (a protocol violation, a bad key), as
+    /// opposed to the network, a timeout, a clean close or our own misuse?
+    /// The node logs misbehaviour only when this is true.
+    pub fn is_peer_fault(&self) -> bool {
+        match self {
+            LinkError::HandshakeLength { .. }
+            | LinkError::Handshake(_)
+            | LinkError::BadConfirmation
+            | LinkError::WrongPeerKey { .. }
+            | LinkError::UnknownPeer(_)
+            | LinkError::BadFrameLength(_)
+            | LinkError::Decrypt
+            | LinkError::BadPadding => true,
+            LinkError::Io(_)
+            | LinkError::HandshakeTimeout(_)
+            | LinkError::HandshakeClosed
+            | LinkError::Truncated
+            | LinkError::PayloadTooLarge(_)
+            | LinkError::Transport(_)
+            | LinkError::Closed => false,
+        }
+    }
+}
+
 /// One authenticated link, not yet split.
 pub struct Link<S> {
     stream: S,
@@ -152,8 +194,12 @@ pub struct Link<S> {
 
 impl<S> fmt::Debug for Link<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Link").field("peer", &self.peer).finish()
+        debug_peer(f, "Link", &self.peer)
     }
+}
+
+fn debug_peer(f: &mut fmt::Formatter<'_>, name: &str, peer: &PeerKey) -> fmt::Result {
+    f.debug_struct(name).field("peer", peer).finish()
 }
 
 impl<S> Link<S>
@@ -183,9 +229,7 @@ where
 
     /// Shut down the sending direction (see [`LinkWriter::close`]).
     pub async fn close(&mut self) -> Result<(), LinkError> {
-        self.tx.failed = true;
-        self.stream.shutdown().await?;
-        Ok(())
+        self.tx.close(&mut self.stream).await
     }
 
     /// Split into halves for a reading task and a writing task.
@@ -206,26 +250,46 @@ where
     }
 }
 
-/// The receiving half of a link.
-pub struct LinkReader {
-    io: Box<dyn AsyncRead + Send + Unpin>,
-    peer: PeerKey,
-    state: RecvState,
+/// Declares one half of a split link: its stream half, the peer, its frame
+/// state, a `Debug` that shows only the peer, and `peer()`.
+macro_rules! link_half {
+    ($(#[$doc:meta])* $name:ident, $io:path, $state:ty) => {
+        $(#[$doc])*
+        pub struct $name {
+            io: Box<dyn $io + Send + Unpin>,
+            peer: PeerKey,
+            state: $state,
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                debug_peer(f, stringify!($name), &self.peer)
+            }
+        }
+
+        impl $name {
+            /// The authenticated static key of the other end.
+            pub fn peer(&self) -> PeerKey {
+                self.peer
+            }
+        }
+    };
 }
 
-impl fmt::Debug for LinkReader {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkReader")
-            .field("peer", &self.peer)
-            .finish()
-    }
-}
+link_half!(
+    /// The receiving half of a link.
+    LinkReader,
+    AsyncRead,
+    RecvState
+);
+link_half!(
+    /// The sending half of a link.
+    LinkWriter,
+    AsyncWrite,
+    SendState
+);
 
 impl LinkReader {
-    pub fn peer(&self) -> PeerKey {
-        self.peer
-    }
-
     /// The next payload (a keepalive is an empty `Vec`); `Ok(None)` when the
     /// peer closed the connection cleanly between frames. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, LinkError> {
@@ -233,26 +297,7 @@ impl LinkReader {
     }
 }
 
-/// The sending half of a link.
-pub struct LinkWriter {
-    io: Box<dyn AsyncWrite + Send + Unpin>,
-    peer: PeerKey,
-    state: SendState,
-}
-
-impl fmt::Debug for LinkWriter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LinkWriter")
-            .field("peer", &self.peer)
-            .finish()
-    }
-}
-
 impl LinkWriter {
-    pub fn peer(&self) -> PeerKey {
-        self.peer
-    }
-
     /// Send one payload of at most [`MAX_PAYLOAD`] bytes, padded to the
     /// smallest frame size that holds it. Not cancel-safe (see the module
     /// docs).
@@ -268,38 +313,28 @@ impl LinkWriter {
     /// Shut down the sending direction; the peer's reader sees a clean end
     /// (`Ok(None)`) after the frames already sent.
     pub async fn close(&mut self) -> Result<(), LinkError> {
-        self.state.failed = true;
-        self.io.shutdown().await?;
-        Ok(())
+        self.state.close(&mut self.io).await
     }
 }
 
-/// Receiving state: the shared session keys, the receive nonce, and the
-/// frame being read (kept across calls, which makes `recv` cancel-safe).
+/// Receiving side: a [`FrameOpener`] and the bytes of the frame being read
+/// (kept across calls, which makes `recv` cancel-safe).
 struct RecvState {
-    transport: Arc<StatelessTransportState>,
+    opener: FrameOpener,
     /// For log lines only.
     peer: PeerKey,
-    nonce: u64,
-    prefix: [u8; PREFIX_LEN],
-    prefix_filled: usize,
-    body: Box<[u8]>,
-    body_filled: usize,
-    plain: Box<[u8]>,
+    buf: Box<[u8]>,
+    filled: usize,
     failed: bool,
 }
 
 impl RecvState {
-    fn new(transport: Arc<StatelessTransportState>, peer: PeerKey) -> RecvState {
+    fn new(est: &Established) -> RecvState {
         RecvState {
-            transport,
-            peer,
-            nonce: 0,
-            prefix: [0; PREFIX_LEN],
-            prefix_filled: 0,
-            body: vec![0u8; LARGE_FRAME].into_boxed_slice(),
-            body_filled: 0,
-            plain: vec![0u8; LARGE_FRAME - TAG_LEN].into_boxed_slice(),
+            opener: FrameOpener::new(est.transport.clone()),
+            peer: est.peer,
+            buf: vec![0u8; MAX_WIRE_FRAME].into_boxed_slice(),
+            filled: 0,
             failed: false,
         }
     }
@@ -325,82 +360,46 @@ impl RecvState {
     where
         R: AsyncRead + Unpin + ?Sized,
     {
-        while self.prefix_filled < PREFIX_LEN {
-            let n = io.read(&mut self.prefix[self.prefix_filled..]).await?;
+        loop {
+            // The decoder says how many bytes the frame needs (checking the
+            // length prefix first); read no byte beyond them.
+            let needed = match self.opener.decode(&self.buf[..self.filled])? {
+                Decoded::Incomplete { needed } => needed,
+                Decoded::Frame { consumed, payload } => {
+                    tracing::trace!(peer = %self.peer, frame = consumed - PREFIX_LEN, payload = payload.len(), "link frame in");
+                    let payload = payload.to_vec();
+                    self.filled = 0;
+                    return Ok(Some(payload));
+                }
+            };
+            let n = io.read(&mut self.buf[self.filled..needed]).await?;
             if n == 0 {
-                return if self.prefix_filled == 0 {
+                return if self.filled == 0 {
                     Ok(None)
                 } else {
                     Err(LinkError::Truncated)
                 };
             }
-            self.prefix_filled += n;
+            self.filled += n;
         }
-        // Checked before a single body byte is read.
-        let len = usize::from(u16::from_be_bytes(self.prefix));
-        if !FRAME_SIZES.contains(&len) {
-            return Err(LinkError::BadFrameLength(len));
-        }
-        while self.body_filled < len {
-            let n = io.read(&mut self.body[self.body_filled..len]).await?;
-            if n == 0 {
-                return Err(LinkError::Truncated);
-            }
-            self.body_filled += n;
-        }
-        self.prefix_filled = 0;
-        self.body_filled = 0;
-
-        let n = self
-            .transport
-            .read_message(self.nonce, &self.body[..len], &mut self.plain)
-            .map_err(|e| match e {
-                snow::Error::Decrypt => LinkError::Decrypt,
-                other => LinkError::Transport(other),
-            })?;
-        // snow refuses nonce u64::MAX, so this never wraps.
-        self.nonce = self.nonce.saturating_add(1);
-        let payload = unpad(&self.plain[..n])?;
-        tracing::trace!(peer = %self.peer, frame = len, payload = payload.len(), "link frame in");
-        Ok(Some(payload.to_vec()))
     }
 }
 
-/// Check and strip the inner `u32 length || payload || zeros` layout.
-fn unpad(plain: &[u8]) -> Result<&[u8], LinkError> {
-    let (head, rest) = plain
-        .split_first_chunk::<LEN_HEADER>()
-        .ok_or(LinkError::BadPadding)?;
-    let declared = usize::try_from(u32::from_be_bytes(*head)).map_err(|_| LinkError::BadPadding)?;
-    if declared > rest.len() {
-        return Err(LinkError::BadPadding);
-    }
-    let (payload, padding) = rest.split_at(declared);
-    if padding.iter().any(|&b| b != 0) {
-        return Err(LinkError::BadPadding);
-    }
-    Ok(payload)
-}
-
-/// Sending state: the shared session keys, the send nonce, and buffers.
+/// Sending side: a [`FrameSealer`] and the wire buffer.
 struct SendState {
-    transport: Arc<StatelessTransportState>,
+    sealer: FrameSealer,
     /// For log lines only.
     peer: PeerKey,
-    nonce: u64,
-    plain: Box<[u8]>,
     wire: Box<[u8]>,
     failed: bool,
 }
 
 impl SendState {
-    fn new(transport: Arc<StatelessTransportState>, peer: PeerKey) -> SendState {
+    fn new(est: &Established) -> SendState {
         SendState {
-            transport,
-            peer,
-            nonce: 0,
-            plain: vec![0u8; LARGE_FRAME - TAG_LEN].into_boxed_slice(),
-            wire: vec![0u8; PREFIX_LEN + LARGE_FRAME].into_boxed_slice(),
+            sealer: FrameSealer::new(est.transport.clone()),
+            peer: est.peer,
+            wire: vec![0u8; MAX_WIRE_FRAME].into_boxed_slice(),
             failed: false,
         }
     }
@@ -423,55 +422,26 @@ impl SendState {
         if self.failed {
             return Err(LinkError::Closed);
         }
-        if payload.len() > MAX_PAYLOAD {
-            return Err(LinkError::PayloadTooLarge(payload.len()));
-        }
-        let frame = if payload.len() <= SMALL_PAYLOAD {
-            SMALL_FRAME
-        } else {
-            LARGE_FRAME
-        };
-        let plain_len = frame - TAG_LEN;
-        let payload_len =
-            u32::try_from(payload.len()).map_err(|_| LinkError::PayloadTooLarge(payload.len()))?;
-        let frame_prefix =
-            u16::try_from(frame).map_err(|_| LinkError::PayloadTooLarge(payload.len()))?;
-
-        let end = LEN_HEADER + payload.len();
-        self.plain[..LEN_HEADER].copy_from_slice(&payload_len.to_be_bytes());
-        self.plain[LEN_HEADER..end].copy_from_slice(payload);
-        self.plain[end..plain_len].fill(0);
-
+        frame::frame_len_for(payload.len())?;
         // From here until the frame is fully written the writer counts as
         // failed: an error or a cancellation leaves the stream mid-frame.
         self.failed = true;
-        let n = self
-            .transport
-            .write_message(
-                self.nonce,
-                &self.plain[..plain_len],
-                &mut self.wire[PREFIX_LEN..PREFIX_LEN + frame],
-            )
-            .map_err(LinkError::Transport)?;
-        if n != frame {
-            return Err(LinkError::Transport(snow::Error::Input));
-        }
-        self.nonce = self.nonce.saturating_add(1);
-        self.wire[..PREFIX_LEN].copy_from_slice(&frame_prefix.to_be_bytes());
-        io.write_all(&self.wire[..PREFIX_LEN + frame]).await?;
+        let n = self.sealer.seal(payload, &mut self.wire)?;
+        io.write_all(&self.wire[..n]).await?;
         io.flush().await?;
         self.failed = false;
-        tracing::trace!(peer = %self.peer, frame, payload = payload.len(), "link frame out");
+        tracing::trace!(peer = %self.peer, frame = n - PREFIX_LEN, payload = payload.len(), "link frame out");
         Ok(())
     }
-}
 
-fn noise_builder(identity_secret: &[u8; 32]) -> Result<Builder<'_>, LinkError> {
-    let params = NOISE_PARAMS.parse().map_err(LinkError::Handshake)?;
-    Builder::new(params)
-        .local_private_key(identity_secret)
-        .and_then(|b| b.prologue(PROLOGUE))
-        .map_err(LinkError::Handshake)
+    async fn close<W>(&mut self, io: &mut W) -> Result<(), LinkError>
+    where
+        W: AsyncWrite + Unpin + ?Sized,
+    {
+        self.failed = true;
+        io.shutdown().await?;
+        Ok(())
+    }
 }
 
 /// Write one handshake message: `u16 BE length || bytes`.
@@ -494,21 +464,20 @@ where
 
 /// Read one handshake message of exactly `expected` bytes into `buf`. Any
 /// other length is refused before its body is read.
-async fn read_hs<S>(
+async fn read_hs<'b, S>(
     stream: &mut S,
     expected: usize,
-    buf: &mut [u8; HS_BUF_LEN],
-) -> Result<(), LinkError>
+    buf: &'b mut HsBuf,
+) -> Result<&'b [u8], LinkError>
 where
     S: AsyncRead + Unpin,
 {
     let mut prefix = [0u8; PREFIX_LEN];
     read_exact_hs(stream, &mut prefix).await?;
-    let got = usize::from(u16::from_be_bytes(prefix));
-    if got != expected {
-        return Err(LinkError::HandshakeLength { expected, got });
-    }
-    read_exact_hs(stream, &mut buf[..expected]).await
+    handshake::check_len(prefix, expected)?;
+    let msg = &mut buf[..expected];
+    read_exact_hs(stream, msg).await?;
+    Ok(msg)
 }
 
 async fn read_exact_hs<S>(stream: &mut S, buf: &mut [u8]) -> Result<(), LinkError>
@@ -522,38 +491,46 @@ where
     }
 }
 
-/// Process a handshake message from the peer; the payload must be empty.
-fn read_hs_msg(hs: &mut HandshakeState, msg: &[u8]) -> Result<(), LinkError> {
-    let mut payload = [0u8; HS_BUF_LEN];
-    let n = hs
-        .read_message(msg, &mut payload)
-        .map_err(LinkError::Handshake)?;
-    if n != 0 {
-        return Err(LinkError::HandshakeLength {
-            expected: msg.len() - n,
-            got: msg.len(),
-        });
+/// Which end of the handshake, for log lines.
+#[derive(Clone, Copy)]
+enum Side {
+    Initiator,
+    Responder,
+}
+
+type Handshaken = (Established, RecvState, SendState);
+
+/// Run one side's handshake steps under the configured timeout.
+async fn within(
+    cfg: &LinkConfig,
+    steps: impl Future<Output = Result<Handshaken, LinkError>>,
+) -> Result<Handshaken, LinkError> {
+    let limit = cfg.handshake_timeout();
+    tokio::time::timeout(limit, steps)
+        .await
+        .unwrap_or(Err(LinkError::HandshakeTimeout(limit)))
+}
+
+/// Wrap the stream of a finished handshake in a [`Link`].
+fn finish<S>(
+    stream: S,
+    result: Result<Handshaken, LinkError>,
+    side: Side,
+) -> Result<Link<S>, LinkError> {
+    let (est, rx, tx) = result.inspect_err(|e| match side {
+        Side::Initiator => tracing::debug!(error = %e, "outgoing link handshake failed"),
+        Side::Responder => tracing::debug!(error = %e, "incoming link handshake failed"),
+    })?;
+    match side {
+        Side::Initiator => tracing::debug!(peer = %est.peer, "link up (initiator)"),
+        Side::Responder => tracing::debug!(peer = %est.peer, "link up (responder)"),
     }
-    Ok(())
-}
-
-fn remote_key(hs: &HandshakeState) -> Result<PeerKey, LinkError> {
-    let bytes: [u8; 32] = hs
-        .get_remote_static()
-        .and_then(|rs| rs.try_into().ok())
-        .ok_or(LinkError::Handshake(snow::Error::Input))?;
-    Ok(PeerKey(bytes))
-}
-
-fn into_states(hs: HandshakeState, peer: PeerKey) -> Result<(RecvState, SendState), LinkError> {
-    let transport = Arc::new(
-        hs.into_stateless_transport_mode()
-            .map_err(LinkError::Handshake)?,
-    );
-    Ok((
-        RecvState::new(Arc::clone(&transport), peer),
-        SendState::new(transport, peer),
-    ))
+    Ok(Link {
+        stream,
+        peer: est.peer,
+        rx,
+        tx,
+    })
 }
 
 /// Open a link as the initiator. Fails with [`LinkError::WrongPeerKey`]
@@ -569,70 +546,30 @@ pub async fn connect<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let result = tokio::time::timeout(
-        cfg.handshake_timeout,
-        initiator_handshake(&mut stream, identity, expected),
-    )
-    .await
-    .unwrap_or(Err(LinkError::HandshakeTimeout(cfg.handshake_timeout)));
-    match result {
-        Ok((rx, tx)) => {
-            tracing::debug!(peer = %expected, "link up (initiator)");
-            Ok(Link {
-                stream,
-                peer: *expected,
-                rx,
-                tx,
-            })
-        }
-        Err(e) => {
-            tracing::debug!(peer = %expected, error = %e, "outgoing link handshake failed");
-            Err(e)
-        }
-    }
+    let steps = initiator_handshake(&mut stream, identity, *expected);
+    let result = within(cfg, steps).await;
+    finish(stream, result, Side::Initiator)
 }
 
 async fn initiator_handshake<S>(
     stream: &mut S,
     identity: &Identity,
-    expected: &PeerKey,
-) -> Result<(RecvState, SendState), LinkError>
+    expected: PeerKey,
+) -> Result<Handshaken, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let secret = identity.secret_bytes();
-    let mut hs = noise_builder(&secret)?
-        .build_initiator()
-        .map_err(LinkError::Handshake)?;
-    let mut buf = [0u8; HS_BUF_LEN];
-
-    // -> e
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    write_hs(stream, &buf[..n]).await?;
-
-    // <- e, ee, s, es
-    read_hs(stream, HS_MSG2_LEN, &mut buf).await?;
-    read_hs_msg(&mut hs, &buf[..HS_MSG2_LEN])?;
-    let got = remote_key(&hs)?;
-    if got != *expected {
-        return Err(LinkError::WrongPeerKey {
-            expected: *expected,
-            got,
-        });
-    }
-
-    // -> s, se
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    write_hs(stream, &buf[..n]).await?;
+    let (mut out, mut msg) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
+    let (init, n) = Initiator::start(&identity.secret_bytes(), expected, &mut out)?;
+    write_hs(stream, &out[..n]).await?;
+    let msg2 = read_hs(stream, handshake::HS_MSG2_LEN, &mut msg).await?;
+    let (est, n) = init.on_msg2(msg2, &mut out)?;
+    write_hs(stream, &out[..n]).await?;
 
     // The responder's confirmation: one empty transport frame.
-    let (mut rx, tx) = into_states(hs, got)?;
+    let (mut rx, tx) = (RecvState::new(&est), SendState::new(&est));
     match rx.recv(stream).await {
-        Ok(Some(p)) if p.is_empty() => Ok((rx, tx)),
+        Ok(Some(p)) if p.is_empty() => Ok((est, rx, tx)),
         Ok(Some(_)) => Err(LinkError::BadConfirmation),
         Ok(None) | Err(LinkError::Truncated) => Err(LinkError::HandshakeClosed),
         Err(LinkError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
@@ -657,93 +594,29 @@ pub async fn accept<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let result = tokio::time::timeout(
-        cfg.handshake_timeout,
-        responder_handshake(&mut stream, identity, allowed),
-    )
-    .await
-    .unwrap_or(Err(LinkError::HandshakeTimeout(cfg.handshake_timeout)));
-    match result {
-        Ok((peer, rx, tx)) => {
-            tracing::debug!(%peer, "link up (responder)");
-            Ok(Link {
-                stream,
-                peer,
-                rx,
-                tx,
-            })
-        }
-        Err(e) => {
-            tracing::debug!(error = %e, "incoming link handshake failed");
-            Err(e)
-        }
-    }
+    let steps = responder_handshake(&mut stream, identity, allowed);
+    let result = within(cfg, steps).await;
+    finish(stream, result, Side::Responder)
 }
 
 async fn responder_handshake<S>(
     stream: &mut S,
     identity: &Identity,
     allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
-) -> Result<(PeerKey, RecvState, SendState), LinkError>
+) -> Result<Handshaken, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let secret = identity.secret_bytes();
-    let mut hs = noise_builder(&secret)?
-        .build_responder()
-        .map_err(LinkError::Handshake)?;
-    let mut buf = [0u8; HS_BUF_LEN];
-
-    // -> e
-    read_hs(stream, HS_MSG1_LEN, &mut buf).await?;
-    read_hs_msg(&mut hs, &buf[..HS_MSG1_LEN])?;
-
-    // <- e, ee, s, es
-    let n = hs
-        .write_message(&[], &mut buf)
-        .map_err(LinkError::Handshake)?;
-    write_hs(stream, &buf[..n]).await?;
-
-    // -> s, se
-    read_hs(stream, HS_MSG3_LEN, &mut buf).await?;
-    read_hs_msg(&mut hs, &buf[..HS_MSG3_LEN])?;
-    let peer = remote_key(&hs)?;
-    if !allowed(&peer) {
-        return Err(LinkError::UnknownPeer(peer));
-    }
+    let (mut out, mut msg) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
+    let resp = Responder::new(&identity.secret_bytes())?;
+    let msg1 = read_hs(stream, handshake::HS_MSG1_LEN, &mut msg).await?;
+    let (waiting, n) = resp.on_msg1(msg1, &mut out)?;
+    write_hs(stream, &out[..n]).await?;
+    let msg3 = read_hs(stream, handshake::HS_MSG3_LEN, &mut msg).await?;
+    let est = waiting.on_msg3(msg3, allowed)?;
 
     // Confirm: one empty transport frame.
-    let (rx, mut tx) = into_states(hs, peer)?;
+    let (rx, mut tx) = (RecvState::new(&est), SendState::new(&est));
     tx.send(stream, &[]).await?;
-    Ok((peer, rx, tx))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unpad_checks_length_and_padding() {
-        let mut plain = vec![0u8; SMALL_FRAME - TAG_LEN];
-        plain[..4].copy_from_slice(&3u32.to_be_bytes());
-        plain[4..7].copy_from_slice(b"abc");
-        assert_eq!(unpad(&plain).unwrap(), b"abc");
-
-        let mut dirty = plain.clone();
-        dirty[100] = 1;
-        assert!(matches!(unpad(&dirty), Err(LinkError::BadPadding)));
-
-        let mut too_long = plain.clone();
-        too_long[..4].copy_from_slice(&u32::MAX.to_be_bytes());
-        assert!(matches!(unpad(&too_long), Err(LinkError::BadPadding)));
-
-        assert!(matches!(unpad(&[0, 0]), Err(LinkError::BadPadding)));
-    }
-
-    #[test]
-    fn frame_classes() {
-        assert_eq!(SMALL_PAYLOAD, 492);
-        assert_eq!(MAX_PAYLOAD, 33_772);
-        assert_eq!(FRAME_SIZES, [512, 33_792]);
-    }
+    Ok((est, rx, tx))
 }

@@ -230,7 +230,7 @@ async fn up_once(
         let mut config =
             NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(node.location.as_f64()));
         config.testnet = true;
-        config.max_htl = opts.max_htl;
+        config.router.max_htl = opts.max_htl;
         config.store_size = crate::config::SizeSetting::Text("64MiB".into());
         config.peers = adjacency[i]
             .iter()

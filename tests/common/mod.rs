@@ -157,22 +157,16 @@ fn toml_header(line: &str) -> Option<&str> {
 
 /// `text` with the setting `key = value` in place of any earlier value.
 /// A dotted key (`router.max_htl`) goes into its `[router]` table when the
-/// file has one; into an older layout that keeps the leaf (`max_htl`) at
-/// top level, there; otherwise it is written at top level in dotted form.
+/// file has one; otherwise it is written at top level in dotted form.
 pub fn toml_set(text: &str, key: &str, value: &str) -> String {
     let (table, leaf) = match key.rsplit_once('.') {
         Some((t, l)) => (Some(t), l),
         None => (None, key),
     };
     let has_table = table.is_some_and(|t| text.lines().any(|l| toml_header(l) == Some(t)));
-    let has_top_leaf = text
-        .lines()
-        .take_while(|l| toml_header(l).is_none())
-        .any(|l| toml_key(l) == Some(leaf));
     // Where the setting goes: its section (None = top level) and key.
     let (section, written) = match table {
         Some(t) if has_table => (Some(t), leaf),
-        Some(_) if has_top_leaf => (None, leaf),
         _ => (None, key),
     };
     let setting = format!("{written} = {value}");

@@ -1,0 +1,346 @@
+//! Links of a running node: accepting and dialling peers, the hello
+//! exchange, and one reader and one writer task per established link.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::{next_connection, Input};
+use crate::config::NodeConfig;
+use crate::identity::{Identity, PeerKey};
+use crate::keys::Location;
+use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter};
+use crate::message::{DecodeError, PeerFrame};
+
+/// Shared by the tasks that set up links.
+pub(super) struct LinkContext {
+    identity: Identity,
+    location: Location,
+    allowed: BTreeSet<PeerKey>,
+    input: mpsc::Sender<Input>,
+    next_conn: AtomicU64,
+    config: LinkConfig,
+}
+
+impl LinkContext {
+    pub(super) fn new(
+        identity: Identity,
+        location: Location,
+        config: &NodeConfig,
+        input: mpsc::Sender<Input>,
+    ) -> LinkContext {
+        LinkContext {
+            identity,
+            location,
+            allowed: config.peers.iter().map(|p| p.public_key).collect(),
+            input,
+            next_conn: AtomicU64::new(1),
+            config: config.link.clone(),
+        }
+    }
+}
+
+/// Why a link that finished its handshake did not come up.
+#[derive(Debug, thiserror::Error)]
+enum EstablishError {
+    #[error("cannot send hello: {0}")]
+    SendHello(#[source] LinkError),
+    #[error("no hello within {0:?}")]
+    HelloTimeout(Duration),
+    #[error("peer closed the link before its hello")]
+    ClosedBeforeHello,
+    #[error("link failed before the hello: {0}")]
+    Link(#[source] LinkError),
+    #[error("first frame is not a hello")]
+    NotHello,
+    #[error("first frame does not decode: {0}")]
+    Undecodable(#[source] DecodeError),
+    #[error("the node is shutting down")]
+    NodeStopping,
+}
+
+impl EstablishError {
+    /// Did the peer break the protocol (as opposed to a network failure or
+    /// our own shutdown)?
+    fn is_peer_fault(&self) -> bool {
+        match self {
+            EstablishError::NotHello => true,
+            EstablishError::Undecodable(e) => e.is_peer_fault(),
+            EstablishError::SendHello(e) | EstablishError::Link(e) => e.is_peer_fault(),
+            EstablishError::HelloTimeout(_)
+            | EstablishError::ClosedBeforeHello
+            | EstablishError::NodeStopping => false,
+        }
+    }
+}
+
+/// Why one dial attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    #[error("connect timed out")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Connect(std::io::Error),
+    #[error(transparent)]
+    Link(LinkError),
+    #[error(transparent)]
+    Establish(EstablishError),
+}
+
+pub(super) async fn accept_peers(
+    listener: TcpListener,
+    ctx: Arc<LinkContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let handshakes = Arc::new(Semaphore::new(ctx.config.max_handshakes));
+    while let Some((stream, addr)) = next_connection(&listener, &mut shutdown).await {
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            debug!(%addr, "too many handshakes in progress; dropping connection");
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let allowed = |k: &PeerKey| ctx.allowed.contains(k);
+            // The slot covers the handshake and the hello only; an
+            // established link lives on in its own tasks.
+            match link::accept(stream, &ctx.identity, &allowed, &ctx.config).await {
+                Ok(link) => {
+                    let peer = link.peer();
+                    let established = establish(link, &ctx).await;
+                    drop(permit);
+                    if let Err(e) = established {
+                        debug!(%peer, error = %e, "inbound link failed before hello");
+                    }
+                }
+                Err(e) if e.is_peer_fault() => {
+                    warn!(%addr, error = %e, "inbound handshake refused")
+                }
+                Err(e) => info!(%addr, error = %e, "inbound handshake refused"),
+            }
+        });
+    }
+}
+
+pub(super) async fn dial_peer(
+    addr: SocketAddr,
+    expected: PeerKey,
+    ctx: Arc<LinkContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let cfg = &ctx.config;
+    let mut backoff = Duration::from_millis(cfg.redial_min_ms);
+    loop {
+        let attempt = async {
+            let stream = tokio::time::timeout(
+                Duration::from_millis(cfg.connect_timeout_ms),
+                TcpStream::connect(addr),
+            )
+            .await
+            .map_err(|_| DialError::ConnectTimeout)?
+            .map_err(DialError::Connect)?;
+            let _ = stream.set_nodelay(true);
+            let link = link::connect(stream, &ctx.identity, &expected, cfg)
+                .await
+                .map_err(DialError::Link)?;
+            establish(link, &ctx).await.map_err(DialError::Establish)
+        };
+        let outcome = tokio::select! {
+            _ = shutdown.changed() => return,
+            r = attempt => r,
+        };
+        match outcome {
+            Ok(done) => {
+                backoff = Duration::from_millis(cfg.redial_min_ms);
+                tokio::select! {
+                    _ = shutdown.changed() => return,
+                    _ = done => {}
+                }
+                debug!(%addr, peer = %expected, "link ended; redialling");
+            }
+            Err(e) => {
+                debug!(%addr, peer = %expected, error = %e, "dial failed");
+            }
+        }
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_millis(cfg.redial_max_ms));
+    }
+}
+
+/// The peer's hello: the first frame on a new link.
+async fn receive_hello(
+    reader: &mut LinkReader,
+    wait: Duration,
+) -> Result<Location, EstablishError> {
+    let bytes = match tokio::time::timeout(wait, reader.recv()).await {
+        Err(_) => return Err(EstablishError::HelloTimeout(wait)),
+        Ok(Ok(None)) => return Err(EstablishError::ClosedBeforeHello),
+        Ok(Err(e)) => return Err(EstablishError::Link(e)),
+        Ok(Ok(Some(bytes))) => bytes,
+    };
+    match PeerFrame::decode(&bytes) {
+        Ok(PeerFrame::Hello { location }) => Ok(location),
+        Ok(PeerFrame::Routing(_)) => Err(EstablishError::NotHello),
+        Err(e) => Err(EstablishError::Undecodable(e)),
+    }
+}
+
+/// Exchange hellos, hand the link to the router, and start its reader and
+/// writer. Returns a receiver that resolves when the link is gone.
+async fn establish<S>(
+    link: link::Link<S>,
+    ctx: &Arc<LinkContext>,
+) -> Result<oneshot::Receiver<()>, EstablishError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let peer = link.peer();
+    let cfg = &ctx.config;
+    let (mut reader, mut writer) = link.into_split();
+    let hello = PeerFrame::Hello {
+        location: ctx.location,
+    }
+    .encode();
+    writer
+        .send(&hello)
+        .await
+        .map_err(EstablishError::SendHello)?;
+    let location = receive_hello(&mut reader, Duration::from_millis(cfg.hello_timeout_ms))
+        .await
+        .inspect_err(|e| {
+            if e.is_peer_fault() {
+                warn!(%peer, "peer misbehaved: {e}; closing link");
+            }
+        })?;
+    let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(cfg.write_queue);
+    let (done_tx, done_rx) = oneshot::channel();
+    tokio::spawn(write_link(
+        writer,
+        rx,
+        Duration::from_secs(cfg.keepalive_secs),
+    ));
+    let input = ctx.input.clone();
+    let (start_tx, start_rx) = oneshot::channel();
+    let reader_task = tokio::spawn(read_link(
+        reader,
+        LinkTask {
+            peer,
+            conn,
+            input: input.clone(),
+        },
+        Duration::from_secs(cfg.idle_timeout_secs),
+        start_rx,
+        done_tx,
+    ));
+    let registered = input
+        .send(Input::LinkUp {
+            peer,
+            conn,
+            location,
+            tx,
+            reader: reader_task.abort_handle(),
+        })
+        .await;
+    if registered.is_err() {
+        reader_task.abort();
+        return Err(EstablishError::NodeStopping);
+    }
+    let _ = start_tx.send(());
+    Ok(done_rx)
+}
+
+async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, keepalive: Duration) {
+    loop {
+        tokio::select! {
+            next = rx.recv() => match next {
+                Some(payload) => {
+                    if writer.send(&payload).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            },
+            _ = tokio::time::sleep(keepalive) => {
+                if writer.send_keepalive().await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Which link a reader task serves, and where its messages go.
+struct LinkTask {
+    peer: PeerKey,
+    conn: u64,
+    input: mpsc::Sender<Input>,
+}
+
+async fn read_link(
+    mut reader: LinkReader,
+    link: LinkTask,
+    idle_timeout: Duration,
+    start: oneshot::Receiver<()>,
+    done: oneshot::Sender<()>,
+) {
+    let LinkTask { peer, conn, input } = link;
+    // Read nothing until the router has the LinkUp, so that no message
+    // of this link can reach it first.
+    if start.await.is_err() {
+        let _ = done.send(());
+        return;
+    }
+    loop {
+        match tokio::time::timeout(idle_timeout, reader.recv()).await {
+            Err(_) => {
+                info!(%peer, "link idle too long; closing");
+                break;
+            }
+            Ok(Ok(None)) => break,
+            Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
+            Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
+                Ok(PeerFrame::Routing(msg)) => {
+                    if input
+                        .send(Input::Message { peer, conn, msg })
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                Ok(PeerFrame::Hello { .. }) => {
+                    warn!(%peer, "peer misbehaved: second hello; closing link");
+                    break;
+                }
+                Err(e) if e.is_peer_fault() => {
+                    warn!(%peer, error = %e, "peer misbehaved: undecodable frame; closing link");
+                    break;
+                }
+                Err(e) => {
+                    info!(%peer, error = %e, "cannot decode a frame; closing link");
+                    break;
+                }
+            },
+            Ok(Err(e)) if e.is_peer_fault() => {
+                warn!(%peer, error = %e, "peer misbehaved: bad frame; closing link");
+                break;
+            }
+            Ok(Err(e)) => {
+                info!(%peer, error = %e, "link broke");
+                break;
+            }
+        }
+    }
+    let _ = input.send(Input::LinkDown { peer, conn }).await;
+    let _ = done.send(());
+}

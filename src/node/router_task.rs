@@ -1,0 +1,338 @@
+//! The router task: the one owner of the routing core. It turns inputs
+//! (link events, messages, client requests) into [`Event`]s, feeds them to
+//! the [`Router`], and carries out every [`Action`] the core returns: frames
+//! to links, blocks to the datastore, audit lines, client answers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::Input;
+use crate::audit::log::AuditLog;
+use crate::client::{NodeStatus, PeerStatus};
+use crate::config::NodeConfig;
+use crate::identity::PeerKey;
+use crate::keys::Location;
+use crate::message::PeerFrame;
+use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router};
+use crate::store::Datastore;
+
+/// The router's handle on one established link.
+struct LinkEntry {
+    conn: u64,
+    tx: mpsc::Sender<Vec<u8>>,
+    reader: tokio::task::AbortHandle,
+}
+
+pub(super) struct RouterTask {
+    router: Router<PeerKey>,
+    store: Arc<Datastore>,
+    cache_writes: Arc<Semaphore>,
+    links: HashMap<PeerKey, LinkEntry>,
+    waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
+    token_uid: HashMap<ClientToken, u64>,
+    next_token: ClientToken,
+    audit: Option<AuditLog>,
+    started: Instant,
+    rng: StdRng,
+    config: NodeConfig,
+    public_key: PeerKey,
+    listen: SocketAddr,
+}
+
+impl RouterTask {
+    pub(super) fn new(
+        config: &NodeConfig,
+        location: Location,
+        store: Arc<Datastore>,
+        audit: Option<AuditLog>,
+        public_key: PeerKey,
+        listen: SocketAddr,
+    ) -> RouterTask {
+        RouterTask {
+            router: Router::new(config.router.clone(), location),
+            store,
+            cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
+            links: HashMap::new(),
+            waiters: HashMap::new(),
+            token_uid: HashMap::new(),
+            next_token: 1,
+            audit,
+            started: Instant::now(),
+            rng: StdRng::from_entropy(),
+            config: config.clone(),
+            public_key,
+            listen,
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut inputs: mpsc::Receiver<Input>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            let deadline = self
+                .router
+                .next_deadline()
+                .map(|ms| self.started + Duration::from_millis(ms));
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                input = inputs.recv() => match input {
+                    Some(input) => self.on_input(input),
+                    None => break,
+                },
+                _ = sleep_until_opt(deadline) => {
+                    self.feed(Event::Tick);
+                }
+            }
+        }
+        // Shutdown: every waiting client gets an answer, links close, the
+        // store is flushed.
+        for (_, waiter) in self.waiters.drain() {
+            let _ = waiter.send(ClientOutcome::Failed(crate::routing::Failure::Timeout));
+        }
+        for (_, link) in self.links.drain() {
+            link.reader.abort();
+        }
+        if let Err(e) = self.store.flush() {
+            warn!(error = %e, "flushing the store failed");
+        }
+        info!("node stopped");
+    }
+
+    fn on_input(&mut self, input: Input) {
+        match input {
+            Input::LinkUp {
+                peer,
+                conn,
+                location,
+                tx,
+                reader,
+            } => {
+                if let Some(old) = self.links.insert(peer, LinkEntry { conn, tx, reader }) {
+                    old.reader.abort();
+                    self.feed(Event::LinkDown { peer });
+                }
+                info!(%peer, location = %location, "link up");
+                if let Some(a) = &mut self.audit {
+                    a.link_up(&peer);
+                }
+                self.feed(Event::LinkUp { peer, location });
+            }
+            Input::LinkDown { peer, conn } => {
+                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
+                    self.drop_link(peer);
+                }
+            }
+            Input::Message { peer, conn, msg } => {
+                if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
+                    return;
+                }
+                if let Some(a) = &mut self.audit {
+                    a.received(&peer, &msg);
+                }
+                self.feed(Event::Message { from: peer, msg });
+            }
+            Input::ClientGet { key, reply } => {
+                let token = self.new_token(reply);
+                self.feed(Event::ClientGet { token, key });
+            }
+            Input::ClientPut { block, reply } => {
+                let token = self.new_token(reply);
+                self.feed(Event::ClientPut { token, block });
+            }
+            Input::Place { block, reply } => {
+                let result = blocking(|| self.store.put_store(&block));
+                if result.is_ok() {
+                    if let Some(a) = &mut self.audit {
+                        a.block_stored(&block.routing_key());
+                    }
+                }
+                let _ = reply.send(result);
+            }
+            Input::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn new_token(&mut self, reply: oneshot::Sender<ClientOutcome>) -> ClientToken {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.waiters.insert(token, reply);
+        token
+    }
+
+    fn drop_link(&mut self, peer: PeerKey) {
+        if let Some(link) = self.links.remove(&peer) {
+            link.reader.abort();
+            info!(%peer, "link down");
+            if let Some(a) = &mut self.audit {
+                a.link_down(&peer);
+            }
+            self.feed(Event::LinkDown { peer });
+        }
+    }
+
+    /// Hand one event to the core and carry out what it says.
+    fn feed(&mut self, event: Event<PeerKey>) {
+        let now = self.now();
+        let actions = self
+            .router
+            .handle(now, &mut self.rng, self.store.as_ref(), event);
+        let mut broken = Vec::new();
+        for action in actions {
+            match action {
+                Action::Send { to, msg } => {
+                    if let Some(a) = &mut self.audit {
+                        a.sent(&to, &msg);
+                    }
+                    let Some(link) = self.links.get(&to) else {
+                        continue;
+                    };
+                    let payload = PeerFrame::Routing(msg).encode();
+                    if link.tx.try_send(payload).is_err() {
+                        warn!(peer = %to, "peer is not reading its link; closing it");
+                        broken.push(to);
+                    }
+                }
+                Action::Originated {
+                    token,
+                    uid,
+                    key,
+                    op,
+                } => {
+                    self.token_uid.insert(token, uid);
+                    if let Some(a) = &mut self.audit {
+                        a.origin_started(uid, &key, op);
+                    }
+                }
+                Action::ClientDone { token, outcome } => {
+                    if let Some(uid) = self.token_uid.remove(&token) {
+                        if let Some(a) = &mut self.audit {
+                            a.origin_finished(uid, &outcome_text(&outcome));
+                        }
+                    }
+                    if let Some(w) = self.waiters.remove(&token) {
+                        let _ = w.send(outcome);
+                    }
+                }
+                Action::CacheBlock { block } => {
+                    // Caching is best effort and must not stall routing: the
+                    // write runs on the blocking pool, at most
+                    // `runtime.cache_writes_in_flight` at once; beyond that the block
+                    // is simply not cached.
+                    match self.cache_writes.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            if let Some(a) = &mut self.audit {
+                                a.block_cached(&block.routing_key());
+                            }
+                            let store = self.store.clone();
+                            tokio::task::spawn_blocking(move || {
+                                let _permit = permit;
+                                if let Err(e) = store.put_cache(&block) {
+                                    warn!(error = %e, "cannot cache block");
+                                }
+                            });
+                        }
+                        Err(_) => debug!("cache writes saturated; not caching this block"),
+                    }
+                }
+                Action::StoreBlock { block } => match blocking(|| self.store.put_store(&block)) {
+                    Ok(()) => {
+                        if let Some(a) = &mut self.audit {
+                            a.block_stored(&block.routing_key());
+                        }
+                    }
+                    Err(e) => warn!(error = %e, "cannot store block"),
+                },
+                Action::Misbehaved { peer, reason } => {
+                    warn!(%peer, ?reason, "peer misbehaved; closing link");
+                    broken.push(peer);
+                }
+            }
+        }
+        for peer in broken {
+            self.drop_link(peer);
+        }
+    }
+
+    fn status(&self) -> NodeStatus {
+        let usage = self.store.usage();
+        let stats = self.router.stats();
+        let located: HashMap<PeerKey, Location> =
+            self.router.neighbours().map(|(k, l)| (*k, *l)).collect();
+        let peers = self
+            .config
+            .peers
+            .iter()
+            .map(|p| PeerStatus {
+                name: p.name.clone(),
+                public_key: p.public_key.to_string(),
+                address: p.address.to_string(),
+                connected: self.links.contains_key(&p.public_key),
+                location: located.get(&p.public_key).map(|l| l.as_f64()),
+            })
+            .collect();
+        NodeStatus {
+            public_key: self.public_key.to_string(),
+            listen: self.listen.to_string(),
+            location: self.router.location().as_f64(),
+            testnet: self.config.testnet,
+            peers,
+            store_blocks: usage.store_blocks,
+            store_bytes: usage.store_bytes,
+            store_limit: usage.store_limit,
+            cache_blocks: usage.cache_blocks,
+            cache_bytes: usage.cache_bytes,
+            cache_limit: usage.cache_limit,
+            requests_received: stats.requests_received,
+            requests_originated: stats.requests_originated,
+            answered_from_store: stats.answered_from_store,
+            loops_rejected: stats.loops_rejected,
+            overloads_sent: stats.overloads_sent,
+            timeouts: stats.timeouts,
+            pending: self.router.pending_count() as u64,
+        }
+    }
+}
+
+/// Run a synchronous disk write (a durable store commit) from the router
+/// task. On a multi-threaded runtime the worker hands its other tasks to
+/// the rest of the pool first, so links keep being served while it waits
+/// for the disk; the router itself waits, because the core's next action
+/// (the insert's answer) must not go out before the block is durable.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How an outcome is written in `origin.jsonl` and client errors.
+pub fn outcome_text(outcome: &ClientOutcome) -> String {
+    match outcome {
+        ClientOutcome::Found(_) => "found".into(),
+        ClientOutcome::Inserted => "inserted".into(),
+        ClientOutcome::Failed(f) => format!("failed: {}", f.as_str()),
+    }
+}
