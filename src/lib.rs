@@ -44,6 +44,7 @@ pub mod audit;
 pub mod client;
 pub mod config;
 pub mod content;
+pub mod error;
 pub mod identity;
 pub mod keys;
 pub mod link;

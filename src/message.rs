@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, Location, RoutingKey, BLOCK_LEN};
 
 /// Hops-to-live.
@@ -70,11 +71,11 @@ pub enum DecodeError {
     Malformed(#[source] Malformed),
 }
 
-impl DecodeError {
+impl HasKind for DecodeError {
     /// Bytes that do not decode came from the peer that sent them: decoding
     /// runs only on what a neighbour put on its link.
-    pub fn is_peer_fault(&self) -> bool {
-        true
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Protocol
     }
 }
 

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::{Client, ClientError, ErrorKind, HasKind};
+use crate::client::{Client, ClientError};
 use crate::content::{self, ContentError};
+use crate::error::{ErrorKind, HasKind};
 use crate::keys::Chk;
 
 /// How long one block request may take end to end.

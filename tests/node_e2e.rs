@@ -5,7 +5,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use veil::client::{Client, ClientError, ErrorKind, HasKind};
+use veil::client::{Client, ClientError};
+use veil::error::{ErrorKind, HasKind};
 use veil::keys::Chk;
 use veil::routing::Failure;
 use veil::transfer::get_file;

@@ -52,6 +52,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::error::{ErrorKind, HasKind};
 use crate::identity::{Identity, PeerKey};
 
 pub use frame::{FRAME_SIZES, LARGE_FRAME, MAX_PAYLOAD, SMALL_FRAME, SMALL_PAYLOAD};
@@ -159,11 +160,11 @@ pub enum LinkError {
     Closed,
 }
 
-impl LinkError {
-    /// Was the other end at fault (a protocol violation, a bad key), as
-    /// opposed to the network, a timeout, a clean close or our own misuse?
-    /// The node logs misbehaviour only when this is true.
-    pub fn is_peer_fault(&self) -> bool {
+impl HasKind for LinkError {
+    /// The peer is at fault for a protocol violation or a bad key; a timeout
+    /// is [`ErrorKind::Timeout`]; a closed or broken connection is
+    /// [`ErrorKind::NodeDown`]; misuse of this end is [`ErrorKind::Local`].
+    fn kind(&self) -> ErrorKind {
         match self {
             LinkError::HandshakeLength { .. }
             | LinkError::Handshake(_)
@@ -172,14 +173,13 @@ impl LinkError {
             | LinkError::UnknownPeer(_)
             | LinkError::BadFrameLength(_)
             | LinkError::Decrypt
-            | LinkError::BadPadding => true,
+            | LinkError::BadPadding => ErrorKind::Protocol,
+            LinkError::HandshakeTimeout(_) => ErrorKind::Timeout,
             LinkError::Io(_)
-            | LinkError::HandshakeTimeout(_)
             | LinkError::HandshakeClosed
             | LinkError::Truncated
-            | LinkError::PayloadTooLarge(_)
-            | LinkError::Transport(_)
-            | LinkError::Closed => false,
+            | LinkError::Transport(_) => ErrorKind::NodeDown,
+            LinkError::PayloadTooLarge(_) | LinkError::Closed => ErrorKind::Local,
         }
     }
 }

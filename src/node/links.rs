@@ -14,6 +14,7 @@ use tracing::{debug, info, warn};
 
 use super::{next_connection, Input};
 use crate::config::NodeConfig;
+use crate::error::{ErrorKind, HasKind};
 use crate::identity::{Identity, PeerKey};
 use crate::keys::Location;
 use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter};
@@ -66,17 +67,17 @@ enum EstablishError {
     NodeStopping,
 }
 
-impl EstablishError {
-    /// Did the peer break the protocol (as opposed to a network failure or
-    /// our own shutdown)?
-    fn is_peer_fault(&self) -> bool {
+impl HasKind for EstablishError {
+    /// The peer is at fault when it broke the protocol; a timeout, a closed
+    /// connection or our own shutdown is not its fault.
+    fn kind(&self) -> ErrorKind {
         match self {
-            EstablishError::NotHello => true,
-            EstablishError::Undecodable(e) => e.is_peer_fault(),
-            EstablishError::SendHello(e) | EstablishError::Link(e) => e.is_peer_fault(),
-            EstablishError::HelloTimeout(_)
-            | EstablishError::ClosedBeforeHello
-            | EstablishError::NodeStopping => false,
+            EstablishError::NotHello => ErrorKind::Protocol,
+            EstablishError::Undecodable(e) => e.kind(),
+            EstablishError::SendHello(e) | EstablishError::Link(e) => e.kind(),
+            EstablishError::HelloTimeout(_) => ErrorKind::Timeout,
+            EstablishError::ClosedBeforeHello => ErrorKind::NodeDown,
+            EstablishError::NodeStopping => ErrorKind::Local,
         }
     }
 }
@@ -119,7 +120,7 @@ pub(super) async fn accept_peers(
                         debug!(%peer, error = %e, "inbound link failed before hello");
                     }
                 }
-                Err(e) if e.is_peer_fault() => {
+                Err(e) if e.kind().peer_at_fault() => {
                     warn!(%addr, error = %e, "inbound handshake refused")
                 }
                 Err(e) => info!(%addr, error = %e, "inbound handshake refused"),
@@ -217,7 +218,7 @@ where
     let location = receive_hello(&mut reader, Duration::from_millis(cfg.hello_timeout_ms))
         .await
         .inspect_err(|e| {
-            if e.is_peer_fault() {
+            if e.kind().peer_at_fault() {
                 warn!(%peer, "peer misbehaved: {e}; closing link");
             }
         })?;
@@ -322,7 +323,7 @@ async fn read_link(
                     warn!(%peer, "peer misbehaved: second hello; closing link");
                     break;
                 }
-                Err(e) if e.is_peer_fault() => {
+                Err(e) if e.kind().peer_at_fault() => {
                     warn!(%peer, error = %e, "peer misbehaved: undecodable frame; closing link");
                     break;
                 }
@@ -331,7 +332,7 @@ async fn read_link(
                     break;
                 }
             },
-            Ok(Err(e)) if e.is_peer_fault() => {
+            Ok(Err(e)) if e.kind().peer_at_fault() => {
                 warn!(%peer, error = %e, "peer misbehaved: bad frame; closing link");
                 break;
             }
