@@ -1,10 +1,15 @@
-//! What the `veil` binary accepts on its command line (clap definitions).
+//! The `veil` binary's terminal side: what it accepts on its command line
+//! (clap definitions), logging set-up, progress bars and one-line errors.
 //! Part of the binary, not the library: `main.rs` acts on these.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+use veil::testnet::run;
 
 use veil::identity::PeerKey;
 use veil::sim::topology::Shape;
@@ -122,26 +127,7 @@ pub enum TestnetCommand {
     },
     /// Bring a testnet up, run its scenario or a random workload, bring it
     /// down, and audit the logs.
-    Run {
-        #[arg(long)]
-        topology: PathBuf,
-        #[arg(long)]
-        dir: PathBuf,
-        /// Random files to insert (ignored when the topology has a scenario).
-        #[arg(long, default_value_t = 10)]
-        files: usize,
-        /// Size of each file in bytes.
-        #[arg(long, default_value_t = 100_000)]
-        size: usize,
-        /// Fetches of each file, from other random nodes.
-        #[arg(long, default_value_t = 3)]
-        fetches: usize,
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Print the results and the audit as one JSON object.
-        #[arg(long)]
-        json: bool,
-    },
+    Run(RunArgs),
 }
 
 #[derive(clap::Args)]
@@ -192,4 +178,112 @@ pub struct GetArgs {
     /// Blocks fetched at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// line already holds (typed errors often show their source already).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn progress(total: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what} [{{bar:30}}] {{pos}}/{{len}}{unit} {{elapsed}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Testnet progress on stderr: a bar while links come up, then lines.
+pub fn progress_printer() -> run::ProgressFn {
+    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+    Arc::new(move |p| {
+        let mut bar = bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match p {
+            run::Progress::Links { up, total } => bar
+                .get_or_insert_with(|| progress(total as u64, "links up", ""))
+                .set_position(up as u64),
+            run::Progress::Note(line) | run::Progress::Step(line) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                let indent = if matches!(p, run::Progress::Step(_)) {
+                    "  "
+                } else {
+                    ""
+                };
+                eprintln!("{indent}{line}");
+            }
+        }
+    })
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub topology: PathBuf,
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Random files to insert (ignored when the topology has a scenario).
+    #[arg(long, default_value_t = 10)]
+    pub files: usize,
+    /// Size of each file in bytes.
+    #[arg(long, default_value_t = 100_000)]
+    pub size: usize,
+    /// Fetches of each file, from other random nodes.
+    #[arg(long, default_value_t = 3)]
+    pub fetches: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the results and the audit as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The library's options for this run, every node running `exe`.
+    pub fn options(self, exe: PathBuf) -> run::RunOptions {
+        run::RunOptions {
+            topology: self.topology,
+            dir: self.dir,
+            files: self.files,
+            size: self.size,
+            fetches: self.fetches,
+            seed: self.seed,
+            exe,
+        }
+    }
 }

@@ -3,11 +3,10 @@
 
 mod cli;
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -21,7 +20,10 @@ use veil::sim::harness::run_scenario;
 use veil::sim::topology::Topology;
 use veil::testnet::{run, Stopped};
 
-use cli::{AddPeerArgs, Cli, Command, GetArgs, InitArgs, LogFormat, PutArgs, TestnetCommand};
+use cli::{
+    init_logging, one_line, progress, progress_printer, AddPeerArgs, Cli, Command, GetArgs,
+    InitArgs, PutArgs, TestnetCommand,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -39,37 +41,6 @@ fn main() -> ExitCode {
             eprintln!("veil: {}", one_line(&e));
             ExitCode::from(2)
         }
-    }
-}
-
-/// The error and its causes on one line, skipping a cause whose text the
-/// line already holds (typed errors often show their source already).
-fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain() {
-        let text = cause.to_string();
-        if line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    line
-}
-
-fn init_logging(format: LogFormat, default_level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
     }
 }
 
@@ -94,11 +65,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Bench { samples, mib, json } => runtime()?.block_on(async {
             let step = |s: &str| eprintln!("  {s}");
             let report = veil::testnet::bench::run(samples.max(1), mib.max(1), step).await?;
-            show(
-                json,
-                serde_json::to_string_pretty(&report)?,
-                report.render_text(),
-            );
+            let json_text = serde_json::to_string_pretty(&report)?;
+            show(json, json_text, report.render_text());
             Ok(ExitCode::SUCCESS)
         }),
         Command::Audit { dir, json, trace } => audit(&dir, json, trace.as_deref()),
@@ -188,20 +156,6 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
     tracing::info!("shutting down");
     running.shutdown().await;
     Ok(ExitCode::SUCCESS)
-}
-
-fn progress(total: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
-    let bar = if std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
-    } else {
-        indicatif::ProgressBar::hidden()
-    };
-    let style = indicatif::ProgressStyle::with_template(&format!(
-        "{what} [{{bar:30}}] {{pos}}/{{len}}{unit} {{elapsed}}"
-    ))
-    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-    bar.set_style(style);
-    bar
 }
 
 async fn put(a: PutArgs) -> Result<ExitCode> {
@@ -349,25 +303,9 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             net.stop();
             Ok(ExitCode::SUCCESS)
         }),
-        TestnetCommand::Run {
-            topology,
-            dir,
-            files,
-            size,
-            fetches,
-            seed,
-            json,
-        } => runtime()?.block_on(async {
-            let opts = run::RunOptions {
-                topology,
-                dir,
-                files,
-                size,
-                fetches,
-                seed,
-                exe: exe()?,
-            };
-            let report = run::run(opts, &progress_printer()).await?;
+        TestnetCommand::Run(a) => runtime()?.block_on(async {
+            let json = a.json;
+            let report = run::run(a.options(exe()?), &progress_printer()).await?;
             show(json, report.to_json(), report.render_text());
             Ok(exit_code(report.ok))
         }),
@@ -378,38 +316,9 @@ fn exe() -> Result<PathBuf> {
     std::env::current_exe().context("finding the veil binary")
 }
 
+/// Success, or the failure status (1) of a report that found problems.
 fn exit_code(ok: bool) -> ExitCode {
-    if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    }
-}
-
-/// Testnet progress on stderr: a bar while links come up, then lines.
-fn progress_printer() -> run::ProgressFn {
-    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
-    Arc::new(move |p| {
-        let mut bar = bar
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match p {
-            run::Progress::Links { up, total } => bar
-                .get_or_insert_with(|| progress(total as u64, "links up", ""))
-                .set_position(up as u64),
-            run::Progress::Note(line) | run::Progress::Step(line) => {
-                if let Some(b) = bar.take() {
-                    b.finish_and_clear();
-                }
-                let indent = if matches!(p, run::Progress::Step(_)) {
-                    "  "
-                } else {
-                    ""
-                };
-                eprintln!("{indent}{line}");
-            }
-        }
-    })
+    ExitCode::from(u8::from(!ok))
 }
 
 fn audit(dir: &Path, json: bool, trace: Option<&str>) -> Result<ExitCode> {

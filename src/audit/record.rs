@@ -277,7 +277,7 @@ mod tests {
         for bad in ["", "0x12", "g", "00000000000000000"] {
             assert_eq!(parse_uid(bad), None, "{bad}");
         }
-        let text = format!("{{\"ts\":1,\"uid\":\"zz\",\"outcome\":\"found\"}}");
-        assert!(serde_json::from_str::<OriginLine>(&text).is_err());
+        let text = r#"{"ts":1,"uid":"zz","outcome":"found"}"#;
+        assert!(serde_json::from_str::<OriginLine>(text).is_err());
     }
 }
