@@ -513,6 +513,20 @@ fn a_line_missing_a_field_names_file_and_line() {
     );
 }
 
+#[test]
+fn a_reply_line_with_a_request_kind_is_malformed() {
+    let net = a_to_f(18);
+    let dir = net.write(true).to_path_buf();
+    let line = json!({"ts": 1, "node": id_of("D"), "event": "reply_sent", "uid": UID,
+                      "reply": "DataRequest", "to": id_of("E")});
+    net.append("D", "audit.jsonl", &format!("{line}\n"));
+    let err = audit_dir(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("D/audit.jsonl:3:") && err.contains("DataRequest is not a reply kind"),
+        "{err}"
+    );
+}
+
 /// A line of four: A - B - C - D. B forwards u1 at the maximum HTL (as a
 /// randomised-decrement policy would), so "htl = max" is no longer proof.
 fn noisy_line() -> Net {

@@ -165,3 +165,79 @@ impl AuditLog {
         self.write_origin(uid, OriginEvent::Finished { outcome });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
+
+    fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn what_the_node_writes_reads_back_as_the_record_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer, key) = (PeerKey([1; 32]), PeerKey([2; 32]), RoutingKey([3; 32]));
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        log.origin_started(7, &key, Op::Get);
+        log.sent(
+            &peer,
+            &Message::DataRequest {
+                uid: 7,
+                key,
+                htl: 18,
+            },
+        );
+        log.received(&peer, &Message::RouteNotFound { uid: 7, htl: 16 });
+        log.received(&peer, &Message::RejectedLoop { uid: 7 });
+        log.link_down(&peer);
+        log.origin_finished(7, "failed: route not found");
+        drop(log);
+
+        let audit: Vec<AuditLine> = lines(&dir.path().join(AUDIT_FILE));
+        assert!(audit.iter().all(|l| l.node == me && l.ts > 0));
+        let events: Vec<AuditEvent> = audit.into_iter().map(|l| l.event).collect();
+        assert_eq!(
+            events,
+            [
+                AuditEvent::RequestSent {
+                    uid: 7,
+                    key,
+                    htl: 18,
+                    to: peer,
+                    op: Op::Get
+                },
+                AuditEvent::ReplyReceived {
+                    uid: 7,
+                    reply: MessageKind::RouteNotFound,
+                    htl: Some(16),
+                    from: peer
+                },
+                AuditEvent::ReplyReceived {
+                    uid: 7,
+                    reply: MessageKind::RejectedLoop,
+                    htl: None,
+                    from: peer
+                },
+                AuditEvent::LinkDown { peer },
+            ]
+        );
+        let origin: Vec<OriginEvent> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
+            .into_iter()
+            .map(|l| l.event)
+            .collect();
+        assert_eq!(
+            origin,
+            [
+                OriginEvent::Started { key, op: Op::Get },
+                OriginEvent::Finished {
+                    outcome: "failed: route not found".into()
+                },
+            ]
+        );
+    }
+}
