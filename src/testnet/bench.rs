@@ -21,29 +21,39 @@ use crate::identity::Identity;
 use crate::keys::Chk;
 use crate::node::{self, NodeError, NodeSetup, RunningNode};
 
-/// Why a benchmark could not be measured.
+/// Why a benchmark could not be measured: setting the chain up, then
+/// measuring on it.
 #[derive(Debug, thiserror::Error)]
 pub enum BenchError {
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
-    #[error(transparent)]
     Node(#[from] NodeError),
+    #[error("chain links did not come up")]
+    ChainNotUp,
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
+    #[error("the fetched file differs")]
+    Differs,
     #[error(transparent)]
     Client(#[from] crate::client::ClientError),
     #[error(transparent)]
     Transfer(#[from] crate::transfer::TransferError),
-    #[error("chain links did not come up")]
-    ChainNotUp,
-    #[error("the fetched file differs")]
-    Differs,
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// What `veil bench` measured.
@@ -99,12 +109,12 @@ async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchErro
     let mut ids = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
-        std::fs::create_dir_all(&node_dir)?;
+        std::fs::create_dir_all(&node_dir).map_err(io_err(&node_dir))?;
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         identity.save(node_dir.join(IDENTITY_FILE))?;
         ids.push(identity.public());
     }
-    let ports = crate::testnet::free_ports(2 * n)?;
+    let ports = crate::testnet::free_ports(2 * n).map_err(io_err(dir))?;
     let addrs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut running = Vec::new();
     for i in 0..n {
@@ -121,7 +131,7 @@ async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchErro
                 });
             }
         }
-        config.save(&node_dir)?;
+        config.save(&node_dir).map_err(NodeError::from)?;
         running.push(node::start(NodeSetup::load(&node_dir)?).await?);
     }
     // Wait for every link.
@@ -186,7 +196,7 @@ pub async fn run(
 
 fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("veil-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     Ok(dir)
 }
 
