@@ -79,20 +79,73 @@ impl HasKind for DecodeError {
     }
 }
 
-/// The kind of a message, as a short name for traces and logs.
-impl Message {
-    pub fn kind(&self) -> &'static str {
+/// The kind of a [`Message`] without its fields: how traces and the audit
+/// log name messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MessageKind {
+    DataRequest,
+    DataFound,
+    DataNotFound,
+    RouteNotFound,
+    RejectedLoop,
+    RejectedOverload,
+    InsertRequest,
+    InsertSucceeded,
+    InsertFailed,
+}
+
+impl MessageKind {
+    /// The kind's name, as traces and logs write it.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Message::DataRequest { .. } => "DataRequest",
-            Message::DataFound { .. } => "DataFound",
-            Message::DataNotFound { .. } => "DataNotFound",
-            Message::RouteNotFound { .. } => "RouteNotFound",
-            Message::RejectedLoop { .. } => "RejectedLoop",
-            Message::RejectedOverload { .. } => "RejectedOverload",
-            Message::InsertRequest { .. } => "InsertRequest",
-            Message::InsertSucceeded { .. } => "InsertSucceeded",
-            Message::InsertFailed { .. } => "InsertFailed",
+            MessageKind::DataRequest => "DataRequest",
+            MessageKind::DataFound => "DataFound",
+            MessageKind::DataNotFound => "DataNotFound",
+            MessageKind::RouteNotFound => "RouteNotFound",
+            MessageKind::RejectedLoop => "RejectedLoop",
+            MessageKind::RejectedOverload => "RejectedOverload",
+            MessageKind::InsertRequest => "InsertRequest",
+            MessageKind::InsertSucceeded => "InsertSucceeded",
+            MessageKind::InsertFailed => "InsertFailed",
         }
+    }
+
+    /// Is this a request kind (as opposed to a reply)?
+    pub fn is_request(self) -> bool {
+        matches!(self, MessageKind::DataRequest | MessageKind::InsertRequest)
+    }
+
+    /// Does a message of this kind carry a hops-to-live?
+    pub fn carries_htl(self) -> bool {
+        self.is_request() || self == MessageKind::RouteNotFound
+    }
+}
+
+impl std::fmt::Display for MessageKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Message {
+    /// The message's kind.
+    pub fn message_kind(&self) -> MessageKind {
+        match self {
+            Message::DataRequest { .. } => MessageKind::DataRequest,
+            Message::DataFound { .. } => MessageKind::DataFound,
+            Message::DataNotFound { .. } => MessageKind::DataNotFound,
+            Message::RouteNotFound { .. } => MessageKind::RouteNotFound,
+            Message::RejectedLoop { .. } => MessageKind::RejectedLoop,
+            Message::RejectedOverload { .. } => MessageKind::RejectedOverload,
+            Message::InsertRequest { .. } => MessageKind::InsertRequest,
+            Message::InsertSucceeded { .. } => MessageKind::InsertSucceeded,
+            Message::InsertFailed { .. } => MessageKind::InsertFailed,
+        }
+    }
+
+    /// The kind of a message, as a short name for traces and logs.
+    pub fn kind(&self) -> &'static str {
+        self.message_kind().as_str()
     }
 
     pub fn uid(&self) -> Uid {
@@ -121,10 +174,7 @@ impl Message {
 
     /// Is this a request (as opposed to a reply)?
     pub fn is_request(&self) -> bool {
-        matches!(
-            self,
-            Message::DataRequest { .. } | Message::InsertRequest { .. }
-        )
+        self.message_kind().is_request()
     }
 
     /// The routing key a request is for.

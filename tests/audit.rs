@@ -180,41 +180,48 @@ impl Net {
     }
 }
 
-/// The lecture example: A asks, B tries C (dead end) then E; E asks F, F asks
-/// B (loop), then E asks D, which has the data.
-fn a_to_f(first_htl: u32) -> Net {
-    let mut n = Net::new(&["A", "B", "C", "D", "E", "F"]);
+const NAMES: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
+
+/// The A..F lecture example's expected trace (A asks, B tries C (dead end)
+/// then E; E asks F, F asks B (loop), then E asks D, which has the data),
+/// from the golden file, without its `outcome:` line.
+fn golden_trace() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed-a-f.trace");
+    let text = fs::read_to_string(path).unwrap();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 13, "{text}");
+    assert_eq!(lines[12], "outcome: found");
+    lines[..12].to_vec()
+}
+
+/// `FROM -> TO Kind [htl=N]` as (from, to, kind, htl).
+fn parse_trace_line(line: &str) -> (&'static str, &'static str, String, Option<u32>) {
+    let parts: Vec<&str> = line.split_whitespace().collect();
+    let name = |s: &str| NAMES.into_iter().find(|n| *n == s).unwrap();
+    let htl = parts
+        .get(4)
+        .map(|h| h.trim_start_matches("htl=").parse().unwrap());
+    (name(parts[0]), name(parts[2]), parts[3].to_string(), htl)
+}
+
+/// Logs of the golden A..F run, A's first request sent with `first_htl`,
+/// each node's clock offset by `skew` (ms).
+fn a_to_f_skewed(first_htl: u32, skew: &[(&'static str, i64)]) -> Net {
+    let mut n = Net::new(&NAMES);
+    n.skew.extend(skew.iter().copied());
     n.start("A", UID, "get");
-    n.msg("A", "B", "DataRequest", UID, Some(first_htl));
-    n.msg("B", "C", "DataRequest", UID, Some(17));
-    n.msg("C", "B", "RouteNotFound", UID, Some(16));
-    n.msg("B", "E", "DataRequest", UID, Some(16));
-    n.msg("E", "F", "DataRequest", UID, Some(15));
-    n.msg("F", "B", "DataRequest", UID, Some(14));
-    n.msg("B", "F", "RejectedLoop", UID, None);
-    n.msg("F", "E", "RouteNotFound", UID, Some(13));
-    n.msg("E", "D", "DataRequest", UID, Some(13));
-    n.msg("D", "E", "DataFound", UID, None);
-    n.msg("E", "B", "DataFound", UID, None);
-    n.msg("B", "A", "DataFound", UID, None);
+    for (i, line) in golden_trace().iter().enumerate() {
+        let (from, to, kind, htl) = parse_trace_line(line);
+        let htl = if i == 0 { Some(first_htl) } else { htl };
+        n.msg(from, to, &kind, UID, htl);
+    }
     n.end("A", UID, "found");
     n
 }
 
-const A_TO_F_TRACE: [&str; 12] = [
-    "A -> B DataRequest htl=18",
-    "B -> C DataRequest htl=17",
-    "C -> B RouteNotFound htl=16",
-    "B -> E DataRequest htl=16",
-    "E -> F DataRequest htl=15",
-    "F -> B DataRequest htl=14",
-    "B -> F RejectedLoop",
-    "F -> E RouteNotFound htl=13",
-    "E -> D DataRequest htl=13",
-    "D -> E DataFound",
-    "E -> B DataFound",
-    "B -> A DataFound",
-];
+fn a_to_f(first_htl: u32) -> Net {
+    a_to_f_skewed(first_htl, &[])
+}
 
 fn classifier<'a>(r: &'a AuditReport, name: &str) -> &'a veil::audit::Classifier {
     r.anonymity
@@ -303,32 +310,15 @@ fn json_has_the_documented_top_level_keys() {
 fn trace_reproduces_the_example() {
     let net = a_to_f(18);
     let dir = net.write(true);
-    assert_eq!(trace_uid(dir, UID).unwrap(), A_TO_F_TRACE);
+    assert_eq!(trace_uid(dir, UID).unwrap(), golden_trace());
 }
 
 #[test]
 fn trace_is_causal_even_with_skewed_clocks() {
-    let mut net = Net::new(&["A", "B", "C", "D", "E", "F"]);
     // B's clock runs a second behind everyone, E's a second ahead.
-    net.skew.insert("B", -1000);
-    net.skew.insert("E", 1000);
-    net.start("A", UID, "get");
-    for line in A_TO_F_TRACE {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let name = |s: &str| -> &'static str {
-            ["A", "B", "C", "D", "E", "F"]
-                .into_iter()
-                .find(|n| *n == s)
-                .unwrap()
-        };
-        let htl = parts
-            .get(4)
-            .map(|h| h.trim_start_matches("htl=").parse().unwrap());
-        net.msg(name(parts[0]), name(parts[2]), parts[3], UID, htl);
-    }
-    net.end("A", UID, "found");
+    let net = a_to_f_skewed(18, &[("B", -1000), ("E", 1000)]);
     let dir = net.write(false);
-    assert_eq!(trace_uid(dir, UID).unwrap(), A_TO_F_TRACE);
+    assert_eq!(trace_uid(dir, UID).unwrap(), golden_trace());
     assert_eq!(audit_dir(dir).unwrap().violation_count(), 0);
 }
 
@@ -510,11 +500,29 @@ fn a_line_missing_a_field_names_file_and_line() {
     net.append(
         "C",
         "audit.jsonl",
-        &format!("{{\"ts\": 1, \"event\": \"request_sent\", \"uid\": \"{UID}\", \"htl\": 3, \"op\": \"get\"}}\n"),
+        &format!(
+            "{}\n",
+            json!({"ts": 1, "node": id_of("C"), "event": "request_sent", "uid": UID,
+                   "key": net.key, "htl": 3, "op": "get"})
+        ),
     );
     let err = audit_dir(&dir).unwrap_err().to_string();
     assert!(
         err.contains("C/audit.jsonl:3:") && err.contains("`to`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_reply_line_with_a_request_kind_is_malformed() {
+    let net = a_to_f(18);
+    let dir = net.write(true).to_path_buf();
+    let line = json!({"ts": 1, "node": id_of("D"), "event": "reply_sent", "uid": UID,
+                      "reply": "DataRequest", "to": id_of("E")});
+    net.append("D", "audit.jsonl", &format!("{line}\n"));
+    let err = audit_dir(&dir).unwrap_err().to_string();
+    assert!(
+        err.contains("D/audit.jsonl:3:") && err.contains("DataRequest is not a reply kind"),
         "{err}"
     );
 }
@@ -584,7 +592,7 @@ fn the_expected_trace_is_what_the_routing_core_does() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("testnet/seed-a-f.toml");
     let topology = veil::sim::topology::Topology::load(&path).unwrap();
     let run = veil::sim::harness::run_scenario(&topology, 1).unwrap();
-    assert_eq!(run.lines, A_TO_F_TRACE);
+    assert_eq!(run.lines, golden_trace());
 }
 
 proptest::proptest! {

@@ -1,5 +1,6 @@
 //! Writing `audit.jsonl` and `origin.jsonl` (testnet mode). The format is
-//! specified in `docs/audit-log.md`; `crate::audit` reads it.
+//! defined by [`crate::audit::record`] (and described in
+//! `docs/audit-log.md`); `crate::audit` reads it with the same types.
 //!
 //! Only what this node could observe is written: message kinds, uids, routing
 //! keys, HTLs and peer public keys. Never plaintext, decryption keys or
@@ -10,11 +11,12 @@ use std::io::{BufWriter, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
+use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
 use crate::keys::RoutingKey;
-use crate::message::{Message, Uid};
+use crate::message::{Message, MessageKind, Uid};
 use crate::routing::Op;
 
 /// Name of the per-node routing event log.
@@ -29,14 +31,21 @@ fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A uid as the logs write it: 16 lower-case hex digits.
-pub fn uid_hex(uid: Uid) -> String {
-    format!("{uid:016x}")
+/// Append one record as a JSON line and flush it; a failure is logged, not
+/// returned (auditing never stops the node).
+fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str) {
+    let result = serde_json::to_writer(&mut *out, record)
+        .map_err(std::io::Error::from)
+        .and_then(|_| out.write_all(b"\n"))
+        .and_then(|_| out.flush());
+    if let Err(e) = result {
+        tracing::warn!(error = %e, file, "cannot write audit log");
+    }
 }
 
 /// Appends audit events for one node.
 pub struct AuditLog {
-    node: String,
+    node: PeerKey,
     audit: BufWriter<File>,
     origin: BufWriter<File>,
 }
@@ -51,100 +60,184 @@ impl AuditLog {
                 .open(dir.join(name))
         };
         Ok(AuditLog {
-            node: node.to_string(),
+            node: *node,
             audit: BufWriter::new(open(AUDIT_FILE)?),
             origin: BufWriter::new(open(ORIGIN_FILE)?),
         })
     }
 
-    fn write(&mut self, event: &str, fields: Value) {
-        let mut line = Map::new();
-        line.insert("ts".into(), json!(now_ms()));
-        line.insert("node".into(), json!(self.node));
-        line.insert("event".into(), json!(event));
-        if let Value::Object(extra) = fields {
-            line.extend(extra);
-        }
-        let result = serde_json::to_writer(&mut self.audit, &Value::Object(line))
-            .map_err(std::io::Error::from)
-            .and_then(|_| self.audit.write_all(b"\n"))
-            .and_then(|_| self.audit.flush());
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cannot write audit log");
-        }
+    fn write(&mut self, event: AuditEvent) {
+        let line = AuditLine {
+            ts: now_ms(),
+            node: self.node,
+            event,
+        };
+        append(&mut self.audit, &line, AUDIT_FILE);
     }
 
     /// A message this node received from `peer`.
     pub fn received(&mut self, peer: &PeerKey, msg: &Message) {
-        self.message("received", "from", peer, msg);
+        self.message(false, *peer, msg);
     }
 
     /// A message this node sent to `peer`.
     pub fn sent(&mut self, peer: &PeerKey, msg: &Message) {
-        self.message("sent", "to", peer, msg);
+        self.message(true, *peer, msg);
     }
 
-    fn message(&mut self, dir: &str, who: &str, peer: &PeerKey, msg: &Message) {
-        let mut fields = Map::new();
-        fields.insert("uid".into(), json!(uid_hex(msg.uid())));
-        if msg.is_request() {
-            if let Some(key) = msg.key() {
-                fields.insert("key".into(), json!(key.to_base64()));
+    fn message(&mut self, sent: bool, peer: PeerKey, msg: &Message) {
+        let uid = msg.uid();
+        let kind = msg.message_kind();
+        let event = match (msg.key(), msg.htl()) {
+            (Some(key), Some(htl)) if kind.is_request() => {
+                let op = if kind == MessageKind::InsertRequest {
+                    Op::Put
+                } else {
+                    Op::Get
+                };
+                if sent {
+                    AuditEvent::RequestSent {
+                        uid,
+                        key,
+                        htl,
+                        to: peer,
+                        op,
+                    }
+                } else {
+                    AuditEvent::RequestReceived {
+                        uid,
+                        key,
+                        htl,
+                        from: peer,
+                        op,
+                    }
+                }
             }
-            fields.insert("htl".into(), json!(msg.htl()));
-            fields.insert(who.into(), json!(peer.to_string()));
-            let op = if matches!(msg, Message::InsertRequest { .. }) {
-                "put"
-            } else {
-                "get"
-            };
-            fields.insert("op".into(), json!(op));
-            self.write(&format!("request_{dir}"), Value::Object(fields));
-        } else {
-            fields.insert("reply".into(), json!(msg.kind()));
-            if let Some(h) = msg.htl() {
-                fields.insert("htl".into(), json!(h));
-            }
-            fields.insert(who.into(), json!(peer.to_string()));
-            self.write(&format!("reply_{dir}"), Value::Object(fields));
-        }
+            (_, htl) if sent => AuditEvent::ReplySent {
+                uid,
+                reply: kind,
+                htl,
+                to: peer,
+            },
+            (_, htl) => AuditEvent::ReplyReceived {
+                uid,
+                reply: kind,
+                htl,
+                from: peer,
+            },
+        };
+        self.write(event);
     }
 
     pub fn block_cached(&mut self, key: &RoutingKey) {
-        self.write("block_cached", json!({"key": key.to_base64()}));
+        self.write(AuditEvent::BlockCached { key: *key });
     }
 
     pub fn block_stored(&mut self, key: &RoutingKey) {
-        self.write("block_stored", json!({"key": key.to_base64()}));
+        self.write(AuditEvent::BlockStored { key: *key });
     }
 
     pub fn link_up(&mut self, peer: &PeerKey) {
-        self.write("link_up", json!({"peer": peer.to_string()}));
+        self.write(AuditEvent::LinkUp { peer: *peer });
     }
 
     pub fn link_down(&mut self, peer: &PeerKey) {
-        self.write("link_down", json!({"peer": peer.to_string()}));
+        self.write(AuditEvent::LinkDown { peer: *peer });
     }
 
-    fn write_origin(&mut self, value: Value) {
-        let result = serde_json::to_writer(&mut self.origin, &value)
-            .map_err(std::io::Error::from)
-            .and_then(|_| self.origin.write_all(b"\n"))
-            .and_then(|_| self.origin.flush());
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "cannot write origin log");
-        }
+    fn write_origin(&mut self, uid: Uid, event: OriginEvent) {
+        let line = OriginLine {
+            ts: now_ms(),
+            uid,
+            event,
+        };
+        append(&mut self.origin, &line, ORIGIN_FILE);
     }
 
     /// The local client started a request.
     pub fn origin_started(&mut self, uid: Uid, key: &RoutingKey, op: Op) {
-        self.write_origin(json!({
-            "ts": now_ms(), "uid": uid_hex(uid), "key": key.to_base64(), "op": op.as_str()
-        }));
+        self.write_origin(uid, OriginEvent::Started { key: *key, op });
     }
 
     /// The local client's request ended.
     pub fn origin_finished(&mut self, uid: Uid, outcome: &str) {
-        self.write_origin(json!({"ts": now_ms(), "uid": uid_hex(uid), "outcome": outcome}));
+        let outcome = outcome.to_string();
+        self.write_origin(uid, OriginEvent::Finished { outcome });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
+
+    fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn what_the_node_writes_reads_back_as_the_record_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer, key) = (PeerKey([1; 32]), PeerKey([2; 32]), RoutingKey([3; 32]));
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        log.origin_started(7, &key, Op::Get);
+        log.sent(
+            &peer,
+            &Message::DataRequest {
+                uid: 7,
+                key,
+                htl: 18,
+            },
+        );
+        log.received(&peer, &Message::RouteNotFound { uid: 7, htl: 16 });
+        log.received(&peer, &Message::RejectedLoop { uid: 7 });
+        log.link_down(&peer);
+        log.origin_finished(7, "failed: route not found");
+        drop(log);
+
+        let audit: Vec<AuditLine> = lines(&dir.path().join(AUDIT_FILE));
+        assert!(audit.iter().all(|l| l.node == me && l.ts > 0));
+        let events: Vec<AuditEvent> = audit.into_iter().map(|l| l.event).collect();
+        assert_eq!(
+            events,
+            [
+                AuditEvent::RequestSent {
+                    uid: 7,
+                    key,
+                    htl: 18,
+                    to: peer,
+                    op: Op::Get
+                },
+                AuditEvent::ReplyReceived {
+                    uid: 7,
+                    reply: MessageKind::RouteNotFound,
+                    htl: Some(16),
+                    from: peer
+                },
+                AuditEvent::ReplyReceived {
+                    uid: 7,
+                    reply: MessageKind::RejectedLoop,
+                    htl: None,
+                    from: peer
+                },
+                AuditEvent::LinkDown { peer },
+            ]
+        );
+        let origin: Vec<OriginEvent> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
+            .into_iter()
+            .map(|l| l.event)
+            .collect();
+        assert_eq!(
+            origin,
+            [
+                OriginEvent::Started { key, op: Op::Get },
+                OriginEvent::Finished {
+                    outcome: "failed: route not found".into()
+                },
+            ]
+        );
     }
 }

@@ -19,7 +19,42 @@ use crate::client::Client;
 use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
 use crate::identity::Identity;
 use crate::keys::Chk;
-use crate::node::{self, NodeSetup, RunningNode};
+use crate::node::{self, NodeError, NodeSetup, RunningNode};
+
+/// Why a benchmark could not be measured: setting the chain up, then
+/// measuring on it.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("{path}: {source}")]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Identity(#[from] crate::identity::IdentityError),
+    #[error(transparent)]
+    Node(#[from] NodeError),
+    #[error("chain links did not come up")]
+    ChainNotUp,
+    #[error(transparent)]
+    Key(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Content(#[from] crate::content::ContentError),
+    #[error("the fetched file differs")]
+    Differs,
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Transfer(#[from] crate::transfer::TransferError),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    move |source| BenchError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// What `veil bench` measured.
 #[derive(Debug, Serialize)]
@@ -70,16 +105,16 @@ impl BenchReport {
 }
 
 /// Start `n` nodes in a chain under `dir`.
-async fn start_chain(dir: &Path, n: usize) -> anyhow::Result<Vec<RunningNode>> {
+async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchError> {
     let mut ids = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
-        std::fs::create_dir_all(&node_dir)?;
+        std::fs::create_dir_all(&node_dir).map_err(io_err(&node_dir))?;
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         identity.save(node_dir.join(IDENTITY_FILE))?;
         ids.push(identity.public());
     }
-    let ports = crate::testnet::free_ports(2 * n)?;
+    let ports = crate::testnet::free_ports(2 * n).map_err(io_err(dir))?;
     let addrs: Vec<_> = ports.chunks(2).map(|p| (p[0], p[1])).collect();
     let mut running = Vec::new();
     for i in 0..n {
@@ -96,7 +131,7 @@ async fn start_chain(dir: &Path, n: usize) -> anyhow::Result<Vec<RunningNode>> {
                 });
             }
         }
-        config.save(&node_dir)?;
+        config.save(&node_dir).map_err(NodeError::from)?;
         running.push(node::start(NodeSetup::load(&node_dir)?).await?);
     }
     // Wait for every link.
@@ -114,7 +149,7 @@ async fn start_chain(dir: &Path, n: usize) -> anyhow::Result<Vec<RunningNode>> {
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("chain links did not come up");
+            return Err(BenchError::ChainNotUp);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -135,7 +170,7 @@ pub async fn run(
     samples: usize,
     get_mib: usize,
     on_step: impl Fn(&str),
-) -> anyhow::Result<BenchReport> {
+) -> Result<BenchReport, BenchError> {
     let n = 5;
     let tmp = tempfile_dir()?;
     let nodes = start_chain(&tmp, n).await?;
@@ -159,9 +194,9 @@ pub async fn run(
     })
 }
 
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
     let dir = std::env::temp_dir().join(format!("veil-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     Ok(dir)
 }
 
@@ -170,7 +205,7 @@ async fn measure(
     samples: usize,
     get_mib: usize,
     on_step: &impl Fn(&str),
-) -> anyhow::Result<(Vec<f64>, f64, usize, f64)> {
+) -> Result<(Vec<f64>, f64, usize, f64), BenchError> {
     let requester = nodes[0].client;
     let mut medians = Vec::new();
     for (d, holder) in nodes.iter().enumerate().skip(1) {
@@ -221,7 +256,9 @@ async fn measure(
     let t = Instant::now();
     let got = crate::transfer::get_file(requester, &split.uri, 8).await?;
     let secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(got == data, "the fetched file differs");
+    if got != data {
+        return Err(BenchError::Differs);
+    }
     Ok((medians, slope, data.len(), secs))
 }
 

@@ -6,6 +6,8 @@
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
 pub mod bench;
+pub mod info;
+pub mod run;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -15,26 +17,49 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
-
-use crate::client::Client;
-use crate::config::{NodeConfig, PeerConfig, IDENTITY_FILE};
-use crate::identity::Identity;
+use crate::audit::AuditError;
+use crate::client::{Client, ClientError};
+use crate::config::{ConfigError, NodeConfig, PeerConfig, IDENTITY_FILE};
+use crate::identity::{Identity, IdentityError};
 use crate::message::Htl;
-use crate::sim::topology::Topology;
+use crate::sim::topology::{Topology, TopologyError};
 
-/// Name of the testnet description file in the testnet directory.
-pub const TESTNET_FILE: &str = "testnet.json";
+pub use info::{NodeInfo, TestnetInfo, WorkloadFile, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
 
-/// Why a testnet could not be brought up or down.
+/// Exit status of `veil node` when it cannot bind its listen or client
+/// address: the one start-up failure `up` cures by drawing new ports.
+pub const EXIT_CANNOT_LISTEN: u8 = 3;
+
+/// Why a testnet could not be brought up, run or down.
 #[derive(Debug, thiserror::Error)]
 pub enum TestnetError {
-    #[error("{path}: {message}")]
-    Io { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: {source}")]
+    Topology {
+        path: PathBuf,
+        #[source]
+        source: TopologyError,
+    },
     #[error("{0} exists and is not a veil testnet directory; refusing to touch it")]
     ForeignDir(PathBuf),
     #[error("node {name} failed to start:\n{log_tail}")]
-    NodeFailed { name: String, log_tail: String },
+    NodeFailed {
+        name: String,
+        log_tail: String,
+        /// It exited with [`EXIT_CANNOT_LISTEN`].
+        cannot_listen: bool,
+    },
     #[error(
         "links did not all come up within {secs} s ({up}/{total} up); not connected: {missing}"
     )]
@@ -44,47 +69,61 @@ pub enum TestnetError {
         total: usize,
         missing: String,
     },
-    #[error("{path}: {message}")]
-    Description { path: PathBuf, message: String },
+    #[error("the topology has no [scenario]")]
+    NoScenario,
+    #[error("the testnet has no node {0}")]
+    UnknownNode(String),
+    #[error("node {node}: {source}")]
+    Client {
+        node: String,
+        #[source]
+        source: ClientError,
+    },
+    #[error("the requester's origin log has no entry for the request")]
+    NoOriginEntry,
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
 }
 
-fn io_err(path: &Path, e: impl std::fmt::Display) -> TestnetError {
+fn io_err(path: &Path, source: std::io::Error) -> TestnetError {
     TestnetError::Io {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        source,
     }
 }
 
-/// One node in `testnet.json`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct NodeInfo {
-    pub id: String,
-    pub listen: SocketAddr,
-    pub client: SocketAddr,
-    pub pid: u32,
+fn json_err(path: &Path, source: serde_json::Error) -> TestnetError {
+    TestnetError::Json {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
-/// `testnet.json`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct TestnetInfo {
-    pub ready: bool,
-    pub nodes: BTreeMap<String, NodeInfo>,
+/// Write `value` as pretty JSON (and a newline) to `path`.
+fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TestnetError> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| json_err(path, e))?;
+    std::fs::write(path, text + "\n").map_err(|e| io_err(path, e))
 }
 
 impl TestnetInfo {
     pub fn load(dir: &Path) -> Result<TestnetInfo, TestnetError> {
         let path = dir.join(TESTNET_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| io_err(&path, e))?;
-        serde_json::from_str(&text).map_err(|e| TestnetError::Description {
-            path,
-            message: e.to_string(),
-        })
+        serde_json::from_str(&text).map_err(|e| json_err(&path, e))
     }
 
     fn save(&self, dir: &Path) -> Result<(), TestnetError> {
-        let path = dir.join(TESTNET_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| io_err(&path, e))?;
-        std::fs::write(&path, text + "\n").map_err(|e| io_err(&path, e))
+        save_json(&dir.join(TESTNET_FILE), self)
+    }
+}
+
+impl WorkloadInfo {
+    fn save(&self, dir: &Path) -> Result<(), TestnetError> {
+        save_json(&dir.join(WORKLOAD_FILE), self)
     }
 }
 
@@ -98,6 +137,15 @@ pub struct UpOptions {
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
     pub on_progress: Box<dyn Fn(usize, usize) + Send>,
+}
+
+/// Why [`Testnet::wait_until_stopped`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Ctrl-C or SIGTERM.
+    Signal,
+    /// Every node process has exited.
+    NodesExited,
 }
 
 /// A running testnet: the child processes it started.
@@ -196,9 +244,11 @@ pub async fn up(topology: &Topology, dir: &Path, opts: UpOptions) -> Result<Test
     let mut attempt = 1;
     loop {
         match up_once(topology, dir, &opts).await {
-            Err(TestnetError::NodeFailed { name, log_tail })
-                if attempt < ATTEMPTS && log_tail.contains("cannot listen on") =>
-            {
+            Err(TestnetError::NodeFailed {
+                name,
+                cannot_listen: true,
+                ..
+            }) if attempt < ATTEMPTS => {
                 tracing::warn!(node = %name, attempt, "a port was taken before its node bound it; starting over with new ports");
                 attempt += 1;
             }
@@ -221,7 +271,7 @@ async fn up_once(
         std::fs::create_dir_all(&node_dir).map_err(|e| io_err(&node_dir, e))?;
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         let key_path = node_dir.join(IDENTITY_FILE);
-        identity.save(&key_path).map_err(|e| io_err(&key_path, e))?;
+        identity.save(&key_path)?;
         identities.push(identity.public());
     }
     let adjacency = topology.adjacency();
@@ -240,7 +290,7 @@ async fn up_once(
                 name: Some(topology.nodes[j].name.clone()),
             })
             .collect();
-        config.save(&node_dir).map_err(|e| io_err(&node_dir, e))?;
+        config.save(&node_dir)?;
     }
 
     let mut testnet = Testnet {
@@ -278,7 +328,7 @@ async fn up_once(
         testnet.info.nodes.insert(
             node.name.clone(),
             NodeInfo {
-                id: identities[i].to_string(),
+                id: identities[i],
                 listen: ports[2 * i],
                 client: ports[2 * i + 1],
                 pid: child.id(),
@@ -292,12 +342,13 @@ async fn up_once(
     let total = topology.edges.len();
     let started = Instant::now();
     loop {
-        if let Some(name) = testnet.exited() {
+        if let Some((name, code)) = testnet.exited() {
             let tail = log_tail(&dir.join(&name).join("node.log"), 2000);
             testnet.stop();
             return Err(TestnetError::NodeFailed {
                 name,
                 log_tail: tail,
+                cannot_listen: code == Some(i32::from(EXIT_CANNOT_LISTEN)),
             });
         }
         let (up, missing) = testnet.links_up().await;
@@ -322,14 +373,34 @@ async fn up_once(
 }
 
 impl Testnet {
-    /// The name of a node whose process has exited, if any.
-    fn exited(&mut self) -> Option<String> {
+    /// The name and exit code of a node whose process has exited, if any.
+    fn exited(&mut self) -> Option<(String, Option<i32>)> {
         for (name, child) in &mut self.children {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return Some(name.clone());
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some((name.clone(), status.code()));
             }
         }
         None
+    }
+
+    /// Wait for Ctrl-C, SIGTERM, or every node process to exit (a
+    /// `testnet down` elsewhere); the nodes are not stopped here.
+    pub async fn wait_until_stopped(&mut self) -> Result<Stopped, TestnetError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| io_err(&self.dir, e))?;
+        let all_gone = async {
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                if self.all_exited() {
+                    return;
+                }
+            }
+        };
+        Ok(tokio::select! {
+            _ = tokio::signal::ctrl_c() => Stopped::Signal,
+            _ = term.recv() => Stopped::Signal,
+            _ = all_gone => Stopped::NodesExited,
+        })
     }
 
     /// Have all the node processes exited?
@@ -450,6 +521,7 @@ fn is_our_node(pid: u32, dir: &Path) -> bool {
 /// Stop a testnet started elsewhere, from its `testnet.json`. Returns how
 /// many nodes were signalled.
 pub fn down(dir: &Path) -> Result<usize, TestnetError> {
+    let dir = &std::path::absolute(dir).map_err(|e| io_err(dir, e))?;
     let info = TestnetInfo::load(dir)?;
     let mut signalled = Vec::new();
     for node in info.nodes.values() {

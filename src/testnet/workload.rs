@@ -12,12 +12,13 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::audit::log::ORIGIN_FILE;
+use crate::audit::record::{format_uid, OriginEvent, OriginLine};
 use crate::client::Client;
 use crate::keys::RoutingKey;
 use crate::message::Htl;
 use crate::sim::harness::block_near;
 use crate::sim::topology::Topology;
-use crate::testnet::Testnet;
+use crate::testnet::{io_err, Testnet, TestnetError, WorkloadFile, WorkloadInfo};
 use crate::transfer::{get_file, put_file};
 
 /// What the scenario run saw.
@@ -67,20 +68,24 @@ impl WorkloadResult {
     }
 }
 
-#[derive(Serialize)]
-struct WorkloadFile {
-    path: String,
-    uri: String,
+fn client_of(testnet: &Testnet, name: &str) -> Result<SocketAddr, TestnetError> {
+    testnet
+        .info
+        .nodes
+        .get(name)
+        .map(|n| n.client)
+        .ok_or_else(|| TestnetError::UnknownNode(name.to_string()))
 }
 
-#[derive(Serialize)]
-struct WorkloadDescription {
-    max_htl: Htl,
-    files: Vec<WorkloadFile>,
-}
-
-fn client_of(testnet: &Testnet, name: &str) -> Option<SocketAddr> {
-    testnet.info.nodes.get(name).map(|n| n.client)
+/// Connect to `name`'s client API.
+async fn connect(testnet: &Testnet, name: &str, timeout: Duration) -> Result<Client, TestnetError> {
+    let addr = client_of(testnet, name)?;
+    Client::connect(addr, timeout)
+        .await
+        .map_err(|source| TestnetError::Client {
+            node: name.to_string(),
+            source,
+        })
 }
 
 /// Place the scenario's block at its holders and fetch it from the
@@ -88,24 +93,22 @@ fn client_of(testnet: &Testnet, name: &str) -> Option<SocketAddr> {
 pub async fn run_scenario(
     topology: &Topology,
     testnet: &Testnet,
-) -> anyhow::Result<ScenarioResult> {
-    let scenario = topology
-        .scenario
-        .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("the topology has no [scenario]"))?;
+) -> Result<ScenarioResult, TestnetError> {
+    let scenario = topology.scenario.as_ref().ok_or(TestnetError::NoScenario)?;
     let (chk, block) = block_near(scenario.key_location, 0.001);
     for &h in &scenario.holders {
         let name = &topology.nodes[h].name;
-        let addr = client_of(testnet, name).ok_or_else(|| anyhow::anyhow!("no node {name}"))?;
-        Client::connect(addr, Duration::from_secs(10))
+        connect(testnet, name, Duration::from_secs(10))
             .await?
             .place(block.clone())
-            .await?;
+            .await
+            .map_err(|source| TestnetError::Client {
+                node: name.clone(),
+                source,
+            })?;
     }
     let requester = &topology.nodes[scenario.requester].name;
-    let addr =
-        client_of(testnet, requester).ok_or_else(|| anyhow::anyhow!("no node {requester}"))?;
-    let found = Client::connect(addr, Duration::from_secs(150))
+    let found = connect(testnet, requester, Duration::from_secs(150))
         .await?
         .get(chk.routing)
         .await
@@ -121,11 +124,10 @@ pub async fn run_scenario(
 /// The uid the node's origin log recorded for a request for `key`.
 pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
     let text = std::fs::read_to_string(node_dir.join(ORIGIN_FILE)).ok()?;
-    let key = key.to_base64();
     text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v.get("key").and_then(|k| k.as_str()) == Some(key.as_str()))
-        .and_then(|v| v.get("uid").and_then(|u| u.as_str()).map(str::to_string))
+        .filter_map(|l| serde_json::from_str::<OriginLine>(l).ok())
+        .find(|l| matches!(&l.event, OriginEvent::Started { key: k, .. } if k == key))
+        .map(|l| format_uid(l.uid))
 }
 
 /// Insert `files` random files of `size` bytes from random nodes and fetch
@@ -139,25 +141,24 @@ pub async fn run_files(
     seed: u64,
     max_htl: Htl,
     on_step: impl Fn(&str),
-) -> anyhow::Result<WorkloadResult> {
+) -> Result<WorkloadResult, TestnetError> {
     let dir = &testnet.dir;
     let workload_dir = dir.join("workload");
-    std::fs::create_dir_all(&workload_dir)?;
+    std::fs::create_dir_all(&workload_dir).map_err(|e| io_err(&workload_dir, e))?;
     let names: Vec<String> = testnet.info.nodes.keys().cloned().collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut result = WorkloadResult::default();
-    let mut description = WorkloadDescription {
-        max_htl,
+    let mut description = WorkloadInfo {
+        max_htl: Some(max_htl),
         files: Vec::new(),
     };
     for i in 0..files {
         let mut data = vec![0u8; size];
         rng.fill_bytes(&mut data);
         let path: PathBuf = workload_dir.join(format!("f{i}.bin"));
-        std::fs::write(&path, &data)?;
+        std::fs::write(&path, &data).map_err(|e| io_err(&path, e))?;
         let inserter = names[rng.gen_range(0..names.len())].clone();
-        let addr =
-            client_of(testnet, &inserter).ok_or_else(|| anyhow::anyhow!("no node {inserter}"))?;
+        let addr = client_of(testnet, &inserter)?;
         let started = std::time::Instant::now();
         let put = put_file(addr, &data, 8, |_, _| {}).await;
         let millis = started.elapsed().as_millis() as u64;
@@ -192,8 +193,7 @@ pub async fn run_files(
         others.shuffle(&mut rng);
         let mut ok = 0;
         for fetcher in others.into_iter().take(fetches) {
-            let addr =
-                client_of(testnet, fetcher).ok_or_else(|| anyhow::anyhow!("no node {fetcher}"))?;
+            let addr = client_of(testnet, fetcher)?;
             let started = std::time::Instant::now();
             let got = get_file(addr, &uri, 8).await;
             let millis = started.elapsed().as_millis() as u64;
@@ -219,9 +219,6 @@ pub async fn run_files(
             i + 1
         ));
     }
-    std::fs::write(
-        dir.join("workload.json"),
-        serde_json::to_string_pretty(&description)? + "\n",
-    )?;
+    description.save(dir)?;
     Ok(result)
 }

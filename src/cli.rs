@@ -1,0 +1,289 @@
+//! The `veil` binary's terminal side: what it accepts on its command line
+//! (clap definitions), logging set-up, progress bars and one-line errors.
+//! Part of the binary, not the library: `main.rs` acts on these.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use veil::testnet::run;
+
+use veil::identity::PeerKey;
+use veil::sim::topology::Shape;
+
+#[derive(Parser)]
+#[command(
+    name = "veil",
+    version,
+    about = "An anonymous Freenet-style forwarding overlay"
+)]
+pub struct Cli {
+    /// Log format on stderr (level from RUST_LOG; default info for `node`, warn otherwise).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run a topology's [scenario] in the in-process deterministic harness and
+    /// print every routing message in the order sent.
+    Trace {
+        /// Topology file (TOML) with a [scenario] section.
+        file: PathBuf,
+        /// Seed for the harness's random source (request IDs).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Create a node directory: node.toml and identity.key (mode 0600).
+    Init(InitArgs),
+    /// Print a node's public key and listen address, ready to paste into a
+    /// friend's node.toml as a [[peers]] entry.
+    Id { dir: PathBuf },
+    /// Add a friend to a node's node.toml.
+    AddPeer(AddPeerArgs),
+    /// Run a node in the foreground until Ctrl-C or SIGTERM.
+    Node {
+        dir: PathBuf,
+        /// Testnet mode (audit logs, placement command) regardless of node.toml.
+        #[arg(long)]
+        testnet: bool,
+    },
+    /// Insert a file; prints its URI on stdout.
+    Put(PutArgs),
+    /// Fetch a file by URI.
+    Get(GetArgs),
+    /// Local testnets: generate topologies, bring networks up and down, run workloads.
+    #[command(subcommand)]
+    Testnet(TestnetCommand),
+    /// Read a testnet's audit logs: traffic, invariants, anonymity.
+    Audit {
+        dir: PathBuf,
+        /// Print everything as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Print one request's path (uid as 16 hex digits) in the trace format.
+        #[arg(long)]
+        trace: Option<String>,
+    },
+    /// Measure per-hop latency and get throughput over a 5-node loopback
+    /// chain, and raw ChaCha20-Poly1305 speed.
+    Bench {
+        /// Fetches per distance for the latency figure.
+        #[arg(long, default_value_t = 50)]
+        samples: usize,
+        /// Size of the throughput file in MiB.
+        #[arg(long, default_value_t = 16)]
+        mib: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a node's peers, store usage and counters.
+    Status {
+        #[arg(long, default_value = "127.0.0.1:8400")]
+        node: SocketAddr,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TestnetCommand {
+    /// Write a new topology file.
+    Gen {
+        #[arg(long)]
+        nodes: usize,
+        #[arg(long, default_value_t = 4)]
+        degree: usize,
+        #[arg(long, value_enum, default_value_t = Shape::SmallWorld)]
+        shape: Shape,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Start one node process per topology node and stay until Ctrl-C.
+    Up {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Stop a testnet started elsewhere.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Bring a testnet up, run its scenario or a random workload, bring it
+    /// down, and audit the logs.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    pub dir: PathBuf,
+    /// Address for peer links.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// Address of the local client API.
+    #[arg(long, default_value = "127.0.0.1:8400")]
+    pub client: SocketAddr,
+    /// Location in [0, 1); derived from the public key when absent.
+    #[arg(long)]
+    pub location: Option<f64>,
+}
+
+#[derive(clap::Args)]
+pub struct AddPeerArgs {
+    pub dir: PathBuf,
+    /// The friend's listen address.
+    pub address: SocketAddr,
+    /// The friend's public key (from `veil id`). Keys may start with '-'.
+    #[arg(allow_hyphen_values = true)]
+    pub public_key: PeerKey,
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct PutArgs {
+    /// The node's client API address.
+    #[arg(long, default_value = "127.0.0.1:8400")]
+    pub node: SocketAddr,
+    pub file: PathBuf,
+    /// Blocks inserted at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+#[derive(clap::Args)]
+pub struct GetArgs {
+    #[arg(long, default_value = "127.0.0.1:8400")]
+    pub node: SocketAddr,
+    pub uri: String,
+    /// Output file (default: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// Blocks fetched at once.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// line already holds (typed errors often show their source already).
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+pub fn init_logging(format: LogFormat, default_level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub fn progress(total: u64, what: &str, unit: &str) -> indicatif::ProgressBar {
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let style = indicatif::ProgressStyle::with_template(&format!(
+        "{what} [{{bar:30}}] {{pos}}/{{len}}{unit} {{elapsed}}"
+    ))
+    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Testnet progress on stderr: a bar while links come up, then lines.
+pub fn progress_printer() -> run::ProgressFn {
+    let bar: Mutex<Option<indicatif::ProgressBar>> = Mutex::new(None);
+    Arc::new(move |p| {
+        let mut bar = bar
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match p {
+            run::Progress::Links { up, total } => bar
+                .get_or_insert_with(|| progress(total as u64, "links up", ""))
+                .set_position(up as u64),
+            run::Progress::Note(line) | run::Progress::Step(line) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+                let indent = if matches!(p, run::Progress::Step(_)) {
+                    "  "
+                } else {
+                    ""
+                };
+                eprintln!("{indent}{line}");
+            }
+        }
+    })
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub topology: PathBuf,
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Random files to insert (ignored when the topology has a scenario).
+    #[arg(long, default_value_t = 10)]
+    pub files: usize,
+    /// Size of each file in bytes.
+    #[arg(long, default_value_t = 100_000)]
+    pub size: usize,
+    /// Fetches of each file, from other random nodes.
+    #[arg(long, default_value_t = 3)]
+    pub fetches: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the results and the audit as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// The library's options for this run, every node running `exe`.
+    pub fn options(self, exe: PathBuf) -> run::RunOptions {
+        run::RunOptions {
+            topology: self.topology,
+            dir: self.dir,
+            files: self.files,
+            size: self.size,
+            fetches: self.fetches,
+            seed: self.seed,
+            exe,
+        }
+    }
+}

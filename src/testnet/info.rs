@@ -1,0 +1,54 @@
+//! The files a testnet directory describes itself with, one type each:
+//! `testnet.json` ([`TestnetInfo`], written by `up`) and `workload.json`
+//! ([`WorkloadInfo`], written by the random workload). `veil audit` reads
+//! them with these same types.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::identity::PeerKey;
+use crate::message::Htl;
+
+/// Name of the testnet description file in the testnet directory.
+pub const TESTNET_FILE: &str = "testnet.json";
+/// Name of the workload description file in the testnet directory.
+pub const WORKLOAD_FILE: &str = "workload.json";
+
+/// One node in `testnet.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// The node's public key.
+    pub id: PeerKey,
+    pub listen: SocketAddr,
+    pub client: SocketAddr,
+    pub pid: u32,
+}
+
+/// `testnet.json`: whether every link is up, and the nodes by name.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TestnetInfo {
+    pub ready: bool,
+    pub nodes: BTreeMap<String, NodeInfo>,
+}
+
+/// One inserted file in `workload.json`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkloadFile {
+    /// Relative to the testnet directory.
+    pub path: String,
+    /// The file's URI (which holds its decryption key).
+    pub uri: String,
+}
+
+/// `workload.json`: what the random workload inserted, for the leak check.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkloadInfo {
+    /// The nodes' largest HTL; the audit uses the largest HTL it observed
+    /// when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_htl: Option<Htl>,
+    #[serde(default)]
+    pub files: Vec<WorkloadFile>,
+}

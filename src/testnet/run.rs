@@ -1,0 +1,229 @@
+//! What `veil testnet up` and `veil testnet run` do, as library calls:
+//! [`start`] brings a topology's testnet up, [`run`] brings it up, runs its
+//! scenario or a random workload, brings it down and audits the logs,
+//! returning a [`RunReport`] the CLI prints (`render_text`, or serde for
+//! `--json`).
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult};
+use super::{up, Testnet, TestnetError, UpOptions};
+use crate::audit::{audit_dir, trace_uid, AuditReport};
+use crate::routing::DEFAULT_MAX_HTL;
+use crate::sim::topology::Topology;
+
+/// Something a testnet operation tells its caller while it works.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress<'a> {
+    /// Links up so far, of `total`, while the testnet starts.
+    Links { up: usize, total: usize },
+    /// A line for the operator.
+    Note(&'a str),
+    /// One step of the workload (the CLI indents these).
+    Step(&'a str),
+}
+
+/// Where progress goes.
+pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
+
+/// How long `start` waits for every link.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Load a topology file.
+pub fn load_topology(path: &Path) -> Result<Topology, TestnetError> {
+    Topology::load(path).map_err(|source| TestnetError::Topology {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Bring `topology`'s testnet up in `dir` (made absolute), running `exe`
+/// for every node, and wait until every link is up.
+pub async fn start(
+    topology: &Topology,
+    dir: &Path,
+    exe: PathBuf,
+    progress: &ProgressFn,
+) -> Result<Testnet, TestnetError> {
+    let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
+    let max_htl = topology
+        .scenario
+        .as_ref()
+        .map(|s| s.htl)
+        .unwrap_or(DEFAULT_MAX_HTL);
+    let links = topology.edges.len();
+    progress(Progress::Note(&format!(
+        "starting {} nodes, {links} links in {}",
+        topology.nodes.len(),
+        dir.display()
+    )));
+    let on_links = Arc::clone(progress);
+    let opts = UpOptions {
+        exe,
+        max_htl,
+        ready_timeout: READY_TIMEOUT,
+        on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
+    };
+    let started = Instant::now();
+    let net = up(topology, &dir, opts).await?;
+    progress(Progress::Note(&format!(
+        "all {links} links up in {:.1?}",
+        started.elapsed()
+    )));
+    Ok(net)
+}
+
+impl Testnet {
+    /// Every node's client address and peers up, as a table.
+    pub async fn table_text(&self) -> String {
+        let mut out = format!("{:<10} {:<22} peers up\n", "node", "client");
+        for (name, client, up, total) in self.table().await {
+            let _ = writeln!(out, "{name:<10} {:<22} {up}/{total}", client.to_string());
+        }
+        out
+    }
+}
+
+/// Options of `veil testnet run`.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub topology: PathBuf,
+    pub dir: PathBuf,
+    /// Random files to insert (ignored when the topology has a scenario).
+    pub files: usize,
+    /// Size of each file in bytes.
+    pub size: usize,
+    /// Fetches of each file, from other random nodes.
+    pub fetches: usize,
+    pub seed: u64,
+    /// The `veil` binary every node runs.
+    pub exe: PathBuf,
+}
+
+/// What `veil testnet run` found. Serialized (keys sorted) for `--json`.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub audit: AuditReport,
+    /// Every workload fetch verified and no invariant violated.
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<ScenarioResult>,
+    /// The scenario request's path, from the audit logs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadResult>,
+    #[serde(skip)]
+    pub elapsed: Duration,
+    #[serde(skip)]
+    pub nodes: usize,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// Bring a testnet up, run its scenario or a random workload, bring it
+/// down, and audit the logs.
+pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, TestnetError> {
+    let topology = load_topology(&opts.topology)?;
+    let started = Instant::now();
+    let mut net = start(&topology, &opts.dir, opts.exe.clone(), progress).await?;
+    let dir = net.dir.clone();
+    let mut report = RunReport {
+        audit: AuditReport::default(),
+        ok: true,
+        scenario: None,
+        trace: None,
+        workload: None,
+        elapsed: Duration::ZERO,
+        nodes: topology.nodes.len(),
+        dir: dir.clone(),
+    };
+    if topology.scenario.is_some() {
+        let scenario = run_scenario(&topology, &net).await;
+        net.stop();
+        let scenario = scenario?;
+        let uid = scenario.uid.as_deref().ok_or(TestnetError::NoOriginEntry)?;
+        report.trace = Some(trace_uid(&dir, uid)?);
+        report.scenario = Some(scenario);
+    } else {
+        progress(Progress::Note(&format!(
+            "workload: {} files of {} bytes, each fetched from {} other nodes",
+            opts.files, opts.size, opts.fetches
+        )));
+        let workload = run_files(
+            &net,
+            opts.files,
+            opts.size,
+            opts.fetches,
+            opts.seed,
+            DEFAULT_MAX_HTL,
+            |line| progress(Progress::Step(line)),
+        )
+        .await;
+        net.stop();
+        let workload = workload?;
+        report.ok &= workload.all_ok();
+        report.workload = Some(workload);
+    }
+    report.audit = audit_dir(&dir)?;
+    report.ok &= report.audit.violation_count() == 0;
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+impl RunReport {
+    /// The report as pretty-printed JSON, keys sorted.
+    pub fn to_json(&self) -> String {
+        serde_json::to_value(self)
+            .and_then(|v| serde_json::to_string_pretty(&v))
+            .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
+    }
+
+    /// The scenario's trace or the workload's totals, the audit, and a
+    /// verdict.
+    pub fn render_text(&self) -> String {
+        let mut out = String::new();
+        if let (Some(trace), Some(scenario)) = (&self.trace, &self.scenario) {
+            for line in trace {
+                let _ = writeln!(out, "{line}");
+            }
+            let outcome = if scenario.found { "found" } else { "not found" };
+            let _ = writeln!(out, "outcome: {outcome}");
+        }
+        if let Some(w) = &self.workload {
+            let inserted = w.files.iter().filter(|f| f.inserted).count();
+            let _ = writeln!(
+                out,
+                "workload: {inserted}/{} files inserted, {}/{} fetches verified byte for byte",
+                w.files.len(),
+                w.verified(),
+                w.fetches.len()
+            );
+            for f in w.fetches.iter().filter(|f| !f.verified) {
+                let _ = writeln!(
+                    out,
+                    "  FAILED fetch of file {} at {}: {}",
+                    f.file,
+                    f.node,
+                    f.error.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        out.push('\n');
+        out.push_str(&self.audit.render_text());
+        let _ = write!(
+            out,
+            "\ntestnet run {} in {:.1?} ({} nodes; logs in {})\n",
+            if self.ok { "passed" } else { "FAILED" },
+            self.elapsed,
+            self.nodes,
+            self.dir.display()
+        );
+        out
+    }
+}
