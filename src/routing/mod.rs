@@ -36,8 +36,9 @@
 //!    answers `RouteNotFound`.
 
 pub mod htl;
+mod search;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
 use std::hash::Hash;
 
@@ -46,6 +47,7 @@ use rand::RngCore;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
+use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
 
 /// Milliseconds on whatever clock the driver uses. Only differences matter.
 pub type Time = u64;
@@ -219,49 +221,26 @@ pub struct RouterStats {
     pub ignored_replies: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Upstream<P> {
-    Peer(P),
-    Client(ClientToken),
+/// What one call to [`Router::handle`] works with: the driver's clock,
+/// random source and datastore, and the actions produced so far.
+struct Ctx<'a, P> {
+    now: Time,
+    rng: &'a mut dyn RngCore,
+    store: &'a dyn BlockSource,
+    out: Vec<Action<P>>,
 }
 
-#[derive(Clone, Debug)]
-struct Waiting<P> {
-    peer: P,
-    deadline: Time,
-}
-
-#[derive(Clone, Debug)]
-struct Pending<P> {
-    op: Op,
-    key: RoutingKey,
-    /// Only for inserts.
-    block: Option<Block>,
-    upstream: Upstream<P>,
-    budget: Htl,
-    /// Upstream, peers tried, and peers that sent this uid while in flight.
-    excluded: BTreeSet<P>,
-    waiting: Option<Waiting<P>>,
-    /// For inserts from the local client: did any peer accept it?
-    accepted_downstream: bool,
-}
-
-/// How a pending request ends.
-enum Ending {
-    Found(Block),
-    DataNotFound,
-    RouteNotFound(Htl),
-    InsertSucceeded,
-    Timeout,
-}
-
-/// One node's routing state.
+/// One node's routing state: the pool of searches in flight, keyed by uid.
+///
+/// The pool owns what is shared between searches (the neighbour table, loop
+/// detection, per-peer and global limits, counters) and carries out what each
+/// [`Search`](search::Search) decides.
 pub struct Router<P: PeerId> {
     config: RouterConfig,
     location: Location,
     policy: Box<dyn HtlPolicy>,
     neighbours: BTreeMap<P, Location>,
-    pending: HashMap<Uid, Pending<P>>,
+    searches: HashMap<Uid, Search<P>>,
     inflight_per_peer: HashMap<P, usize>,
     stats: RouterStats,
 }
@@ -282,7 +261,7 @@ impl<P: PeerId> Router<P> {
             location,
             policy,
             neighbours: BTreeMap::new(),
-            pending: HashMap::new(),
+            searches: HashMap::new(),
             inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
         }
@@ -306,20 +285,17 @@ impl<P: PeerId> Router<P> {
 
     /// Requests in flight through this node.
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.searches.len()
     }
 
     /// Is this uid being handled right now?
     pub fn is_handling(&self, uid: Uid) -> bool {
-        self.pending.contains_key(&uid)
+        self.searches.contains_key(&uid)
     }
 
     /// The earliest time at which a [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.pending
-            .values()
-            .filter_map(|p| p.waiting.as_ref().map(|w| w.deadline))
-            .min()
+        self.searches.values().filter_map(Search::deadline).min()
     }
 
     /// Feed one event; the actions come back in the order they must happen.
@@ -330,107 +306,80 @@ impl<P: PeerId> Router<P> {
         store: &dyn BlockSource,
         event: Event<P>,
     ) -> Vec<Action<P>> {
-        let mut out = Vec::new();
+        let mut cx = Ctx {
+            now,
+            rng,
+            store,
+            out: Vec::new(),
+        };
         match event {
             Event::LinkUp { peer, location } => {
                 self.neighbours.insert(peer, location);
             }
-            Event::LinkDown { peer } => self.on_link_down(now, peer, &mut out),
+            Event::LinkDown { peer } => self.on_link_down(&mut cx, peer),
             Event::Message { from, msg } => {
                 if self.neighbours.contains_key(&from) {
-                    self.on_message(now, rng, store, from, msg, &mut out);
+                    self.on_message(&mut cx, from, msg);
                 }
             }
-            Event::ClientGet { token, key } => {
-                self.on_client(now, rng, store, token, key, None, &mut out)
-            }
+            Event::ClientGet { token, key } => self.on_client(&mut cx, token, Request::Get { key }),
             Event::ClientPut { token, block } => {
-                let key = block.routing_key();
-                self.on_client(now, rng, store, token, key, Some(block), &mut out)
+                self.on_client(&mut cx, token, Request::Put { block })
             }
-            Event::Tick => self.on_tick(now, &mut out),
+            Event::Tick => self.on_tick(&mut cx),
         }
-        out
+        cx.out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_client(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        token: ClientToken,
-        key: RoutingKey,
-        block: Option<Block>,
-        out: &mut Vec<Action<P>>,
-    ) {
-        let op = if block.is_some() { Op::Put } else { Op::Get };
-        if op == Op::Get {
-            if let Some(found) = store.lookup(&key) {
-                out.push(Action::ClientDone {
+    fn on_client(&mut self, cx: &mut Ctx<'_, P>, token: ClientToken, request: Request) {
+        let failed = |failure| Action::ClientDone {
+            token,
+            outcome: ClientOutcome::Failed(failure),
+        };
+        if let Request::Get { key } = &request {
+            if let Some(found) = cx.store.lookup(key) {
+                cx.out.push(Action::ClientDone {
                     token,
                     outcome: ClientOutcome::Found(found),
                 });
                 return;
             }
         }
-        if self.pending.len() >= self.config.max_pending {
-            out.push(Action::ClientDone {
-                token,
-                outcome: ClientOutcome::Failed(Failure::Overloaded),
-            });
+        if self.searches.len() >= self.config.max_pending {
+            cx.out.push(failed(Failure::Overloaded));
             return;
         }
         if self.neighbours.is_empty() {
-            out.push(Action::ClientDone {
-                token,
-                outcome: ClientOutcome::Failed(Failure::NoPeers),
-            });
+            cx.out.push(failed(Failure::NoPeers));
             return;
         }
-        let mut uid = rng.next_u64();
-        while self.pending.contains_key(&uid) {
-            uid = rng.next_u64();
+        let mut uid = cx.rng.next_u64();
+        while self.searches.contains_key(&uid) {
+            uid = cx.rng.next_u64();
         }
         let budget = self
             .policy
-            .originate(self.config.max_htl, rng)
+            .originate(self.config.max_htl, cx.rng)
             .min(self.config.max_htl);
         self.stats.requests_originated += 1;
-        out.push(Action::Originated {
+        let op = match request {
+            Request::Get { .. } => Op::Get,
+            Request::Put { .. } => Op::Put,
+        };
+        let search = Search::new(uid, request, Origin::Client(token), budget);
+        cx.out.push(Action::Originated {
             token,
             uid,
-            key,
+            key: search.key(),
             op,
         });
-        self.pending.insert(
-            uid,
-            Pending {
-                op,
-                key,
-                block,
-                upstream: Upstream::Client(token),
-                budget,
-                excluded: BTreeSet::new(),
-                waiting: None,
-                accepted_downstream: false,
-            },
-        );
-        self.route_next(now, uid, out);
+        self.start(cx, uid, search);
     }
 
-    fn on_message(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        from: P,
-        msg: Message,
-        out: &mut Vec<Action<P>>,
-    ) {
+    fn on_message(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
         match msg {
             Message::DataRequest { uid, key, htl } => {
-                self.on_request(now, rng, store, from, uid, key, htl, None, out)
+                self.on_request(cx, from, uid, htl, Request::Get { key })
             }
             Message::InsertRequest {
                 uid,
@@ -439,46 +388,33 @@ impl<P: PeerId> Router<P> {
                 block,
             } => {
                 if block.verify(&key).is_err() {
-                    out.push(Action::Misbehaved {
+                    cx.out.push(Action::Misbehaved {
                         peer: from,
                         reason: Misbehaviour::BadBlock,
                     });
                     return;
                 }
-                self.on_request(now, rng, store, from, uid, key, htl, Some(block), out)
+                self.on_request(cx, from, uid, htl, Request::Put { block })
             }
-            reply => self.on_reply(now, from, reply, out),
+            reply => self.on_reply(cx, from, reply),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_request(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        from: P,
-        uid: Uid,
-        key: RoutingKey,
-        htl: Htl,
-        block: Option<Block>,
-        out: &mut Vec<Action<P>>,
-    ) {
+    fn on_request(&mut self, cx: &mut Ctx<'_, P>, from: P, uid: Uid, htl: Htl, request: Request) {
         if htl == 0 {
-            out.push(Action::Misbehaved {
+            cx.out.push(Action::Misbehaved {
                 peer: from,
                 reason: Misbehaviour::ZeroHtl,
             });
             return;
         }
         self.stats.requests_received += 1;
-        let op = if block.is_some() { Op::Put } else { Op::Get };
 
         // Rule 3: a uid in flight here is a loop.
-        if let Some(p) = self.pending.get_mut(&uid) {
-            p.excluded.insert(from.clone());
+        if let Some(search) = self.searches.get_mut(&uid) {
+            search.exclude(from.clone());
             self.stats.loops_rejected += 1;
-            out.push(Action::Send {
+            cx.out.push(Action::Send {
                 to: from,
                 msg: Message::RejectedLoop { uid },
             });
@@ -488,10 +424,10 @@ impl<P: PeerId> Router<P> {
         // Per-peer and global limits.
         let inflight = self.inflight_per_peer.get(&from).copied().unwrap_or(0);
         if inflight >= self.config.max_inflight_per_peer
-            || self.pending.len() >= self.config.max_pending
+            || self.searches.len() >= self.config.max_pending
         {
             self.stats.overloads_sent += 1;
-            out.push(Action::Send {
+            cx.out.push(Action::Send {
                 to: from,
                 msg: Message::RejectedOverload { uid },
             });
@@ -499,257 +435,130 @@ impl<P: PeerId> Router<P> {
         }
 
         let htl = htl.min(self.config.max_htl);
-        if op == Op::Get {
-            if let Some(found) = store.lookup(&key) {
-                self.stats.answered_from_store += 1;
-                out.push(Action::Send {
-                    to: from,
-                    msg: Message::DataFound { uid, block: found },
-                });
-                return;
-            }
-        }
-        let budget = self.policy.accept(htl, self.config.max_htl, rng);
-        if let Some(b) = &block {
-            out.push(Action::CacheBlock { block: b.clone() });
-        }
-        if budget == 0 {
-            match block {
-                None => out.push(Action::Send {
-                    to: from,
-                    msg: Message::DataNotFound { uid },
-                }),
-                Some(b) => {
-                    out.push(Action::StoreBlock { block: b });
-                    out.push(Action::Send {
+        match &request {
+            Request::Get { key } => {
+                if let Some(found) = cx.store.lookup(key) {
+                    self.stats.answered_from_store += 1;
+                    cx.out.push(Action::Send {
                         to: from,
-                        msg: Message::InsertSucceeded { uid },
+                        msg: Message::DataFound { uid, block: found },
                     });
+                    return;
                 }
             }
-            return;
+            // Every node that accepts an insert caches the block.
+            Request::Put { block } => cx.out.push(Action::CacheBlock {
+                block: block.clone(),
+            }),
         }
+        // A budget of zero ends the search at once, with the answer rule 1
+        // (get) or rule 7 (put, this node is the sink) prescribe.
+        let budget = self.policy.accept(htl, self.config.max_htl, cx.rng);
         *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
-        let mut excluded = BTreeSet::new();
-        excluded.insert(from.clone());
-        self.pending.insert(
-            uid,
-            Pending {
-                op,
-                key,
-                block,
-                upstream: Upstream::Peer(from),
-                budget,
-                excluded,
-                waiting: None,
-                accepted_downstream: false,
-            },
-        );
-        self.route_next(now, uid, out);
+        let search = Search::new(uid, request, Origin::Peer(from), budget);
+        self.start(cx, uid, search);
     }
 
-    fn on_reply(&mut self, now: Time, from: P, msg: Message, out: &mut Vec<Action<P>>) {
+    fn on_reply(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
         let uid = msg.uid();
-        let Some(p) = self.pending.get_mut(&uid) else {
+        let Some(search) = self.searches.get_mut(&uid) else {
             self.stats.ignored_replies += 1;
             return;
         };
-        if p.waiting.as_ref().map(|w| &w.peer) != Some(&from) {
-            self.stats.ignored_replies += 1;
-            return;
-        }
-        p.waiting = None;
-        let op = p.op;
-        match (op, msg) {
-            (Op::Get, Message::DataFound { block, .. }) => {
-                if block.verify(&p.key).is_ok() {
-                    if matches!(p.upstream, Upstream::Peer(_)) {
-                        out.push(Action::CacheBlock {
-                            block: block.clone(),
-                        });
-                    }
-                    self.finish(uid, Ending::Found(block), out);
-                } else {
-                    out.push(Action::Misbehaved {
-                        peer: from,
-                        reason: Misbehaviour::BadBlock,
-                    });
-                    p.budget = p.budget.saturating_sub(1);
-                    self.route_next(now, uid, out);
+        let view = View {
+            now: cx.now,
+            neighbours: &self.neighbours,
+            config: &self.config,
+        };
+        match search.on_reply(&from, msg, &view) {
+            OnReply::Ignored => self.stats.ignored_replies += 1,
+            OnReply::Step { misbehaved, step } => {
+                if let Some(reason) = misbehaved {
+                    cx.out.push(Action::Misbehaved { peer: from, reason });
                 }
-            }
-            (Op::Get, Message::DataNotFound { .. }) => self.finish(uid, Ending::DataNotFound, out),
-            (Op::Put, Message::InsertSucceeded { .. }) => {
-                self.finish(uid, Ending::InsertSucceeded, out)
-            }
-            (Op::Put, Message::InsertFailed { .. }) => self.finish(uid, Ending::Timeout, out),
-            (_, Message::RouteNotFound { htl, .. }) => {
-                p.accepted_downstream = true;
-                p.budget = p.budget.min(htl);
-                self.route_next(now, uid, out);
-            }
-            (_, Message::RejectedLoop { .. }) | (_, Message::RejectedOverload { .. }) => {
-                p.budget = p.budget.saturating_sub(1);
-                self.route_next(now, uid, out);
-            }
-            (_, _) => {
-                out.push(Action::Misbehaved {
-                    peer: from,
-                    reason: Misbehaviour::WrongReply,
-                });
-                p.budget = p.budget.saturating_sub(1);
-                self.route_next(now, uid, out);
+                self.take(cx, uid, step);
             }
         }
     }
 
-    fn on_link_down(&mut self, _now: Time, peer: P, out: &mut Vec<Action<P>>) {
+    fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
         self.neighbours.remove(&peer);
-        // A search waiting on the lost peer ends as a timeout would: the
-        // subtree behind that peer may have spent any part of the budget it
-        // was given and may still be running, so continuing could overspend
-        // the HTL.
-        let mut stalled: Vec<Uid> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.waiting.as_ref().map(|w| &w.peer) == Some(&peer))
-            .map(|(uid, _)| *uid)
-            .collect();
-        stalled.sort_unstable();
+        // A search waiting on the lost peer ends as a timeout would (rule 6).
+        let stalled = self.waiting_uids(|s| s.waiting_on() == Some(&peer));
         for uid in stalled {
-            self.finish(uid, Ending::Timeout, out);
+            self.give_up(cx, uid);
         }
     }
 
-    fn on_tick(&mut self, now: Time, out: &mut Vec<Action<P>>) {
-        let mut expired: Vec<Uid> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.waiting.as_ref().is_some_and(|w| w.deadline <= now))
-            .map(|(uid, _)| *uid)
-            .collect();
-        expired.sort_unstable();
+    fn on_tick(&mut self, cx: &mut Ctx<'_, P>) {
+        let now = cx.now;
+        let expired = self.waiting_uids(|s| s.deadline().is_some_and(|d| d <= now));
         for uid in expired {
             self.stats.timeouts += 1;
-            self.finish(uid, Ending::Timeout, out);
+            self.give_up(cx, uid);
         }
     }
 
-    /// Try the best remaining candidate, or end the search.
-    fn route_next(&mut self, now: Time, uid: Uid, out: &mut Vec<Action<P>>) {
-        let Some(p) = self.pending.get_mut(&uid) else {
-            return;
-        };
-        if p.budget == 0 {
-            let ending = match p.op {
-                Op::Get => Ending::DataNotFound,
-                Op::Put => match (&p.upstream, &p.block) {
-                    (Upstream::Peer(_), Some(b)) => {
-                        out.push(Action::StoreBlock { block: b.clone() });
-                        Ending::InsertSucceeded
-                    }
-                    // The local client's budget went on rejections alone.
-                    _ if !p.accepted_downstream => Ending::DataNotFound,
-                    _ => Ending::InsertSucceeded,
-                },
-            };
-            self.finish(uid, ending, out);
-            return;
-        }
-        let target = p.key.location();
-        let best = self
-            .neighbours
+    /// The uids of the searches matching `pred`, in uid order.
+    fn waiting_uids(&self, pred: impl Fn(&Search<P>) -> bool) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = self
+            .searches
             .iter()
-            .filter(|(peer, _)| !p.excluded.contains(*peer))
-            .min_by(|(pa, la), (pb, lb)| {
-                (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
-            })
-            .map(|(peer, _)| peer.clone());
-        match best {
-            Some(peer) => {
-                p.excluded.insert(peer.clone());
-                p.waiting = Some(Waiting {
-                    peer: peer.clone(),
-                    deadline: now + self.config.timeout_for(p.budget),
-                });
-                let msg = match &p.block {
-                    None => Message::DataRequest {
-                        uid,
-                        key: p.key,
-                        htl: p.budget,
-                    },
-                    Some(block) => Message::InsertRequest {
-                        uid,
-                        key: p.key,
-                        htl: p.budget,
-                        block: block.clone(),
-                    },
-                };
-                out.push(Action::Send { to: peer, msg });
-            }
-            None => {
-                if let (Op::Put, Upstream::Peer(_), Some(b)) = (p.op, &p.upstream, &p.block) {
-                    out.push(Action::StoreBlock { block: b.clone() });
-                }
-                let budget = p.budget;
-                self.finish(uid, Ending::RouteNotFound(budget), out);
-            }
+            .filter(|(_, s)| pred(s))
+            .map(|(uid, _)| *uid)
+            .collect();
+        uids.sort_unstable();
+        uids
+    }
+
+    fn give_up(&mut self, cx: &mut Ctx<'_, P>, uid: Uid) {
+        if let Some(answer) = self.searches.get(&uid).map(Search::give_up) {
+            self.finish(cx, uid, answer);
         }
     }
 
-    /// Reply upstream and forget the uid.
-    fn finish(&mut self, uid: Uid, ending: Ending, out: &mut Vec<Action<P>>) {
-        let Some(p) = self.pending.remove(&uid) else {
-            return;
+    /// Add a new search to the pool and take its first step.
+    fn start(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, mut search: Search<P>) {
+        let view = View {
+            now: cx.now,
+            neighbours: &self.neighbours,
+            config: &self.config,
         };
-        match p.upstream {
-            Upstream::Peer(peer) => {
+        let step = search.next_hop(&view);
+        self.searches.insert(uid, search);
+        self.take(cx, uid, step);
+    }
+
+    /// Carry out a search's step.
+    fn take(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, step: Step<P>) {
+        match step {
+            Step::Forward { to, msg } => cx.out.push(Action::Send { to, msg }),
+            Step::Finished(answer) => self.finish(cx, uid, answer),
+        }
+    }
+
+    /// Forget the uid and deliver the answer upstream.
+    fn finish(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, answer: Answer<P>) {
+        self.searches.remove(&uid);
+        match answer {
+            Answer::Peer { peer, keep, msg } => {
                 if let Some(n) = self.inflight_per_peer.get_mut(&peer) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
                         self.inflight_per_peer.remove(&peer);
                     }
                 }
-                if !self.neighbours.contains_key(&peer) {
-                    // The upstream link is gone: there is no one to answer.
-                    return;
+                match keep {
+                    Some(Keep::Cache(block)) => cx.out.push(Action::CacheBlock { block }),
+                    Some(Keep::Store(block)) => cx.out.push(Action::StoreBlock { block }),
+                    None => {}
                 }
-                let msg = match (p.op, ending) {
-                    (_, Ending::Found(block)) => Message::DataFound { uid, block },
-                    (Op::Get, Ending::DataNotFound | Ending::Timeout) => {
-                        Message::DataNotFound { uid }
-                    }
-                    (_, Ending::RouteNotFound(htl)) => Message::RouteNotFound { uid, htl },
-                    (Op::Put, Ending::InsertSucceeded) => Message::InsertSucceeded { uid },
-                    (Op::Put, Ending::DataNotFound | Ending::Timeout) => {
-                        Message::InsertFailed { uid }
-                    }
-                    (Op::Get, Ending::InsertSucceeded) => Message::DataNotFound { uid },
-                };
-                out.push(Action::Send { to: peer, msg });
+                // A search whose upstream link is gone has no one to answer.
+                if self.neighbours.contains_key(&peer) {
+                    cx.out.push(Action::Send { to: peer, msg });
+                }
             }
-            Upstream::Client(token) => {
-                let outcome = match (p.op, ending) {
-                    (_, Ending::Found(block)) => ClientOutcome::Found(block),
-                    (Op::Get, Ending::DataNotFound) => ClientOutcome::Failed(Failure::DataNotFound),
-                    (Op::Get, Ending::RouteNotFound(_)) => {
-                        ClientOutcome::Failed(Failure::RouteNotFound)
-                    }
-                    (_, Ending::Timeout) => ClientOutcome::Failed(Failure::Timeout),
-                    (Op::Put, Ending::InsertSucceeded) => ClientOutcome::Inserted,
-                    (Op::Put, Ending::RouteNotFound(_)) if p.accepted_downstream => {
-                        ClientOutcome::Inserted
-                    }
-                    (Op::Put, Ending::RouteNotFound(_)) => {
-                        ClientOutcome::Failed(Failure::Overloaded)
-                    }
-                    (Op::Put, Ending::DataNotFound) => ClientOutcome::Failed(Failure::DataNotFound),
-                    (Op::Get, Ending::InsertSucceeded) => {
-                        ClientOutcome::Failed(Failure::DataNotFound)
-                    }
-                };
-                out.push(Action::ClientDone { token, outcome });
-            }
+            Answer::Client { token, outcome } => cx.out.push(Action::ClientDone { token, outcome }),
         }
     }
 }

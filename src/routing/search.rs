@@ -1,0 +1,357 @@
+//! One request's search: the state machine behind a single uid.
+//!
+//! A [`Search`] knows what is asked ([`Request`]), who asked ([`Origin`]),
+//! the budget left, and which peers it has tried. It decides the next hop
+//! ([`Search::next_hop`]), reads a reply ([`Search::on_reply`]) and says how
+//! it ends ([`Answer`]). It holds no table of other searches and counts
+//! nothing: the [`Router`](super::Router) is the pool that owns searches by
+//! uid, detects loops, enforces limits and carries out what a search decides.
+//!
+//! A get can only end in a [`GetEnding`] and a put only in a [`PutEnding`]:
+//! each ending is built inside the branch that knows the request's kind, so
+//! "a get that ended in `InsertSucceeded`" cannot be written down.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::keys::{Block, Location, RoutingKey};
+use crate::message::{Htl, Message, Uid};
+use crate::routing::{ClientOutcome, ClientToken, Failure, Misbehaviour, RouterConfig, Time};
+
+/// What is asked: fetch a key, or insert a block (under its own key).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Request {
+    Get { key: RoutingKey },
+    Put { block: Block },
+}
+
+/// Who asked: the neighbour the request came from, or the local client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Origin<P> {
+    Peer(P),
+    Client(ClientToken),
+}
+
+/// How a get ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum GetEnding {
+    /// A verified block came back.
+    Found(Block),
+    /// The budget ran out here or downstream (`DataNotFound`).
+    NotFound,
+    /// The peer waited on went silent or away.
+    Timeout,
+    /// No candidate left, with this much budget unspent.
+    NoRoute(Htl),
+}
+
+/// How a put ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum PutEnding {
+    /// Downstream answered `InsertSucceeded`.
+    Succeeded,
+    /// Downstream answered `InsertFailed`, went silent, or went away.
+    Failed,
+    /// The budget is spent: a relaying node is the sink.
+    BudgetSpent,
+    /// No candidate left, with this much budget unspent.
+    NoRoute(Htl),
+}
+
+/// What a node keeps of a block when a search ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// A verified block passed through: cache it.
+    Cache(Block),
+    /// This node is an insert's sink: store it.
+    Store(Block),
+}
+
+/// The end of a search, addressed to whoever asked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Answer<P> {
+    /// Keep the block (if any), then reply `msg` to the upstream peer.
+    Peer {
+        peer: P,
+        keep: Option<Keep>,
+        msg: Message,
+    },
+    /// Tell the local client.
+    Client {
+        token: ClientToken,
+        outcome: ClientOutcome,
+    },
+}
+
+/// What a search does after a step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Step<P> {
+    /// `msg` goes to `to`; the search now waits on that peer.
+    Forward { to: P, msg: Message },
+    /// The search is over.
+    Finished(Answer<P>),
+}
+
+/// What a search made of a reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum OnReply<P> {
+    /// It did not come from the peer this search waits on.
+    Ignored,
+    /// Report the sender if it broke the protocol, then take `step`.
+    Step {
+        misbehaved: Option<Misbehaviour>,
+        step: Step<P>,
+    },
+}
+
+/// What a search needs to see of its node to pick a hop.
+pub(crate) struct View<'a, P> {
+    pub now: Time,
+    pub neighbours: &'a BTreeMap<P, Location>,
+    pub config: &'a RouterConfig,
+}
+
+#[derive(Clone, Debug)]
+struct Waiting<P> {
+    peer: P,
+    deadline: Time,
+}
+
+/// One request's search state.
+#[derive(Clone, Debug)]
+pub(crate) struct Search<P> {
+    uid: Uid,
+    request: Request,
+    /// The request's key (a put's is its block's), computed once.
+    key: RoutingKey,
+    origin: Origin<P>,
+    budget: Htl,
+    /// Upstream, peers tried, and peers that sent this uid while in flight.
+    excluded: BTreeSet<P>,
+    waiting: Option<Waiting<P>>,
+    /// Did any downstream peer accept the request (answer `RouteNotFound`)?
+    /// Decides a local insert's outcome when no peer acknowledged it.
+    accepted_downstream: bool,
+}
+
+impl<P: Clone + Ord> Search<P> {
+    /// A search with `budget` hops to spend. A peer origin is never a candidate.
+    pub fn new(uid: Uid, request: Request, origin: Origin<P>, budget: Htl) -> Self {
+        let key = match &request {
+            Request::Get { key } => *key,
+            Request::Put { block } => block.routing_key(),
+        };
+        let mut excluded = BTreeSet::new();
+        if let Origin::Peer(peer) = &origin {
+            excluded.insert(peer.clone());
+        }
+        Search {
+            uid,
+            request,
+            key,
+            origin,
+            budget,
+            excluded,
+            waiting: None,
+            accepted_downstream: false,
+        }
+    }
+
+    pub fn key(&self) -> RoutingKey {
+        self.key
+    }
+
+    /// The peer this search waits on, if any.
+    pub fn waiting_on(&self) -> Option<&P> {
+        self.waiting.as_ref().map(|w| &w.peer)
+    }
+
+    /// When the peer waited on times out.
+    pub fn deadline(&self) -> Option<Time> {
+        self.waiting.as_ref().map(|w| w.deadline)
+    }
+
+    /// Never offer this search to `peer` (it sent the same uid: a loop).
+    pub fn exclude(&mut self, peer: P) {
+        self.excluded.insert(peer);
+    }
+
+    /// Try the best remaining candidate, or end the search.
+    ///
+    /// Best is the smallest circular distance to the key; ties go to the
+    /// lower location, then the lower peer ID.
+    pub fn next_hop(&mut self, view: &View<'_, P>) -> Step<P> {
+        if self.budget == 0 {
+            return Step::Finished(match &self.request {
+                Request::Get { .. } => self.end_get(GetEnding::NotFound),
+                Request::Put { block } => self.end_put(block, PutEnding::BudgetSpent),
+            });
+        }
+        let target = self.key.location();
+        let best = view
+            .neighbours
+            .iter()
+            .filter(|(peer, _)| !self.excluded.contains(*peer))
+            .min_by(|(pa, la), (pb, lb)| {
+                (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
+            })
+            .map(|(peer, _)| peer.clone());
+        let Some(peer) = best else {
+            let left = self.budget;
+            return Step::Finished(match &self.request {
+                Request::Get { .. } => self.end_get(GetEnding::NoRoute(left)),
+                Request::Put { block } => self.end_put(block, PutEnding::NoRoute(left)),
+            });
+        };
+        self.excluded.insert(peer.clone());
+        self.waiting = Some(Waiting {
+            peer: peer.clone(),
+            deadline: view.now + view.config.timeout_for(self.budget),
+        });
+        let (uid, key, htl) = (self.uid, self.key, self.budget);
+        let msg = match &self.request {
+            Request::Get { .. } => Message::DataRequest { uid, key, htl },
+            Request::Put { block } => Message::InsertRequest {
+                uid,
+                key,
+                htl,
+                block: block.clone(),
+            },
+        };
+        Step::Forward { to: peer, msg }
+    }
+
+    /// Read a reply from `from`.
+    ///
+    /// `RouteNotFound(h)` lowers the budget to `h`; a loop, an overload, a
+    /// bad block or a reply of the wrong kind costs one hop; then the next
+    /// candidate is tried. The other replies end the search.
+    pub fn on_reply(&mut self, from: &P, msg: Message, view: &View<'_, P>) -> OnReply<P> {
+        if self.waiting_on() != Some(from) {
+            return OnReply::Ignored;
+        }
+        self.waiting = None;
+        let mut misbehaved = None;
+        let ending = match (&self.request, msg) {
+            (Request::Get { key }, Message::DataFound { block, .. }) => {
+                if block.verify(key).is_ok() {
+                    Some(self.end_get(GetEnding::Found(block)))
+                } else {
+                    misbehaved = Some(Misbehaviour::BadBlock);
+                    self.budget = self.budget.saturating_sub(1);
+                    None
+                }
+            }
+            (Request::Get { .. }, Message::DataNotFound { .. }) => {
+                Some(self.end_get(GetEnding::NotFound))
+            }
+            (Request::Put { block }, Message::InsertSucceeded { .. }) => {
+                Some(self.end_put(block, PutEnding::Succeeded))
+            }
+            (Request::Put { block }, Message::InsertFailed { .. }) => {
+                Some(self.end_put(block, PutEnding::Failed))
+            }
+            (_, Message::RouteNotFound { htl, .. }) => {
+                self.accepted_downstream = true;
+                self.budget = self.budget.min(htl);
+                None
+            }
+            (_, Message::RejectedLoop { .. } | Message::RejectedOverload { .. }) => {
+                self.budget = self.budget.saturating_sub(1);
+                None
+            }
+            (_, _) => {
+                misbehaved = Some(Misbehaviour::WrongReply);
+                self.budget = self.budget.saturating_sub(1);
+                None
+            }
+        };
+        let step = match ending {
+            Some(answer) => Step::Finished(answer),
+            None => self.next_hop(view),
+        };
+        OnReply::Step { misbehaved, step }
+    }
+
+    /// The peer waited on timed out or its link went down. The subtree
+    /// behind it may have spent any part of the budget and may still be
+    /// running, so the search ends rather than overspend the HTL.
+    pub fn give_up(&self) -> Answer<P> {
+        match &self.request {
+            Request::Get { .. } => self.end_get(GetEnding::Timeout),
+            Request::Put { block } => self.end_put(block, PutEnding::Failed),
+        }
+    }
+
+    fn end_get(&self, ending: GetEnding) -> Answer<P> {
+        let uid = self.uid;
+        match &self.origin {
+            Origin::Peer(peer) => {
+                let (keep, msg) = match ending {
+                    GetEnding::Found(block) => (
+                        Some(Keep::Cache(block.clone())),
+                        Message::DataFound { uid, block },
+                    ),
+                    GetEnding::NotFound | GetEnding::Timeout => {
+                        (None, Message::DataNotFound { uid })
+                    }
+                    GetEnding::NoRoute(htl) => (None, Message::RouteNotFound { uid, htl }),
+                };
+                Answer::Peer {
+                    peer: peer.clone(),
+                    keep,
+                    msg,
+                }
+            }
+            Origin::Client(token) => Answer::Client {
+                token: *token,
+                outcome: match ending {
+                    GetEnding::Found(block) => ClientOutcome::Found(block),
+                    GetEnding::NotFound => ClientOutcome::Failed(Failure::DataNotFound),
+                    GetEnding::Timeout => ClientOutcome::Failed(Failure::Timeout),
+                    GetEnding::NoRoute(_) => ClientOutcome::Failed(Failure::RouteNotFound),
+                },
+            },
+        }
+    }
+
+    fn end_put(&self, block: &Block, ending: PutEnding) -> Answer<P> {
+        let uid = self.uid;
+        match &self.origin {
+            // A relaying node that cannot pass the insert on is its sink.
+            Origin::Peer(peer) => {
+                let (keep, msg) = match ending {
+                    PutEnding::Succeeded => (None, Message::InsertSucceeded { uid }),
+                    PutEnding::Failed => (None, Message::InsertFailed { uid }),
+                    PutEnding::BudgetSpent => (
+                        Some(Keep::Store(block.clone())),
+                        Message::InsertSucceeded { uid },
+                    ),
+                    PutEnding::NoRoute(htl) => (
+                        Some(Keep::Store(block.clone())),
+                        Message::RouteNotFound { uid, htl },
+                    ),
+                };
+                Answer::Peer {
+                    peer: peer.clone(),
+                    keep,
+                    msg,
+                }
+            }
+            // The originator keeps nothing; an insert that some peer
+            // accepted counts as done even without an acknowledgement.
+            Origin::Client(token) => Answer::Client {
+                token: *token,
+                outcome: match ending {
+                    PutEnding::Succeeded => ClientOutcome::Inserted,
+                    PutEnding::Failed => ClientOutcome::Failed(Failure::Timeout),
+                    PutEnding::BudgetSpent | PutEnding::NoRoute(_) if self.accepted_downstream => {
+                        ClientOutcome::Inserted
+                    }
+                    // The budget went on rejections alone.
+                    PutEnding::BudgetSpent => ClientOutcome::Failed(Failure::DataNotFound),
+                    PutEnding::NoRoute(_) => ClientOutcome::Failed(Failure::Overloaded),
+                },
+            },
+        }
+    }
+}
