@@ -450,6 +450,14 @@ mod tests {
         }
     }
 
+    fn limits(max_inflight_per_peer: usize, max_pending: usize) -> RouterConfig {
+        RouterConfig {
+            max_inflight_per_peer,
+            max_pending,
+            ..RouterConfig::default()
+        }
+    }
+
     /// A key at 0.19: peer 2 is closest, then 1, then 3.
     fn key() -> RoutingKey {
         let mut bytes = [0u8; 32];
@@ -498,11 +506,7 @@ mod tests {
 
     #[test]
     fn one_peer_cannot_hold_more_than_its_share() {
-        let config = RouterConfig {
-            max_inflight_per_peer: 2,
-            ..RouterConfig::default()
-        };
-        let mut n = Node::new(config);
+        let mut n = Node::new(limits(2, 100));
         assert_eq!(n.from(1, request(1, 5)).len(), 1);
         assert_eq!(n.from(1, request(2, 5)).len(), 1);
         let refused = vec![send(1, Message::RejectedOverload { uid: 3 })];
@@ -519,11 +523,7 @@ mod tests {
 
     #[test]
     fn the_global_limit_and_an_empty_table_fail_local_requests() {
-        let config = RouterConfig {
-            max_pending: 1,
-            ..RouterConfig::default()
-        };
-        let mut n = Node::new(config);
+        let mut n = Node::new(limits(100, 1));
         assert_eq!(
             n.at(
                 0,

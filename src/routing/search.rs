@@ -283,81 +283,97 @@ impl<P: Clone + Ord> Search<P> {
     }
 
     fn end_get(&self, ending: GetEnding) -> Answer<P> {
-        let uid = self.uid;
-        match &self.origin {
-            Origin::Peer(peer) => {
-                let (keep, msg) = match ending {
-                    GetEnding::Found(block) => (
-                        Some(Keep::Cache(block.clone())),
-                        Message::DataFound { uid, block },
-                    ),
-                    GetEnding::NotFound | GetEnding::Timeout => {
-                        (None, Message::DataNotFound { uid })
-                    }
-                    GetEnding::NoRoute(htl) => (None, Message::RouteNotFound { uid, htl }),
-                };
-                Answer::Peer {
-                    peer: peer.clone(),
-                    keep,
-                    msg,
-                }
-            }
-            Origin::Client(token) => Answer::Client {
-                token: *token,
-                outcome: match ending {
-                    GetEnding::Found(block) => ClientOutcome::Found(block),
-                    GetEnding::NotFound => ClientOutcome::Failed(Failure::DataNotFound),
-                    GetEnding::Timeout => ClientOutcome::Failed(Failure::Timeout),
-                    GetEnding::NoRoute(_) => ClientOutcome::Failed(Failure::RouteNotFound),
-                },
-            },
-        }
+        self.end(ending, GetEnding::upstream, GetEnding::outcome)
     }
 
     fn end_put(&self, block: &Block, ending: PutEnding) -> Answer<P> {
-        let uid = self.uid;
+        let accepted = self.accepted_downstream;
+        self.end(
+            ending,
+            |e, uid| e.upstream(uid, block),
+            |e| e.outcome(accepted),
+        )
+    }
+
+    /// Address an ending to whoever asked.
+    fn end<E>(
+        &self,
+        ending: E,
+        upstream: impl FnOnce(E, Uid) -> (Option<Keep>, Message),
+        local: impl FnOnce(E) -> ClientOutcome,
+    ) -> Answer<P> {
         match &self.origin {
-            // A relaying node that cannot pass the insert on is its sink.
             Origin::Peer(peer) => {
-                let (keep, msg) = match ending {
-                    PutEnding::Succeeded => (None, Message::InsertSucceeded { uid }),
-                    PutEnding::Failed => (None, Message::InsertFailed { uid }),
-                    PutEnding::BudgetSpent => (
-                        Some(Keep::Store(block.clone())),
-                        Message::InsertSucceeded { uid },
-                    ),
-                    PutEnding::NoRoute(htl) => (
-                        Some(Keep::Store(block.clone())),
-                        Message::RouteNotFound { uid, htl },
-                    ),
-                };
+                let (keep, msg) = upstream(ending, self.uid);
                 Answer::Peer {
                     peer: peer.clone(),
                     keep,
                     msg,
                 }
             }
-            // The originator keeps nothing; an insert that some peer
-            // accepted counts as done even without an acknowledgement.
             Origin::Client(token) => Answer::Client {
                 token: *token,
-                outcome: match ending {
-                    PutEnding::Succeeded => ClientOutcome::Inserted,
-                    PutEnding::Failed => ClientOutcome::Failed(Failure::Timeout),
-                    PutEnding::BudgetSpent | PutEnding::NoRoute(_) if self.accepted_downstream => {
-                        ClientOutcome::Inserted
-                    }
-                    // The budget went on rejections alone.
-                    PutEnding::BudgetSpent => ClientOutcome::Failed(Failure::DataNotFound),
-                    PutEnding::NoRoute(_) => ClientOutcome::Failed(Failure::Overloaded),
-                },
+                outcome: local(ending),
             },
+        }
+    }
+}
+
+impl GetEnding {
+    /// What to keep and what to answer the upstream peer.
+    fn upstream(self, uid: Uid) -> (Option<Keep>, Message) {
+        match self {
+            GetEnding::Found(block) => (
+                Some(Keep::Cache(block.clone())),
+                Message::DataFound { uid, block },
+            ),
+            GetEnding::NotFound | GetEnding::Timeout => (None, Message::DataNotFound { uid }),
+            GetEnding::NoRoute(htl) => (None, Message::RouteNotFound { uid, htl }),
+        }
+    }
+
+    /// What to tell the local client.
+    fn outcome(self) -> ClientOutcome {
+        match self {
+            GetEnding::Found(block) => ClientOutcome::Found(block),
+            GetEnding::NotFound => ClientOutcome::Failed(Failure::DataNotFound),
+            GetEnding::Timeout => ClientOutcome::Failed(Failure::Timeout),
+            GetEnding::NoRoute(_) => ClientOutcome::Failed(Failure::RouteNotFound),
+        }
+    }
+}
+
+impl PutEnding {
+    /// What to keep and what to answer the upstream peer: a relaying node
+    /// that cannot pass the insert on is its sink.
+    fn upstream(self, uid: Uid, block: &Block) -> (Option<Keep>, Message) {
+        let sink = Some(Keep::Store(block.clone()));
+        match self {
+            PutEnding::Succeeded => (None, Message::InsertSucceeded { uid }),
+            PutEnding::Failed => (None, Message::InsertFailed { uid }),
+            PutEnding::BudgetSpent => (sink, Message::InsertSucceeded { uid }),
+            PutEnding::NoRoute(htl) => (sink, Message::RouteNotFound { uid, htl }),
+        }
+    }
+
+    /// What to tell the local client. The originator keeps nothing; an
+    /// insert some peer `accepted` counts as done without an acknowledgement.
+    fn outcome(self, accepted: bool) -> ClientOutcome {
+        match self {
+            PutEnding::Succeeded => ClientOutcome::Inserted,
+            PutEnding::Failed => ClientOutcome::Failed(Failure::Timeout),
+            PutEnding::BudgetSpent | PutEnding::NoRoute(_) if accepted => ClientOutcome::Inserted,
+            // The budget went on rejections alone.
+            PutEnding::BudgetSpent => ClientOutcome::Failed(Failure::DataNotFound),
+            PutEnding::NoRoute(_) => ClientOutcome::Failed(Failure::Overloaded),
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use super::*;
     use crate::keys::Chk;
 
@@ -377,28 +393,42 @@ mod tests {
         list.iter().map(|&(p, l)| (p, Location(l))).collect()
     }
 
-    fn hop(search: &mut Search<u32>, neighbours: &BTreeMap<u32, Location>) -> Step<u32> {
-        let config = RouterConfig::default();
-        search.next_hop(&View {
+    static CONFIG: LazyLock<RouterConfig> = LazyLock::new(RouterConfig::default);
+
+    fn view(neighbours: &BTreeMap<u32, Location>) -> View<'_, u32> {
+        View {
             now: NOW,
             neighbours,
-            config: &config,
-        })
+            config: &CONFIG,
+        }
+    }
+
+    fn hop(search: &mut Search<u32>, neighbours: &BTreeMap<u32, Location>) -> Step<u32> {
+        search.next_hop(&view(neighbours))
     }
 
     fn reply(
-        search: &mut Search<u32>,
-        neighbours: &BTreeMap<u32, Location>,
+        s: &mut Search<u32>,
+        n: &BTreeMap<u32, Location>,
         from: u32,
         msg: Message,
     ) -> OnReply<u32> {
-        let config = RouterConfig::default();
-        let view = View {
-            now: NOW,
-            neighbours,
-            config: &config,
-        };
-        search.on_reply(&from, msg, &view)
+        s.on_reply(&from, msg, &view(n))
+    }
+
+    /// A local get that has already gone to its first hop.
+    fn asked(n: &BTreeMap<u32, Location>, budget: Htl) -> Search<u32> {
+        let mut s = get(Origin::Client(5), budget);
+        hop(&mut s, n);
+        s
+    }
+
+    /// The misbehaviour reported and the step taken after a reply.
+    fn stepped(r: OnReply<u32>) -> (Option<Misbehaviour>, Step<u32>) {
+        match r {
+            OnReply::Step { misbehaved, step } => (misbehaved, step),
+            OnReply::Ignored => panic!("reply ignored"),
+        }
     }
 
     fn get(origin: Origin<u32>, budget: Htl) -> Search<u32> {
@@ -438,18 +468,9 @@ mod tests {
         // away round the wrap.
         let n = peers(&[(1, 5_000), (2, 900), (3, u64::MAX - 50)]);
         let mut s = get(Origin::Client(5), 10);
-        let step = hop(&mut s, &n);
-        assert_eq!(
-            step,
-            Step::Forward {
-                to: 2,
-                msg: Message::DataRequest {
-                    uid: 7,
-                    key: key_at(1_000),
-                    htl: 10
-                }
-            }
-        );
+        let (uid, key, htl) = (7, key_at(1_000), 10);
+        let msg = Message::DataRequest { uid, key, htl };
+        assert_eq!(hop(&mut s, &n), Step::Forward { to: 2, msg });
         assert_eq!(s.waiting_on(), Some(&2));
         let timeout = RouterConfig::default().timeout_for(10);
         assert_eq!(s.deadline(), Some(NOW + timeout));
@@ -488,41 +509,31 @@ mod tests {
         let mut s = get(Origin::Client(5), 10);
         assert_eq!(forwarded(&hop(&mut s, &n)), (1, Some(10)));
         let r = reply(&mut s, &n, 1, Message::RouteNotFound { uid: 7, htl: 4 });
-        let OnReply::Step { misbehaved, step } = r else {
-            panic!("{r:?}")
-        };
+        let (misbehaved, step) = stepped(r);
         assert_eq!(misbehaved, None);
         assert_eq!(forwarded(&step), (2, Some(4)));
         // A larger figure never raises the budget.
         let r = reply(&mut s, &n, 2, Message::RouteNotFound { uid: 7, htl: 9 });
-        let OnReply::Step { step, .. } = r else {
-            panic!("{r:?}")
-        };
+        let (_, step) = stepped(r);
         assert_eq!(forwarded(&step), (3, Some(4)));
     }
 
     #[test]
     fn rejections_cost_one_hop_each() {
         let n = peers(&[(1, 1_000), (2, 1_300), (3, 2_000)]);
-        let mut s = get(Origin::Client(5), 10);
-        hop(&mut s, &n);
+        let mut s = asked(&n, 10);
         let r = reply(&mut s, &n, 1, Message::RejectedLoop { uid: 7 });
-        let OnReply::Step { step, .. } = r else {
-            panic!("{r:?}")
-        };
+        let (_, step) = stepped(r);
         assert_eq!(forwarded(&step), (2, Some(9)));
         let r = reply(&mut s, &n, 2, Message::RejectedOverload { uid: 7 });
-        let OnReply::Step { step, .. } = r else {
-            panic!("{r:?}")
-        };
+        let (_, step) = stepped(r);
         assert_eq!(forwarded(&step), (3, Some(8)));
     }
 
     #[test]
     fn a_spent_budget_ends_a_get_as_not_found() {
         let n = peers(&[(1, 1_000), (2, 1_300)]);
-        let mut s = get(Origin::Client(5), 1);
-        hop(&mut s, &n);
+        let mut s = asked(&n, 1);
         let r = reply(&mut s, &n, 1, Message::RejectedLoop { uid: 7 });
         assert_eq!(
             r,
@@ -581,19 +592,14 @@ mod tests {
     #[test]
     fn an_insert_goes_out_under_its_blocks_key() {
         let mut s = put(Origin::Client(5), 4);
-        let step = hop(&mut s, &peers(&[(2, 0)]));
-        assert_eq!(
-            step,
-            Step::Forward {
-                to: 2,
-                msg: Message::InsertRequest {
-                    uid: 7,
-                    key: block().routing_key(),
-                    htl: 4,
-                    block: block()
-                }
-            }
-        );
+        let (uid, key, htl, block) = (7, block().routing_key(), 4, block());
+        let msg = Message::InsertRequest {
+            uid,
+            key,
+            htl,
+            block,
+        };
+        assert_eq!(hop(&mut s, &peers(&[(2, 0)])), Step::Forward { to: 2, msg });
     }
 
     #[test]
@@ -649,9 +655,7 @@ mod tests {
             block: Chk::encode(b"other").map(|(_, b)| b).unwrap(),
         };
         let r = reply(&mut s, &n, 2, bad);
-        let OnReply::Step { misbehaved, step } = r else {
-            panic!("{r:?}")
-        };
+        let (misbehaved, step) = stepped(r);
         assert_eq!(misbehaved, Some(Misbehaviour::BadBlock));
         assert_eq!(forwarded(&step), (3, Some(4)));
         // The right block: cached and passed up.
@@ -679,15 +683,12 @@ mod tests {
     #[test]
     fn replies_from_others_are_ignored_and_wrong_kinds_cost_a_hop() {
         let n = peers(&[(1, 1_000), (2, 1_300)]);
-        let mut s = get(Origin::Client(5), 10);
-        hop(&mut s, &n);
+        let mut s = asked(&n, 10);
         let r = reply(&mut s, &n, 2, Message::DataNotFound { uid: 7 });
         assert_eq!(r, OnReply::Ignored);
         assert_eq!(s.waiting_on(), Some(&1));
         let r = reply(&mut s, &n, 1, Message::InsertSucceeded { uid: 7 });
-        let OnReply::Step { misbehaved, step } = r else {
-            panic!("{r:?}")
-        };
+        let (misbehaved, step) = stepped(r);
         assert_eq!(misbehaved, Some(Misbehaviour::WrongReply));
         assert_eq!(forwarded(&step), (2, Some(9)));
     }
