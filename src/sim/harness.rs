@@ -224,25 +224,21 @@ impl Harness {
                 (None, Some(_)) => false,
             };
             if deliver {
-                {
-                    let Some(Reverse((t, seq))) = self.queue.pop() else {
-                        break;
-                    };
-                    self.now = self.now.max(t);
-                    if let Some((from, to, msg)) = self.in_flight.remove(&seq) {
-                        self.feed(to, Event::Message { from, msg });
-                    }
+                let Some(Reverse((t, seq))) = self.queue.pop() else {
+                    break;
+                };
+                self.now = self.now.max(t);
+                if let Some((from, to, msg)) = self.in_flight.remove(&seq) {
+                    self.feed(to, Event::Message { from, msg });
                 }
             } else if let Some(tt) = next_timer {
-                {
-                    self.now = self.now.max(tt);
-                    for node in 0..self.routers.len() {
-                        if self.routers[node]
-                            .next_deadline()
-                            .is_some_and(|d| d <= self.now)
-                        {
-                            self.feed(node, Event::Tick);
-                        }
+                self.now = self.now.max(tt);
+                for node in 0..self.routers.len() {
+                    if self.routers[node]
+                        .next_deadline()
+                        .is_some_and(|d| d <= self.now)
+                    {
+                        self.feed(node, Event::Tick);
                     }
                 }
             }
