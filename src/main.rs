@@ -77,10 +77,7 @@ fn trace(file: &Path, seed: u64) -> Result<ExitCode> {
     let topology = Topology::load(file).with_context(|| format!("loading {}", file.display()))?;
     let run = run_scenario(&topology, seed)
         .with_context(|| format!("{} has no [scenario] section", file.display()))?;
-    for line in &run.lines {
-        println!("{line}");
-    }
-    println!("outcome: {}", if run.found { "found" } else { "not found" });
+    print!("{}", run.render_text());
     Ok(ExitCode::SUCCESS)
 }
 

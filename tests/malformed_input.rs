@@ -617,33 +617,50 @@ fn garbage_key_requests_are_routed_not_crashed() {
     }
 }
 
+/// A `DataRequest` for uid 31 at htl 9, as CBOR, with `extra` fields.
+fn request_with(key: RoutingKey, extra: Vec<(Value, Value)>) -> Vec<u8> {
+    let mut fields = vec![
+        (text("uid"), Value::Integer(31.into())),
+        (text("key"), Value::Bytes(key.0.to_vec())),
+        (text("htl"), Value::Integer(9.into())),
+    ];
+    fields.extend(extra);
+    cbor(&Value::Map(vec![(text("DataRequest"), Value::Map(fields))]))
+}
+
 #[test]
 fn unknown_fields_are_skipped_and_never_forwarded() {
     // A peer tries to smuggle a field naming the originator.
     let (chk, _) = block();
-    let v = Value::Map(vec![(
-        text("DataRequest"),
-        Value::Map(vec![
-            (text("uid"), Value::Integer(31.into())),
-            (text("key"), Value::Bytes(chk.routing.0.to_vec())),
-            (text("htl"), Value::Integer(9.into())),
-            (text("origin"), text("A")),
-        ]),
-    )]);
-    let msg = Message::decode(&cbor(&v)).expect("unknown fields are skipped");
+    let key = chk.routing;
+    let smuggling = request_with(key, vec![(text("origin"), text("A"))]);
+    let msg = Message::decode(&smuggling).expect("unknown fields are skipped");
     assert_eq!(
         msg,
         Message::DataRequest {
             uid: 31,
-            key: chk.routing,
+            key,
             htl: 9
         }
     );
-    // What B forwards is built from its own state: no trace of the field.
-    let mut h = harness();
-    h.inject(A, B, msg);
-    assert_eq!(h.sent.len(), 1);
-    let forwarded = h.sent[0].msg.encode();
-    assert!(!forwarded.windows(6).any(|w| w == b"origin"));
-    assert_eq!(h.sent[0].msg.htl(), Some(8));
+    // B behaves exactly as it does for the same request without the field:
+    // the same request, byte for byte, to the same next hop.
+    let mut smuggled = harness();
+    smuggled.inject(A, B, msg);
+    let mut clean = harness();
+    let plain = Message::decode(&request_with(key, Vec::new())).expect("plain request");
+    clean.inject(A, B, plain);
+    assert_eq!(smuggled.sent.len(), 1);
+    assert_eq!(smuggled.sent, clean.sent);
+    let forwarded = &smuggled.sent[0];
+    assert_eq!(
+        forwarded.to, C,
+        "B forwards to the neighbour closest to the key"
+    );
+    let expected = Message::DataRequest {
+        uid: 31,
+        key,
+        htl: 8,
+    };
+    assert_eq!(forwarded.msg.encode(), expected.encode());
 }

@@ -2,8 +2,11 @@
 //! exact trace from the binary and from the library, who caches what, and
 //! that nothing the requester receives identifies the holder.
 
+use std::io::Read;
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
 
 use ciborium::value::Value;
 use veil::message::Message;
@@ -11,27 +14,68 @@ use veil::routing::ClientOutcome;
 use veil::sim::harness::{run_scenario, ScenarioRun};
 use veil::sim::topology::Topology;
 
-const EXPECTED: [&str; 13] = [
-    "A -> B DataRequest htl=18",
-    "B -> C DataRequest htl=17",
-    "C -> B RouteNotFound htl=16",
-    "B -> E DataRequest htl=16",
-    "E -> F DataRequest htl=15",
-    "F -> B DataRequest htl=14",
-    "B -> F RejectedLoop",
-    "F -> E RouteNotFound htl=13",
-    "E -> D DataRequest htl=13",
-    "D -> E DataFound",
-    "E -> B DataFound",
-    "B -> A DataFound",
-    "outcome: found",
-];
-
 /// The seed `veil trace` uses by default.
 const SEED: u64 = 1;
 
 fn seed_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testnet/seed-a-f.toml")
+}
+
+/// The expected `veil trace` output for the seed file, shared with the other
+/// tests that need it.
+fn expected() -> String {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seed-a-f.trace");
+    std::fs::read_to_string(path).expect("read tests/golden/seed-a-f.trace")
+}
+
+/// Long enough for a cold machine; `veil trace` takes milliseconds.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A child process that is killed if the test lets go of it early.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Run `veil trace <path>` from the crate root, with a deadline; returns
+/// (success, stdout, stderr).
+fn veil_trace(path: &str) -> (bool, String, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["trace", path])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run veil");
+    let mut child = KillOnDrop(child);
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                pipe.read_to_string(&mut text).expect("utf-8 output");
+            }
+            text
+        })
+    };
+    let out = drain(child.0.stdout.take().map(|p| Box::new(p) as _));
+    let err = drain(child.0.stderr.take().map(|p| Box::new(p) as _));
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait for veil") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "veil trace ran past {DEADLINE:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    };
+    let (out, err) = (out.join().expect("stdout"), err.join().expect("stderr"));
+    (status.success(), out, err)
 }
 
 fn seed_text() -> String {
@@ -68,54 +112,38 @@ fn received_by(run: &ScenarioRun, name: &str) -> Vec<(usize, Message)> {
         .collect()
 }
 
-fn all_lines(run: &ScenarioRun) -> Vec<String> {
-    let mut lines = run.lines.clone();
-    lines.push(format!(
-        "outcome: {}",
-        if run.found { "found" } else { "not found" }
-    ));
-    lines
+#[test]
+fn golden_trace_is_the_lecture_example() {
+    // The golden file is the lecture's trace, not whatever the code printed:
+    // it starts at A with the full budget and ends with the answer at A.
+    let expected = expected();
+    let lines: Vec<&str> = expected.lines().collect();
+    assert_eq!(lines.len(), 13);
+    assert_eq!(lines[0], "A -> B DataRequest htl=18");
+    assert_eq!(lines[11], "B -> A DataFound");
+    assert_eq!(lines[12], "outcome: found");
 }
 
 #[test]
 fn binary_prints_the_lecture_trace() {
-    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .arg("trace")
-        .arg(seed_path())
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run veil");
-    assert!(
-        out.status.success(),
-        "veil trace failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8(out.stdout).expect("utf-8 output");
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines, EXPECTED.to_vec());
-    // Exactly 13 lines, each ended by a newline, nothing else.
-    assert_eq!(stdout, EXPECTED.join("\n") + "\n");
+    let (ok, stdout, stderr) = veil_trace(&seed_path().to_string_lossy());
+    assert!(ok, "veil trace failed: {stderr}");
+    // Exactly the golden lines, each ended by a newline, nothing else.
+    assert_eq!(stdout, expected());
 }
 
 #[test]
 fn binary_with_relative_path_matches_too() {
-    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["trace", "testnet/seed-a-f.toml"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run veil");
-    assert!(out.status.success());
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        EXPECTED.join("\n") + "\n"
-    );
+    let (ok, stdout, stderr) = veil_trace("testnet/seed-a-f.toml");
+    assert!(ok, "veil trace failed: {stderr}");
+    assert_eq!(stdout, expected());
 }
 
 #[test]
 fn library_gives_the_same_trace_and_caches_on_the_reverse_path() {
     let topology = Topology::load(&seed_path()).unwrap();
     let run = run(&topology);
-    assert_eq!(all_lines(&run), EXPECTED.to_vec());
+    assert_eq!(run.render_text(), expected());
     assert!(run.found);
     assert!(matches!(
         run.harness.outcome(run.token),

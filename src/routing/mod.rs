@@ -8,6 +8,12 @@
 //! the datastore is consulted through [`BlockSource`]. The tokio node, the
 //! in-process harness and the simulator all drive this same type.
 //!
+//! Rooms: this file holds [`Router`], the pool of searches in flight (uid
+//! table, loop detection, per-peer and global limits, counters, dispatch);
+//! `search.rs` holds one request's state machine (next hop, reading a reply,
+//! how it ends); [`htl`] holds the hops-to-live policies; `vocab.rs` holds the
+//! driving API's types, re-exported here.
+//!
 //! The rules (see `docs/protocol.md`):
 //! 1. A request for a key the node holds is answered `DataFound` at once.
 //!    Otherwise the node keeps a budget `b` from the HTL policy; `b == 0`
@@ -36,232 +42,42 @@
 //!    answers `RouteNotFound`.
 
 pub mod htl;
+mod search;
+mod vocab;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Debug;
-use std::hash::Hash;
+use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 
-use crate::keys::{Block, Location, RoutingKey};
+use crate::keys::Location;
 use crate::message::{Htl, Message, Uid};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
+use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
+pub use crate::routing::vocab::{
+    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Misbehaviour, Op, PeerId,
+    RouterConfig, RouterStats, Time, DEFAULT_MAX_HTL,
+};
 
-/// Milliseconds on whatever clock the driver uses. Only differences matter.
-pub type Time = u64;
-
-/// Identifies one request of the local client, chosen by the driver.
-pub type ClientToken = u64;
-
-/// What a peer identifier must offer: a total order (for tie-breaks) and
-/// hashing. The harness uses node indices, the node runtime public keys.
-pub trait PeerId: Clone + Ord + Hash + Debug {}
-impl<T: Clone + Ord + Hash + Debug> PeerId for T {}
-
-/// Read access to the node's datastore (store and cache together).
-pub trait BlockSource {
-    fn lookup(&self, key: &RoutingKey) -> Option<Block>;
+/// What one call to [`Router::handle`] works with: the driver's clock,
+/// random source and datastore, and the actions produced so far.
+struct Ctx<'a, P> {
+    now: Time,
+    rng: &'a mut dyn RngCore,
+    store: &'a dyn BlockSource,
+    out: Vec<Action<P>>,
 }
 
-/// The hops-to-live budget of a request, unless configured otherwise.
-pub const DEFAULT_MAX_HTL: Htl = 18;
-
-/// Tunables of the routing core (`[router]` in `node.toml`; every field has a default).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RouterConfig {
-    /// Largest HTL accepted; larger values are clamped. Also the budget a
-    /// deterministic originator starts with.
-    pub max_htl: Htl,
-    /// Fixed part of the time to wait on a peer.
-    pub timeout_base_ms: u64,
-    /// Added per hop of HTL handed to the peer.
-    pub timeout_per_hop_ms: u64,
-    /// Requests one upstream peer may have in flight through this node.
-    pub max_inflight_per_peer: usize,
-    /// Requests this node handles at once, all sources together.
-    pub max_pending: usize,
-}
-
-impl Default for RouterConfig {
-    fn default() -> Self {
-        RouterConfig {
-            max_htl: DEFAULT_MAX_HTL,
-            timeout_base_ms: 5_000,
-            timeout_per_hop_ms: 2_000,
-            max_inflight_per_peer: 64,
-            max_pending: 4_096,
-        }
-    }
-}
-
-impl RouterConfig {
-    /// How long to wait for a peer to which a request went with `htl`.
-    pub fn timeout_for(&self, htl: Htl) -> u64 {
-        self.timeout_base_ms + self.timeout_per_hop_ms * u64::from(htl)
-    }
-}
-
-/// Whether a request fetches or inserts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Op {
-    Get,
-    Put,
-}
-
-impl Op {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Op::Get => "get",
-            Op::Put => "put",
-        }
-    }
-}
-
-/// An input to the router.
-#[derive(Clone, Debug)]
-pub enum Event<P> {
-    /// An authenticated link to a neighbour is up.
-    LinkUp { peer: P, location: Location },
-    /// The link to a neighbour is gone.
-    LinkDown { peer: P },
-    /// A decoded message arrived from a neighbour.
-    Message { from: P, msg: Message },
-    /// The local client asks for a key.
-    ClientGet { token: ClientToken, key: RoutingKey },
-    /// The local client inserts a block.
-    ClientPut { token: ClientToken, block: Block },
-    /// Time passed; expire whatever is due.
-    Tick,
-}
-
-/// Why a local request did not succeed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Failure {
-    /// The hops-to-live ran out somewhere along the way.
-    DataNotFound,
-    /// Every reachable route was exhausted first.
-    RouteNotFound,
-    /// A peer did not answer in time.
-    Timeout,
-    /// This node is handling too many requests, or no peer took the insert.
-    Overloaded,
-    /// The node has no connected neighbour to ask.
-    NoPeers,
-}
-
-impl Failure {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Failure::DataNotFound => "data not found",
-            Failure::RouteNotFound => "route not found",
-            Failure::Timeout => "timed out",
-            Failure::Overloaded => "overloaded",
-            Failure::NoPeers => "no connected peers",
-        }
-    }
-}
-
-/// The answer to a local client request.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ClientOutcome {
-    Found(Block),
-    Inserted,
-    Failed(Failure),
-}
-
-/// Ways a neighbour broke the protocol. The driver should drop the link.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Misbehaviour {
-    /// A request with hops-to-live zero.
-    ZeroHtl,
-    /// A block that does not hash to the key it was sent for.
-    BadBlock,
-    /// A reply whose kind does not fit the request (e.g. `DataFound` for an insert).
-    WrongReply,
-}
-
-/// An output of the router.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Action<P> {
-    /// Send a message to a connected neighbour.
-    Send { to: P, msg: Message },
-    /// A local client request got this uid (the driver's ground-truth log).
-    Originated {
-        token: ClientToken,
-        uid: Uid,
-        key: RoutingKey,
-        op: Op,
-    },
-    /// Answer the local client.
-    ClientDone {
-        token: ClientToken,
-        outcome: ClientOutcome,
-    },
-    /// A verified block passed through this node: keep it in the cache.
-    CacheBlock { block: Block },
-    /// This node is a sink for an insert: keep the block in the store.
-    StoreBlock { block: Block },
-    /// A neighbour broke the protocol.
-    Misbehaved { peer: P, reason: Misbehaviour },
-}
-
-/// Counters for status reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouterStats {
-    pub requests_received: u64,
-    pub requests_originated: u64,
-    pub answered_from_store: u64,
-    pub loops_rejected: u64,
-    pub overloads_sent: u64,
-    pub timeouts: u64,
-    pub ignored_replies: u64,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Upstream<P> {
-    Peer(P),
-    Client(ClientToken),
-}
-
-#[derive(Clone, Debug)]
-struct Waiting<P> {
-    peer: P,
-    deadline: Time,
-}
-
-#[derive(Clone, Debug)]
-struct Pending<P> {
-    op: Op,
-    key: RoutingKey,
-    /// Only for inserts.
-    block: Option<Block>,
-    upstream: Upstream<P>,
-    budget: Htl,
-    /// Upstream, peers tried, and peers that sent this uid while in flight.
-    excluded: BTreeSet<P>,
-    waiting: Option<Waiting<P>>,
-    /// For inserts from the local client: did any peer accept it?
-    accepted_downstream: bool,
-}
-
-/// How a pending request ends.
-enum Ending {
-    Found(Block),
-    DataNotFound,
-    RouteNotFound(Htl),
-    InsertSucceeded,
-    Timeout,
-}
-
-/// One node's routing state.
+/// One node's routing state: the pool of searches in flight, keyed by uid.
+///
+/// The pool owns what is shared between searches (the neighbour table, loop
+/// detection, per-peer and global limits, counters) and carries out what each
+/// search (`routing/search.rs`) decides.
 pub struct Router<P: PeerId> {
     config: RouterConfig,
     location: Location,
     policy: Box<dyn HtlPolicy>,
     neighbours: BTreeMap<P, Location>,
-    pending: HashMap<Uid, Pending<P>>,
+    searches: HashMap<Uid, Search<P>>,
     inflight_per_peer: HashMap<P, usize>,
     stats: RouterStats,
 }
@@ -282,7 +98,7 @@ impl<P: PeerId> Router<P> {
             location,
             policy,
             neighbours: BTreeMap::new(),
-            pending: HashMap::new(),
+            searches: HashMap::new(),
             inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
         }
@@ -306,20 +122,17 @@ impl<P: PeerId> Router<P> {
 
     /// Requests in flight through this node.
     pub fn pending_count(&self) -> usize {
-        self.pending.len()
+        self.searches.len()
     }
 
     /// Is this uid being handled right now?
     pub fn is_handling(&self, uid: Uid) -> bool {
-        self.pending.contains_key(&uid)
+        self.searches.contains_key(&uid)
     }
 
     /// The earliest time at which a [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.pending
-            .values()
-            .filter_map(|p| p.waiting.as_ref().map(|w| w.deadline))
-            .min()
+        self.searches.values().filter_map(Search::deadline).min()
     }
 
     /// Feed one event; the actions come back in the order they must happen.
@@ -330,107 +143,80 @@ impl<P: PeerId> Router<P> {
         store: &dyn BlockSource,
         event: Event<P>,
     ) -> Vec<Action<P>> {
-        let mut out = Vec::new();
+        let mut cx = Ctx {
+            now,
+            rng,
+            store,
+            out: Vec::new(),
+        };
         match event {
             Event::LinkUp { peer, location } => {
                 self.neighbours.insert(peer, location);
             }
-            Event::LinkDown { peer } => self.on_link_down(now, peer, &mut out),
+            Event::LinkDown { peer } => self.on_link_down(&mut cx, peer),
             Event::Message { from, msg } => {
                 if self.neighbours.contains_key(&from) {
-                    self.on_message(now, rng, store, from, msg, &mut out);
+                    self.on_message(&mut cx, from, msg);
                 }
             }
-            Event::ClientGet { token, key } => {
-                self.on_client(now, rng, store, token, key, None, &mut out)
-            }
+            Event::ClientGet { token, key } => self.on_client(&mut cx, token, Request::Get { key }),
             Event::ClientPut { token, block } => {
-                let key = block.routing_key();
-                self.on_client(now, rng, store, token, key, Some(block), &mut out)
+                self.on_client(&mut cx, token, Request::Put { block })
             }
-            Event::Tick => self.on_tick(now, &mut out),
+            Event::Tick => self.on_tick(&mut cx),
         }
-        out
+        cx.out
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_client(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        token: ClientToken,
-        key: RoutingKey,
-        block: Option<Block>,
-        out: &mut Vec<Action<P>>,
-    ) {
-        let op = if block.is_some() { Op::Put } else { Op::Get };
-        if op == Op::Get {
-            if let Some(found) = store.lookup(&key) {
-                out.push(Action::ClientDone {
+    fn on_client(&mut self, cx: &mut Ctx<'_, P>, token: ClientToken, request: Request) {
+        let failed = |failure| Action::ClientDone {
+            token,
+            outcome: ClientOutcome::Failed(failure),
+        };
+        if let Request::Get { key } = &request {
+            if let Some(found) = cx.store.lookup(key) {
+                cx.out.push(Action::ClientDone {
                     token,
                     outcome: ClientOutcome::Found(found),
                 });
                 return;
             }
         }
-        if self.pending.len() >= self.config.max_pending {
-            out.push(Action::ClientDone {
-                token,
-                outcome: ClientOutcome::Failed(Failure::Overloaded),
-            });
+        if self.searches.len() >= self.config.max_pending {
+            cx.out.push(failed(Failure::Overloaded));
             return;
         }
         if self.neighbours.is_empty() {
-            out.push(Action::ClientDone {
-                token,
-                outcome: ClientOutcome::Failed(Failure::NoPeers),
-            });
+            cx.out.push(failed(Failure::NoPeers));
             return;
         }
-        let mut uid = rng.next_u64();
-        while self.pending.contains_key(&uid) {
-            uid = rng.next_u64();
+        let mut uid = cx.rng.next_u64();
+        while self.searches.contains_key(&uid) {
+            uid = cx.rng.next_u64();
         }
         let budget = self
             .policy
-            .originate(self.config.max_htl, rng)
+            .originate(self.config.max_htl, cx.rng)
             .min(self.config.max_htl);
         self.stats.requests_originated += 1;
-        out.push(Action::Originated {
+        let op = match request {
+            Request::Get { .. } => Op::Get,
+            Request::Put { .. } => Op::Put,
+        };
+        let search = Search::new(uid, request, Origin::Client(token), budget);
+        cx.out.push(Action::Originated {
             token,
             uid,
-            key,
+            key: search.key(),
             op,
         });
-        self.pending.insert(
-            uid,
-            Pending {
-                op,
-                key,
-                block,
-                upstream: Upstream::Client(token),
-                budget,
-                excluded: BTreeSet::new(),
-                waiting: None,
-                accepted_downstream: false,
-            },
-        );
-        self.route_next(now, uid, out);
+        self.start(cx, uid, search);
     }
 
-    fn on_message(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        from: P,
-        msg: Message,
-        out: &mut Vec<Action<P>>,
-    ) {
+    fn on_message(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
         match msg {
             Message::DataRequest { uid, key, htl } => {
-                self.on_request(now, rng, store, from, uid, key, htl, None, out)
+                self.on_request(cx, from, uid, htl, Request::Get { key })
             }
             Message::InsertRequest {
                 uid,
@@ -439,46 +225,33 @@ impl<P: PeerId> Router<P> {
                 block,
             } => {
                 if block.verify(&key).is_err() {
-                    out.push(Action::Misbehaved {
+                    cx.out.push(Action::Misbehaved {
                         peer: from,
                         reason: Misbehaviour::BadBlock,
                     });
                     return;
                 }
-                self.on_request(now, rng, store, from, uid, key, htl, Some(block), out)
+                self.on_request(cx, from, uid, htl, Request::Put { block })
             }
-            reply => self.on_reply(now, from, reply, out),
+            reply => self.on_reply(cx, from, reply),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_request(
-        &mut self,
-        now: Time,
-        rng: &mut dyn RngCore,
-        store: &dyn BlockSource,
-        from: P,
-        uid: Uid,
-        key: RoutingKey,
-        htl: Htl,
-        block: Option<Block>,
-        out: &mut Vec<Action<P>>,
-    ) {
+    fn on_request(&mut self, cx: &mut Ctx<'_, P>, from: P, uid: Uid, htl: Htl, request: Request) {
         if htl == 0 {
-            out.push(Action::Misbehaved {
+            cx.out.push(Action::Misbehaved {
                 peer: from,
                 reason: Misbehaviour::ZeroHtl,
             });
             return;
         }
         self.stats.requests_received += 1;
-        let op = if block.is_some() { Op::Put } else { Op::Get };
 
         // Rule 3: a uid in flight here is a loop.
-        if let Some(p) = self.pending.get_mut(&uid) {
-            p.excluded.insert(from.clone());
+        if let Some(search) = self.searches.get_mut(&uid) {
+            search.exclude(from.clone());
             self.stats.loops_rejected += 1;
-            out.push(Action::Send {
+            cx.out.push(Action::Send {
                 to: from,
                 msg: Message::RejectedLoop { uid },
             });
@@ -488,10 +261,10 @@ impl<P: PeerId> Router<P> {
         // Per-peer and global limits.
         let inflight = self.inflight_per_peer.get(&from).copied().unwrap_or(0);
         if inflight >= self.config.max_inflight_per_peer
-            || self.pending.len() >= self.config.max_pending
+            || self.searches.len() >= self.config.max_pending
         {
             self.stats.overloads_sent += 1;
-            out.push(Action::Send {
+            cx.out.push(Action::Send {
                 to: from,
                 msg: Message::RejectedOverload { uid },
             });
@@ -499,257 +272,388 @@ impl<P: PeerId> Router<P> {
         }
 
         let htl = htl.min(self.config.max_htl);
-        if op == Op::Get {
-            if let Some(found) = store.lookup(&key) {
-                self.stats.answered_from_store += 1;
-                out.push(Action::Send {
-                    to: from,
-                    msg: Message::DataFound { uid, block: found },
-                });
-                return;
-            }
-        }
-        let budget = self.policy.accept(htl, self.config.max_htl, rng);
-        if let Some(b) = &block {
-            out.push(Action::CacheBlock { block: b.clone() });
-        }
-        if budget == 0 {
-            match block {
-                None => out.push(Action::Send {
-                    to: from,
-                    msg: Message::DataNotFound { uid },
-                }),
-                Some(b) => {
-                    out.push(Action::StoreBlock { block: b });
-                    out.push(Action::Send {
+        match &request {
+            Request::Get { key } => {
+                if let Some(found) = cx.store.lookup(key) {
+                    self.stats.answered_from_store += 1;
+                    cx.out.push(Action::Send {
                         to: from,
-                        msg: Message::InsertSucceeded { uid },
+                        msg: Message::DataFound { uid, block: found },
                     });
+                    return;
                 }
             }
-            return;
+            // Every node that accepts an insert caches the block.
+            Request::Put { block } => cx.out.push(Action::CacheBlock {
+                block: block.clone(),
+            }),
         }
+        // A budget of zero ends the search at once, with the answer rule 1
+        // (get) or rule 7 (put, this node is the sink) prescribe.
+        let budget = self.policy.accept(htl, self.config.max_htl, cx.rng);
         *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
-        let mut excluded = BTreeSet::new();
-        excluded.insert(from.clone());
-        self.pending.insert(
-            uid,
-            Pending {
-                op,
-                key,
-                block,
-                upstream: Upstream::Peer(from),
-                budget,
-                excluded,
-                waiting: None,
-                accepted_downstream: false,
-            },
-        );
-        self.route_next(now, uid, out);
+        let search = Search::new(uid, request, Origin::Peer(from), budget);
+        self.start(cx, uid, search);
     }
 
-    fn on_reply(&mut self, now: Time, from: P, msg: Message, out: &mut Vec<Action<P>>) {
+    fn on_reply(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
         let uid = msg.uid();
-        let Some(p) = self.pending.get_mut(&uid) else {
+        let Some(search) = self.searches.get_mut(&uid) else {
             self.stats.ignored_replies += 1;
             return;
         };
-        if p.waiting.as_ref().map(|w| &w.peer) != Some(&from) {
-            self.stats.ignored_replies += 1;
-            return;
-        }
-        p.waiting = None;
-        let op = p.op;
-        match (op, msg) {
-            (Op::Get, Message::DataFound { block, .. }) => {
-                if block.verify(&p.key).is_ok() {
-                    if matches!(p.upstream, Upstream::Peer(_)) {
-                        out.push(Action::CacheBlock {
-                            block: block.clone(),
-                        });
-                    }
-                    self.finish(uid, Ending::Found(block), out);
-                } else {
-                    out.push(Action::Misbehaved {
-                        peer: from,
-                        reason: Misbehaviour::BadBlock,
-                    });
-                    p.budget = p.budget.saturating_sub(1);
-                    self.route_next(now, uid, out);
+        let view = View {
+            now: cx.now,
+            neighbours: &self.neighbours,
+            config: &self.config,
+        };
+        match search.on_reply(&from, msg, &view) {
+            OnReply::Ignored => self.stats.ignored_replies += 1,
+            OnReply::Step { misbehaved, step } => {
+                if let Some(reason) = misbehaved {
+                    cx.out.push(Action::Misbehaved { peer: from, reason });
                 }
-            }
-            (Op::Get, Message::DataNotFound { .. }) => self.finish(uid, Ending::DataNotFound, out),
-            (Op::Put, Message::InsertSucceeded { .. }) => {
-                self.finish(uid, Ending::InsertSucceeded, out)
-            }
-            (Op::Put, Message::InsertFailed { .. }) => self.finish(uid, Ending::Timeout, out),
-            (_, Message::RouteNotFound { htl, .. }) => {
-                p.accepted_downstream = true;
-                p.budget = p.budget.min(htl);
-                self.route_next(now, uid, out);
-            }
-            (_, Message::RejectedLoop { .. }) | (_, Message::RejectedOverload { .. }) => {
-                p.budget = p.budget.saturating_sub(1);
-                self.route_next(now, uid, out);
-            }
-            (_, _) => {
-                out.push(Action::Misbehaved {
-                    peer: from,
-                    reason: Misbehaviour::WrongReply,
-                });
-                p.budget = p.budget.saturating_sub(1);
-                self.route_next(now, uid, out);
+                self.take(cx, uid, step);
             }
         }
     }
 
-    fn on_link_down(&mut self, _now: Time, peer: P, out: &mut Vec<Action<P>>) {
+    fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
         self.neighbours.remove(&peer);
-        // A search waiting on the lost peer ends as a timeout would: the
-        // subtree behind that peer may have spent any part of the budget it
-        // was given and may still be running, so continuing could overspend
-        // the HTL.
-        let mut stalled: Vec<Uid> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.waiting.as_ref().map(|w| &w.peer) == Some(&peer))
-            .map(|(uid, _)| *uid)
-            .collect();
-        stalled.sort_unstable();
+        // A search waiting on the lost peer ends as a timeout would (rule 6).
+        let stalled = self.waiting_uids(|s| s.waiting_on() == Some(&peer));
         for uid in stalled {
-            self.finish(uid, Ending::Timeout, out);
+            self.give_up(cx, uid);
         }
     }
 
-    fn on_tick(&mut self, now: Time, out: &mut Vec<Action<P>>) {
-        let mut expired: Vec<Uid> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.waiting.as_ref().is_some_and(|w| w.deadline <= now))
-            .map(|(uid, _)| *uid)
-            .collect();
-        expired.sort_unstable();
+    fn on_tick(&mut self, cx: &mut Ctx<'_, P>) {
+        let now = cx.now;
+        let expired = self.waiting_uids(|s| s.deadline().is_some_and(|d| d <= now));
         for uid in expired {
             self.stats.timeouts += 1;
-            self.finish(uid, Ending::Timeout, out);
+            self.give_up(cx, uid);
         }
     }
 
-    /// Try the best remaining candidate, or end the search.
-    fn route_next(&mut self, now: Time, uid: Uid, out: &mut Vec<Action<P>>) {
-        let Some(p) = self.pending.get_mut(&uid) else {
-            return;
-        };
-        if p.budget == 0 {
-            let ending = match p.op {
-                Op::Get => Ending::DataNotFound,
-                Op::Put => match (&p.upstream, &p.block) {
-                    (Upstream::Peer(_), Some(b)) => {
-                        out.push(Action::StoreBlock { block: b.clone() });
-                        Ending::InsertSucceeded
-                    }
-                    // The local client's budget went on rejections alone.
-                    _ if !p.accepted_downstream => Ending::DataNotFound,
-                    _ => Ending::InsertSucceeded,
-                },
-            };
-            self.finish(uid, ending, out);
-            return;
-        }
-        let target = p.key.location();
-        let best = self
-            .neighbours
+    /// The uids of the searches matching `pred`, in uid order.
+    fn waiting_uids(&self, pred: impl Fn(&Search<P>) -> bool) -> Vec<Uid> {
+        let mut uids: Vec<Uid> = self
+            .searches
             .iter()
-            .filter(|(peer, _)| !p.excluded.contains(*peer))
-            .min_by(|(pa, la), (pb, lb)| {
-                (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
-            })
-            .map(|(peer, _)| peer.clone());
-        match best {
-            Some(peer) => {
-                p.excluded.insert(peer.clone());
-                p.waiting = Some(Waiting {
-                    peer: peer.clone(),
-                    deadline: now + self.config.timeout_for(p.budget),
-                });
-                let msg = match &p.block {
-                    None => Message::DataRequest {
-                        uid,
-                        key: p.key,
-                        htl: p.budget,
-                    },
-                    Some(block) => Message::InsertRequest {
-                        uid,
-                        key: p.key,
-                        htl: p.budget,
-                        block: block.clone(),
-                    },
-                };
-                out.push(Action::Send { to: peer, msg });
-            }
-            None => {
-                if let (Op::Put, Upstream::Peer(_), Some(b)) = (p.op, &p.upstream, &p.block) {
-                    out.push(Action::StoreBlock { block: b.clone() });
-                }
-                let budget = p.budget;
-                self.finish(uid, Ending::RouteNotFound(budget), out);
-            }
+            .filter(|(_, s)| pred(s))
+            .map(|(uid, _)| *uid)
+            .collect();
+        uids.sort_unstable();
+        uids
+    }
+
+    fn give_up(&mut self, cx: &mut Ctx<'_, P>, uid: Uid) {
+        if let Some(answer) = self.searches.get(&uid).map(Search::give_up) {
+            self.finish(cx, uid, answer);
         }
     }
 
-    /// Reply upstream and forget the uid.
-    fn finish(&mut self, uid: Uid, ending: Ending, out: &mut Vec<Action<P>>) {
-        let Some(p) = self.pending.remove(&uid) else {
-            return;
+    /// Add a new search to the pool and take its first step.
+    fn start(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, mut search: Search<P>) {
+        let view = View {
+            now: cx.now,
+            neighbours: &self.neighbours,
+            config: &self.config,
         };
-        match p.upstream {
-            Upstream::Peer(peer) => {
+        let step = search.next_hop(&view);
+        self.searches.insert(uid, search);
+        self.take(cx, uid, step);
+    }
+
+    /// Carry out a search's step.
+    fn take(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, step: Step<P>) {
+        match step {
+            Step::Forward { to, msg } => cx.out.push(Action::Send { to, msg }),
+            Step::Finished(answer) => self.finish(cx, uid, answer),
+        }
+    }
+
+    /// Forget the uid and deliver the answer upstream.
+    fn finish(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, answer: Answer<P>) {
+        self.searches.remove(&uid);
+        match answer {
+            Answer::Peer { peer, keep, msg } => {
                 if let Some(n) = self.inflight_per_peer.get_mut(&peer) {
                     *n = n.saturating_sub(1);
                     if *n == 0 {
                         self.inflight_per_peer.remove(&peer);
                     }
                 }
-                if !self.neighbours.contains_key(&peer) {
-                    // The upstream link is gone: there is no one to answer.
-                    return;
+                match keep {
+                    Some(Keep::Cache(block)) => cx.out.push(Action::CacheBlock { block }),
+                    Some(Keep::Store(block)) => cx.out.push(Action::StoreBlock { block }),
+                    None => {}
                 }
-                let msg = match (p.op, ending) {
-                    (_, Ending::Found(block)) => Message::DataFound { uid, block },
-                    (Op::Get, Ending::DataNotFound | Ending::Timeout) => {
-                        Message::DataNotFound { uid }
-                    }
-                    (_, Ending::RouteNotFound(htl)) => Message::RouteNotFound { uid, htl },
-                    (Op::Put, Ending::InsertSucceeded) => Message::InsertSucceeded { uid },
-                    (Op::Put, Ending::DataNotFound | Ending::Timeout) => {
-                        Message::InsertFailed { uid }
-                    }
-                    (Op::Get, Ending::InsertSucceeded) => Message::DataNotFound { uid },
-                };
-                out.push(Action::Send { to: peer, msg });
+                // A search whose upstream link is gone has no one to answer.
+                if self.neighbours.contains_key(&peer) {
+                    cx.out.push(Action::Send { to: peer, msg });
+                }
             }
-            Upstream::Client(token) => {
-                let outcome = match (p.op, ending) {
-                    (_, Ending::Found(block)) => ClientOutcome::Found(block),
-                    (Op::Get, Ending::DataNotFound) => ClientOutcome::Failed(Failure::DataNotFound),
-                    (Op::Get, Ending::RouteNotFound(_)) => {
-                        ClientOutcome::Failed(Failure::RouteNotFound)
-                    }
-                    (_, Ending::Timeout) => ClientOutcome::Failed(Failure::Timeout),
-                    (Op::Put, Ending::InsertSucceeded) => ClientOutcome::Inserted,
-                    (Op::Put, Ending::RouteNotFound(_)) if p.accepted_downstream => {
-                        ClientOutcome::Inserted
-                    }
-                    (Op::Put, Ending::RouteNotFound(_)) => {
-                        ClientOutcome::Failed(Failure::Overloaded)
-                    }
-                    (Op::Put, Ending::DataNotFound) => ClientOutcome::Failed(Failure::DataNotFound),
-                    (Op::Get, Ending::InsertSucceeded) => {
-                        ClientOutcome::Failed(Failure::DataNotFound)
-                    }
-                };
-                out.push(Action::ClientDone { token, outcome });
-            }
+            Answer::Client { token, outcome } => cx.out.push(Action::ClientDone { token, outcome }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+    use crate::keys::{Block, Chk, RoutingKey};
+
+    #[derive(Default)]
+    struct Store(HashMap<RoutingKey, Block>);
+
+    impl BlockSource for Store {
+        fn lookup(&self, key: &RoutingKey) -> Option<Block> {
+            self.0.get(key).cloned()
+        }
+    }
+
+    /// A router at location 0 with neighbours 1, 2, 3 (at 0.1, 0.2, 0.3),
+    /// its store, and a seeded random source.
+    struct Node {
+        router: Router<u32>,
+        store: Store,
+        rng: ChaCha8Rng,
+    }
+
+    impl Node {
+        fn new(config: RouterConfig) -> Node {
+            let mut node = Node {
+                router: Router::new(config, Location(0)),
+                store: Store::default(),
+                rng: ChaCha8Rng::seed_from_u64(9),
+            };
+            for peer in 1..=3u32 {
+                let location = Location::from_f64(f64::from(peer) / 10.0);
+                node.at(0, Event::LinkUp { peer, location });
+            }
+            node
+        }
+
+        fn at(&mut self, now: Time, event: Event<u32>) -> Vec<Action<u32>> {
+            self.router.handle(now, &mut self.rng, &self.store, event)
+        }
+
+        fn from(&mut self, from: u32, msg: Message) -> Vec<Action<u32>> {
+            self.at(0, Event::Message { from, msg })
+        }
+    }
+
+    fn limits(max_inflight_per_peer: usize, max_pending: usize) -> RouterConfig {
+        RouterConfig {
+            max_inflight_per_peer,
+            max_pending,
+            ..RouterConfig::default()
+        }
+    }
+
+    /// A key at 0.19: peer 2 is closest, then 1, then 3.
+    fn key() -> RoutingKey {
+        let mut bytes = [0u8; 32];
+        bytes[..8].copy_from_slice(&Location::from_f64(0.19).0.to_be_bytes());
+        RoutingKey(bytes)
+    }
+
+    fn request(uid: Uid, htl: Htl) -> Message {
+        Message::DataRequest {
+            uid,
+            key: key(),
+            htl,
+        }
+    }
+
+    fn send(to: u32, msg: Message) -> Action<u32> {
+        Action::Send { to, msg }
+    }
+
+    fn done(token: ClientToken, failure: Failure) -> Action<u32> {
+        Action::ClientDone {
+            token,
+            outcome: ClientOutcome::Failed(failure),
+        }
+    }
+
+    #[test]
+    fn a_looping_uid_is_rejected_and_its_sender_is_never_tried() {
+        let mut n = Node::new(RouterConfig::default());
+        assert_eq!(n.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
+        assert_eq!(
+            n.from(3, request(9, 8)),
+            vec![send(3, Message::RejectedLoop { uid: 9 })]
+        );
+        assert_eq!(n.router.stats().loops_rejected, 1);
+        // Peer 2 found nothing: 1 is upstream and 3 looped, so no route is left.
+        let back = n.from(2, Message::RouteNotFound { uid: 9, htl: 5 });
+        assert_eq!(
+            back,
+            vec![send(1, Message::RouteNotFound { uid: 9, htl: 5 })]
+        );
+        assert!(!n.router.is_handling(9));
+        // Forgotten once answered: the same uid is a fresh request again.
+        assert_eq!(n.from(3, request(9, 4)), vec![send(2, request(9, 3))]);
+    }
+
+    #[test]
+    fn one_peer_cannot_hold_more_than_its_share() {
+        let mut n = Node::new(limits(2, 100));
+        assert_eq!(n.from(1, request(1, 5)).len(), 1);
+        assert_eq!(n.from(1, request(2, 5)).len(), 1);
+        let refused = vec![send(1, Message::RejectedOverload { uid: 3 })];
+        assert_eq!(n.from(1, request(3, 5)), refused);
+        assert_eq!(n.router.stats().overloads_sent, 1);
+        // Another peer still gets through; and once one of peer 1's requests
+        // is answered, peer 1 may send again.
+        assert_eq!(n.from(3, request(4, 5)), vec![send(2, request(4, 4))]);
+        let answered = n.from(2, Message::DataNotFound { uid: 1 });
+        assert_eq!(answered, vec![send(1, Message::DataNotFound { uid: 1 })]);
+        assert_eq!(n.from(1, request(5, 5)), vec![send(2, request(5, 4))]);
+        assert_eq!(n.router.pending_count(), 3);
+    }
+
+    #[test]
+    fn the_global_limit_and_an_empty_table_fail_local_requests() {
+        let mut n = Node::new(limits(100, 1));
+        assert_eq!(
+            n.at(
+                0,
+                Event::ClientGet {
+                    token: 1,
+                    key: key()
+                }
+            )
+            .len(),
+            2
+        );
+        let second = n.at(
+            0,
+            Event::ClientGet {
+                token: 2,
+                key: key(),
+            },
+        );
+        assert_eq!(second, vec![done(2, Failure::Overloaded)]);
+        let mut lonely = Router::<u32>::new(RouterConfig::default(), Location(0));
+        let store = Store::default();
+        let event = Event::ClientGet {
+            token: 3,
+            key: key(),
+        };
+        let actions = lonely.handle(0, &mut n.rng, &store, event);
+        assert_eq!(actions, vec![done(3, Failure::NoPeers)]);
+        assert_eq!(lonely.stats().requests_originated, 0);
+    }
+
+    #[test]
+    fn a_silent_peer_times_out_at_its_deadline() {
+        let config = RouterConfig::default();
+        let deadline = 100 + config.timeout_for(config.max_htl);
+        let mut n = Node::new(config);
+        let started = n.at(
+            100,
+            Event::ClientGet {
+                token: 1,
+                key: key(),
+            },
+        );
+        assert!(matches!(
+            started[..],
+            [Action::Originated { .. }, Action::Send { to: 2, .. }]
+        ));
+        assert_eq!(n.router.next_deadline(), Some(deadline));
+        assert!(n.at(deadline - 1, Event::Tick).is_empty());
+        let ended = n.at(deadline, Event::Tick);
+        assert_eq!(ended, vec![done(1, Failure::Timeout)]);
+        assert_eq!(n.router.stats().timeouts, 1);
+        assert_eq!(n.router.next_deadline(), None);
+        assert_eq!(n.router.pending_count(), 0);
+    }
+
+    #[test]
+    fn losing_the_peer_waited_on_ends_the_search() {
+        let mut n = Node::new(RouterConfig::default());
+        n.at(
+            0,
+            Event::ClientGet {
+                token: 1,
+                key: key(),
+            },
+        );
+        n.from(3, request(8, 6));
+        // Both wait on peer 2 (closest to the key); an unrelated link going
+        // down changes nothing.
+        assert!(n.at(0, Event::LinkDown { peer: 1 }).is_empty());
+        let ended = n.at(0, Event::LinkDown { peer: 2 });
+        assert!(ended.contains(&done(1, Failure::Timeout)), "{ended:?}");
+        assert!(ended.contains(&send(3, Message::DataNotFound { uid: 8 })));
+        assert_eq!(ended.len(), 2);
+        assert_eq!(n.router.pending_count(), 0);
+        assert_eq!(n.router.stats().timeouts, 0);
+    }
+
+    #[test]
+    fn a_search_whose_upstream_left_runs_on_but_answers_no_one() {
+        let mut n = Node::new(RouterConfig::default());
+        assert_eq!(n.from(1, request(4, 6)), vec![send(2, request(4, 5))]);
+        assert!(n.at(0, Event::LinkDown { peer: 1 }).is_empty());
+        assert!(n.router.is_handling(4));
+        assert!(n.from(2, Message::DataNotFound { uid: 4 }).is_empty());
+        assert!(!n.router.is_handling(4));
+    }
+
+    #[test]
+    fn an_insert_sink_caches_stores_and_acknowledges() {
+        let mut n = Node::new(RouterConfig::default());
+        let (chk, block) = Chk::encode(b"router unit test").unwrap();
+        let insert = Message::InsertRequest {
+            uid: 6,
+            key: chk.routing,
+            htl: 1,
+            block: block.clone(),
+        };
+        assert_eq!(
+            n.from(1, insert),
+            vec![
+                Action::CacheBlock {
+                    block: block.clone()
+                },
+                Action::StoreBlock { block },
+                send(1, Message::InsertSucceeded { uid: 6 }),
+            ]
+        );
+        assert_eq!(n.router.pending_count(), 0);
+    }
+
+    #[test]
+    fn held_keys_are_answered_and_broken_requests_reported() {
+        let mut n = Node::new(RouterConfig::default());
+        let (chk, block) = Chk::encode(b"held").unwrap();
+        n.store.0.insert(chk.routing, block.clone());
+        let ask = Message::DataRequest {
+            uid: 2,
+            key: chk.routing,
+            htl: 3,
+        };
+        let found = Message::DataFound { uid: 2, block };
+        assert_eq!(n.from(3, ask), vec![send(3, found)]);
+        assert_eq!(n.router.stats().answered_from_store, 1);
+        let zero = vec![Action::Misbehaved {
+            peer: 1,
+            reason: Misbehaviour::ZeroHtl,
+        }];
+        assert_eq!(n.from(1, request(3, 0)), zero);
+        // A stranger is not a neighbour: nothing happens.
+        assert!(n.from(42, request(5, 5)).is_empty());
+        assert_eq!(n.router.stats().requests_received, 1);
     }
 }

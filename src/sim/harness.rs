@@ -3,7 +3,8 @@
 //! send order). Same seed, same run.
 //!
 //! It drives exactly the [`Router`] the real node drives; nothing here makes
-//! a routing decision.
+//! a routing decision. Running a topology's `[scenario]` on it is
+//! [`crate::sim::scenario`]'s job.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -12,12 +13,15 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::audit::trace::format_trace_line;
-use crate::keys::{Block, Chk, Location, RoutingKey};
+use crate::keys::{Block, RoutingKey};
 use crate::message::{Message, Uid};
 use crate::routing::{
     Action, BlockSource, ClientOutcome, ClientToken, Event, Op, Router, RouterConfig, Time,
 };
 use crate::sim::topology::Topology;
+
+// Scenario running lives in `sim::scenario`; these paths keep working.
+pub use crate::sim::scenario::{block_near, run_scenario, ScenarioRun};
 
 /// A node's datastore in memory: the store (sink) and the cache.
 #[derive(Default, Clone, Debug)]
@@ -220,25 +224,21 @@ impl Harness {
                 (None, Some(_)) => false,
             };
             if deliver {
-                {
-                    let Some(Reverse((t, seq))) = self.queue.pop() else {
-                        break;
-                    };
-                    self.now = self.now.max(t);
-                    if let Some((from, to, msg)) = self.in_flight.remove(&seq) {
-                        self.feed(to, Event::Message { from, msg });
-                    }
+                let Some(Reverse((t, seq))) = self.queue.pop() else {
+                    break;
+                };
+                self.now = self.now.max(t);
+                if let Some((from, to, msg)) = self.in_flight.remove(&seq) {
+                    self.feed(to, Event::Message { from, msg });
                 }
             } else if let Some(tt) = next_timer {
-                {
-                    self.now = self.now.max(tt);
-                    for node in 0..self.routers.len() {
-                        if self.routers[node]
-                            .next_deadline()
-                            .is_some_and(|d| d <= self.now)
-                        {
-                            self.feed(node, Event::Tick);
-                        }
+                self.now = self.now.max(tt);
+                for node in 0..self.routers.len() {
+                    if self.routers[node]
+                        .next_deadline()
+                        .is_some_and(|d| d <= self.now)
+                    {
+                        self.feed(node, Event::Tick);
                     }
                 }
             }
@@ -255,59 +255,4 @@ impl Harness {
             .map(|s| format_trace_line(&self.names[s.from], &self.names[s.to], &s.msg))
             .collect()
     }
-}
-
-/// Make a real block whose routing key lies within `tolerance` (a fraction of
-/// the circle) of `target`. Deterministic: the same target gives the same block.
-pub fn block_near(target: Location, tolerance: f64) -> (Chk, Block) {
-    let limit = Location::from_f64(tolerance).0;
-    let mut n: u64 = 0;
-    loop {
-        let data = format!("veil scenario block {n}");
-        // Short data always fits in a block.
-        if let Ok((chk, block)) = Chk::encode(data.as_bytes()) {
-            if chk.routing.location().distance(target) <= limit {
-                return (chk, block);
-            }
-        }
-        n += 1;
-    }
-}
-
-/// The result of running a topology's scenario.
-pub struct ScenarioRun {
-    pub harness: Harness,
-    pub chk: Chk,
-    pub token: ClientToken,
-    pub uid: Option<Uid>,
-    pub lines: Vec<String>,
-    pub found: bool,
-}
-
-/// Run `[scenario]`: place a block near `key_location` at the holders, have
-/// the requester ask for it, and collect the trace.
-pub fn run_scenario(topology: &Topology, seed: u64) -> Option<ScenarioRun> {
-    let scenario = topology.scenario.as_ref()?;
-    let config = RouterConfig {
-        max_htl: scenario.htl,
-        ..RouterConfig::default()
-    };
-    let mut harness = Harness::new(topology, config, seed);
-    let (chk, block) = block_near(scenario.key_location, 0.001);
-    for &h in &scenario.holders {
-        harness.place(h, block.clone());
-    }
-    let token = harness.get(scenario.requester, chk.routing);
-    harness.run(1_000_000);
-    let uid = harness.clients.get(&token).and_then(|c| c.uid);
-    let lines = uid.map(|u| harness.trace_lines(u)).unwrap_or_default();
-    let found = matches!(harness.outcome(token), Some(ClientOutcome::Found(_)));
-    Some(ScenarioRun {
-        harness,
-        chk,
-        token,
-        uid,
-        lines,
-        found,
-    })
 }

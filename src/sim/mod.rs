@@ -1,4 +1,6 @@
-//! Simulation: many routers on a virtual clock, and the topologies they run on.
+//! Simulation: many routers on a virtual clock ([`harness`]), the topologies
+//! they run on ([`topology`]), and the scenarios run on them ([`scenario`]).
 
 pub mod harness;
+pub mod scenario;
 pub mod topology;

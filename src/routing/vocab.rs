@@ -1,0 +1,182 @@
+//! The routing core's driving API: what goes into a [`Router`](super::Router)
+//! ([`Event`]), what comes out ([`Action`], [`ClientOutcome`]), its
+//! configuration ([`RouterConfig`]) and its counters ([`RouterStats`]).
+//! Everything here is re-exported from [`crate::routing`].
+
+use std::fmt::Debug;
+use std::hash::Hash;
+
+use crate::keys::{Block, Location, RoutingKey};
+use crate::message::{Htl, Message, Uid};
+
+/// Milliseconds on whatever clock the driver uses. Only differences matter.
+pub type Time = u64;
+
+/// Identifies one request of the local client, chosen by the driver.
+pub type ClientToken = u64;
+
+/// What a peer identifier must offer: a total order (for tie-breaks) and
+/// hashing. The harness uses node indices, the node runtime public keys.
+pub trait PeerId: Clone + Ord + Hash + Debug {}
+impl<T: Clone + Ord + Hash + Debug> PeerId for T {}
+
+/// Read access to the node's datastore (store and cache together).
+pub trait BlockSource {
+    fn lookup(&self, key: &RoutingKey) -> Option<Block>;
+}
+
+/// The hops-to-live budget of a request, unless configured otherwise.
+pub const DEFAULT_MAX_HTL: Htl = 18;
+
+/// Tunables of the routing core (`[router]` in `node.toml`; every field has a default).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Largest HTL accepted; larger values are clamped. Also the budget a
+    /// deterministic originator starts with.
+    pub max_htl: Htl,
+    /// Fixed part of the time to wait on a peer.
+    pub timeout_base_ms: u64,
+    /// Added per hop of HTL handed to the peer.
+    pub timeout_per_hop_ms: u64,
+    /// Requests one upstream peer may have in flight through this node.
+    pub max_inflight_per_peer: usize,
+    /// Requests this node handles at once, all sources together.
+    pub max_pending: usize,
+}
+
+impl Default for RouterConfig {
+    fn default() -> Self {
+        RouterConfig {
+            max_htl: DEFAULT_MAX_HTL,
+            timeout_base_ms: 5_000,
+            timeout_per_hop_ms: 2_000,
+            max_inflight_per_peer: 64,
+            max_pending: 4_096,
+        }
+    }
+}
+
+impl RouterConfig {
+    /// How long to wait for a peer to which a request went with `htl`.
+    pub fn timeout_for(&self, htl: Htl) -> u64 {
+        self.timeout_base_ms + self.timeout_per_hop_ms * u64::from(htl)
+    }
+}
+
+/// Whether a request fetches or inserts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Get,
+    Put,
+}
+
+impl Op {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Op::Get => "get",
+            Op::Put => "put",
+        }
+    }
+}
+
+/// An input to the router.
+#[derive(Clone, Debug)]
+pub enum Event<P> {
+    /// An authenticated link to a neighbour is up.
+    LinkUp { peer: P, location: Location },
+    /// The link to a neighbour is gone.
+    LinkDown { peer: P },
+    /// A decoded message arrived from a neighbour.
+    Message { from: P, msg: Message },
+    /// The local client asks for a key.
+    ClientGet { token: ClientToken, key: RoutingKey },
+    /// The local client inserts a block.
+    ClientPut { token: ClientToken, block: Block },
+    /// Time passed; expire whatever is due.
+    Tick,
+}
+
+/// Why a local request did not succeed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Failure {
+    /// The hops-to-live ran out somewhere along the way.
+    DataNotFound,
+    /// Every reachable route was exhausted first.
+    RouteNotFound,
+    /// A peer did not answer in time.
+    Timeout,
+    /// This node is handling too many requests, or no peer took the insert.
+    Overloaded,
+    /// The node has no connected neighbour to ask.
+    NoPeers,
+}
+
+impl Failure {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Failure::DataNotFound => "data not found",
+            Failure::RouteNotFound => "route not found",
+            Failure::Timeout => "timed out",
+            Failure::Overloaded => "overloaded",
+            Failure::NoPeers => "no connected peers",
+        }
+    }
+}
+
+/// The answer to a local client request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientOutcome {
+    Found(Block),
+    Inserted,
+    Failed(Failure),
+}
+
+/// Ways a neighbour broke the protocol. The driver should drop the link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Misbehaviour {
+    /// A request with hops-to-live zero.
+    ZeroHtl,
+    /// A block that does not hash to the key it was sent for.
+    BadBlock,
+    /// A reply whose kind does not fit the request (e.g. `DataFound` for an insert).
+    WrongReply,
+}
+
+/// An output of the router.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action<P> {
+    /// Send a message to a connected neighbour.
+    Send { to: P, msg: Message },
+    /// A local client request got this uid (the driver's ground-truth log).
+    Originated {
+        token: ClientToken,
+        uid: Uid,
+        key: RoutingKey,
+        op: Op,
+    },
+    /// Answer the local client.
+    ClientDone {
+        token: ClientToken,
+        outcome: ClientOutcome,
+    },
+    /// A verified block passed through this node: keep it in the cache.
+    CacheBlock { block: Block },
+    /// This node is a sink for an insert: keep the block in the store.
+    StoreBlock { block: Block },
+    /// A neighbour broke the protocol.
+    Misbehaved { peer: P, reason: Misbehaviour },
+}
+
+/// Counters for status reports.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    pub requests_received: u64,
+    pub requests_originated: u64,
+    pub answered_from_store: u64,
+    pub loops_rejected: u64,
+    pub overloads_sent: u64,
+    pub timeouts: u64,
+    pub ignored_replies: u64,
+}
