@@ -27,7 +27,8 @@ use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, RoutingKey};
-use crate::routing::{ClientOutcome, Failure};
+use crate::routing::{ClientOutcome, Failure, RouterStats};
+use crate::store::Usage;
 
 /// Largest client frame: one block plus room for the envelope.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -63,19 +64,61 @@ pub struct NodeStatus {
     pub location: f64,
     pub testnet: bool,
     pub peers: Vec<PeerStatus>,
-    pub store_blocks: u64,
-    pub store_bytes: u64,
-    pub store_limit: u64,
-    pub cache_blocks: u64,
-    pub cache_bytes: u64,
-    pub cache_limit: u64,
-    pub requests_received: u64,
-    pub requests_originated: u64,
-    pub answered_from_store: u64,
-    pub loops_rejected: u64,
-    pub overloads_sent: u64,
-    pub timeouts: u64,
+    /// How full the store and the cache are.
+    #[serde(flatten)]
+    pub usage: Usage,
+    /// The routing core's counters.
+    #[serde(flatten)]
+    pub stats: RouterStats,
+    /// Requests in flight through the node.
     pub pending: u64,
+}
+
+impl NodeStatus {
+    /// What `veil status` prints.
+    pub fn render_text(&self) -> String {
+        let u = &self.usage;
+        let s = &self.stats;
+        let up = self.peers.iter().filter(|p| p.connected).count();
+        let mut out = format!(
+            "node      {} (location {:.6})\nlisten    {}{}\npeers     {up}/{} connected\n",
+            self.public_key,
+            self.location,
+            self.listen,
+            if self.testnet { "  [testnet]" } else { "" },
+            self.peers.len()
+        );
+        for p in &self.peers {
+            out.push_str(&format!(
+                "  {} {:<8} {} {}\n",
+                if p.connected { "up  " } else { "down" },
+                p.name.as_deref().unwrap_or("-"),
+                p.address,
+                p.public_key
+            ));
+        }
+        out.push_str(&format!(
+            "store     {} blocks, {} / {} bytes\ncache     {} blocks, {} / {} bytes\n",
+            u.store_blocks,
+            u.store_bytes,
+            u.store_limit,
+            u.cache_blocks,
+            u.cache_bytes,
+            u.cache_limit
+        ));
+        out.push_str(&format!(
+            "requests  {} received, {} originated, {} answered from store, {} loops rejected, \
+             {} overloads sent, {} timeouts, {} in flight\n",
+            s.requests_received,
+            s.requests_originated,
+            s.answered_from_store,
+            s.loops_rejected,
+            s.overloads_sent,
+            s.timeouts,
+            self.pending
+        ));
+        out
+    }
 }
 
 /// The node's answer.

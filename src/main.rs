@@ -221,44 +221,7 @@ async fn status(node: SocketAddr, json: bool) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "node      {} (location {:.6})",
-        status.public_key, status.location
-    );
-    println!(
-        "listen    {}{}",
-        status.listen,
-        if status.testnet { "  [testnet]" } else { "" }
-    );
-    let up = status.peers.iter().filter(|p| p.connected).count();
-    println!("peers     {up}/{} connected", status.peers.len());
-    for p in &status.peers {
-        println!(
-            "  {} {:<8} {} {}",
-            if p.connected { "up  " } else { "down" },
-            p.name.as_deref().unwrap_or("-"),
-            p.address,
-            p.public_key
-        );
-    }
-    println!(
-        "store     {} blocks, {} / {} bytes",
-        status.store_blocks, status.store_bytes, status.store_limit
-    );
-    println!(
-        "cache     {} blocks, {} / {} bytes",
-        status.cache_blocks, status.cache_bytes, status.cache_limit
-    );
-    println!(
-        "requests  {} received, {} originated, {} answered from store, {} loops rejected, {} overloads sent, {} timeouts, {} in flight",
-        status.requests_received,
-        status.requests_originated,
-        status.answered_from_store,
-        status.loops_rejected,
-        status.overloads_sent,
-        status.timeouts,
-        status.pending
-    );
+    print!("{}", status.render_text());
     Ok(ExitCode::SUCCESS)
 }
 

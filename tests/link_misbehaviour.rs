@@ -478,7 +478,7 @@ async fn a_peer_sending_undecodable_frames_is_disconnected_while_others_are_serv
         }
         let s = status(client).await;
         assert!(connected(&s).contains(&g.key().to_string()), "{s:?}");
-        assert_eq!(s.answered_from_store, 4, "{s:?}");
+        assert_eq!(s.stats.answered_from_store, 4, "{s:?}");
     })
     .await;
     node.stop();
@@ -562,7 +562,7 @@ async fn a_peer_sending_a_zero_htl_request_is_disconnected() {
 
         let s = status(client).await;
         // Only F's two requests counted; neither htl-0 request did.
-        assert_eq!(s.requests_received, 2, "{s:?}");
+        assert_eq!(s.stats.requests_received, 2, "{s:?}");
         assert_eq!(s.pending, 0, "{s:?}");
         assert_eq!(connected(&s).len(), 2, "{s:?}");
         served(client, &mut gl, b"G is welcome back").await;
@@ -756,8 +756,8 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
 
         let s = status(client).await;
         assert_eq!(s.pending, LIMIT as u64, "{s:?}");
-        assert_eq!(s.requests_received, FLOOD as u64, "{s:?}");
-        assert_eq!(s.overloads_sent, (FLOOD - LIMIT) as u64, "{s:?}");
+        assert_eq!(s.stats.requests_received, FLOOD as u64, "{s:?}");
+        assert_eq!(s.stats.overloads_sent, (FLOOD - LIMIT) as u64, "{s:?}");
 
         // F is still at its limit: one more request is refused too.
         let extra: Uid = rand::random();
@@ -832,7 +832,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
             LIMIT as u64 + 1,
             "F's flood is no longer pending: {s:?}"
         );
-        assert_eq!(s.answered_from_store, 1, "{s:?}");
+        assert_eq!(s.stats.answered_from_store, 1, "{s:?}");
 
         // 3. `veil status --json` reports the overload replies.
         let client_arg = client.to_string();

@@ -170,7 +170,7 @@ pub enum Action<P> {
 }
 
 /// Counters for status reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RouterStats {
     pub requests_received: u64,
     pub requests_originated: u64,

@@ -152,7 +152,7 @@ via_redb_error!(
 );
 
 /// How full the two parts are. Bytes count block bytes only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Usage {
     pub store_blocks: u64,
     pub store_bytes: u64,
