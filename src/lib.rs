@@ -2,26 +2,43 @@
 //!
 //! # Layout
 //!
-//! Layers, bottom up; each module has one job:
+//! One folder per layer, one job per module. Lower layers never import
+//! higher ones; the routing core imports nothing that does I/O.
 //!
-//! - keys and content: [`keys`] (CHK: convergent encryption of 32 KiB
-//!   blocks, routing keys, URIs, locations on the key circle) and
-//!   [`content`] (files of any size: manifests, split and fetch).
-//! - wire format: [`message`] (routing messages, bounded CBOR codec).
-//! - link encryption: [`identity`] (static X25519 keys) and [`link`] (Noise
-//!   XX, fixed-size AEAD frames).
-//! - routing core: [`routing::htl`] (hops-to-live policies, the pluggable part) and
-//!   [`routing`] (the sans-IO state machine: events in, actions out; no
-//!   sockets, no clock, no threads).
-//! - store: [`store`] (redb: the store and the LRU cache).
-//! - node runtime: [`config`] (`node.toml`), [`node`] (tokio tasks that
-//!   drive the core), [`audit::log`] (what a testnet node writes).
-//! - client API and CLI: [`client`] (the local protocol), [`transfer`]
-//!   (whole files over it); the binary is `src/main.rs`.
-//! - testnet, audit, simulation: [`sim::topology`] (files and generators),
-//!   [`sim::harness`] (many routers on a virtual clock, behind `veil trace`),
-//!   [`testnet`] and [`testnet::workload`] (real processes, `veil testnet`),
-//!   [`audit`] (`veil audit`), [`testnet::bench`] (`veil bench`).
+//! ```text
+//! keys.rs          CHK blocks: convergent encryption, routing keys, URIs, locations
+//! identity.rs      a node's static X25519 key; peer keys; key files (0600)
+//! message.rs       the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR
+//! error.rs         ErrorKind / HasKind: what kind of failure an error is, peer's fault or not
+//! content/         files of any size: manifest format (manifest), split, fetch
+//! routing/         THE sans-IO core, events in, actions out (no socket, clock, thread):
+//!   mod.rs           Router, the pool of searches: uid table, loops, limits, stats, timers
+//!   search.rs        one request's state machine: next hop, on reply, its ending
+//!   vocab.rs         Event, Action, ClientOutcome, Failure, RouterConfig, Op
+//!   htl.rs           hops-to-live policies (the pluggable part)
+//! link/            encrypted links between friends:
+//!   handshake.rs     Noise XX steps over byte buffers
+//!   frame.rs         sans-IO seal/open of fixed-size frames
+//!   mod.rs           the thin tokio wrapper: Link, LinkReader, LinkWriter, connect, accept
+//! store/           redb datastore: the store and the LRU cache (mod), size settings (size)
+//! config.rs        node.toml: NodeConfig embeds [router], [link], [runtime], with defaults
+//! node/            the tokio runtime, a thin driver of the core:
+//!   mod.rs           start-up: NodeSetup, start, RunningNode
+//!   links.rs         accept, dial, establish, per-link reader and writer tasks
+//!   router_task.rs   owns the Router; performs its actions (sends, store, audit, answers)
+//!   client_api.rs    the local client API server
+//! client.rs        the client API protocol and client (NodeStatus, ClientError)
+//! transfer.rs      whole files over the client API (put_file, get_file)
+//! sim/             the core on a virtual clock: harness, scenario (veil trace), topology
+//! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
+//!                  and its report), workload, info (testnet.json, workload.json), bench
+//! audit/           what nodes could observe: record (THE log record type), log (the
+//!                  writer), load, traffic, invariants, leaks, anonymity, report, trace
+//! main.rs, cli.rs  the binary: arguments (cli.rs), call the library, print
+//! ```
+//!
+//! The node, the harness and (later) the simulator are drivers of the same
+//! [`routing::Router`]: routing logic lives only in [`routing`].
 //!
 //! # The path of a request
 //!
