@@ -47,8 +47,8 @@ pub enum Command {
     },
     /// Create a node directory: node.toml and identity.key (mode 0600).
     Init(InitArgs),
-    /// Print a node's public key and listen address, ready to paste into a
-    /// friend's node.toml as a [[peers]] entry.
+    /// Print a node's public key and listen address as a [[peers]] entry,
+    /// ready to append to a friend's node.toml.
     Id { dir: PathBuf },
     /// Add a friend to a node's node.toml.
     AddPeer(AddPeerArgs),

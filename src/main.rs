@@ -109,6 +109,7 @@ fn id(dir: &Path) -> Result<ExitCode> {
     let config = NodeConfig::load(dir)?;
     let identity = Identity::load(dir.join(IDENTITY_FILE))
         .with_context(|| format!("reading {}", dir.join(IDENTITY_FILE).display()))?;
+    println!("[[peers]]");
     println!("public_key = \"{}\"", identity.public());
     println!("address = \"{}\"", config.listen);
     Ok(ExitCode::SUCCESS)

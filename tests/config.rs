@@ -31,7 +31,7 @@ fn write(dir: &Path, text: &str) {
 const MINIMAL: &str = "listen = \"127.0.0.1:7400\"\nclient = \"127.0.0.1:8400\"\n";
 
 /// The documented paste, end to end with the binary: `veil init` two nodes,
-/// append each one's `veil id` output under a `[[peers]]` header to the
+/// append each one's `veil id` output (a whole `[[peers]]` entry) to the
 /// other's node.toml, and the two nodes load it and link up.
 #[test]
 fn veil_id_output_pastes_into_a_fresh_node_toml() {
@@ -44,7 +44,7 @@ fn veil_id_output_pastes_into_a_fresh_node_toml() {
 
     for (from, to) in [(&a, &b), (&b, &a)] {
         let id = veil_ok(&["id", from.dir.to_str().unwrap()]);
-        append(&to.dir, &format!("\n[[peers]]\n{id}"));
+        append(&to.dir, &format!("\n{id}"));
     }
     for (node, friend) in [(&a, &b), (&b, &a)] {
         let config = NodeConfig::load(&node.dir).unwrap();
@@ -56,7 +56,7 @@ fn veil_id_output_pastes_into_a_fresh_node_toml() {
     // A second friend pastes in below the first.
     let c = TestNode::init(root.path(), "c", 0.5);
     let id = veil_ok(&["id", c.dir.to_str().unwrap()]);
-    append(&a.dir, &format!("\n[[peers]]\n{id}"));
+    append(&a.dir, &format!("\n{id}"));
     assert_eq!(NodeConfig::load(&a.dir).unwrap().peers.len(), 2);
 
     // `veil node` accepts the pasted files: a and b link.
