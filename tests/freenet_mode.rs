@@ -293,7 +293,7 @@ fn freenet_mode_on_random_graphs_keeps_the_properties() {
 fn a_mixed_network_keeps_the_properties() {
     for seed in 100..112u64 {
         let modes = |i: usize| {
-            if i % 2 == 0 {
+            if i.is_multiple_of(2) {
                 Anonymity::Freenet
             } else {
                 Anonymity::None
