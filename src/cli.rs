@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use veil::testnet::run;
 
 use veil::identity::PeerKey;
+use veil::routing::Anonymity;
 use veil::sim::topology::Shape;
 
 #[derive(Parser)]
@@ -44,6 +45,9 @@ pub enum Command {
         /// Seed for the harness's random source (request IDs).
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Every node's anonymity mode: none or freenet.
+        #[arg(long, default_value_t = Anonymity::None)]
+        anonymity: Anonymity,
     },
     /// Create a node directory: node.toml and identity.key (mode 0600).
     Init(InitArgs),
@@ -119,6 +123,9 @@ pub enum TestnetCommand {
         topology: PathBuf,
         #[arg(long)]
         dir: PathBuf,
+        /// Written into every node's node.toml: none or freenet.
+        #[arg(long, default_value_t = Anonymity::None)]
+        anonymity: Anonymity,
     },
     /// Stop a testnet started elsewhere.
     Down {
@@ -178,6 +185,16 @@ pub struct GetArgs {
     /// Blocks fetched at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+}
+
+/// A workload file size: at least one byte, at most what fits in memory.
+fn parse_file_size(text: &str) -> Result<usize, String> {
+    let bytes = veil::store::parse_size(text).map_err(|e| e.to_string())?;
+    match usize::try_from(bytes) {
+        Ok(0) => Err("the file size must be at least 1 byte".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("{bytes} bytes is too large")),
+    }
 }
 
 /// The error and its causes on one line, skipping a cause whose text the
@@ -260,14 +277,17 @@ pub struct RunArgs {
     /// Random files to insert (ignored when the topology has a scenario).
     #[arg(long, default_value_t = 10)]
     pub files: usize,
-    /// Size of each file in bytes.
-    #[arg(long, default_value_t = 100_000)]
-    pub size: usize,
+    /// Size of each file: bytes, or with a unit such as 1MiB.
+    #[arg(long = "file-size", alias = "size", default_value = "100000", value_parser = parse_file_size)]
+    pub file_size: usize,
     /// Fetches of each file, from other random nodes.
     #[arg(long, default_value_t = 3)]
     pub fetches: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Every node's anonymity mode (written into its node.toml): none or freenet.
+    #[arg(long, default_value_t = Anonymity::None)]
+    pub anonymity: Anonymity,
     /// Print the results and the audit as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -280,9 +300,10 @@ impl RunArgs {
             topology: self.topology,
             dir: self.dir,
             files: self.files,
-            size: self.size,
+            size: self.file_size,
             fetches: self.fetches,
             seed: self.seed,
+            anonymity: self.anonymity,
             exe,
         }
     }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerKey;
 use crate::link::LinkConfig;
-use crate::routing::RouterConfig;
+use crate::routing::{Anonymity, RouterConfig};
 use crate::store::SizeError;
 
 /// Name of the config file inside a node directory.
@@ -68,6 +68,10 @@ pub enum InvalidSetting {
     },
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
+    #[error(
+        "anonymity = \"tunnel\": tunnel mode is not implemented yet (use \"none\" or \"freenet\")"
+    )]
+    TunnelNotImplemented,
 }
 
 /// A size in bytes, written as a number or a string such as "256MiB".
@@ -193,6 +197,10 @@ pub struct NodeConfig {
     /// Testnet mode: audit logs, and the client API's `place` command.
     #[serde(default)]
     pub testnet: bool,
+    /// How the node hides who originated its client's requests: `"none"`
+    /// (the default for now) or `"freenet"`; `"tunnel"` is refused.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub anonymity: Anonymity,
     /// The routing core's settings (`max_htl`, `max_inflight_per_peer`, ...).
     #[serde(default, skip_serializing_if = "is_default")]
     pub router: RouterConfig,
@@ -226,6 +234,7 @@ impl NodeConfig {
             cache_size: None,
             client_public: false,
             testnet: false,
+            anonymity: Anonymity::default(),
             router: RouterConfig::default(),
             link: LinkConfig::default(),
             runtime: RuntimeConfig::default(),
@@ -266,6 +275,9 @@ impl NodeConfig {
             if !(0.0..1.0).contains(&x) {
                 return Err(InvalidSetting::Location(x));
             }
+        }
+        if self.anonymity == Anonymity::Tunnel {
+            return Err(InvalidSetting::TunnelNotImplemented);
         }
         if self.router.max_htl == 0 {
             return Err(InvalidSetting::Zero("router.max_htl"));

@@ -16,7 +16,8 @@ use veil::client::Client;
 use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::Identity;
 use veil::keys::Chk;
-use veil::sim::harness::run_scenario;
+use veil::routing::Anonymity;
+use veil::sim::harness::run_scenario_in;
 use veil::sim::topology::Topology;
 use veil::testnet::{run, Stopped};
 
@@ -53,7 +54,11 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Trace { file, seed } => trace(&file, seed),
+        Command::Trace {
+            file,
+            seed,
+            anonymity,
+        } => trace(&file, seed, anonymity),
         Command::Init(a) => init(a),
         Command::Id { dir } => id(&dir),
         Command::AddPeer(a) => add_peer(a),
@@ -73,9 +78,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn trace(file: &Path, seed: u64) -> Result<ExitCode> {
+fn trace(file: &Path, seed: u64, anonymity: Anonymity) -> Result<ExitCode> {
+    if anonymity == Anonymity::Tunnel {
+        bail!("anonymity mode tunnel is not implemented yet (use none or freenet)");
+    }
     let topology = Topology::load(file).with_context(|| format!("loading {}", file.display()))?;
-    let run = run_scenario(&topology, seed)
+    let run = run_scenario_in(&topology, seed, anonymity)
         .with_context(|| format!("{} has no [scenario] section", file.display()))?;
     print!("{}", run.render_text());
     Ok(ExitCode::SUCCESS)
@@ -251,9 +259,14 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             eprintln!("stopped {n} node(s)");
             Ok(ExitCode::SUCCESS)
         }
-        TestnetCommand::Up { topology, dir } => runtime()?.block_on(async {
+        TestnetCommand::Up {
+            topology,
+            dir,
+            anonymity,
+        } => runtime()?.block_on(async {
             let topology = run::load_topology(&topology)?;
-            let mut net = run::start(&topology, &dir, exe()?, &progress_printer()).await?;
+            let progress = progress_printer();
+            let mut net = run::start(&topology, &dir, exe()?, anonymity, &progress).await?;
             print!("{}", net.table_text().await);
             let dir = net.dir.display().to_string();
             eprintln!("testnet up; Ctrl-C stops it (or `veil testnet down --dir {dir}`)");

@@ -502,7 +502,15 @@ impl LinkNet {
             net.links.insert((a.min(b), a.max(b)));
             for (x, y) in [(a, b), (b, a)] {
                 let location = Location::from_f64(locations[y]);
-                net.feed(x, veil::routing::Event::LinkUp { peer: y, location });
+                let coins = veil::routing::LinkCoins::default();
+                net.feed(
+                    x,
+                    veil::routing::Event::LinkUp {
+                        peer: y,
+                        location,
+                        coins,
+                    },
+                );
             }
         }
         net

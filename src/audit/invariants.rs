@@ -1,14 +1,17 @@
 //! The protocol invariants checked over all nodes' logs: replies go where
-//! requests came from, a get spends no more than its HTL, and a node rejects
+//! requests came from, a get spends no more than its HTL (plus the free hops
+//! `freenet` mode allows), and a node rejects
 //! a loop only for a uid it is handling.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 
 use super::load::{Ev, Line, Run};
 use super::record::format_uid;
 use super::report::Invariant;
+use crate::config::CONFIG_FILE;
 use crate::message::{Htl, MessageKind, Uid};
-use crate::routing::Op;
+use crate::routing::{Anonymity, Op, DEFAULT_MAX_HTL};
 
 /// Invariant 1: every reply answers a request the peer has open at this node.
 pub(super) fn check_misrouted(run: &Run) -> Invariant {
@@ -36,17 +39,77 @@ pub(super) fn check_misrouted(run: &Run) -> Invariant {
     inv
 }
 
-/// Invariant 2: a get never sends more requests than its originator's HTL.
-pub(super) fn check_overspent(run: &Run) -> Invariant {
+/// A node's HTL rules, as its `node.toml` states them (defaults when the
+/// file is missing or unreadable: the audit reads, it does not validate).
+#[derive(Clone, Copy, Debug, Default, serde::Deserialize)]
+struct HtlRules {
+    #[serde(default)]
+    anonymity: Anonymity,
+    #[serde(default)]
+    router: RouterRules,
+}
+
+#[derive(Clone, Copy, Debug, serde::Deserialize)]
+struct RouterRules {
+    #[serde(default = "default_max_htl")]
+    max_htl: Htl,
+}
+
+impl Default for RouterRules {
+    fn default() -> Self {
+        RouterRules {
+            max_htl: DEFAULT_MAX_HTL,
+        }
+    }
+}
+
+fn default_max_htl() -> Htl {
+    DEFAULT_MAX_HTL
+}
+
+fn htl_rules(dir: &Path, node: &str) -> HtlRules {
+    std::fs::read_to_string(dir.join(node).join(CONFIG_FILE))
+        .ok()
+        .and_then(|text| toml::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Invariant 2: a get never sends more requests than its budget allows.
+///
+/// With every node in `none` mode the budget is the originator's first HTL.
+/// Once any node runs `freenet` (read from each node's `node.toml` under
+/// `dir`), a node may keep the HTL it received at its maximum or at 1 (a
+/// free hop), so the bound is the first HTL plus the gets sent at a
+/// receiver's maximum HTL plus the gets sent at HTL 1; and since each of
+/// those forms one simple chain, each count is at most `nodes - 1`
+/// (`docs/protocol.md` §4).
+pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
     let mut inv = Invariant::default();
-    let mut sent_gets: HashMap<Uid, usize> = HashMap::new();
+    let rules: HashMap<&str, HtlRules> = run
+        .nodes
+        .iter()
+        .map(|n| (n.name.as_str(), htl_rules(dir, &n.name)))
+        .collect();
+    let freenet = rules.values().any(|r| r.anonymity == Anonymity::Freenet);
+    let chain_limit = run.nodes.len().saturating_sub(1);
+    // Per uid: gets sent, and those sent at the receiver's maximum and at 1.
+    let mut sent_gets: HashMap<Uid, (usize, usize, usize)> = HashMap::new();
     for node in &run.nodes {
         for line in &node.events {
             if let Ev::ReqSent {
-                uid, op: Op::Get, ..
+                uid,
+                op: Op::Get,
+                htl,
+                to,
             } = &line.ev
             {
-                *sent_gets.entry(*uid).or_default() += 1;
+                let max = rules
+                    .get(to.as_str())
+                    .map_or(DEFAULT_MAX_HTL, |r| r.router.max_htl);
+                let counts = sent_gets.entry(*uid).or_default();
+                counts.0 += 1;
+                counts.1 += usize::from(*htl == max);
+                counts.2 += usize::from(*htl == 1);
             }
         }
     }
@@ -61,12 +124,28 @@ pub(super) fn check_overspent(run: &Run) -> Invariant {
         for uid in &node.originated {
             let first_htl = first_sent.get(uid).copied();
             let Some(htl) = first_htl else { continue };
-            let sent = sent_gets.get(uid).copied().unwrap_or(0);
-            if sent > htl as usize {
+            let (sent, at_max, at_one) = sent_gets.get(uid).copied().unwrap_or_default();
+            let uid = format_uid(*uid);
+            if !freenet {
+                if sent > htl as usize {
+                    inv.add(format!(
+                        "{}: uid {uid} started with htl {htl} but {sent} get requests were sent for it",
+                        node.name
+                    ));
+                }
+                continue;
+            }
+            let bound = htl as usize + at_max + at_one;
+            if sent > bound {
                 inv.add(format!(
-                    "{}: uid {} started with htl {htl} but {sent} get requests were sent for it",
-                    node.name,
-                    format_uid(*uid)
+                    "{}: uid {uid} started with htl {htl}; {sent} get requests were sent for it, more than htl + {at_max} at max + {at_one} at 1",
+                    node.name
+                ));
+            }
+            if at_max > chain_limit || at_one > chain_limit {
+                inv.add(format!(
+                    "{}: uid {uid}: {at_max} get requests at max htl and {at_one} at htl 1; each chain is at most {chain_limit} hops",
+                    node.name
                 ));
             }
         }

@@ -78,7 +78,7 @@ pub fn audit_dir_with(dir: &Path, _options: &AuditOptions) -> Result<AuditReport
     traffic::count(&run, &mut report);
     let v = &mut report.violations;
     v.misrouted_reply = invariants::check_misrouted(&run);
-    v.htl_overspent = invariants::check_overspent(&run);
+    v.htl_overspent = invariants::check_overspent(&run, dir);
     v.remembered_uid = invariants::check_remembered(&run);
     v.leak = match &workload {
         Some(w) => leaks::check_leaks(dir, &run, w, &mut report.warnings)?,

@@ -46,7 +46,7 @@ use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::Message;
-use crate::routing::ClientOutcome;
+use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError};
 
 pub use router_task::outcome_text;
@@ -137,6 +137,18 @@ pub struct NodeSetup {
 }
 
 impl NodeSetup {
+    /// The HTL coins this node uses for requests arriving from `peer`
+    /// (`freenet` mode): derived from the on-disk secret and the peer's key,
+    /// so they survive a restart.
+    pub fn link_coins(&self, peer: &PeerKey) -> LinkCoins {
+        LinkCoins::for_link(self.identity.secret_bytes().as_slice(), &peer.0)
+    }
+
+    /// The node-wide coins for this node's own requests.
+    pub fn node_coins(&self) -> LinkCoins {
+        LinkCoins::for_node(self.identity.secret_bytes().as_slice())
+    }
+
     /// Load `DIR/node.toml` and `DIR/identity.key`.
     pub fn load(dir: &Path) -> Result<NodeSetup, NodeError> {
         let config = NodeConfig::load(dir)?;
@@ -206,6 +218,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), NodeError> 
 
 /// Bind the node's sockets, open its store and start its tasks.
 pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
+    let coin_secret = setup.identity.secret_bytes();
     let NodeSetup {
         dir,
         config,
@@ -235,8 +248,14 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         &config,
         input_tx.clone(),
     ));
-    let router_task =
-        router_task::RouterTask::new(&config, location, store, audit, public_key, listen);
+    let router_task = router_task::RouterTask::new(
+        &config,
+        location,
+        store,
+        audit,
+        (public_key, coin_secret),
+        listen,
+    );
     let router = tokio::spawn(router_task.run(input_rx, shutdown_rx.clone()));
 
     let mut tasks = Vec::new();

@@ -13,6 +13,7 @@ use rand::SeedableRng;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
 
 use super::Input;
 use crate::audit::log::AuditLog;
@@ -21,7 +22,8 @@ use crate::config::NodeConfig;
 use crate::identity::PeerKey;
 use crate::keys::Location;
 use crate::message::PeerFrame;
-use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router};
+use crate::routing::htl::policy_for;
+use crate::routing::{Action, ClientOutcome, ClientToken, Event, LinkCoins, Router};
 use crate::store::Datastore;
 
 /// The router's handle on one established link.
@@ -33,6 +35,8 @@ struct LinkEntry {
 
 pub(super) struct RouterTask {
     router: Router<PeerKey>,
+    /// The identity's secret, from which each link's HTL coins derive.
+    coin_secret: Zeroizing<[u8; 32]>,
     store: Arc<Datastore>,
     cache_writes: Arc<Semaphore>,
     links: HashMap<PeerKey, LinkEntry>,
@@ -53,11 +57,16 @@ impl RouterTask {
         location: Location,
         store: Arc<Datastore>,
         audit: Option<AuditLog>,
-        public_key: PeerKey,
+        (public_key, coin_secret): (PeerKey, Zeroizing<[u8; 32]>),
         listen: SocketAddr,
     ) -> RouterTask {
+        let policy = policy_for(
+            config.anonymity,
+            LinkCoins::for_node(coin_secret.as_slice()),
+        );
         RouterTask {
-            router: Router::new(config.router.clone(), location),
+            router: Router::with_policy(config.router.clone(), location, policy),
+            coin_secret,
             store,
             cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
             links: HashMap::new(),
@@ -129,7 +138,12 @@ impl RouterTask {
                 if let Some(a) = &mut self.audit {
                     a.link_up(&peer);
                 }
-                self.feed(Event::LinkUp { peer, location });
+                let coins = LinkCoins::for_link(self.coin_secret.as_slice(), &peer.0);
+                self.feed(Event::LinkUp {
+                    peer,
+                    location,
+                    coins,
+                });
             }
             Input::LinkDown { peer, conn } => {
                 if self.links.get(&peer).is_some_and(|l| l.conn == conn) {

@@ -51,6 +51,7 @@ use rand::RngCore;
 
 use crate::keys::Location;
 use crate::message::{Htl, Message, Uid};
+pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
 use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
 pub use crate::routing::vocab::{
@@ -77,6 +78,8 @@ pub struct Router<P: PeerId> {
     location: Location,
     policy: Box<dyn HtlPolicy>,
     neighbours: BTreeMap<P, Location>,
+    /// Each link's HTL coins, as the driver gave them at `LinkUp`.
+    coins: HashMap<P, LinkCoins>,
     searches: HashMap<Uid, Search<P>>,
     inflight_per_peer: HashMap<P, usize>,
     stats: RouterStats,
@@ -98,6 +101,7 @@ impl<P: PeerId> Router<P> {
             location,
             policy,
             neighbours: BTreeMap::new(),
+            coins: HashMap::new(),
             searches: HashMap::new(),
             inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
@@ -150,7 +154,12 @@ impl<P: PeerId> Router<P> {
             out: Vec::new(),
         };
         match event {
-            Event::LinkUp { peer, location } => {
+            Event::LinkUp {
+                peer,
+                location,
+                coins,
+            } => {
+                self.coins.insert(peer.clone(), coins);
                 self.neighbours.insert(peer, location);
             }
             Event::LinkDown { peer } => self.on_link_down(&mut cx, peer),
@@ -272,6 +281,12 @@ impl<P: PeerId> Router<P> {
         }
 
         let htl = htl.min(self.config.max_htl);
+        let max = self.config.max_htl;
+        let op = match &request {
+            Request::Get { .. } => Op::Get,
+            Request::Put { .. } => Op::Put,
+        };
+        let may_cache = self.policy.may_cache(op, htl, max);
         match &request {
             Request::Get { key } => {
                 if let Some(found) = cx.store.lookup(key) {
@@ -283,16 +298,24 @@ impl<P: PeerId> Router<P> {
                     return;
                 }
             }
-            // Every node that accepts an insert caches the block.
-            Request::Put { block } => cx.out.push(Action::CacheBlock {
+            // Every node that accepts an insert caches the block (unless
+            // the policy forbids it at this HTL).
+            Request::Put { block } if may_cache => cx.out.push(Action::CacheBlock {
                 block: block.clone(),
             }),
+            Request::Put { .. } => {}
         }
         // A budget of zero ends the search at once, with the answer rule 1
         // (get) or rule 7 (put, this node is the sink) prescribe.
-        let budget = self.policy.accept(htl, self.config.max_htl, cx.rng);
+        let coins = self.coins.get(&from).copied().unwrap_or_default();
+        let budget = self.policy.accept(htl, max, coins, cx.rng).min(htl);
         *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
-        let search = Search::new(uid, request, Origin::Peer(from), budget);
+        let mut search = Search::new(uid, request, Origin::Peer(from), budget);
+        search.set_may_cache(may_cache);
+        if budget == htl {
+            // A free hop (freenet mode at max or at 1): paid back on retry.
+            search.set_retry_cap(htl - 1);
+        }
         self.start(cx, uid, search);
     }
 
@@ -320,6 +343,7 @@ impl<P: PeerId> Router<P> {
 
     fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
         self.neighbours.remove(&peer);
+        self.coins.remove(&peer);
         // A search waiting on the lost peer ends as a timeout would (rule 6).
         let stalled = self.waiting_uids(|s| s.waiting_on() == Some(&peer));
         for uid in stalled {
@@ -436,7 +460,15 @@ mod tests {
             };
             for peer in 1..=3u32 {
                 let location = Location::from_f64(f64::from(peer) / 10.0);
-                node.at(0, Event::LinkUp { peer, location });
+                let coins = LinkCoins::default();
+                node.at(
+                    0,
+                    Event::LinkUp {
+                        peer,
+                        location,
+                        coins,
+                    },
+                );
             }
             node
         }

@@ -8,6 +8,7 @@ use std::hash::Hash;
 
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
+use crate::routing::htl::LinkCoins;
 
 /// Milliseconds on whatever clock the driver uses. Only differences matter.
 pub type Time = u64;
@@ -84,8 +85,13 @@ impl Op {
 /// An input to the router.
 #[derive(Clone, Debug)]
 pub enum Event<P> {
-    /// An authenticated link to a neighbour is up.
-    LinkUp { peer: P, location: Location },
+    /// An authenticated link to a neighbour is up. `coins` are the link's
+    /// HTL coins (used in `freenet` mode; [`LinkCoins::default`] otherwise).
+    LinkUp {
+        peer: P,
+        location: Location,
+        coins: LinkCoins,
+    },
     /// The link to a neighbour is gone.
     LinkDown { peer: P },
     /// A decoded message arrived from a neighbour.

@@ -15,13 +15,14 @@ use rand_chacha::ChaCha8Rng;
 use crate::audit::trace::format_trace_line;
 use crate::keys::{Block, RoutingKey};
 use crate::message::{Message, Uid};
+use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
 use crate::routing::{
     Action, BlockSource, ClientOutcome, ClientToken, Event, Op, Router, RouterConfig, Time,
 };
 use crate::sim::topology::Topology;
 
 // Scenario running lives in `sim::scenario`; these paths keep working.
-pub use crate::sim::scenario::{block_near, run_scenario, ScenarioRun};
+pub use crate::sim::scenario::{block_near, run_scenario, run_scenario_in, ScenarioRun};
 
 /// A node's datastore in memory: the store (sink) and the cache.
 #[derive(Default, Clone, Debug)]
@@ -34,6 +35,14 @@ impl BlockSource for MemStore {
     fn lookup(&self, key: &RoutingKey) -> Option<Block> {
         self.store.get(key).or_else(|| self.cache.get(key)).cloned()
     }
+}
+
+/// Node `i`'s secret in a harness run with `seed`.
+fn node_secret(seed: u64, i: usize) -> [u8; 16] {
+    let mut secret = [0u8; 16];
+    secret[..8].copy_from_slice(&seed.to_be_bytes());
+    secret[8..].copy_from_slice(&(i as u64).to_be_bytes());
+    secret
 }
 
 /// One message as it left a node.
@@ -75,13 +84,40 @@ pub struct Harness {
 }
 
 impl Harness {
-    /// Build one router per topology node, link every edge, all with `config`.
+    /// Build one router per topology node, link every edge, all with `config`
+    /// in anonymity mode `none`.
     pub fn new(topology: &Topology, config: RouterConfig, seed: u64) -> Harness {
+        Self::with_mode(topology, config, seed, Anonymity::None)
+    }
+
+    /// As [`Harness::new`], every node in `mode`. Node `i`'s secret is the
+    /// seed and `i`; its coins towards node `j` derive from that secret and
+    /// `j` ([`Harness::link_coins`]), so the same seed gives the same coins.
+    pub fn with_mode(
+        topology: &Topology,
+        config: RouterConfig,
+        seed: u64,
+        mode: Anonymity,
+    ) -> Harness {
+        let modes = vec![mode; topology.nodes.len()];
+        Self::with_modes(topology, config, seed, &modes)
+    }
+
+    /// As [`Harness::with_mode`], node `i` in `modes[i]` (a mixed network;
+    /// nodes beyond `modes` run `none`).
+    pub fn with_modes(
+        topology: &Topology,
+        config: RouterConfig,
+        seed: u64,
+        modes: &[Anonymity],
+    ) -> Harness {
         let adjacency = topology.adjacency();
-        let mut routers: Vec<Router<usize>> = topology
-            .nodes
-            .iter()
-            .map(|n| Router::new(config.clone(), n.location))
+        let mut routers: Vec<Router<usize>> = (0..topology.nodes.len())
+            .map(|i| {
+                let mode = modes.get(i).copied().unwrap_or_default();
+                let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
+                Router::with_policy(config.clone(), topology.nodes[i].location, policy)
+            })
             .collect();
         let stores = vec![MemStore::default(); topology.nodes.len()];
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -90,6 +126,7 @@ impl Harness {
                 let event = Event::LinkUp {
                     peer: j,
                     location: topology.nodes[j].location,
+                    coins: Self::link_coins(seed, i, j),
                 };
                 let actions = routers[i].handle(0, &mut rng, &stores[i], event);
                 debug_assert!(actions.is_empty());
@@ -111,6 +148,11 @@ impl Harness {
             next_token: 1,
             misbehaviour: Vec::new(),
         }
+    }
+
+    /// The HTL coins node `from` uses for requests arriving from node `to`.
+    pub fn link_coins(seed: u64, from: usize, to: usize) -> LinkCoins {
+        LinkCoins::for_link(&node_secret(seed, from), &(to as u64).to_be_bytes())
     }
 
     pub fn len(&self) -> usize {

@@ -4,7 +4,7 @@
 
 use crate::keys::{Block, Chk, Location};
 use crate::message::Uid;
-use crate::routing::{ClientOutcome, ClientToken, RouterConfig};
+use crate::routing::{Anonymity, ClientOutcome, ClientToken, RouterConfig};
 use crate::sim::harness::Harness;
 use crate::sim::topology::Topology;
 
@@ -53,12 +53,17 @@ impl ScenarioRun {
 /// Run `[scenario]`: place a block near `key_location` at the holders, have
 /// the requester ask for it, and collect the trace.
 pub fn run_scenario(topology: &Topology, seed: u64) -> Option<ScenarioRun> {
+    run_scenario_in(topology, seed, Anonymity::None)
+}
+
+/// [`run_scenario`] with every node in anonymity `mode`.
+pub fn run_scenario_in(topology: &Topology, seed: u64, mode: Anonymity) -> Option<ScenarioRun> {
     let scenario = topology.scenario.as_ref()?;
     let config = RouterConfig {
         max_htl: scenario.htl,
         ..RouterConfig::default()
     };
-    let mut harness = Harness::new(topology, config, seed);
+    let mut harness = Harness::with_mode(topology, config, seed, mode);
     let (chk, block) = block_near(scenario.key_location, 0.001);
     for &h in &scenario.holders {
         harness.place(h, block.clone());

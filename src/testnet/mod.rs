@@ -22,6 +22,7 @@ use crate::client::{Client, ClientError};
 use crate::config::{ConfigError, NodeConfig, PeerConfig, IDENTITY_FILE};
 use crate::identity::{Identity, IdentityError};
 use crate::message::Htl;
+use crate::routing::Anonymity;
 use crate::sim::topology::{Topology, TopologyError};
 
 pub use info::{NodeInfo, TestnetInfo, WorkloadFile, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
@@ -71,6 +72,8 @@ pub enum TestnetError {
     },
     #[error("the topology has no [scenario]")]
     NoScenario,
+    #[error("anonymity mode tunnel is not implemented yet (use --anonymity none or freenet)")]
+    TunnelNotImplemented,
     #[error("the testnet has no node {0}")]
     UnknownNode(String),
     #[error("node {node}: {source}")]
@@ -133,6 +136,8 @@ pub struct UpOptions {
     pub exe: PathBuf,
     /// Largest HTL on every node (the scenario's when it has one).
     pub max_htl: Htl,
+    /// The `anonymity` setting written into every node's `node.toml`.
+    pub anonymity: Anonymity,
     /// How long to wait for every link.
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
@@ -241,6 +246,9 @@ pub async fn up(topology: &Topology, dir: &Path, opts: UpOptions) -> Result<Test
     // can take a drawn port before its node binds it. That is the one
     // start-up failure a fresh draw cures, so it is retried.
     const ATTEMPTS: usize = 3;
+    if opts.anonymity == Anonymity::Tunnel {
+        return Err(TestnetError::TunnelNotImplemented);
+    }
     let mut attempt = 1;
     loop {
         match up_once(topology, dir, &opts).await {
@@ -281,6 +289,7 @@ async fn up_once(
             NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(node.location.as_f64()));
         config.testnet = true;
         config.router.max_htl = opts.max_htl;
+        config.anonymity = opts.anonymity;
         config.store_size = crate::config::SizeSetting::Text("64MiB".into());
         config.peers = adjacency[i]
             .iter()

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult};
 use super::{up, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
-use crate::routing::DEFAULT_MAX_HTL;
+use crate::routing::{Anonymity, DEFAULT_MAX_HTL};
 use crate::sim::topology::Topology;
 
 /// Something a testnet operation tells its caller while it works.
@@ -48,6 +48,7 @@ pub async fn start(
     topology: &Topology,
     dir: &Path,
     exe: PathBuf,
+    anonymity: Anonymity,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
@@ -58,7 +59,7 @@ pub async fn start(
         .unwrap_or(DEFAULT_MAX_HTL);
     let links = topology.edges.len();
     progress(Progress::Note(&format!(
-        "starting {} nodes, {links} links in {}",
+        "starting {} nodes, {links} links in {} (anonymity {anonymity})",
         topology.nodes.len(),
         dir.display()
     )));
@@ -66,6 +67,7 @@ pub async fn start(
     let opts = UpOptions {
         exe,
         max_htl,
+        anonymity,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -101,6 +103,8 @@ pub struct RunOptions {
     /// Fetches of each file, from other random nodes.
     pub fetches: usize,
     pub seed: u64,
+    /// Every node's `anonymity` setting.
+    pub anonymity: Anonymity,
     /// The `veil` binary every node runs.
     pub exe: PathBuf,
 }
@@ -131,7 +135,14 @@ pub struct RunReport {
 pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, TestnetError> {
     let topology = load_topology(&opts.topology)?;
     let started = Instant::now();
-    let mut net = start(&topology, &opts.dir, opts.exe.clone(), progress).await?;
+    let mut net = start(
+        &topology,
+        &opts.dir,
+        opts.exe.clone(),
+        opts.anonymity,
+        progress,
+    )
+    .await?;
     let dir = net.dir.clone();
     let mut report = RunReport {
         audit: AuditReport::default(),
