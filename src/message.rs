@@ -266,6 +266,24 @@ impl Message {
         }
     }
 
+    /// The same request or reply under another uid (tunnel messages are
+    /// returned unchanged).
+    pub fn with_uid(mut self, new: Uid) -> Message {
+        match &mut self {
+            Message::DataRequest { uid, .. }
+            | Message::DataFound { uid, .. }
+            | Message::DataNotFound { uid }
+            | Message::RouteNotFound { uid, .. }
+            | Message::RejectedLoop { uid }
+            | Message::RejectedOverload { uid }
+            | Message::InsertRequest { uid, .. }
+            | Message::InsertSucceeded { uid }
+            | Message::InsertFailed { uid } => *uid = new,
+            _ => {}
+        }
+        self
+    }
+
     /// The hops-to-live the message carries, if its kind has one.
     pub fn htl(&self) -> Option<Htl> {
         match *self {
@@ -285,7 +303,9 @@ impl Message {
     /// of a tunnelled block.
     pub fn tunnel_keys(&self) -> Vec<RoutingKey> {
         match self {
-            Message::TunnelGet { keys, .. } => keys.iter().filter(|k| **k != PAD_KEY).copied().collect(),
+            Message::TunnelGet { keys, .. } => {
+                keys.iter().filter(|k| **k != PAD_KEY).copied().collect()
+            }
             Message::TunnelPut { block, .. } => vec![block.routing_key()],
             _ => Vec::new(),
         }

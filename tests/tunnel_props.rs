@@ -99,7 +99,11 @@ fn tunnel_ids_are_chosen_per_link() {
         h.run(MAX_STEPS);
         assert_eq!(h.clients[&token].answers, 1);
     }
-    let builds: Vec<&Sent> = h.sent.iter().filter(|s| kind(s) == MessageKind::TunnelBuild).collect();
+    let builds: Vec<&Sent> = h
+        .sent
+        .iter()
+        .filter(|s| kind(s) == MessageKind::TunnelBuild)
+        .collect();
     assert!(builds.len() >= 3, "{} builds", builds.len());
     let ids: BTreeSet<u64> = builds.iter().map(|s| s.msg.uid()).collect();
     assert_eq!(ids.len(), builds.len(), "an id was used on two links");
@@ -136,7 +140,11 @@ fn originated_and_extended_builds_look_the_same() {
     // whether node 0 had just received a build).
     let mut originated = Vec::new();
     let mut extended = Vec::new();
-    for s in h.sent.iter().filter(|s| kind(s) == MessageKind::TunnelBuild) {
+    for s in h
+        .sent
+        .iter()
+        .filter(|s| kind(s) == MessageKind::TunnelBuild)
+    {
         if s.from == 0 {
             originated.push(s.msg.clone());
         } else {
@@ -165,8 +173,14 @@ fn originated_and_extended_builds_look_the_same() {
     let mut one = [PAD_KEY; BATCH_KEYS];
     one[0] = key;
     let full = [key; BATCH_KEYS];
-    let a = Message::TunnelGet { tunnel: 1 << 63, keys: one };
-    let z = Message::TunnelGet { tunnel: u64::MAX, keys: full };
+    let a = Message::TunnelGet {
+        tunnel: 1 << 63,
+        keys: one,
+    };
+    let z = Message::TunnelGet {
+        tunnel: u64::MAX,
+        keys: full,
+    };
     assert_eq!(a.encode().len(), z.encode().len());
 }
 
@@ -191,7 +205,11 @@ fn mean_walk(p: f64, seed: u64) -> f64 {
         assert_eq!(h.clients[&token].answers, 1);
         h.stores[3].client.clear();
     }
-    let builds = h.sent.iter().filter(|s| kind(s) == MessageKind::TunnelBuild).count();
+    let builds = h
+        .sent
+        .iter()
+        .filter(|s| kind(s) == MessageKind::TunnelBuild)
+        .count();
     builds as f64 / walks as f64
 }
 
@@ -234,7 +252,9 @@ fn tunnel_hops_and_the_originator_never_cache_but_the_exit_path_does() {
             .map(|s| s.from)
             .filter(|n| *n != holder[key])
             .collect();
-        let cachers: BTreeSet<usize> = (0..h.len()).filter(|n| h.stores[*n].cache.contains_key(key)).collect();
+        let cachers: BTreeSet<usize> = (0..h.len())
+            .filter(|n| h.stores[*n].cache.contains_key(key))
+            .collect();
         assert_eq!(cachers, relayers, "key cached off the search path");
         cached_somewhere += cachers.len();
         let i = keys.iter().position(|k| k == key).unwrap();
@@ -243,7 +263,10 @@ fn tunnel_hops_and_the_originator_never_cache_but_the_exit_path_does() {
         assert_eq!(h.stores[origin].client.contains_key(key), fetched);
         assert!(!h.stores[origin].cache.contains_key(key) || relayers.contains(&origin));
     }
-    assert!(cached_somewhere > 0, "no node after an exit cached anything");
+    assert!(
+        cached_somewhere > 0,
+        "no node after an exit cached anything"
+    );
     // The originator routed nothing itself.
     assert_eq!(h.router(origin).stats().requests_originated, 0);
     assert!(record.uid.is_none());
@@ -286,7 +309,12 @@ fn a_session_resumes_through_a_new_tunnel_after_its_exit_dies() {
             if h.run(1) == 0 {
                 break;
             }
-            let got_batch: BTreeSet<usize> = h.sent.iter().filter(|s| kind(s) == MessageKind::TunnelGet).map(|s| s.to).collect();
+            let got_batch: BTreeSet<usize> = h
+                .sent
+                .iter()
+                .filter(|s| kind(s) == MessageKind::TunnelGet)
+                .map(|s| s.to)
+                .collect();
             exit = h
                 .sent
                 .iter()
@@ -300,21 +328,39 @@ fn a_session_resumes_through_a_new_tunnel_after_its_exit_dies() {
         if exit == origin {
             continue;
         }
-        let builds_before = h.sent.iter().filter(|s| s.from == origin && kind(s) == MessageKind::TunnelBuild).count();
+        let builds_before = h
+            .sent
+            .iter()
+            .filter(|s| s.from == origin && kind(s) == MessageKind::TunnelBuild)
+            .count();
         let cut = h.sent.len();
         h.isolate(exit);
         h.run(MAX_STEPS);
         let record = &h.clients[&token];
         assert_eq!(record.answers, 1, "seed {seed}");
-        let builds_after = h.sent.iter().filter(|s| s.from == origin && kind(s) == MessageKind::TunnelBuild).count();
+        let builds_after = h
+            .sent
+            .iter()
+            .filter(|s| s.from == origin && kind(s) == MessageKind::TunnelBuild)
+            .count();
         assert!(builds_after > builds_before, "seed {seed}: no rebuild");
-        assert_eq!(h.router(origin).stats().requests_originated, 0, "seed {seed}");
+        assert_eq!(
+            h.router(origin).stats().requests_originated,
+            0,
+            "seed {seed}"
+        );
         // Blocks arrive through the new tunnel after the exit died.
         let hits = record.outcomes.iter().filter(|o| found(o)).count();
         let alive = holders.iter().filter(|n| **n != exit).count();
         assert!(hits * 2 >= alive, "seed {seed}: {hits} of {alive} found");
-        let late_data = h.sent[cut..].iter().filter(|s| s.to == origin && kind(s) == MessageKind::TunnelData).count();
-        assert!(late_data > 0, "seed {seed}: nothing came through the new tunnel");
+        let late_data = h.sent[cut..]
+            .iter()
+            .filter(|s| s.to == origin && kind(s) == MessageKind::TunnelData)
+            .count();
+        assert!(
+            late_data > 0,
+            "seed {seed}: nothing came through the new tunnel"
+        );
         survived += 1;
     }
     assert!(survived >= 3, "only {survived} runs reached an exit");

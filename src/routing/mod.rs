@@ -48,7 +48,7 @@ mod search;
 pub mod tunnel;
 mod vocab;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 
@@ -92,6 +92,10 @@ pub struct Router<P: PeerId> {
     stats: RouterStats,
     /// Tunnels this node originates, relays or exits (`routing/tunnel/`).
     tunnels: Tunnels<P>,
+    /// Flows that share a uid with a flow waiting on the same peer go to
+    /// that peer under a fresh alias uid: (peer, alias) -> flow, and back.
+    aliases: HashMap<(P, Uid), Flow>,
+    alias_of: HashMap<Flow, (P, Uid)>,
 }
 
 impl<P: PeerId> Router<P> {
@@ -114,6 +118,8 @@ impl<P: PeerId> Router<P> {
             inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
             tunnels: Tunnels::default(),
+            aliases: HashMap::new(),
+            alias_of: HashMap::new(),
         }
     }
 
@@ -350,40 +356,21 @@ impl<P: PeerId> Router<P> {
         // (get) or rule 7 (put, this node is the sink) prescribe.
         let budget = self.policy.accept(htl, self.config.max_htl, cx.rng);
         *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
-        let mut search = Search::new(uid, request, Origin::Peer(from), budget);
-        // The same uid with another key is its own request. Replies carry
-        // only the uid, so it never waits on a peer a sibling waits on.
-        let busy: BTreeSet<P> = self
-            .flows_of(uid)
-            .filter_map(|(_, s)| s.waiting_on().cloned())
-            .collect();
-        for peer in busy {
-            search.exclude(peer);
-        }
+        // The same uid with another key is its own request (see `take`).
+        let search = Search::new(uid, request, Origin::Peer(from), budget);
         self.start(cx, uid, search);
     }
 
     fn on_reply(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
-        let uid = msg.uid();
-        // The flow of this uid that waits on the sender (a block names its
-        // own key); failing that, the first flow, which will ignore it.
-        let found_key = match &msg {
-            Message::DataFound { block, .. } => Some(block.routing_key()),
-            _ => None,
+        let (flow, msg) = match self.aliases.get(&(from.clone(), msg.uid())) {
+            Some(flow) => (Some(*flow), msg.with_uid(flow.0)),
+            None => (self.reply_flow(&from, &msg), msg),
         };
-        let waiting = |s: &Search<P>| s.waiting_on() == Some(&from);
-        let flow = self
-            .flows_of(uid)
-            .filter(|(_, s)| waiting(s))
-            .find(|(f, _)| found_key.is_none_or(|k| f.1 == k))
-            .or_else(|| self.flows_of(uid).find(|(_, s)| waiting(s)))
-            .or_else(|| self.flows_of(uid).next())
-            .map(|(f, _)| *f);
         let Some(search) = flow.and_then(|f| self.searches.get_mut(&f)) else {
             self.stats.ignored_replies += 1;
             return;
         };
-        let flow = (uid, search.key());
+        let flow = (msg.uid(), search.key());
         let view = View {
             now: cx.now,
             neighbours: &self.neighbours,
@@ -398,6 +385,27 @@ impl<P: PeerId> Router<P> {
                 self.take(cx, flow, step);
             }
         }
+    }
+
+    /// The flow a reply under its real uid is for: the one waiting on the
+    /// sender (not through an alias); a block names its own key.
+    fn reply_flow(&self, from: &P, msg: &Message) -> Option<Flow> {
+        let uid = msg.uid();
+        // The flow of this uid that waits on the sender (a block names its
+        // own key); failing that, the first flow, which will ignore it.
+        let found_key = match &msg {
+            Message::DataFound { block, .. } => Some(block.routing_key()),
+            _ => None,
+        };
+        let waiting = |f: &Flow, s: &Search<P>| {
+            s.waiting_on() == Some(from) && !self.alias_of.contains_key(f)
+        };
+        self.flows_of(uid)
+            .filter(|(f, s)| waiting(f, s))
+            .find(|(f, _)| found_key.is_none_or(|k| f.1 == k))
+            .or_else(|| self.flows_of(uid).find(|(f, s)| waiting(f, s)))
+            .or_else(|| self.flows_of(uid).next())
+            .map(|(f, _)| *f)
     }
 
     fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
@@ -449,9 +457,36 @@ impl<P: PeerId> Router<P> {
 
     /// Carry out a search's step.
     fn take(&mut self, cx: &mut Ctx<'_, P>, flow: Flow, step: Step<P>) {
+        self.drop_alias(flow);
         match step {
-            Step::Forward { to, msg } => cx.out.push(Action::Send { to, msg }),
+            Step::Forward { to, msg } => {
+                // Replies carry only the uid: a flow sharing its uid with a
+                // flow already waiting on `to` goes there under an alias, so
+                // it is routed exactly as a fresh uid would be.
+                let shared = self
+                    .flows_of(flow.0)
+                    .any(|(f, s)| *f != flow && s.waiting_on() == Some(&to));
+                let msg = if shared {
+                    let mut alias = cx.rng.next_u64();
+                    while self.is_handling(alias) || self.aliases.contains_key(&(to.clone(), alias))
+                    {
+                        alias = cx.rng.next_u64();
+                    }
+                    self.aliases.insert((to.clone(), alias), flow);
+                    self.alias_of.insert(flow, (to.clone(), alias));
+                    msg.with_uid(alias)
+                } else {
+                    msg
+                };
+                cx.out.push(Action::Send { to, msg })
+            }
             Step::Finished(answer) => self.finish(cx, flow, answer),
+        }
+    }
+
+    fn drop_alias(&mut self, flow: Flow) {
+        if let Some(key) = self.alias_of.remove(&flow) {
+            self.aliases.remove(&key);
         }
     }
 

@@ -254,3 +254,89 @@ fn held_keys_are_answered_and_broken_requests_reported() {
     assert!(n.from(42, request(5, 5)).is_empty());
     assert_eq!(n.router.stats().requests_received, 1);
 }
+
+/// A key whose best peer (after excluding the prober) is peer 1.
+fn other_key() -> RoutingKey {
+    let mut bytes = [0u8; 32];
+    bytes[..8].copy_from_slice(&Location::from_f64(0.11).0.to_be_bytes());
+    bytes[31] = 1;
+    RoutingKey(bytes)
+}
+
+fn probe(uid: Uid) -> Message {
+    Message::DataRequest {
+        uid,
+        key: other_key(),
+        htl: 7,
+    }
+}
+
+/// Zero the uid of every request sent downstream (the prober, peer 3, sees
+/// none of them) to compare what happens.
+fn anonymised(actions: Vec<Action<u32>>) -> Vec<Action<u32>> {
+    actions
+        .into_iter()
+        .map(|a| match a {
+            Action::Send {
+                to,
+                msg: Message::DataRequest { key, htl, .. },
+            } if to != 3 => send(to, Message::DataRequest { uid: 0, key, htl }),
+            other => other,
+        })
+        .collect()
+}
+
+#[test]
+fn the_same_uid_with_another_key_is_not_a_loop() {
+    let mut n = Node::new(RouterConfig::default());
+    assert_eq!(n.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
+    // Same uid, another key: routed as its own request, never to peer 2
+    // (which the first flow waits on).
+    let out = n.from(3, probe(9));
+    assert_eq!(out.len(), 1);
+    assert!(matches!(&out[0], Action::Send { to: 1, msg } if msg.uid() == 9));
+    assert_eq!(n.router.stats().loops_rejected, 0);
+    assert_eq!(n.router.pending_count(), 2);
+    // Replies find their own flow by the peer they come from.
+    let back = n.from(2, Message::DataNotFound { uid: 9 });
+    assert_eq!(back, vec![send(1, Message::DataNotFound { uid: 9 })]);
+    let back = n.from(1, Message::DataNotFound { uid: 9 });
+    assert_eq!(back, vec![send(3, Message::DataNotFound { uid: 9 })]);
+    assert_eq!(n.router.pending_count(), 0);
+    // Same uid and same key is still a loop.
+    n.from(1, request(4, 10));
+    assert_eq!(
+        n.from(3, request(4, 8)),
+        vec![send(3, Message::RejectedLoop { uid: 4 })]
+    );
+}
+
+#[test]
+fn probing_a_foreign_or_finished_uid_answers_as_a_fresh_uid_would() {
+    // Traceback probe (Tian et al. 2013): peer 3 replays uid 9, in flight
+    // here for another key, or finished; the answer must equal the answer
+    // to a uid this node never saw.
+    let replay = |finish: bool, uid: Uid| {
+        let mut n = Node::new(RouterConfig::default());
+        n.from(1, request(9, 10));
+        if finish {
+            n.from(2, Message::DataNotFound { uid: 9 });
+        }
+        let mut out = anonymised(n.from(3, probe(uid)));
+        out.extend(anonymised(
+            n.from(1, Message::RouteNotFound { uid, htl: 2 }),
+        ));
+        out
+    };
+    for finish in [false, true] {
+        let fresh = replay(finish, 77);
+        let probed = replay(finish, 9);
+        let fresh: Vec<String> = fresh
+            .iter()
+            .map(|a| format!("{a:?}").replace("77", "9"))
+            .collect();
+        let probed: Vec<String> = probed.iter().map(|a| format!("{a:?}")).collect();
+        assert_eq!(probed, fresh, "finished: {finish}");
+        assert!(!probed.iter().any(|a| a.contains("RejectedLoop")));
+    }
+}

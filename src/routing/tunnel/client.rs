@@ -16,8 +16,8 @@ use rand::Rng;
 
 use crate::message::{Message, TunnelId, TunnelOutcome, BATCH_KEYS, PAD_KEY};
 use crate::routing::{
-    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, PeerId, Router,
-    SessionRequest, Time, TunnelConfig,
+    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, PeerId, Router, SessionRequest,
+    Time, TunnelConfig,
 };
 
 /// The tunnel this node's client uses now.
@@ -184,9 +184,10 @@ impl<P: PeerId> Router<P> {
     fn send_batch(&mut self, cx: &mut Ctx<'_, P>) {
         let reuse = self.config.tunnel.reuse_ms;
         let window = self.config.tunnel.window;
-        let expired = self.tunnels.client.current.as_ref().is_some_and(|t| {
-            t.pending.is_empty() && t.built_at.saturating_add(reuse) <= cx.now
-        });
+        let expired =
+            self.tunnels.client.current.as_ref().is_some_and(|t| {
+                t.pending.is_empty() && t.built_at.saturating_add(reuse) <= cx.now
+            });
         if expired {
             self.break_tunnel(cx, true);
         }
@@ -350,7 +351,12 @@ impl<P: PeerId> Router<P> {
     }
 
     pub(super) fn client_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: &P) {
-        let first = self.tunnels.client.current.as_ref().map(|t| t.first.clone());
+        let first = self
+            .tunnels
+            .client
+            .current
+            .as_ref()
+            .map(|t| t.first.clone());
         if first.as_ref() == Some(peer) {
             self.break_tunnel(cx, false);
         }

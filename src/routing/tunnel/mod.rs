@@ -20,8 +20,8 @@ use rand::Rng;
 
 use crate::message::{Message, TunnelId, TunnelOutcome, PAD_KEY};
 use crate::routing::search::{Origin, Request, Search};
-use crate::routing::{Action, ClientOutcome, Ctx, Failure, Flow, PeerId, Router, Time};
 use crate::routing::TunnelConfig;
+use crate::routing::{Action, ClientOutcome, Ctx, Failure, Flow, PeerId, Router, Time};
 
 pub(crate) use client::ClientSide;
 

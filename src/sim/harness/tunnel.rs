@@ -38,7 +38,8 @@ impl Harness {
             self.feed(peer, Event::LinkDown { peer: node });
             self.feed(node, Event::LinkDown { peer });
         }
-        self.in_flight.retain(|_, (from, to, _)| *from != node && *to != node);
+        self.in_flight
+            .retain(|_, (from, to, _)| *from != node && *to != node);
     }
 
     /// Run until nothing is left, or until the virtual clock passes `until`.
