@@ -96,7 +96,7 @@ pub enum Message {
     /// Routing keys for the exit to fetch: exactly [`BATCH_KEYS`] slots.
     TunnelGet {
         tunnel: TunnelId,
-        keys: [RoutingKey; BATCH_KEYS],
+        keys: Box<[RoutingKey; BATCH_KEYS]>,
     },
     /// A block for the exit to insert.
     TunnelPut {
@@ -470,7 +470,7 @@ mod tests {
             Message::TunnelBuilt { tunnel: u64::MAX },
             Message::TunnelGet {
                 tunnel: 1 << 63,
-                keys: [key; BATCH_KEYS],
+                keys: Box::new([key; BATCH_KEYS]),
             },
             Message::TunnelPut {
                 tunnel: 1 << 63,

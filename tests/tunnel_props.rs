@@ -175,11 +175,11 @@ fn originated_and_extended_builds_look_the_same() {
     let full = [key; BATCH_KEYS];
     let a = Message::TunnelGet {
         tunnel: 1 << 63,
-        keys: one,
+        keys: Box::new(one),
     };
     let z = Message::TunnelGet {
         tunnel: u64::MAX,
-        keys: full,
+        keys: Box::new(full),
     };
     assert_eq!(a.encode().len(), z.encode().len());
 }

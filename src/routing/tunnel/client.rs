@@ -235,7 +235,7 @@ impl<P: PeerId> Router<P> {
                 to: tunnel.first.clone(),
                 msg: Message::TunnelGet {
                     tunnel: tunnel.tunnel,
-                    keys,
+                    keys: Box::new(keys),
                 },
             });
         }
