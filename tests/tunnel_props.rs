@@ -7,44 +7,15 @@
 use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
-use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use veil::keys::{Block, Chk, Location, RoutingKey};
+use veil::keys::{Block, Chk, RoutingKey};
 use veil::message::{Message, MessageKind, BATCH_KEYS, PAD_KEY};
 use veil::routing::{ClientOutcome, RouterConfig, TunnelConfig};
 use veil::sim::harness::{Harness, Sent};
-use veil::sim::topology::{NodeSpec, Topology};
+use veil::sim::topology::{generate, Shape};
 
 const MAX_STEPS: usize = 2_000_000;
-
-fn random_graph(n: usize, extra: usize, rng: &mut ChaCha8Rng) -> Topology {
-    let nodes: Vec<NodeSpec> = (0..n)
-        .map(|i| NodeSpec {
-            name: format!("n{i}"),
-            location: Location(rng.gen()),
-        })
-        .collect();
-    let mut edges = BTreeSet::new();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(rng);
-    for i in 1..n {
-        let parent = order[rng.gen_range(0..i)];
-        let child = order[i];
-        edges.insert((parent.min(child), parent.max(child)));
-    }
-    for _ in 0..extra {
-        let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
-        if a != b {
-            edges.insert((a.min(b), a.max(b)));
-        }
-    }
-    Topology {
-        nodes,
-        edges: edges.into_iter().collect(),
-        scenario: None,
-    }
-}
 
 fn block(tag: &str, i: usize) -> Block {
     Chk::encode(format!("tunnel props {tag} {i}").as_bytes())
@@ -60,8 +31,9 @@ fn config(tunnel: TunnelConfig) -> RouterConfig {
 }
 
 fn harness(n: usize, extra: usize, seed: u64, tunnel: TunnelConfig) -> Harness {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let topology = random_graph(n, extra, &mut rng);
+    // Mean degree about 2 + 2 * extra / n: a random tree plus extra edges.
+    let degree = (2 + 2 * extra / n).min(n - 1);
+    let topology = generate(n, degree, Shape::Random, seed).unwrap();
     let mut h = Harness::new(&topology, config(tunnel), seed);
     h.use_tunnels();
     h
