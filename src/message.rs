@@ -16,6 +16,30 @@ pub type Htl = u8;
 /// A random 64-bit request ID, the same at every hop.
 pub type Uid = u64;
 
+/// A tunnel's identifier on one link, chosen at random by the node that
+/// sends the build on that link (so no identifier is the same on two links).
+/// Its top bit is always set, so every identifier encodes to the same size.
+pub type TunnelId = u64;
+
+/// The routing keys one [`Message::TunnelGet`] carries: always exactly this
+/// many, unused slots holding [`PAD_KEY`], so every batch has the same size.
+pub const BATCH_KEYS: usize = 32;
+
+/// The key that fills a batch's unused slots (no block hashes to it).
+pub const PAD_KEY: RoutingKey = RoutingKey([0; 32]);
+
+/// The outcome of one tunnelled key that did not bring a block back
+/// ([`Message::TunnelResult`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TunnelOutcome {
+    Inserted,
+    DataNotFound,
+    RouteNotFound,
+    Timeout,
+    Overloaded,
+    NoPeers,
+}
+
 /// The largest encoded message: an insert carrying a block, plus generous
 /// room for the CBOR framing of the other fields.
 pub const MAX_MESSAGE_LEN: usize = BLOCK_LEN + 128;
@@ -60,6 +84,42 @@ pub enum Message {
     InsertFailed {
         uid: Uid,
     },
+    /// Build (or extend) a tunnel; the receiver extends it or becomes its
+    /// exit. Originated and extended builds are the same message.
+    TunnelBuild {
+        tunnel: TunnelId,
+    },
+    /// The answer to a build, sent at once whether the node extended or exited.
+    TunnelBuilt {
+        tunnel: TunnelId,
+    },
+    /// Routing keys for the exit to fetch: exactly [`BATCH_KEYS`] slots.
+    TunnelGet {
+        tunnel: TunnelId,
+        keys: Box<[RoutingKey; BATCH_KEYS]>,
+    },
+    /// A block for the exit to insert.
+    TunnelPut {
+        tunnel: TunnelId,
+        block: Block,
+    },
+    /// A verified block the exit fetched: the `index`-th key the exit
+    /// received on this tunnel.
+    TunnelData {
+        tunnel: TunnelId,
+        index: u32,
+        block: Block,
+    },
+    /// How the `index`-th key (or block) the exit received ended otherwise.
+    TunnelResult {
+        tunnel: TunnelId,
+        index: u32,
+        outcome: TunnelOutcome,
+    },
+    /// The tunnel is gone (a link on it broke, it expired, or it was refused).
+    TunnelDown {
+        tunnel: TunnelId,
+    },
 }
 
 /// Why bytes are not a message.
@@ -92,6 +152,13 @@ pub enum MessageKind {
     InsertRequest,
     InsertSucceeded,
     InsertFailed,
+    TunnelBuild,
+    TunnelBuilt,
+    TunnelGet,
+    TunnelPut,
+    TunnelData,
+    TunnelResult,
+    TunnelDown,
 }
 
 impl MessageKind {
@@ -107,12 +174,33 @@ impl MessageKind {
             MessageKind::InsertRequest => "InsertRequest",
             MessageKind::InsertSucceeded => "InsertSucceeded",
             MessageKind::InsertFailed => "InsertFailed",
+            MessageKind::TunnelBuild => "TunnelBuild",
+            MessageKind::TunnelBuilt => "TunnelBuilt",
+            MessageKind::TunnelGet => "TunnelGet",
+            MessageKind::TunnelPut => "TunnelPut",
+            MessageKind::TunnelData => "TunnelData",
+            MessageKind::TunnelResult => "TunnelResult",
+            MessageKind::TunnelDown => "TunnelDown",
         }
     }
 
     /// Is this a request kind (as opposed to a reply)?
     pub fn is_request(self) -> bool {
         matches!(self, MessageKind::DataRequest | MessageKind::InsertRequest)
+    }
+
+    /// Is this a tunnel message (its flow is a [`TunnelId`], not a uid)?
+    pub fn is_tunnel(self) -> bool {
+        matches!(
+            self,
+            MessageKind::TunnelBuild
+                | MessageKind::TunnelBuilt
+                | MessageKind::TunnelGet
+                | MessageKind::TunnelPut
+                | MessageKind::TunnelData
+                | MessageKind::TunnelResult
+                | MessageKind::TunnelDown
+        )
     }
 
     /// Does a message of this kind carry a hops-to-live?
@@ -140,6 +228,13 @@ impl Message {
             Message::InsertRequest { .. } => MessageKind::InsertRequest,
             Message::InsertSucceeded { .. } => MessageKind::InsertSucceeded,
             Message::InsertFailed { .. } => MessageKind::InsertFailed,
+            Message::TunnelBuild { .. } => MessageKind::TunnelBuild,
+            Message::TunnelBuilt { .. } => MessageKind::TunnelBuilt,
+            Message::TunnelGet { .. } => MessageKind::TunnelGet,
+            Message::TunnelPut { .. } => MessageKind::TunnelPut,
+            Message::TunnelData { .. } => MessageKind::TunnelData,
+            Message::TunnelResult { .. } => MessageKind::TunnelResult,
+            Message::TunnelDown { .. } => MessageKind::TunnelDown,
         }
     }
 
@@ -148,6 +243,8 @@ impl Message {
         self.message_kind().as_str()
     }
 
+    /// The message's flow on its link: the uid of a request or reply, the
+    /// [`TunnelId`] of a tunnel message.
     pub fn uid(&self) -> Uid {
         match *self {
             Message::DataRequest { uid, .. }
@@ -159,7 +256,32 @@ impl Message {
             | Message::InsertRequest { uid, .. }
             | Message::InsertSucceeded { uid }
             | Message::InsertFailed { uid } => uid,
+            Message::TunnelBuild { tunnel }
+            | Message::TunnelBuilt { tunnel }
+            | Message::TunnelGet { tunnel, .. }
+            | Message::TunnelPut { tunnel, .. }
+            | Message::TunnelData { tunnel, .. }
+            | Message::TunnelResult { tunnel, .. }
+            | Message::TunnelDown { tunnel } => tunnel,
         }
+    }
+
+    /// The same request or reply under another uid (tunnel messages are
+    /// returned unchanged).
+    pub fn with_uid(mut self, new: Uid) -> Message {
+        match &mut self {
+            Message::DataRequest { uid, .. }
+            | Message::DataFound { uid, .. }
+            | Message::DataNotFound { uid }
+            | Message::RouteNotFound { uid, .. }
+            | Message::RejectedLoop { uid }
+            | Message::RejectedOverload { uid }
+            | Message::InsertRequest { uid, .. }
+            | Message::InsertSucceeded { uid }
+            | Message::InsertFailed { uid } => *uid = new,
+            _ => {}
+        }
+        self
     }
 
     /// The hops-to-live the message carries, if its kind has one.
@@ -175,6 +297,18 @@ impl Message {
     /// Is this a request (as opposed to a reply)?
     pub fn is_request(&self) -> bool {
         self.message_kind().is_request()
+    }
+
+    /// The real (unpadded) routing keys a tunnel batch carries, or the key
+    /// of a tunnelled block.
+    pub fn tunnel_keys(&self) -> Vec<RoutingKey> {
+        match self {
+            Message::TunnelGet { keys, .. } => {
+                keys.iter().filter(|k| **k != PAD_KEY).copied().collect()
+            }
+            Message::TunnelPut { block, .. } => vec![block.routing_key()],
+            _ => Vec::new(),
+        }
     }
 
     /// The routing key a request is for.
@@ -328,10 +462,31 @@ mod tests {
                 uid: 7,
                 key,
                 htl: 3,
-                block,
+                block: block.clone(),
             },
             Message::InsertSucceeded { uid: 8 },
             Message::InsertFailed { uid: u64::MAX },
+            Message::TunnelBuild { tunnel: 1 << 63 },
+            Message::TunnelBuilt { tunnel: u64::MAX },
+            Message::TunnelGet {
+                tunnel: 1 << 63,
+                keys: Box::new([key; BATCH_KEYS]),
+            },
+            Message::TunnelPut {
+                tunnel: 1 << 63,
+                block: block.clone(),
+            },
+            Message::TunnelData {
+                tunnel: 1 << 63,
+                index: u32::MAX,
+                block,
+            },
+            Message::TunnelResult {
+                tunnel: 1 << 63,
+                index: 0,
+                outcome: TunnelOutcome::Inserted,
+            },
+            Message::TunnelDown { tunnel: 1 << 63 },
         ]
     }
 

@@ -276,6 +276,11 @@ impl RouterTask {
                     warn!(%peer, ?reason, "peer misbehaved; closing link");
                     broken.push(peer);
                 }
+                // Tunnel mode is not wired into the node yet: it never sends
+                // `ClientSession` nor turns on client tunnels, so neither comes.
+                Action::ClientCacheBlock { .. } | Action::SessionDone { .. } => {
+                    debug!("tunnel client action ignored: tunnel mode is not wired in the node");
+                }
             }
         }
         for peer in broken {

@@ -23,8 +23,10 @@
 //!    peers already tried for this uid, minus peers that sent this uid while it
 //!    was being handled. Best is the smallest circular distance to the key
 //!    (ties: lower location, then lower peer ID).
-//! 3. A uid already being handled is answered `RejectedLoop`; a uid is
-//!    forgotten as soon as the node has replied.
+//! 3. A uid already being handled *for the same key* is answered
+//!    `RejectedLoop`; a uid is forgotten as soon as the node has replied.
+//!    The same uid with another key is a separate request (uid scoping), so
+//!    replaying a foreign or finished uid teaches the prober nothing.
 //! 4. `RouteNotFound(h)` sets `b = min(b, h)`; `RejectedLoop`, an overload
 //!    reply or a bad block cost one hop; then the next
 //!    candidate is tried, `DataNotFound` is answered at `b == 0` and
@@ -43,21 +45,29 @@
 
 pub mod htl;
 mod search;
+pub mod tunnel;
 mod vocab;
 
 use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 
-use crate::keys::Location;
+use crate::keys::{Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
 use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
+use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
     Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Misbehaviour, Op, PeerId,
-    RouterConfig, RouterStats, Time, DEFAULT_MAX_HTL,
+    RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig, DEFAULT_MAX_HTL,
 };
+
+/// One search's identity at a node: its uid *and* its key (uid scoping).
+type Flow = (Uid, RoutingKey);
+
+const KEY_MIN: RoutingKey = RoutingKey([0; 32]);
+const KEY_MAX: RoutingKey = RoutingKey([0xff; 32]);
 
 /// What one call to [`Router::handle`] works with: the driver's clock,
 /// random source and datastore, and the actions produced so far.
@@ -80,9 +90,15 @@ pub struct Router<P: PeerId> {
     neighbours: BTreeMap<P, Location>,
     /// Each link's HTL coins, as the driver gave them at `LinkUp`.
     coins: HashMap<P, LinkCoins>,
-    searches: HashMap<Uid, Search<P>>,
+    searches: BTreeMap<Flow, Search<P>>,
     inflight_per_peer: HashMap<P, usize>,
     stats: RouterStats,
+    /// Tunnels this node originates, relays or exits (`routing/tunnel/`).
+    tunnels: Tunnels<P>,
+    /// Flows that share a uid with a flow waiting on the same peer go to
+    /// that peer under a fresh alias uid: (peer, alias) -> flow, and back.
+    aliases: HashMap<(P, Uid), Flow>,
+    alias_of: HashMap<Flow, (P, Uid)>,
 }
 
 impl<P: PeerId> Router<P> {
@@ -102,10 +118,19 @@ impl<P: PeerId> Router<P> {
             policy,
             neighbours: BTreeMap::new(),
             coins: HashMap::new(),
-            searches: HashMap::new(),
+            searches: BTreeMap::new(),
             inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
+            tunnels: Tunnels::default(),
+            aliases: HashMap::new(),
+            alias_of: HashMap::new(),
         }
+    }
+
+    /// Route the local client's `ClientGet` / `ClientPut` through tunnels
+    /// (the `tunnel` mode) instead of from this node.
+    pub fn set_client_tunnels(&mut self, on: bool) {
+        self.tunnels.client_mode = on;
     }
 
     pub fn location(&self) -> Location {
@@ -129,14 +154,21 @@ impl<P: PeerId> Router<P> {
         self.searches.len()
     }
 
-    /// Is this uid being handled right now?
+    /// Is this uid being handled right now (for any key)?
     pub fn is_handling(&self, uid: Uid) -> bool {
-        self.searches.contains_key(&uid)
+        self.flows_of(uid).next().is_some()
     }
 
     /// The earliest time at which a [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
-        self.searches.values().filter_map(Search::deadline).min()
+        let searches = self.searches.values().filter_map(Search::deadline).min();
+        let tunnels = self.tunnels.next_deadline(&self.config.tunnel);
+        searches.into_iter().chain(tunnels).min()
+    }
+
+    /// The searches of one uid, in key order.
+    fn flows_of(&self, uid: Uid) -> impl Iterator<Item = (&Flow, &Search<P>)> {
+        self.searches.range((uid, KEY_MIN)..=(uid, KEY_MAX))
     }
 
     /// Feed one event; the actions come back in the order they must happen.
@@ -165,14 +197,32 @@ impl<P: PeerId> Router<P> {
             Event::LinkDown { peer } => self.on_link_down(&mut cx, peer),
             Event::Message { from, msg } => {
                 if self.neighbours.contains_key(&from) {
-                    self.on_message(&mut cx, from, msg);
+                    if msg.message_kind().is_tunnel() {
+                        self.on_tunnel_message(&mut cx, from, msg);
+                    } else {
+                        self.on_message(&mut cx, from, msg);
+                    }
                 }
+            }
+            Event::ClientGet { token, key } if self.tunnels.client_mode => {
+                let request = SessionRequest::Get(vec![key]);
+                self.on_session(&mut cx, token, request, true)
+            }
+            Event::ClientPut { token, block } if self.tunnels.client_mode => {
+                let request = SessionRequest::Put(vec![block]);
+                self.on_session(&mut cx, token, request, true)
             }
             Event::ClientGet { token, key } => self.on_client(&mut cx, token, Request::Get { key }),
             Event::ClientPut { token, block } => {
                 self.on_client(&mut cx, token, Request::Put { block })
             }
-            Event::Tick => self.on_tick(&mut cx),
+            Event::ClientSession { token, request } => {
+                self.on_session(&mut cx, token, request, false)
+            }
+            Event::Tick => {
+                self.on_tick(&mut cx);
+                self.on_tunnel_tick(&mut cx);
+            }
         }
         cx.out
     }
@@ -199,14 +249,8 @@ impl<P: PeerId> Router<P> {
             cx.out.push(failed(Failure::NoPeers));
             return;
         }
-        let mut uid = cx.rng.next_u64();
-        while self.searches.contains_key(&uid) {
-            uid = cx.rng.next_u64();
-        }
-        let budget = self
-            .policy
-            .originate(self.config.max_htl, cx.rng)
-            .min(self.config.max_htl);
+        let uid = self.fresh_uid(cx);
+        let budget = self.originate_budget(cx);
         self.stats.requests_originated += 1;
         let op = match request {
             Request::Get { .. } => Op::Get,
@@ -220,6 +264,22 @@ impl<P: PeerId> Router<P> {
             op,
         });
         self.start(cx, uid, search);
+    }
+
+    /// A uid no search here uses.
+    fn fresh_uid(&self, cx: &mut Ctx<'_, P>) -> Uid {
+        let mut uid = cx.rng.next_u64();
+        while self.is_handling(uid) {
+            uid = cx.rng.next_u64();
+        }
+        uid
+    }
+
+    /// The budget of a request this node starts (for its client or as an exit).
+    fn originate_budget(&mut self, cx: &mut Ctx<'_, P>) -> Htl {
+        self.policy
+            .originate(self.config.max_htl, cx.rng)
+            .min(self.config.max_htl)
     }
 
     fn on_message(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
@@ -256,8 +316,12 @@ impl<P: PeerId> Router<P> {
         }
         self.stats.requests_received += 1;
 
-        // Rule 3: a uid in flight here is a loop.
-        if let Some(search) = self.searches.get_mut(&uid) {
+        // Rule 3: a uid in flight here for the same key is a loop.
+        let key = match &request {
+            Request::Get { key } => *key,
+            Request::Put { block } => block.routing_key(),
+        };
+        if let Some(search) = self.searches.get_mut(&(uid, key)) {
             search.exclude(from.clone());
             self.stats.loops_rejected += 1;
             cx.out.push(Action::Send {
@@ -310,6 +374,7 @@ impl<P: PeerId> Router<P> {
         let coins = self.coins.get(&from).copied().unwrap_or_default();
         let budget = self.policy.accept(htl, max, coins, cx.rng).min(htl);
         *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
+        // The same uid with another key is its own request (see `take`).
         let mut search = Search::new(uid, request, Origin::Peer(from), budget);
         search.set_may_cache(may_cache);
         if budget == htl {
@@ -320,11 +385,15 @@ impl<P: PeerId> Router<P> {
     }
 
     fn on_reply(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
-        let uid = msg.uid();
-        let Some(search) = self.searches.get_mut(&uid) else {
+        let (flow, msg) = match self.aliases.get(&(from.clone(), msg.uid())) {
+            Some(flow) => (Some(*flow), msg.with_uid(flow.0)),
+            None => (self.reply_flow(&from, &msg), msg),
+        };
+        let Some(search) = flow.and_then(|f| self.searches.get_mut(&f)) else {
             self.stats.ignored_replies += 1;
             return;
         };
+        let flow = (msg.uid(), search.key());
         let view = View {
             now: cx.now,
             neighbours: &self.neighbours,
@@ -336,71 +405,118 @@ impl<P: PeerId> Router<P> {
                 if let Some(reason) = misbehaved {
                     cx.out.push(Action::Misbehaved { peer: from, reason });
                 }
-                self.take(cx, uid, step);
+                self.take(cx, flow, step);
             }
         }
+    }
+
+    /// The flow a reply under its real uid is for: the one waiting on the
+    /// sender (not through an alias); a block names its own key.
+    fn reply_flow(&self, from: &P, msg: &Message) -> Option<Flow> {
+        let uid = msg.uid();
+        // The flow of this uid that waits on the sender (a block names its
+        // own key); failing that, the first flow, which will ignore it.
+        let found_key = match &msg {
+            Message::DataFound { block, .. } => Some(block.routing_key()),
+            _ => None,
+        };
+        let waiting = |f: &Flow, s: &Search<P>| {
+            s.waiting_on() == Some(from) && !self.alias_of.contains_key(f)
+        };
+        self.flows_of(uid)
+            .filter(|(f, s)| waiting(f, s))
+            .find(|(f, _)| found_key.is_none_or(|k| f.1 == k))
+            .or_else(|| self.flows_of(uid).find(|(f, s)| waiting(f, s)))
+            .or_else(|| self.flows_of(uid).next())
+            .map(|(f, _)| *f)
     }
 
     fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
         self.neighbours.remove(&peer);
         self.coins.remove(&peer);
         // A search waiting on the lost peer ends as a timeout would (rule 6).
-        let stalled = self.waiting_uids(|s| s.waiting_on() == Some(&peer));
-        for uid in stalled {
-            self.give_up(cx, uid);
+        let stalled = self.waiting_flows(|s| s.waiting_on() == Some(&peer));
+        for flow in stalled {
+            self.give_up(cx, flow);
         }
+        self.on_tunnel_link_down(cx, &peer);
     }
 
     fn on_tick(&mut self, cx: &mut Ctx<'_, P>) {
         let now = cx.now;
-        let expired = self.waiting_uids(|s| s.deadline().is_some_and(|d| d <= now));
-        for uid in expired {
+        let expired = self.waiting_flows(|s| s.deadline().is_some_and(|d| d <= now));
+        for flow in expired {
             self.stats.timeouts += 1;
-            self.give_up(cx, uid);
+            self.give_up(cx, flow);
         }
     }
 
-    /// The uids of the searches matching `pred`, in uid order.
-    fn waiting_uids(&self, pred: impl Fn(&Search<P>) -> bool) -> Vec<Uid> {
-        let mut uids: Vec<Uid> = self
-            .searches
+    /// The flows of the searches matching `pred`, in (uid, key) order.
+    fn waiting_flows(&self, pred: impl Fn(&Search<P>) -> bool) -> Vec<Flow> {
+        self.searches
             .iter()
             .filter(|(_, s)| pred(s))
-            .map(|(uid, _)| *uid)
-            .collect();
-        uids.sort_unstable();
-        uids
+            .map(|(flow, _)| *flow)
+            .collect()
     }
 
-    fn give_up(&mut self, cx: &mut Ctx<'_, P>, uid: Uid) {
-        if let Some(answer) = self.searches.get(&uid).map(Search::give_up) {
-            self.finish(cx, uid, answer);
+    fn give_up(&mut self, cx: &mut Ctx<'_, P>, flow: Flow) {
+        if let Some(answer) = self.searches.get(&flow).map(Search::give_up) {
+            self.finish(cx, flow, answer);
         }
     }
 
     /// Add a new search to the pool and take its first step.
     fn start(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, mut search: Search<P>) {
+        let flow = (uid, search.key());
         let view = View {
             now: cx.now,
             neighbours: &self.neighbours,
             config: &self.config,
         };
         let step = search.next_hop(&view);
-        self.searches.insert(uid, search);
-        self.take(cx, uid, step);
+        self.searches.insert(flow, search);
+        self.take(cx, flow, step);
     }
 
     /// Carry out a search's step.
-    fn take(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, step: Step<P>) {
+    fn take(&mut self, cx: &mut Ctx<'_, P>, flow: Flow, step: Step<P>) {
+        self.drop_alias(flow);
         match step {
-            Step::Forward { to, msg } => cx.out.push(Action::Send { to, msg }),
-            Step::Finished(answer) => self.finish(cx, uid, answer),
+            Step::Forward { to, msg } => {
+                // Replies carry only the uid: a flow sharing its uid with a
+                // flow already waiting on `to` goes there under an alias, so
+                // it is routed exactly as a fresh uid would be.
+                let shared = self
+                    .flows_of(flow.0)
+                    .any(|(f, s)| *f != flow && s.waiting_on() == Some(&to));
+                let msg = if shared {
+                    let mut alias = cx.rng.next_u64();
+                    while self.is_handling(alias) || self.aliases.contains_key(&(to.clone(), alias))
+                    {
+                        alias = cx.rng.next_u64();
+                    }
+                    self.aliases.insert((to.clone(), alias), flow);
+                    self.alias_of.insert(flow, (to.clone(), alias));
+                    msg.with_uid(alias)
+                } else {
+                    msg
+                };
+                cx.out.push(Action::Send { to, msg })
+            }
+            Step::Finished(answer) => self.finish(cx, flow, answer),
         }
     }
 
-    /// Forget the uid and deliver the answer upstream.
-    fn finish(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, answer: Answer<P>) {
-        self.searches.remove(&uid);
+    fn drop_alias(&mut self, flow: Flow) {
+        if let Some(key) = self.alias_of.remove(&flow) {
+            self.aliases.remove(&key);
+        }
+    }
+
+    /// Forget the flow and deliver the answer upstream.
+    fn finish(&mut self, cx: &mut Ctx<'_, P>, flow: Flow, answer: Answer<P>) {
+        self.searches.remove(&flow);
         match answer {
             Answer::Peer { peer, keep, msg } => {
                 if let Some(n) = self.inflight_per_peer.get_mut(&peer) {
@@ -419,273 +535,14 @@ impl<P: PeerId> Router<P> {
                     cx.out.push(Action::Send { to: peer, msg });
                 }
             }
-            Answer::Client { token, outcome } => cx.out.push(Action::ClientDone { token, outcome }),
+            // A search this node runs as a tunnel's exit answers the tunnel.
+            Answer::Client { token, outcome } => match self.tunnels.take_exit_job(flow) {
+                Some(job) => self.exit_answer(cx, job, outcome),
+                None => cx.out.push(Action::ClientDone { token, outcome }),
+            },
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-
-    use rand::SeedableRng;
-    use rand_chacha::ChaCha8Rng;
-
-    use super::*;
-    use crate::keys::{Block, Chk, RoutingKey};
-
-    #[derive(Default)]
-    struct Store(HashMap<RoutingKey, Block>);
-
-    impl BlockSource for Store {
-        fn lookup(&self, key: &RoutingKey) -> Option<Block> {
-            self.0.get(key).cloned()
-        }
-    }
-
-    /// A router at location 0 with neighbours 1, 2, 3 (at 0.1, 0.2, 0.3),
-    /// its store, and a seeded random source.
-    struct Node {
-        router: Router<u32>,
-        store: Store,
-        rng: ChaCha8Rng,
-    }
-
-    impl Node {
-        fn new(config: RouterConfig) -> Node {
-            let mut node = Node {
-                router: Router::new(config, Location(0)),
-                store: Store::default(),
-                rng: ChaCha8Rng::seed_from_u64(9),
-            };
-            for peer in 1..=3u32 {
-                let location = Location::from_f64(f64::from(peer) / 10.0);
-                let coins = LinkCoins::default();
-                node.at(
-                    0,
-                    Event::LinkUp {
-                        peer,
-                        location,
-                        coins,
-                    },
-                );
-            }
-            node
-        }
-
-        fn at(&mut self, now: Time, event: Event<u32>) -> Vec<Action<u32>> {
-            self.router.handle(now, &mut self.rng, &self.store, event)
-        }
-
-        fn from(&mut self, from: u32, msg: Message) -> Vec<Action<u32>> {
-            self.at(0, Event::Message { from, msg })
-        }
-    }
-
-    fn limits(max_inflight_per_peer: usize, max_pending: usize) -> RouterConfig {
-        RouterConfig {
-            max_inflight_per_peer,
-            max_pending,
-            ..RouterConfig::default()
-        }
-    }
-
-    /// A key at 0.19: peer 2 is closest, then 1, then 3.
-    fn key() -> RoutingKey {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&Location::from_f64(0.19).0.to_be_bytes());
-        RoutingKey(bytes)
-    }
-
-    fn request(uid: Uid, htl: Htl) -> Message {
-        Message::DataRequest {
-            uid,
-            key: key(),
-            htl,
-        }
-    }
-
-    fn send(to: u32, msg: Message) -> Action<u32> {
-        Action::Send { to, msg }
-    }
-
-    fn done(token: ClientToken, failure: Failure) -> Action<u32> {
-        Action::ClientDone {
-            token,
-            outcome: ClientOutcome::Failed(failure),
-        }
-    }
-
-    #[test]
-    fn a_looping_uid_is_rejected_and_its_sender_is_never_tried() {
-        let mut n = Node::new(RouterConfig::default());
-        assert_eq!(n.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
-        assert_eq!(
-            n.from(3, request(9, 8)),
-            vec![send(3, Message::RejectedLoop { uid: 9 })]
-        );
-        assert_eq!(n.router.stats().loops_rejected, 1);
-        // Peer 2 found nothing: 1 is upstream and 3 looped, so no route is left.
-        let back = n.from(2, Message::RouteNotFound { uid: 9, htl: 5 });
-        assert_eq!(
-            back,
-            vec![send(1, Message::RouteNotFound { uid: 9, htl: 5 })]
-        );
-        assert!(!n.router.is_handling(9));
-        // Forgotten once answered: the same uid is a fresh request again.
-        assert_eq!(n.from(3, request(9, 4)), vec![send(2, request(9, 3))]);
-    }
-
-    #[test]
-    fn one_peer_cannot_hold_more_than_its_share() {
-        let mut n = Node::new(limits(2, 100));
-        assert_eq!(n.from(1, request(1, 5)).len(), 1);
-        assert_eq!(n.from(1, request(2, 5)).len(), 1);
-        let refused = vec![send(1, Message::RejectedOverload { uid: 3 })];
-        assert_eq!(n.from(1, request(3, 5)), refused);
-        assert_eq!(n.router.stats().overloads_sent, 1);
-        // Another peer still gets through; and once one of peer 1's requests
-        // is answered, peer 1 may send again.
-        assert_eq!(n.from(3, request(4, 5)), vec![send(2, request(4, 4))]);
-        let answered = n.from(2, Message::DataNotFound { uid: 1 });
-        assert_eq!(answered, vec![send(1, Message::DataNotFound { uid: 1 })]);
-        assert_eq!(n.from(1, request(5, 5)), vec![send(2, request(5, 4))]);
-        assert_eq!(n.router.pending_count(), 3);
-    }
-
-    #[test]
-    fn the_global_limit_and_an_empty_table_fail_local_requests() {
-        let mut n = Node::new(limits(100, 1));
-        assert_eq!(
-            n.at(
-                0,
-                Event::ClientGet {
-                    token: 1,
-                    key: key()
-                }
-            )
-            .len(),
-            2
-        );
-        let second = n.at(
-            0,
-            Event::ClientGet {
-                token: 2,
-                key: key(),
-            },
-        );
-        assert_eq!(second, vec![done(2, Failure::Overloaded)]);
-        let mut lonely = Router::<u32>::new(RouterConfig::default(), Location(0));
-        let store = Store::default();
-        let event = Event::ClientGet {
-            token: 3,
-            key: key(),
-        };
-        let actions = lonely.handle(0, &mut n.rng, &store, event);
-        assert_eq!(actions, vec![done(3, Failure::NoPeers)]);
-        assert_eq!(lonely.stats().requests_originated, 0);
-    }
-
-    #[test]
-    fn a_silent_peer_times_out_at_its_deadline() {
-        let config = RouterConfig::default();
-        let deadline = 100 + config.timeout_for(config.max_htl);
-        let mut n = Node::new(config);
-        let started = n.at(
-            100,
-            Event::ClientGet {
-                token: 1,
-                key: key(),
-            },
-        );
-        assert!(matches!(
-            started[..],
-            [Action::Originated { .. }, Action::Send { to: 2, .. }]
-        ));
-        assert_eq!(n.router.next_deadline(), Some(deadline));
-        assert!(n.at(deadline - 1, Event::Tick).is_empty());
-        let ended = n.at(deadline, Event::Tick);
-        assert_eq!(ended, vec![done(1, Failure::Timeout)]);
-        assert_eq!(n.router.stats().timeouts, 1);
-        assert_eq!(n.router.next_deadline(), None);
-        assert_eq!(n.router.pending_count(), 0);
-    }
-
-    #[test]
-    fn losing_the_peer_waited_on_ends_the_search() {
-        let mut n = Node::new(RouterConfig::default());
-        n.at(
-            0,
-            Event::ClientGet {
-                token: 1,
-                key: key(),
-            },
-        );
-        n.from(3, request(8, 6));
-        // Both wait on peer 2 (closest to the key); an unrelated link going
-        // down changes nothing.
-        assert!(n.at(0, Event::LinkDown { peer: 1 }).is_empty());
-        let ended = n.at(0, Event::LinkDown { peer: 2 });
-        assert!(ended.contains(&done(1, Failure::Timeout)), "{ended:?}");
-        assert!(ended.contains(&send(3, Message::DataNotFound { uid: 8 })));
-        assert_eq!(ended.len(), 2);
-        assert_eq!(n.router.pending_count(), 0);
-        assert_eq!(n.router.stats().timeouts, 0);
-    }
-
-    #[test]
-    fn a_search_whose_upstream_left_runs_on_but_answers_no_one() {
-        let mut n = Node::new(RouterConfig::default());
-        assert_eq!(n.from(1, request(4, 6)), vec![send(2, request(4, 5))]);
-        assert!(n.at(0, Event::LinkDown { peer: 1 }).is_empty());
-        assert!(n.router.is_handling(4));
-        assert!(n.from(2, Message::DataNotFound { uid: 4 }).is_empty());
-        assert!(!n.router.is_handling(4));
-    }
-
-    #[test]
-    fn an_insert_sink_caches_stores_and_acknowledges() {
-        let mut n = Node::new(RouterConfig::default());
-        let (chk, block) = Chk::encode(b"router unit test").unwrap();
-        let insert = Message::InsertRequest {
-            uid: 6,
-            key: chk.routing,
-            htl: 1,
-            block: block.clone(),
-        };
-        assert_eq!(
-            n.from(1, insert),
-            vec![
-                Action::CacheBlock {
-                    block: block.clone()
-                },
-                Action::StoreBlock { block },
-                send(1, Message::InsertSucceeded { uid: 6 }),
-            ]
-        );
-        assert_eq!(n.router.pending_count(), 0);
-    }
-
-    #[test]
-    fn held_keys_are_answered_and_broken_requests_reported() {
-        let mut n = Node::new(RouterConfig::default());
-        let (chk, block) = Chk::encode(b"held").unwrap();
-        n.store.0.insert(chk.routing, block.clone());
-        let ask = Message::DataRequest {
-            uid: 2,
-            key: chk.routing,
-            htl: 3,
-        };
-        let found = Message::DataFound { uid: 2, block };
-        assert_eq!(n.from(3, ask), vec![send(3, found)]);
-        assert_eq!(n.router.stats().answered_from_store, 1);
-        let zero = vec![Action::Misbehaved {
-            peer: 1,
-            reason: Misbehaviour::ZeroHtl,
-        }];
-        assert_eq!(n.from(1, request(3, 0)), zero);
-        // A stranger is not a neighbour: nothing happens.
-        assert!(n.from(42, request(5, 5)).is_empty());
-        assert_eq!(n.router.stats().requests_received, 1);
-    }
-}
+mod tests;

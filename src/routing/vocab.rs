@@ -24,6 +24,13 @@ impl<T: Clone + Ord + Hash + Debug> PeerId for T {}
 /// Read access to the node's datastore (store and cache together).
 pub trait BlockSource {
     fn lookup(&self, key: &RoutingKey) -> Option<Block>;
+
+    /// The client cache: blocks this node's own client fetched through a
+    /// tunnel ([`Action::ClientCacheBlock`]). Only the local client reads it;
+    /// it never answers a neighbour. None by default.
+    fn client_lookup(&self, _key: &RoutingKey) -> Option<Block> {
+        None
+    }
 }
 
 /// The hops-to-live budget of a request, unless configured otherwise.
@@ -44,7 +51,61 @@ pub struct RouterConfig {
     pub max_inflight_per_peer: usize,
     /// Requests this node handles at once, all sources together.
     pub max_pending: usize,
+    /// Tunnel tunables (`[router.tunnel]`).
+    pub tunnel: TunnelConfig,
 }
+
+/// Tunables of tunnels (see `docs/protocol.md`, "Tunnels").
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TunnelConfig {
+    /// Probability that a node receiving a build extends it rather than
+    /// becoming the exit. Mean walk length is `1 / (1 - p_forward)`.
+    /// Values outside `[0, 0.99]` (and NaN) are clamped into it.
+    pub p_forward: f64,
+    /// How long the originator reuses a tunnel for new sessions.
+    pub reuse_ms: u64,
+    /// A hop forgets a tunnel that carried nothing for this long.
+    pub idle_ms: u64,
+    /// Before each batch the originator waits a delay drawn uniformly from
+    /// `[batch_delay_min_ms, batch_delay_max_ms]`.
+    pub batch_delay_min_ms: u64,
+    pub batch_delay_max_ms: u64,
+    /// With keys outstanding, a tunnel silent for this long is broken.
+    pub progress_timeout_ms: u64,
+    /// Rebuilds one session may need before its remaining keys fail.
+    pub max_rebuilds: u32,
+    /// Keys (or blocks) sent into a tunnel and not yet answered.
+    pub window: usize,
+    /// Tunnels this node relays or exits at once.
+    pub max_hops: usize,
+    /// Client sessions in flight at once.
+    pub max_sessions: usize,
+    /// Keys (or blocks) one session may ask for.
+    pub max_session_items: usize,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        TunnelConfig {
+            p_forward: 0.75,
+            reuse_ms: 10 * 60 * 1000,
+            idle_ms: 10 * 60 * 1000,
+            batch_delay_min_ms: 20,
+            batch_delay_max_ms: 250,
+            progress_timeout_ms: 60_000,
+            max_rebuilds: 4,
+            window: 64,
+            max_hops: 1024,
+            max_sessions: 256,
+            max_session_items: 65_536,
+        }
+    }
+}
+
+// `p_forward` is clamped (never NaN) wherever it is used, and
+// configurations are compared only in tests and config round trips.
+impl Eq for TunnelConfig {}
 
 impl Default for RouterConfig {
     fn default() -> Self {
@@ -54,6 +115,7 @@ impl Default for RouterConfig {
             timeout_per_hop_ms: 2_000,
             max_inflight_per_peer: 64,
             max_pending: 4_096,
+            tunnel: TunnelConfig::default(),
         }
     }
 }
@@ -100,8 +162,34 @@ pub enum Event<P> {
     ClientGet { token: ClientToken, key: RoutingKey },
     /// The local client inserts a block.
     ClientPut { token: ClientToken, block: Block },
+    /// The local client fetches or inserts many blocks in one session, always
+    /// through a tunnel; answered by one [`Action::SessionDone`].
+    ClientSession {
+        token: ClientToken,
+        request: SessionRequest,
+    },
     /// Time passed; expire whatever is due.
     Tick,
+}
+
+/// What one client session asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SessionRequest {
+    Get(Vec<RoutingKey>),
+    Put(Vec<Block>),
+}
+
+impl SessionRequest {
+    pub fn len(&self) -> usize {
+        match self {
+            SessionRequest::Get(keys) => keys.len(),
+            SessionRequest::Put(blocks) => blocks.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// Why a local request did not succeed.
@@ -148,6 +236,9 @@ pub enum Misbehaviour {
     BadBlock,
     /// A reply whose kind does not fit the request (e.g. `DataFound` for an insert).
     WrongReply,
+    /// A tunnel message that breaks the tunnel protocol (a block that does
+    /// not hash to the key asked through the tunnel).
+    BadTunnel,
 }
 
 /// An output of the router.
@@ -173,6 +264,16 @@ pub enum Action<P> {
     StoreBlock { block: Block },
     /// A neighbour broke the protocol.
     Misbehaved { peer: P, reason: Misbehaviour },
+    /// A block the local client fetched through a tunnel: keep it in the
+    /// client cache ([`BlockSource::client_lookup`]), never in the cache
+    /// neighbours can read.
+    ClientCacheBlock { block: Block },
+    /// The answer to an [`Event::ClientSession`]: one outcome per key or
+    /// block, in the order asked.
+    SessionDone {
+        token: ClientToken,
+        outcomes: Vec<ClientOutcome>,
+    },
 }
 
 /// Counters for status reports.

@@ -21,19 +21,27 @@ use crate::routing::{
 };
 use crate::sim::topology::Topology;
 
+mod tunnel;
+
 // Scenario running lives in `sim::scenario`; these paths keep working.
 pub use crate::sim::scenario::{block_near, run_scenario, run_scenario_in, ScenarioRun};
 
-/// A node's datastore in memory: the store (sink) and the cache.
+/// A node's datastore in memory: the store (sink) and the cache, plus the
+/// client cache only the node's own client reads.
 #[derive(Default, Clone, Debug)]
 pub struct MemStore {
     pub store: HashMap<RoutingKey, Block>,
     pub cache: HashMap<RoutingKey, Block>,
+    pub client: HashMap<RoutingKey, Block>,
 }
 
 impl BlockSource for MemStore {
     fn lookup(&self, key: &RoutingKey) -> Option<Block> {
         self.store.get(key).or_else(|| self.cache.get(key)).cloned()
+    }
+
+    fn client_lookup(&self, key: &RoutingKey) -> Option<Block> {
+        self.client.get(key).cloned()
     }
 }
 
@@ -61,6 +69,8 @@ pub struct ClientRecord {
     pub op: Op,
     pub uid: Option<Uid>,
     pub outcomes: Vec<ClientOutcome>,
+    /// How many answers (`ClientDone` / `SessionDone`) the request got.
+    pub answers: usize,
 }
 
 /// A network of routers in one process.
@@ -206,6 +216,7 @@ impl Harness {
                 op,
                 uid: None,
                 outcomes: Vec::new(),
+                answers: 0,
             },
         );
         token
@@ -240,6 +251,7 @@ impl Harness {
                 Action::ClientDone { token, outcome } => {
                     if let Some(c) = self.clients.get_mut(&token) {
                         c.outcomes.push(outcome);
+                        c.answers += 1;
                     }
                 }
                 Action::CacheBlock { block } => {
@@ -249,6 +261,9 @@ impl Harness {
                     self.stores[node].store.insert(block.routing_key(), block);
                 }
                 Action::Misbehaved { peer, .. } => self.misbehaviour.push((node, peer)),
+                action @ (Action::ClientCacheBlock { .. } | Action::SessionDone { .. }) => {
+                    self.on_tunnel_action(node, action)
+                }
             }
         }
     }
