@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use super::load::{load_run, Ev};
-use super::record::{format_uid, parse_uid, request_kind};
+use super::load::load_run;
+use super::record::{format_uid, parse_uid};
 use super::AuditError;
 use crate::message::{Htl, Message, MessageKind};
 
@@ -56,24 +56,16 @@ pub fn trace_uid(dir: &Path, uid: &str) -> Result<Vec<String>, AuditError> {
         known |= node.starts.contains_key(&wanted);
         let mut list = Vec::new();
         for line in &node.events {
-            if line.ev.uid() != wanted {
+            if line.flow != wanted {
                 continue;
             }
             known = true;
-            let (sent, peer, kind, htl) = match &line.ev {
-                Ev::ReqSent { to, op, htl, .. } => (true, to, request_kind(*op), Some(*htl)),
-                Ev::ReqRecv { from, op, htl, .. } => (false, from, request_kind(*op), Some(*htl)),
-                Ev::RepSent { to, reply, htl, .. } => (true, to, *reply, *htl),
-                Ev::RepRecv {
-                    from, reply, htl, ..
-                } => (false, from, *reply, *htl),
-            };
             list.push(TraceEvent {
                 ts: line.ts,
-                sent,
-                peer: peer.clone(),
-                kind,
-                htl,
+                sent: line.sent,
+                peer: line.peer.clone(),
+                kind: line.kind,
+                htl: line.htl,
                 matched: None,
             });
         }

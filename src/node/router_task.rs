@@ -127,7 +127,7 @@ impl RouterTask {
                 }
                 info!(%peer, location = %location, "link up");
                 if let Some(a) = &mut self.audit {
-                    a.link_up(&peer);
+                    a.link_up(&peer, location);
                 }
                 self.feed(Event::LinkUp { peer, location });
             }
