@@ -2,7 +2,7 @@
 //! P(originator | bin) with a Wilson 95% interval and its support. The same
 //! bins are the classifier's inputs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::features::Observation;
 use super::report::{SignalBin, SignalTable};
@@ -27,6 +27,10 @@ pub(super) struct Feature {
     pub name: &'static str,
     pub description: &'static str,
     pub bin: fn(&Observation) -> Bin,
+    /// The feature has one value per download (observer, sender, file):
+    /// its table counts each download once, so a bin's support is the
+    /// number of independent downloads, not of their blocks.
+    pub per_download: bool,
 }
 
 fn na() -> Bin {
@@ -88,31 +92,37 @@ pub(super) fn features() -> Vec<Feature> {
                 Some(h) => (i64::from(h), h.to_string()),
                 None => na(),
             },
+            per_download: false,
         },
         Feature {
             name: "kind",
             description: "the message kind",
             bin: |o| (0, o.kind.as_str().to_string()),
+            per_download: false,
         },
         Feature {
             name: "key_distance",
             description: "distance from the key to the sender's location",
             bin: distance_bin,
+            per_download: false,
         },
         Feature {
             name: "share",
             description: "sender's share of the file's keys received here, times its degree",
             bin: share_bin,
+            per_download: true,
         },
         Feature {
             name: "gap",
             description: "time since this node last sent the sender a reply",
             bin: |o| gap_bin(o.gap_us),
+            per_download: false,
         },
         Feature {
             name: "min_gap",
             description: "smallest such gap over the sender's requests for the file",
             bin: |o| gap_bin(o.min_gap_us),
+            per_download: true,
         },
         Feature {
             name: "cache_probe",
@@ -122,6 +132,7 @@ pub(super) fn features() -> Vec<Feature> {
                 Some(false) => (0, "not held".to_string()),
                 None => na(),
             },
+            per_download: false,
         },
     ]
 }
@@ -146,7 +157,11 @@ pub(super) fn tables(obs: &[&Observation], features: &[Feature]) -> Vec<SignalTa
         .iter()
         .map(|f| {
             let mut bins: BTreeMap<Bin, (usize, usize)> = BTreeMap::new();
+            let mut downloads = HashSet::new();
             for o in obs {
+                if f.per_download && !downloads.insert((o.observer, o.sender, o.group)) {
+                    continue;
+                }
                 let e = bins.entry((f.bin)(o)).or_default();
                 e.0 += 1;
                 e.1 += usize::from(o.truth);
