@@ -34,6 +34,8 @@ struct Model {
     unseen: Vec<f64>,
 }
 
+// `f` indexes both a row of `bins` and the model's per-feature vectors.
+#[allow(clippy::needless_range_loop)]
 fn train(obs: &[&Observation], bins: &[Vec<Bin>], idx: &[usize], n_features: usize) -> Model {
     let pos = idx.iter().filter(|i| obs[**i].truth).count() as f64;
     let neg = idx.len() as f64 - pos;
