@@ -98,14 +98,7 @@ impl Logs {
         htl: Option<Htl>,
         key: Option<RoutingKey>,
     ) {
-        let record = |peer| MessageRecord {
-            kind,
-            peer,
-            flow,
-            htl,
-            key,
-            keys: Vec::new(),
-        };
+        let record = |peer| MessageRecord::new(kind, peer, flow, htl, key);
         self.audit(from, ts, AuditEvent::Send(record(id(to))));
         self.audit(to, ts + 20, AuditEvent::Recv(record(id(from))));
     }

@@ -75,12 +75,7 @@ fn circular(a: f64, b: f64) -> f64 {
 
 /// Every observation in the run, in (observer, file order).
 pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
-    let index: HashMap<&str, usize> = run
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = run.index();
     // The public topology: each node's degree and announced location.
     let mut degree: Vec<usize> = run.nodes.iter().map(|n| n.neighbours.len()).collect();
     let mut location: HashMap<&str, f64> = HashMap::new();

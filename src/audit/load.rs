@@ -87,6 +87,17 @@ pub(super) struct Run {
     pub warnings: Vec<String>,
 }
 
+impl Run {
+    /// Each node's index in [`Run::nodes`], by name.
+    pub(super) fn index(&self) -> HashMap<&str, usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect()
+    }
+}
+
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
     move |source| AuditError::Io {
         path: path.to_path_buf(),

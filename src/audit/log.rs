@@ -85,14 +85,7 @@ impl AuditLog {
     }
 
     fn record(peer: PeerKey, msg: &Message) -> MessageRecord {
-        MessageRecord {
-            kind: msg.message_kind(),
-            peer,
-            flow: msg.uid(),
-            htl: msg.htl(),
-            key: msg.key(),
-            keys: Vec::new(),
-        }
+        MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key())
     }
 
     /// A message this node received from `peer`.
@@ -205,14 +198,7 @@ mod tests {
         assert!(audit.iter().all(|l| l.node == me && l.ts_us > 0));
         assert!(audit.windows(2).all(|w| w[0].ts_us <= w[1].ts_us));
         let events: Vec<AuditEvent> = audit.into_iter().map(|l| l.event).collect();
-        let msg = |kind, peer, flow, htl, key| MessageRecord {
-            kind,
-            peer,
-            flow,
-            htl,
-            key,
-            keys: Vec::new(),
-        };
+        let msg = MessageRecord::new;
         assert_eq!(
             events,
             [

@@ -54,6 +54,24 @@ pub struct MessageRecord {
 }
 
 impl MessageRecord {
+    /// A message carrying at most one key.
+    pub fn new(
+        kind: MessageKind,
+        peer: PeerKey,
+        flow: Flow,
+        htl: Option<Htl>,
+        key: Option<RoutingKey>,
+    ) -> MessageRecord {
+        MessageRecord {
+            kind,
+            peer,
+            flow,
+            htl,
+            key,
+            keys: Vec::new(),
+        }
+    }
+
     /// Every routing key the message carries (`key` and `keys`).
     pub fn all_keys(&self) -> impl Iterator<Item = &RoutingKey> {
         self.key.iter().chain(self.keys.iter())
@@ -241,14 +259,7 @@ mod tests {
     }
 
     fn message(kind: MessageKind, htl: Option<Htl>, key: Option<RoutingKey>) -> MessageRecord {
-        MessageRecord {
-            kind,
-            peer: peer(3),
-            flow: 0x9f3a_0c1d_2e4b_5a69,
-            htl,
-            key,
-            keys: Vec::new(),
-        }
+        MessageRecord::new(kind, peer(3), 0x9f3a_0c1d_2e4b_5a69, htl, key)
     }
 
     #[test]

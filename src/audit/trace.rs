@@ -1,7 +1,7 @@
 //! The trace line: one message hop as `veil trace` and `veil audit --trace`
 //! print it, and [`trace_uid`], one request's path rebuilt from the logs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 use super::load::load_run;
@@ -44,12 +44,7 @@ pub fn trace_uid(dir: &Path, uid: &str) -> Result<Vec<String>, AuditError> {
         uid: uid.to_string(),
     })?;
     let run = load_run(dir)?;
-    let index: HashMap<&str, usize> = run
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = run.index();
     let mut lists: Vec<Vec<TraceEvent>> = Vec::new();
     let mut known = false;
     for node in &run.nodes {
