@@ -9,8 +9,10 @@
 //!
 //! Rooms: [`record`] (the log line type), [`log`] (the node's writer),
 //! `load` (reading a directory back), `traffic`, `invariants`, `leaks`,
-//! `anonymity`, [`report`] (the report and its text form) and [`trace`]
-//! (the one trace-line format, and one request's path).
+//! the adversary (`anonymity` drives `features`, `signals`, `classifier`,
+//! `posterior` and [`verdict`]; see `docs/anonymity.md`), [`report`] (the
+//! report and its text form) and [`trace`] (the one trace-line format, and
+//! one request's path).
 
 mod anonymity;
 mod classifier;
