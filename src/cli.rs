@@ -79,6 +79,18 @@ pub enum Command {
         /// Print one request's path (uid as 16 hex digits) in the trace format.
         #[arg(long)]
         trace: Option<String>,
+        /// Pool the observations of this many random nodes (chosen with --seed).
+        #[arg(long)]
+        colluders: Option<usize>,
+        /// Seeds the colluders' choice, the train/test split and the bootstrap.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// FAIL when a signal bin's upper bound on P(originator) exceeds this.
+        #[arg(long, default_value_t = 0.5)]
+        max_posterior: f64,
+        /// FAIL when the combined adversary's cross-validated AUC exceeds this.
+        #[arg(long, default_value_t = 0.65)]
+        max_auc: f64,
     },
     /// Measure per-hop latency and get throughput over a 5-node loopback
     /// chain, and raw ChaCha20-Poly1305 speed.
@@ -291,6 +303,10 @@ pub struct RunArgs {
     /// Print the results and the audit as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Also exit non-zero when the anonymity verdict is FAIL (by default
+    /// only failed fetches and invariant violations do).
+    #[arg(long)]
+    pub strict_anonymity: bool,
 }
 
 impl RunArgs {

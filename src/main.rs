@@ -74,7 +74,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
             show(json, json_text, report.render_text());
             Ok(ExitCode::SUCCESS)
         }),
-        Command::Audit { dir, json, trace } => audit(&dir, json, trace.as_deref()),
+        Command::Audit {
+            dir,
+            json,
+            trace,
+            colluders,
+            seed,
+            max_posterior,
+            max_auc,
+        } => {
+            let options = veil::audit::AuditOptions {
+                colluders,
+                seed,
+                max_posterior,
+                max_auc,
+            };
+            audit(&dir, json, trace.as_deref(), &options)
+        }
     }
 }
 
@@ -278,10 +294,12 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         TestnetCommand::Run(a) => runtime()?.block_on(async {
-            let json = a.json;
+            let (json, strict) = (a.json, a.strict_anonymity);
             let report = run::run(a.options(exe()?), &progress_printer()).await?;
             show(json, report.to_json(), report.render_text());
-            Ok(exit_code(report.ok))
+            Ok(exit_code(
+                report.ok && (!strict || report.audit.anonymity.passed()),
+            ))
         }),
     }
 }
@@ -295,16 +313,23 @@ fn exit_code(ok: bool) -> ExitCode {
     ExitCode::from(u8::from(!ok))
 }
 
-fn audit(dir: &Path, json: bool, trace: Option<&str>) -> Result<ExitCode> {
+fn audit(
+    dir: &Path,
+    json: bool,
+    trace: Option<&str>,
+    options: &veil::audit::AuditOptions,
+) -> Result<ExitCode> {
     if let Some(uid) = trace {
         for line in veil::audit::trace_uid(dir, uid)? {
             println!("{line}");
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let report = veil::audit::audit_dir(dir)?;
+    let report = veil::audit::audit_dir_with(dir, options)?;
     show(json, report.to_json(), report.render_text());
-    Ok(exit_code(report.violation_count() == 0))
+    Ok(exit_code(
+        report.violation_count() == 0 && report.anonymity.passed(),
+    ))
 }
 
 /// Print a report as JSON or as text.

@@ -27,6 +27,8 @@ struct Net {
     now: u64,
     key: String,
     uri: String,
+    /// (node, uid) pairs whose requests the node's client has in flight.
+    originating: std::collections::HashSet<(&'static str, String)>,
     plaintext: Vec<u8>,
 }
 
@@ -65,6 +67,7 @@ impl Net {
             skew: BTreeMap::new(),
             now: 1_764_072_000_000,
             key: chk.routing.to_base64(),
+            originating: Default::default(),
             uri: chk.to_uri(),
             plaintext,
         }
@@ -76,14 +79,18 @@ impl Net {
     }
 
     fn start(&mut self, node: &'static str, uid: &str, op: &str) {
-        let line = json!({"ts": self.ts(node), "uid": uid, "key": self.key, "op": op});
+        let line = json!({"ts_us": self.ts(node) * 1000, "flow": uid, "event": "request_started",
+                          "key": self.key, "op": op});
         self.origin.get_mut(node).unwrap().push(line.to_string());
+        self.originating.insert((node, uid.to_string()));
         self.now += 1;
     }
 
     fn end(&mut self, node: &'static str, uid: &str, outcome: &str) {
-        let line = json!({"ts": self.ts(node), "uid": uid, "outcome": outcome});
+        let line = json!({"ts_us": self.ts(node) * 1000, "flow": uid, "event": "request_finished",
+                          "outcome": outcome});
         self.origin.get_mut(node).unwrap().push(line.to_string());
+        self.originating.remove(&(node, uid.to_string()));
         self.now += 1;
     }
 
@@ -96,32 +103,31 @@ impl Net {
         uid: &str,
         htl: Option<u32>,
     ) {
-        let (sent, received, mut extra) = match kind {
-            "DataRequest" | "InsertRequest" => {
-                let op = if kind == "DataRequest" { "get" } else { "put" };
-                (
-                    "request_sent",
-                    "request_received",
-                    json!({"key": self.key, "op": op}),
-                )
-            }
-            reply => ("reply_sent", "reply_received", json!({"reply": reply})),
-        };
+        let mut extra = json!({"kind": kind, "flow": uid});
         if let Some(h) = htl {
             extra["htl"] = json!(h);
         }
-        let line = |ts: u64, node: &str, event: &str, dir: &str, peer: &str| {
-            let mut v = json!({"ts": ts, "node": id_of(node), "event": event, "uid": uid});
-            v[dir] = json!(id_of(peer));
+        if kind == "DataRequest" || kind == "InsertRequest" {
+            extra["key"] = json!(self.key);
+            if self.originating.contains(&(from, uid.to_string())) {
+                let op = if kind == "DataRequest" { "get" } else { "put" };
+                let line = json!({"ts_us": self.ts(from) * 1000, "flow": uid,
+                                  "event": "flow_started", "to": id_of(to), "op": op});
+                self.origin.get_mut(from).unwrap().push(line.to_string());
+            }
+        }
+        let line = |ts: u64, node: &str, event: &str, peer: &str| {
+            let mut v = json!({"ts_us": ts * 1000, "node": id_of(node), "event": event,
+                               "peer": id_of(peer)});
             for (k, val) in extra.as_object().unwrap() {
                 v[k] = val.clone();
             }
             v.to_string()
         };
-        let s = line(self.ts(from), from, sent, "to", to);
+        let s = line(self.ts(from), from, "send", to);
         self.audit.get_mut(from).unwrap().push(s);
         self.now += 5;
-        let r = line(self.ts(to), to, received, "from", from);
+        let r = line(self.ts(to), to, "recv", from);
         self.audit.get_mut(to).unwrap().push(r);
         self.now += 5;
     }
@@ -275,11 +281,11 @@ fn htl_at_the_maximum_names_the_originator() {
     assert_eq!((first.tp, first.fp, first.fn_, first.tn), (1, 4, 0, 1));
     // No inserts at all: the put signal never fires, precision undefined.
     assert_eq!(classifier(&r, "op_is_put").precision, None);
-    // B received it at htl 18, and htl 18 always meant "from the originator".
+    // One request and one key: too little for the learned adversary (it
+    // cannot train on one file and score another), so its posterior stays
+    // open, and no bin has the support the verdict needs.
     assert_eq!(a.entropy.requests_observed, 1);
-    assert_eq!(a.entropy.requests_exposed, 1);
-    assert_eq!(a.entropy.min_bits, Some(0.0));
-    assert_eq!(a.entropy.mean_degree, Some(0.0));
+    assert!(a.passed(), "{:?}", a.failures);
     let text = r.render_text();
     assert!(
         text.contains(
@@ -287,7 +293,7 @@ fn htl_at_the_maximum_names_the_originator() {
         ),
         "{text}"
     );
-    assert!(text.contains("EXPOSED"), "{text}");
+    assert!(text.contains("ANONYMITY: PASS"), "{text}");
     for section in ["Traffic", "Invariants", "Anonymity"] {
         assert!(text.contains(section), "{text}");
     }
@@ -340,8 +346,8 @@ fn trace_of_an_unknown_uid_is_an_error() {
 fn a_misrouted_reply_is_reported() {
     let mut net = a_to_f(18);
     // C answers D, which never asked C for anything.
-    let line = json!({"ts": 1_764_072_000_500u64, "node": id_of("C"), "event": "reply_sent",
-                      "uid": UID, "reply": "DataFound", "to": id_of("D")});
+    let line = json!({"ts_us": 1_764_072_000_500_000u64, "node": id_of("C"), "event": "send",
+                      "flow": UID, "kind": "DataFound", "peer": id_of("D")});
     net.raw_audit("C", line.to_string());
     let r = audit_dir(net.write(true)).unwrap();
     assert_eq!(r.violations.misrouted_reply.count, 1);
@@ -479,7 +485,7 @@ fn a_malformed_line_names_file_and_line() {
     net.append(
         "D",
         "audit.jsonl",
-        "{\"ts\": 1, \"event\": \"reply_sent\", \"uid\n",
+        "{\"ts_us\": 1, \"event\": \"send\", \"flow\n",
     );
     let err = audit_dir(&dir).unwrap_err();
     match &err {
@@ -502,27 +508,27 @@ fn a_line_missing_a_field_names_file_and_line() {
         "audit.jsonl",
         &format!(
             "{}\n",
-            json!({"ts": 1, "node": id_of("C"), "event": "request_sent", "uid": UID,
-                   "key": net.key, "htl": 3, "op": "get"})
+            json!({"ts_us": 1, "node": id_of("C"), "event": "send", "flow": UID,
+                   "key": net.key, "htl": 3, "kind": "DataRequest"})
         ),
     );
     let err = audit_dir(&dir).unwrap_err().to_string();
     assert!(
-        err.contains("C/audit.jsonl:3:") && err.contains("`to`"),
+        err.contains("C/audit.jsonl:3:") && err.contains("`peer`"),
         "{err}"
     );
 }
 
 #[test]
-fn a_reply_line_with_a_request_kind_is_malformed() {
+fn a_message_line_with_an_unknown_kind_is_malformed() {
     let net = a_to_f(18);
     let dir = net.write(true).to_path_buf();
-    let line = json!({"ts": 1, "node": id_of("D"), "event": "reply_sent", "uid": UID,
-                      "reply": "DataRequest", "to": id_of("E")});
+    let line = json!({"ts_us": 1, "node": id_of("D"), "event": "send", "flow": UID,
+                      "kind": "DataRequestt", "peer": id_of("E")});
     net.append("D", "audit.jsonl", &format!("{line}\n"));
     let err = audit_dir(&dir).unwrap_err().to_string();
     assert!(
-        err.contains("D/audit.jsonl:3:") && err.contains("DataRequest is not a reply kind"),
+        err.contains("D/audit.jsonl:3:") && err.contains("DataRequestt"),
         "{err}"
     );
 }
@@ -565,13 +571,9 @@ fn a_relay_forwarding_at_max_htl_lowers_precision() {
     let ge17 = classifier(&r, "htl_ge_17");
     assert_eq!((ge17.tp, ge17.fp), (2, 3));
     assert!(approx(ge17.precision, 0.4));
-    // p(orig | 18) = 2/3, p(orig | 17) = 0 over N = 4 nodes: the best
-    // observer of each request is the one that saw htl 17, left with two
-    // equally likely candidates (1 bit); d = 1 / log2 4.
     let e = &a.entropy;
     assert_eq!((e.requests_observed, e.requests_exposed), (2, 0));
-    assert!(approx(e.mean_bits, 1.0) && approx(e.min_bits, 1.0));
-    assert!(approx(e.mean_degree, 0.5));
+    assert!(e.min_degree.is_some_and(|d| d > 0.0 && d <= 1.0), "{e:?}");
     let text = r.render_text();
     assert!(
         !text.contains("LEAK: a request arriving with htl = max"),
@@ -607,11 +609,11 @@ proptest::proptest! {
         // Either raw garbage, or a well-formed object with one odd field.
         let text = match field {
             0 => line.clone(),
-            1 => json!({"ts": 1, "event": "reply_sent", "uid": line, "reply": "DataFound", "to": "x"}).to_string(),
-            2 => json!({"ts": 1, "event": "request_received", "uid": UID, "htl": 1, "from": line, "op": "get"}).to_string(),
-            3 => json!({"ts": 1, "event": "reply_sent", "uid": UID, "reply": line, "to": id_of("A")}).to_string(),
-            4 => json!({"ts": 1, "event": line, "uid": UID}).to_string(),
-            _ => json!({"ts": 1, "uid": UID, "outcome": line}).to_string(),
+            1 => json!({"ts_us": 1, "node": id_of("C"), "event": "send", "flow": line, "kind": "DataFound", "peer": "x"}).to_string(),
+            2 => json!({"ts_us": 1, "node": id_of("C"), "event": "recv", "flow": UID, "htl": 1, "peer": line, "kind": "DataRequest"}).to_string(),
+            3 => json!({"ts_us": 1, "node": id_of("C"), "event": "send", "flow": UID, "kind": line, "peer": id_of("A")}).to_string(),
+            4 => json!({"ts_us": 1, "node": id_of("C"), "event": line, "flow": UID}).to_string(),
+            _ => json!({"ts_us": 1, "flow": UID, "event": "request_finished", "outcome": line}).to_string(),
         };
         let file = if field == 5 { "origin.jsonl" } else { "audit.jsonl" };
         net.append("C", file, &format!("{text}\n"));

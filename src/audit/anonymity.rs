@@ -1,85 +1,62 @@
-//! What each node could infer locally about who originated a request:
-//! signals scored as classifiers, and anonymity-set entropy.
+//! What a neighbour (or a pool of colluders) could infer about who
+//! originated a request: the observations and their features
+//! ([`super::features`]), one signal at a time ([`super::signals`]), the
+//! combined adversary ([`super::classifier`]), per-request posteriors
+//! ([`super::posterior`]) and the verdict ([`super::verdict`]). The older
+//! fixed HTL rules stay as `classifiers` (confusion matrices).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use super::load::{Ev, OriginStart, Run};
-use super::report::{Anonymity, Classifier};
-use crate::message::{Htl, Uid};
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::features::{observe, FileKeys, Observation};
+use super::load::Run;
+use super::report::{Anonymity, Classifier, Limits, Summary};
+use super::{classifier, posterior, signals, verdict};
+use crate::message::Htl;
 use crate::routing::Op;
 
-/// A classifier at least this precise (and better than the base rate) is
-/// called out as a leak in the text report.
+/// A rule at least this precise (and better than the base rate) is called
+/// out as a leak in the text report.
 const LEAK_PRECISION: f64 = 0.9;
-
-struct Observation<'a> {
-    observer: &'a str,
-    uid: Uid,
-    htl: Htl,
-    op: Op,
-    first_seen: bool,
-    truth: bool,
-}
 
 fn ratio(num: usize, den: usize) -> Option<f64> {
     (den > 0).then(|| num as f64 / den as f64)
 }
 
-/// Entropy (bits) of an observer's posterior: `p` on its neighbour, the rest
-/// spread over the `n - 2` nodes that are neither observer nor neighbour.
-fn posterior_entropy(p: f64, n: usize) -> f64 {
-    if n <= 2 {
-        return 0.0;
-    }
-    let rest = 1.0 - p;
-    let mut h = 0.0;
-    if p > 0.0 {
-        h -= p * p.log2();
-    }
-    if rest > 0.0 {
-        h -= rest * (rest / (n - 2) as f64).log2();
-    }
-    h.max(0.0)
+/// What the adversary is and how it is judged.
+pub(super) struct Setup<'a> {
+    pub files: &'a FileKeys,
+    pub workload_max: Option<Htl>,
+    pub colluders: Option<usize>,
+    pub seed: u64,
+    pub limits: Limits,
 }
 
-/// Score each node's local signals, and the best observer's entropy.
-pub(super) fn score(run: &Run, workload_max: Option<Htl>) -> Anonymity {
-    let originated: HashMap<&str, &HashMap<Uid, OriginStart>> = run
-        .nodes
+/// Score the run.
+pub(super) fn score(run: &Run, setup: &Setup) -> Anonymity {
+    let all = observe(run, setup.files);
+    let pool: Option<HashSet<usize>> = setup.colluders.map(|c| {
+        let mut rng = ChaCha8Rng::seed_from_u64(setup.seed);
+        let n = run.nodes.len();
+        sample(&mut rng, n, c.min(n)).into_iter().collect()
+    });
+    // With colluders, only what they saw, of requests from outside the pool.
+    let obs: Vec<&Observation> = all
         .iter()
-        .map(|n| (n.name.as_str(), &n.starts))
+        .filter(|o| {
+            pool.as_ref()
+                .is_none_or(|p| p.contains(&o.observer) && !p.contains(&o.sender))
+        })
         .collect();
-    let mut obs = Vec::new();
-    let mut largest_htl: Option<Htl> = None;
-    for node in &run.nodes {
-        let mut seen: HashSet<Uid> = HashSet::new();
-        for line in &node.events {
-            match &line.ev {
-                Ev::ReqRecv { uid, htl, from, op } => {
-                    let truth = originated
-                        .get(from.as_str())
-                        .is_some_and(|s| s.contains_key(uid));
-                    obs.push(Observation {
-                        observer: &node.name,
-                        uid: *uid,
-                        htl: *htl,
-                        op: *op,
-                        first_seen: !seen.contains(uid),
-                        truth,
-                    });
-                    largest_htl = largest_htl.max(Some(*htl));
-                }
-                Ev::ReqSent { htl, .. } => largest_htl = largest_htl.max(Some(*htl)),
-                _ => {}
-            }
-            seen.insert(line.ev.uid());
-        }
-    }
-    let (max_htl, source) = match workload_max {
+    let positives = obs.iter().filter(|o| o.truth).count();
+    let largest_htl = obs.iter().filter_map(|o| o.htl).max();
+    let (max_htl, source) = match setup.workload_max {
         Some(m) => (Some(m), "workload.json"),
         None => (largest_htl, "largest htl observed"),
     };
-    let positives = obs.iter().filter(|o| o.truth).count();
     let mut a = Anonymity {
         observations: obs.len(),
         positives,
@@ -88,14 +65,78 @@ pub(super) fn score(run: &Run, workload_max: Option<Htl>) -> Anonymity {
         max_htl_source: source.to_string(),
         ..Anonymity::default()
     };
+    if let Some(p) = &pool {
+        let mut names: Vec<String> = p.iter().map(|i| run.nodes[*i].name.clone()).collect();
+        names.sort();
+        a.colluders = names;
+    }
+    rules(&obs, &mut a);
 
-    type Signal = Box<dyn Fn(&Observation) -> bool>;
-    let mut signals: Vec<(String, String, Signal)> = Vec::new();
-    if let Some(m) = max_htl {
-        signals.push((
+    let features = signals::features();
+    a.signals = signals::tables(&obs, &features);
+    let scored = classifier::cross_validate(&obs, &features, setup.seed);
+    a.auc = scored.auc;
+    a.auc_ci = scored.auc_ci.map(|(lo, hi)| [lo, hi]);
+    a.cv_groups = scored.groups;
+
+    let post = posterior::posteriors(
+        run,
+        &obs,
+        &scored.score,
+        a.base_rate.unwrap_or(0.5),
+        pool.as_ref(),
+    );
+    let e = &mut a.entropy;
+    e.requests_observed = post.views.len();
+    e.requests_unobserved = post.unobserved;
+    let n = run.nodes.len();
+    let hs: Vec<f64> = post.views.iter().map(|v| v.h).collect();
+    let ds: Vec<f64> = post.views.iter().map(|v| v.d).collect();
+    e.requests_exposed = post
+        .views
+        .iter()
+        .filter(|v| v.rank == 1 && v.p_originator >= 0.99)
+        .count();
+    e.originator_ranked_first = post.views.iter().filter(|v| v.rank == 1).count();
+    let ranks: Vec<f64> = post.views.iter().map(|v| v.rank as f64).collect();
+    e.originator_rank = Summary::of(&ranks);
+    if !hs.is_empty() {
+        let h = Summary::of(&hs);
+        e.mean_bits = h.mean;
+        e.min_bits = hs.iter().copied().reduce(f64::min);
+        if n >= 2 {
+            e.max_bits = Some((n as f64).log2());
+            let d = Summary::of(&ds);
+            e.mean_degree = d.mean;
+            e.median_degree = d.median;
+            e.min_degree = ds.iter().copied().reduce(f64::min);
+            let mut sorted = ds.clone();
+            sorted.sort_by(f64::total_cmp);
+            let rank = ((0.05 * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            e.p5_degree = Some(sorted[rank - 1]);
+        }
+    }
+    a.d_median = e.median_degree;
+    if e.requests_exposed > 0 {
+        a.findings.push(format!(
+            "EXPOSED: for {} of {} observed requests an adversary gave the originator posterior >= 0.99",
+            e.requests_exposed, e.requests_observed
+        ));
+    }
+    verdict::judge(&mut a, &setup.limits);
+    a
+}
+
+/// The fixed rules (htl at or near the maximum, first sight of a flow, an
+/// insert) as confusion matrices.
+fn rules(obs: &[&Observation], a: &mut Anonymity) {
+    type Rule = Box<dyn Fn(&Observation) -> bool>;
+    let mut rules: Vec<(String, String, Rule)> = Vec::new();
+    if let Some(m) = a.max_htl {
+        rules.push((
             "htl_is_max".into(),
             "a request arriving with htl = max".into(),
-            Box::new(move |o: &Observation| o.htl == m),
+            Box::new(move |o: &Observation| o.htl == Some(m)),
         ));
         let mut thresholds: Vec<Htl> = [
             m.saturating_sub(1),
@@ -109,27 +150,27 @@ pub(super) fn score(run: &Run, workload_max: Option<Htl>) -> Anonymity {
         thresholds.sort_unstable_by(|a, b| b.cmp(a));
         thresholds.dedup();
         for t in thresholds {
-            signals.push((
+            rules.push((
                 format!("htl_ge_{t}"),
                 format!("a request arriving with htl >= {t}"),
-                Box::new(move |o: &Observation| o.htl >= t),
+                Box::new(move |o: &Observation| o.htl.is_some_and(|h| h >= t)),
             ));
         }
     }
-    signals.push((
+    rules.push((
         "first_seen".into(),
-        "a request for a uid the node had never seen".into(),
+        "a request for a flow the node had never seen".into(),
         Box::new(|o: &Observation| o.first_seen),
     ));
-    signals.push((
+    rules.push((
         "op_is_put".into(),
         "an insert".into(),
-        Box::new(|o: &Observation| o.op == Op::Put),
+        Box::new(|o: &Observation| crate::audit::record::request_op(o.kind) == Some(Op::Put)),
     ));
-    for (name, description, signal) in signals {
+    for (name, description, rule) in rules {
         let (mut tp, mut fp, mut fn_, mut tn) = (0, 0, 0, 0);
-        for o in &obs {
-            match (signal(o), o.truth) {
+        for o in obs {
+            match (rule(o), o.truth) {
                 (true, true) => tp += 1,
                 (true, false) => fp += 1,
                 (false, true) => fn_ += 1,
@@ -163,58 +204,4 @@ pub(super) fn score(run: &Run, workload_max: Option<Htl>) -> Anonymity {
             },
         });
     }
-
-    // Best-observer entropy.
-    let n = run.nodes.len();
-    let mut by_htl: HashMap<Htl, (usize, usize)> = HashMap::new();
-    for o in &obs {
-        let e = by_htl.entry(o.htl).or_default();
-        e.1 += 1;
-        if o.truth {
-            e.0 += 1;
-        }
-    }
-    let mut best: HashMap<Uid, f64> = HashMap::new();
-    let mut originator_of: HashMap<Uid, &str> = HashMap::new();
-    for node in &run.nodes {
-        for uid in &node.originated {
-            originator_of.entry(*uid).or_insert(&node.name);
-        }
-    }
-    for o in &obs {
-        let Some(origin) = originator_of.get(&o.uid) else {
-            continue;
-        };
-        if *origin == o.observer {
-            continue;
-        }
-        let (pos, total) = by_htl.get(&o.htl).copied().unwrap_or((0, 1));
-        let h = posterior_entropy(pos as f64 / total.max(1) as f64, n);
-        let b = best.entry(o.uid).or_insert(f64::INFINITY);
-        *b = b.min(h);
-    }
-    let hs: Vec<f64> = best.values().copied().collect();
-    let e = &mut a.entropy;
-    e.requests_observed = hs.len();
-    e.requests_unobserved = originator_of.len() - hs.len();
-    e.requests_exposed = hs.iter().filter(|h| **h < 1e-9).count();
-    if !hs.is_empty() {
-        let mean = hs.iter().sum::<f64>() / hs.len() as f64;
-        let min = hs.iter().copied().fold(f64::INFINITY, f64::min);
-        e.mean_bits = Some(mean);
-        e.min_bits = Some(min);
-        if n >= 2 {
-            let hmax = (n as f64).log2();
-            e.max_bits = Some(hmax);
-            e.mean_degree = Some(mean / hmax);
-            e.min_degree = Some(min / hmax);
-        }
-    }
-    if e.requests_exposed > 0 {
-        a.findings.push(format!(
-            "EXPOSED: for {} of {} observed requests some node could name the originator with certainty (anonymity-set entropy H = 0)",
-            e.requests_exposed, e.requests_observed
-        ));
-    }
-    a
 }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use super::load::{Ev, Line, Run};
+use super::load::{Line, Run};
 use super::record::format_uid;
 use super::report::Invariant;
 use crate::config::CONFIG_FILE;
@@ -19,20 +19,21 @@ pub(super) fn check_misrouted(run: &Run) -> Invariant {
     for node in &run.nodes {
         let mut open: HashMap<(&str, Uid), usize> = HashMap::new();
         for line in &node.events {
-            match &line.ev {
-                Ev::ReqRecv { uid, from, .. } => *open.entry((from.as_str(), *uid)).or_default() += 1,
-                Ev::RepSent { uid, reply, to, .. } => {
-                    match open.get_mut(&(to.as_str(), *uid)) {
-                        Some(n) if *n > 0 => *n -= 1,
-                        _ => inv.add(format!(
-                            "{}: sent {reply} for uid {} to {to}, which had no open request for it there (ts {})",
-                            node.name,
-                            format_uid(*uid),
-                            line.ts
-                        )),
-                    }
+            let key = (line.peer.as_str(), line.flow);
+            if line.is_request_received() {
+                *open.entry(key).or_default() += 1;
+            } else if line.is_reply_sent() {
+                match open.get_mut(&key) {
+                    Some(n) if *n > 0 => *n -= 1,
+                    _ => inv.add(format!(
+                        "{}: sent {} for uid {} to {}, which had no open request for it there (ts {})",
+                        node.name,
+                        line.kind,
+                        format_uid(line.flow),
+                        line.peer,
+                        line.ts
+                    )),
                 }
-                _ => {}
             }
         }
     }
@@ -96,20 +97,14 @@ pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
     let mut sent_gets: HashMap<Uid, (usize, usize, usize)> = HashMap::new();
     for node in &run.nodes {
         for line in &node.events {
-            if let Ev::ReqSent {
-                uid,
-                op: Op::Get,
-                htl,
-                to,
-            } = &line.ev
-            {
+            if line.sent && line.op() == Some(Op::Get) {
                 let max = rules
-                    .get(to.as_str())
+                    .get(line.peer.as_str())
                     .map_or(DEFAULT_MAX_HTL, |r| r.router.max_htl);
-                let counts = sent_gets.entry(*uid).or_default();
+                let counts = sent_gets.entry(line.flow).or_default();
                 counts.0 += 1;
-                counts.1 += usize::from(*htl == max);
-                counts.2 += usize::from(*htl == 1);
+                counts.1 += usize::from(line.htl == Some(max));
+                counts.2 += usize::from(line.htl == Some(1));
             }
         }
     }
@@ -117,8 +112,8 @@ pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
         // The HTL of this node's first request_sent per uid.
         let mut first_sent: HashMap<Uid, Htl> = HashMap::new();
         for line in &node.events {
-            if let Ev::ReqSent { uid, htl, .. } = &line.ev {
-                first_sent.entry(*uid).or_insert(*htl);
+            if let (true, Some(htl)) = (line.is_request_sent(), line.htl) {
+                first_sent.entry(line.flow).or_insert(htl);
             }
         }
         for uid in &node.originated {
@@ -159,7 +154,7 @@ pub(super) fn check_remembered(run: &Run) -> Invariant {
     for node in &run.nodes {
         let mut by_uid: BTreeMap<Uid, Vec<&Line>> = BTreeMap::new();
         for line in &node.events {
-            by_uid.entry(line.ev.uid()).or_default().push(line);
+            by_uid.entry(line.flow).or_default().push(line);
         }
         for (uid, lines) in by_uid {
             let origin_window = node.starts.get(&uid).map(|s| {
@@ -168,35 +163,34 @@ pub(super) fn check_remembered(run: &Run) -> Invariant {
             });
             let mut upstream: Option<&str> = None;
             for (i, line) in lines.iter().enumerate() {
-                match &line.ev {
-                    Ev::ReqRecv { from, .. } if upstream.is_none() => {
-                        let answered_at_once = matches!(
-                            lines.get(i + 1).map(|l| &l.ev),
-                            Some(Ev::RepSent { to, reply: MessageKind::RejectedLoop | MessageKind::RejectedOverload, .. })
-                                if to == from
-                        );
+                let from = line.peer.as_str();
+                if line.is_request_received() {
+                    if upstream.is_none() {
+                        let answered_at_once = lines.get(i + 1).is_some_and(|next| {
+                            next.is_reply_sent()
+                                && next.peer == from
+                                && matches!(
+                                    next.kind,
+                                    MessageKind::RejectedLoop | MessageKind::RejectedOverload
+                                )
+                        });
                         if !answered_at_once {
-                            upstream = Some(from.as_str());
+                            upstream = Some(from);
                         }
                     }
-                    Ev::RepSent {
-                        reply: MessageKind::RejectedLoop,
-                        to,
-                        ..
-                    } => {
-                        let originating =
-                            origin_window.is_some_and(|(s, e)| s <= line.ts && line.ts <= e);
-                        if upstream.is_none() && !originating {
-                            inv.add(format!(
-                                "{}: sent RejectedLoop for uid {} to {to} at ts {} while not handling it",
-                                node.name,
-                                format_uid(uid),
-                                line.ts
-                            ));
-                        }
+                } else if line.is_reply_sent() && line.kind == MessageKind::RejectedLoop {
+                    let originating =
+                        origin_window.is_some_and(|(s, e)| s <= line.ts && line.ts <= e);
+                    if upstream.is_none() && !originating {
+                        inv.add(format!(
+                            "{}: sent RejectedLoop for uid {} to {from} at ts {} while not handling it",
+                            node.name,
+                            format_uid(uid),
+                            line.ts
+                        ));
                     }
-                    Ev::RepSent { to, .. } if upstream == Some(to.as_str()) => upstream = None,
-                    _ => {}
+                } else if line.is_reply_sent() && upstream == Some(from) {
+                    upstream = None;
                 }
             }
         }

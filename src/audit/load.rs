@@ -2,65 +2,56 @@
 //! every node's logs, parsed with the types that wrote them, into the
 //! per-node event lists the checks work on.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io;
 use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
+use super::record::{request_op, AuditEvent, AuditLine, OriginEvent, OriginLine};
 use super::AuditError;
 use crate::identity::PeerKey;
+use crate::keys::RoutingKey;
 use crate::message::{Htl, MessageKind, Uid};
 use crate::routing::Op;
 use crate::testnet::{TestnetInfo, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
 
-/// A routing event as the checks see it: peers by name.
-#[derive(Clone, Debug)]
-pub(super) enum Ev {
-    ReqRecv {
-        uid: Uid,
-        htl: Htl,
-        from: String,
-        op: Op,
-    },
-    ReqSent {
-        uid: Uid,
-        htl: Htl,
-        to: String,
-        op: Op,
-    },
-    RepRecv {
-        uid: Uid,
-        reply: MessageKind,
-        from: String,
-        htl: Option<Htl>,
-    },
-    RepSent {
-        uid: Uid,
-        reply: MessageKind,
-        to: String,
-        htl: Option<Htl>,
-    },
-}
-
-impl Ev {
-    pub(super) fn uid(&self) -> Uid {
-        match self {
-            Ev::ReqRecv { uid, .. }
-            | Ev::ReqSent { uid, .. }
-            | Ev::RepRecv { uid, .. }
-            | Ev::RepSent { uid, .. } => *uid,
-        }
-    }
-}
-
-/// One routing event and the node's timestamp for it.
+/// One message a node sent or received, peers by name.
 #[derive(Clone, Debug)]
 pub(super) struct Line {
+    /// The node's wall clock, microseconds.
     pub ts: u64,
-    pub ev: Ev,
+    pub sent: bool,
+    pub kind: MessageKind,
+    /// The neighbour it went to or came from.
+    pub peer: String,
+    pub flow: Uid,
+    pub htl: Option<Htl>,
+    /// Every routing key it carries.
+    pub keys: Vec<RoutingKey>,
+}
+
+impl Line {
+    /// The operation, for a request.
+    pub(super) fn op(&self) -> Option<Op> {
+        request_op(self.kind)
+    }
+
+    /// A request this node received.
+    pub(super) fn is_request_received(&self) -> bool {
+        !self.sent && self.kind.is_request()
+    }
+
+    /// A request this node sent.
+    pub(super) fn is_request_sent(&self) -> bool {
+        self.sent && self.kind.is_request()
+    }
+
+    /// A reply this node sent.
+    pub(super) fn is_reply_sent(&self) -> bool {
+        self.sent && !self.kind.is_request()
+    }
 }
 
 /// A local request's start, from `origin.jsonl`.
@@ -71,16 +62,22 @@ pub(super) struct OriginStart {
 }
 
 /// One node's logs.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct NodeData {
     pub name: String,
-    /// Request and reply events, in file order.
+    /// Messages sent and received, in file order.
     pub events: Vec<Line>,
+    /// When each block first entered the store or cache (µs).
+    pub held: HashMap<RoutingKey, u64>,
+    /// Neighbours seen in `link_up` lines, with the location they announced.
+    pub neighbours: BTreeMap<String, Option<f64>>,
     /// Originated uids in file order.
     pub originated: Vec<Uid>,
     pub starts: HashMap<Uid, OriginStart>,
     /// uid -> (ts, outcome)
     pub ends: HashMap<Uid, (u64, String)>,
+    /// Ground truth: (flow, neighbour) pairs this node's client started.
+    pub flows_started: HashSet<(Uid, String)>,
 }
 
 /// A whole testnet's logs.
@@ -88,6 +85,17 @@ pub(super) struct Run {
     /// Sorted by name.
     pub nodes: Vec<NodeData>,
     pub warnings: Vec<String>,
+}
+
+impl Run {
+    /// Each node's index in [`Run::nodes`], by name.
+    pub(super) fn index(&self) -> HashMap<&str, usize> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.as_str(), i))
+            .collect()
+    }
 }
 
 pub(super) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> AuditError + '_ {
@@ -143,14 +151,6 @@ fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Option<Vec<(usize, T)>
     Ok(Some(out))
 }
 
-/// The kind of a reply line, refusing request kinds.
-fn reply_kind(kind: MessageKind, path: &Path, line: usize) -> Result<MessageKind, AuditError> {
-    if kind.is_request() {
-        return Err(malformed(path, line, format!("{kind} is not a reply kind")));
-    }
-    Ok(kind)
-}
-
 /// Read every node's logs named in `testnet.json`.
 pub(super) fn load_run(dir: &Path) -> Result<Run, AuditError> {
     let testnet_path = dir.join(TESTNET_FILE);
@@ -182,9 +182,11 @@ pub(super) fn load_run(dir: &Path) -> Result<Run, AuditError> {
     for (name, entry) in &testnet.nodes {
         let node_dir = dir.join(name);
         let audit_path = node_dir.join(super::log::AUDIT_FILE);
-        let p = audit_path.as_path();
-        let mut events = Vec::new();
-        match read_jsonl::<AuditLine>(p)? {
+        let mut node = NodeData {
+            name: name.clone(),
+            ..NodeData::default()
+        };
+        match read_jsonl::<AuditLine>(&audit_path)? {
             None => warnings.push(format!("{name}: no audit.jsonl")),
             Some(lines) => {
                 let mut foreign = false;
@@ -196,82 +198,60 @@ pub(super) fn load_run(dir: &Path) -> Result<Run, AuditError> {
                             audit_path.display()
                         ));
                     }
-                    let ev = match record.event {
-                        AuditEvent::RequestReceived {
-                            uid, htl, from, op, ..
-                        } => Ev::ReqRecv {
-                            uid,
-                            htl,
-                            from: peer_name(from),
-                            op,
-                        },
-                        AuditEvent::RequestSent {
-                            uid, htl, to, op, ..
-                        } => Ev::ReqSent {
-                            uid,
-                            htl,
-                            to: peer_name(to),
-                            op,
-                        },
-                        AuditEvent::ReplyReceived {
-                            uid,
-                            reply,
-                            htl,
-                            from,
-                        } => Ev::RepRecv {
-                            uid,
-                            reply: reply_kind(reply, p, line)?,
-                            from: peer_name(from),
-                            htl,
-                        },
-                        AuditEvent::ReplySent {
-                            uid,
-                            reply,
-                            htl,
-                            to,
-                        } => Ev::RepSent {
-                            uid,
-                            reply: reply_kind(reply, p, line)?,
-                            to: peer_name(to),
-                            htl,
-                        },
-                        // Blocks, links, and events added later: not used
-                        // by the audit.
+                    let ts = record.ts_us;
+                    let (sent, m) = match record.event {
+                        AuditEvent::Send(m) => (true, m),
+                        AuditEvent::Recv(m) => (false, m),
+                        AuditEvent::BlockCached { key } | AuditEvent::BlockStored { key } => {
+                            node.held.entry(key).or_insert(ts);
+                            continue;
+                        }
+                        AuditEvent::LinkUp { peer, location } => {
+                            node.neighbours.insert(peer_name(peer), location);
+                            continue;
+                        }
+                        // Links going down, and events added later: not
+                        // used by the audit.
                         _ => continue,
                     };
-                    events.push(Line { ts: record.ts, ev });
+                    let keys = m.all_keys().copied().collect();
+                    node.events.push(Line {
+                        ts,
+                        sent,
+                        kind: m.kind,
+                        peer: peer_name(m.peer),
+                        flow: m.flow,
+                        htl: m.htl,
+                        keys,
+                    });
                 }
             }
         }
 
         let origin_path = node_dir.join(super::log::ORIGIN_FILE);
-        let mut originated = Vec::new();
-        let mut starts = HashMap::new();
-        let mut ends = HashMap::new();
         match read_jsonl::<OriginLine>(&origin_path)? {
             None => warnings.push(format!("{name}: no origin.jsonl")),
             Some(lines) => {
-                for (_, OriginLine { ts, uid, event }) in lines {
+                for (_, OriginLine { ts_us, flow, event }) in lines {
                     match event {
-                        OriginEvent::Finished { outcome } => {
-                            ends.entry(uid).or_insert((ts, outcome));
+                        OriginEvent::RequestFinished { outcome } => {
+                            node.ends.entry(flow).or_insert((ts_us, outcome));
                         }
-                        OriginEvent::Started { op, .. } => {
-                            if starts.insert(uid, OriginStart { ts, op }).is_none() {
-                                originated.push(uid);
+                        OriginEvent::RequestStarted { op, .. } => {
+                            let start = OriginStart { ts: ts_us, op };
+                            if node.starts.insert(flow, start).is_none() {
+                                node.originated.push(flow);
                             }
                         }
+                        OriginEvent::FlowStarted { to, .. } => {
+                            node.flows_started.insert((flow, peer_name(to)));
+                        }
+                        OriginEvent::Other => {}
                     }
                 }
             }
         }
-        nodes.push(NodeData {
-            name: name.clone(),
-            events,
-            originated,
-            starts,
-            ends,
-        });
+        nodes.push(node);
     }
     Ok(Run { nodes, warnings })
 }

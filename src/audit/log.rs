@@ -6,6 +6,7 @@
 //! keys, HTLs and peer public keys. Never plaintext, decryption keys or
 //! secret keys (the types that carry those are not accepted here).
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -13,10 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
+use crate::audit::record::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
-use crate::keys::RoutingKey;
-use crate::message::{Message, MessageKind, Uid};
+use crate::keys::{Location, RoutingKey};
+use crate::message::{Message, Uid};
 use crate::routing::Op;
 
 /// Name of the per-node routing event log.
@@ -24,10 +25,15 @@ pub const AUDIT_FILE: &str = "audit.jsonl";
 /// Name of the per-node ground-truth log of local requests.
 pub const ORIGIN_FILE: &str = "origin.jsonl";
 
-fn now_ms() -> u64 {
+/// How many of the local client's requests the log tracks at once (to
+/// write a `flow_started` line for each link they go out on). Beyond it a
+/// request's flows are not recorded and a warning says so.
+const MAX_TRACKED_ORIGINS: usize = 65_536;
+
+fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
+        .map(|d| d.as_micros() as u64)
         .unwrap_or(0)
 }
 
@@ -48,6 +54,8 @@ pub struct AuditLog {
     node: PeerKey,
     audit: BufWriter<File>,
     origin: BufWriter<File>,
+    /// The local client's requests in flight, and their operation.
+    originated: HashMap<Uid, Op>,
 }
 
 impl AuditLog {
@@ -63,70 +71,38 @@ impl AuditLog {
             node: *node,
             audit: BufWriter::new(open(AUDIT_FILE)?),
             origin: BufWriter::new(open(ORIGIN_FILE)?),
+            originated: HashMap::new(),
         })
     }
 
     fn write(&mut self, event: AuditEvent) {
         let line = AuditLine {
-            ts: now_ms(),
+            ts_us: now_us(),
             node: self.node,
             event,
         };
         append(&mut self.audit, &line, AUDIT_FILE);
     }
 
+    fn record(peer: PeerKey, msg: &Message) -> MessageRecord {
+        MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key())
+    }
+
     /// A message this node received from `peer`.
     pub fn received(&mut self, peer: &PeerKey, msg: &Message) {
-        self.message(false, *peer, msg);
+        self.write(AuditEvent::Recv(Self::record(*peer, msg)));
     }
 
-    /// A message this node sent to `peer`.
+    /// A message this node sent to `peer`. A request of the local client's
+    /// also gets its `flow_started` line in `origin.jsonl`.
     pub fn sent(&mut self, peer: &PeerKey, msg: &Message) {
-        self.message(true, *peer, msg);
-    }
-
-    fn message(&mut self, sent: bool, peer: PeerKey, msg: &Message) {
-        let uid = msg.uid();
-        let kind = msg.message_kind();
-        let event = match (msg.key(), msg.htl()) {
-            (Some(key), Some(htl)) if kind.is_request() => {
-                let op = if kind == MessageKind::InsertRequest {
-                    Op::Put
-                } else {
-                    Op::Get
-                };
-                if sent {
-                    AuditEvent::RequestSent {
-                        uid,
-                        key,
-                        htl,
-                        to: peer,
-                        op,
-                    }
-                } else {
-                    AuditEvent::RequestReceived {
-                        uid,
-                        key,
-                        htl,
-                        from: peer,
-                        op,
-                    }
-                }
+        let record = Self::record(*peer, msg);
+        if record.kind.is_request() {
+            if let Some(&op) = self.originated.get(&record.flow) {
+                self.write_origin(record.flow, OriginEvent::FlowStarted { to: *peer, op });
             }
-            (_, htl) if sent => AuditEvent::ReplySent {
-                uid,
-                reply: kind,
-                htl,
-                to: peer,
-            },
-            (_, htl) => AuditEvent::ReplyReceived {
-                uid,
-                reply: kind,
-                htl,
-                from: peer,
-            },
-        };
-        self.write(event);
+        }
+        self.write(AuditEvent::Send(record));
     }
 
     pub fn block_cached(&mut self, key: &RoutingKey) {
@@ -137,18 +113,22 @@ impl AuditLog {
         self.write(AuditEvent::BlockStored { key: *key });
     }
 
-    pub fn link_up(&mut self, peer: &PeerKey) {
-        self.write(AuditEvent::LinkUp { peer: *peer });
+    /// A link came up to `peer`, which announced `location`.
+    pub fn link_up(&mut self, peer: &PeerKey, location: Location) {
+        self.write(AuditEvent::LinkUp {
+            peer: *peer,
+            location: Some(location.as_f64()),
+        });
     }
 
     pub fn link_down(&mut self, peer: &PeerKey) {
         self.write(AuditEvent::LinkDown { peer: *peer });
     }
 
-    fn write_origin(&mut self, uid: Uid, event: OriginEvent) {
+    fn write_origin(&mut self, flow: Uid, event: OriginEvent) {
         let line = OriginLine {
-            ts: now_ms(),
-            uid,
+            ts_us: now_us(),
+            flow,
             event,
         };
         append(&mut self.origin, &line, ORIGIN_FILE);
@@ -156,20 +136,26 @@ impl AuditLog {
 
     /// The local client started a request.
     pub fn origin_started(&mut self, uid: Uid, key: &RoutingKey, op: Op) {
-        self.write_origin(uid, OriginEvent::Started { key: *key, op });
+        if self.originated.len() < MAX_TRACKED_ORIGINS {
+            self.originated.insert(uid, op);
+        } else {
+            tracing::warn!("too many local requests in flight; their flows are not logged");
+        }
+        self.write_origin(uid, OriginEvent::RequestStarted { key: *key, op });
     }
 
     /// The local client's request ended.
     pub fn origin_finished(&mut self, uid: Uid, outcome: &str) {
+        self.originated.remove(&uid);
         let outcome = outcome.to_string();
-        self.write_origin(uid, OriginEvent::Finished { outcome });
+        self.write_origin(uid, OriginEvent::RequestFinished { outcome });
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
+    use crate::message::MessageKind;
 
     fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
         let text = std::fs::read_to_string(path).unwrap();
@@ -181,62 +167,81 @@ mod tests {
     #[test]
     fn what_the_node_writes_reads_back_as_the_record_type() {
         let dir = tempfile::tempdir().unwrap();
-        let (me, peer, key) = (PeerKey([1; 32]), PeerKey([2; 32]), RoutingKey([3; 32]));
+        let (me, peer, other) = (PeerKey([1; 32]), PeerKey([2; 32]), PeerKey([5; 32]));
+        let key = RoutingKey([3; 32]);
         let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        log.link_up(&peer, Location::from_f64(0.25));
         log.origin_started(7, &key, Op::Get);
+        let request = Message::DataRequest {
+            uid: 7,
+            key,
+            htl: 18,
+        };
+        log.sent(&peer, &request);
+        log.received(&peer, &Message::RouteNotFound { uid: 7, htl: 16 });
+        log.sent(&other, &request);
+        log.received(&other, &Message::RejectedLoop { uid: 7 });
+        log.origin_finished(7, "failed: route not found");
+        // A forwarded request (not the client's) starts no flow of ours.
         log.sent(
             &peer,
             &Message::DataRequest {
-                uid: 7,
+                uid: 8,
                 key,
-                htl: 18,
+                htl: 5,
             },
         );
-        log.received(&peer, &Message::RouteNotFound { uid: 7, htl: 16 });
-        log.received(&peer, &Message::RejectedLoop { uid: 7 });
         log.link_down(&peer);
-        log.origin_finished(7, "failed: route not found");
         drop(log);
 
         let audit: Vec<AuditLine> = lines(&dir.path().join(AUDIT_FILE));
-        assert!(audit.iter().all(|l| l.node == me && l.ts > 0));
+        assert!(audit.iter().all(|l| l.node == me && l.ts_us > 0));
+        assert!(audit.windows(2).all(|w| w[0].ts_us <= w[1].ts_us));
         let events: Vec<AuditEvent> = audit.into_iter().map(|l| l.event).collect();
+        let msg = MessageRecord::new;
         assert_eq!(
             events,
             [
-                AuditEvent::RequestSent {
-                    uid: 7,
-                    key,
-                    htl: 18,
-                    to: peer,
-                    op: Op::Get
+                AuditEvent::LinkUp {
+                    peer,
+                    location: Some(0.25)
                 },
-                AuditEvent::ReplyReceived {
-                    uid: 7,
-                    reply: MessageKind::RouteNotFound,
-                    htl: Some(16),
-                    from: peer
-                },
-                AuditEvent::ReplyReceived {
-                    uid: 7,
-                    reply: MessageKind::RejectedLoop,
-                    htl: None,
-                    from: peer
-                },
+                AuditEvent::Send(msg(MessageKind::DataRequest, peer, 7, Some(18), Some(key))),
+                AuditEvent::Recv(msg(MessageKind::RouteNotFound, peer, 7, Some(16), None)),
+                AuditEvent::Send(msg(MessageKind::DataRequest, other, 7, Some(18), Some(key))),
+                AuditEvent::Recv(msg(MessageKind::RejectedLoop, other, 7, None, None)),
+                AuditEvent::Send(msg(MessageKind::DataRequest, peer, 8, Some(5), Some(key))),
                 AuditEvent::LinkDown { peer },
             ]
         );
-        let origin: Vec<OriginEvent> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
+        let origin: Vec<(Uid, OriginEvent)> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
             .into_iter()
-            .map(|l| l.event)
+            .map(|l| (l.flow, l.event))
             .collect();
         assert_eq!(
             origin,
             [
-                OriginEvent::Started { key, op: Op::Get },
-                OriginEvent::Finished {
-                    outcome: "failed: route not found".into()
-                },
+                (7, OriginEvent::RequestStarted { key, op: Op::Get }),
+                (
+                    7,
+                    OriginEvent::FlowStarted {
+                        to: peer,
+                        op: Op::Get
+                    }
+                ),
+                (
+                    7,
+                    OriginEvent::FlowStarted {
+                        to: other,
+                        op: Op::Get
+                    }
+                ),
+                (
+                    7,
+                    OriginEvent::RequestFinished {
+                        outcome: "failed: route not found".into()
+                    }
+                ),
             ]
         );
     }

@@ -9,25 +9,34 @@
 //!
 //! Rooms: [`record`] (the log line type), [`log`] (the node's writer),
 //! `load` (reading a directory back), `traffic`, `invariants`, `leaks`,
-//! `anonymity`, [`report`] (the report and its text form) and [`trace`]
-//! (the one trace-line format, and one request's path).
+//! the adversary (`anonymity` drives `features`, `signals`, `classifier`,
+//! `posterior` and [`verdict`]; see `docs/anonymity.md`), [`report`] (the
+//! report and its text form) and [`trace`] (the one trace-line format, and
+//! one request's path).
 
 mod anonymity;
+mod classifier;
+mod features;
 mod invariants;
 mod leaks;
 mod load;
 pub mod log;
+mod posterior;
 pub mod record;
 pub mod report;
+mod signals;
 pub mod trace;
 mod traffic;
+pub mod verdict;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::testnet::WorkloadInfo;
+
 pub use report::{
-    Anonymity, AuditReport, Classifier, EntropyReport, Invariant, LeakCheck, OpCounts, Summary,
-    Violations,
+    Anonymity, AuditReport, Classifier, EntropyReport, Invariant, LeakCheck, Limits, OpCounts,
+    SignalBin, SignalTable, Summary, Violations, WorstBin,
 };
 pub use trace::trace_uid;
 
@@ -54,11 +63,30 @@ pub enum AuditError {
     UnknownUid { uid: String, dir: PathBuf },
 }
 
-/// Knobs for [`audit_dir_with`]. Empty for now; [`Default`] is what
-/// [`audit_dir`] uses.
-#[derive(Clone, Debug, Default)]
-#[non_exhaustive]
-pub struct AuditOptions {}
+/// Knobs for [`audit_dir_with`]; [`Default`] is what [`audit_dir`] uses.
+#[derive(Clone, Debug)]
+pub struct AuditOptions {
+    /// Pool the observations of this many random nodes (seeded); `None`:
+    /// every node is its own adversary.
+    pub colluders: Option<usize>,
+    /// Seeds the colluders' choice, the train/test split and the bootstrap.
+    pub seed: u64,
+    /// The verdict fails if a counted bin's upper bound exceeds this.
+    pub max_posterior: f64,
+    /// The verdict fails if the cross-validated AUC exceeds this.
+    pub max_auc: f64,
+}
+
+impl Default for AuditOptions {
+    fn default() -> AuditOptions {
+        AuditOptions {
+            colluders: None,
+            seed: 1,
+            max_posterior: 0.5,
+            max_auc: 0.65,
+        }
+    }
+}
 
 /// Audit a testnet directory with default options.
 pub fn audit_dir(dir: &Path) -> Result<AuditReport, AuditError> {
@@ -66,7 +94,7 @@ pub fn audit_dir(dir: &Path) -> Result<AuditReport, AuditError> {
 }
 
 /// Audit a testnet directory.
-pub fn audit_dir_with(dir: &Path, _options: &AuditOptions) -> Result<AuditReport, AuditError> {
+pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport, AuditError> {
     let run = load::load_run(dir)?;
     let workload = load::load_workload(dir)?;
     let mut report = AuditReport {
@@ -87,6 +115,34 @@ pub fn audit_dir_with(dir: &Path, _options: &AuditOptions) -> Result<AuditReport
     let v = &mut report.violations;
     v.total =
         v.misrouted_reply.count + v.htl_overspent.count + v.remembered_uid.count + v.leak.count;
-    report.anonymity = anonymity::score(&run, workload.as_ref().and_then(|w| w.max_htl));
+    let files = file_keys(workload.as_ref());
+    let setup = anonymity::Setup {
+        files: &files,
+        workload_max: workload.as_ref().and_then(|w| w.max_htl),
+        colluders: options.colluders,
+        seed: options.seed,
+        limits: Limits {
+            max_posterior: options.max_posterior,
+            max_auc: options.max_auc,
+            min_support: verdict::MIN_SUPPORT,
+        },
+    };
+    report.anonymity = anonymity::score(&run, &setup);
     Ok(report)
+}
+
+/// Which workload file each routing key belongs to.
+fn file_keys(workload: Option<&WorkloadInfo>) -> features::FileKeys {
+    let mut files = features::FileKeys::default();
+    for (i, f) in workload
+        .into_iter()
+        .flat_map(|w| w.files.iter())
+        .enumerate()
+    {
+        files.sizes.push(f.keys.len());
+        for k in &f.keys {
+            files.file_of.insert(*k, i);
+        }
+    }
+    files
 }

@@ -1,11 +1,12 @@
 //! The audit log record: the one definition of a line of `audit.jsonl`
 //! ([`AuditLine`]) and of `origin.jsonl` ([`OriginLine`]). The node writes
 //! these types ([`crate::audit::log`]) and `veil audit` reads them back
-//! ([`crate::audit::load`]); `docs/audit-log.md` describes the same format.
+//! (`crate::audit::load`); `docs/audit-log.md` describes the same format.
 //!
 //! Every field has the protocol's own type: peers are [`PeerKey`]s, routing
 //! keys [`RoutingKey`]s, message kinds [`MessageKind`]s, operations
-//! [`Op`]s. Uids are written by [`format_uid`] as 16 lower-case hex digits.
+//! [`Op`]s. Flows (today: request uids) are written by [`format_uid`] as 16
+//! lower-case hex digits. Times are microseconds since the Unix epoch.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,59 +15,77 @@ use crate::keys::RoutingKey;
 use crate::message::{Htl, MessageKind, Uid};
 use crate::routing::Op;
 
+/// The identifier of a request on one link (today the request's uid; a
+/// tunnel id once tunnels exist), written as hex.
+pub type Flow = u64;
+
 /// One line of `audit.jsonl`: when, which node, and what it saw.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AuditLine {
-    /// Milliseconds since the Unix epoch, the node's wall clock.
-    pub ts: u64,
+    /// Microseconds since the Unix epoch, the node's wall clock.
+    pub ts_us: u64,
     /// The node that wrote the line.
     pub node: PeerKey,
     #[serde(flatten)]
     pub event: AuditEvent,
 }
 
-/// What a node saw, named by the line's `event` field.
+/// One message on a link, as the node that sent or received it saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub kind: MessageKind,
+    /// The neighbour it came from (`recv`) or went to (`send`).
+    pub peer: PeerKey,
+    /// The request (or tunnel) it belongs to on that link.
+    #[serde(with = "uid_text")]
+    pub flow: Flow,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub htl: Option<Htl>,
+    /// The one routing key the message carries, if it carries exactly one.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "opt_key_text"
+    )]
+    pub key: Option<RoutingKey>,
+    /// The routing keys a message carrying several lists (a batch).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "keys_text")]
+    pub keys: Vec<RoutingKey>,
+}
+
+impl MessageRecord {
+    /// A message carrying at most one key.
+    pub fn new(
+        kind: MessageKind,
+        peer: PeerKey,
+        flow: Flow,
+        htl: Option<Htl>,
+        key: Option<RoutingKey>,
+    ) -> MessageRecord {
+        MessageRecord {
+            kind,
+            peer,
+            flow,
+            htl,
+            key,
+            keys: Vec::new(),
+        }
+    }
+
+    /// Every routing key the message carries (`key` and `keys`).
+    pub fn all_keys(&self) -> impl Iterator<Item = &RoutingKey> {
+        self.key.iter().chain(self.keys.iter())
+    }
+}
+
+/// What a node saw, named by the line's `event` field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
-    /// A `DataRequest` (`op` get) or `InsertRequest` (`op` put) arrived.
-    RequestReceived {
-        #[serde(with = "uid_text")]
-        uid: Uid,
-        #[serde(with = "key_text")]
-        key: RoutingKey,
-        htl: Htl,
-        from: PeerKey,
-        op: Op,
-    },
-    /// This node sent a request, originated or forwarded alike.
-    RequestSent {
-        #[serde(with = "uid_text")]
-        uid: Uid,
-        #[serde(with = "key_text")]
-        key: RoutingKey,
-        htl: Htl,
-        to: PeerKey,
-        op: Op,
-    },
-    /// A reply arrived; `htl` only for a kind that carries one.
-    ReplyReceived {
-        #[serde(with = "uid_text")]
-        uid: Uid,
-        reply: MessageKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        htl: Option<Htl>,
-        from: PeerKey,
-    },
-    /// This node sent a reply.
-    ReplySent {
-        #[serde(with = "uid_text")]
-        uid: Uid,
-        reply: MessageKind,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        htl: Option<Htl>,
-        to: PeerKey,
-    },
+    /// A message arrived from a neighbour.
+    Recv(MessageRecord),
+    /// This node sent a message to a neighbour (originated or forwarded alike).
+    Send(MessageRecord),
     /// A verified block entered the cache.
     BlockCached {
         #[serde(with = "key_text")]
@@ -77,8 +96,13 @@ pub enum AuditEvent {
         #[serde(with = "key_text")]
         key: RoutingKey,
     },
-    /// An authenticated link came up.
-    LinkUp { peer: PeerKey },
+    /// An authenticated link came up; `location` is the location the peer
+    /// announced (public: every neighbour learns it).
+    LinkUp {
+        peer: PeerKey,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        location: Option<f64>,
+    },
     /// A link went down.
     LinkDown { peer: PeerKey },
     /// An event this version does not know (written by a later one).
@@ -86,29 +110,36 @@ pub enum AuditEvent {
     Other,
 }
 
-/// One line of `origin.jsonl`: the local client started or ended a request.
+/// One line of `origin.jsonl`: ground truth about the local client's own
+/// requests. Never read as a signal, only to label observations.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginLine {
-    /// Milliseconds since the Unix epoch, the node's wall clock.
-    pub ts: u64,
+    /// Microseconds since the Unix epoch, the node's wall clock.
+    pub ts_us: u64,
     #[serde(with = "uid_text")]
-    pub uid: Uid,
+    pub flow: Flow,
     #[serde(flatten)]
     pub event: OriginEvent,
 }
 
-/// Start or end of a local request (told apart by their fields).
+/// What the local client did, named by the line's `event` field.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum OriginEvent {
-    /// The request ended: `found`, `inserted` or `failed: <reason>`.
-    Finished { outcome: String },
-    /// The request started.
-    Started {
+    /// The local client started a request (`flow` is its uid).
+    RequestStarted {
         #[serde(with = "key_text")]
         key: RoutingKey,
         op: Op,
     },
+    /// The request started the flow `flow` on the link to `to`: every
+    /// neighbour it was sent to gets one line.
+    FlowStarted { to: PeerKey, op: Op },
+    /// The request ended: `found`, `inserted` or `failed: <reason>`.
+    RequestFinished { outcome: String },
+    /// An event this version does not know (written by a later one).
+    #[serde(other)]
+    Other,
 }
 
 /// A uid as the logs write it: 16 lower-case hex digits.
@@ -132,6 +163,15 @@ pub fn request_kind(op: Op) -> MessageKind {
     }
 }
 
+/// The operation of a request kind; `None` for replies.
+pub fn request_op(kind: MessageKind) -> Option<Op> {
+    match kind {
+        MessageKind::DataRequest => Some(Op::Get),
+        MessageKind::InsertRequest => Some(Op::Put),
+        _ => None,
+    }
+}
+
 /// Uids as text, through [`format_uid`] and [`parse_uid`].
 mod uid_text {
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
@@ -150,7 +190,7 @@ mod uid_text {
 }
 
 /// Routing keys as base64url text (their CBOR form is bytes).
-mod key_text {
+pub(crate) mod key_text {
     use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
 
     use crate::keys::RoutingKey;
@@ -165,6 +205,51 @@ mod key_text {
     }
 }
 
+/// An optional routing key as base64url text.
+mod opt_key_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::keys::RoutingKey;
+
+    pub fn serialize<S: Serializer>(key: &Option<RoutingKey>, s: S) -> Result<S::Ok, S::Error> {
+        match key {
+            Some(k) => super::key_text::serialize(k, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RoutingKey>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::key_text")] RoutingKey);
+        Ok(Option::<Wrap>::deserialize(d)?.map(|w| w.0))
+    }
+}
+
+/// A list of routing keys as base64url texts.
+pub(crate) mod keys_text {
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::keys::RoutingKey;
+
+    pub fn serialize<S: Serializer>(keys: &[RoutingKey], s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(keys.len()))?;
+        for k in keys {
+            seq.serialize_element(&k.to_base64())?;
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<RoutingKey>, D::Error> {
+        #[derive(Deserialize)]
+        struct Wrap(#[serde(with = "super::key_text")] RoutingKey);
+        Ok(Vec::<Wrap>::deserialize(d)?
+            .into_iter()
+            .map(|w| w.0)
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,111 +258,144 @@ mod tests {
         PeerKey([b; 32])
     }
 
+    fn message(kind: MessageKind, htl: Option<Htl>, key: Option<RoutingKey>) -> MessageRecord {
+        MessageRecord::new(kind, peer(3), 0x9f3a_0c1d_2e4b_5a69, htl, key)
+    }
+
     #[test]
-    fn a_request_line_has_the_documented_fields_in_order() {
+    fn a_message_line_has_the_documented_fields_in_order() {
+        let key = RoutingKey([2; 32]);
         let line = AuditLine {
-            ts: 1_764_072_000_123,
+            ts_us: 1_764_072_000_123_456,
             node: peer(1),
-            event: AuditEvent::RequestReceived {
-                uid: 0x9f3a_0c1d_2e4b_5a69,
-                key: RoutingKey([2; 32]),
-                htl: 17,
-                from: peer(3),
-                op: Op::Get,
-            },
+            event: AuditEvent::Recv(message(MessageKind::DataRequest, Some(17), Some(key))),
         };
         let text = serde_json::to_string(&line).unwrap();
         let want = format!(
-            "{{\"ts\":1764072000123,\"node\":\"{}\",\"event\":\"request_received\",\
-             \"uid\":\"9f3a0c1d2e4b5a69\",\"key\":\"{}\",\"htl\":17,\"from\":\"{}\",\"op\":\"get\"}}",
+            "{{\"ts_us\":1764072000123456,\"node\":\"{}\",\"event\":\"recv\",\"kind\":\"DataRequest\",\
+             \"peer\":\"{}\",\"flow\":\"9f3a0c1d2e4b5a69\",\"htl\":17,\"key\":\"{}\"}}",
             peer(1),
-            RoutingKey([2; 32]).to_base64(),
-            peer(3)
+            peer(3),
+            key.to_base64(),
         );
         assert_eq!(text, want);
         assert_eq!(serde_json::from_str::<AuditLine>(&text).unwrap(), line);
     }
 
     #[test]
-    fn a_reply_writes_htl_only_when_it_has_one() {
+    fn htl_key_and_keys_are_written_only_when_present() {
         let mut line = AuditLine {
-            ts: 5,
+            ts_us: 5,
             node: peer(1),
-            event: AuditEvent::ReplySent {
-                uid: 1,
-                reply: MessageKind::DataFound,
-                htl: None,
-                to: peer(2),
-            },
+            event: AuditEvent::Send(message(MessageKind::DataFound, None, None)),
         };
         let text = serde_json::to_string(&line).unwrap();
-        assert!(!text.contains("htl"), "{text}");
-        assert!(text.contains("\"reply\":\"DataFound\""), "{text}");
+        assert!(!text.contains("htl") && !text.contains("key"), "{text}");
         assert_eq!(serde_json::from_str::<AuditLine>(&text).unwrap(), line);
-        line.event = AuditEvent::ReplyReceived {
-            uid: 1,
-            reply: MessageKind::RouteNotFound,
-            htl: Some(4),
-            from: peer(2),
-        };
+        let mut batch = message(MessageKind::DataRequest, Some(4), None);
+        batch.keys = vec![RoutingKey([7; 32]), RoutingKey([8; 32])];
+        line.event = AuditEvent::Send(batch.clone());
         let text = serde_json::to_string(&line).unwrap();
-        assert!(text.ends_with(&format!(",\"htl\":4,\"from\":\"{}\"}}", peer(2))));
+        assert!(text.contains(&format!(
+            "\"keys\":[\"{}\",\"{}\"]",
+            RoutingKey([7; 32]).to_base64(),
+            RoutingKey([8; 32]).to_base64()
+        )));
         assert_eq!(serde_json::from_str::<AuditLine>(&text).unwrap(), line);
+        assert_eq!(batch.all_keys().count(), 2);
     }
 
     #[test]
     fn an_unknown_event_is_other_and_a_known_one_needs_its_fields() {
         let text = format!(
-            "{{\"ts\":1,\"node\":\"{}\",\"event\":\"tunnel_built\"}}",
+            "{{\"ts_us\":1,\"node\":\"{}\",\"event\":\"tunnel_built\"}}",
             peer(1)
         );
         let line: AuditLine = serde_json::from_str(&text).unwrap();
         assert_eq!(line.event, AuditEvent::Other);
         let text = format!(
-            "{{\"ts\":1,\"node\":\"{}\",\"event\":\"link_up\"}}",
+            "{{\"ts_us\":1,\"node\":\"{}\",\"event\":\"link_up\"}}",
             peer(1)
         );
         let err = serde_json::from_str::<AuditLine>(&text).unwrap_err();
         assert!(err.to_string().contains("`peer`"), "{err}");
-    }
-
-    #[test]
-    fn origin_lines_round_trip_both_shapes() {
-        let start = OriginLine {
-            ts: 7,
-            uid: 0xab,
-            event: OriginEvent::Started {
-                key: RoutingKey([9; 32]),
-                op: Op::Put,
-            },
-        };
-        let text = serde_json::to_string(&start).unwrap();
-        assert!(text.starts_with("{\"ts\":7,\"uid\":\"00000000000000ab\",\"key\":"));
-        assert!(text.ends_with(",\"op\":\"put\"}"), "{text}");
-        assert_eq!(serde_json::from_str::<OriginLine>(&text).unwrap(), start);
-        let end = OriginLine {
-            ts: 8,
-            uid: 0xab,
-            event: OriginEvent::Finished {
-                outcome: "failed: route not found".into(),
-            },
-        };
-        let text = serde_json::to_string(&end).unwrap();
-        assert_eq!(
-            text,
-            "{\"ts\":8,\"uid\":\"00000000000000ab\",\"outcome\":\"failed: route not found\"}"
+        let text = format!(
+            "{{\"ts_us\":1,\"node\":\"{}\",\"event\":\"recv\",\"kind\":\"DataFound\",\"peer\":\"{}\"}}",
+            peer(1),
+            peer(2)
         );
-        assert_eq!(serde_json::from_str::<OriginLine>(&text).unwrap(), end);
+        let err = serde_json::from_str::<AuditLine>(&text).unwrap_err();
+        assert!(err.to_string().contains("`flow`"), "{err}");
     }
 
     #[test]
-    fn uids_are_one_to_sixteen_hex_digits() {
+    fn origin_lines_round_trip_every_shape() {
+        let lines = [
+            OriginLine {
+                ts_us: 7,
+                flow: 0xab,
+                event: OriginEvent::RequestStarted {
+                    key: RoutingKey([9; 32]),
+                    op: Op::Put,
+                },
+            },
+            OriginLine {
+                ts_us: 8,
+                flow: 0xab,
+                event: OriginEvent::FlowStarted {
+                    to: peer(4),
+                    op: Op::Put,
+                },
+            },
+            OriginLine {
+                ts_us: 9,
+                flow: 0xab,
+                event: OriginEvent::RequestFinished {
+                    outcome: "failed: route not found".into(),
+                },
+            },
+        ];
+        for line in lines {
+            let text = serde_json::to_string(&line).unwrap();
+            assert!(
+                text.starts_with(&format!(
+                    "{{\"ts_us\":{},\"flow\":\"00000000000000ab\",\"event\":",
+                    line.ts_us
+                )),
+                "{text}"
+            );
+            assert_eq!(serde_json::from_str::<OriginLine>(&text).unwrap(), line);
+        }
+        let text = format!(
+            "{{\"ts_us\":8,\"flow\":\"ab\",\"event\":\"flow_started\",\"to\":\"{}\",\"op\":\"get\"}}",
+            peer(4)
+        );
+        let line: OriginLine = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            line.event,
+            OriginEvent::FlowStarted {
+                to: peer(4),
+                op: Op::Get
+            }
+        );
+    }
+
+    #[test]
+    fn flows_are_one_to_sixteen_hex_digits() {
         assert_eq!(parse_uid("ab"), Some(0xab));
         assert_eq!(parse_uid(&format_uid(u64::MAX)), Some(u64::MAX));
         for bad in ["", "0x12", "g", "00000000000000000"] {
             assert_eq!(parse_uid(bad), None, "{bad}");
         }
-        let text = r#"{"ts":1,"uid":"zz","outcome":"found"}"#;
+        let text = r#"{"ts_us":1,"flow":"zz","event":"request_finished","outcome":"found"}"#;
         assert!(serde_json::from_str::<OriginLine>(text).is_err());
+    }
+
+    #[test]
+    fn request_kinds_and_ops_correspond() {
+        for op in [Op::Get, Op::Put] {
+            assert_eq!(request_op(request_kind(op)), Some(op));
+        }
+        assert_eq!(request_op(MessageKind::DataFound), None);
     }
 }

@@ -121,6 +121,44 @@ pub struct EntropyReport {
     /// Degree of anonymity d = H / log2 N.
     pub mean_degree: Option<f64>,
     pub min_degree: Option<f64>,
+    /// 5th percentile (nearest rank) and median of d.
+    pub p5_degree: Option<f64>,
+    pub median_degree: Option<f64>,
+    /// The originator's rank in its request's posterior (1 = most likely).
+    pub originator_rank: Summary,
+    /// Requests whose originator the adversary ranked first.
+    pub originator_ranked_first: usize,
+}
+
+/// One bin of a signal: P(originator | bin) with its Wilson 95% interval.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SignalBin {
+    pub bin: String,
+    /// Observations in the bin.
+    pub support: usize,
+    /// Of which the sender was the originator.
+    pub positives: usize,
+    pub p: f64,
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// One feature, binned.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct SignalTable {
+    pub name: String,
+    pub description: String,
+    pub bins: Vec<SignalBin>,
+}
+
+/// The bin with the highest upper bound among those the verdict counts.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct WorstBin {
+    pub signal: String,
+    pub bin: String,
+    pub support: usize,
+    pub p: f64,
+    pub upper: f64,
 }
 
 /// What each node could infer locally about who originated a request.
@@ -137,8 +175,37 @@ pub struct Anonymity {
     pub max_htl_source: String,
     pub classifiers: Vec<Classifier>,
     pub entropy: EntropyReport,
+    /// Each feature binned: P(originator | bin), support, interval.
+    pub signals: Vec<SignalTable>,
+    /// The combined adversary (naive Bayes over every feature's bins),
+    /// two-fold cross-validated by file: ROC AUC and its bootstrap 95%
+    /// interval.
+    pub auc: Option<f64>,
+    pub auc_ci: Option<[f64; 2]>,
+    /// Groups (files, or keys outside any file) the split was made over.
+    pub cv_groups: usize,
+    /// The worst counted bin (support >= `min_support`) by upper bound.
+    pub max_posterior: Option<WorstBin>,
+    /// Median d = H / log2 N over observed requests.
+    pub d_median: Option<f64>,
+    /// The pooled observers (`--colluders`); empty: each node on its own.
+    pub colluders: Vec<String>,
+    /// `"pass"` or `"fail"`.
+    pub verdict: String,
+    /// Why the verdict failed, worst first.
+    pub failures: Vec<String>,
+    /// The limits the verdict used.
+    pub limits: Limits,
     /// Plain-language findings (leaks), also shown in the text report.
     pub findings: Vec<String>,
+}
+
+/// The verdict's limits.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Limits {
+    pub max_posterior: f64,
+    pub max_auc: f64,
+    pub min_support: usize,
 }
 
 /// The result of auditing a testnet directory.
@@ -171,6 +238,70 @@ fn render_invariant(out: &mut String, name: &str, inv: &Invariant) {
     out.push_str(&format!("  {name}: {}\n", inv.count));
     for e in &inv.examples {
         out.push_str(&format!("    - {e}\n"));
+    }
+}
+
+/// Signals, the combined adversary, posteriors and the verdict.
+fn render_adversary(out: &mut String, a: &Anonymity) {
+    if !a.colluders.is_empty() {
+        out.push_str(&format!(
+            "  colluders ({}): {}\n",
+            a.colluders.len(),
+            a.colluders.join(" ")
+        ));
+    }
+    out.push_str(&format!(
+        "\nSignals: P(originator | bin), Wilson 95% interval (base rate {}; the verdict counts bins with n >= {})\n",
+        f3(a.base_rate),
+        a.limits.min_support
+    ));
+    for t in &a.signals {
+        out.push_str(&format!("  {} ({})\n", t.name, t.description));
+        for b in &t.bins {
+            out.push_str(&format!(
+                "    {:<14} n={:<6} p={:.3} [{:.3}, {:.3}]\n",
+                b.bin, b.support, b.p, b.lower, b.upper
+            ));
+        }
+    }
+    let ci = a.auc_ci.map_or_else(
+        || "n/a".to_string(),
+        |[lo, hi]| format!("[{lo:.3}, {hi:.3}]"),
+    );
+    out.push_str(&format!(
+        "\nCombined adversary (naive Bayes over all signals, 2-fold by file over {} groups): AUC {} (95% CI {ci})\n",
+        a.cv_groups,
+        f3(a.auc)
+    ));
+    let e = &a.entropy;
+    out.push_str(&format!(
+        "Per request posterior over {} requests: d min {}, p5 {}, median {}; originator ranked first in {}, median rank {}\n",
+        e.requests_observed,
+        f3(e.min_degree),
+        f3(e.p5_degree),
+        f3(e.median_degree),
+        e.originator_ranked_first,
+        f3(e.originator_rank.median)
+    ));
+    if let Some(w) = &a.max_posterior {
+        out.push_str(&format!(
+            "Worst counted bin: {} = {} (p {:.3}, upper {:.3}, n {})\n",
+            w.signal, w.bin, w.p, w.upper, w.support
+        ));
+    }
+    if a.passed() {
+        out.push_str(&format!(
+            "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {})\n",
+            a.limits.max_posterior, a.limits.max_auc
+        ));
+    } else {
+        out.push_str(&format!(
+            "ANONYMITY: FAIL ({})\n",
+            a.failing_signal().unwrap_or("?")
+        ));
+        for f in &a.failures {
+            out.push_str(&format!("  {f}\n"));
+        }
     }
 }
 
@@ -280,6 +411,7 @@ impl AuditReport {
         for f in &a.findings {
             out.push_str(&format!("  {f}\n"));
         }
+        render_adversary(&mut out, a);
         if !self.warnings.is_empty() {
             out.push_str("\nWarnings\n");
             for w in &self.warnings {

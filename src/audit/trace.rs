@@ -1,11 +1,11 @@
 //! The trace line: one message hop as `veil trace` and `veil audit --trace`
 //! print it, and [`trace_uid`], one request's path rebuilt from the logs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
-use super::load::{load_run, Ev};
-use super::record::{format_uid, parse_uid, request_kind};
+use super::load::load_run;
+use super::record::{format_uid, parse_uid};
 use super::AuditError;
 use crate::message::{Htl, Message, MessageKind};
 
@@ -44,36 +44,23 @@ pub fn trace_uid(dir: &Path, uid: &str) -> Result<Vec<String>, AuditError> {
         uid: uid.to_string(),
     })?;
     let run = load_run(dir)?;
-    let index: HashMap<&str, usize> = run
-        .nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (n.name.as_str(), i))
-        .collect();
+    let index = run.index();
     let mut lists: Vec<Vec<TraceEvent>> = Vec::new();
     let mut known = false;
     for node in &run.nodes {
         known |= node.starts.contains_key(&wanted);
         let mut list = Vec::new();
         for line in &node.events {
-            if line.ev.uid() != wanted {
+            if line.flow != wanted {
                 continue;
             }
             known = true;
-            let (sent, peer, kind, htl) = match &line.ev {
-                Ev::ReqSent { to, op, htl, .. } => (true, to, request_kind(*op), Some(*htl)),
-                Ev::ReqRecv { from, op, htl, .. } => (false, from, request_kind(*op), Some(*htl)),
-                Ev::RepSent { to, reply, htl, .. } => (true, to, *reply, *htl),
-                Ev::RepRecv {
-                    from, reply, htl, ..
-                } => (false, from, *reply, *htl),
-            };
             list.push(TraceEvent {
                 ts: line.ts,
-                sent,
-                peer: peer.clone(),
-                kind,
-                htl,
+                sent: line.sent,
+                peer: line.peer.clone(),
+                kind: line.kind,
+                htl: line.htl,
                 matched: None,
             });
         }

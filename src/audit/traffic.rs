@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::load::{Ev, Run};
+use super::load::Run;
 use super::report::{AuditReport, Summary};
 use crate::message::{MessageKind, Uid};
 use crate::routing::Op;
@@ -15,20 +15,15 @@ pub(super) fn count(run: &Run, report: &mut AuditReport) {
     let mut messages: HashMap<Uid, usize> = HashMap::new();
     let mut found_replies: HashMap<Uid, usize> = HashMap::new();
     for node in &run.nodes {
-        for line in &node.events {
-            match &line.ev {
-                Ev::ReqSent { uid, .. } => *messages.entry(*uid).or_default() += 1,
-                Ev::RepSent { uid, reply, .. } => {
-                    *messages.entry(*uid).or_default() += 1;
-                    match reply {
-                        MessageKind::DataFound => *found_replies.entry(*uid).or_default() += 1,
-                        MessageKind::RouteNotFound => report.backtracks += 1,
-                        MessageKind::RejectedLoop => {
-                            report.backtracks += 1;
-                            report.loops_rejected += 1;
-                        }
-                        _ => {}
-                    }
+        for line in node.events.iter().filter(|l| l.sent) {
+            let uid = line.flow;
+            *messages.entry(uid).or_default() += 1;
+            match line.kind {
+                MessageKind::DataFound => *found_replies.entry(uid).or_default() += 1,
+                MessageKind::RouteNotFound => report.backtracks += 1,
+                MessageKind::RejectedLoop => {
+                    report.backtracks += 1;
+                    report.loops_rejected += 1;
                 }
                 _ => {}
             }

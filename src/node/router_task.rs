@@ -136,7 +136,7 @@ impl RouterTask {
                 }
                 info!(%peer, location = %location, "link up");
                 if let Some(a) = &mut self.audit {
-                    a.link_up(&peer);
+                    a.link_up(&peer, location);
                 }
                 let coins = LinkCoins::for_link(self.coin_secret.as_slice(), &peer.0);
                 self.feed(Event::LinkUp {

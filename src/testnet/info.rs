@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerKey;
+use crate::keys::RoutingKey;
 use crate::message::Htl;
 
 /// Name of the testnet description file in the testnet directory.
@@ -40,6 +41,10 @@ pub struct WorkloadFile {
     pub path: String,
     /// The file's URI (which holds its decryption key).
     pub uri: String,
+    /// Every routing key of the file, data blocks and manifests alike (the
+    /// audit maps observed keys to files with these).
+    #[serde(default, with = "crate::audit::record::keys_text")]
+    pub keys: Vec<RoutingKey>,
 }
 
 /// `workload.json`: what the random workload inserted, for the leak check.

@@ -126,8 +126,8 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
     let text = std::fs::read_to_string(node_dir.join(ORIGIN_FILE)).ok()?;
     text.lines()
         .filter_map(|l| serde_json::from_str::<OriginLine>(l).ok())
-        .find(|l| matches!(&l.event, OriginEvent::Started { key: k, .. } if k == key))
-        .map(|l| format_uid(l.uid))
+        .find(|l| matches!(&l.event, OriginEvent::RequestStarted { key: k, .. } if k == key))
+        .map(|l| format_uid(l.flow))
 }
 
 /// Insert `files` random files of `size` bytes from random nodes and fetch
@@ -185,9 +185,14 @@ pub async fn run_files(
             error: None,
             millis,
         });
+        // The same split the insert made: the file's routing keys.
+        let keys = crate::content::split(&data)
+            .map(|s| s.blocks.iter().map(|b| b.routing_key()).collect())
+            .unwrap_or_default();
         description.files.push(WorkloadFile {
             path: format!("workload/f{i}.bin"),
             uri: uri.to_uri(),
+            keys,
         });
         let mut others: Vec<&String> = names.iter().filter(|n| **n != inserter).collect();
         others.shuffle(&mut rng);

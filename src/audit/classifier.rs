@@ -1,0 +1,198 @@
+//! The combined adversary: a categorical naive Bayes classifier over every
+//! feature's bins, cross-validated by download (file), scored by ROC AUC
+//! with a seeded bootstrap interval.
+//!
+//! Naive Bayes is a few dozen lines over the bins the signal tables already
+//! compute, so it is written here rather than pulled from a crate: the
+//! maintained Rust ML crates (linfa, smartcore) bring large dependency trees
+//! (ndarray, and BLAS for some) for what is counting and a logarithm.
+//!
+//! The model: for each feature f and bin b, P(b | originator) and
+//! P(b | forwarder) with add-one smoothing; the score of an observation is
+//! the posterior P(originator | all its bins), assuming the features are
+//! independent given the class.
+
+use std::collections::{BTreeSet, HashMap};
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::features::{Group, Observation};
+use super::signals::{Bin, Feature};
+
+/// Bootstrap resamples for the AUC interval.
+const BOOTSTRAP: usize = 200;
+
+/// A trained model.
+struct Model {
+    /// log P(originator) - log P(forwarder).
+    prior: f64,
+    /// Per feature: bin label -> log-likelihood ratio.
+    llr: Vec<HashMap<String, f64>>,
+    /// Per feature: the ratio for a bin unseen in training.
+    unseen: Vec<f64>,
+}
+
+// `f` indexes both a row of `bins` and the model's per-feature vectors.
+#[allow(clippy::needless_range_loop)]
+fn train(obs: &[&Observation], bins: &[Vec<Bin>], idx: &[usize], n_features: usize) -> Model {
+    let pos = idx.iter().filter(|i| obs[**i].truth).count() as f64;
+    let neg = idx.len() as f64 - pos;
+    let prior = ((pos + 1.0) / (neg + 1.0)).ln();
+    let mut llr = Vec::with_capacity(n_features);
+    let mut unseen = Vec::with_capacity(n_features);
+    for f in 0..n_features {
+        let mut counts: HashMap<&str, (f64, f64)> = HashMap::new();
+        for &i in idx {
+            let e = counts.entry(bins[i][f].1.as_str()).or_default();
+            if obs[i].truth {
+                e.0 += 1.0;
+            } else {
+                e.1 += 1.0;
+            }
+        }
+        let k = counts.len() as f64 + 1.0;
+        let ratio = |p: f64, n: f64| ((p + 1.0) / (pos + k)).ln() - ((n + 1.0) / (neg + k)).ln();
+        llr.push(
+            counts
+                .iter()
+                .map(|(b, (p, n))| (b.to_string(), ratio(*p, *n)))
+                .collect(),
+        );
+        unseen.push(ratio(0.0, 0.0));
+    }
+    Model { prior, llr, unseen }
+}
+
+impl Model {
+    fn probability(&self, bins: &[Bin]) -> f64 {
+        let mut logit = self.prior;
+        for (f, (_, label)) in bins.iter().enumerate() {
+            logit += self.llr[f].get(label).copied().unwrap_or(self.unseen[f]);
+        }
+        1.0 / (1.0 + (-logit).exp())
+    }
+}
+
+/// Out-of-sample scores and the AUC.
+pub(super) struct Scored {
+    /// P(originator) for each observation, from the model trained on the
+    /// other half of the groups.
+    pub score: Vec<f64>,
+    pub auc: Option<f64>,
+    pub auc_ci: Option<(f64, f64)>,
+    pub groups: usize,
+}
+
+/// Two-fold cross-validation split by group: the groups are shuffled
+/// (seeded) and halved; each half is scored by the model trained on the
+/// other.
+pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u64) -> Scored {
+    let bins: Vec<Vec<Bin>> = obs
+        .iter()
+        .map(|o| features.iter().map(|f| (f.bin)(o)).collect())
+        .collect();
+    let mut groups: Vec<Group> = obs
+        .iter()
+        .map(|o| o.group)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    groups.shuffle(&mut rng);
+    let half: HashMap<Group, usize> = groups
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (*g, usize::from(i >= groups.len() / 2)))
+        .collect();
+    let fold = |o: &Observation| half.get(&o.group).copied().unwrap_or(0);
+    let mut score = vec![0.5; obs.len()];
+    for k in 0..2 {
+        let train_idx: Vec<usize> = (0..obs.len()).filter(|i| fold(obs[*i]) != k).collect();
+        if train_idx.is_empty() {
+            continue;
+        }
+        let model = train(obs, &bins, &train_idx, features.len());
+        for i in (0..obs.len()).filter(|i| fold(obs[*i]) == k) {
+            score[i] = model.probability(&bins[i]);
+        }
+    }
+    let labels: Vec<bool> = obs.iter().map(|o| o.truth).collect();
+    let all: Vec<usize> = (0..obs.len()).collect();
+    let auc = auc(&score, &labels, &all);
+    // Cluster bootstrap: resample whole groups, so one file's many blocks
+    // count as one draw.
+    let mut members: HashMap<Group, Vec<usize>> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        members.entry(o.group).or_default().push(i);
+    }
+    let mut samples = Vec::with_capacity(BOOTSTRAP);
+    if auc.is_some() && groups.len() >= 2 {
+        for _ in 0..BOOTSTRAP {
+            let mut idx = Vec::with_capacity(obs.len());
+            for _ in 0..groups.len() {
+                let g = groups[rng.gen_range(0..groups.len())];
+                idx.extend_from_slice(&members[&g]);
+            }
+            if let Some(a) = super::classifier::auc(&score, &labels, &idx) {
+                samples.push(a);
+            }
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let auc_ci = (!samples.is_empty()).then(|| {
+        let at = |q: f64| samples[((q * samples.len() as f64) as usize).min(samples.len() - 1)];
+        (at(0.025), at(0.975))
+    });
+    Scored {
+        score,
+        auc,
+        auc_ci,
+        groups: groups.len(),
+    }
+}
+
+/// ROC AUC of `score` against `labels` over the observations `idx` (with
+/// repeats): the probability that a random originator scores above a
+/// random forwarder, ties counting one half. `None` without both classes.
+pub(super) fn auc(score: &[f64], labels: &[bool], idx: &[usize]) -> Option<f64> {
+    let mut v: Vec<(f64, bool)> = idx.iter().map(|&i| (score[i], labels[i])).collect();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let pos = v.iter().filter(|x| x.1).count();
+    let neg = v.len() - pos;
+    if pos == 0 || neg == 0 {
+        return None;
+    }
+    // Sum of the positives' average ranks (1-based).
+    let mut rank_sum = 0.0;
+    let mut i = 0;
+    while i < v.len() {
+        let mut j = i;
+        while j < v.len() && v[j].0 == v[i].0 {
+            j += 1;
+        }
+        let avg = (i + 1 + j) as f64 / 2.0;
+        rank_sum += avg * v[i..j].iter().filter(|x| x.1).count() as f64;
+        i = j;
+    }
+    let (p, n) = (pos as f64, neg as f64);
+    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_of_perfect_random_and_reversed_scores() {
+        let labels = [true, true, false, false];
+        let all = [0, 1, 2, 3];
+        assert_eq!(auc(&[0.9, 0.8, 0.2, 0.1], &labels, &all), Some(1.0));
+        assert_eq!(auc(&[0.1, 0.2, 0.8, 0.9], &labels, &all), Some(0.0));
+        assert_eq!(auc(&[0.5; 4], &labels, &all), Some(0.5));
+        assert_eq!(auc(&[0.5; 4], &[true; 4], &all), None);
+        // One swapped pair of four: 3/4.
+        assert_eq!(auc(&[0.9, 0.3, 0.4, 0.1], &labels, &all), Some(0.75));
+    }
+}

@@ -1,0 +1,190 @@
+//! The observations the adversary scores, and the features a neighbour can
+//! compute for each from its own log and the public topology.
+//!
+//! An observation is a message a node (the observer O) received that starts
+//! a flow from a neighbour (the sender S): the first request O receives
+//! from S on that flow. Its label, "S originated it", is ground truth: S's
+//! `origin.jsonl` holds `flow_started` for (flow, to = O). The label is
+//! never a feature.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::load::Run;
+use crate::keys::RoutingKey;
+use crate::message::{Htl, MessageKind, Uid};
+
+/// How long after the end of a flow the (simulated, perfect) cache probe
+/// asks the sender whether it holds the block, in microseconds.
+pub(super) const PROBE_DELAY_US: u64 = 1_000_000;
+
+/// What an observation belongs to for the train/test split: a workload
+/// file, or (outside any file) the routing key itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(super) enum Group {
+    File(usize),
+    Key(RoutingKey),
+    None,
+}
+
+/// One observation and its features.
+#[derive(Clone, Debug)]
+pub(super) struct Observation {
+    /// Index of the observer in `Run::nodes`.
+    pub observer: usize,
+    /// Index of the sender in `Run::nodes`.
+    pub sender: usize,
+    pub flow: Uid,
+    /// The (first) routing key the message carries.
+    pub key: Option<RoutingKey>,
+    pub group: Group,
+    /// Ground truth: the sender's client started this flow on this link.
+    pub truth: bool,
+    pub kind: MessageKind,
+    pub htl: Option<Htl>,
+    /// The observer had never seen this flow from any neighbour before.
+    pub first_seen: bool,
+    /// Circular distance from the (first) key to the sender's location, in
+    /// [0, 0.5].
+    pub key_distance: Option<f64>,
+    /// The sender's share of the file's keys this node received from it,
+    /// times the sender's degree: about 1 for an originator spreading a
+    /// file over its neighbours, far below for a forwarder.
+    pub share_ratio: Option<f64>,
+    /// Microseconds since this node last sent the sender a reply.
+    pub gap_us: Option<u64>,
+    /// The smallest `gap_us` over the sender's requests for the same file
+    /// at this node (the download as this node sees it).
+    pub min_gap_us: Option<u64>,
+    /// Whether the sender held the key in its store or cache by
+    /// [`PROBE_DELAY_US`] after this node's last reply on the flow.
+    pub cache_held: Option<bool>,
+}
+
+/// The workload's keys: which file each routing key belongs to, and how
+/// many keys each file has.
+#[derive(Clone, Debug, Default)]
+pub(super) struct FileKeys {
+    pub file_of: HashMap<RoutingKey, usize>,
+    pub sizes: Vec<usize>,
+}
+
+fn circular(a: f64, b: f64) -> f64 {
+    let d = (a - b).rem_euclid(1.0);
+    d.min(1.0 - d)
+}
+
+/// Every observation in the run, in (observer, file order).
+pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
+    let index = run.index();
+    // The public topology: each node's degree and announced location.
+    let mut degree: Vec<usize> = run.nodes.iter().map(|n| n.neighbours.len()).collect();
+    let mut location: HashMap<&str, f64> = HashMap::new();
+    for n in &run.nodes {
+        for (peer, loc) in &n.neighbours {
+            if let Some(l) = loc {
+                location.entry(peer.as_str()).or_insert(*l);
+            }
+        }
+    }
+    for (i, n) in run.nodes.iter().enumerate() {
+        if degree[i] == 0 {
+            let peers: HashSet<&str> = n.events.iter().map(|l| l.peer.as_str()).collect();
+            degree[i] = peers.len();
+        }
+    }
+
+    let mut out: Vec<Observation> = Vec::new();
+    for (o, node) in run.nodes.iter().enumerate() {
+        let start = out.len();
+        let mut last_reply_to: HashMap<&str, u64> = HashMap::new();
+        let mut seen_pair: HashSet<(&str, Uid)> = HashSet::new();
+        let mut seen_flow: HashSet<Uid> = HashSet::new();
+        // (sender, flow) -> index of its observation, to find the end of the flow.
+        let mut open: HashMap<(&str, Uid), usize> = HashMap::new();
+        let mut flow_end: HashMap<usize, u64> = HashMap::new();
+        for line in &node.events {
+            let peer = line.peer.as_str();
+            if line.sent {
+                if !line.kind.is_request() {
+                    last_reply_to.insert(peer, line.ts);
+                    if let Some(&i) = open.get(&(peer, line.flow)) {
+                        flow_end.insert(i, line.ts);
+                    }
+                }
+                seen_flow.insert(line.flow);
+                continue;
+            }
+            let first_seen = seen_flow.insert(line.flow);
+            if !line.kind.is_request() || !seen_pair.insert((peer, line.flow)) {
+                continue;
+            }
+            let Some(&s) = index.get(peer) else { continue };
+            let key = line.keys.first().copied();
+            let group = match key {
+                Some(k) => files
+                    .file_of
+                    .get(&k)
+                    .map_or(Group::Key(k), |f| Group::File(*f)),
+                None => Group::None,
+            };
+            let truth = run.nodes[s]
+                .flows_started
+                .contains(&(line.flow, node.name.clone()));
+            let key_distance = match (key, location.get(peer)) {
+                (Some(k), Some(l)) => Some(circular(k.location().as_f64(), *l)),
+                _ => None,
+            };
+            open.insert((peer, line.flow), out.len());
+            out.push(Observation {
+                observer: o,
+                sender: s,
+                flow: line.flow,
+                key,
+                group,
+                truth,
+                kind: line.kind,
+                htl: line.htl,
+                first_seen,
+                key_distance,
+                share_ratio: None,
+                gap_us: last_reply_to.get(peer).map(|t| line.ts.saturating_sub(*t)),
+                min_gap_us: None,
+                // Filled in below, once the flow's end is known.
+                cache_held: None,
+            });
+        }
+        // The cache probe, at the end of each flow.
+        for (i, obs) in out.iter_mut().enumerate().skip(start) {
+            let Some(key) = obs.key else { continue };
+            let end = flow_end.get(&i).copied().unwrap_or(0);
+            let probe_at = end.saturating_add(PROBE_DELAY_US);
+            obs.cache_held = Some(
+                run.nodes[obs.sender]
+                    .held
+                    .get(&key)
+                    .is_some_and(|t| *t <= probe_at),
+            );
+        }
+        // Shares and minimum gaps per (sender, file) at this observer.
+        let mut keys_from: BTreeMap<(usize, usize), HashSet<RoutingKey>> = BTreeMap::new();
+        let mut min_gap: BTreeMap<(usize, usize), u64> = BTreeMap::new();
+        for obs in &out[start..] {
+            let Group::File(f) = obs.group else { continue };
+            if let Some(k) = obs.key {
+                keys_from.entry((obs.sender, f)).or_default().insert(k);
+            }
+            if let Some(g) = obs.gap_us {
+                let m = min_gap.entry((obs.sender, f)).or_insert(g);
+                *m = (*m).min(g);
+            }
+        }
+        for obs in &mut out[start..] {
+            let Group::File(f) = obs.group else { continue };
+            let size = files.sizes.get(f).copied().unwrap_or(0).max(1);
+            let got = keys_from.get(&(obs.sender, f)).map_or(0, HashSet::len);
+            obs.share_ratio = Some(got as f64 / size as f64 * degree[obs.sender] as f64);
+            obs.min_gap_us = min_gap.get(&(obs.sender, f)).copied();
+        }
+    }
+    out
+}

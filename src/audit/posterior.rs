@@ -1,0 +1,171 @@
+//! Per request: the adversary's posterior over all N nodes as the
+//! originator, from the classifier's (out-of-sample) probabilities and the
+//! topology, its entropy H, d = H / log2 N, and the originator's rank.
+//!
+//! The adversary is one node (every node in turn; a request counts with
+//! its most informed observer) or a pool of colluders. The candidates are
+//! every node outside the adversary (it knows it did not originate the
+//! request); the prior over them is uniform. Each observation of the
+//! request (a message from sender S with classifier probability p, against
+//! the base rate b) multiplies S's weight by p / b and every other
+//! candidate's by (1 - p) / (1 - b): naive Bayes over observations.
+//! Observations are tied to a request by its flow id (the uid, which every
+//! hop shares today).
+
+use std::collections::{HashMap, HashSet};
+
+use super::features::Observation;
+use super::load::Run;
+use crate::message::Uid;
+
+/// Probabilities are kept in [CLIP, 1 - CLIP] so one observation never
+/// makes a posterior exactly 0 or 1.
+const CLIP: f64 = 1e-4;
+
+/// One request as its best-informed adversary sees it.
+#[derive(Clone, Debug)]
+pub(super) struct RequestView {
+    /// Entropy of the posterior, bits.
+    pub h: f64,
+    /// h / log2 N.
+    pub d: f64,
+    /// The originator's rank in the posterior (1 = most likely).
+    pub rank: usize,
+    /// The posterior probability of the true originator.
+    pub p_originator: f64,
+}
+
+/// The requests and what their adversaries learn.
+pub(super) struct Posteriors {
+    pub views: Vec<RequestView>,
+    /// Requests no adversary observed.
+    pub unobserved: usize,
+}
+
+fn view(
+    n: usize,
+    excluded: &HashSet<usize>,
+    weights: &HashMap<usize, f64>,
+    originator: usize,
+) -> RequestView {
+    let candidates = n - excluded.len();
+    let max_w = weights.values().copied().fold(0.0, f64::max);
+    // Candidates without an observation have log-weight 0.
+    let rest = candidates.saturating_sub(weights.len()) as f64;
+    let z = rest * (-max_w).exp() + weights.values().map(|w| (w - max_w).exp()).sum::<f64>();
+    let q = |w: f64| (w - max_w).exp() / z;
+    let q_rest = q(0.0);
+    let mut h = 0.0;
+    if q_rest > 0.0 {
+        h -= rest * q_rest * q_rest.log2();
+    }
+    for w in weights.values() {
+        let p = q(*w);
+        if p > 0.0 {
+            h -= p * p.log2();
+        }
+    }
+    let h = h.max(0.0);
+    let p_orig = q(weights.get(&originator).copied().unwrap_or(0.0));
+    let above_rest = if q_rest > p_orig { rest as usize } else { 0 };
+    let rank = 1
+        + above_rest
+        + weights
+            .iter()
+            .filter(|(x, w)| **x != originator && q(**w) > p_orig)
+            .count();
+    let hmax = (n as f64).log2();
+    RequestView {
+        h,
+        d: if hmax > 0.0 { h / hmax } else { 0.0 },
+        rank,
+        p_originator: p_orig,
+    }
+}
+
+/// The posterior of every request originated outside the adversary.
+/// `colluders` pools those nodes; `None` makes each node its own adversary.
+pub(super) fn posteriors(
+    run: &Run,
+    obs: &[&Observation],
+    score: &[f64],
+    base_rate: f64,
+    colluders: Option<&HashSet<usize>>,
+) -> Posteriors {
+    let n = run.nodes.len();
+    let b = base_rate.clamp(CLIP, 1.0 - CLIP);
+    let mut by_flow: HashMap<Uid, Vec<usize>> = HashMap::new();
+    for (i, o) in obs.iter().enumerate() {
+        by_flow.entry(o.flow).or_default().push(i);
+    }
+    let mut out = Posteriors {
+        views: Vec::new(),
+        unobserved: 0,
+    };
+    for (x, node) in run.nodes.iter().enumerate() {
+        if colluders.is_some_and(|c| c.contains(&x)) {
+            continue;
+        }
+        for uid in &node.originated {
+            let seen: Vec<usize> = by_flow
+                .get(uid)
+                .map(|v| {
+                    v.iter()
+                        .copied()
+                        .filter(|i| obs[*i].observer != x)
+                        .collect()
+                })
+                .unwrap_or_default();
+            // The adversaries: the pool, or each observer on its own.
+            let mut adversaries: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
+            for i in seen {
+                let who = match colluders {
+                    Some(c) => {
+                        let mut all: Vec<usize> = c.iter().copied().collect();
+                        all.sort_unstable();
+                        all
+                    }
+                    None => vec![obs[i].observer],
+                };
+                adversaries.entry(who).or_default().push(i);
+            }
+            let best = adversaries
+                .iter()
+                .map(|(who, seen)| {
+                    let excluded: HashSet<usize> = who.iter().copied().collect();
+                    let mut weights: HashMap<usize, f64> = HashMap::new();
+                    for &i in seen {
+                        let p = score[i].clamp(CLIP, 1.0 - CLIP);
+                        let w = (p / b).ln() - ((1.0 - p) / (1.0 - b)).ln();
+                        *weights.entry(obs[i].sender).or_default() += w;
+                    }
+                    weights.retain(|s, _| !excluded.contains(s));
+                    view(n, &excluded, &weights, x)
+                })
+                .min_by(|a, b| a.h.total_cmp(&b.h));
+            match best {
+                Some(v) => out.views.push(v),
+                None => out.unobserved += 1,
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_evidence_is_uniform_and_strong_evidence_names_the_sender() {
+        let excluded: HashSet<usize> = [0].into_iter().collect();
+        let v = view(9, &excluded, &HashMap::new(), 3);
+        assert!((v.h - 3.0).abs() < 1e-9, "{v:?}");
+        assert!((v.p_originator - 0.125).abs() < 1e-9);
+        let weights: HashMap<usize, f64> = [(3, 20.0)].into_iter().collect();
+        let v = view(9, &excluded, &weights, 3);
+        assert!(v.h < 0.01 && v.rank == 1 && v.p_originator > 0.99, "{v:?}");
+        let v = view(9, &excluded, &weights, 4);
+        assert!(v.rank > 1 && v.p_originator < 0.01, "{v:?}");
+    }
+}
