@@ -94,11 +94,18 @@ impl AuditLog {
     }
 
     /// A message this node sent to `peer`. A request of the local client's
+    /// (or a tunnel build or batch announced by [`AuditLog::flow_originated`])
     /// also gets its `flow_started` line in `origin.jsonl`.
     pub fn sent(&mut self, peer: &PeerKey, msg: &Message) {
         let record = Self::record(*peer, msg);
-        if record.kind.is_request() {
-            if let Some(&op) = self.originated.get(&record.flow) {
+        if record.kind.starts_flow() {
+            // A tunnel flow is announced once per message it covers.
+            let op = if record.kind.is_tunnel() {
+                self.originated.remove(&record.flow)
+            } else {
+                self.originated.get(&record.flow).copied()
+            };
+            if let Some(op) = op {
                 self.write_origin(record.flow, OriginEvent::FlowStarted { to: *peer, op });
             }
         }
@@ -142,6 +149,16 @@ impl AuditLog {
             tracing::warn!("too many local requests in flight; their flows are not logged");
         }
         self.write_origin(uid, OriginEvent::RequestStarted { key: *key, op });
+    }
+
+    /// The next message sent with id `flow` (a tunnel build or batch) is
+    /// the local client's own: `sent` writes its `flow_started` line.
+    pub fn flow_originated(&mut self, flow: Uid, op: Op) {
+        if self.originated.len() < MAX_TRACKED_ORIGINS {
+            self.originated.insert(flow, op);
+        } else {
+            tracing::warn!("too many local flows in flight; this one is not logged");
+        }
     }
 
     /// The local client's request ended.

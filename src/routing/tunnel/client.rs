@@ -16,8 +16,8 @@ use rand::Rng;
 
 use crate::message::{Message, TunnelId, TunnelOutcome, BATCH_KEYS, PAD_KEY};
 use crate::routing::{
-    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, PeerId, Router, SessionRequest,
-    Time, TunnelConfig,
+    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, Op, PeerId, Router,
+    SessionRequest, Time, TunnelConfig,
 };
 
 /// The tunnel this node's client uses now.
@@ -220,17 +220,27 @@ impl<P: PeerId> Router<P> {
             tunnel.next_index = tunnel.next_index.saturating_add(1);
             match client.sessions.get(token).map(|s| &s.request) {
                 Some(SessionRequest::Get(ks)) => keys[slot] = ks[*i],
-                Some(SessionRequest::Put(blocks)) => cx.out.push(Action::Send {
-                    to: tunnel.first.clone(),
-                    msg: Message::TunnelPut {
-                        tunnel: tunnel.tunnel,
-                        block: blocks[*i].clone(),
-                    },
-                }),
+                Some(SessionRequest::Put(blocks)) => {
+                    cx.out.push(Action::FlowOriginated {
+                        flow: tunnel.tunnel,
+                        op: Op::Put,
+                    });
+                    cx.out.push(Action::Send {
+                        to: tunnel.first.clone(),
+                        msg: Message::TunnelPut {
+                            tunnel: tunnel.tunnel,
+                            block: blocks[*i].clone(),
+                        },
+                    });
+                }
                 None => {}
             }
         }
         if is_get == Some(true) && !taken.is_empty() {
+            cx.out.push(Action::FlowOriginated {
+                flow: tunnel.tunnel,
+                op: Op::Get,
+            });
             cx.out.push(Action::Send {
                 to: tunnel.first.clone(),
                 msg: Message::TunnelGet {
@@ -252,6 +262,13 @@ impl<P: PeerId> Router<P> {
             return false;
         };
         let tunnel = self.fresh_tunnel_id(cx, &first);
+        // The build carries no operation: it is labelled with that of the
+        // first batch it will carry.
+        let op = match self.tunnels.client.sessions.values().find(|s| !s.unsent.is_empty()) {
+            Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
+            _ => Op::Get,
+        };
+        cx.out.push(Action::FlowOriginated { flow: tunnel, op });
         cx.out.push(Action::Send {
             to: first.clone(),
             msg: Message::TunnelBuild { tunnel },
