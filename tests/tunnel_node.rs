@@ -110,9 +110,9 @@ fn a_tunnel_testnet_on_small_world_32_fetches_everything_with_ground_truth() {
                 let flow = format!("\"flow\":\"{:016x}\"", line.flow);
                 let peer = to.to_string();
                 assert!(
-                    audit.iter().any(|l| l.contains("\"send\"")
-                        && l.contains(&flow)
-                        && l.contains(&peer)),
+                    audit
+                        .iter()
+                        .any(|l| l.contains("\"send\"") && l.contains(&flow) && l.contains(&peer)),
                     "{} to {peer}: no such send in {}",
                     line.flow,
                     node.display()

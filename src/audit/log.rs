@@ -262,4 +262,38 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn an_announced_tunnel_message_starts_one_flow_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        let build = Message::TunnelBuild { tunnel: 1 << 63 };
+        let batch = Message::TunnelGet {
+            tunnel: 1 << 63,
+            keys: Box::new([crate::message::PAD_KEY; crate::message::BATCH_KEYS]),
+        };
+        log.flow_originated(1 << 63, Op::Get);
+        log.sent(&peer, &build);
+        // Not announced: an extended build or a relayed batch is no flow of ours.
+        log.sent(&peer, &build);
+        log.sent(&peer, &batch);
+        log.flow_originated(1 << 63, Op::Put);
+        log.sent(&peer, &batch);
+        // Replies never start a flow, announced or not.
+        log.flow_originated(9, Op::Get);
+        log.sent(&peer, &Message::TunnelBuilt { tunnel: 9 });
+        drop(log);
+        let origin: Vec<(Uid, OriginEvent)> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
+            .into_iter()
+            .map(|l| (l.flow, l.event))
+            .collect();
+        let started = |op| OriginEvent::FlowStarted { to: peer, op };
+        assert_eq!(
+            origin,
+            [(1 << 63, started(Op::Get)), (1 << 63, started(Op::Put))]
+        );
+        let sends = lines::<AuditLine>(&dir.path().join(AUDIT_FILE)).len();
+        assert_eq!(sends, 5);
+    }
 }

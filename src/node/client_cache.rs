@@ -90,7 +90,9 @@ mod tests {
     use crate::keys::Chk;
 
     fn block(i: usize) -> Block {
-        Chk::encode(format!("client cache {i}").as_bytes()).unwrap().1
+        Chk::encode(format!("client cache {i}").as_bytes())
+            .unwrap()
+            .1
     }
 
     #[test]

@@ -266,9 +266,7 @@ impl Harness {
                 Action::Misbehaved { peer, .. } => self.misbehaviour.push((node, peer)),
                 action @ (Action::ClientCacheBlock { .. }
                 | Action::SessionDone { .. }
-                | Action::FlowOriginated { .. }) => {
-                    self.on_tunnel_action(node, action)
-                }
+                | Action::FlowOriginated { .. }) => self.on_tunnel_action(node, action),
             }
         }
     }

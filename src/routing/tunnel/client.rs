@@ -264,7 +264,13 @@ impl<P: PeerId> Router<P> {
         let tunnel = self.fresh_tunnel_id(cx, &first);
         // The build carries no operation: it is labelled with that of the
         // first batch it will carry.
-        let op = match self.tunnels.client.sessions.values().find(|s| !s.unsent.is_empty()) {
+        let op = match self
+            .tunnels
+            .client
+            .sessions
+            .values()
+            .find(|s| !s.unsent.is_empty())
+        {
             Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
             _ => Op::Get,
         };
