@@ -6,14 +6,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use veil::audit::record::{OriginEvent, OriginLine};
 use veil::config::NodeConfig;
 use veil::routing::Anonymity;
 
-use common::{run_within, VEIL};
+use common::{run_within, KillOnDrop, VEIL};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -120,4 +120,96 @@ fn a_tunnel_testnet_on_small_world_32_fetches_everything_with_ground_truth() {
             }
         }
     }
+}
+
+fn veil_within(args: &[&str]) -> String {
+    let out = run_within(Command::new(VEIL).args(args), Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "veil {args:?}: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sends(node_dir: &Path) -> usize {
+    lines_of(&node_dir.join("audit.jsonl"))
+        .iter()
+        .filter(|l| l.contains("\"event\":\"send\""))
+        .count()
+}
+
+#[test]
+fn a_second_fetch_from_the_same_node_comes_from_its_client_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("ring");
+    let _down = Down(dir.clone());
+    let topology = repo("testnet/ring-16.toml");
+    // `testnet up` stays in the foreground; the guard kills it, `Down`
+    // stops the nodes.
+    let _up = KillOnDrop::new(
+        Command::new(VEIL)
+            .args(["testnet", "up", "--topology"])
+            .arg(&topology)
+            .arg("--dir")
+            .arg(&dir)
+            .args(["--anonymity", "tunnel"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let info: veil::testnet::info::TestnetInfo = loop {
+        let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap_or_default();
+        if let Ok(info) = serde_json::from_str::<veil::testnet::info::TestnetInfo>(&text) {
+            if info.ready {
+                break info;
+            }
+        }
+        assert!(Instant::now() < deadline, "testnet never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut nodes = info.nodes.iter();
+    let (_, putter) = nodes.next().unwrap();
+    let data: Vec<u8> = (0..600_000u32).map(|i| (i * 31 % 251) as u8).collect();
+    let file = tmp.path().join("file");
+    std::fs::write(&file, &data).unwrap();
+    let uri = veil_within(&[
+        "put",
+        "--node",
+        &putter.client.to_string(),
+        file.to_str().unwrap(),
+    ]);
+    let uri = uri.trim();
+    let fetch = |client: &str, out: &Path| {
+        veil_within(&["get", "--node", client, uri, "-o", out.to_str().unwrap()]);
+        assert_eq!(std::fs::read(out).unwrap(), data);
+    };
+    // The insert may have left every block in a node's own store or cache;
+    // take the first node whose fetch needed the network.
+    let mut getter = None;
+    for (name, node) in nodes.step_by(3) {
+        let node_dir = dir.join(name);
+        let before = sends(&node_dir);
+        fetch(
+            &node.client.to_string(),
+            &tmp.path().join(format!("{name}-1")),
+        );
+        let after_first = sends(&node_dir);
+        if after_first > before {
+            getter = Some((name, node, node_dir, before, after_first));
+            break;
+        }
+    }
+    let (getter_name, getter, node_dir, before, after_first) =
+        getter.expect("every fetch was answered locally");
+    let client = getter.client.to_string();
+    fetch(&client, &tmp.path().join("second"));
+    // Let any late message reach the log before counting.
+    std::thread::sleep(Duration::from_millis(500));
+    let after_second = sends(&node_dir);
+    eprintln!("sends at {getter_name}: {before} -> {after_first} -> {after_second}");
+    assert_eq!(after_second, after_first, "the second fetch sent traffic");
 }
