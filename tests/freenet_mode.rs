@@ -25,7 +25,7 @@ use veil::routing::{
 use veil::sim::harness::{run_scenario_in, Harness};
 use veil::sim::topology::{generate, Shape, Topology};
 
-use common::{run_within, veil, veil_ok, VEIL};
+use common::{run_within, veil, veil_ok, Down, VEIL};
 
 const MAX: Htl = DEFAULT_MAX_HTL;
 
@@ -349,22 +349,6 @@ fn node_toml_takes_the_anonymity_setting() {
     assert_eq!(NodeConfig::load(&dir).unwrap().anonymity, Anonymity::Tunnel);
     std::fs::write(&path, format!("anonymity = \"onion\"\n{text}")).unwrap();
     assert!(NodeConfig::load(&dir).is_err());
-}
-
-/// Stops whatever testnet is left in the directory, on drop.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if self.0.join("testnet.json").exists() {
-            let _ = run_within(
-                Command::new(VEIL)
-                    .args(["testnet", "down", "--dir"])
-                    .arg(&self.0),
-                Duration::from_secs(60),
-            );
-        }
-    }
 }
 
 #[test]

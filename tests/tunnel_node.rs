@@ -13,26 +13,10 @@ use veil::audit::record::{OriginEvent, OriginLine};
 use veil::config::NodeConfig;
 use veil::routing::Anonymity;
 
-use common::{run_within, KillOnDrop, VEIL};
+use common::{run_within, Down, KillOnDrop, VEIL};
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
-}
-
-/// Stops whatever testnet is left in the directory, on drop.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if self.0.join("testnet.json").exists() {
-            let _ = run_within(
-                Command::new(VEIL)
-                    .args(["testnet", "down", "--dir"])
-                    .arg(&self.0),
-                Duration::from_secs(60),
-            );
-        }
-    }
 }
 
 fn lines_of(path: &Path) -> Vec<String> {

@@ -221,33 +221,21 @@ impl<P: PeerId> Router<P> {
             match client.sessions.get(token).map(|s| &s.request) {
                 Some(SessionRequest::Get(ks)) => keys[slot] = ks[*i],
                 Some(SessionRequest::Put(blocks)) => {
-                    cx.out.push(Action::FlowOriginated {
-                        flow: tunnel.tunnel,
-                        op: Op::Put,
-                    });
-                    cx.out.push(Action::Send {
-                        to: tunnel.first.clone(),
-                        msg: Message::TunnelPut {
-                            tunnel: tunnel.tunnel,
-                            block: blocks[*i].clone(),
-                        },
-                    });
+                    let msg = Message::TunnelPut {
+                        tunnel: tunnel.tunnel,
+                        block: blocks[*i].clone(),
+                    };
+                    send_own(cx, &tunnel.first, msg, Op::Put);
                 }
                 None => {}
             }
         }
         if is_get == Some(true) && !taken.is_empty() {
-            cx.out.push(Action::FlowOriginated {
-                flow: tunnel.tunnel,
-                op: Op::Get,
-            });
-            cx.out.push(Action::Send {
-                to: tunnel.first.clone(),
-                msg: Message::TunnelGet {
-                    tunnel: tunnel.tunnel,
-                    keys: Box::new(keys),
-                },
-            });
+            let msg = Message::TunnelGet {
+                tunnel: tunnel.tunnel,
+                keys: Box::new(keys),
+            };
+            send_own(cx, &tunnel.first, msg, Op::Get);
         }
     }
 
@@ -274,11 +262,7 @@ impl<P: PeerId> Router<P> {
             Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
             _ => Op::Get,
         };
-        cx.out.push(Action::FlowOriginated { flow: tunnel, op });
-        cx.out.push(Action::Send {
-            to: first.clone(),
-            msg: Message::TunnelBuild { tunnel },
-        });
+        send_own(cx, &first, Message::TunnelBuild { tunnel }, op);
         self.tunnels.client.current = Some(OwnTunnel {
             first,
             tunnel,
@@ -437,4 +421,17 @@ impl<P: PeerId> Router<P> {
         self.answer_if_done(cx, token);
         self.schedule_batch(cx);
     }
+}
+
+/// Send a message of the local client's own tunnel (a build or a batch),
+/// announced first for the driver's ground truth ([`Action::FlowOriginated`]).
+fn send_own<P: PeerId>(cx: &mut Ctx<'_, P>, to: &P, msg: Message, op: Op) {
+    cx.out.push(Action::FlowOriginated {
+        flow: msg.uid(),
+        op,
+    });
+    cx.out.push(Action::Send {
+        to: to.clone(),
+        msg,
+    });
 }
