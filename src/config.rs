@@ -68,10 +68,6 @@ pub enum InvalidSetting {
     },
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
-    #[error(
-        "anonymity = \"tunnel\": tunnel mode is not implemented yet (use \"none\" or \"freenet\")"
-    )]
-    TunnelNotImplemented,
 }
 
 /// A size in bytes, written as a number or a string such as "256MiB".
@@ -121,6 +117,10 @@ pub struct RuntimeConfig {
     pub client_request_timeout_secs: u64,
     /// A client connection with no request for this long is closed.
     pub client_idle_timeout_secs: u64,
+    /// Blocks the client cache holds (tunnel mode: blocks this node's own
+    /// client fetched, read only by that client); least recently used
+    /// blocks are dropped beyond it.
+    pub client_cache_blocks: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -131,13 +131,14 @@ impl Default for RuntimeConfig {
             client_max_connections: 128,
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
+            client_cache_blocks: 1024,
         }
     }
 }
 
 impl RuntimeConfig {
     /// Every bound and timeout by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 5] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 6] {
         [
             ("runtime.router_queue", self.router_queue as u64),
             (
@@ -155,6 +156,10 @@ impl RuntimeConfig {
             (
                 "runtime.client_idle_timeout_secs",
                 self.client_idle_timeout_secs,
+            ),
+            (
+                "runtime.client_cache_blocks",
+                self.client_cache_blocks as u64,
             ),
         ]
     }
@@ -198,7 +203,7 @@ pub struct NodeConfig {
     #[serde(default)]
     pub testnet: bool,
     /// How the node hides who originated its client's requests: `"none"`
-    /// (the default for now) or `"freenet"`; `"tunnel"` is refused.
+    /// (the default for now), `"freenet"` or `"tunnel"`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub anonymity: Anonymity,
     /// The routing core's settings (`max_htl`, `max_inflight_per_peer`, ...).
@@ -275,9 +280,6 @@ impl NodeConfig {
             if !(0.0..1.0).contains(&x) {
                 return Err(InvalidSetting::Location(x));
             }
-        }
-        if self.anonymity == Anonymity::Tunnel {
-            return Err(InvalidSetting::TunnelNotImplemented);
         }
         if self.router.max_htl == 0 {
             return Err(InvalidSetting::Zero("router.max_htl"));

@@ -96,7 +96,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 fn trace(file: &Path, seed: u64, anonymity: Anonymity) -> Result<ExitCode> {
     if anonymity == Anonymity::Tunnel {
-        bail!("anonymity mode tunnel is not implemented yet (use none or freenet)");
+        bail!(
+            "veil trace follows one request's uid; in tunnel mode the originator sends no \
+             request of its own (its keys go to an exit in batches), so there is no path to \
+             trace: use --anonymity none or freenet (tunnels run in `veil testnet run`)"
+        );
     }
     let topology = Topology::load(file).with_context(|| format!("loading {}", file.display()))?;
     let run = run_scenario_in(&topology, seed, anonymity)

@@ -189,6 +189,16 @@ impl MessageKind {
         matches!(self, MessageKind::DataRequest | MessageKind::InsertRequest)
     }
 
+    /// Does a message of this kind start (or carry on) a flow for its
+    /// originator: a request, an insert, a tunnel build or a batch?
+    pub fn starts_flow(self) -> bool {
+        self.is_request()
+            || matches!(
+                self,
+                MessageKind::TunnelBuild | MessageKind::TunnelGet | MessageKind::TunnelPut
+            )
+    }
+
     /// Is this a tunnel message (its flow is a [`TunnelId`], not a uid)?
     pub fn is_tunnel(self) -> bool {
         matches!(

@@ -25,7 +25,7 @@ use veil::routing::{
 use veil::sim::harness::{run_scenario_in, Harness};
 use veil::sim::topology::{generate, Shape, Topology};
 
-use common::{run_within, veil, veil_ok, VEIL};
+use common::{run_within, veil, veil_ok, Down, VEIL};
 
 const MAX: Htl = DEFAULT_MAX_HTL;
 
@@ -328,11 +328,11 @@ fn veil_trace_defaults_to_none_and_accepts_freenet() {
     let tunnel = veil(&["trace", topology, "--anonymity", "tunnel"]);
     assert!(!tunnel.status.success());
     let err = String::from_utf8_lossy(&tunnel.stderr);
-    assert!(err.contains("not implemented yet"), "{err}");
+    assert!(err.contains("no path to trace"), "{err}");
 }
 
 #[test]
-fn node_toml_takes_the_anonymity_setting_and_refuses_tunnel() {
+fn node_toml_takes_the_anonymity_setting() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("n");
     veil_ok(&["init", dir.to_str().unwrap()]);
@@ -346,29 +346,9 @@ fn node_toml_takes_the_anonymity_setting_and_refuses_tunnel() {
         Anonymity::Freenet
     );
     std::fs::write(&path, format!("anonymity = \"tunnel\"\n{text}")).unwrap();
-    let err = NodeConfig::load(&dir).unwrap_err().to_string();
-    assert!(err.contains("tunnel mode is not implemented yet"), "{err}");
-    // The node refuses to start, saying why.
-    let out = veil(&["node", dir.to_str().unwrap()]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("not implemented yet"), "{err}");
-}
-
-/// Stops whatever testnet is left in the directory, on drop.
-struct Down(PathBuf);
-
-impl Drop for Down {
-    fn drop(&mut self) {
-        if self.0.join("testnet.json").exists() {
-            let _ = run_within(
-                Command::new(VEIL)
-                    .args(["testnet", "down", "--dir"])
-                    .arg(&self.0),
-                Duration::from_secs(60),
-            );
-        }
-    }
+    assert_eq!(NodeConfig::load(&dir).unwrap().anonymity, Anonymity::Tunnel);
+    std::fs::write(&path, format!("anonymity = \"onion\"\n{text}")).unwrap();
+    assert!(NodeConfig::load(&dir).is_err());
 }
 
 #[test]

@@ -389,3 +389,42 @@ proptest! {
         prop_assert_eq!(&h.sent, &again.sent);
     }
 }
+
+#[test]
+fn the_originator_announces_each_tunnel_build_and_batch_it_sends() {
+    let mut h = harness(20, 20, 4, TunnelConfig::default());
+    let blocks: Vec<Block> = (0..12).map(|i| block("flows", i)).collect();
+    for b in &blocks {
+        place_near(&mut h, b);
+    }
+    let keys = blocks.iter().map(Block::routing_key).collect();
+    let token = h.session_get(3, keys);
+    h.run(MAX_STEPS);
+    assert_eq!(h.clients[&token].answers, 1);
+    // Only the originator announces flows, and each one is the id of a
+    // build it sent on that link.
+    assert!(!h.flows_originated.is_empty());
+    assert!(h.flows_originated.iter().all(|(node, _)| *node == 3));
+    let own: BTreeSet<u64> = h.flows_originated.iter().map(|(_, f)| *f).collect();
+    let built_by_3: BTreeSet<u64> = h
+        .sent
+        .iter()
+        .filter(|s| s.from == 3 && kind(s) == MessageKind::TunnelBuild)
+        .map(|s| s.msg.uid())
+        .collect();
+    assert!(own.is_subset(&built_by_3), "{own:?} vs {built_by_3:?}");
+    // One announcement per build and batch the originator sent on its own
+    // tunnels (a build node 3 extends for another walk is not announced).
+    let announced_kinds = [
+        MessageKind::TunnelBuild,
+        MessageKind::TunnelGet,
+        MessageKind::TunnelPut,
+    ];
+    let own_sends = h
+        .sent
+        .iter()
+        .filter(|s| s.from == 3 && own.contains(&s.msg.uid()))
+        .filter(|s| announced_kinds.contains(&kind(s)))
+        .count();
+    assert_eq!(own_sends, h.flows_originated.len());
+}

@@ -48,9 +48,10 @@ impl Line {
         self.sent && self.kind.is_request()
     }
 
-    /// A reply this node sent.
+    /// A reply this node sent (tunnel messages are neither requests nor
+    /// replies: they follow their tunnel, not a request's path).
     pub(super) fn is_reply_sent(&self) -> bool {
-        self.sent && !self.kind.is_request()
+        self.sent && !self.kind.is_request() && !self.kind.is_tunnel()
     }
 }
 

@@ -94,11 +94,18 @@ impl AuditLog {
     }
 
     /// A message this node sent to `peer`. A request of the local client's
+    /// (or a tunnel build or batch announced by [`AuditLog::flow_originated`])
     /// also gets its `flow_started` line in `origin.jsonl`.
     pub fn sent(&mut self, peer: &PeerKey, msg: &Message) {
         let record = Self::record(*peer, msg);
-        if record.kind.is_request() {
-            if let Some(&op) = self.originated.get(&record.flow) {
+        if record.kind.starts_flow() {
+            // A tunnel flow is announced once per message it covers.
+            let op = if record.kind.is_tunnel() {
+                self.originated.remove(&record.flow)
+            } else {
+                self.originated.get(&record.flow).copied()
+            };
+            if let Some(op) = op {
                 self.write_origin(record.flow, OriginEvent::FlowStarted { to: *peer, op });
             }
         }
@@ -142,6 +149,16 @@ impl AuditLog {
             tracing::warn!("too many local requests in flight; their flows are not logged");
         }
         self.write_origin(uid, OriginEvent::RequestStarted { key: *key, op });
+    }
+
+    /// The next message sent with id `flow` (a tunnel build or batch) is
+    /// the local client's own: `sent` writes its `flow_started` line.
+    pub fn flow_originated(&mut self, flow: Uid, op: Op) {
+        if self.originated.len() < MAX_TRACKED_ORIGINS {
+            self.originated.insert(flow, op);
+        } else {
+            tracing::warn!("too many local flows in flight; this one is not logged");
+        }
     }
 
     /// The local client's request ended.
@@ -244,5 +261,39 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn an_announced_tunnel_message_starts_one_flow_line_each() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        let build = Message::TunnelBuild { tunnel: 1 << 63 };
+        let batch = Message::TunnelGet {
+            tunnel: 1 << 63,
+            keys: Box::new([crate::message::PAD_KEY; crate::message::BATCH_KEYS]),
+        };
+        log.flow_originated(1 << 63, Op::Get);
+        log.sent(&peer, &build);
+        // Not announced: an extended build or a relayed batch is no flow of ours.
+        log.sent(&peer, &build);
+        log.sent(&peer, &batch);
+        log.flow_originated(1 << 63, Op::Put);
+        log.sent(&peer, &batch);
+        // Replies never start a flow, announced or not.
+        log.flow_originated(9, Op::Get);
+        log.sent(&peer, &Message::TunnelBuilt { tunnel: 9 });
+        drop(log);
+        let origin: Vec<(Uid, OriginEvent)> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
+            .into_iter()
+            .map(|l| (l.flow, l.event))
+            .collect();
+        let started = |op| OriginEvent::FlowStarted { to: peer, op };
+        assert_eq!(
+            origin,
+            [(1 << 63, started(Op::Get)), (1 << 63, started(Op::Put))]
+        );
+        let sends = lines::<AuditLine>(&dir.path().join(AUDIT_FILE)).len();
+        assert_eq!(sends, 5);
     }
 }

@@ -27,6 +27,7 @@
 //! [`PeerFrame`]: crate::message::PeerFrame
 
 mod client_api;
+mod client_cache;
 mod links;
 mod router_task;
 

@@ -3,6 +3,7 @@
 //! the [`Router`], and carries out every [`Action`] the core returns: frames
 //! to links, blocks to the datastore, audit lines, client answers.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
+use super::client_cache::{ClientCache, NodeBlocks};
 use super::Input;
 use crate::audit::log::AuditLog;
 use crate::client::{NodeStatus, PeerStatus};
@@ -23,7 +25,7 @@ use crate::identity::PeerKey;
 use crate::keys::Location;
 use crate::message::PeerFrame;
 use crate::routing::htl::policy_for;
-use crate::routing::{Action, ClientOutcome, ClientToken, Event, LinkCoins, Router};
+use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
 use crate::store::Datastore;
 
 /// The router's handle on one established link.
@@ -38,6 +40,8 @@ pub(super) struct RouterTask {
     /// The identity's secret, from which each link's HTL coins derive.
     coin_secret: Zeroizing<[u8; 32]>,
     store: Arc<Datastore>,
+    /// Tunnel mode: what the local client fetched, read only by it.
+    client_cache: RefCell<ClientCache>,
     cache_writes: Arc<Semaphore>,
     links: HashMap<PeerKey, LinkEntry>,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
@@ -64,10 +68,15 @@ impl RouterTask {
             config.anonymity,
             LinkCoins::for_node(coin_secret.as_slice()),
         );
+        let mut router = Router::with_policy(config.router.clone(), location, policy);
+        if config.anonymity == Anonymity::Tunnel {
+            router.set_client_tunnels(true);
+        }
         RouterTask {
-            router: Router::with_policy(config.router.clone(), location, policy),
+            router,
             coin_secret,
             store,
+            client_cache: RefCell::new(ClientCache::new(config.runtime.client_cache_blocks)),
             cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
             links: HashMap::new(),
             waiters: HashMap::new(),
@@ -203,9 +212,11 @@ impl RouterTask {
     /// Hand one event to the core and carry out what it says.
     fn feed(&mut self, event: Event<PeerKey>) {
         let now = self.now();
-        let actions = self
-            .router
-            .handle(now, &mut self.rng, self.store.as_ref(), event);
+        let blocks = NodeBlocks {
+            store: self.store.as_ref(),
+            client: &self.client_cache,
+        };
+        let actions = self.router.handle(now, &mut self.rng, &blocks, event);
         let mut broken = Vec::new();
         for action in actions {
             match action {
@@ -276,10 +287,18 @@ impl RouterTask {
                     warn!(%peer, ?reason, "peer misbehaved; closing link");
                     broken.push(peer);
                 }
-                // Tunnel mode is not wired into the node yet: it never sends
-                // `ClientSession` nor turns on client tunnels, so neither comes.
-                Action::ClientCacheBlock { .. } | Action::SessionDone { .. } => {
-                    debug!("tunnel client action ignored: tunnel mode is not wired in the node");
+                Action::ClientCacheBlock { block } => {
+                    self.client_cache.borrow_mut().insert(block);
+                }
+                Action::FlowOriginated { flow, op } => {
+                    if let Some(a) = &mut self.audit {
+                        a.flow_originated(flow, op);
+                    }
+                }
+                // The node sends no `ClientSession` (each client get or put
+                // is its own tunnelled request), so this never comes.
+                Action::SessionDone { token, .. } => {
+                    debug!(token, "session answer with no session asked; ignored");
                 }
             }
         }

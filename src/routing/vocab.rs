@@ -274,6 +274,11 @@ pub enum Action<P> {
         token: ClientToken,
         outcomes: Vec<ClientOutcome>,
     },
+    /// The originator is about to send a message that starts a flow of its
+    /// own client's (a tunnel build or a batch; the next [`Action::Send`]).
+    /// `flow` is the id on that link, as [`Message::uid`] returns it: the
+    /// driver's ground-truth log, never sent anywhere.
+    FlowOriginated { flow: Uid, op: Op },
 }
 
 /// Counters for status reports.

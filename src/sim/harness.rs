@@ -91,6 +91,8 @@ pub struct Harness {
     next_token: ClientToken,
     /// Misbehaviour reports: (reporter, peer).
     pub misbehaviour: Vec<(usize, usize)>,
+    /// Ground truth of tunnel flows ([`Action::FlowOriginated`]): (node, flow).
+    pub flows_originated: Vec<(usize, u64)>,
 }
 
 impl Harness {
@@ -157,6 +159,7 @@ impl Harness {
             clients: HashMap::new(),
             next_token: 1,
             misbehaviour: Vec::new(),
+            flows_originated: Vec::new(),
         }
     }
 
@@ -261,9 +264,9 @@ impl Harness {
                     self.stores[node].store.insert(block.routing_key(), block);
                 }
                 Action::Misbehaved { peer, .. } => self.misbehaviour.push((node, peer)),
-                action @ (Action::ClientCacheBlock { .. } | Action::SessionDone { .. }) => {
-                    self.on_tunnel_action(node, action)
-                }
+                action @ (Action::ClientCacheBlock { .. }
+                | Action::SessionDone { .. }
+                | Action::FlowOriginated { .. }) => self.on_tunnel_action(node, action),
             }
         }
     }

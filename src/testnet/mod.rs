@@ -72,8 +72,6 @@ pub enum TestnetError {
     },
     #[error("the topology has no [scenario]")]
     NoScenario,
-    #[error("anonymity mode tunnel is not implemented yet (use --anonymity none or freenet)")]
-    TunnelNotImplemented,
     #[error("the testnet has no node {0}")]
     UnknownNode(String),
     #[error("node {node}: {source}")]
@@ -246,9 +244,6 @@ pub async fn up(topology: &Topology, dir: &Path, opts: UpOptions) -> Result<Test
     // can take a drawn port before its node binds it. That is the one
     // start-up failure a fresh draw cures, so it is retried.
     const ATTEMPTS: usize = 3;
-    if opts.anonymity == Anonymity::Tunnel {
-        return Err(TestnetError::TunnelNotImplemented);
-    }
     let mut attempt = 1;
     loop {
         match up_once(topology, dir, &opts).await {

@@ -462,3 +462,19 @@ pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     rng.fill_bytes(&mut v);
     v
 }
+
+/// Stops whatever testnet is left in the directory, on drop.
+pub struct Down(pub PathBuf);
+
+impl Drop for Down {
+    fn drop(&mut self) {
+        if self.0.join("testnet.json").exists() {
+            let _ = run_within(
+                std::process::Command::new(VEIL)
+                    .args(["testnet", "down", "--dir"])
+                    .arg(&self.0),
+                Duration::from_secs(60),
+            );
+        }
+    }
+}

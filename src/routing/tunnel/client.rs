@@ -16,8 +16,8 @@ use rand::Rng;
 
 use crate::message::{Message, TunnelId, TunnelOutcome, BATCH_KEYS, PAD_KEY};
 use crate::routing::{
-    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, PeerId, Router, SessionRequest,
-    Time, TunnelConfig,
+    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, Op, PeerId, Router,
+    SessionRequest, Time, TunnelConfig,
 };
 
 /// The tunnel this node's client uses now.
@@ -220,24 +220,22 @@ impl<P: PeerId> Router<P> {
             tunnel.next_index = tunnel.next_index.saturating_add(1);
             match client.sessions.get(token).map(|s| &s.request) {
                 Some(SessionRequest::Get(ks)) => keys[slot] = ks[*i],
-                Some(SessionRequest::Put(blocks)) => cx.out.push(Action::Send {
-                    to: tunnel.first.clone(),
-                    msg: Message::TunnelPut {
+                Some(SessionRequest::Put(blocks)) => {
+                    let msg = Message::TunnelPut {
                         tunnel: tunnel.tunnel,
                         block: blocks[*i].clone(),
-                    },
-                }),
+                    };
+                    send_own(cx, &tunnel.first, msg, Op::Put);
+                }
                 None => {}
             }
         }
         if is_get == Some(true) && !taken.is_empty() {
-            cx.out.push(Action::Send {
-                to: tunnel.first.clone(),
-                msg: Message::TunnelGet {
-                    tunnel: tunnel.tunnel,
-                    keys: Box::new(keys),
-                },
-            });
+            let msg = Message::TunnelGet {
+                tunnel: tunnel.tunnel,
+                keys: Box::new(keys),
+            };
+            send_own(cx, &tunnel.first, msg, Op::Get);
         }
     }
 
@@ -252,10 +250,19 @@ impl<P: PeerId> Router<P> {
             return false;
         };
         let tunnel = self.fresh_tunnel_id(cx, &first);
-        cx.out.push(Action::Send {
-            to: first.clone(),
-            msg: Message::TunnelBuild { tunnel },
-        });
+        // The build carries no operation: it is labelled with that of the
+        // first batch it will carry.
+        let op = match self
+            .tunnels
+            .client
+            .sessions
+            .values()
+            .find(|s| !s.unsent.is_empty())
+        {
+            Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
+            _ => Op::Get,
+        };
+        send_own(cx, &first, Message::TunnelBuild { tunnel }, op);
         self.tunnels.client.current = Some(OwnTunnel {
             first,
             tunnel,
@@ -414,4 +421,17 @@ impl<P: PeerId> Router<P> {
         self.answer_if_done(cx, token);
         self.schedule_batch(cx);
     }
+}
+
+/// Send a message of the local client's own tunnel (a build or a batch),
+/// announced first for the driver's ground truth ([`Action::FlowOriginated`]).
+fn send_own<P: PeerId>(cx: &mut Ctx<'_, P>, to: &P, msg: Message, op: Op) {
+    cx.out.push(Action::FlowOriginated {
+        flow: msg.uid(),
+        op,
+    });
+    cx.out.push(Action::Send {
+        to: to.clone(),
+        msg,
+    });
 }

@@ -65,6 +65,7 @@ impl Harness {
                     c.answers += 1;
                 }
             }
+            Action::FlowOriginated { flow, .. } => self.flows_originated.push((node, flow)),
             _ => {}
         }
     }
