@@ -190,7 +190,8 @@ pub struct Anonymity {
     pub d_median: Option<f64>,
     /// The pooled observers (`--colluders`); empty: each node on its own.
     pub colluders: Vec<String>,
-    /// `"pass"` or `"fail"`.
+    /// `"pass"`, `"fail"`, or `"inconclusive"` when no observation is
+    /// labelled as sent by its originator (nothing to measure).
     pub verdict: String,
     /// Why the verdict failed, worst first.
     pub failures: Vec<String>,
@@ -294,6 +295,11 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
             "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {})\n",
             a.limits.max_posterior, a.limits.max_auc
         ));
+    } else if a.inconclusive() {
+        out.push_str("ANONYMITY: INCONCLUSIVE\n");
+        for f in &a.failures {
+            out.push_str(&format!("  {f}\n"));
+        }
     } else {
         out.push_str(&format!(
             "ANONYMITY: FAIL ({})\n",

@@ -52,9 +52,27 @@ pub(super) fn judge(a: &mut Anonymity, limits: &Limits) {
         "fail"
     }
     .to_string();
+    if a.positives == 0 {
+        // With no observation labelled "from its originator", every figure
+        // above is computed on one class only: a PASS would say nothing.
+        // (Tunnel runs today: the audit observes requests, and in tunnel mode
+        // no originator sends one; builds and batches are not scored yet.)
+        a.verdict = "inconclusive".to_string();
+        a.failures = vec![format!(
+            "none of the {} observations is labelled as sent by its originator: \
+             the audit cannot measure this run (in tunnel mode it does not score \
+             tunnel builds and batches yet)",
+            a.observations
+        )];
+    }
 }
 
 impl Anonymity {
+    /// Could the audit measure the run at all? See [`judge`].
+    pub fn inconclusive(&self) -> bool {
+        self.verdict == "inconclusive"
+    }
+
     /// Did the anonymity verdict pass?
     pub fn passed(&self) -> bool {
         self.verdict == "pass"
