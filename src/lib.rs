@@ -15,7 +15,8 @@
 //!   mod.rs           Router, the pool of searches: uid table, loops, limits, stats, timers
 //!   search.rs        one request's state machine: next hop, on reply, its ending
 //!   vocab.rs         Event, Action, ClientOutcome, Failure, RouterConfig, Op
-//!   htl.rs           hops-to-live policies (the pluggable part)
+//!   htl.rs           hops-to-live policies: none (deterministic), freenet (per-link coins)
+//!   tunnel/          random-walk tunnels: walk, relay and exit (mod), client sessions (client)
 //! link/            encrypted links between friends:
 //!   handshake.rs     Noise XX steps over byte buffers
 //!   frame.rs         sans-IO seal/open of fixed-size frames
@@ -27,13 +28,15 @@
 //!   links.rs         accept, dial, establish, per-link reader and writer tasks
 //!   router_task.rs   owns the Router; performs its actions (sends, store, audit, answers)
 //!   client_api.rs    the local client API server
+//!   client_cache.rs  what this node's own client fetched through a tunnel
 //! client.rs        the client API protocol and client (NodeStatus, ClientError)
 //! transfer.rs      whole files over the client API (put_file, get_file)
 //! sim/             the core on a virtual clock: harness, scenario (veil trace), topology
 //! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
 //!                  and its report), workload, info (testnet.json, workload.json), bench
 //! audit/           what nodes could observe: record (THE log record type), log (the
-//!                  writer), load, traffic, invariants, leaks, anonymity, report, trace
+//!                  writer), load, traffic, invariants, leaks, trace; the adversary:
+//!                  features, signals, classifier, posterior, anonymity, verdict, report
 //! main.rs, cli.rs  the binary: arguments (cli.rs), call the library, print
 //! ```
 //!
