@@ -45,7 +45,8 @@ pub enum Command {
         /// Seed for the harness's random source (request IDs).
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Every node's anonymity mode: none or freenet.
+        /// Every node's anonymity mode: none (the lecture's trace), freenet
+        /// or tunnel.
         #[arg(long, default_value_t = Anonymity::None)]
         anonymity: Anonymity,
     },
@@ -135,8 +136,8 @@ pub enum TestnetCommand {
         topology: PathBuf,
         #[arg(long)]
         dir: PathBuf,
-        /// Written into every node's node.toml: none or freenet.
-        #[arg(long, default_value_t = Anonymity::None)]
+        /// Written into every node's node.toml: tunnel, freenet or none.
+        #[arg(long, default_value_t = Anonymity::Tunnel)]
         anonymity: Anonymity,
     },
     /// Stop a testnet started elsewhere.
@@ -297,8 +298,9 @@ pub struct RunArgs {
     pub fetches: usize,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Every node's anonymity mode (written into its node.toml): none or freenet.
-    #[arg(long, default_value_t = Anonymity::None)]
+    /// Every node's anonymity mode (written into its node.toml): tunnel,
+    /// freenet or none.
+    #[arg(long, default_value_t = Anonymity::Tunnel)]
     pub anonymity: Anonymity,
     /// Print the results and the audit as one JSON object.
     #[arg(long)]

@@ -79,13 +79,7 @@ pub(super) fn score(run: &Run, setup: &Setup) -> Anonymity {
     a.auc_ci = scored.auc_ci.map(|(lo, hi)| [lo, hi]);
     a.cv_groups = scored.groups;
 
-    let post = posterior::posteriors(
-        run,
-        &obs,
-        &scored.score,
-        a.base_rate.unwrap_or(0.5),
-        pool.as_ref(),
-    );
+    let post = posterior::posteriors(run, &obs, &scored.score, pool.as_ref());
     let e = &mut a.entropy;
     e.requests_observed = post.views.len();
     e.requests_unobserved = post.unobserved;

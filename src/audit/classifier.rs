@@ -11,6 +11,19 @@
 //! P(b | forwarder) with add-one smoothing; the score of an observation is
 //! the posterior P(originator | all its bins), assuming the features are
 //! independent given the class.
+//!
+//! The AUC is stratified by message kind: it is the probability that an
+//! originator's message scores above a forwarder's message *of the same
+//! kind*. The kind is public, and a kind no originator ever sends (a
+//! tunnel's exit sends every `DataRequest` in tunnel mode) says nothing
+//! about who originated anything; pooling kinds would credit the adversary
+//! for telling tunnel batches from exit requests instead of originators
+//! from forwarders. With one kind (the `none` and `freenet` modes send only
+//! requests and inserts, both with originators among their senders) it is
+//! the plain ROC AUC. For the same reason the adversary trains one model
+//! per kind: within a kind, a feature that is the same for every message
+//! (no htl on a tunnel batch) says nothing, where one pooled model would
+//! count it once per such feature and grow falsely certain.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -107,20 +120,28 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         .map(|(i, g)| (*g, usize::from(i >= groups.len() / 2)))
         .collect();
     let fold = |o: &Observation| half.get(&o.group).copied().unwrap_or(0);
+    let strata: Vec<usize> = obs.iter().map(|o| o.kind as usize).collect();
+    let kinds: BTreeSet<usize> = strata.iter().copied().collect();
     let mut score = vec![0.5; obs.len()];
     for k in 0..2 {
-        let train_idx: Vec<usize> = (0..obs.len()).filter(|i| fold(obs[*i]) != k).collect();
-        if train_idx.is_empty() {
-            continue;
-        }
-        let model = train(obs, &bins, &train_idx, features.len());
-        for i in (0..obs.len()).filter(|i| fold(obs[*i]) == k) {
-            score[i] = model.probability(&bins[i]);
+        // One model per message kind (see the module's notes on strata).
+        for kind in &kinds {
+            let in_kind = |i: &usize| strata[*i] == *kind;
+            let train_idx: Vec<usize> = (0..obs.len())
+                .filter(|i| fold(obs[*i]) != k && in_kind(i))
+                .collect();
+            if train_idx.is_empty() {
+                continue;
+            }
+            let model = train(obs, &bins, &train_idx, features.len());
+            for i in (0..obs.len()).filter(|i| fold(obs[*i]) == k && in_kind(i)) {
+                score[i] = model.probability(&bins[i]);
+            }
         }
     }
     let labels: Vec<bool> = obs.iter().map(|o| o.truth).collect();
     let all: Vec<usize> = (0..obs.len()).collect();
-    let auc = auc(&score, &labels, &all);
+    let auc = stratified_auc(&score, &labels, &strata, &all);
     // Cluster bootstrap: resample whole groups, so one file's many blocks
     // count as one draw.
     let mut members: HashMap<Group, Vec<usize>> = HashMap::new();
@@ -135,7 +156,7 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
                 let g = groups[rng.gen_range(0..groups.len())];
                 idx.extend_from_slice(&members[&g]);
             }
-            if let Some(a) = super::classifier::auc(&score, &labels, &idx) {
+            if let Some(a) = stratified_auc(&score, &labels, &strata, &idx) {
                 samples.push(a);
             }
         }
@@ -151,6 +172,31 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         auc_ci,
         groups: groups.len(),
     }
+}
+
+/// The AUC within strata: over every (originator, forwarder) pair in the
+/// same stratum, the share the originator scores above, ties one half.
+/// `None` when no stratum holds both classes.
+pub(super) fn stratified_auc(
+    score: &[f64],
+    labels: &[bool],
+    strata: &[usize],
+    idx: &[usize],
+) -> Option<f64> {
+    let mut by: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for &i in idx {
+        by.entry(strata[i]).or_default().push(i);
+    }
+    let (mut wins, mut pairs) = (0.0, 0.0);
+    for members in by.values() {
+        let pos = members.iter().filter(|i| labels[**i]).count() as f64;
+        let n = members.len() as f64 - pos;
+        if let Some(a) = auc(score, labels, members) {
+            wins += a * pos * n;
+            pairs += pos * n;
+        }
+    }
+    (pairs > 0.0).then(|| wins / pairs)
 }
 
 /// ROC AUC of `score` against `labels` over the observations `idx` (with
@@ -194,5 +240,24 @@ mod tests {
         assert_eq!(auc(&[0.5; 4], &[true; 4], &all), None);
         // One swapped pair of four: 3/4.
         assert_eq!(auc(&[0.9, 0.3, 0.4, 0.1], &labels, &all), Some(0.75));
+    }
+
+    #[test]
+    fn stratified_auc_compares_only_within_a_stratum() {
+        // Stratum 0 holds only forwarders scored low; stratum 1 is a coin
+        // toss. Pooled, the adversary looks strong; within kinds it is not.
+        let score = [0.1, 0.1, 0.1, 0.1, 0.6, 0.6, 0.6, 0.6];
+        let labels = [false, false, false, false, true, false, true, false];
+        let strata = [0, 0, 0, 0, 1, 1, 1, 1];
+        let all: Vec<usize> = (0..8).collect();
+        assert!(auc(&score, &labels, &all).is_some_and(|a| a > 0.8));
+        assert_eq!(stratified_auc(&score, &labels, &strata, &all), Some(0.5));
+        // One stratum: the plain AUC.
+        let one = [0; 8];
+        assert_eq!(
+            stratified_auc(&score, &labels, &one, &all),
+            auc(&score, &labels, &all)
+        );
+        assert_eq!(stratified_auc(&score, &[false; 8], &strata, &all), None);
     }
 }

@@ -2,10 +2,14 @@
 //! compute for each from its own log and the public topology.
 //!
 //! An observation is a message a node (the observer O) received that starts
-//! a flow from a neighbour (the sender S): the first request O receives
-//! from S on that flow. Its label, "S originated it", is ground truth: S's
-//! `origin.jsonl` holds `flow_started` for (flow, to = O). The label is
-//! never a feature.
+//! a flow, or a unit of work on one, from a neighbour (the sender S): the
+//! first request or insert O receives from S on a flow, the first tunnel
+//! build on a tunnel id, and every batch (`TunnelGet`, `TunnelPut`). Its
+//! label, "S originated it", is ground truth: S's `origin.jsonl` holds
+//! `flow_started` for (flow, to = O). On a tunnel, the flow is the tunnel id
+//! of that one link, so the build and every batch the originator sent to its
+//! first hop are labelled "originated", and the same messages relayed further
+//! are not. The label is never a feature.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -23,7 +27,8 @@ pub(super) const PROBE_DELAY_US: u64 = 1_000_000;
 pub(super) enum Group {
     File(usize),
     Key(RoutingKey),
-    None,
+    /// A message with no key (a tunnel build no batch followed): its flow.
+    Flow(Uid),
 }
 
 /// One observation and its features.
@@ -34,8 +39,9 @@ pub(super) struct Observation {
     /// Index of the sender in `Run::nodes`.
     pub sender: usize,
     pub flow: Uid,
-    /// The (first) routing key the message carries.
-    pub key: Option<RoutingKey>,
+    /// The routing keys the message carries (one for a request, a batch's
+    /// list for a tunnel batch, none for a build).
+    pub keys: Vec<RoutingKey>,
     pub group: Group,
     /// Ground truth: the sender's client started this flow on this link.
     pub truth: bool,
@@ -55,7 +61,7 @@ pub(super) struct Observation {
     /// The smallest `gap_us` over the sender's requests for the same file
     /// at this node (the download as this node sees it).
     pub min_gap_us: Option<u64>,
-    /// Whether the sender held the key in its store or cache by
+    /// Whether the sender held one of the keys in its store or cache by
     /// [`PROBE_DELAY_US`] after this node's last reply on the flow.
     pub cache_held: Option<bool>,
 }
@@ -71,6 +77,11 @@ pub(super) struct FileKeys {
 fn circular(a: f64, b: f64) -> f64 {
     let d = (a - b).rem_euclid(1.0);
     d.min(1.0 - d)
+}
+
+/// Is this a batch of a tunnel (each one its own observation)?
+fn is_batch(kind: MessageKind) -> bool {
+    matches!(kind, MessageKind::TunnelGet | MessageKind::TunnelPut)
 }
 
 /// Every observation in the run, in (observer, file order).
@@ -99,13 +110,14 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         let mut last_reply_to: HashMap<&str, u64> = HashMap::new();
         let mut seen_pair: HashSet<(&str, Uid)> = HashSet::new();
         let mut seen_flow: HashSet<Uid> = HashSet::new();
-        // (sender, flow) -> index of its observation, to find the end of the flow.
+        // (sender, flow) -> its observations so far, to find each one's end
+        // (the last reply on the flow before the next observation on it).
         let mut open: HashMap<(&str, Uid), usize> = HashMap::new();
         let mut flow_end: HashMap<usize, u64> = HashMap::new();
         for line in &node.events {
             let peer = line.peer.as_str();
             if line.sent {
-                if !line.kind.is_request() {
+                if !line.kind.starts_flow() {
                     last_reply_to.insert(peer, line.ts);
                     if let Some(&i) = open.get(&(peer, line.flow)) {
                         flow_end.insert(i, line.ts);
@@ -115,7 +127,13 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 continue;
             }
             let first_seen = seen_flow.insert(line.flow);
-            if !line.kind.is_request() || !seen_pair.insert((peer, line.flow)) {
+            if !line.kind.starts_flow() {
+                continue;
+            }
+            // A request, an insert or a build counts once per (sender, flow);
+            // every batch on a tunnel is its own unit of work.
+            let first_on_pair = seen_pair.insert((peer, line.flow));
+            if !first_on_pair && !is_batch(line.kind) {
                 continue;
             }
             let Some(&s) = index.get(peer) else { continue };
@@ -125,7 +143,7 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                     .file_of
                     .get(&k)
                     .map_or(Group::Key(k), |f| Group::File(*f)),
-                None => Group::None,
+                None => Group::Flow(line.flow),
             };
             let truth = run.nodes[s]
                 .flows_started
@@ -139,7 +157,7 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 observer: o,
                 sender: s,
                 flow: line.flow,
-                key,
+                keys: line.keys.clone(),
                 group,
                 truth,
                 kind: line.kind,
@@ -155,24 +173,45 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         }
         // The cache probe, at the end of each flow.
         for (i, obs) in out.iter_mut().enumerate().skip(start) {
-            let Some(key) = obs.key else { continue };
+            if obs.keys.is_empty() {
+                continue;
+            }
             let end = flow_end.get(&i).copied().unwrap_or(0);
             let probe_at = end.saturating_add(PROBE_DELAY_US);
+            let held = &run.nodes[obs.sender].held;
             obs.cache_held = Some(
-                run.nodes[obs.sender]
-                    .held
-                    .get(&key)
-                    .is_some_and(|t| *t <= probe_at),
+                obs.keys
+                    .iter()
+                    .any(|k| held.get(k).is_some_and(|t| *t <= probe_at)),
             );
+        }
+        // A build belongs to the download its tunnel's first batch serves
+        // (the observer sees both on the same tunnel id).
+        let mut batch_group: HashMap<(usize, Uid), Group> = HashMap::new();
+        for obs in &out[start..] {
+            if is_batch(obs.kind) {
+                batch_group.entry((obs.sender, obs.flow)).or_insert(obs.group);
+            }
+        }
+        for obs in &mut out[start..] {
+            if let Group::Flow(flow) = obs.group {
+                if let Some(g) = batch_group.get(&(obs.sender, flow)) {
+                    obs.group = *g;
+                }
+            }
         }
         // Shares and minimum gaps per (sender, file) at this observer.
         let mut keys_from: BTreeMap<(usize, usize), HashSet<RoutingKey>> = BTreeMap::new();
         let mut min_gap: BTreeMap<(usize, usize), u64> = BTreeMap::new();
         for obs in &out[start..] {
             let Group::File(f) = obs.group else { continue };
-            if let Some(k) = obs.key {
-                keys_from.entry((obs.sender, f)).or_default().insert(k);
-            }
+            let keys = keys_from.entry((obs.sender, f)).or_default();
+            keys.extend(
+                obs.keys
+                    .iter()
+                    .filter(|k| files.file_of.get(*k) == Some(&f))
+                    .copied(),
+            );
             if let Some(g) = obs.gap_us {
                 let m = min_gap.entry((obs.sender, f)).or_insert(g);
                 *m = (*m).min(g);

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::audit::record::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
 use crate::keys::{Location, RoutingKey};
-use crate::message::{Message, Uid};
+use crate::message::{Message, Uid, PAD_KEY};
 use crate::routing::Op;
 
 /// Name of the per-node routing event log.
@@ -84,8 +84,22 @@ impl AuditLog {
         append(&mut self.audit, &line, AUDIT_FILE);
     }
 
+    /// The record of one message: its kind, flow and htl, and every routing
+    /// key a node handling it sees (a request's key, a batch's keys without
+    /// the padding, a tunnelled block's key).
     fn record(peer: PeerKey, msg: &Message) -> MessageRecord {
-        MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key())
+        let mut record =
+            MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key());
+        match msg {
+            Message::TunnelGet { keys, .. } => {
+                record.keys = keys.iter().filter(|k| **k != PAD_KEY).copied().collect();
+            }
+            Message::TunnelPut { block, .. } | Message::TunnelData { block, .. } => {
+                record.key = Some(block.routing_key());
+            }
+            _ => {}
+        }
+        record
     }
 
     /// A message this node received from `peer`.

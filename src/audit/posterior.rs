@@ -5,12 +5,18 @@
 //! The adversary is one node (every node in turn; a request counts with
 //! its most informed observer) or a pool of colluders. The candidates are
 //! every node outside the adversary (it knows it did not originate the
-//! request); the prior over them is uniform. Each observation of the
-//! request (a message from sender S with classifier probability p, against
-//! the base rate b) multiplies S's weight by p / b and every other
-//! candidate's by (1 - p) / (1 - b): naive Bayes over observations.
-//! Observations are tied to a request by its flow id (the uid, which every
-//! hop shares today).
+//! request). The classifier's out-of-sample probability p that a sender S
+//! originated what it sent is already P(S is the originator | what the
+//! adversary saw of S): S gets p, and the rest, 1 - p, is spread evenly
+//! over every other candidate (the adversary has no evidence that favours
+//! one node it never heard from over another). Several observations of the
+//! same flow from the same sender (a tunnel's batches) are one piece of
+//! evidence, scored by their mean probability; senders of the same flow
+//! are mutually exclusive explanations, each weighted by its odds.
+//!
+//! A request is a flow its originator started: a uid (every hop of a
+//! request shares it) or, in tunnel mode, the tunnel id on the
+//! originator's first link (the builds and batches its first hop saw).
 
 use std::collections::{HashMap, HashSet};
 
@@ -89,11 +95,9 @@ pub(super) fn posteriors(
     run: &Run,
     obs: &[&Observation],
     score: &[f64],
-    base_rate: f64,
     colluders: Option<&HashSet<usize>>,
 ) -> Posteriors {
     let n = run.nodes.len();
-    let b = base_rate.clamp(CLIP, 1.0 - CLIP);
     let mut by_flow: HashMap<Uid, Vec<usize>> = HashMap::new();
     for (i, o) in obs.iter().enumerate() {
         by_flow.entry(o.flow).or_default().push(i);
@@ -106,16 +110,19 @@ pub(super) fn posteriors(
         if colluders.is_some_and(|c| c.contains(&x)) {
             continue;
         }
-        for uid in &node.originated {
-            let seen: Vec<usize> = by_flow
-                .get(uid)
-                .map(|v| {
-                    v.iter()
-                        .copied()
-                        .filter(|i| obs[*i].observer != x)
-                        .collect()
-                })
-                .unwrap_or_default();
+        let mut flows: Vec<Uid> = node.originated.clone();
+        let mut started: Vec<Uid> = node.flows_started.iter().map(|(f, _)| *f).collect();
+        started.sort_unstable();
+        flows.extend(started);
+        let mut once = HashSet::new();
+        flows.retain(|f| once.insert(*f));
+        for flow in flows {
+            let seen = by_flow
+                .get(&flow)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|i| obs[*i].observer != x);
             // The adversaries: the pool, or each observer on its own.
             let mut adversaries: HashMap<Vec<usize>, Vec<usize>> = HashMap::new();
             for i in seen {
@@ -133,13 +140,24 @@ pub(super) fn posteriors(
                 .iter()
                 .map(|(who, seen)| {
                     let excluded: HashSet<usize> = who.iter().copied().collect();
-                    let mut weights: HashMap<usize, f64> = HashMap::new();
+                    // Each sender's mean probability over its observations.
+                    let mut per_sender: HashMap<usize, (f64, usize)> = HashMap::new();
                     for &i in seen {
-                        let p = score[i].clamp(CLIP, 1.0 - CLIP);
-                        let w = (p / b).ln() - ((1.0 - p) / (1.0 - b)).ln();
-                        *weights.entry(obs[i].sender).or_default() += w;
+                        let e = per_sender.entry(obs[i].sender).or_default();
+                        e.0 += score[i];
+                        e.1 += 1;
                     }
-                    weights.retain(|s, _| !excluded.contains(s));
+                    per_sender.retain(|s, _| !excluded.contains(s));
+                    let candidates = n.saturating_sub(excluded.len());
+                    let rest = candidates.saturating_sub(per_sender.len()).max(1) as f64;
+                    // Log-weights against a silent candidate's 0.
+                    let weights: HashMap<usize, f64> = per_sender
+                        .into_iter()
+                        .map(|(s, (sum, k))| {
+                            let p = (sum / k as f64).clamp(CLIP, 1.0 - CLIP);
+                            (s, (p / (1.0 - p)).ln() + rest.ln())
+                        })
+                        .collect();
                     view(n, &excluded, &weights, x)
                 })
                 .min_by(|a, b| a.h.total_cmp(&b.h));
@@ -167,5 +185,20 @@ mod tests {
         assert!(v.h < 0.01 && v.rank == 1 && v.p_originator > 0.99, "{v:?}");
         let v = view(9, &excluded, &weights, 4);
         assert!(v.rank > 1 && v.p_originator < 0.01, "{v:?}");
+    }
+
+    #[test]
+    fn one_sender_gets_its_probability_and_the_rest_is_even() {
+        // 9 nodes, the adversary is node 0: 8 candidates. Sender 3 scored
+        // 0.25 gets 0.25; the 7 others share 0.75.
+        let excluded: HashSet<usize> = [0].into_iter().collect();
+        let rest: f64 = 7.0;
+        let weights: HashMap<usize, f64> = [(3, (0.25f64 / 0.75).ln() + rest.ln())]
+            .into_iter()
+            .collect();
+        let v = view(9, &excluded, &weights, 3);
+        assert!((v.p_originator - 0.25).abs() < 1e-9, "{v:?}");
+        let v = view(9, &excluded, &weights, 5);
+        assert!((v.p_originator - 0.75 / 7.0).abs() < 1e-9, "{v:?}");
     }
 }

@@ -55,13 +55,13 @@ pub(super) fn judge(a: &mut Anonymity, limits: &Limits) {
     if a.positives == 0 {
         // With no observation labelled "from its originator", every figure
         // above is computed on one class only: a PASS would say nothing.
-        // (Tunnel runs today: the audit observes requests, and in tunnel mode
-        // no originator sends one; builds and batches are not scored yet.)
+        // (A run whose nodes wrote no origin.jsonl, or whose clients started
+        // nothing the adversary could see.)
         a.verdict = "inconclusive".to_string();
         a.failures = vec![format!(
             "none of the {} observations is labelled as sent by its originator: \
-             the audit cannot measure this run (in tunnel mode it does not score \
-             tunnel builds and batches yet)",
+             the audit cannot measure this run (no origin.jsonl ground truth, \
+             or no client traffic the adversary observed)",
             a.observations
         )];
     }

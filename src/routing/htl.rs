@@ -18,12 +18,14 @@ use crate::routing::Op;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Anonymity {
-    /// Random-walk tunnels to an exit (not implemented yet: refused at start).
+    /// Random-walk tunnels to an exit that does the per-block work (the
+    /// default): no neighbour can tell an originator from a relay by the
+    /// signals `veil audit` measures.
+    #[default]
     Tunnel,
     /// Hyphanet's rules: probabilistic HTL per link, no caching near the top.
     Freenet,
     /// Deterministic HTL, every relay caches: the lecture's behaviour.
-    #[default]
     None,
 }
 
@@ -330,6 +332,6 @@ mod tests {
             assert_eq!(m.as_str().parse::<Anonymity>(), Ok(m));
         }
         assert!("loud".parse::<Anonymity>().is_err());
-        assert_eq!(Anonymity::default(), Anonymity::None);
+        assert_eq!(Anonymity::default(), Anonymity::Tunnel);
     }
 }

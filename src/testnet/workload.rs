@@ -130,6 +130,11 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
         .map(|l| format_uid(l.flow))
 }
 
+/// Blocks each workload transfer keeps in flight: a whole tunnel batch
+/// ([`crate::message::BATCH_KEYS`]), so a tunnelled download waits one
+/// batch delay per 32 blocks rather than per 8.
+const WINDOW: usize = crate::message::BATCH_KEYS;
+
 /// Insert `files` random files of `size` bytes from random nodes and fetch
 /// each from `fetches` other random nodes, checking every byte. Writes the
 /// files under `DIR/workload/` and `DIR/workload.json` for the auditor.
@@ -160,7 +165,7 @@ pub async fn run_files(
         let inserter = names[rng.gen_range(0..names.len())].clone();
         let addr = client_of(testnet, &inserter)?;
         let started = std::time::Instant::now();
-        let put = put_file(addr, &data, 8, |_, _| {}).await;
+        let put = put_file(addr, &data, WINDOW, |_, _| {}).await;
         let millis = started.elapsed().as_millis() as u64;
         let uri = match put {
             Ok(uri) => uri,
@@ -196,12 +201,27 @@ pub async fn run_files(
         });
         let mut others: Vec<&String> = names.iter().filter(|n| **n != inserter).collect();
         others.shuffle(&mut rng);
-        let mut ok = 0;
-        for fetcher in others.into_iter().take(fetches) {
+        // The fetches of one file run at once, as independent users would.
+        let mut running = tokio::task::JoinSet::new();
+        for (slot, fetcher) in others.into_iter().take(fetches).enumerate() {
             let addr = client_of(testnet, fetcher)?;
-            let started = std::time::Instant::now();
-            let got = get_file(addr, &uri, 8).await;
-            let millis = started.elapsed().as_millis() as u64;
+            let (uri, fetcher) = (uri.clone(), fetcher.clone());
+            running.spawn(async move {
+                let started = std::time::Instant::now();
+                let got = get_file(addr, &uri, WINDOW).await;
+                (slot, fetcher, got, started.elapsed().as_millis() as u64)
+            });
+        }
+        let mut done = Vec::with_capacity(fetches);
+        while let Some(joined) = running.join_next().await {
+            match joined {
+                Ok(fetch) => done.push(fetch),
+                Err(e) => on_step(&format!("file {i}: a fetch task failed: {e}")),
+            }
+        }
+        done.sort_by_key(|(slot, ..)| *slot);
+        let mut ok = 0;
+        for (_, fetcher, got, millis) in done {
             let (verified, error) = match got {
                 Ok(bytes) if bytes == data => (true, None),
                 Ok(bytes) => (
@@ -213,7 +233,7 @@ pub async fn run_files(
             ok += usize::from(verified);
             result.fetches.push(FetchResult {
                 file: i,
-                node: fetcher.clone(),
+                node: fetcher,
                 verified,
                 error,
                 millis,

@@ -123,10 +123,13 @@ impl<P: PeerId> Router<P> {
             };
             outcomes.fill(Some(ClientOutcome::Failed(failure)));
         } else if let SessionRequest::Get(keys) = &request {
-            // The client cache (and the node's own store) answer without traffic.
+            // The client cache answers without traffic. The store and cache
+            // the node keeps for its neighbours do not: if they did, the
+            // originator would never ask for a key it holds, while a relay
+            // often holds what it relays (from other traffic), and a probe of
+            // what the sender holds would tell the two apart.
             for (slot, key) in outcomes.iter_mut().zip(keys) {
-                let local = cx.store.client_lookup(key).or_else(|| cx.store.lookup(key));
-                *slot = local.map(ClientOutcome::Found);
+                *slot = cx.store.client_lookup(key).map(ClientOutcome::Found);
             }
         }
         let unsent = (0..n).filter(|i| outcomes[*i].is_none()).collect();
