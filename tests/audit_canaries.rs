@@ -446,6 +446,8 @@ fn the_real_small_world_in_none_mode_fails_with_auc_above_095() {
         d,
         "--files",
         "20",
+        "--anonymity",
+        "none",
         "--json",
     ];
     // The verdict is printed but only --strict-anonymity makes it the exit status.

@@ -339,7 +339,7 @@ fn node_toml_takes_the_anonymity_setting() {
     let path = dir.join("node.toml");
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("anonymity"), "the default is not written");
-    assert_eq!(NodeConfig::load(&dir).unwrap().anonymity, Anonymity::None);
+    assert_eq!(NodeConfig::load(&dir).unwrap().anonymity, Anonymity::Tunnel);
     std::fs::write(&path, format!("anonymity = \"freenet\"\n{text}")).unwrap();
     assert_eq!(
         NodeConfig::load(&dir).unwrap().anonymity,

@@ -41,6 +41,11 @@ fn a_multi_mib_file_crosses_a_five_node_chain() {
     let mut nodes = chain(tmp.path(), 5);
     // n0's inserts stop at n1 (HTL 1), so every get from n4 must travel
     // n4 -> n3 -> n2 -> n1 and back instead of finding a copy at home.
+    // Per-hop routing from the originator is what this test follows, so
+    // the chain runs in `none` mode (tunnel_node.rs covers the default).
+    for n in &nodes {
+        n.set("anonymity = \"none\"");
+    }
     nodes[0].set("router.max_htl = 1");
     for n in &mut nodes {
         n.start(&[]);

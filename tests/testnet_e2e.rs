@@ -191,6 +191,8 @@ fn the_seed_example_over_real_processes_matches_the_golden_trace() {
         &topology,
         "--dir",
         dir.to_str().unwrap(),
+        "--anonymity",
+        "none",
     ];
     let out = veil_ok(&args, Some(&dir));
     let first: Vec<&str> = out.lines().take(13).collect();
@@ -240,6 +242,8 @@ fn a_small_world_workload_verifies_every_fetch_and_audits_clean() {
         "20",
         "--fetches",
         "3",
+        "--anonymity",
+        "none",
         "--json",
     ];
     let report: Value = serde_json::from_str(&veil_ok(&args, Some(&dir))).unwrap();

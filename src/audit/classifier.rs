@@ -106,9 +106,10 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         .iter()
         .map(|o| features.iter().map(|f| (f.bin)(o)).collect())
         .collect();
-    let mut groups: Vec<Group> = obs
+    let unit_of: Vec<Group> = obs.iter().map(|o| fold_unit(o)).collect();
+    let mut groups: Vec<Group> = unit_of
         .iter()
-        .map(|o| o.group)
+        .copied()
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
@@ -119,7 +120,10 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         .enumerate()
         .map(|(i, g)| (*g, usize::from(i >= groups.len() / 2)))
         .collect();
-    let fold = |o: &Observation| half.get(&o.group).copied().unwrap_or(0);
+    let fold_of: Vec<usize> = unit_of
+        .iter()
+        .map(|g| half.get(g).copied().unwrap_or(0))
+        .collect();
     let strata: Vec<usize> = obs.iter().map(|o| o.kind as usize).collect();
     let kinds: BTreeSet<usize> = strata.iter().copied().collect();
     let mut score = vec![0.5; obs.len()];
@@ -128,25 +132,27 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         for kind in &kinds {
             let in_kind = |i: &usize| strata[*i] == *kind;
             let train_idx: Vec<usize> = (0..obs.len())
-                .filter(|i| fold(obs[*i]) != k && in_kind(i))
+                .filter(|i| fold_of[*i] != k && in_kind(i))
                 .collect();
             if train_idx.is_empty() {
                 continue;
             }
             let model = train(obs, &bins, &train_idx, features.len());
-            for i in (0..obs.len()).filter(|i| fold(obs[*i]) == k && in_kind(i)) {
+            for i in (0..obs.len()).filter(|i| fold_of[*i] == k && in_kind(i)) {
                 score[i] = model.probability(&bins[i]);
             }
         }
     }
     let labels: Vec<bool> = obs.iter().map(|o| o.truth).collect();
+    // Each (observer, sender, flow) weighs one in total (see `weights`).
+    let weight = weights(obs);
     let all: Vec<usize> = (0..obs.len()).collect();
-    let auc = stratified_auc(&score, &labels, &strata, &all);
+    let auc = stratified_auc(&score, &labels, &weight, &strata, &all);
     // Cluster bootstrap: resample whole groups, so one file's many blocks
     // count as one draw.
     let mut members: HashMap<Group, Vec<usize>> = HashMap::new();
-    for (i, o) in obs.iter().enumerate() {
-        members.entry(o.group).or_default().push(i);
+    for (i, g) in unit_of.iter().enumerate() {
+        members.entry(*g).or_default().push(i);
     }
     let mut samples = Vec::with_capacity(BOOTSTRAP);
     if auc.is_some() && groups.len() >= 2 {
@@ -156,7 +162,7 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
                 let g = groups[rng.gen_range(0..groups.len())];
                 idx.extend_from_slice(&members[&g]);
             }
-            if let Some(a) = stratified_auc(&score, &labels, &strata, &idx) {
+            if let Some(a) = stratified_auc(&score, &labels, &weight, &strata, &idx) {
                 samples.push(a);
             }
         }
@@ -174,12 +180,39 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
     }
 }
 
-/// The AUC within strata: over every (originator, forwarder) pair in the
-/// same stratum, the share the originator scores above, ties one half.
-/// `None` when no stratum holds both classes.
+/// What the cross-validation keeps together in one fold: a download (the
+/// file) for requests; for tunnel messages the tunnel on that link, since
+/// one tunnel carries several files and its sender would otherwise be
+/// learnt in one fold and recognised in the other.
+fn fold_unit(o: &Observation) -> Group {
+    if o.kind.is_tunnel() {
+        Group::Flow(o.flow)
+    } else {
+        o.group
+    }
+}
+
+/// Each observation's weight in the AUC: 1 / (messages its sender sent this
+/// observer on this flow). A request weighs 1; a tunnel link's batches share
+/// one label, so together they weigh 1, as one observation.
+fn weights(obs: &[&Observation]) -> Vec<f64> {
+    let mut count: HashMap<(usize, usize, crate::message::Uid), usize> = HashMap::new();
+    for o in obs {
+        *count.entry((o.observer, o.sender, o.flow)).or_default() += 1;
+    }
+    obs.iter()
+        .map(|o| 1.0 / count[&(o.observer, o.sender, o.flow)] as f64)
+        .collect()
+}
+
+/// The weighted AUC within strata: over every (originator, forwarder) pair
+/// in the same stratum, weighted by the product of their weights, the share
+/// the originator scores above, ties one half. `None` when no stratum holds
+/// both classes.
 pub(super) fn stratified_auc(
     score: &[f64],
     labels: &[bool],
+    weight: &[f64],
     strata: &[usize],
     idx: &[usize],
 ) -> Option<f64> {
@@ -189,41 +222,50 @@ pub(super) fn stratified_auc(
     }
     let (mut wins, mut pairs) = (0.0, 0.0);
     for members in by.values() {
-        let pos = members.iter().filter(|i| labels[**i]).count() as f64;
-        let n = members.len() as f64 - pos;
-        if let Some(a) = auc(score, labels, members) {
-            wins += a * pos * n;
-            pairs += pos * n;
-        }
+        let (w, p) = weighted_wins(score, labels, weight, members);
+        wins += w;
+        pairs += p;
     }
     (pairs > 0.0).then(|| wins / pairs)
 }
 
-/// ROC AUC of `score` against `labels` over the observations `idx` (with
-/// repeats): the probability that a random originator scores above a
-/// random forwarder, ties counting one half. `None` without both classes.
-pub(super) fn auc(score: &[f64], labels: &[bool], idx: &[usize]) -> Option<f64> {
-    let mut v: Vec<(f64, bool)> = idx.iter().map(|&i| (score[i], labels[i])).collect();
-    v.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let pos = v.iter().filter(|x| x.1).count();
-    let neg = v.len() - pos;
-    if pos == 0 || neg == 0 {
-        return None;
-    }
-    // Sum of the positives' average ranks (1-based).
-    let mut rank_sum = 0.0;
+/// Over the observations `idx` (with repeats): the weighted count of
+/// (originator, forwarder) pairs the originator wins (ties one half), and
+/// the weighted count of all such pairs.
+fn weighted_wins(score: &[f64], labels: &[bool], weight: &[f64], idx: &[usize]) -> (f64, f64) {
+    let mut v: Vec<usize> = idx.to_vec();
+    v.sort_by(|a, b| score[*a].total_cmp(&score[*b]));
+    let (mut wins, mut neg_below, mut pos_total, mut neg_total) = (0.0, 0.0, 0.0, 0.0);
     let mut i = 0;
     while i < v.len() {
         let mut j = i;
-        while j < v.len() && v[j].0 == v[i].0 {
+        let (mut pos_here, mut neg_here) = (0.0, 0.0);
+        while j < v.len() && score[v[j]] == score[v[i]] {
+            if labels[v[j]] {
+                pos_here += weight[v[j]];
+            } else {
+                neg_here += weight[v[j]];
+            }
             j += 1;
         }
-        let avg = (i + 1 + j) as f64 / 2.0;
-        rank_sum += avg * v[i..j].iter().filter(|x| x.1).count() as f64;
+        wins += pos_here * (neg_below + 0.5 * neg_here);
+        neg_below += neg_here;
+        pos_total += pos_here;
+        neg_total += neg_here;
         i = j;
     }
-    let (p, n) = (pos as f64, neg as f64);
-    Some((rank_sum - p * (p + 1.0) / 2.0) / (p * n))
+    (wins, pos_total * neg_total)
+}
+
+/// ROC AUC of `score` against `labels` over the observations `idx` (with
+/// repeats), every observation weighing 1: the probability that a random
+/// originator scores above a random forwarder, ties counting one half.
+/// `None` without both classes.
+#[cfg(test)]
+fn auc(score: &[f64], labels: &[bool], idx: &[usize]) -> Option<f64> {
+    let ones = vec![1.0; score.len()];
+    let (wins, pairs) = weighted_wins(score, labels, &ones, idx);
+    (pairs > 0.0).then(|| wins / pairs)
 }
 
 #[cfg(test)]
@@ -251,13 +293,25 @@ mod tests {
         let strata = [0, 0, 0, 0, 1, 1, 1, 1];
         let all: Vec<usize> = (0..8).collect();
         assert!(auc(&score, &labels, &all).is_some_and(|a| a > 0.8));
-        assert_eq!(stratified_auc(&score, &labels, &strata, &all), Some(0.5));
+        let w = [1.0; 8];
+        assert_eq!(
+            stratified_auc(&score, &labels, &w, &strata, &all),
+            Some(0.5)
+        );
         // One stratum: the plain AUC.
         let one = [0; 8];
         assert_eq!(
-            stratified_auc(&score, &labels, &one, &all),
+            stratified_auc(&score, &labels, &w, &one, &all),
             auc(&score, &labels, &all)
         );
-        assert_eq!(stratified_auc(&score, &[false; 8], &strata, &all), None);
+        assert_eq!(stratified_auc(&score, &[false; 8], &w, &strata, &all), None);
+        // Weights: one heavy originator above and one light one below the
+        // only forwarder.
+        let (s2, l2) = ([0.9, 0.1, 0.5], [true, true, false]);
+        let w2 = [3.0, 1.0, 1.0];
+        assert_eq!(
+            stratified_auc(&s2, &l2, &w2, &[0; 3], &[0, 1, 2]),
+            Some(0.75)
+        );
     }
 }

@@ -190,7 +190,9 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         let mut batch_group: HashMap<(usize, Uid), Group> = HashMap::new();
         for obs in &out[start..] {
             if is_batch(obs.kind) {
-                batch_group.entry((obs.sender, obs.flow)).or_insert(obs.group);
+                batch_group
+                    .entry((obs.sender, obs.flow))
+                    .or_insert(obs.group);
             }
         }
         for obs in &mut out[start..] {

@@ -1,6 +1,13 @@
 //! One signal at a time: each feature cut into bins, and for each bin
 //! P(originator | bin) with a Wilson 95% interval and its support. The same
 //! bins are the classifier's inputs.
+//!
+//! A bin's support counts independent units: the messages one sender sent
+//! one observer on one flow (a request counts once anyway; a tunnel's many
+//! batches on one link carry one label, so they count once per bin), and for
+//! per-download features each (observer, sender, file) once. Counting every
+//! batch would let one short tunnel's traffic pass for hundreds of
+//! independent observations and shrink the interval accordingly.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -158,8 +165,14 @@ pub(super) fn tables(obs: &[&Observation], features: &[Feature]) -> Vec<SignalTa
         .map(|f| {
             let mut bins: BTreeMap<Bin, (usize, usize)> = BTreeMap::new();
             let mut downloads = HashSet::new();
+            let mut units = HashSet::new();
             for o in obs {
                 if f.per_download && !downloads.insert((o.observer, o.sender, o.group)) {
+                    continue;
+                }
+                // A tunnel's batches on one link share their sender and
+                // label: one unit of evidence per bin, not one per batch.
+                if !units.insert((o.observer, o.sender, o.flow, (f.bin)(o))) {
                     continue;
                 }
                 let e = bins.entry((f.bin)(o)).or_default();
