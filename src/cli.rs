@@ -119,10 +119,19 @@ pub enum TestnetCommand {
     Gen {
         #[arg(long)]
         nodes: usize,
+        /// Mean degree (clamped into the bounds below when they are given).
         #[arg(long, default_value_t = 4)]
         degree: usize,
         #[arg(long, value_enum, default_value_t = Shape::SmallWorld)]
         shape: Shape,
+        /// With --shape random: every node has at least this many neighbours
+        /// (default 1 when only --max-degree is given).
+        #[arg(long)]
+        min_degree: Option<usize>,
+        /// With --shape random: every node has at most this many neighbours
+        /// (default n-1 when only --min-degree is given).
+        #[arg(long)]
+        max_degree: Option<usize>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Output file (default: stdout).

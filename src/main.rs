@@ -260,18 +260,51 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             nodes,
             degree,
             shape,
+            min_degree,
+            max_degree,
             seed,
             output,
         } => {
-            let topology = veil::sim::topology::generate(nodes, degree, shape, seed)?;
-            let text = topology.to_toml();
+            use veil::sim::topology::{generate, generate_bounded, DegreeBounds, Shape};
+            let topology = match (min_degree, max_degree) {
+                (None, None) => generate(nodes, degree, shape, seed)?,
+                _ if shape != Shape::Random => {
+                    bail!("--min-degree and --max-degree apply only to --shape random")
+                }
+                (min, max) => {
+                    let bounds = DegreeBounds {
+                        min: min.unwrap_or(1),
+                        max: max.unwrap_or(nodes.saturating_sub(1)),
+                    };
+                    generate_bounded(nodes, degree, bounds, seed)?
+                }
+            };
+            // The command that made the file, as its first line.
+            let mut made_by = format!("# made by: veil testnet gen --nodes {nodes}");
+            if let Some(v) = clap::ValueEnum::to_possible_value(&shape) {
+                made_by.push_str(&format!(" --shape {}", v.get_name()));
+            }
+            made_by.push_str(&format!(" --degree {degree}"));
+            for (flag, value) in [("min", min_degree), ("max", max_degree)] {
+                if let Some(v) = value {
+                    made_by.push_str(&format!(" --{flag}-degree {v}"));
+                }
+            }
+            let text = format!("{made_by} --seed {seed}\n{}", topology.to_toml());
             let Some(path) = output else {
                 print!("{text}");
                 return Ok(ExitCode::SUCCESS);
             };
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             let (n, e) = (topology.nodes.len(), topology.edges.len());
-            eprintln!("wrote {} ({n} nodes, {e} edges)", path.display());
+            let degrees: Vec<usize> = topology.adjacency().iter().map(Vec::len).collect();
+            let (lo, hi) = (degrees.iter().min(), degrees.iter().max());
+            eprintln!(
+                "wrote {} ({n} nodes, {e} edges, degrees {}..{})",
+                path.display(),
+                lo.unwrap_or(&0),
+                hi.unwrap_or(&0)
+            );
             Ok(ExitCode::SUCCESS)
         }
         TestnetCommand::Down { dir } => {
