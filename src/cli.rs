@@ -93,17 +93,9 @@ pub enum Command {
         max_auc: f64,
     },
     /// Measure per-hop latency and get throughput over a 5-node loopback
-    /// chain, and raw ChaCha20-Poly1305 speed.
-    Bench {
-        /// Fetches per distance for the latency figure.
-        #[arg(long, default_value_t = 50)]
-        samples: usize,
-        /// Size of the throughput file in MiB.
-        #[arg(long, default_value_t = 16)]
-        mib: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    /// chain, raw ChaCha20-Poly1305 speed, and the time of the same gets in
+    /// each anonymity mode over one 8-node network.
+    Bench(BenchArgs),
     /// Show a node's peers, store usage and counters.
     Status {
         #[arg(long, default_value = "127.0.0.1:8400")]
@@ -156,6 +148,61 @@ pub enum TestnetCommand {
     /// Bring a testnet up, run its scenario or a random workload, bring it
     /// down, and audit the logs.
     Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Fetches per distance for the chain's latency figure.
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+    /// Size of the chain's throughput file in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub mib: usize,
+    /// Skip the chain figures and raw AEAD speed (measure only the modes).
+    #[arg(long)]
+    pub no_chain: bool,
+    /// Anonymity modes to compare (comma-separated; empty skips them).
+    #[arg(long, value_delimiter = ',', default_value = "none,freenet,tunnel")]
+    pub modes: Vec<Anonymity>,
+    /// File sizes of the per-mode gets (comma-separated, e.g. 1MiB,8MiB).
+    #[arg(long, value_delimiter = ',', default_value = "1MiB,8MiB", value_parser = parse_file_size)]
+    pub sizes: Vec<usize>,
+    /// Gets of each size in each mode (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Blocks in flight per get, as `veil get --concurrency`.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Tunnel mode: the random delay before each batch, as MIN,MAX in ms
+    /// (default: the node's default).
+    #[arg(long, value_delimiter = ',', num_args = 2)]
+    pub batch_delay_ms: Option<Vec<u64>>,
+    /// Tunnel mode: keys outstanding in a tunnel (default: the node's default).
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The per-mode bench's options.
+    pub fn modes_options(&self) -> veil::testnet::bench_modes::ModesOptions {
+        let mut tunnel = veil::routing::TunnelConfig::default();
+        if let Some([lo, hi]) = self.batch_delay_ms.as_deref() {
+            tunnel.batch_delay_min_ms = *lo.min(hi);
+            tunnel.batch_delay_max_ms = *lo.max(hi);
+        }
+        if let Some(w) = self.window {
+            tunnel.window = w.max(1);
+        }
+        veil::testnet::bench_modes::ModesOptions {
+            modes: self.modes.clone(),
+            sizes: self.sizes.clone(),
+            repeats: self.repeats.max(1),
+            concurrency: self.concurrency.clamp(1, 64),
+            tunnel,
+        }
+    }
 }
 
 #[derive(clap::Args)]

@@ -67,13 +67,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get(a) => runtime()?.block_on(get(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
-        Command::Bench { samples, mib, json } => runtime()?.block_on(async {
-            let step = |s: &str| eprintln!("  {s}");
-            let report = veil::testnet::bench::run(samples.max(1), mib.max(1), step).await?;
-            let json_text = serde_json::to_string_pretty(&report)?;
-            show(json, json_text, report.render_text());
-            Ok(ExitCode::SUCCESS)
-        }),
+        Command::Bench(a) => runtime()?.block_on(bench(a)),
         Command::Audit {
             dir,
             json,
@@ -238,6 +232,32 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
         }
     }
     eprintln!("fetched {} bytes in {:.1?}", data.len(), started.elapsed());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `veil bench`: the chain figures, then the per-mode figures.
+async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
+    let step = |s: &str| eprintln!("  {s}");
+    let chain = match a.no_chain {
+        true => None,
+        false => Some(veil::testnet::bench::run(a.samples.max(1), a.mib.max(1), step).await?),
+    };
+    let modes = match a.modes.is_empty() || a.sizes.is_empty() {
+        true => None,
+        false => Some(veil::testnet::bench_modes::run(&a.modes_options(), step).await?),
+    };
+    let json_text = serde_json::to_string_pretty(&serde_json::json!({
+        "chain": chain,
+        "modes": modes,
+    }))?;
+    let mut text = String::new();
+    for part in [
+        chain.map(|c| c.render_text()),
+        modes.map(|m| m.render_text()),
+    ] {
+        text.push_str(&part.unwrap_or_default());
+    }
+    show(a.json, json_text, text);
     Ok(ExitCode::SUCCESS)
 }
 
