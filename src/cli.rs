@@ -175,8 +175,8 @@ pub struct BenchArgs {
     pub concurrency: usize,
     /// Tunnel mode: the random delay before each batch, as MIN,MAX in ms
     /// (default: the node's default).
-    #[arg(long, value_delimiter = ',', num_args = 2)]
-    pub batch_delay_ms: Option<Vec<u64>>,
+    #[arg(long, value_parser = parse_delay_range)]
+    pub batch_delay_ms: Option<(u64, u64)>,
     /// Tunnel mode: keys outstanding in a tunnel (default: the node's default).
     #[arg(long)]
     pub window: Option<usize>,
@@ -188,9 +188,9 @@ impl BenchArgs {
     /// The per-mode bench's options.
     pub fn modes_options(&self) -> veil::testnet::bench_modes::ModesOptions {
         let mut tunnel = veil::routing::TunnelConfig::default();
-        if let Some([lo, hi]) = self.batch_delay_ms.as_deref() {
-            tunnel.batch_delay_min_ms = *lo.min(hi);
-            tunnel.batch_delay_max_ms = *lo.max(hi);
+        if let Some((lo, hi)) = self.batch_delay_ms {
+            tunnel.batch_delay_min_ms = lo;
+            tunnel.batch_delay_max_ms = hi;
         }
         if let Some(w) = self.window {
             tunnel.window = w.max(1);
@@ -256,6 +256,18 @@ pub struct GetArgs {
 }
 
 /// A workload file size: at least one byte, at most what fits in memory.
+/// `MIN,MAX` milliseconds, MIN <= MAX.
+fn parse_delay_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{text:?} is not MIN,MAX in milliseconds (e.g. 20,250)");
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    let lo: u64 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u64 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > hi {
+        return Err(format!("MIN {lo} is above MAX {hi}"));
+    }
+    Ok((lo, hi))
+}
+
 fn parse_file_size(text: &str) -> Result<usize, String> {
     let bytes = veil::store::parse_size(text).map_err(|e| e.to_string())?;
     match usize::try_from(bytes) {
