@@ -94,17 +94,9 @@ pub enum Command {
         max_auc: f64,
     },
     /// Measure per-hop latency and get throughput over a 5-node loopback
-    /// chain, and raw ChaCha20-Poly1305 speed.
-    Bench {
-        /// Fetches per distance for the latency figure.
-        #[arg(long, default_value_t = 50)]
-        samples: usize,
-        /// Size of the throughput file in MiB.
-        #[arg(long, default_value_t = 16)]
-        mib: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    /// chain, raw ChaCha20-Poly1305 speed, and the time of the same gets in
+    /// each anonymity mode over one 8-node network.
+    Bench(BenchArgs),
     /// Show a node's peers, store usage and counters.
     Status {
         #[arg(long, default_value = "127.0.0.1:8400")]
@@ -120,10 +112,19 @@ pub enum TestnetCommand {
     Gen {
         #[arg(long)]
         nodes: usize,
+        /// Mean degree (clamped into the bounds below when they are given).
         #[arg(long, default_value_t = 4)]
         degree: usize,
         #[arg(long, value_enum, default_value_t = Shape::SmallWorld)]
         shape: Shape,
+        /// With --shape random: every node has at least this many neighbours
+        /// (default 1 when only --max-degree is given).
+        #[arg(long)]
+        min_degree: Option<usize>,
+        /// With --shape random: every node has at most this many neighbours
+        /// (default n-1 when only --min-degree is given).
+        #[arg(long)]
+        max_degree: Option<usize>,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         /// Output file (default: stdout).
@@ -148,6 +149,61 @@ pub enum TestnetCommand {
     /// Bring a testnet up, run its scenario or a random workload, bring it
     /// down, and audit the logs.
     Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Fetches per distance for the chain's latency figure.
+    #[arg(long, default_value_t = 50)]
+    pub samples: usize,
+    /// Size of the chain's throughput file in MiB.
+    #[arg(long, default_value_t = 16)]
+    pub mib: usize,
+    /// Skip the chain figures and raw AEAD speed (measure only the modes).
+    #[arg(long)]
+    pub no_chain: bool,
+    /// Anonymity modes to compare (comma-separated; empty skips them).
+    #[arg(long, value_delimiter = ',', default_value = "none,freenet,tunnel")]
+    pub modes: Vec<Anonymity>,
+    /// File sizes of the per-mode gets (comma-separated, e.g. 1MiB,8MiB).
+    #[arg(long, value_delimiter = ',', default_value = "1MiB,8MiB", value_parser = parse_file_size)]
+    pub sizes: Vec<usize>,
+    /// Gets of each size in each mode (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Blocks in flight per get, as `veil get --concurrency`.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Tunnel mode: the random delay before each batch, as MIN,MAX in ms
+    /// (default: the node's default).
+    #[arg(long, value_parser = parse_delay_range)]
+    pub batch_delay_ms: Option<(u64, u64)>,
+    /// Tunnel mode: keys outstanding in a tunnel (default: the node's default).
+    #[arg(long)]
+    pub window: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The per-mode bench's options.
+    pub fn modes_options(&self) -> veil::testnet::bench_modes::ModesOptions {
+        let mut tunnel = veil::routing::TunnelConfig::default();
+        if let Some((lo, hi)) = self.batch_delay_ms {
+            tunnel.batch_delay_min_ms = lo;
+            tunnel.batch_delay_max_ms = hi;
+        }
+        if let Some(w) = self.window {
+            tunnel.window = w.max(1);
+        }
+        veil::testnet::bench_modes::ModesOptions {
+            modes: self.modes.clone(),
+            sizes: self.sizes.clone(),
+            repeats: self.repeats.max(1),
+            concurrency: self.concurrency.clamp(1, 64),
+            tunnel,
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -201,6 +257,18 @@ pub struct GetArgs {
 }
 
 /// A workload file size: at least one byte, at most what fits in memory.
+/// `MIN,MAX` milliseconds, MIN <= MAX.
+fn parse_delay_range(text: &str) -> Result<(u64, u64), String> {
+    let bad = || format!("{text:?} is not MIN,MAX in milliseconds (e.g. 20,250)");
+    let (lo, hi) = text.split_once(',').ok_or_else(bad)?;
+    let lo: u64 = lo.trim().parse().map_err(|_| bad())?;
+    let hi: u64 = hi.trim().parse().map_err(|_| bad())?;
+    if lo > hi {
+        return Err(format!("MIN {lo} is above MAX {hi}"));
+    }
+    Ok((lo, hi))
+}
+
 fn parse_file_size(text: &str) -> Result<usize, String> {
     let bytes = veil::store::parse_size(text).map_err(|e| e.to_string())?;
     match usize::try_from(bytes) {

@@ -67,13 +67,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get(a) => runtime()?.block_on(get(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
-        Command::Bench { samples, mib, json } => runtime()?.block_on(async {
-            let step = |s: &str| eprintln!("  {s}");
-            let report = veil::testnet::bench::run(samples.max(1), mib.max(1), step).await?;
-            let json_text = serde_json::to_string_pretty(&report)?;
-            show(json, json_text, report.render_text());
-            Ok(ExitCode::SUCCESS)
-        }),
+        Command::Bench(a) => runtime()?.block_on(bench(a)),
         Command::Audit {
             dir,
             json,
@@ -241,6 +235,32 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `veil bench`: the chain figures, then the per-mode figures.
+async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
+    let step = |s: &str| eprintln!("  {s}");
+    let chain = match a.no_chain {
+        true => None,
+        false => Some(veil::testnet::bench::run(a.samples.max(1), a.mib.max(1), step).await?),
+    };
+    let modes = match a.modes.is_empty() || a.sizes.is_empty() {
+        true => None,
+        false => Some(veil::testnet::bench_modes::run(&a.modes_options(), step).await?),
+    };
+    let json_text = serde_json::to_string_pretty(&serde_json::json!({
+        "chain": chain,
+        "modes": modes,
+    }))?;
+    let mut text = String::new();
+    for part in [
+        chain.map(|c| c.render_text()),
+        modes.map(|m| m.render_text()),
+    ] {
+        text.push_str(&part.unwrap_or_default());
+    }
+    show(a.json, json_text, text);
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn status(node: SocketAddr, json: bool) -> Result<ExitCode> {
     let status = Client::connect(node, Duration::from_secs(10))
         .await?
@@ -260,18 +280,51 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
             nodes,
             degree,
             shape,
+            min_degree,
+            max_degree,
             seed,
             output,
         } => {
-            let topology = veil::sim::topology::generate(nodes, degree, shape, seed)?;
-            let text = topology.to_toml();
+            use veil::sim::topology::{generate, generate_bounded, DegreeBounds, Shape};
+            let topology = match (min_degree, max_degree) {
+                (None, None) => generate(nodes, degree, shape, seed)?,
+                _ if shape != Shape::Random => {
+                    bail!("--min-degree and --max-degree apply only to --shape random")
+                }
+                (min, max) => {
+                    let bounds = DegreeBounds {
+                        min: min.unwrap_or(1),
+                        max: max.unwrap_or(nodes.saturating_sub(1)),
+                    };
+                    generate_bounded(nodes, degree, bounds, seed)?
+                }
+            };
+            // The command that made the file, as its first line.
+            let mut made_by = format!("# made by: veil testnet gen --nodes {nodes}");
+            if let Some(v) = clap::ValueEnum::to_possible_value(&shape) {
+                made_by.push_str(&format!(" --shape {}", v.get_name()));
+            }
+            made_by.push_str(&format!(" --degree {degree}"));
+            for (flag, value) in [("min", min_degree), ("max", max_degree)] {
+                if let Some(v) = value {
+                    made_by.push_str(&format!(" --{flag}-degree {v}"));
+                }
+            }
+            let text = format!("{made_by} --seed {seed}\n{}", topology.to_toml());
             let Some(path) = output else {
                 print!("{text}");
                 return Ok(ExitCode::SUCCESS);
             };
             std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
             let (n, e) = (topology.nodes.len(), topology.edges.len());
-            eprintln!("wrote {} ({n} nodes, {e} edges)", path.display());
+            let degrees: Vec<usize> = topology.adjacency().iter().map(Vec::len).collect();
+            let (lo, hi) = (degrees.iter().min(), degrees.iter().max());
+            eprintln!(
+                "wrote {} ({n} nodes, {e} edges, degrees {}..{})",
+                path.display(),
+                lo.unwrap_or(&0),
+                hi.unwrap_or(&0)
+            );
             Ok(ExitCode::SUCCESS)
         }
         TestnetCommand::Down { dir } => {

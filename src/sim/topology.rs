@@ -299,7 +299,8 @@ impl Topology {
 pub enum Shape {
     /// Each node linked to its `degree/2` nearest on either side of a ring.
     Ring,
-    /// A random spanning tree plus random edges up to the mean degree.
+    /// A random spanning tree plus random edges up to the mean degree
+    /// (with `--min-degree`/`--max-degree`: every degree within the bounds).
     Random,
     /// A ring plus long links drawn with probability ~ 1/distance (Kleinberg).
     SmallWorld,
@@ -396,6 +397,177 @@ pub fn generate(
         edges: edges.into_iter().collect(),
         scenario: None,
     })
+}
+
+/// Degree bounds for `veil testnet gen --shape random --min-degree A --max-degree B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DegreeBounds {
+    pub min: usize,
+    pub max: usize,
+}
+
+/// Full draws tried before [`generate_bounded`] gives up.
+const BOUNDED_DRAWS: usize = 1000;
+
+/// Draw a connected random topology of `n` nodes whose every node has a
+/// degree within `bounds`, with mean degree about `degree` clamped into the
+/// bounds. Bounds no graph can meet are refused with the reason.
+pub fn generate_bounded(
+    n: usize,
+    degree: usize,
+    bounds: DegreeBounds,
+    seed: u64,
+) -> Result<Topology, TopologyError> {
+    let DegreeBounds { min, max } = bounds;
+    let refuse = |why: String| Err(TopologyError::Generate(why));
+    if !(2..=100_000).contains(&n) {
+        return refuse("need between 2 and 100000 nodes".into());
+    }
+    if min < 1 {
+        return refuse("--min-degree must be at least 1: the graph must be connected".into());
+    }
+    if min > max {
+        return refuse(format!("--min-degree {min} is above --max-degree {max}"));
+    }
+    if max >= n {
+        return refuse(format!(
+            "--max-degree {max} needs at least {} nodes (a node has at most n-1 = {} neighbours)",
+            max + 1,
+            n - 1
+        ));
+    }
+    if n > 2 && max < 2 {
+        return refuse(format!(
+            "a connected graph of {n} nodes needs --max-degree of at least 2"
+        ));
+    }
+    if min == max && (n * min) % 2 == 1 {
+        return refuse(format!(
+            "no graph of {n} nodes has every degree equal to {min} (the degrees' sum must be even)"
+        ));
+    }
+    let mean = degree.clamp(min, max);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let width = (n - 1).to_string().len();
+    let nodes: Vec<NodeSpec> = (0..n)
+        .map(|i| NodeSpec {
+            name: format!("n{i:0width$}"),
+            location: Location::from_f64(rng.gen::<f64>()),
+        })
+        .collect();
+    for _ in 0..BOUNDED_DRAWS {
+        if let Some(adj) = draw_bounded(n, bounds, mean, &mut rng) {
+            let edges = adj
+                .iter()
+                .enumerate()
+                .flat_map(|(a, ns)| ns.iter().filter(move |&&b| a < b).map(move |&b| (a, b)))
+                .collect();
+            let topology = Topology {
+                nodes: nodes.clone(),
+                edges,
+                scenario: None,
+            };
+            if topology.is_connected() {
+                return Ok(topology);
+            }
+        }
+    }
+    refuse(format!(
+        "no connected graph with degrees in [{min}, {max}] found in {BOUNDED_DRAWS} draws"
+    ))
+}
+
+/// One draw: a spanning tree within `max`, then edges until every node has
+/// `min`, then random edges within `max` up to the mean target. `None` when
+/// the draw got stuck (the caller draws again); the swap step may
+/// disconnect the graph, which the caller checks.
+fn draw_bounded(
+    n: usize,
+    DegreeBounds { min, max }: DegreeBounds,
+    mean: usize,
+    rng: &mut ChaCha8Rng,
+) -> Option<Vec<BTreeSet<usize>>> {
+    let mut adj: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); n];
+    let link = |adj: &mut Vec<BTreeSet<usize>>, a: usize, b: usize| {
+        adj[a].insert(b);
+        adj[b].insert(a);
+    };
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(rng);
+    // Nodes of the tree so far that can take another edge.
+    let mut open = vec![order[0]];
+    for &node in &order[1..] {
+        let slot = rng.gen_range(0..open.len());
+        let parent = open[slot];
+        link(&mut adj, node, parent);
+        if adj[parent].len() >= max {
+            open.swap_remove(slot);
+        }
+        if adj[node].len() < max {
+            open.push(node);
+        }
+    }
+    // Every node up to `min`, pairing low nodes together where possible.
+    let mut low: Vec<usize> = (0..n).filter(|&a| adj[a].len() < min).collect();
+    low.shuffle(rng);
+    while let Some(&a) = low.last() {
+        if adj[a].len() >= min {
+            low.pop();
+            continue;
+        }
+        let free = |adj: &Vec<BTreeSet<usize>>, b: usize| {
+            b != a && !adj[a].contains(&b) && adj[b].len() < max
+        };
+        let partner = low
+            .iter()
+            .copied()
+            .filter(|&b| adj[b].len() < min && free(&adj, b))
+            .collect::<Vec<_>>()
+            .choose(rng)
+            .copied()
+            .or_else(|| {
+                (0..64)
+                    .map(|_| rng.gen_range(0..n))
+                    .find(|&b| free(&adj, b))
+            })
+            .or_else(|| {
+                let all: Vec<usize> = (0..n).filter(|&b| free(&adj, b)).collect();
+                all.choose(rng).copied()
+            });
+        if let Some(b) = partner {
+            link(&mut adj, a, b);
+            continue;
+        }
+        // Every possible partner is full or already a neighbour: take an edge
+        // (u, v) away from a and give a both ends, which keeps u and v's
+        // degrees and raises a's by two.
+        if adj[a].len() + 2 > max {
+            return None;
+        }
+        let far: Vec<(usize, usize)> = (0..n)
+            .filter(|&u| u != a && !adj[a].contains(&u))
+            .flat_map(|u| adj[u].iter().map(move |&v| (u, v)))
+            .filter(|&(u, v)| u < v && v != a && !adj[a].contains(&v))
+            .collect();
+        let &(u, v) = far.choose(rng)?;
+        adj[u].remove(&v);
+        adj[v].remove(&u);
+        link(&mut adj, a, u);
+        link(&mut adj, a, v);
+    }
+    // Random edges within `max` up to the mean target.
+    let target = (n * mean).div_ceil(2);
+    let mut count = adj.iter().map(BTreeSet::len).sum::<usize>() / 2;
+    let mut attempts = 0usize;
+    while count < target && attempts < target * 100 {
+        attempts += 1;
+        let (a, b) = (rng.gen_range(0..n), rng.gen_range(0..n));
+        if a != b && !adj[a].contains(&b) && adj[a].len() < max && adj[b].len() < max {
+            link(&mut adj, a, b);
+            count += 1;
+        }
+    }
+    Some(adj)
 }
 
 #[cfg(test)]

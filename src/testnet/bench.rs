@@ -35,7 +35,7 @@ pub enum BenchError {
     Identity(#[from] crate::identity::IdentityError),
     #[error(transparent)]
     Node(#[from] NodeError),
-    #[error("chain links did not come up")]
+    #[error("the bench network's links did not come up within 30 s")]
     ChainNotUp,
     #[error(transparent)]
     Key(#[from] crate::keys::KeyError),
@@ -106,6 +106,28 @@ impl BenchReport {
 
 /// Start `n` nodes in a chain under `dir`.
 async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchError> {
+    let locations: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect();
+    let edges: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
+    start_network(dir, &locations, &edges, &node_template()).await
+}
+
+/// A node config whose addresses, location and peers `start_network` fills in.
+pub(crate) fn node_template() -> NodeConfig {
+    let unset = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    NodeConfig::new(unset, unset, None)
+}
+
+/// Start one in-process node per location under `dir`, linked along
+/// `edges`, each configured like `template` (its mode and router settings;
+/// addresses, location and peers are filled in), and wait until every link
+/// is up.
+pub(crate) async fn start_network(
+    dir: &Path,
+    locations: &[f64],
+    edges: &[(usize, usize)],
+    template: &NodeConfig,
+) -> Result<Vec<RunningNode>, BenchError> {
+    let n = locations.len();
     let mut ids = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
@@ -119,20 +141,32 @@ async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchErro
     let mut running = Vec::new();
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
-        let mut config = NodeConfig::new(addrs[i].0, addrs[i].1, Some((i as f64 + 0.5) / n as f64));
+        let mut config = template.clone();
+        (config.listen, config.client) = addrs[i];
+        config.location = Some(locations[i]);
         config.testnet = true;
         config.store_size = SizeSetting::Text("128MiB".into());
-        for j in [i.wrapping_sub(1), i + 1] {
-            if j < n {
-                config.peers.push(PeerConfig {
-                    address: addrs[j].0,
-                    public_key: ids[j],
-                    name: Some(format!("n{j}")),
-                });
-            }
+        config.peers.clear();
+        for &(a, b) in edges {
+            let j = match (a == i, b == i) {
+                (true, false) => b,
+                (false, true) => a,
+                _ => continue,
+            };
+            config.peers.push(PeerConfig {
+                address: addrs[j].0,
+                public_key: ids[j],
+                name: Some(format!("n{j}")),
+            });
         }
         config.save(&node_dir).map_err(NodeError::from)?;
-        running.push(node::start(NodeSetup::load(&node_dir)?).await?);
+        match node::start(NodeSetup::load(&node_dir)?).await {
+            Ok(node) => running.push(node),
+            Err(e) => {
+                shutdown_all(running).await;
+                return Err(e.into());
+            }
+        }
     }
     // Wait for every link.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -145,15 +179,23 @@ async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchErro
                 }
             }
         }
-        if up == 2 * (n - 1) {
+        if up == 2 * edges.len() {
             break;
         }
         if Instant::now() > deadline {
+            shutdown_all(running).await;
             return Err(BenchError::ChainNotUp);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(running)
+}
+
+/// Stop every node (each flushes its store).
+pub(crate) async fn shutdown_all(nodes: Vec<RunningNode>) {
+    for node in nodes {
+        node.shutdown().await;
+    }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -175,9 +217,7 @@ pub async fn run(
     let tmp = tempfile_dir()?;
     let nodes = start_chain(&tmp, n).await?;
     let result = measure(&nodes, samples, get_mib, &on_step).await;
-    for node in nodes {
-        node.shutdown().await;
-    }
+    shutdown_all(nodes).await;
     let _ = std::fs::remove_dir_all(&tmp);
     let (latency_by_distance_ms, per_hop_ms, get_bytes, get_seconds) = result?;
     on_step("measuring raw ChaCha20-Poly1305");
@@ -194,8 +234,11 @@ pub async fn run(
     })
 }
 
-fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
-    let dir = std::env::temp_dir().join(format!("veil-bench-{}", std::process::id()));
+pub(crate) fn tempfile_dir() -> Result<std::path::PathBuf, BenchError> {
+    // Unique per call, so two benches in one process never share a directory.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("veil-bench-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     Ok(dir)
 }

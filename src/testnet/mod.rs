@@ -6,6 +6,7 @@
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
 pub mod bench;
+pub mod bench_modes;
 pub mod info;
 pub mod run;
 pub mod workload;
