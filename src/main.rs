@@ -67,6 +67,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Get(a) => runtime()?.block_on(get(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
+        Command::Sim(a) => a
+            .run()
+            .map(|text| print!("{text}"))
+            .map(|()| ExitCode::SUCCESS),
         Command::Bench { samples, mib, json } => runtime()?.block_on(async {
             let step = |s: &str| eprintln!("  {s}");
             let report = veil::testnet::bench::run(samples.max(1), mib.max(1), step).await?;
