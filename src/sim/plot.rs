@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
 use plotters::prelude::*;
 
 use crate::sim::runner::SimError;
@@ -67,30 +68,38 @@ pub fn draw(path: &Path, panels: &[Panel<'_>]) -> Result<(), SimError> {
             .x_label_area_size(40)
             .y_label_area_size(50);
         if panel.log_x {
-            let mut chart = builder
-                .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
-                .map_err(|e| err(e.to_string()))?;
-            chart
-                .configure_mesh()
-                .x_desc(panel.x_label)
-                .y_desc(panel.y_label)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-            lines(&mut chart, &panel.series).map_err(err)?;
+            axes(builder, (x0..x1).log_scale(), y0..y1, panel).map_err(err)?;
         } else {
-            let mut chart = builder
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(|e| err(e.to_string()))?;
-            chart
-                .configure_mesh()
-                .x_desc(panel.x_label)
-                .y_desc(panel.y_label)
-                .draw()
-                .map_err(|e| err(e.to_string()))?;
-            lines(&mut chart, &panel.series).map_err(err)?;
+            axes(builder, x0..x1, y0..y1, panel).map_err(err)?;
         }
     }
     root.present().map_err(|e| err(e.to_string()))
+}
+
+/// Build the panel's axes on `builder` and draw its lines.
+fn axes<'a, DB, X, Y>(
+    mut builder: ChartBuilder<'_, 'a, DB>,
+    x: X,
+    y: Y,
+    panel: &Panel<'_>,
+) -> Result<(), String>
+where
+    DB: DrawingBackend + 'a,
+    X: AsRangedCoord<Value = f64>,
+    Y: AsRangedCoord<Value = f64>,
+    X::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y::CoordDescType: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    let mut chart = builder
+        .build_cartesian_2d(x, y)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(panel.x_label)
+        .y_desc(panel.y_label)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    lines(&mut chart, &panel.series)
 }
 
 fn lines<'a, DB, X, Y>(
