@@ -97,6 +97,8 @@ pub enum Command {
     /// chain, raw ChaCha20-Poly1305 speed, and the time of the same gets in
     /// each anonymity mode over one 8-node network.
     Bench(BenchArgs),
+    /// Simulate a system at scale on a virtual clock, or run an experiment.
+    Sim(SimArgs),
     /// Show a node's peers, store usage and counters.
     Status {
         #[arg(long, default_value = "127.0.0.1:8400")]
@@ -392,5 +394,92 @@ impl RunArgs {
             anonymity: self.anonymity,
             exe,
         }
+    }
+}
+
+/// `veil sim`: one run (`--system`) or one experiment (`--experiment`).
+#[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["system", "experiment"]))]
+pub struct SimArgs {
+    /// freenet (veil's router) or a lecture baseline.
+    #[arg(long)]
+    pub system: Option<String>,
+    /// scaling, failure, swap, baselines or anonymity.
+    #[arg(long, conflicts_with = "system")]
+    pub experiment: Option<String>,
+    /// The freenet system's anonymity mode: none, freenet or tunnel.
+    #[arg(long, default_value_t = Anonymity::None)]
+    pub anonymity: Anonymity,
+    /// kleinberg, ring, random, swap, or a topology file.
+    #[arg(long, default_value = "kleinberg")]
+    pub topology: String,
+    #[arg(long, default_value_t = 1000)]
+    pub nodes: usize,
+    #[arg(long, default_value_t = 10)]
+    pub degree: usize,
+    /// Hops-to-live of veil's requests.
+    #[arg(long, default_value_t = veil::routing::DEFAULT_MAX_HTL)]
+    pub htl: u8,
+    /// Flooding TTL of the baselines that flood.
+    #[arg(long, default_value_t = 7)]
+    pub ttl: u32,
+    /// Keys inserted, then looked up.
+    #[arg(long, default_value_t = 1000)]
+    pub requests: usize,
+    /// Fraction of nodes removed at random before the lookups.
+    #[arg(long, default_value_t = 0.0)]
+    pub fail: f64,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Link latency: fixed:MS, uniform:MIN-MAX or lognormal:MEDIAN,SIGMA.
+    #[arg(long, default_value = "lognormal:40,0.5")]
+    pub latency: veil::sim::engine::Latency,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Where an experiment writes its CSV, JSON and SVG.
+    #[arg(long, default_value = veil::sim::experiments::DEFAULT_OUT)]
+    pub out: PathBuf,
+}
+
+impl SimArgs {
+    /// Run it; the text (or JSON) to print on stdout.
+    pub fn run(self) -> anyhow::Result<String> {
+        let progress = std::io::stderr().is_terminal();
+        if let Some(name) = self.experiment {
+            let opts = veil::sim::experiments::ExperimentOptions {
+                out: self.out,
+                seed: self.seed,
+                progress,
+                ..Default::default()
+            };
+            let result = veil::sim::experiments::run(&name, &opts)?;
+            let files: Vec<String> = result
+                .files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect();
+            return Ok(format!("{}wrote {}\n", result.summary, files.join(", ")));
+        }
+        let opts = veil::sim::runner::SimOptions {
+            system: self.system.unwrap_or_default(),
+            anonymity: self.anonymity,
+            topology: self.topology,
+            nodes: self.nodes,
+            degree: self.degree,
+            htl: self.htl,
+            ttl: self.ttl,
+            requests: self.requests,
+            fail: self.fail,
+            seed: self.seed,
+            latency: self.latency,
+            progress,
+        };
+        let report = veil::sim::runner::run(&opts)?;
+        Ok(if self.json {
+            serde_json::to_string(&report)? + "\n"
+        } else {
+            report.render_text()
+        })
     }
 }

@@ -31,7 +31,9 @@
 //!   client_cache.rs  what this node's own client fetched through a tunnel
 //! client.rs        the client API protocol and client (NodeStatus, ClientError)
 //! transfer.rs      whole files over the client API (put_file, get_file)
-//! sim/             the core on a virtual clock: harness, scenario (veil trace), topology
+//! sim/             the core on a virtual clock: harness, scenario (veil trace), topology;
+//!                  veil sim: engine (discrete events), freenet (veil as a Model), model,
+//!                  baselines, graphs, runner (one run), experiments, plot
 //! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
 //!                  and its report), workload, info (testnet.json, workload.json), bench
 //! audit/           what nodes could observe: record (THE log record type), log (the
@@ -40,7 +42,7 @@
 //! main.rs, cli.rs  the binary: arguments (cli.rs), call the library, print
 //! ```
 //!
-//! The node, the harness and (later) the simulator are drivers of the same
+//! The node, the harness and the simulator (`sim::engine`) are drivers of the same
 //! [`routing::Router`]: routing logic lives only in [`routing`].
 //!
 //! # The path of a request

@@ -68,6 +68,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench(a) => runtime()?.block_on(bench(a)),
+        Command::Sim(a) => a
+            .run()
+            .map(|text| print!("{text}"))
+            .map(|()| ExitCode::SUCCESS),
         Command::Audit {
             dir,
             json,

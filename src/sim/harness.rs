@@ -46,7 +46,7 @@ impl BlockSource for MemStore {
 }
 
 /// Node `i`'s secret in a harness run with `seed`.
-fn node_secret(seed: u64, i: usize) -> [u8; 16] {
+pub(crate) fn node_secret(seed: u64, i: usize) -> [u8; 16] {
     let mut secret = [0u8; 16];
     secret[..8].copy_from_slice(&seed.to_be_bytes());
     secret[8..].copy_from_slice(&(i as u64).to_be_bytes());

@@ -1,8 +1,20 @@
 //! Simulation: many routers on a virtual clock ([`harness`]), the topologies
 //! they run on ([`topology`]), the scenarios run on them ([`scenario`]), and
 //! the interface every system `veil sim` compares answers to ([`model`]).
+//!
+//! `veil sim`: the discrete-event [`engine`] (the same router at 100,000
+//! nodes), veil as a model ([`freenet`]), the lecture's [`baselines`], the
+//! graphs they run on ([`graphs`]), one run ([`runner`]), the experiments
+//! ([`experiments`]) and their plots ([`plot`]).
 
+pub mod baselines;
+pub mod engine;
+pub mod experiments;
+pub mod freenet;
+pub mod graphs;
 pub mod harness;
 pub mod model;
+pub mod plot;
+pub mod runner;
 pub mod scenario;
 pub mod topology;

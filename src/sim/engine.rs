@@ -1,0 +1,441 @@
+//! The simulator's discrete-event loop: many [`Router`]s on one virtual
+//! clock, messages delivered in order of (arrival time, send order), timers
+//! fired when due. Same seed, same run.
+//!
+//! Like the [`harness`](crate::sim::harness), it drives exactly the router
+//! the real node drives and makes no routing decision of its own; it differs
+//! in what scale needs: per-link latencies drawn from a distribution
+//! ([`Latency`]), a timer heap instead of a scan of every router, failed
+//! nodes, per-node load counters, and per-request tallies instead of a log
+//! of every message. Nodes keep their blocks in the harness's [`MemStore`].
+//!
+//! Requests run one at a time: [`Engine::get`] and [`Engine::put`] return
+//! once the client has its answer and no message is in flight.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::str::FromStr;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::keys::{Block, Location, RoutingKey};
+use crate::message::{Htl, Message};
+use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
+use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
+use crate::sim::harness::{node_secret, Harness, MemStore};
+use crate::sim::model::NodeIx;
+
+/// How long a message takes on a link, in virtual milliseconds. Each link
+/// (both directions) gets one value, drawn once from the run's seed and the
+/// two node indices.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Latency {
+    /// Every link the same (the harness uses 10 ms).
+    Fixed(Time),
+    /// Uniform in `[min, max]`.
+    Uniform { min: Time, max: Time },
+    /// Log-normal with this median and shape `sigma`, clamped to
+    /// `[1, 10 * median]` ms. The default: median 40 ms, sigma 0.5
+    /// (most links 15–110 ms, a wide-area spread).
+    LogNormal { median: f64, sigma: f64 },
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency::LogNormal {
+            median: 40.0,
+            sigma: 0.5,
+        }
+    }
+}
+
+impl FromStr for Latency {
+    type Err = String;
+
+    /// `fixed:MS`, `uniform:MIN-MAX` or `lognormal:MEDIAN,SIGMA`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || format!("bad latency {s:?} (fixed:10, uniform:5-100 or lognormal:40,0.5)");
+        let (kind, rest) = s.split_once(':').ok_or_else(bad)?;
+        let num = |t: &str| {
+            t.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v >= 0.0)
+        };
+        match kind {
+            "fixed" => num(rest).map(|v| Latency::Fixed(v as Time)).ok_or_else(bad),
+            "uniform" => {
+                let (a, b) = rest.split_once('-').ok_or_else(bad)?;
+                match (num(a), num(b)) {
+                    (Some(a), Some(b)) if a <= b => Ok(Latency::Uniform {
+                        min: a as Time,
+                        max: b as Time,
+                    }),
+                    _ => Err(bad()),
+                }
+            }
+            "lognormal" => {
+                let (m, g) = rest.split_once(',').ok_or_else(bad)?;
+                match (num(m), num(g)) {
+                    (Some(median), Some(sigma)) if median >= 1.0 => {
+                        Ok(Latency::LogNormal { median, sigma })
+                    }
+                    _ => Err(bad()),
+                }
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+/// SplitMix64: a fixed, well-mixed function of its input.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl Latency {
+    /// The latency of the link between `a` and `b` in a run with `seed`.
+    pub fn of_link(&self, seed: u64, a: NodeIx, b: NodeIx) -> Time {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let h = mix(seed ^ mix((u64::from(lo) << 32) | u64::from(hi)));
+        match *self {
+            Latency::Fixed(ms) => ms,
+            Latency::Uniform { min, max } => min + h % (max - min + 1),
+            Latency::LogNormal { median, sigma } => {
+                // Box-Muller from two uniforms of the link's hash.
+                let u1 = unit(h).max(f64::MIN_POSITIVE);
+                let u2 = unit(mix(h));
+                let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                (median * (sigma * z).exp()).clamp(1.0, 10.0 * median) as Time
+            }
+        }
+    }
+}
+
+/// What one request cost, counted while it ran.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Every message sent, replies included.
+    pub messages: u64,
+    /// Messages that carried the block back (`DataFound`, `TunnelData`):
+    /// the length of the path that found it.
+    pub found_hops: u32,
+    /// Requests forwarded (`DataRequest`, `InsertRequest`, `TunnelGet`).
+    pub request_hops: u32,
+    /// In mode `none`, the requester sent a request with `htl == max_htl`:
+    /// its first hop knows who asked.
+    pub exposed: bool,
+}
+
+/// The answer to one request and what it cost.
+#[derive(Clone, Debug, Default)]
+pub struct Outcome {
+    pub outcome: Option<ClientOutcome>,
+    pub tally: Tally,
+}
+
+impl Outcome {
+    pub fn found(&self) -> bool {
+        matches!(self.outcome, Some(ClientOutcome::Found(_)))
+    }
+}
+
+/// A message on a link.
+struct InFlight {
+    at: Time,
+    seq: u64,
+    from: NodeIx,
+    to: NodeIx,
+    msg: Message,
+}
+
+impl PartialEq for InFlight {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for InFlight {}
+impl PartialOrd for InFlight {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for InFlight {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Events one request may cause before the engine stops it (a guard, far
+/// above any real request: HTL bounds a search's hops).
+pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
+
+/// Many routers, one virtual clock.
+pub struct Engine {
+    routers: Vec<Router<NodeIx>>,
+    pub stores: Vec<MemStore>,
+    alive: Vec<bool>,
+    mode: Anonymity,
+    max_htl: Htl,
+    latency: Latency,
+    seed: u64,
+    queue: BinaryHeap<Reverse<InFlight>>,
+    timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
+    now: Time,
+    seq: u64,
+    rng: ChaCha8Rng,
+    /// Messages each node has sent or received.
+    pub load: Vec<u64>,
+    next_token: ClientToken,
+    requester: NodeIx,
+    answer: Option<(ClientToken, ClientOutcome)>,
+    tally: Tally,
+    /// When set, every message sent: (from, to, message).
+    pub trace: Option<Vec<(NodeIx, NodeIx, Message)>>,
+}
+
+impl Engine {
+    /// One router per node at `locations[i]`, linked along `adj`, every node
+    /// in `mode`. Routers, secrets and coins are made exactly as the harness
+    /// makes them, so the same seed gives the harness's run.
+    pub fn new(
+        adj: &[Vec<NodeIx>],
+        locations: &[Location],
+        config: RouterConfig,
+        mode: Anonymity,
+        latency: Latency,
+        seed: u64,
+    ) -> Engine {
+        let n = adj.len();
+        let max_htl = config.max_htl;
+        let mut routers: Vec<Router<NodeIx>> = (0..n)
+            .map(|i| {
+                let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
+                let mut r = Router::with_policy(config.clone(), locations[i], policy);
+                r.set_client_tunnels(mode == Anonymity::Tunnel);
+                r
+            })
+            .collect();
+        let empty = MemStore::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        for (i, neighbours) in adj.iter().enumerate() {
+            for &j in neighbours {
+                // Coins matter only in freenet mode; deriving them costs a hash.
+                let coins = if mode == Anonymity::Freenet {
+                    Harness::link_coins(seed, i, j as usize)
+                } else {
+                    LinkCoins::default()
+                };
+                let event = Event::LinkUp {
+                    peer: j,
+                    location: locations[j as usize],
+                    coins,
+                };
+                routers[i].handle(0, &mut rng, &empty, event);
+            }
+        }
+        Engine {
+            routers,
+            stores: (0..n).map(|_| MemStore::default()).collect(),
+            alive: vec![true; n],
+            mode,
+            max_htl,
+            latency,
+            seed,
+            queue: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            now: 0,
+            seq: 0,
+            rng,
+            load: vec![0; n],
+            next_token: 1,
+            requester: 0,
+            answer: None,
+            tally: Tally::default(),
+            trace: None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.routers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty()
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
+    }
+
+    pub fn is_alive(&self, node: NodeIx) -> bool {
+        self.alive[node as usize]
+    }
+
+    /// Put a block in a node's store, as if an insert had ended there.
+    pub fn place(&mut self, node: NodeIx, block: Block) {
+        self.stores[node as usize]
+            .store
+            .insert(block.routing_key(), block);
+    }
+
+    /// Take nodes out: they hold nothing and answer nothing; messages to them
+    /// are lost. Their neighbours are not told (a sudden failure), so a
+    /// request waiting on one times out.
+    pub fn fail(&mut self, nodes: &[NodeIx]) {
+        for &n in nodes {
+            self.alive[n as usize] = false;
+            self.stores[n as usize] = MemStore::default();
+        }
+    }
+
+    /// `node`'s client asks for `key`; runs until answered and quiet.
+    pub fn get(&mut self, node: NodeIx, key: RoutingKey) -> Outcome {
+        let token = self.begin(node);
+        self.feed(node, Event::ClientGet { token, key });
+        self.finish(token)
+    }
+
+    /// `node`'s client inserts `block`; runs until answered and quiet.
+    pub fn put(&mut self, node: NodeIx, block: Block) -> Outcome {
+        let token = self.begin(node);
+        self.feed(node, Event::ClientPut { token, block });
+        self.finish(token)
+    }
+
+    fn begin(&mut self, node: NodeIx) -> ClientToken {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.requester = node;
+        self.answer = None;
+        self.tally = Tally::default();
+        token
+    }
+
+    fn finish(&mut self, token: ClientToken) -> Outcome {
+        self.run(token);
+        let outcome = match self.answer.take() {
+            Some((t, outcome)) if t == token => Some(outcome),
+            _ => None,
+        };
+        Outcome {
+            outcome,
+            tally: self.tally,
+        }
+    }
+
+    /// The earliest timer that is still due at a live node.
+    fn next_timer(&mut self) -> Option<Time> {
+        while let Some(Reverse((at, node))) = self.timers.peek().copied() {
+            let n = node as usize;
+            if self.alive[n] && self.routers[n].next_deadline() == Some(at) {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
+    }
+
+    /// Deliver messages and fire timers until `token` is answered and no
+    /// message is in flight (timers still pending wait for later requests).
+    fn run(&mut self, token: ClientToken) {
+        for _ in 0..MAX_EVENTS_PER_REQUEST {
+            let next_msg = self.queue.peek().map(|Reverse(m)| m.at);
+            let next_timer = self.next_timer();
+            let answered = self.answer.as_ref().is_some_and(|(t, _)| *t == token);
+            let deliver = match (next_msg, next_timer) {
+                (None, None) => return,
+                (None, Some(_)) if answered => return,
+                (Some(tm), timer) => timer.is_none_or(|tt| tm <= tt),
+                (None, Some(_)) => false,
+            };
+            if deliver {
+                let Some(Reverse(m)) = self.queue.pop() else {
+                    return;
+                };
+                self.now = self.now.max(m.at);
+                if self.alive[m.to as usize] {
+                    self.load[m.to as usize] += 1;
+                    self.feed(
+                        m.to,
+                        Event::Message {
+                            from: m.from,
+                            msg: m.msg,
+                        },
+                    );
+                }
+            } else if let Some(Reverse((at, node))) = self.timers.pop() {
+                self.now = self.now.max(at);
+                self.feed(node, Event::Tick);
+            }
+        }
+    }
+
+    fn send(&mut self, from: NodeIx, to: NodeIx, msg: Message) {
+        self.tally.messages += 1;
+        self.load[from as usize] += 1;
+        match &msg {
+            Message::DataFound { .. } | Message::TunnelData { .. } => self.tally.found_hops += 1,
+            Message::DataRequest { .. }
+            | Message::InsertRequest { .. }
+            | Message::TunnelGet { .. } => self.tally.request_hops += 1,
+            _ => {}
+        }
+        if self.mode == Anonymity::None && from == self.requester && msg.htl() == Some(self.max_htl)
+        {
+            self.tally.exposed = true;
+        }
+        if let Some(trace) = &mut self.trace {
+            trace.push((from, to, msg.clone()));
+        }
+        let at = self.now + self.latency.of_link(self.seed, from, to);
+        let seq = self.seq;
+        self.seq += 1;
+        self.queue.push(Reverse(InFlight {
+            at,
+            seq,
+            from,
+            to,
+            msg,
+        }));
+    }
+
+    fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
+        let n = node as usize;
+        let actions = self.routers[n].handle(self.now, &mut self.rng, &self.stores[n], event);
+        for action in actions {
+            match action {
+                Action::Send { to, msg } => self.send(node, to, msg),
+                Action::ClientDone { token, outcome } => self.answer = Some((token, outcome)),
+                Action::SessionDone { token, outcomes } => {
+                    if let Some(first) = outcomes.into_iter().next() {
+                        self.answer = Some((token, first));
+                    }
+                }
+                Action::CacheBlock { block } => {
+                    self.stores[n].cache.insert(block.routing_key(), block);
+                }
+                Action::StoreBlock { block } => {
+                    self.stores[n].store.insert(block.routing_key(), block);
+                }
+                Action::ClientCacheBlock { block } => {
+                    self.stores[n].client.insert(block.routing_key(), block);
+                }
+                Action::Originated { .. }
+                | Action::FlowOriginated { .. }
+                | Action::Misbehaved { .. } => {}
+            }
+        }
+        if let Some(at) = self.routers[n].next_deadline() {
+            self.timers.push(Reverse((at, node)));
+        }
+    }
+}

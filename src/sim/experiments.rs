@@ -1,0 +1,368 @@
+//! `veil sim --experiment NAME`: series of runs ([`runner::run`]) written
+//! as CSV, JSON and an SVG plot under `--out` (see `docs/sim.md`).
+
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::sim::plot::{self, Panel, Series};
+use crate::sim::runner::{self, SimError, SimOptions, SimReport};
+
+/// Where the experiments write by default.
+pub const DEFAULT_OUT: &str = "docs/sim";
+
+/// Node counts of the `scaling` experiment.
+pub const SCALING_NODES: &[usize] = &[1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000];
+/// Failed fractions of the `failure` experiment.
+pub const FAILURE_FRACTIONS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5];
+
+/// One experiment's settings.
+#[derive(Clone, Debug)]
+pub struct ExperimentOptions {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub progress: bool,
+    /// Lookups per run (the defaults keep every experiment to minutes).
+    pub requests: usize,
+    /// Node count of `failure` and `baselines`.
+    pub nodes: usize,
+}
+
+impl Default for ExperimentOptions {
+    fn default() -> Self {
+        ExperimentOptions {
+            out: PathBuf::from(DEFAULT_OUT),
+            seed: 1,
+            progress: false,
+            requests: 2_000,
+            nodes: 10_000,
+        }
+    }
+}
+
+/// What an experiment wrote.
+#[derive(Clone, Debug)]
+pub struct ExperimentResult {
+    pub runs: Vec<SimReport>,
+    pub files: Vec<PathBuf>,
+    pub summary: String,
+}
+
+/// Run experiment `name`.
+pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    match name {
+        "scaling" => scaling(opts),
+        "failure" => failure(opts),
+        "baselines" => baselines(opts),
+        "swap" => Err(SimError::NotYet(
+            name.into(),
+            "location swapping is not in the core yet, so there is nothing to converge; \
+             `--topology swap` shows the unswapped starting point",
+        )),
+        "anonymity" => Err(SimError::NotYet(
+            name.into(),
+            "the audit's combined adversary does not read simulated runs yet; \
+             use `veil audit` on a `veil testnet run`",
+        )),
+        other => Err(SimError::UnknownExperiment(other.into())),
+    }
+}
+
+fn bar(opts: &ExperimentOptions, len: usize, what: &str) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} runs {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+fn base(opts: &ExperimentOptions) -> SimOptions {
+    SimOptions {
+        requests: opts.requests,
+        nodes: opts.nodes,
+        seed: opts.seed,
+        ..SimOptions::default()
+    }
+}
+
+/// Write `runs` as `NAME.json` and `NAME.csv`, and the plot as `NAME.svg`.
+fn write(
+    opts: &ExperimentOptions,
+    name: &str,
+    runs: &[SimReport],
+    panels: &[Panel<'_>],
+) -> Result<Vec<PathBuf>, SimError> {
+    let io = |p: &Path, e| SimError::Io(p.display().to_string(), e);
+    std::fs::create_dir_all(&opts.out).map_err(|e| io(&opts.out, e))?;
+    let json_path = opts.out.join(format!("{name}.json"));
+    let json = serde_json::to_string_pretty(runs).unwrap_or_default();
+    std::fs::write(&json_path, json + "\n").map_err(|e| io(&json_path, e))?;
+    let csv_path = opts.out.join(format!("{name}.csv"));
+    let mut csv = String::from(
+        "system,anonymity,topology,nodes,degree,requests,fail,success_rate,hops_mean,\
+         hops_median,hops_p95,messages_per_lookup,max_load_ratio,requester_exposed_rate,\
+         success_after_top1pct_removed\n",
+    );
+    for r in runs {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{},{:.4},{:.3},{},{},{:.2},{:.2},{:.4},{:.4}\n",
+            r.system,
+            r.anonymity.as_deref().unwrap_or(""),
+            r.topology,
+            r.nodes,
+            r.degree,
+            r.requests,
+            r.fail,
+            r.success_rate,
+            r.hops_mean,
+            r.hops_median,
+            r.hops_p95,
+            r.messages_per_lookup,
+            r.max_load_ratio,
+            r.requester_exposed_rate,
+            r.success_after_top1pct_removed
+        ));
+    }
+    std::fs::write(&csv_path, csv).map_err(|e| io(&csv_path, e))?;
+    let svg_path = opts.out.join(format!("{name}.svg"));
+    plot::draw(&svg_path, panels)?;
+    Ok(vec![csv_path, json_path, svg_path])
+}
+
+/// Least-squares `a` of `y = a * x` through the origin.
+pub fn fit_through_origin(points: &[(f64, f64)]) -> f64 {
+    let sxy: f64 = points.iter().map(|(x, y)| x * y).sum();
+    let sxx: f64 = points.iter().map(|(x, _)| x * x).sum();
+    if sxx > 0.0 {
+        sxy / sxx
+    } else {
+        0.0
+    }
+}
+
+fn log2_sq(n: f64) -> f64 {
+    n.log2() * n.log2()
+}
+
+fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    let bar = bar(opts, SCALING_NODES.len(), "scaling");
+    let mut runs = Vec::new();
+    for &n in SCALING_NODES {
+        bar.set_message(format!("N = {n}"));
+        runs.push(runner::run(&SimOptions {
+            nodes: n,
+            ..base(opts)
+        })?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mean: Vec<(f64, f64)> = runs.iter().map(|r| (r.nodes as f64, r.hops_mean)).collect();
+    let median: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| (r.nodes as f64, r.hops_median))
+        .collect();
+    let a = fit_through_origin(
+        &mean
+            .iter()
+            .map(|&(n, h)| (log2_sq(n), h))
+            .collect::<Vec<_>>(),
+    );
+    let fit: Vec<(f64, f64)> = mean.iter().map(|&(n, _)| (n, a * log2_sq(n))).collect();
+    let success: Vec<(f64, f64)> = runs
+        .iter()
+        .map(|r| (r.nodes as f64, 100.0 * r.success_rate))
+        .collect();
+    let panels = [
+        Panel {
+            title: "veil (freenet, none) on a Kleinberg small world, degree 10",
+            x_label: "nodes N",
+            y_label: "hops of found lookups",
+            log_x: true,
+            series: vec![
+                Series {
+                    name: "mean hops".into(),
+                    points: mean,
+                    dashed: false,
+                },
+                Series {
+                    name: "median hops".into(),
+                    points: median,
+                    dashed: false,
+                },
+                Series {
+                    name: format!("fit {a:.3} * log2(N)^2 (Kleinberg's bound)"),
+                    points: fit,
+                    dashed: true,
+                },
+            ],
+        },
+        Panel {
+            title: "lookup success",
+            x_label: "nodes N",
+            y_label: "success (%)",
+            log_x: true,
+            series: vec![Series {
+                name: "success".into(),
+                points: success,
+                dashed: false,
+            }],
+        },
+    ];
+    let files = write(opts, "scaling", &runs, &panels)?;
+    let mut summary = format!("scaling: hops ~ {a:.3} * log2(N)^2 fitted on the mean\n");
+    for r in &runs {
+        summary.push_str(&format!(
+            "  N = {:>6}: success {:5.1}%, hops mean {:5.2}, median {}, p95 {}\n",
+            r.nodes,
+            100.0 * r.success_rate,
+            r.hops_mean,
+            r.hops_median,
+            r.hops_p95
+        ));
+    }
+    Ok(ExperimentResult {
+        runs,
+        files,
+        summary,
+    })
+}
+
+fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    let systems = runner::systems();
+    let bar = bar(opts, systems.len() * FAILURE_FRACTIONS.len(), "failure");
+    let mut runs = Vec::new();
+    let (mut success, mut median) = (Vec::new(), Vec::new());
+    for system in &systems {
+        let (mut s, mut m) = (Vec::new(), Vec::new());
+        for &fail in FAILURE_FRACTIONS {
+            bar.set_message(format!("{system}, {:.0}% failed", 100.0 * fail));
+            let r = runner::run(&SimOptions {
+                system: system.to_string(),
+                fail,
+                ..base(opts)
+            })?;
+            s.push((100.0 * fail, 100.0 * r.success_rate));
+            m.push((100.0 * fail, r.hops_median));
+            runs.push(r);
+            bar.inc(1);
+        }
+        let name = |n: &str| n.to_string();
+        success.push(Series {
+            name: name(system),
+            points: s,
+            dashed: false,
+        });
+        median.push(Series {
+            name: name(system),
+            points: m,
+            dashed: false,
+        });
+    }
+    bar.finish_and_clear();
+    median.push(Series {
+        name: "Clarke et al. 2001: median < 20 up to 30%".into(),
+        points: vec![(0.0, 20.0), (30.0, 20.0)],
+        dashed: true,
+    });
+    let title = format!("success, {} nodes, random failures", opts.nodes);
+    let panels = [
+        Panel {
+            title: &title,
+            x_label: "nodes failed (%)",
+            y_label: "success (%)",
+            log_x: false,
+            series: success,
+        },
+        Panel {
+            title: "median path of found lookups",
+            x_label: "nodes failed (%)",
+            y_label: "hops",
+            log_x: false,
+            series: median,
+        },
+    ];
+    let files = write(opts, "failure", &runs, &panels)?;
+    let mut summary = String::from("failure:\n");
+    for r in &runs {
+        summary.push_str(&format!(
+            "  {:10} {:3.0}% failed: success {:5.1}%, median hops {}\n",
+            r.system,
+            100.0 * r.fail,
+            100.0 * r.success_rate,
+            r.hops_median
+        ));
+    }
+    Ok(ExperimentResult {
+        runs,
+        files,
+        summary,
+    })
+}
+
+fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    let systems = runner::systems();
+    let bar = bar(opts, systems.len(), "baselines");
+    let mut runs = Vec::new();
+    for system in &systems {
+        bar.set_message(system.to_string());
+        runs.push(runner::run(&SimOptions {
+            system: system.to_string(),
+            ..base(opts)
+        })?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let series = runs
+        .iter()
+        .map(|r| Series {
+            name: format!("{} ({:.0}% found)", r.system, 100.0 * r.success_rate),
+            points: vec![(r.messages_per_lookup.max(1.0), r.hops_mean)],
+            dashed: false,
+        })
+        .collect();
+    let title = format!("every system at N = {}", opts.nodes);
+    let panels = [Panel {
+        title: &title,
+        x_label: "messages per lookup",
+        y_label: "mean hops",
+        log_x: true,
+        series,
+    }];
+    let files = write(opts, "baselines", &runs, &panels)?;
+    let mut summary = format!(
+        "baselines at N = {}:\n  {:10} {:>8} {:>6} {:>6} {:>6} {:>10} {:>6} {:>8} {:>8}\n",
+        opts.nodes,
+        "system",
+        "success",
+        "mean",
+        "median",
+        "p95",
+        "msgs",
+        "load",
+        "exposed",
+        "top1%"
+    );
+    for r in &runs {
+        summary.push_str(&format!(
+            "  {:10} {:>7.1}% {:>6.2} {:>6} {:>6} {:>10.1} {:>6.1} {:>7.1}% {:>7.1}%\n",
+            r.system,
+            100.0 * r.success_rate,
+            r.hops_mean,
+            r.hops_median,
+            r.hops_p95,
+            r.messages_per_lookup,
+            r.max_load_ratio,
+            100.0 * r.requester_exposed_rate,
+            100.0 * r.success_after_top1pct_removed
+        ));
+    }
+    Ok(ExperimentResult {
+        runs,
+        files,
+        summary,
+    })
+}

@@ -1,0 +1,366 @@
+//! `veil sim --system ...`: build a graph and a system, run the workload,
+//! report. The workload places `requests` keys, each inserted from a
+//! uniformly random node, optionally removes a fraction of the nodes at
+//! random, then looks every key up from a uniformly random surviving node.
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use rand::seq::index::sample;
+use rand::{Rng, RngCore, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::message::Htl;
+use crate::routing::Anonymity;
+use crate::sim::baselines;
+use crate::sim::engine::Latency;
+use crate::sim::freenet::FreenetModel;
+use crate::sim::graphs::{self, Shape};
+use crate::sim::model::{Graph, Model, NodeIx};
+use crate::sim::topology::{Topology, TopologyError};
+
+/// Why a simulation could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    #[error("unknown system {0:?} (available: {1})")]
+    UnknownSystem(String, String),
+    #[error("topology: {0}")]
+    Topology(#[from] TopologyError),
+    #[error("{0}")]
+    BadArgs(String),
+    #[error("experiment {0:?} is not implemented yet: {1}")]
+    NotYet(String, &'static str),
+    #[error("unknown experiment {0:?} (scaling, failure, swap, baselines, anonymity)")]
+    UnknownExperiment(String),
+    #[error("writing {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("drawing {0}: {1}")]
+    Plot(String, String),
+}
+
+/// One run's settings (`veil sim --system ...`).
+#[derive(Clone, Debug)]
+pub struct SimOptions {
+    pub system: String,
+    pub anonymity: Anonymity,
+    /// kleinberg, ring, random, swap or a topology file.
+    pub topology: String,
+    pub nodes: usize,
+    pub degree: usize,
+    pub htl: Htl,
+    pub ttl: u32,
+    pub requests: usize,
+    pub fail: f64,
+    pub seed: u64,
+    pub latency: Latency,
+    /// Draw a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            system: "freenet".into(),
+            anonymity: Anonymity::None,
+            topology: "kleinberg".into(),
+            nodes: 1000,
+            degree: 10,
+            htl: crate::routing::DEFAULT_MAX_HTL,
+            ttl: 7,
+            requests: 1000,
+            fail: 0.0,
+            seed: 1,
+            latency: Latency::default(),
+            progress: false,
+        }
+    }
+}
+
+/// What a run measured (`--json` prints it).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SimReport {
+    pub system: String,
+    pub anonymity: Option<String>,
+    pub topology: String,
+    pub nodes: usize,
+    pub degree: usize,
+    pub requests: usize,
+    pub fail: f64,
+    pub seed: u64,
+    /// Lookups that found their key.
+    pub success_rate: f64,
+    /// Hops of the lookups that found their key.
+    pub hops_mean: f64,
+    pub hops_median: f64,
+    pub hops_p95: f64,
+    /// All messages the lookups caused, replies included, per lookup.
+    pub messages_per_lookup: f64,
+    /// The busiest node's lookup messages (sent or received) over the mean.
+    pub max_load_ratio: f64,
+    /// Lookups where some other node can name the requester with certainty.
+    pub requester_exposed_rate: f64,
+    /// Success of up to 10,000 of the keys again, once the 1% most loaded
+    /// nodes are removed too.
+    pub success_after_top1pct_removed: f64,
+    /// Resident memory the built system took, per node (Linux; 0 elsewhere).
+    pub bytes_per_node: u64,
+    pub wall_seconds: f64,
+    pub build_seconds: f64,
+    pub insert_seconds: f64,
+    pub lookup_seconds: f64,
+}
+
+/// Keys looked up again after removing the 1% most loaded nodes.
+const TOP_LOADED_SAMPLE: usize = 10_000;
+
+/// Resident set size of this process in bytes (Linux), if known.
+fn rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The graph `opts.topology` names, drawn with `rng`.
+pub fn build_graph(opts: &SimOptions, rng: &mut dyn RngCore) -> Result<Graph, SimError> {
+    match Shape::parse(&opts.topology) {
+        Some(shape) => {
+            if opts.nodes < 3 || opts.degree < 2 || opts.degree >= opts.nodes {
+                return Err(SimError::BadArgs(format!(
+                    "need --nodes >= 3 and 2 <= --degree < --nodes (got {} and {})",
+                    opts.nodes, opts.degree
+                )));
+            }
+            Ok(graphs::generate(shape, opts.nodes, opts.degree, rng))
+        }
+        None => {
+            let topology = Topology::load(std::path::Path::new(&opts.topology))?;
+            Ok(graphs::from_topology(&topology))
+        }
+    }
+}
+
+/// The system `opts.system` names, on `graph`.
+pub fn build_model(
+    opts: &SimOptions,
+    graph: &Graph,
+    rng: &mut dyn RngCore,
+) -> Result<Box<dyn Model>, SimError> {
+    if opts.system == "freenet" {
+        let model = FreenetModel::new(graph, opts.anonymity, opts.htl, opts.latency, opts.seed);
+        return Ok(Box::new(model));
+    }
+    let params = baselines::Params {
+        ttl: opts.ttl,
+        degree: opts.degree,
+        ..baselines::Params::default()
+    };
+    baselines::build(&opts.system, graph, &params, rng).ok_or_else(|| {
+        let mut names = vec!["freenet"];
+        names.extend(baselines::SYSTEMS);
+        SimError::UnknownSystem(opts.system.clone(), names.join(", "))
+    })
+}
+
+/// Every system `--system` accepts.
+pub fn systems() -> Vec<&'static str> {
+    let mut names = vec!["freenet"];
+    names.extend(baselines::SYSTEMS);
+    names
+}
+
+fn bar(opts: &SimOptions, len: u64) -> ProgressBar {
+    if !opts.progress {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) =
+        ProgressStyle::with_template("{msg:8} [{bar:40}] {pos}/{len} ({elapsed}, eta {eta})")
+    {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+/// The value at quantile `q` of sorted `v` (nearest rank), 0 when empty.
+fn quantile(v: &[u32], q: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    f64::from(v[rank - 1])
+}
+
+/// Run the workload; see the module docs.
+pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
+    if !(0.0..1.0).contains(&opts.fail) {
+        return Err(SimError::BadArgs("--fail must be in [0, 1)".into()));
+    }
+    let started = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let graph = build_graph(opts, &mut rng)?;
+    let n = graph.nodes();
+    let rss_before = rss_bytes();
+    let mut model = build_model(opts, &graph, &mut rng)?;
+    let bytes_per_node = match (rss_before, rss_bytes()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
+        _ => 0,
+    };
+    drop(graph);
+    let build_seconds = started.elapsed().as_secs_f64();
+    let bar = bar(opts, 2 * opts.requests as u64);
+    let tick = |bar: &ProgressBar, i: usize| {
+        if i % 1024 == 1023 {
+            bar.inc(1024);
+        }
+    };
+
+    // Place the keys.
+    bar.set_message("inserts");
+    let t = Instant::now();
+    let keys: Vec<u64> = (0..opts.requests).map(|_| rng.gen()).collect();
+    for (i, &key) in keys.iter().enumerate() {
+        let from = rng.gen_range(0..n) as NodeIx;
+        model.insert(from, key, &mut rng);
+        tick(&bar, i);
+    }
+    let insert_seconds = t.elapsed().as_secs_f64();
+
+    // Fail a fraction at random; look up from the survivors.
+    let failed = (opts.fail * n as f64) as usize;
+    let mut alive = vec![true; n];
+    let gone: Vec<NodeIx> = sample(&mut rng, n, failed)
+        .into_iter()
+        .map(|i| i as NodeIx)
+        .collect();
+    for &g in &gone {
+        alive[g as usize] = false;
+    }
+    model.fail(&gone);
+    let survivors: Vec<NodeIx> = (0..n as NodeIx).filter(|&i| alive[i as usize]).collect();
+    if survivors.is_empty() {
+        return Err(SimError::BadArgs("no node survives --fail".into()));
+    }
+
+    bar.set_position(opts.requests as u64);
+    bar.set_message("lookups");
+    let t = Instant::now();
+    let load_before: Vec<u64> = model.load().to_vec();
+    let (mut found, mut exposed, mut messages) = (0usize, 0usize, 0u64);
+    let mut hops: Vec<u32> = Vec::with_capacity(opts.requests);
+    for (i, &key) in keys.iter().enumerate() {
+        let from = survivors[rng.gen_range(0..survivors.len())];
+        let l = model.lookup(from, key, &mut rng);
+        messages += l.messages;
+        exposed += usize::from(l.requester_exposed);
+        if l.found {
+            found += 1;
+            hops.push(l.hops);
+        }
+        tick(&bar, i);
+    }
+    let lookup_seconds = t.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+
+    let load: Vec<u64> = model
+        .load()
+        .iter()
+        .zip(&load_before)
+        .map(|(a, b)| a - b)
+        .collect();
+    let mean_load = load.iter().sum::<u64>() as f64 / n as f64;
+    let max_load_ratio = match load.iter().max() {
+        Some(&max) if mean_load > 0.0 => max as f64 / mean_load,
+        _ => 0.0,
+    };
+
+    // Remove the 1% most loaded survivors and ask again.
+    let mut by_load: Vec<NodeIx> = survivors.clone();
+    by_load.sort_by_key(|&i| (std::cmp::Reverse(load[i as usize]), i));
+    let top: Vec<NodeIx> = by_load.iter().take(n.div_ceil(100)).copied().collect();
+    for &g in &top {
+        alive[g as usize] = false;
+    }
+    model.fail(&top);
+    let rest: Vec<NodeIx> = (0..n as NodeIx).filter(|&i| alive[i as usize]).collect();
+    let sample_keys = &keys[..keys.len().min(TOP_LOADED_SAMPLE)];
+    let mut found_after = 0usize;
+    if !rest.is_empty() {
+        for &key in sample_keys {
+            let from = rest[rng.gen_range(0..rest.len())];
+            found_after += usize::from(model.lookup(from, key, &mut rng).found);
+        }
+    }
+
+    hops.sort_unstable();
+    let r = opts.requests.max(1) as f64;
+    let hops_mean = if hops.is_empty() {
+        0.0
+    } else {
+        hops.iter().map(|&h| f64::from(h)).sum::<f64>() / hops.len() as f64
+    };
+    Ok(SimReport {
+        system: model.name().to_string(),
+        anonymity: (opts.system == "freenet").then(|| opts.anonymity.to_string()),
+        topology: opts.topology.clone(),
+        nodes: n,
+        degree: opts.degree,
+        requests: opts.requests,
+        fail: opts.fail,
+        seed: opts.seed,
+        success_rate: found as f64 / r,
+        hops_mean,
+        hops_median: quantile(&hops, 0.5),
+        hops_p95: quantile(&hops, 0.95),
+        messages_per_lookup: messages as f64 / r,
+        max_load_ratio,
+        requester_exposed_rate: exposed as f64 / r,
+        success_after_top1pct_removed: found_after as f64 / sample_keys.len().max(1) as f64,
+        bytes_per_node,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        build_seconds,
+        insert_seconds,
+        lookup_seconds,
+    })
+}
+
+impl SimReport {
+    /// The short summary `veil sim` prints.
+    pub fn render_text(&self) -> String {
+        let mode = self
+            .anonymity
+            .as_ref()
+            .map(|m| format!(" (anonymity {m})"))
+            .unwrap_or_default();
+        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        format!(
+            "veil sim: {}{mode} on {}, {} nodes, degree {}, {} requests, {} failed, seed {}\n\
+             \x20 success    {}   (after also removing the 1% most loaded: {})\n\
+             \x20 hops       mean {:.2}, median {}, p95 {}\n\
+             \x20 messages   {:.1} per lookup\n\
+             \x20 load       busiest node {:.1}x the mean\n\
+             \x20 exposed    {} of lookups name their requester to some node\n\
+             \x20 memory     {} bytes per node\n\
+             \x20 time       {:.1} s (build {:.1} s, inserts {:.1} s, lookups {:.1} s)\n",
+            self.system,
+            self.topology,
+            self.nodes,
+            self.degree,
+            self.requests,
+            pct(self.fail),
+            self.seed,
+            pct(self.success_rate),
+            pct(self.success_after_top1pct_removed),
+            self.hops_mean,
+            self.hops_median,
+            self.hops_p95,
+            self.messages_per_lookup,
+            self.max_load_ratio,
+            pct(self.requester_exposed_rate),
+            self.bytes_per_node,
+            self.wall_seconds,
+            self.build_seconds,
+            self.insert_seconds,
+            self.lookup_seconds,
+        )
+    }
+}
