@@ -174,7 +174,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Blocks in flight per get, as `veil get --concurrency`.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
     /// Tunnel mode: the random delay before each batch, as MIN,MAX in ms
     /// (default: the node's default).
@@ -202,7 +202,7 @@ impl BenchArgs {
             modes: self.modes.clone(),
             sizes: self.sizes.clone(),
             repeats: self.repeats.max(1),
-            concurrency: self.concurrency.clamp(1, 64),
+            concurrency: self.concurrency.clamp(1, 128),
             tunnel,
         }
     }
@@ -240,8 +240,9 @@ pub struct PutArgs {
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
     pub file: PathBuf,
-    /// Blocks inserted at once.
-    #[arg(long, default_value_t = 8)]
+    /// Blocks inserted at once (128 fills a tunnel's window: in tunnel mode
+    /// fewer in flight means more batches, each after its random delay).
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
 }
 
@@ -253,8 +254,8 @@ pub struct GetArgs {
     /// Output file (default: stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
-    /// Blocks fetched at once.
-    #[arg(long, default_value_t = 8)]
+    /// Blocks fetched at once (128 fills a tunnel's window, four batches).
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
 }
 

@@ -128,7 +128,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             router_queue: 1024,
             cache_writes_in_flight: 64,
-            client_max_connections: 128,
+            client_max_connections: 256,
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
             client_cache_blocks: 1024,

@@ -95,7 +95,7 @@ impl Default for TunnelConfig {
             batch_delay_max_ms: 250,
             progress_timeout_ms: 60_000,
             max_rebuilds: 4,
-            window: 64,
+            window: 128,
             max_hops: 1024,
             max_sessions: 256,
             max_session_items: 65_536,

@@ -108,7 +108,11 @@ impl BenchReport {
 async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchError> {
     let locations: Vec<f64> = (0..n).map(|i| (i as f64 + 0.5) / n as f64).collect();
     let edges: Vec<(usize, usize)> = (1..n).map(|i| (i - 1, i)).collect();
-    start_network(dir, &locations, &edges, &node_template()).await
+    // The chain measures routing per hop: requests travel hop by hop from
+    // the requester only in `none` mode (a tunnel's exit would route them).
+    let mut template = node_template();
+    template.anonymity = crate::routing::Anonymity::None;
+    start_network(dir, &locations, &edges, &template).await
 }
 
 /// A node config whose addresses, location and peers `start_network` fills in.

@@ -62,7 +62,7 @@ impl Default for ModesOptions {
             modes: vec![Anonymity::None, Anonymity::Freenet, Anonymity::Tunnel],
             sizes: vec![1 << 20, 8 << 20],
             repeats: 3,
-            concurrency: 8,
+            concurrency: 128,
             tunnel: TunnelConfig::default(),
         }
     }
