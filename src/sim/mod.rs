@@ -2,6 +2,7 @@
 //! they run on ([`topology`]), the scenarios run on them ([`scenario`]), and
 //! the interface every system `veil sim` compares answers to ([`model`]).
 
+pub mod baselines;
 pub mod harness;
 pub mod model;
 pub mod scenario;
