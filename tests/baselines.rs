@@ -395,3 +395,61 @@ fn pastry_routes_in_about_log16_n_hops_and_names_its_exposure_rule() {
     let exposed = lc.iter().filter(|l| l.requester_exposed).count() as f64 / lc.len() as f64;
     assert!(exposed < 0.05, "can exposure {exposed:.3}");
 }
+
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// Not a check: prints build and lookup times and resident memory per
+/// system. `cargo test --release --test baselines -- --ignored --nocapture`
+/// (set BASELINES_N to change the node count, default 10000).
+#[test]
+#[ignore]
+fn scale_figures() {
+    use std::time::Instant;
+    use veil::sim::topology::{generate, Shape};
+    let n: usize = std::env::var("BASELINES_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10_000);
+    let lookups = 10_000;
+    let t = generate(n, 10, Shape::SmallWorld, 1).expect("a topology");
+    let adj: Vec<Vec<NodeIx>> = t
+        .adjacency()
+        .into_iter()
+        .map(|l| l.into_iter().map(|v| v as NodeIx).collect())
+        .collect();
+    let g = Graph {
+        adj,
+        location: vec![0.0; n],
+    };
+    for &name in SYSTEMS {
+        let base = rss_mib();
+        let start = Instant::now();
+        let mut m = make(name, &g, &Params::default(), 1);
+        let built = start.elapsed().as_secs_f64();
+        let grown = rss_mib() - base;
+        let start = Instant::now();
+        let ls = workload(m.as_mut(), lookups, 2);
+        let ran = start.elapsed().as_secs_f64();
+        let load = m.load();
+        let mean_load = load.iter().sum::<u64>() as f64 / n as f64;
+        let max_load = load.iter().copied().max().unwrap_or(0) as f64;
+        let msgs = ls.iter().map(|l| l.messages).sum::<u64>() as f64 / ls.len() as f64;
+        let exposed = ls.iter().filter(|l| l.requester_exposed).count() as f64 / ls.len() as f64;
+        println!(
+            "{name:8} N={n} build {built:6.2}s (+{grown:6.1} MiB)  {lookups} inserts+lookups {ran:6.2}s  success {:.3}  hops {:.2}  msgs/lookup {msgs:9.1}  max/mean load {:7.1}  exposed {exposed:.3}",
+            success(&ls),
+            mean_hops(&ls),
+            max_load / mean_load.max(1e-9),
+        );
+    }
+}

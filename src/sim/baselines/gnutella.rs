@@ -18,11 +18,11 @@
 
 use rand::RngCore;
 
-use super::{Flood, Holdings, Nodes, Params};
+use super::{Csr, Flood, Holdings, Nodes, Params};
 use crate::sim::model::{Graph, Lookup, Model, NodeIx};
 
 pub(crate) struct Gnutella {
-    adj: Vec<Vec<NodeIx>>,
+    adj: Csr,
     ttl: u32,
     nodes: Nodes,
     held: Holdings,
@@ -32,7 +32,7 @@ pub(crate) struct Gnutella {
 impl Gnutella {
     pub fn new(graph: &Graph, params: &Params) -> Gnutella {
         Gnutella {
-            adj: graph.adj.clone(),
+            adj: Csr::new(&graph.adj),
             ttl: params.ttl,
             nodes: Nodes::new(graph.nodes()),
             held: Holdings::default(),
@@ -67,15 +67,15 @@ impl Model for Gnutella {
         }
         let holders = self.held.holders(key);
         let alive = &self.nodes.alive;
-        let load = &mut self.nodes.load;
         let flood = self.flood.run(
             &self.adj,
             |w| alive[w as usize],
             from,
             self.ttl,
             |w| holders.contains(&w),
-            |w| load[w as usize] += 1,
         );
+        let load = &mut self.nodes.load;
+        self.flood.charge(|w, count| load[w as usize] += count);
         out.messages = flood.copies + flood.hit_messages;
         out.requester_exposed = flood.neighbour_reached;
         match flood.nearest {

@@ -24,7 +24,7 @@
 
 use rand::{Rng, RngCore};
 
-use super::{Flood, Holdings, Nodes, Params};
+use super::{Csr, Flood, Holdings, Nodes, Params};
 use crate::sim::model::{Lookup, Model, NodeIx};
 
 /// Pareto shape of the capacity draw: heavy-tailed, as measured peer
@@ -42,7 +42,7 @@ pub(crate) struct Kazaa {
     /// For each node, the super-peer indexing it (a super-peer: itself).
     sp_of: Vec<NodeIx>,
     /// The super-peer overlay, by overlay index.
-    overlay: Vec<Vec<u32>>,
+    overlay: Csr,
     ttl: u32,
     registered: Holdings,
     held: Holdings,
@@ -103,7 +103,7 @@ impl Kazaa {
             supers,
             local,
             sp_of,
-            overlay,
+            overlay: Csr::new(&overlay),
             ttl: params.ttl,
             registered: Holdings::default(),
             held: Holdings::default(),
@@ -130,7 +130,6 @@ impl Kazaa {
         let sp_of = &self.sp_of;
         let supers = &self.supers;
         let alive = &self.nodes.alive;
-        let load = &mut self.nodes.load;
         let flood = self.flood.run(
             &self.overlay,
             |s| alive[supers[s as usize] as usize],
@@ -141,8 +140,10 @@ impl Kazaa {
                     .iter()
                     .any(|&h| sp_of[h as usize] == supers[s as usize])
             },
-            |s| load[supers[s as usize] as usize] += 1,
         );
+        let load = &mut self.nodes.load;
+        self.flood
+            .charge(|s, count| load[supers[s as usize] as usize] += count);
         out.messages += flood.copies + flood.hit_messages;
         if from == sp {
             out.requester_exposed |= flood.neighbour_reached;

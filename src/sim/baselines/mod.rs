@@ -159,13 +159,52 @@ pub(crate) struct FloodOutcome {
     pub depth: u32,
 }
 
+/// Adjacency lists packed into one array (compressed sparse rows): what a
+/// flood walks, kept contiguous because a flood walks all of it.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Csr {
+    start: Vec<u32>,
+    to: Vec<u32>,
+}
+
+impl Csr {
+    pub fn new(lists: &[Vec<u32>]) -> Csr {
+        let mut start = Vec::with_capacity(lists.len() + 1);
+        let mut to = Vec::with_capacity(lists.iter().map(Vec::len).sum());
+        for list in lists {
+            start.push(to.len() as u32);
+            to.extend_from_slice(list);
+        }
+        start.push(to.len() as u32);
+        Csr { start, to }
+    }
+
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    pub fn of(&self, v: u32) -> &[u32] {
+        let v = v as usize;
+        &self.to[self.start[v] as usize..self.start[v + 1] as usize]
+    }
+}
+
+/// A node's mark in the current flood.
+#[derive(Clone, Copy, Debug, Default)]
+struct Mark {
+    /// The flood (lookup number) that last reached it.
+    epoch: u32,
+    /// Messages it sent or received in this flood.
+    handled: u32,
+}
+
 /// A reusable breadth-first flood: marks by epoch so that no lookup clears
 /// an array of N entries.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Flood {
-    epoch: Vec<u32>,
-    dist: Vec<u32>,
-    parent: Vec<u32>,
+    marks: Vec<Mark>,
+    /// Distance and first sender of each node reached.
+    tree: Vec<(u32, u32)>,
     queue: Vec<u32>,
     now: u32,
 }
@@ -179,72 +218,71 @@ impl Flood {
     /// distance is below `ttl`, forwards to every neighbour but the one it
     /// got the first copy from; later copies are dropped as duplicates.
     /// First copies are taken to come along shortest paths (breadth-first
-    /// order, as with equal link latencies). `charge(node)` is called once
-    /// for every message a node sends or receives.
+    /// order, as with equal link latencies). Afterwards [`Flood::charge`]
+    /// reports what each node handled.
     pub fn run(
         &mut self,
-        adj: &[Vec<u32>],
+        adj: &Csr,
         alive: impl Fn(u32) -> bool,
         origin: u32,
         ttl: u32,
         holder: impl Fn(u32) -> bool,
-        mut charge: impl FnMut(u32),
     ) -> FloodOutcome {
         let n = adj.len();
-        if self.epoch.len() != n {
-            *self = Flood {
-                epoch: vec![0; n],
-                dist: vec![0; n],
-                parent: vec![NO_PARENT; n],
-                queue: Vec::with_capacity(n),
-                now: 0,
-            };
+        if self.marks.len() != n {
+            self.marks = vec![Mark::default(); n];
+            self.tree = vec![(0, NO_PARENT); n];
+            self.now = 0;
         }
         self.now = self.now.wrapping_add(1);
         if self.now == 0 {
-            self.epoch.iter_mut().for_each(|e| *e = 0);
+            self.marks.iter_mut().for_each(|m| m.epoch = 0);
             self.now = 1;
         }
+        self.queue.clear();
         let mut out = FloodOutcome::default();
         if origin as usize >= n {
             return out;
         }
         let now = self.now;
-        self.queue.clear();
         self.queue.push(origin);
-        self.epoch[origin as usize] = now;
-        self.dist[origin as usize] = 0;
-        self.parent[origin as usize] = NO_PARENT;
+        self.marks[origin as usize] = Mark {
+            epoch: now,
+            handled: 0,
+        };
+        self.tree[origin as usize] = (0, NO_PARENT);
         let mut head = 0;
         while head < self.queue.len() {
             let u = self.queue[head];
             head += 1;
-            let du = self.dist[u as usize];
+            let (du, from) = self.tree[u as usize];
             if du >= ttl {
                 continue;
             }
-            let from = self.parent[u as usize];
-            for &w in &adj[u as usize] {
+            let mut sent = 0;
+            for &w in adj.of(u) {
                 if w == from {
                     continue;
                 }
-                out.copies += 1;
-                charge(u);
+                sent += 1;
                 if !alive(w) {
                     continue;
                 }
-                charge(w);
+                let mark = &mut self.marks[w as usize];
+                if mark.epoch == now {
+                    mark.handled += 1;
+                    continue;
+                }
+                *mark = Mark {
+                    epoch: now,
+                    handled: 1,
+                };
+                self.tree[w as usize] = (du + 1, u);
+                self.queue.push(w);
+                out.depth = out.depth.max(du + 1);
                 if du == 0 {
                     out.neighbour_reached = true;
                 }
-                if self.epoch[w as usize] == now {
-                    continue;
-                }
-                self.epoch[w as usize] = now;
-                self.dist[w as usize] = du + 1;
-                self.parent[w as usize] = u;
-                out.depth = out.depth.max(du + 1);
-                self.queue.push(w);
                 if holder(w) {
                     out.hit_messages += u64::from(du + 1);
                     if out.nearest.is_none() {
@@ -252,15 +290,25 @@ impl Flood {
                     }
                     // The hit retraces the query's path, one message a hop.
                     let mut at = w;
-                    while self.parent[at as usize] != NO_PARENT {
-                        charge(at);
-                        at = self.parent[at as usize];
-                        charge(at);
+                    while self.tree[at as usize].1 != NO_PARENT {
+                        self.marks[at as usize].handled += 1;
+                        at = self.tree[at as usize].1;
+                        self.marks[at as usize].handled += 1;
                     }
                 }
             }
+            self.marks[u as usize].handled += sent;
+            out.copies += u64::from(sent);
         }
         out
+    }
+
+    /// Report, for every node the last flood reached, the messages it sent
+    /// or received.
+    pub fn charge(&self, mut f: impl FnMut(u32, u64)) {
+        for &v in &self.queue {
+            f(v, u64::from(self.marks[v as usize].handled));
+        }
     }
 }
 
