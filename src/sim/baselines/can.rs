@@ -269,10 +269,8 @@ impl Model for Can {
         self.set_point(key);
         let end = self.route(from, &mut out);
         out.found = self.stored.holds(key, end);
-        for w in self.path.windows(2).rev() {
-            out.messages += 1;
-            self.nodes.send(w[1], w[0]);
-        }
+        // The answer (value or miss) retraces the path.
+        self.nodes.retrace(&self.path, &mut out);
         out.requester_exposed = out.hops > 0 && self.nobody_behind(from);
         out
     }

@@ -82,18 +82,7 @@ impl Chord {
 
     /// The requester `from` asks `to`; true when `to` answered.
     fn contact(&mut self, from: NodeIx, to: NodeIx, out: &mut Lookup) -> bool {
-        if to == from {
-            return true;
-        }
-        out.messages += 1;
-        if !self.nodes.send(from, to) {
-            return false;
-        }
-        out.messages += 1;
-        self.nodes.send(to, from);
-        out.hops += 1;
-        out.requester_exposed = true;
-        true
+        to == from || self.nodes.ask(from, to, out)
     }
 
     /// Iterative lookup of the node responsible for `key`, from `from`:

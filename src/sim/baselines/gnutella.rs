@@ -57,14 +57,10 @@ impl Model for Gnutella {
     }
 
     fn lookup(&mut self, from: NodeIx, key: u64, _rng: &mut dyn RngCore) -> Lookup {
+        if let Some(done) = self.nodes.settled(from, key, &self.held) {
+            return done;
+        }
         let mut out = Lookup::default();
-        if !self.nodes.alive(from) {
-            return out;
-        }
-        if self.held.holds(key, from) {
-            out.found = true;
-            return out;
-        }
         let holders = self.held.holders(key);
         let alive = &self.nodes.alive;
         let flood = self.flood.run(

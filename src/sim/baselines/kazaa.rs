@@ -175,40 +175,19 @@ impl Model for Kazaa {
     }
 
     fn lookup(&mut self, from: NodeIx, key: u64, _rng: &mut dyn RngCore) -> Lookup {
+        if let Some(done) = self.nodes.settled(from, key, &self.held) {
+            return done;
+        }
         let mut out = Lookup::default();
-        if !self.nodes.alive(from) {
-            return out;
-        }
-        if self.held.holds(key, from) {
-            out.found = true;
-            return out;
-        }
         let sp = self.sp_of[from as usize];
-        if sp != from {
-            out.messages += 1;
-            if !self.nodes.send(from, sp) {
-                return out;
-            }
-            out.hops += 1;
-            out.requester_exposed = true;
+        // The super-peer knows which of its leaves asked.
+        if sp != from && !self.nodes.ask(from, sp, &mut out) {
+            return out;
         }
         let holder = self.search(from, sp, key, &mut out);
-        if sp != from {
-            out.messages += 1;
-            self.nodes.send(sp, from);
+        if let Some(holder) = holder {
+            self.nodes.fetch(from, holder, key, &self.held, &mut out);
         }
-        let Some(holder) = holder else {
-            return out;
-        };
-        out.messages += 1;
-        if !self.nodes.send(from, holder) {
-            return out;
-        }
-        out.messages += 1;
-        self.nodes.send(holder, from);
-        out.hops += 1;
-        out.requester_exposed = true;
-        out.found = self.held.holds(key, holder);
         out
     }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 use rand::RngCore;
 
-use super::model::{Graph, Model, NodeIx};
+use super::model::{Graph, Lookup, Model, NodeIx};
 
 mod can;
 mod chord;
@@ -112,6 +112,55 @@ impl Nodes {
             self.load[to as usize] += 1;
         }
         delivered
+    }
+
+    /// A lookup that ends before any message: the requester is down (not
+    /// found) or holds the key itself (found, no hop, nobody learns).
+    pub fn settled(&self, from: NodeIx, key: u64, held: &Holdings) -> Option<Lookup> {
+        if !self.alive(from) {
+            return Some(Lookup::default());
+        }
+        held.holds(key, from).then(|| Lookup {
+            found: true,
+            ..Lookup::default()
+        })
+    }
+
+    /// `from` asks `to` directly and `to` answers: request and reply, one
+    /// hop, and `to` sees the requester's address. False when `to` is down
+    /// (the request is lost, no hop).
+    pub fn ask(&mut self, from: NodeIx, to: NodeIx, out: &mut Lookup) -> bool {
+        out.messages += 1;
+        if !self.send(from, to) {
+            return false;
+        }
+        out.messages += 1;
+        self.send(to, from);
+        out.hops += 1;
+        out.requester_exposed = true;
+        true
+    }
+
+    /// The answer retraces a recursive route's `path` (requester first),
+    /// one message a hop.
+    pub fn retrace(&mut self, path: &[NodeIx], out: &mut Lookup) {
+        for w in path.windows(2).rev() {
+            out.messages += 1;
+            self.send(w[1], w[0]);
+        }
+    }
+
+    /// Napster's and Kazaa's last step: download `key` straight from
+    /// `holder`. The holder sees the requester's address.
+    pub fn fetch(
+        &mut self,
+        from: NodeIx,
+        holder: NodeIx,
+        key: u64,
+        held: &Holdings,
+        out: &mut Lookup,
+    ) {
+        out.found = self.ask(from, holder, out) && held.holds(key, holder);
     }
 
     pub fn fail(&mut self, nodes: &[NodeIx]) {

@@ -42,14 +42,9 @@ impl Napster {
     /// answered.
     fn ask_index(&mut self, from: NodeIx, key: u64, out: &mut Lookup) -> Option<Option<NodeIx>> {
         if from != self.index {
-            out.messages += 1;
-            if !self.nodes.send(from, self.index) {
+            if !self.nodes.ask(from, self.index, out) {
                 return None;
             }
-            out.messages += 1;
-            self.nodes.send(self.index, from);
-            out.hops += 1;
-            out.requester_exposed = true;
         } else if !self.nodes.alive(self.index) {
             return None;
         }
@@ -77,28 +72,16 @@ impl Model for Napster {
     }
 
     fn lookup(&mut self, from: NodeIx, key: u64, _rng: &mut dyn RngCore) -> Lookup {
+        if let Some(done) = self.nodes.settled(from, key, &self.held) {
+            return done;
+        }
         let mut out = Lookup::default();
-        if !self.nodes.alive(from) {
-            return out;
-        }
-        if self.held.holds(key, from) {
-            out.found = true;
-            return out;
-        }
         let Some(Some(holder)) = self.ask_index(from, key, &mut out) else {
             return out;
         };
         // The download goes straight to the holder, which sees the
         // requester's address as the index did.
-        out.messages += 1;
-        if !self.nodes.send(from, holder) {
-            return out;
-        }
-        out.messages += 1;
-        self.nodes.send(holder, from);
-        out.hops += 1;
-        out.requester_exposed = true;
-        out.found = self.held.holds(key, holder);
+        self.nodes.fetch(from, holder, key, &self.held, &mut out);
         out
     }
 

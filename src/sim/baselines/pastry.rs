@@ -266,10 +266,7 @@ impl Model for Pastry {
         };
         out.found = self.stored.holds(key, end);
         // The answer (value or miss) retraces the path.
-        for w in self.path.windows(2).rev() {
-            out.messages += 1;
-            self.nodes.send(w[1], w[0]);
-        }
+        self.nodes.retrace(&self.path, &mut out);
         out.requester_exposed =
             route.first_by_table && self.row0_full && shared(self.id[from as usize], key) == 0;
         out
