@@ -194,18 +194,13 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
         redundancy: a.redundancy,
         ..Default::default()
     };
-    let uri = veil::transfer::put_file_with(
-        a.node,
-        &data,
-        a.concurrency,
-        &split,
-        move |done, total| {
+    let uri =
+        veil::transfer::put_file_with(a.node, &data, a.concurrency, &split, move |done, total| {
             progress_bar.set_length(total as u64);
             progress_bar.set_position(done as u64);
-        },
-    )
-    .await
-    .with_context(|| format!("inserting {}", file.display()))?;
+        })
+        .await
+        .with_context(|| format!("inserting {}", file.display()))?;
     let blocks = bar.length().unwrap_or(0);
     bar.finish_and_clear();
     eprintln!(

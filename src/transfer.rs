@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use crate::client::{Client, ClientError};
 use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions};
-use crate::routing::Failure;
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::Chk;
+use crate::routing::Failure;
 
 /// How long one block request may take end to end.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(150);

@@ -272,7 +272,10 @@ fn fanout_is_the_most_that_fits_in_a_block() {
             redundancy: u16::MAX,
         }),
     };
-    for (version, fanout) in [(MANIFEST_VERSION, MAX_FANOUT), (MANIFEST_VERSION_V1, MAX_FANOUT_V1)] {
+    for (version, fanout) in [
+        (MANIFEST_VERSION, MAX_FANOUT),
+        (MANIFEST_VERSION_V1, MAX_FANOUT_V1),
+    ] {
         let fits = encode_manifest(&worst(version, fanout));
         assert!(fits.len() <= BLOCK_DATA_LEN, "{}", fits.len());
         assert!(Chk::encode_kind(BlockKind::Manifest, &fits).is_ok());

@@ -10,8 +10,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use veil::content::{
     decode_manifest, encode_manifest, fetch_to_writer, split_v1, split_with, ContentError, Fec,
-    FetchOptions, Layout, Manifest, ManifestEntry, SplitOptions, DEFAULT_MAX_LEN,
-    MANIFEST_VERSION, MANIFEST_VERSION_V1, MAX_FANOUT, MAX_FANOUT_V1,
+    FetchOptions, Layout, Manifest, ManifestEntry, SplitOptions, DEFAULT_MAX_LEN, MANIFEST_VERSION,
+    MANIFEST_VERSION_V1, MAX_FANOUT, MAX_FANOUT_V1,
 };
 use veil::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
@@ -237,7 +237,10 @@ fn failed_blocks_are_retried_with_a_new_request() {
             |_| {},
         ))
         .unwrap_err();
-    assert!(matches!(err, ContentError::BlockUnavailable { .. }), "{err}");
+    assert!(
+        matches!(err, ContentError::BlockUnavailable { .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -328,7 +331,13 @@ fn a_manifest_bomb_is_refused_after_one_block() {
         let (got, calls) = runtime().block_on(get_counted(&uri, net, opts(5)));
         let err = got.unwrap_err();
         assert!(
-            matches!(err, ContentError::TooLarge { max: DEFAULT_MAX_LEN, .. }),
+            matches!(
+                err,
+                ContentError::TooLarge {
+                    max: DEFAULT_MAX_LEN,
+                    ..
+                }
+            ),
             "{err:?}"
         );
         assert!(err.to_string().contains("--max-size"), "{err}");

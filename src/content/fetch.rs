@@ -202,12 +202,19 @@ where
     progress.blocks_known += root.entries.len() as u64;
     on_progress(progress);
 
-    let leaves = walk_tree(&getter, root, concurrency, max_leaves, file_length, &mut |n| {
-        progress.blocks_done += 1;
-        progress.blocks_known += n;
-        progress.retries = counter.load(Ordering::Relaxed);
-        on_progress(progress);
-    })
+    let leaves = walk_tree(
+        &getter,
+        root,
+        concurrency,
+        max_leaves,
+        file_length,
+        &mut |n| {
+            progress.blocks_done += 1;
+            progress.blocks_known += n;
+            progress.retries = counter.load(Ordering::Relaxed);
+            on_progress(progress);
+        },
+    )
     .await?;
 
     // The segments: version 2 from the layout (every leaf's length checked
@@ -447,9 +454,8 @@ where
                 let entry = &self.items[i];
                 let getter = self.getter.clone();
                 let (chk, len) = (entry.chk.clone(), entry.length);
-                self.tasks.spawn(async move {
-                    (i, getter.open(chk, BlockKind::Manifest, len).await)
-                });
+                self.tasks
+                    .spawn(async move { (i, getter.open(chk, BlockKind::Manifest, len).await) });
                 self.next_spawn += 1;
             }
             match self.tasks.join_next().await {

@@ -204,7 +204,10 @@ mod tests {
         // No redundancy: no check blocks.
         assert_eq!(layout(5 * b, 2, 0).check_blocks(), 0);
         // The largest file fits the stored bound.
-        assert!(layout(super::super::MAX_FILE_LEN, 1, MAX_REDUNDANCY).stored_len() <= Layout::MAX_STORED_LEN);
+        assert!(
+            layout(super::super::MAX_FILE_LEN, 1, MAX_REDUNDANCY).stored_len()
+                <= Layout::MAX_STORED_LEN
+        );
     }
 
     #[test]

@@ -266,13 +266,9 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
                 .collect(),
         ),
         fec: Skip {
-            value: m.fec.map(|f| {
-                WireFec(
-                    f.file_length,
-                    u64::from(f.segment),
-                    u64::from(f.redundancy),
-                )
-            }),
+            value: m
+                .fec
+                .map(|f| WireFec(f.file_length, u64::from(f.segment), u64::from(f.redundancy))),
             omit: v1,
         },
     };

@@ -187,8 +187,8 @@ where
     let mut shards: Vec<Option<Arc<Vec<u8>>>> = vec![None; n];
     let mut obtained = 0usize;
     let fill = |shards: &mut Vec<Option<Arc<Vec<u8>>>>,
-                    key: &LeafKey,
-                    data: Arc<Vec<u8>>|
+                key: &LeafKey,
+                data: Arc<Vec<u8>>|
      -> Result<usize, ContentError> {
         let at = places.get(key).map(Vec::as_slice).unwrap_or(&[]);
         for &i in at {
@@ -305,8 +305,8 @@ async fn rebuild(
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|d| (i, d.as_slice())));
-        let mut restored = reed_solomon_simd::decode(k, m, originals, recovery)
-            .map_err(ContentError::Fec)?;
+        let mut restored =
+            reed_solomon_simd::decode(k, m, originals, recovery).map_err(ContentError::Fec)?;
         let mut out = Vec::with_capacity(k);
         for (i, shard) in shards.into_iter().take(k).enumerate() {
             if let Some(data) = shard {
