@@ -62,15 +62,15 @@ async fn get(uri: &Chk, net: HashMap<RoutingKey, Block>) -> Result<Vec<u8>, Cont
 /// The version-2 format without check blocks: the tree has the shape the
 /// version-1 encoder gave, so its counts are easy to state.
 fn plain(data: &[u8], fanout: usize) -> SplitFile {
-    split_with(
-        data,
-        &SplitOptions {
-            redundancy: 0,
-            fanout,
-            ..SplitOptions::default()
-        },
-    )
-    .unwrap()
+    split_with(data, &no_check_blocks(fanout)).unwrap()
+}
+
+fn no_check_blocks(fanout: usize) -> SplitOptions {
+    SplitOptions {
+        redundancy: 0,
+        fanout,
+        ..SplitOptions::default()
+    }
 }
 
 fn kinds(sf: &SplitFile) -> (usize, usize) {
@@ -196,16 +196,7 @@ fn trees_deeper_than_the_limit_are_refused() {
     // Fan-out 2 and depth <= MAX_DEPTH hold 2^(MAX_DEPTH+1) blocks.
     let blocks = 1usize << (MAX_DEPTH + 1);
     let ok = bytes(blocks * BLOCK_DATA_LEN, 5);
-    let with = |data: &[u8], fanout: usize| {
-        split_with(
-            data,
-            &SplitOptions {
-                redundancy: 0,
-                fanout,
-                ..SplitOptions::default()
-            },
-        )
-    };
+    let with = |data: &[u8], fanout: usize| split_with(data, &no_check_blocks(fanout));
     assert!(with(&ok, 2).is_ok());
     let too_big = bytes(blocks * BLOCK_DATA_LEN + 1, 5);
     assert!(matches!(

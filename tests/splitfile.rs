@@ -7,6 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod common;
+
+use common::bytes;
 use proptest::prelude::*;
 use veil::content::{
     decode_manifest, encode_manifest, fetch_to_writer, split_v1, split_with, ContentError, Fec,
@@ -17,19 +20,14 @@ use veil::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
 const B: u64 = BLOCK_DATA_LEN as u64;
 
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
+type Net = HashMap<RoutingKey, Block>;
+
+fn net_of(blocks: &[Block]) -> Net {
+    blocks
+        .iter()
+        .map(|b| (b.routing_key(), b.clone()))
         .collect()
 }
-
-type Net = HashMap<RoutingKey, Block>;
 
 /// Fetch through `net`, counting calls; no retries unless asked.
 async fn get_counted(
@@ -98,7 +96,7 @@ proptest! {
         prop_assert_eq!(root.depth, 0);
         prop_assert_eq!(root.entries.len() as u64, layout.leaves());
         let keys: Vec<RoutingKey> = root.entries.iter().map(|e| e.chk.routing).collect();
-        let mut net: Net = sf.blocks.iter().map(|b| (b.routing_key(), b.clone())).collect();
+        let mut net: Net = net_of(&sf.blocks);
         for (leaf, key) in keys.iter().enumerate() {
             if drop_mask >> (leaf % 64) & 1 == 1 {
                 net.remove(key);
@@ -134,11 +132,7 @@ proptest! {
 fn a_fetch_asks_for_only_k_blocks_in_a_random_order() {
     let data = bytes(20 * BLOCK_DATA_LEN, 1);
     let sf = split_with(&data, &SplitOptions::default()).unwrap();
-    let net: Net = sf
-        .blocks
-        .iter()
-        .map(|b| (b.routing_key(), b.clone()))
-        .collect();
+    let net: Net = net_of(&sf.blocks);
     let rt = runtime();
     let order = |seed: u64| {
         let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -191,12 +185,7 @@ fn failed_blocks_are_retried_with_a_new_request() {
         },
     )
     .unwrap();
-    let net: Arc<Net> = Arc::new(
-        sf.blocks
-            .iter()
-            .map(|b| (b.routing_key(), b.clone()))
-            .collect(),
-    );
+    let net: Arc<Net> = Arc::new(net_of(&sf.blocks));
     let tried = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
     let fetch_block = move |key: RoutingKey| {
         let first = tried.lock().unwrap().insert(key);
@@ -261,21 +250,13 @@ fn old_format_files_still_fetch() {
     let new = split_with(&data, &SplitOptions::default()).unwrap();
     assert_eq!(old.blocks[..6], new.blocks[..6]);
     assert_ne!(old.uri, new.uri);
-    let net: Net = old
-        .blocks
-        .iter()
-        .map(|b| (b.routing_key(), b.clone()))
-        .collect();
+    let net: Net = net_of(&old.blocks);
     let (got, calls) = runtime().block_on(get_counted(&old.uri, net, opts(3)));
     assert!(got.unwrap() == data);
     assert_eq!(calls, 7);
     // A deeper old tree, too.
     let old = split_v1(&data, 2).unwrap();
-    let net: Net = old
-        .blocks
-        .iter()
-        .map(|b| (b.routing_key(), b.clone()))
-        .collect();
+    let net: Net = net_of(&old.blocks);
     let (got, _) = runtime().block_on(get_counted(&old.uri, net, opts(4)));
     assert!(got.unwrap() == data);
 }
@@ -359,11 +340,7 @@ fn repeated_keys_are_fetched_once() {
         },
     )
     .unwrap();
-    let net: Net = sf
-        .blocks
-        .iter()
-        .map(|b| (b.routing_key(), b.clone()))
-        .collect();
+    let net: Net = net_of(&sf.blocks);
     let distinct = net.len();
     let (got, calls) = runtime().block_on(get_counted(&sf.uri, net, opts(6)));
     assert!(got.unwrap() == zeros);
@@ -371,11 +348,7 @@ fn repeated_keys_are_fetched_once() {
     assert!(calls < 10, "{calls}");
     // Same for an old-format file.
     let old = split_v1(&zeros, 16).unwrap();
-    let net: Net = old
-        .blocks
-        .iter()
-        .map(|b| (b.routing_key(), b.clone()))
-        .collect();
+    let net: Net = net_of(&old.blocks);
     let distinct = net.len();
     let (got, calls) = runtime().block_on(get_counted(&old.uri, net, opts(7)));
     assert!(got.unwrap() == zeros);

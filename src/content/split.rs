@@ -55,51 +55,32 @@ pub fn split_with(data: &[u8], opts: &SplitOptions) -> Result<SplitFile, Content
     if !(2..=MAX_FANOUT).contains(&opts.fanout) {
         return Err(ContentError::BadFanout(opts.fanout));
     }
-    let len = data.len() as u64;
-    if len > MAX_FILE_LEN {
-        return Err(ContentError::TooLarge {
-            len,
-            max: MAX_FILE_LEN,
-        });
+    let bad = |_| ContentError::BadOptions {
+        segment: opts.segment,
+        redundancy: opts.redundancy,
+    };
+    // Options are checked even for a file that will not use them.
+    Fec::checked(1, u64::from(opts.segment), u64::from(opts.redundancy)).map_err(bad)?;
+    if let Some(small) = one_block(data)? {
+        return Ok(small);
     }
     let fec = Fec::checked(
-        len.max(1),
+        data.len() as u64,
         u64::from(opts.segment),
         u64::from(opts.redundancy),
     )
-    .map_err(|_| ContentError::BadOptions {
-        segment: opts.segment,
-        redundancy: opts.redundancy,
-    })?;
+    .map_err(bad)?;
     let mut out = BlockList::default();
-    if data.len() <= BLOCK_DATA_LEN {
-        let (uri, block) = encode(BlockKind::Data, data)?;
-        out.push(block);
-        return Ok(SplitFile {
-            uri,
-            blocks: out.blocks,
-        });
-    }
     let layout = Layout::new(fec);
     let mut leaves: Vec<ManifestEntry> = Vec::with_capacity(layout.leaves() as usize);
     let mut pieces = data.chunks(BLOCK_DATA_LEN);
     for seg in layout.iter() {
         let group: Vec<&[u8]> = pieces.by_ref().take(seg.data).collect();
         for piece in &group {
-            let (chk, block) = encode(BlockKind::Data, piece)?;
-            out.push(block);
-            leaves.push(ManifestEntry {
-                chk,
-                length: piece.len() as u64,
-            });
+            out.leaf(&mut leaves, piece)?;
         }
         for shard in check_shards(&group, seg.check)? {
-            let (chk, block) = encode(BlockKind::Data, &shard)?;
-            out.push(block);
-            leaves.push(ManifestEntry {
-                chk,
-                length: shard.len() as u64,
-            });
+            out.leaf(&mut leaves, &shard)?;
         }
     }
     let root = build_tree(
@@ -110,12 +91,27 @@ pub fn split_with(data: &[u8], opts: &SplitOptions) -> Result<SplitFile, Content
         Some(layout.fec()),
         &mut out,
     )?;
-    let (uri, block) = encode(BlockKind::Manifest, &encode_manifest(&root))?;
-    out.push(block);
-    Ok(SplitFile {
+    out.finish(&root)
+}
+
+/// A file of at most one block is that block alone; a file over the limit
+/// is refused. `None`: a splitfile it is.
+fn one_block(data: &[u8]) -> Result<Option<SplitFile>, ContentError> {
+    let len = data.len() as u64;
+    if len > MAX_FILE_LEN {
+        return Err(ContentError::TooLarge {
+            len,
+            max: MAX_FILE_LEN,
+        });
+    }
+    if data.len() > BLOCK_DATA_LEN {
+        return Ok(None);
+    }
+    let (uri, block) = encode(BlockKind::Data, data)?;
+    Ok(Some(SplitFile {
         uri,
-        blocks: out.blocks,
-    })
+        blocks: vec![block],
+    }))
 }
 
 /// The Reed-Solomon check blocks over one segment's data blocks, each
@@ -188,30 +184,13 @@ pub fn split_v1(data: &[u8], fanout: usize) -> Result<SplitFile, ContentError> {
     if !(2..=MAX_FANOUT_V1).contains(&fanout) {
         return Err(ContentError::BadFanout(fanout));
     }
-    let len = data.len() as u64;
-    if len > MAX_FILE_LEN {
-        return Err(ContentError::TooLarge {
-            len,
-            max: MAX_FILE_LEN,
-        });
+    if let Some(small) = one_block(data)? {
+        return Ok(small);
     }
     let mut out = BlockList::default();
-    if data.len() <= BLOCK_DATA_LEN {
-        let (uri, block) = encode(BlockKind::Data, data)?;
-        out.push(block);
-        return Ok(SplitFile {
-            uri,
-            blocks: out.blocks,
-        });
-    }
     let mut level = Vec::with_capacity(data.len().div_ceil(BLOCK_DATA_LEN));
     for piece in data.chunks(BLOCK_DATA_LEN) {
-        let (chk, block) = encode(BlockKind::Data, piece)?;
-        out.push(block);
-        level.push(ManifestEntry {
-            chk,
-            length: piece.len() as u64,
-        });
+        out.leaf(&mut level, piece)?;
     }
     let root = build_tree(
         level,
@@ -221,12 +200,7 @@ pub fn split_v1(data: &[u8], fanout: usize) -> Result<SplitFile, ContentError> {
         None,
         &mut out,
     )?;
-    let (uri, block) = encode(BlockKind::Manifest, &encode_manifest(&root))?;
-    out.push(block);
-    Ok(SplitFile {
-        uri,
-        blocks: out.blocks,
-    })
+    out.finish(&root)
 }
 
 fn encode(kind: BlockKind, data: &[u8]) -> Result<(Chk, Block), ContentError> {
@@ -247,5 +221,26 @@ impl BlockList {
         if self.seen.insert(block.routing_key()) {
             self.blocks.push(block);
         }
+    }
+
+    /// Seal `plain` as a data block and list it as the next leaf.
+    fn leaf(&mut self, leaves: &mut Vec<ManifestEntry>, plain: &[u8]) -> Result<(), ContentError> {
+        let (chk, block) = encode(BlockKind::Data, plain)?;
+        self.push(block);
+        leaves.push(ManifestEntry {
+            chk,
+            length: plain.len() as u64,
+        });
+        Ok(())
+    }
+
+    /// Seal the root last and name the file by it.
+    fn finish(mut self, root: &Manifest) -> Result<SplitFile, ContentError> {
+        let (uri, block) = encode(BlockKind::Manifest, &encode_manifest(root))?;
+        self.push(block);
+        Ok(SplitFile {
+            uri,
+            blocks: self.blocks,
+        })
     }
 }
