@@ -10,6 +10,7 @@ use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::Chk;
 use crate::routing::Failure;
+use sha2::{Digest, Sha256};
 
 /// How long one block request may take end to end.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(150);
@@ -150,6 +151,20 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     on_progress: impl FnMut(Progress),
 ) -> Result<u64, TransferError> {
+    // Unless told otherwise, the order blocks are asked for is random per
+    // file and node but the same each time: a second get through the same
+    // node asks for the same blocks, which its client cache holds, while
+    // other nodes spread over other check blocks.
+    let mut opts = *opts;
+    if opts.seed.is_none() {
+        let digest = Sha256::new()
+            .chain_update(uri.routing.0)
+            .chain_update(node.to_string())
+            .finalize();
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        opts.seed = Some(u64::from_le_bytes(seed));
+    }
     // Idle connections to the node, reused across block fetches.
     let pool: Arc<std::sync::Mutex<Vec<Client>>> = Arc::default();
     let fetch_block = move |key| {
@@ -167,7 +182,7 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
             Ok::<_, ClientError>(block)
         }
     };
-    Ok(content::fetch_to_writer(uri, opts, fetch_block, writer, on_progress).await?)
+    Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
 }
 
 #[cfg(test)]
