@@ -244,6 +244,11 @@ pub struct PutArgs {
     /// fewer in flight means more batches, each after its random delay).
     #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
+    /// Reed-Solomon check blocks per 100 data blocks (0..=300; 100 = 128
+    /// check blocks for each segment of 128 data blocks).
+    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
+          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
+    pub redundancy: u16,
 }
 
 #[derive(clap::Args)]
@@ -257,6 +262,25 @@ pub struct GetArgs {
     /// Blocks fetched at once (128 fills a tunnel's window, four batches).
     #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
+    /// Refuse a file whose root declares more than this (e.g. 4GiB, 100MB),
+    /// before fetching anything else.
+    #[arg(long, default_value = "4GiB", value_parser = parse_max_size)]
+    pub max_size: u64,
+    /// Times a failed block request is asked again, with doubling waits.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
+}
+
+/// `veil get --max-size`: a byte count, at most the format's 1 TiB.
+fn parse_max_size(text: &str) -> Result<u64, String> {
+    let bytes = veil::store::parse_size(text).map_err(|e| e.to_string())?;
+    if bytes > veil::content::MAX_FILE_LEN {
+        return Err(format!(
+            "at most {} bytes (1 TiB)",
+            veil::content::MAX_FILE_LEN
+        ));
+    }
+    Ok(bytes)
 }
 
 /// A workload file size: at least one byte, at most what fits in memory.

@@ -188,19 +188,25 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
     let bar = progress(0, "inserting", " blocks");
     let started = std::time::Instant::now();
     let progress_bar = bar.clone();
-    let uri = veil::transfer::put_file(a.node, &data, a.concurrency, move |done, total| {
-        progress_bar.set_length(total as u64);
-        progress_bar.set_position(done as u64);
-    })
-    .await
-    .with_context(|| format!("inserting {}", file.display()))?;
+    let split = veil::content::SplitOptions {
+        redundancy: a.redundancy,
+        ..Default::default()
+    };
+    let uri =
+        veil::transfer::put_file_with(a.node, &data, a.concurrency, &split, move |done, total| {
+            progress_bar.set_length(total as u64);
+            progress_bar.set_position(done as u64);
+        })
+        .await
+        .with_context(|| format!("inserting {}", file.display()))?;
     let blocks = bar.length().unwrap_or(0);
     bar.finish_and_clear();
     eprintln!(
-        "inserted {} ({} bytes, {} blocks) in {:.1?}",
+        "inserted {} ({} bytes, {} blocks, {}% redundancy) in {:.1?}",
         file.display(),
         data.len(),
         blocks,
+        a.redundancy,
         started.elapsed()
     );
     println!("{}", uri.to_uri());
@@ -210,32 +216,70 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
 async fn get(a: GetArgs) -> Result<ExitCode> {
     let chk: Chk = a.uri.parse().context("invalid URI")?;
     let started = std::time::Instant::now();
-    let data = veil::transfer::get_file(a.node, &chk, a.concurrency)
-        .await
-        .context("fetching the file")?;
-    match a.output.as_deref() {
+    let opts = veil::content::FetchOptions {
+        max_len: a.max_size,
+        retries: a.retries,
+        ..veil::transfer::get_options(a.concurrency)
+    };
+    let bar = progress(0, "fetching", " blocks");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "fetching [{bar:30}] {pos}/{len} blocks, {msg} {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    let shown = bar.clone();
+    let on_progress = move |p: veil::content::Progress| {
+        shown.set_length(p.blocks_known);
+        shown.set_position(p.blocks_done);
+        shown.set_message(format!(
+            "segment {}/{}, {} retries",
+            p.segments_done, p.segments_total, p.retries
+        ));
+    };
+    let len = match a.output.as_deref() {
         Some(path) => {
             // Write beside the target, then rename: no partial file is ever
             // left under the final name.
             let tmp = path.with_extension("veil-partial");
-            let write = || -> std::io::Result<()> {
-                let mut f = std::fs::File::create(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
+            let written = async {
+                let mut f = tokio::fs::File::create(&tmp)
+                    .await
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                let len = veil::transfer::get_to_writer(a.node, &chk, &opts, &mut f, on_progress)
+                    .await
+                    .context("fetching the file")?;
+                f.sync_all()
+                    .await
+                    .with_context(|| format!("writing {}", tmp.display()))?;
+                drop(f);
                 std::fs::rename(&tmp, path)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                anyhow::Ok(len)
             };
-            if let Err(e) = write() {
-                let _ = std::fs::remove_file(&tmp);
-                return Err(e).with_context(|| format!("writing {}", path.display()));
+            match written.await {
+                Ok(len) => len,
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    bar.finish_and_clear();
+                    return Err(e);
+                }
             }
         }
         None => {
+            // Held until it verifies: stdout cannot take back a bad file.
+            let mut data = Vec::new();
+            let fetched =
+                veil::transfer::get_to_writer(a.node, &chk, &opts, &mut data, on_progress).await;
+            bar.finish_and_clear();
+            fetched.context("fetching the file")?;
             let mut out = std::io::stdout().lock();
             out.write_all(&data).context("writing to stdout")?;
             out.flush().context("writing to stdout")?;
+            data.len() as u64
         }
-    }
-    eprintln!("fetched {} bytes in {:.1?}", data.len(), started.elapsed());
+    };
+    bar.finish_and_clear();
+    eprintln!("fetched {len} bytes in {:.1?}", started.elapsed());
     Ok(ExitCode::SUCCESS)
 }
 

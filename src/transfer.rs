@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::client::{Client, ClientError};
-use crate::content::{self, ContentError};
+use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::Chk;
+use crate::routing::Failure;
+use sha2::{Digest, Sha256};
 
 /// How long one block request may take end to end.
 pub const BLOCK_TIMEOUT: Duration = Duration::from_secs(150);
@@ -40,17 +42,29 @@ impl HasKind for TransferError {
     }
 }
 
-/// Split `data`, insert every block through the node at `node` with at most
-/// `concurrency` blocks in flight (the root last, so the URI only resolves
-/// once everything is in), and return the URI. `on_block` is called after
-/// each block with (done, total).
+/// Split `data` with the default options (100% redundancy), insert every
+/// block through the node at `node` with at most `concurrency` blocks in
+/// flight (the root last, so the URI only resolves once everything is in),
+/// and return the URI. `on_block` is called after each block with (done,
+/// total).
 pub async fn put_file(
     node: SocketAddr,
     data: &[u8],
     concurrency: usize,
     on_block: impl Fn(usize, usize) + Send + Sync + 'static,
 ) -> Result<Chk, TransferError> {
-    let split = content::split(data)?;
+    put_file_with(node, data, concurrency, &SplitOptions::default(), on_block).await
+}
+
+/// [`put_file`] with the splitting options (redundancy, segment size).
+pub async fn put_file_with(
+    node: SocketAddr,
+    data: &[u8],
+    concurrency: usize,
+    split: &SplitOptions,
+    on_block: impl Fn(usize, usize) + Send + Sync + 'static,
+) -> Result<Chk, TransferError> {
+    let split = content::split_with(data, split)?;
     let total = split.blocks.len();
     let mut blocks = split.blocks;
     let Some(root) = blocks.pop() else {
@@ -94,13 +108,63 @@ pub async fn put_file(
     Ok(split.uri)
 }
 
+/// Whether a failed block request through the node is worth asking again:
+/// not found, timed out, overloaded, or the connection lost mid-request.
+/// Not when the node cannot be reached at all, has no peers, refuses, or
+/// sent something that does not verify.
+pub fn worth_retrying(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    match e.downcast_ref::<ClientError>() {
+        Some(ClientError::Network(f)) => !matches!(f, Failure::NoPeers),
+        Some(ClientError::Timeout(_) | ClientError::Io(_) | ClientError::Closed) => true,
+        _ => false,
+    }
+}
+
+/// The fetch options `veil get` starts from: the defaults, retrying only
+/// what [`worth_retrying`] says.
+pub fn get_options(concurrency: usize) -> FetchOptions {
+    FetchOptions {
+        concurrency: concurrency.clamp(1, 64),
+        retry_if: worth_retrying,
+        ..FetchOptions::default()
+    }
+}
+
 /// Fetch the file named by `uri` through the node at `node`, verifying every
-/// block, the length and the whole-file hash.
+/// block, the length and the whole-file hash ([`get_options`]).
 pub async fn get_file(
     node: SocketAddr,
     uri: &Chk,
     concurrency: usize,
 ) -> Result<Vec<u8>, TransferError> {
+    let mut out = Vec::new();
+    get_to_writer(node, uri, &get_options(concurrency), &mut out, |_| {}).await?;
+    Ok(out)
+}
+
+/// Fetch the file named by `uri` through the node at `node` into `writer`
+/// (see [`content::fetch_to_writer`]: discard what was written on error).
+pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
+    node: SocketAddr,
+    uri: &Chk,
+    opts: &FetchOptions,
+    writer: &mut W,
+    on_progress: impl FnMut(Progress),
+) -> Result<u64, TransferError> {
+    // Unless told otherwise, the order blocks are asked for is random per
+    // file and node but the same each time: a second get through the same
+    // node asks for the same blocks, which its client cache holds, while
+    // other nodes spread over other check blocks.
+    let mut opts = *opts;
+    if opts.seed.is_none() {
+        let digest = Sha256::new()
+            .chain_update(uri.routing.0)
+            .chain_update(node.to_string())
+            .finalize();
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&digest[..8]);
+        opts.seed = Some(u64::from_le_bytes(seed));
+    }
     // Idle connections to the node, reused across block fetches.
     let pool: Arc<std::sync::Mutex<Vec<Client>>> = Arc::default();
     let fetch_block = move |key| {
@@ -118,13 +182,12 @@ pub async fn get_file(
             Ok::<_, ClientError>(block)
         }
     };
-    Ok(content::fetch(uri, concurrency.clamp(1, 64), fetch_block).await?)
+    Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::routing::Failure;
 
     #[test]
     fn a_block_that_could_not_be_fetched_has_the_kind_of_its_cause() {

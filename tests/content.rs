@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use veil::content::{
-    decode_manifest, encode_manifest, fetch, fetch_to_writer, fetch_with_progress, split,
-    split_with_fanout, ContentError, FetchOptions, Manifest, ManifestEntry, Progress, SplitFile,
-    MAX_DEPTH, MAX_FANOUT, MAX_FILE_LEN,
+    decode_manifest, encode_manifest, fetch_to_writer, fetch_with_progress, split, split_v1,
+    split_with, ContentError, Fec, FetchOptions, Manifest, ManifestEntry, Progress, SplitFile,
+    SplitOptions, MANIFEST_VERSION, MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1,
+    MAX_FILE_LEN,
 };
 use veil::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
@@ -46,8 +47,30 @@ fn getter(net: Net) -> impl Fn(RoutingKey) -> std::future::Ready<Result<Block, S
     }
 }
 
+/// Fetch with no retries (a missing block stays missing).
 async fn get(uri: &Chk, net: HashMap<RoutingKey, Block>) -> Result<Vec<u8>, ContentError> {
-    fetch(uri, 4, getter(Arc::new(net))).await
+    let opts = FetchOptions {
+        concurrency: 4,
+        retries: 0,
+        ..FetchOptions::default()
+    };
+    let mut out = Vec::new();
+    fetch_to_writer(uri, &opts, getter(Arc::new(net)), &mut out, |_| {}).await?;
+    Ok(out)
+}
+
+/// The version-2 format without check blocks: the tree has the shape the
+/// version-1 encoder gave, so its counts are easy to state.
+fn plain(data: &[u8], fanout: usize) -> SplitFile {
+    split_with(data, &no_check_blocks(fanout)).unwrap()
+}
+
+fn no_check_blocks(fanout: usize) -> SplitOptions {
+    SplitOptions {
+        redundancy: 0,
+        fanout,
+        ..SplitOptions::default()
+    }
 }
 
 fn kinds(sf: &SplitFile) -> (usize, usize) {
@@ -97,20 +120,32 @@ async fn small_files_are_one_data_block() {
 }
 
 #[tokio::test]
-async fn one_byte_over_a_block_is_two_blocks_and_a_manifest() {
+async fn one_byte_over_a_block_is_two_blocks_two_check_blocks_and_a_manifest() {
     let data = bytes(BLOCK_DATA_LEN + 1, 2);
     let sf = split(&data).unwrap();
-    assert_eq!(sf.blocks.len(), 3);
-    assert_eq!(kinds(&sf), (2, 1));
+    assert_eq!(sf.blocks.len(), 5);
+    // Check blocks are sealed as data blocks.
+    assert_eq!(kinds(&sf), (4, 1));
     // Data first, root manifest last, and the URI names the last block.
-    assert_eq!(sf.blocks[2].routing_key(), sf.uri.routing);
-    let (kind, plain) = sf.uri.decode_any(&sf.blocks[2]).unwrap();
+    assert_eq!(sf.blocks[4].routing_key(), sf.uri.routing);
+    let (kind, plain) = sf.uri.decode_any(&sf.blocks[4]).unwrap();
     assert_eq!(kind, BlockKind::Manifest);
     let m = decode_manifest(&plain).unwrap();
+    assert_eq!(m.version, MANIFEST_VERSION);
     assert_eq!(m.depth, 0);
-    assert_eq!(m.length, BLOCK_DATA_LEN as u64 + 1);
+    let b = BLOCK_DATA_LEN as u64;
+    assert_eq!(
+        m.fec,
+        Some(Fec {
+            file_length: b + 1,
+            segment: 128,
+            redundancy: 100
+        })
+    );
+    // Stored bytes: the file and two full check blocks.
+    assert_eq!(m.length, 3 * b + 1);
     let lens: Vec<u64> = m.entries.iter().map(|e| e.length).collect();
-    assert_eq!(lens, vec![BLOCK_DATA_LEN as u64, 1]);
+    assert_eq!(lens, vec![b, 1, b, b]);
     let want: [u8; 32] = sha256(&data);
     assert_eq!(m.sha256, Some(want));
     round_trip(&data, &sf).await;
@@ -126,9 +161,13 @@ async fn several_megabytes_round_trip() {
     let len = 3 * 1024 * 1024 + 17;
     let data = bytes(len, 3);
     let sf = split(&data).unwrap();
-    // 96 full blocks + one of 17 bytes, all listed by one root manifest.
+    // 96 full blocks + one of 17 bytes and 97 check blocks, all listed by
+    // one root manifest.
+    assert_eq!(kinds(&sf), (194, 1));
+    assert_eq!(sf.blocks.len(), 195);
+    round_trip(&data, &sf).await;
+    let sf = plain(&data, MAX_FANOUT);
     assert_eq!(kinds(&sf), (97, 1));
-    assert_eq!(sf.blocks.len(), 98);
     round_trip(&data, &sf).await;
 }
 
@@ -137,13 +176,13 @@ async fn deep_trees_round_trip() {
     // 300 000 bytes = 10 data blocks (9 full + 5 088 bytes).
     let data = bytes(300_000, 4);
     // Fan-out 2: 10 -> 5 -> 3 -> 2 -> root (depth 3): 5+3+2+1 manifests.
-    let sf2 = split_with_fanout(&data, 2).unwrap();
+    let sf2 = plain(&data, 2);
     assert_eq!(kinds(&sf2), (10, 11));
     let (_, root) = sf2.uri.decode_any(sf2.blocks.last().unwrap()).unwrap();
     assert_eq!(decode_manifest(&root).unwrap().depth, 3);
     round_trip(&data, &sf2).await;
     // Fan-out 3: 10 -> 4 -> 2 -> root (depth 2): 4+2+1 manifests.
-    let sf3 = split_with_fanout(&data, 3).unwrap();
+    let sf3 = plain(&data, 3);
     assert_eq!(kinds(&sf3), (10, 7));
     let (_, root) = sf3.uri.decode_any(sf3.blocks.last().unwrap()).unwrap();
     assert_eq!(decode_manifest(&root).unwrap().depth, 2);
@@ -157,19 +196,25 @@ fn trees_deeper_than_the_limit_are_refused() {
     // Fan-out 2 and depth <= MAX_DEPTH hold 2^(MAX_DEPTH+1) blocks.
     let blocks = 1usize << (MAX_DEPTH + 1);
     let ok = bytes(blocks * BLOCK_DATA_LEN, 5);
-    assert!(split_with_fanout(&ok, 2).is_ok());
+    let with = |data: &[u8], fanout: usize| split_with(data, &no_check_blocks(fanout));
+    assert!(with(&ok, 2).is_ok());
     let too_big = bytes(blocks * BLOCK_DATA_LEN + 1, 5);
     assert!(matches!(
-        split_with_fanout(&too_big, 2),
+        with(&too_big, 2),
         Err(ContentError::TooLarge { .. })
     ));
+    assert!(matches!(with(b"x", 1), Err(ContentError::BadFanout(1))));
     assert!(matches!(
-        split_with_fanout(b"x", 1),
-        Err(ContentError::BadFanout(1))
-    ));
-    assert!(matches!(
-        split_with_fanout(b"x", MAX_FANOUT + 1),
+        with(b"x", MAX_FANOUT + 1),
         Err(ContentError::BadFanout(_))
+    ));
+    let bad = SplitOptions {
+        redundancy: 301,
+        ..SplitOptions::default()
+    };
+    assert!(matches!(
+        split_with(b"x", &bad),
+        Err(ContentError::BadOptions { .. })
     ));
 }
 
@@ -184,7 +229,8 @@ async fn convergence_and_deduplication() {
     other[99_999] ^= 1;
     assert_ne!(split(&other).unwrap().uri, a.uri);
 
-    // Five identical blocks are stored once.
+    // Five identical blocks are stored once, and so are their check
+    // blocks (Reed-Solomon is linear: zeros in, zeros out, the same block).
     let zeros = vec![0u8; 5 * BLOCK_DATA_LEN];
     let sf = split(&zeros).unwrap();
     assert_eq!(sf.blocks.len(), 2);
@@ -193,12 +239,14 @@ async fn convergence_and_deduplication() {
 
 #[test]
 fn fanout_is_the_most_that_fits_in_a_block() {
-    assert_eq!(MAX_FANOUT, 419);
+    assert_eq!(MAX_FANOUT, 418);
+    assert_eq!(MAX_FANOUT_V1, 419);
     // Worst case: every integer at its widest.
-    let chks: Vec<Chk> = (0..=MAX_FANOUT)
+    let chks: Vec<Chk> = (0..=MAX_FANOUT_V1)
         .map(|i| Chk::encode(&i.to_be_bytes()).unwrap().0)
         .collect();
-    let worst = |n: usize| Manifest {
+    let worst = |version: u8, n: usize| Manifest {
+        version,
         length: u64::MAX,
         sha256: Some([0xff; 32]),
         depth: u8::MAX,
@@ -209,28 +257,38 @@ fn fanout_is_the_most_that_fits_in_a_block() {
                 length: u64::MAX,
             })
             .collect(),
+        fec: (version == MANIFEST_VERSION).then_some(Fec {
+            file_length: u64::MAX,
+            segment: u8::MAX,
+            redundancy: u16::MAX,
+        }),
     };
-    let fits = encode_manifest(&worst(MAX_FANOUT));
-    assert!(fits.len() <= BLOCK_DATA_LEN, "{}", fits.len());
-    assert!(Chk::encode_kind(BlockKind::Manifest, &fits).is_ok());
-    let over = encode_manifest(&worst(MAX_FANOUT + 1));
-    assert!(over.len() > BLOCK_DATA_LEN, "{}", over.len());
+    for (version, fanout) in [
+        (MANIFEST_VERSION, MAX_FANOUT),
+        (MANIFEST_VERSION_V1, MAX_FANOUT_V1),
+    ] {
+        let fits = encode_manifest(&worst(version, fanout));
+        assert!(fits.len() <= BLOCK_DATA_LEN, "{}", fits.len());
+        assert!(Chk::encode_kind(BlockKind::Manifest, &fits).is_ok());
+        let over = encode_manifest(&worst(version, fanout + 1));
+        assert!(over.len() > BLOCK_DATA_LEN, "{}", over.len());
+    }
 }
 
 #[test]
 fn a_full_manifest_round_trips() {
     let data = bytes(MAX_FANOUT * BLOCK_DATA_LEN, 7);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     // Exactly one full manifest, no tree.
     assert_eq!(kinds(&sf), (MAX_FANOUT, 1));
-    let (_, plain) = sf.uri.decode_any(sf.blocks.last().unwrap()).unwrap();
-    assert!(plain.len() <= BLOCK_DATA_LEN);
-    let m = decode_manifest(&plain).unwrap();
+    let (_, opened) = sf.uri.decode_any(sf.blocks.last().unwrap()).unwrap();
+    assert!(opened.len() <= BLOCK_DATA_LEN);
+    let m = decode_manifest(&opened).unwrap();
     assert_eq!(m.entries.len(), MAX_FANOUT);
-    assert_eq!(encode_manifest(&m), plain);
+    assert_eq!(encode_manifest(&m), opened);
     // One more block needs a second level.
     let more = bytes(MAX_FANOUT * BLOCK_DATA_LEN + 1, 7);
-    assert_eq!(kinds(&split(&more).unwrap()), (MAX_FANOUT + 1, 3));
+    assert_eq!(kinds(&plain(&more, MAX_FANOUT)), (MAX_FANOUT + 1, 3));
 }
 
 // --- errors ---------------------------------------------------------------
@@ -250,18 +308,34 @@ fn assert_no_secrets(err: &ContentError, uris: &[&Chk]) {
 #[tokio::test]
 async fn a_missing_block_is_unavailable() {
     let data = bytes(3 * BLOCK_DATA_LEN, 8);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     let mut net = network(&sf.blocks);
     let gone = sf.blocks[1].routing_key();
     net.remove(&gone);
     let err = get(&sf.uri, net).await.unwrap_err();
     match &err {
-        ContentError::BlockUnavailable { key, source } => {
-            assert_eq!(*key, gone.to_base64());
-            assert_eq!(source.to_string(), "not in the network");
-        }
+        ContentError::SegmentUnrecoverable {
+            segment: 1,
+            segments: 1,
+            lost: 1,
+            obtained: 2,
+            needed: 3,
+            total: 3,
+            cause,
+        } => match cause.as_ref() {
+            ContentError::BlockUnavailable { key, source } => {
+                assert_eq!(*key, gone.to_base64());
+                assert_eq!(source.to_string(), "not in the network");
+            }
+            other => panic!("{other:?}"),
+        },
         other => panic!("{other:?}"),
     }
+    assert_eq!(
+        err.to_string(),
+        "segment 1 of 1: 1 of 3 blocks unrecoverable, 2 obtained, 3 needed"
+    );
+    assert!(err.unavailable_cause().is_some());
     assert_no_secrets(&err, &[&sf.uri]);
 
     // The root itself missing.
@@ -275,7 +349,7 @@ async fn a_missing_block_is_unavailable() {
 #[tokio::test]
 async fn a_tampered_block_is_bad() {
     let data = bytes(2 * BLOCK_DATA_LEN, 9);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     let mut net = network(&sf.blocks);
     let key = sf.blocks[0].routing_key();
     // Serve another (valid) block under this key.
@@ -302,7 +376,7 @@ fn root_of(sf: &SplitFile) -> Manifest {
 #[tokio::test]
 async fn a_wrong_file_hash_is_caught() {
     let data = bytes(BLOCK_DATA_LEN + 1, 10);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     let mut net = network(&sf.blocks);
     let mut root = root_of(&sf);
     root.sha256 = Some([7; 32]);
@@ -320,22 +394,38 @@ async fn a_wrong_file_hash_is_caught() {
 #[tokio::test]
 async fn wrong_lengths_are_caught() {
     let data = bytes(BLOCK_DATA_LEN + 1, 11);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     let mut net = network(&sf.blocks);
     let root = root_of(&sf);
 
-    // Entry lengths that add up but do not match the blocks.
+    // Version 2: entry lengths that add up but do not fit the layout.
     let mut shifted = root.clone();
     shifted.entries[0].length -= 1;
     shifted.entries[1].length += 1;
     let uri = publish(&mut net, &shifted);
     let err = get(&uri, net.clone()).await.unwrap_err();
+    assert!(matches!(err, ContentError::CorruptManifest(_)), "{err:?}");
+
+    // Version 1: entry lengths that add up but do not match the blocks.
+    let sf = split_v1(&data, MAX_FANOUT_V1).unwrap();
+    let mut net = network(&sf.blocks);
+    let root = root_of(&sf);
+    assert_eq!(root.version, MANIFEST_VERSION_V1);
+    let mut shifted = root.clone();
+    shifted.entries[0].length -= 1;
+    shifted.entries[1].length += 1;
+    let uri = publish(&mut net, &shifted);
+    let err = get(&uri, net.clone()).await.unwrap_err();
+    // Blocks are asked for in random order: either one is caught first.
     assert!(
         matches!(
             err,
             ContentError::LengthMismatch {
                 expected: 32767,
                 actual: 32768
+            } | ContentError::LengthMismatch {
+                expected: 2,
+                actual: 1
             }
         ),
         "{err:?}"
@@ -354,7 +444,7 @@ async fn wrong_lengths_are_caught() {
 async fn a_child_manifest_with_the_wrong_length_is_caught() {
     // Fan-out 2 over 4 blocks: root (depth 1) -> 2 manifests -> 4 blocks.
     let data = bytes(4 * BLOCK_DATA_LEN, 12);
-    let sf = split_with_fanout(&data, 2).unwrap();
+    let sf = plain(&data, 2);
     let mut net = network(&sf.blocks);
     let mut root = root_of(&sf);
     assert_eq!(root.depth, 1);
@@ -403,7 +493,7 @@ async fn garbage_manifests_are_corrupt() {
 async fn a_data_block_where_a_manifest_belongs_is_refused() {
     // A depth-1 root whose entries are really data blocks.
     let data = bytes(2 * BLOCK_DATA_LEN, 13);
-    let sf = split(&data).unwrap();
+    let sf = plain(&data, MAX_FANOUT);
     let mut net = network(&sf.blocks);
     let mut root = root_of(&sf);
     assert_eq!(root.depth, 0);
@@ -447,6 +537,7 @@ async fn max_len_is_enforced() {
     let opts = FetchOptions {
         concurrency: 2,
         max_len: 2 * BLOCK_DATA_LEN as u64,
+        ..FetchOptions::default()
     };
     let mut out = Vec::new();
     let err = fetch_to_writer(
@@ -511,9 +602,10 @@ async fn fetch_is_concurrent_but_bounded() {
         assert_eq!(last.blocks_known, 98);
         assert_eq!(last.bytes_done, data.len() as u64);
         assert_eq!(last.bytes_total, data.len() as u64);
+        assert_eq!((last.segments_done, last.segments_total), (1, 1));
         assert!(progress
             .windows(2)
-            .all(|w| w[0].bytes_done <= w[1].bytes_done && w[0].blocks_done < w[1].blocks_done));
+            .all(|w| w[0].bytes_done <= w[1].bytes_done && w[0].blocks_done <= w[1].blocks_done));
     }
 }
 
@@ -521,7 +613,7 @@ async fn fetch_is_concurrent_but_bounded() {
 async fn slow_early_blocks_still_come_out_in_order() {
     // The first blocks are the slowest, so later ones finish first.
     let data = bytes(40 * BLOCK_DATA_LEN + 5, 16);
-    let sf = split_with_fanout(&data, 3).unwrap();
+    let sf = plain(&data, 3);
     let net: Net = Arc::new(network(&sf.blocks));
     let order: HashMap<RoutingKey, u64> = sf
         .blocks
@@ -538,7 +630,7 @@ async fn slow_early_blocks_still_come_out_in_order() {
             net.get(&key).cloned().ok_or("missing")
         }
     };
-    let got = fetch(&sf.uri, 8, fetch_block).await.unwrap();
+    let got = veil::content::fetch(&sf.uri, 8, fetch_block).await.unwrap();
     assert!(got == data);
 }
 
@@ -549,7 +641,7 @@ fn sample_manifest_bytes() -> Vec<u8> {
     SAMPLE
         .get_or_init(|| {
             let data = bytes(5 * BLOCK_DATA_LEN + 3, 17);
-            let sf = split_with_fanout(&data, 2).unwrap();
+            let sf = plain(&data, 2);
             let (_, plain) = sf.uri.decode_any(sf.blocks.last().unwrap()).unwrap();
             plain
         })
@@ -569,11 +661,29 @@ fn decode_manifest_refuses_oversized_and_bad_versions() {
     let mut trailing = good.clone();
     trailing.push(0);
     assert!(decode_manifest(&trailing).is_err());
-    // A length beyond the file limit.
-    m.length = MAX_FILE_LEN + 1;
+    // A root length other than its layout stores.
+    m.length += 1;
     assert!(matches!(
         decode_manifest(&encode_manifest(&m)),
+        Err(ContentError::CorruptManifest(_))
+    ));
+    // A length beyond the file limit (version 1 says it in `length`).
+    let mut v1 = root_of(&split_v1(&bytes(2 * BLOCK_DATA_LEN, 17), 2).unwrap());
+    v1.length = MAX_FILE_LEN + 1;
+    assert!(matches!(
+        decode_manifest(&encode_manifest(&v1)),
         Err(ContentError::TooLarge { .. })
+    ));
+    // Version 1 with a fec field is corrupt.
+    let mut v1 = root_of(&split_v1(&bytes(2 * BLOCK_DATA_LEN, 17), 2).unwrap());
+    v1.fec = decode_manifest(&good).unwrap().fec;
+    v1.version = MANIFEST_VERSION;
+    let mut bytes_v1 = encode_manifest(&v1);
+    let pos = bytes_v1.windows(2).position(|w| w == [0x61, b'v']).unwrap();
+    bytes_v1[pos + 2] = 0x01;
+    assert!(matches!(
+        decode_manifest(&bytes_v1),
+        Err(ContentError::CorruptManifest(_))
     ));
     // Depth beyond the limit.
     let mut m = decode_manifest(&good).unwrap();
@@ -587,11 +697,11 @@ fn decode_manifest_refuses_oversized_and_bad_versions() {
     // A version this code does not read: patch the `v` value (the byte after
     // the "v" key, which follows the map head).
     let pos = good.windows(2).position(|w| w == [0x61, b'v']).unwrap();
-    let mut v2 = good.clone();
-    v2[pos + 2] = 0x02;
+    let mut v3 = good.clone();
+    v3[pos + 2] = 0x03;
     assert!(matches!(
-        decode_manifest(&v2),
-        Err(ContentError::UnsupportedVersion(2))
+        decode_manifest(&v3),
+        Err(ContentError::UnsupportedVersion(3))
     ));
     // A data entry longer than a block.
     let data = bytes(2 * BLOCK_DATA_LEN, 18);

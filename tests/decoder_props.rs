@@ -21,7 +21,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use veil::client::{read_frame, write_frame, ClientRequest, ClientResponse, MAX_CLIENT_FRAME};
 use veil::content::{
-    decode_manifest, encode_manifest, Manifest, ManifestEntry, MAX_DEPTH, MAX_FANOUT, MAX_FILE_LEN,
+    decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION,
+    MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FILE_LEN,
 };
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Block, Chk, Location, RoutingKey, BLOCK_DATA_LEN};
@@ -199,8 +200,13 @@ fn check_peer_frame(bytes: &[u8]) -> Option<PeerFrame> {
 fn check_manifest(bytes: &[u8]) -> Option<Manifest> {
     let m = decode_manifest(bytes).ok()?;
     assert!(m.depth <= MAX_DEPTH);
-    assert!((1..=MAX_FANOUT).contains(&m.entries.len()));
-    assert!(m.length <= MAX_FILE_LEN);
+    assert!((1..=veil::content::manifest::max_fanout(m.version)).contains(&m.entries.len()));
+    // Version 2 roots state the file's length in `fec`; `length` also
+    // counts check blocks.
+    assert!(m.fec.map_or(m.length, |f| f.file_length) <= MAX_FILE_LEN);
+    if let Some(fec) = m.fec {
+        assert_eq!(veil::content::Layout::new(fec).stored_len(), m.length);
+    }
     assert!(m.entries.iter().all(|e| e.length > 0));
     assert_eq!(m.entries.iter().map(|e| e.length).sum::<u64>(), m.length);
     let again = encode_manifest(&m);
@@ -539,11 +545,19 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                     }
                 })
                 .collect();
+            // A version-2 root also needs a layout that matches its
+            // length: roots here are version 1, children version 2.
             Manifest {
+                version: if sha256.is_some() {
+                    MANIFEST_VERSION_V1
+                } else {
+                    MANIFEST_VERSION
+                },
                 length: entries.iter().map(|e| e.length).sum(),
                 sha256,
                 depth,
                 entries,
+                fec: None,
             }
         })
 }

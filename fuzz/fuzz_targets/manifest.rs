@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use veil::content::{decode_manifest, encode_manifest, MAX_DEPTH, MAX_FANOUT, MAX_FILE_LEN};
+use veil::content::{decode_manifest, encode_manifest, MAX_DEPTH, MAX_FILE_LEN};
 use veil::keys::BLOCK_DATA_LEN;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,8 +12,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(m.depth <= MAX_DEPTH);
-    assert!((1..=MAX_FANOUT).contains(&m.entries.len()));
-    assert!(m.length <= MAX_FILE_LEN);
+    assert!((1..=veil::content::manifest::max_fanout(m.version)).contains(&m.entries.len()));
+    // Version 2 roots state the file's length in `fec`; `length` also
+    // counts check blocks.
+    assert!(m.fec.map_or(m.length, |f| f.file_length) <= MAX_FILE_LEN);
+    if let Some(fec) = m.fec {
+        assert_eq!(veil::content::Layout::new(fec).stored_len(), m.length);
+    }
     assert!(m.entries.iter().all(|e| e.length > 0));
     assert_eq!(m.entries.iter().map(|e| e.length).sum::<u64>(), m.length);
 

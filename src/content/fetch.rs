@@ -1,32 +1,51 @@
-//! Fetching a file back: the root, then the manifest tree a level at a time,
-//! then the data blocks, each level in file order with bounded concurrency.
+//! Fetching a file back: the root, then the manifest tree a level at a time
+//! (each distinct manifest once), then the leaves a segment at a time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
+use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
-use super::{decode_manifest, ContentError, ManifestEntry, ManifestError, MAX_FILE_LEN};
-use crate::keys::{Block, BlockKind, Chk, KeyError, RoutingKey};
+use super::layout::Layout;
+use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
+pub use super::segment::{FetchError, RetryIf};
+use super::{decode_manifest, ContentError, Manifest, ManifestEntry, ManifestError, MAX_FILE_LEN};
+use crate::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
-/// How far past the next block to hand back a fetch may run, as a multiple
-/// of its concurrency: bounds the reorder buffer to this many blocks.
+/// How far past the next manifest to hand back a fetch may run, as a
+/// multiple of its concurrency: bounds the reorder buffer to this many
+/// blocks.
 const WINDOW_FACTOR: usize = 4;
 
-/// What a block fetcher may fail with: any error (or a plain message),
-/// kept whole as the [`ContentError::BlockUnavailable`] source so callers
-/// can inspect it.
-pub type FetchError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// Segments of a version-1 file (no check blocks): runs of this many data
+/// blocks, all of which are needed.
+const V1_SEGMENT: usize = 128;
+
+/// The largest file [`fetch`] and `veil get` accept unless told otherwise:
+/// 4 GiB. A root may declare up to [`MAX_FILE_LEN`]; this refuses such a
+/// claim before anything is fetched or allocated for it.
+pub const DEFAULT_MAX_LEN: u64 = 4 << 30;
 
 /// Progress of a fetch, reported after the root and after every block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Progress {
     /// Blocks fetched and verified so far.
     pub blocks_done: u64,
-    /// Blocks known to be needed so far; grows as manifests are opened.
+    /// Blocks known to be needed so far: grows as manifests are opened,
+    /// then counts `k` for each segment.
     pub blocks_known: u64,
+    /// Segments written so far.
+    pub segments_done: u64,
+    /// Segments in the file (known once every manifest is open).
+    pub segments_total: u64,
+    /// Block requests asked again after a failure.
+    pub retries: u64,
     /// File bytes written so far.
     pub bytes_done: u64,
     /// The file's length (known once the root block is open).
@@ -38,22 +57,35 @@ pub struct Progress {
 pub struct FetchOptions {
     /// Most blocks in flight at once (0 is treated as 1).
     pub concurrency: usize,
-    /// Refuse files longer than this (at most [`MAX_FILE_LEN`] is accepted
-    /// regardless).
+    /// Refuse files longer than this, as soon as the root says so (at most
+    /// [`MAX_FILE_LEN`] is accepted regardless).
     pub max_len: u64,
+    /// How many times a failed block request is asked again.
+    pub retries: u32,
+    /// The wait before the first retry; each further one waits twice as long.
+    pub backoff: Duration,
+    /// Which failures are worth a retry (all of them by default).
+    pub retry_if: RetryIf,
+    /// Seeds the order blocks are asked for in; `None` draws a seed.
+    pub seed: Option<u64>,
 }
 
 impl Default for FetchOptions {
     fn default() -> Self {
         FetchOptions {
             concurrency: 8,
-            max_len: MAX_FILE_LEN,
+            max_len: DEFAULT_MAX_LEN,
+            retries: 2,
+            backoff: Duration::from_millis(250),
+            retry_if: |_| true,
+            seed: None,
         }
     }
 }
 
 /// Fetch, verify and reassemble the file named by `uri`, with at most
-/// `concurrency` calls to `fetch_block` in flight at once.
+/// `concurrency` calls to `fetch_block` in flight at once and the other
+/// [`FetchOptions`] at their defaults.
 pub async fn fetch<F, Fut, E>(
     uri: &Chk,
     concurrency: usize,
@@ -81,7 +113,7 @@ where
 {
     let opts = FetchOptions {
         concurrency,
-        max_len: MAX_FILE_LEN,
+        ..FetchOptions::default()
     };
     let mut out = Vec::new();
     fetch_to_writer(uri, &opts, fetch_block, &mut out, on_progress).await?;
@@ -91,10 +123,11 @@ where
 /// Fetch the file named by `uri` and write it, in order, to `writer`.
 /// Returns the file's length.
 ///
-/// The file is written as it arrives, before its whole-file SHA-256 can be
-/// checked: on any error, discard what was written. Memory stays bounded by
-/// the manifests (about 72 bytes per 32 KiB of file) plus a window of
-/// `4 * concurrency` blocks, whatever the file's size.
+/// The file is written a segment at a time, before its whole-file SHA-256
+/// can be checked: on any error, discard what was written. Memory stays
+/// bounded by the manifests (about 100 bytes per 32 KiB block) plus one
+/// segment (at most 128 data blocks and `concurrency` more in flight),
+/// whatever the file's size.
 pub async fn fetch_to_writer<F, Fut, E, W>(
     uri: &Chk,
     opts: &FetchOptions,
@@ -110,20 +143,30 @@ where
 {
     let concurrency = opts.concurrency.max(1);
     let max_len = opts.max_len.min(MAX_FILE_LEN);
+    let counter = Arc::new(AtomicU64::new(0));
+    let getter = Getter {
+        fetch_block,
+        retries: opts.retries,
+        backoff: opts.backoff,
+        retry_if: opts.retry_if,
+        counter: counter.clone(),
+    };
     let mut progress = Progress {
         blocks_done: 0,
         blocks_known: 1,
+        segments_done: 0,
+        segments_total: 0,
+        retries: 0,
         bytes_done: 0,
         bytes_total: 0,
     };
 
-    let root_block = fetch_block(uri.routing)
-        .await
-        .map_err(|e| unavailable(&uri.routing, e))?;
+    let root_block = getter.raw(uri.routing).await?;
     let (kind, root_data) = uri
         .decode_any(&root_block)
         .map_err(|e| bad_block(&uri.routing, e))?;
     progress.blocks_done = 1;
+    progress.retries = counter.load(Ordering::Relaxed);
 
     if kind == BlockKind::Data {
         let len = root_data.len() as u64;
@@ -142,77 +185,121 @@ where
     let Some(expected_hash) = root.sha256 else {
         return Err(ManifestError::RootWithoutHash.into());
     };
-    if root.length > max_len {
+    let layout = root.fec.map(Layout::new);
+    let file_length = layout.map_or(root.length, |l| l.fec().file_length);
+    // Checked before anything else is fetched or allocated: the claim
+    // itself, then (below) every level against the leaves it can have.
+    if file_length > max_len {
         return Err(ContentError::TooLarge {
-            len: root.length,
+            len: file_length,
             max: max_len,
         });
     }
-    progress.bytes_total = root.length;
+    // Version 1 trees list full blocks but the last; version 2 exactly
+    // the layout's leaves.
+    let max_leaves = layout.map_or(file_length.div_ceil(BLOCK_DATA_LEN as u64), |l| l.leaves());
+    progress.bytes_total = file_length;
     progress.blocks_known += root.entries.len() as u64;
     on_progress(progress);
 
-    // Walk down the tree a level at a time; each level's entries stay in
-    // file order.
-    let mut level = root.entries;
-    let mut depth = root.depth;
-    while depth > 0 {
-        let child_depth = depth - 1;
-        let mut next = Vec::new();
-        let mut fetcher = Ordered::new(
-            &level,
-            BlockKind::Manifest,
-            concurrency,
-            fetch_block.clone(),
-        );
-        let mut index = 0;
-        while let Some(bytes) = fetcher.next().await? {
-            let entry = &level[index];
-            index += 1;
-            let child = decode_manifest(&bytes)?;
-            if child.depth != child_depth {
-                return Err(ManifestError::ChildDepth {
-                    key: entry.chk.routing.to_base64(),
-                    found: child.depth,
-                    expected: child_depth,
-                }
-                .into());
-            }
-            if child.sha256.is_some() {
-                return Err(ManifestError::ChildWithHash {
-                    key: entry.chk.routing.to_base64(),
-                }
-                .into());
-            }
-            if child.length != entry.length {
-                return Err(ContentError::LengthMismatch {
-                    expected: entry.length,
-                    actual: child.length,
-                });
-            }
+    let leaves = walk_tree(
+        &getter,
+        root,
+        concurrency,
+        max_leaves,
+        file_length,
+        &mut |n| {
             progress.blocks_done += 1;
-            progress.blocks_known += child.entries.len() as u64;
+            progress.blocks_known += n;
+            progress.retries = counter.load(Ordering::Relaxed);
             on_progress(progress);
-            next.extend(child.entries);
-        }
-        level = next;
-        depth = child_depth;
-    }
+        },
+    )
+    .await?;
 
+    // The segments: version 2 from the layout (every leaf's length checked
+    // against it), version 1 as runs of data blocks with no check blocks.
+    let segments: Vec<(usize, usize, usize)> = match layout {
+        Some(l) => {
+            if leaves.len() as u64 != l.leaves() {
+                return Err(ManifestError::TooManyBlocks {
+                    max: l.leaves(),
+                    file_length,
+                }
+                .into());
+            }
+            let mut out = Vec::with_capacity(l.segments() as usize);
+            for seg in l.iter() {
+                let first = seg.first_leaf as usize;
+                for j in 0..seg.data + seg.check {
+                    let expected = if j < seg.data {
+                        l.data_len(seg.first_data + j as u64)
+                    } else {
+                        BLOCK_DATA_LEN as u64
+                    };
+                    let length = leaves[first + j].length;
+                    if length != expected {
+                        return Err(ManifestError::LeafLength {
+                            index: (first + j) as u64,
+                            length,
+                            expected,
+                        }
+                        .into());
+                    }
+                }
+                out.push((first, seg.data, seg.check));
+            }
+            out
+        }
+        None => (0..leaves.len())
+            .step_by(V1_SEGMENT)
+            .map(|first| (first, V1_SEGMENT.min(leaves.len() - first), 0))
+            .collect(),
+    };
+    progress.segments_total = segments.len() as u64;
+    progress.blocks_known = progress.blocks_done + segments.iter().map(|s| s.1 as u64).sum::<u64>();
+    on_progress(progress);
+
+    let mut rng = match opts.seed {
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+        None => rand::rngs::StdRng::from_entropy(),
+    };
+    let mut recent = RecentBlocks::default();
     let mut hasher = Sha256::new();
-    let mut fetcher = Ordered::new(&level, BlockKind::Data, concurrency, fetch_block);
-    while let Some(bytes) = fetcher.next().await? {
-        hasher.update(&bytes);
-        writer.write_all(&bytes).await?;
-        progress.blocks_done += 1;
-        progress.bytes_done += bytes.len() as u64;
+    let of = segments.len() as u64;
+    for (number, (first, data, check)) in (1..).zip(segments) {
+        let plan = Plan {
+            number,
+            of,
+            leaves: &leaves[first..first + data + check],
+            data,
+        };
+        let pieces = fetch_segment(
+            &getter,
+            plan,
+            concurrency,
+            &mut rng,
+            &mut recent,
+            &mut || {
+                progress.blocks_done += 1;
+                progress.retries = counter.load(Ordering::Relaxed);
+                on_progress(progress);
+            },
+        )
+        .await?;
+        for piece in pieces {
+            hasher.update(&piece);
+            writer.write_all(&piece).await?;
+            progress.bytes_done += piece.len() as u64;
+        }
+        progress.segments_done += 1;
         on_progress(progress);
     }
     writer.flush().await?;
 
-    if progress.bytes_done != root.length {
+    if progress.bytes_done != file_length {
         return Err(ContentError::LengthMismatch {
-            expected: root.length,
+            expected: file_length,
             actual: progress.bytes_done,
         });
     }
@@ -220,67 +307,109 @@ where
     if actual_hash != expected_hash {
         return Err(ContentError::HashMismatch);
     }
-    Ok(root.length)
+    Ok(file_length)
 }
 
-fn unavailable(key: &RoutingKey, source: impl Into<FetchError>) -> ContentError {
-    ContentError::BlockUnavailable {
-        key: key.to_base64(),
-        source: source.into(),
-    }
-}
-
-fn bad_block(key: &RoutingKey, source: KeyError) -> ContentError {
-    ContentError::BadBlock {
-        key: key.to_base64(),
-        source,
-    }
-}
-
-/// Fetch one block, verify and open it, and check its kind and (for data)
-/// its length against what the parent says.
-async fn fetch_one<F, Fut, E>(
-    fetch_block: F,
-    chk: Chk,
-    expected_kind: BlockKind,
-    expected_len: u64,
-) -> Result<Vec<u8>, ContentError>
+/// Open the tree under `root` a level at a time, fetching each distinct
+/// child manifest once, and return its leaves in order. No level may list
+/// more than `max_leaves` entries: checked before the level is built.
+/// `on_manifest` runs after each manifest with the entries it added.
+async fn walk_tree<F, Fut, E>(
+    getter: &Getter<F>,
+    root: Manifest,
+    concurrency: usize,
+    max_leaves: u64,
+    file_length: u64,
+    on_manifest: &mut impl FnMut(u64),
+) -> Result<Vec<ManifestEntry>, ContentError>
 where
-    F: Fn(RoutingKey) -> Fut,
-    Fut: Future<Output = Result<Block, E>>,
-    E: Into<FetchError>,
+    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Block, E>> + Send + 'static,
+    E: Into<FetchError> + Send + 'static,
 {
-    let key = chk.routing;
-    let block = fetch_block(key).await.map_err(|e| unavailable(&key, e))?;
-    let (kind, data) = chk.decode_any(&block).map_err(|e| bad_block(&key, e))?;
-    if kind != expected_kind {
-        return Err(ContentError::WrongKind {
-            key: key.to_base64(),
-            expected: expected_kind,
-            found: kind,
-        });
+    let too_many = || ManifestError::TooManyBlocks {
+        max: max_leaves,
+        file_length,
+    };
+    if root.entries.len() as u64 > max_leaves {
+        return Err(too_many().into());
     }
-    if expected_kind == BlockKind::Data && data.len() as u64 != expected_len {
-        return Err(ContentError::LengthMismatch {
-            expected: expected_len,
-            actual: data.len() as u64,
-        });
+    let version = root.version;
+    let mut level = root.entries;
+    let mut depth = root.depth;
+    while depth > 0 {
+        let child_depth = depth - 1;
+        // Each distinct child once, in first-seen order.
+        let mut first_seen: HashMap<(RoutingKey, [u8; 32]), usize> = HashMap::new();
+        let mut distinct: Vec<ManifestEntry> = Vec::new();
+        let mut which: Vec<usize> = Vec::with_capacity(level.len());
+        for entry in &level {
+            let key = (entry.chk.routing, *entry.chk.decryption.as_bytes());
+            let i = *first_seen.entry(key).or_insert_with(|| {
+                distinct.push(entry.clone());
+                distinct.len() - 1
+            });
+            which.push(i);
+        }
+        let mut children: Vec<Manifest> = Vec::with_capacity(distinct.len());
+        let mut fetcher = Ordered::new(&distinct, concurrency, getter.clone());
+        while let Some(bytes) = fetcher.next().await? {
+            let entry = &distinct[children.len()];
+            let child = decode_manifest(&bytes)?;
+            let key = || entry.chk.routing.to_base64();
+            if child.depth != child_depth {
+                return Err(ManifestError::ChildDepth {
+                    key: key(),
+                    found: child.depth,
+                    expected: child_depth,
+                }
+                .into());
+            }
+            if child.sha256.is_some() || child.fec.is_some() {
+                return Err(ManifestError::ChildWithHash { key: key() }.into());
+            }
+            if child.version != version {
+                return Err(ContentError::UnsupportedVersion(u64::from(child.version)));
+            }
+            on_manifest(child.entries.len() as u64);
+            children.push(child);
+        }
+        // The next level's size, from the counts alone, before building it.
+        let mut total: u64 = 0;
+        for (entry, &i) in level.iter().zip(&which) {
+            let child = &children[i];
+            if child.length != entry.length {
+                return Err(ContentError::LengthMismatch {
+                    expected: entry.length,
+                    actual: child.length,
+                });
+            }
+            total += child.entries.len() as u64;
+            if total > max_leaves {
+                return Err(too_many().into());
+            }
+        }
+        let mut next = Vec::with_capacity(total as usize);
+        for &i in &which {
+            next.extend(children[i].entries.iter().cloned());
+        }
+        level = next;
+        depth = child_depth;
     }
-    Ok(data)
+    Ok(level)
 }
 
 type TaskResult = (usize, Result<Vec<u8>, ContentError>);
 
-/// Fetches a list of blocks with at most `concurrency` in flight, handing
-/// them back in list order. Runs at most `WINDOW_FACTOR * concurrency` ahead
-/// of the next block to hand back, so the reorder buffer stays bounded.
-/// Dropping it aborts whatever is still in flight.
+/// Fetches a list of manifests with at most `concurrency` in flight,
+/// handing them back in list order. Runs at most `WINDOW_FACTOR *
+/// concurrency` ahead of the next one to hand back, so the reorder buffer
+/// stays bounded. Dropping it aborts whatever is still in flight.
 struct Ordered<'a, F> {
     items: &'a [ManifestEntry],
-    kind: BlockKind,
     concurrency: usize,
     window: usize,
-    fetch_block: F,
+    getter: Getter<F>,
     tasks: JoinSet<TaskResult>,
     ready: BTreeMap<usize, Vec<u8>>,
     next_spawn: usize,
@@ -293,18 +422,12 @@ where
     Fut: Future<Output = Result<Block, E>> + Send + 'static,
     E: Into<FetchError> + Send + 'static,
 {
-    fn new(
-        items: &'a [ManifestEntry],
-        kind: BlockKind,
-        concurrency: usize,
-        fetch_block: F,
-    ) -> Self {
+    fn new(items: &'a [ManifestEntry], concurrency: usize, getter: Getter<F>) -> Self {
         Ordered {
             items,
-            kind,
             concurrency,
             window: concurrency.saturating_mul(WINDOW_FACTOR),
-            fetch_block,
+            getter,
             tasks: JoinSet::new(),
             ready: BTreeMap::new(),
             next_spawn: 0,
@@ -312,7 +435,8 @@ where
         }
     }
 
-    /// The next block's plaintext in list order, or `None` when all are done.
+    /// The next manifest's plaintext in list order, or `None` when all are
+    /// done.
     async fn next(&mut self) -> Result<Option<Vec<u8>>, ContentError> {
         loop {
             if self.next_out == self.items.len() {
@@ -328,13 +452,10 @@ where
             {
                 let i = self.next_spawn;
                 let entry = &self.items[i];
-                let job = fetch_one(
-                    self.fetch_block.clone(),
-                    entry.chk.clone(),
-                    self.kind,
-                    entry.length,
-                );
-                self.tasks.spawn(async move { (i, job.await) });
+                let getter = self.getter.clone();
+                let (chk, len) = (entry.chk.clone(), entry.length);
+                self.tasks
+                    .spawn(async move { (i, getter.open(chk, BlockKind::Manifest, len).await) });
                 self.next_spawn += 1;
             }
             match self.tasks.join_next().await {

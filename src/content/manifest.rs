@@ -1,17 +1,23 @@
 //! The manifest format: wire structs, encode/decode, and the capacity maths
 //! that fixes [`MAX_FANOUT`].
 //!
-//! # Manifest format (version 1)
+//! # Manifest format (versions 1 and 2)
 //!
 //! A CBOR map with exactly these keys:
 //!
 //! | key       | value                                                       |
 //! |-----------|-------------------------------------------------------------|
-//! | `v`       | unsigned integer, [`MANIFEST_VERSION`]                      |
-//! | `length`  | unsigned integer: bytes of file under this manifest         |
+//! | `v`       | unsigned integer: 1 (the old format, read only) or 2 ([`MANIFEST_VERSION`], written) |
+//! | `length`  | unsigned integer: bytes of the blocks under this manifest (version 1: file bytes; version 2: file bytes plus check-block bytes) |
 //! | `sha256`  | 32-byte string (the whole file's SHA-256) in the root; `null` in every child manifest |
-//! | `depth`   | unsigned integer: 0 if the entries are data blocks, `d > 0` if they are manifests of depth `d - 1` |
+//! | `depth`   | unsigned integer: 0 if the entries are leaf blocks, `d > 0` if they are manifests of depth `d - 1` |
 //! | `entries` | array of `[routing key (32-byte string), decryption key (32-byte string), length (unsigned)]` |
+//! | `fec`     | version 2 only: `[file length, segment size, redundancy percent]` in the root, `null` in children |
+//!
+//! In version 2 the leaves, in tree order, are segment after segment: each
+//! segment's data blocks in file order, then its Reed-Solomon check blocks
+//! (see [`super::Layout`] for the segment sizes, which follow from the `fec`
+//! triple alone).
 //!
 //! An encoded manifest must fit in one block. [`MAX_FANOUT`] is the largest
 //! number of entries for which the worst-case encoding (every integer at its
@@ -19,24 +25,30 @@
 //!
 //! Every manifest is checked when decoded ([`decode_manifest`]): input of at
 //! most [`BLOCK_DATA_LEN`] bytes, known version, `depth <= MAX_DEPTH`,
-//! `1..=MAX_FANOUT` entries, every entry length non-zero and within what a
-//! subtree of that depth can hold, entry lengths summing exactly to `length`,
-//! and `length <= MAX_FILE_LEN`.
+//! `1..=MAX_FANOUT` entries (419 in version 1), every entry length non-zero
+//! and within what a subtree of that depth can hold, entry lengths summing
+//! exactly to `length`, and the file no longer than [`MAX_FILE_LEN`]. In
+//! version 2 a root's `length` must be exactly what its `fec` layout stores.
 
 use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use super::layout::{Fec, Layout};
 use super::{ContentError, ManifestError};
 use crate::keys::{Chk, DecryptionKey, RoutingKey, BLOCK_DATA_LEN};
 
-/// The manifest format version this module writes and reads.
-pub const MANIFEST_VERSION: u8 = 1;
+/// The manifest format version this module writes. Version 1 (no erasure
+/// coding) is still read.
+pub const MANIFEST_VERSION: u8 = 2;
 
-/// The deepest manifest accepted: depth 0 lists data blocks, depth `d` lists
+/// The old format: a tree over the file's data blocks only.
+pub const MANIFEST_VERSION_V1: u8 = 1;
+
+/// The deepest manifest accepted: depth 0 lists leaf blocks, depth `d` lists
 /// manifests of depth `d - 1`. At [`MAX_FANOUT`] entries a tree of depth 2
 /// already covers more than [`MAX_FILE_LEN`]; the slack is for trees built
-/// with a small fan-out ([`super::split_with_fanout`]).
+/// with a small fan-out ([`super::split_with`]).
 pub const MAX_DEPTH: u8 = 4;
 
 /// The largest file [`super::split`] builds and [`super::fetch`] accepts: 1 TiB.
@@ -48,6 +60,8 @@ pub const MAX_FILE_LEN: u64 = 1 << 40;
 const CBOR_BYTES32: usize = 2 + 32;
 /// Any `u64`: at most a 9-byte head.
 const CBOR_U64_MAX: usize = 9;
+/// Any `u16`: at most a 3-byte head.
+const CBOR_U16_MAX: usize = 3;
 /// Any `u8`: at most a 2-byte head.
 const CBOR_U8_MAX: usize = 2;
 /// A text-string key of `n` (< 24) bytes: 1-byte head + the text.
@@ -56,10 +70,10 @@ const fn cbor_key(n: usize) -> usize {
 }
 /// One entry: a 3-element array head (1 byte) + two keys + a length.
 const ENTRY_MAX_LEN: usize = 1 + CBOR_BYTES32 + CBOR_BYTES32 + CBOR_U64_MAX;
-/// Everything but the entries, at its widest: the 5-entry map head, the five
-/// keys and their values, and the array head for up to 65 535 entries
-/// (3 bytes).
-const MANIFEST_OVERHEAD_MAX: usize = 1
+/// Everything but the entries in version 1, at its widest: the 5-entry map
+/// head, the five keys and their values, and the array head for up to
+/// 65 535 entries (3 bytes).
+const MANIFEST_OVERHEAD_V1: usize = 1
     + cbor_key(1) // "v"
     + CBOR_U8_MAX
     + cbor_key(6) // "length"
@@ -70,15 +84,30 @@ const MANIFEST_OVERHEAD_MAX: usize = 1
     + CBOR_U8_MAX
     + cbor_key(7) // "entries"
     + 3;
+/// Version 2 adds `"fec": [u64, u8, u16]` (the map head stays one byte).
+const MANIFEST_OVERHEAD_MAX: usize =
+    MANIFEST_OVERHEAD_V1 + cbor_key(3) + 1 + CBOR_U64_MAX + CBOR_U8_MAX + CBOR_U16_MAX;
 
-/// The most entries one manifest holds: as many as fit in one block in the
-/// worst case (419 with 32 KiB blocks).
+/// The most entries one version-2 manifest holds: as many as fit in one
+/// block in the worst case (418 with 32 KiB blocks).
 pub const MAX_FANOUT: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_MAX) / ENTRY_MAX_LEN;
 
-// The array head above is 3 bytes only while the count fits in a u16.
-const _: () = assert!(MAX_FANOUT < 65_536 && MAX_FANOUT >= 2);
+/// The most entries a version-1 manifest holds (419).
+pub const MAX_FANOUT_V1: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_V1) / ENTRY_MAX_LEN;
 
-/// One line of a manifest: a child block and how many file bytes lie under it.
+// The array head above is 3 bytes only while the count fits in a u16.
+const _: () = assert!(MAX_FANOUT_V1 < 65_536 && MAX_FANOUT >= 2 && MAX_FANOUT <= MAX_FANOUT_V1);
+
+/// The fan-out a manifest of this version may have.
+pub fn max_fanout(version: u8) -> usize {
+    if version == MANIFEST_VERSION_V1 {
+        MAX_FANOUT_V1
+    } else {
+        MAX_FANOUT
+    }
+}
+
+/// One line of a manifest: a child block and how many bytes lie under it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ManifestEntry {
     pub chk: Chk,
@@ -88,13 +117,18 @@ pub struct ManifestEntry {
 /// A decoded manifest. See the module docs for the wire format.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Manifest {
-    /// Bytes of file under this manifest.
+    /// [`MANIFEST_VERSION`] (2) or [`MANIFEST_VERSION_V1`] (1).
+    pub version: u8,
+    /// Bytes of blocks under this manifest (version 1: file bytes).
     pub length: u64,
     /// SHA-256 of the whole file: `Some` in the root, `None` in children.
     pub sha256: Option<[u8; 32]>,
-    /// 0: entries are data blocks; `d > 0`: entries are manifests of depth `d - 1`.
+    /// 0: entries are leaf blocks; `d > 0`: entries are manifests of depth `d - 1`.
     pub depth: u8,
     pub entries: Vec<ManifestEntry>,
+    /// Version 2 roots: the file's length and erasure coding. `None` in
+    /// children and in version 1.
+    pub fec: Option<Fec>,
 }
 
 /// Exactly 32 bytes, as a CBOR byte string.
@@ -128,8 +162,8 @@ impl<'de> Deserialize<'de> for Bytes32 {
 #[derive(Serialize, Deserialize)]
 struct WireEntry(Bytes32, Bytes32, u64);
 
-/// The entry array, refusing more than [`MAX_FANOUT`] entries while parsing
-/// and never reserving more than that.
+/// The entry array, refusing more than [`MAX_FANOUT_V1`] entries while
+/// parsing and never reserving more than that.
 struct WireEntries(Vec<WireEntry>);
 
 impl Serialize for WireEntries {
@@ -144,19 +178,19 @@ impl<'de> Deserialize<'de> for WireEntries {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = WireEntries;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "an array of at most {MAX_FANOUT} entries")
+                write!(f, "an array of at most {MAX_FANOUT_V1} entries")
             }
             fn visit_seq<A: serde::de::SeqAccess<'de>>(
                 self,
                 mut seq: A,
             ) -> Result<WireEntries, A::Error> {
                 let hint = seq.size_hint().unwrap_or(0);
-                if hint > MAX_FANOUT {
+                if hint > MAX_FANOUT_V1 {
                     return Err(serde::de::Error::invalid_length(hint, &self));
                 }
                 let mut out = Vec::with_capacity(hint);
                 while let Some(entry) = seq.next_element::<WireEntry>()? {
-                    if out.len() == MAX_FANOUT {
+                    if out.len() == MAX_FANOUT_V1 {
                         return Err(serde::de::Error::invalid_length(out.len() + 1, &self));
                     }
                     out.push(entry);
@@ -168,6 +202,12 @@ impl<'de> Deserialize<'de> for WireEntries {
     }
 }
 
+/// `[file length, segment size, redundancy percent]`.
+#[derive(Serialize, Deserialize)]
+struct WireFec(u64, u64, u64);
+
+/// Version 1 has no `fec` key at all; version 2 always writes it (`null`
+/// in children). Reading, an absent key is `null`.
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WireManifest {
@@ -176,6 +216,23 @@ struct WireManifest {
     sha256: Option<Bytes32>,
     depth: u64,
     entries: WireEntries,
+    #[serde(default, skip_serializing_if = "Skip::skip")]
+    fec: Skip<Option<WireFec>>,
+}
+
+/// A field that version 1 leaves out and version 2 writes (maybe as null).
+#[derive(Serialize, Deserialize, Default)]
+#[serde(transparent)]
+struct Skip<T> {
+    value: T,
+    #[serde(skip)]
+    omit: bool,
+}
+
+impl<T> Skip<T> {
+    fn skip(&self) -> bool {
+        self.omit
+    }
 }
 
 /// Rebuild a CHK from its two halves.
@@ -186,11 +243,13 @@ fn chk_from_parts(routing: &[u8; 32], decryption: &[u8; 32]) -> Chk {
     }
 }
 
-/// Encode a manifest as CBOR. The result fits in one block whenever the
-/// manifest has at most [`MAX_FANOUT`] entries.
+/// Encode a manifest as CBOR, in its `version`'s format (the `fec` key is
+/// written in version 2 only). The result fits in one block whenever the
+/// manifest has at most [`max_fanout`] entries for its version.
 pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
+    let v1 = m.version == MANIFEST_VERSION_V1;
     let wire = WireManifest {
-        v: u64::from(MANIFEST_VERSION),
+        v: u64::from(m.version),
         length: m.length,
         sha256: m.sha256.map(Bytes32),
         depth: u64::from(m.depth),
@@ -206,6 +265,12 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
                 })
                 .collect(),
         ),
+        fec: Skip {
+            value: m
+                .fec
+                .map(|f| WireFec(f.file_length, u64::from(f.segment), u64::from(f.redundancy))),
+            omit: v1,
+        },
     };
     let mut out = Vec::with_capacity(MANIFEST_OVERHEAD_MAX + m.entries.len() * ENTRY_MAX_LEN);
     // Writing into a Vec cannot fail, and every field serializes.
@@ -219,12 +284,12 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
     out
 }
 
-/// The most file bytes one entry of a manifest at `depth` can stand for:
-/// a data block at depth 0, a full subtree of depth `depth - 1` otherwise.
-pub(super) fn entry_capacity(depth: u8) -> u64 {
+/// The most bytes one entry of a manifest at `depth` can stand for: a leaf
+/// block at depth 0, a full subtree of depth `depth - 1` otherwise.
+pub(super) fn entry_capacity(depth: u8, fanout: usize) -> u64 {
     let mut cap = BLOCK_DATA_LEN as u64;
     for _ in 0..depth {
-        cap = cap.saturating_mul(MAX_FANOUT as u64);
+        cap = cap.saturating_mul(fanout as u64);
     }
     cap
 }
@@ -242,23 +307,56 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
     if !reader.is_empty() {
         return Err(ManifestError::TrailingBytes(reader.len()).into());
     }
-    if wire.v != u64::from(MANIFEST_VERSION) {
-        return Err(ContentError::UnsupportedVersion(wire.v));
-    }
+    let version = match wire.v {
+        1 => MANIFEST_VERSION_V1,
+        2 => MANIFEST_VERSION,
+        v => return Err(ContentError::UnsupportedVersion(v)),
+    };
     let depth = match u8::try_from(wire.depth) {
         Ok(d) if d <= MAX_DEPTH => d,
         _ => return Err(ManifestError::TooDeep(wire.depth).into()),
     };
-    if wire.length > MAX_FILE_LEN {
+    let fec = match (version, wire.fec.value) {
+        (_, None) => None,
+        (MANIFEST_VERSION_V1, Some(_)) => return Err(ManifestError::FecInV1.into()),
+        (_, Some(WireFec(file_length, segment, redundancy))) => {
+            Some(Fec::checked(file_length, segment, redundancy)?)
+        }
+    };
+    if wire.sha256.is_some() != fec.is_some() && version != MANIFEST_VERSION_V1 {
+        return Err(ManifestError::HashWithoutFec.into());
+    }
+    // The file this manifest claims: version 1 says it in `length`.
+    let file_length = fec.map_or(wire.length, |f| f.file_length);
+    if file_length > MAX_FILE_LEN {
         return Err(ContentError::TooLarge {
-            len: wire.length,
+            len: file_length,
             max: MAX_FILE_LEN,
         });
     }
+    if let Some(f) = fec {
+        let stored = Layout::new(f).stored_len();
+        if wire.length != stored {
+            return Err(ManifestError::StoredLength {
+                length: wire.length,
+                stored,
+            }
+            .into());
+        }
+    } else if version != MANIFEST_VERSION_V1 && wire.length > Layout::MAX_STORED_LEN {
+        return Err(ContentError::TooLarge {
+            len: wire.length,
+            max: Layout::MAX_STORED_LEN,
+        });
+    }
+    let fanout = max_fanout(version);
     if wire.entries.0.is_empty() {
         return Err(ManifestError::NoEntries.into());
     }
-    let cap = entry_capacity(depth);
+    if wire.entries.0.len() > fanout {
+        return Err(ManifestError::TooManyEntries(wire.entries.0.len()).into());
+    }
+    let cap = entry_capacity(depth, fanout);
     let mut sum: u64 = 0;
     let mut entries = Vec::with_capacity(wire.entries.0.len());
     for (index, WireEntry(routing, decryption, length)) in wire.entries.0.into_iter().enumerate() {
@@ -290,9 +388,11 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
         .into());
     }
     Ok(Manifest {
+        version,
         length: wire.length,
         sha256: wire.sha256.map(|b| b.0),
         depth,
         entries,
+        fec,
     })
 }

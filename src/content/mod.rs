@@ -1,23 +1,32 @@
-//! Files of any size: splitting into CHK blocks, manifests, and fetching.
+//! Files of any size: splitting into CHK blocks, erasure coding, manifests,
+//! and fetching.
 //!
 //! # Layout
 //!
 //! [`split()`] cuts a file into [`BLOCK_DATA_LEN`]-byte pieces, each sealed as
 //! a [`BlockKind::Data`] CHK block. A file of at most one block (including
-//! the empty file) is named by that block's CHK alone. A larger file gets a
-//! **manifest**: a CBOR document listing the CHKs of its blocks, itself
-//! sealed as a [`BlockKind::Manifest`] CHK block. When one manifest cannot
-//! list every block, the blocks are grouped under child manifests, and those
-//! under further manifests, until one root manifest remains: the file's URI
-//! is the root manifest's CHK.
+//! the empty file) is named by that block's CHK alone. A larger file is a
+//! **splitfile**: its data blocks are grouped into segments of at most 128
+//! ([`MAX_SEGMENT`]), and each segment gets Reed-Solomon check blocks
+//! (100% by default: 128 + 128), also sealed as data blocks; any `k` of a
+//! segment's `n` blocks rebuild it ([`Layout`]). A **manifest** (CBOR,
+//! sealed as a [`BlockKind::Manifest`] CHK block) lists the CHKs of the
+//! leaves: each segment's data blocks, then its check blocks. When one
+//! manifest cannot list every leaf, the leaves are grouped under child
+//! manifests, and those under further manifests, until one root manifest
+//! remains: the file's URI is the root manifest's CHK. The root carries the
+//! format version (2), the file's SHA-256 and its erasure coding; version-1
+//! files (no check blocks) are still fetched.
 //!
 //! # Rooms
 //!
 //! - [`manifest`]: the manifest wire format, encode/decode, and the
 //!   capacity maths behind [`MAX_FANOUT`];
+//! - `layout.rs`: segment sizes from a root's `fec` triple;
 //! - [`split()`]: a file into blocks (`split.rs`);
-//! - [`fetch()`]: a file back, verified, with ordered bounded-concurrency
-//!   fetching (`fetch.rs`);
+//! - [`fetch()`]: a file back, verified, a segment at a time, any `k` of
+//!   `n` blocks in random order, with bounded retries (`fetch.rs`, the
+//!   segment work in `segment.rs`);
 //! - here: the errors.
 //!
 //! While fetching, each child manifest must also match what its parent says
@@ -26,22 +35,30 @@
 //! # Integrity
 //!
 //! Every block is verified against its routing key and opened with its
-//! decryption key, which also proves its kind. The tree of CHKs is therefore
-//! already a hash tree; the root's `length` and `sha256` are checked over the
-//! reassembled file as a final end-to-end check on what the uploader built.
+//! decryption key, which also proves its kind. A data block rebuilt from
+//! check blocks is sealed again and must give the CHK its manifest lists.
+//! The tree of CHKs is therefore already a hash tree; the root's file
+//! length and `sha256` are checked over the reassembled file as a final
+//! end-to-end check on what the uploader built.
 
 use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 
 mod fetch;
+mod layout;
 pub mod manifest;
+mod segment;
 mod split;
 
-pub use fetch::{fetch, fetch_to_writer, fetch_with_progress, FetchError, FetchOptions, Progress};
-pub use manifest::{
-    decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION, MAX_DEPTH,
-    MAX_FANOUT, MAX_FILE_LEN,
+pub use fetch::{
+    fetch, fetch_to_writer, fetch_with_progress, FetchError, FetchOptions, Progress,
+    DEFAULT_MAX_LEN,
 };
-pub use split::{split, split_with_fanout, SplitFile};
+pub use layout::{Fec, Layout, Segment, DEFAULT_REDUNDANCY, MAX_REDUNDANCY, MAX_SEGMENT};
+pub use manifest::{
+    decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION,
+    MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FILE_LEN,
+};
+pub use split::{split, split_v1, split_with, SplitFile, SplitOptions};
 
 /// Why a file could not be split or fetched. Messages name blocks by routing
 /// key only: never a decryption key, never plaintext.
@@ -73,7 +90,7 @@ pub enum ContentError {
     #[error("corrupt manifest: {0}")]
     CorruptManifest(#[from] ManifestError),
     /// A manifest of a version this code does not read.
-    #[error("unsupported manifest version {0}; this reads version {MANIFEST_VERSION}")]
+    #[error("unsupported manifest version {0}; this reads versions 1 and {MANIFEST_VERSION}")]
     UnsupportedVersion(u64),
     /// A block or subtree has a different length than its parent says.
     #[error("length mismatch: expected {expected} bytes, got {actual}")]
@@ -82,8 +99,37 @@ pub enum ContentError {
     #[error("file does not match the SHA-256 in its manifest")]
     HashMismatch,
     /// The file is larger than allowed.
-    #[error("file is {len} bytes; the limit is {max}")]
+    #[error("file is {len} bytes; the limit is {max} (veil get --max-size raises it)")]
     TooLarge { len: u64, max: u64 },
+    /// Fewer than `needed` of a segment's blocks could be fetched.
+    #[error(
+        "segment {segment} of {segments}: {lost} of {total} blocks unrecoverable, \
+         {obtained} obtained, {needed} needed"
+    )]
+    SegmentUnrecoverable {
+        /// 1-based.
+        segment: u64,
+        segments: u64,
+        lost: usize,
+        obtained: usize,
+        needed: usize,
+        total: usize,
+        /// The last failure seen in the segment.
+        #[source]
+        cause: Box<ContentError>,
+    },
+    /// A data block rebuilt from check blocks does not seal to the CHK its
+    /// manifest lists: a check block was built wrongly.
+    #[error("segment {segment}: a rebuilt data block does not match its key {key}")]
+    BadRecovery { segment: u64, key: String },
+    /// Reed-Solomon coding refused its input (a bug, or a corrupt layout).
+    #[error("erasure coding failed: {0}")]
+    Fec(#[source] reed_solomon_simd::Error),
+    /// Splitting options out of range.
+    #[error(
+        "segment size {segment} must be 1..={MAX_SEGMENT}, redundancy {redundancy}% at most {MAX_REDUNDANCY}%"
+    )]
+    BadOptions { segment: u8, redundancy: u16 },
     /// A fan-out outside `2..=MAX_FANOUT`.
     #[error("fan-out {0} is outside 2..={MAX_FANOUT}")]
     BadFanout(usize),
@@ -116,6 +162,7 @@ impl ContentError {
                 | ContentError::UnsupportedVersion(_)
                 | ContentError::LengthMismatch { .. }
                 | ContentError::HashMismatch
+                | ContentError::BadRecovery { .. }
         )
     }
 
@@ -124,6 +171,7 @@ impl ContentError {
     pub fn unavailable_cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
         match self {
             ContentError::BlockUnavailable { source, .. } => Some(source.as_ref()),
+            ContentError::SegmentUnrecoverable { cause, .. } => cause.unavailable_cause(),
             _ => None,
         }
     }
@@ -174,4 +222,35 @@ pub enum ManifestError {
     /// A child manifest carries a file hash (only the root does).
     #[error("child manifest {key} carries a file hash")]
     ChildWithHash { key: String },
+    /// More entries than a manifest of its version holds.
+    #[error("{0} entries; more than a manifest holds")]
+    TooManyEntries(usize),
+    /// A version-1 manifest with erasure coding.
+    #[error("a version-1 manifest has no fec field")]
+    FecInV1,
+    /// A version-2 manifest with a file hash but no erasure coding, or the
+    /// other way round.
+    #[error("a version-2 root has both sha256 and fec, a child neither")]
+    HashWithoutFec,
+    /// Erasure coding out of range.
+    #[error("fec [{file_length}, {segment}, {redundancy}] is out of range")]
+    BadFec {
+        file_length: u64,
+        segment: u64,
+        redundancy: u64,
+    },
+    /// A version-2 root whose `length` is not what its layout stores.
+    #[error("root length {length} differs from the {stored} bytes its layout stores")]
+    StoredLength { length: u64, stored: u64 },
+    /// The tree lists more leaves than the root's length allows: a manifest
+    /// bomb, refused before the list is built.
+    #[error("the manifests list more than the {max} blocks a {file_length}-byte file has")]
+    TooManyBlocks { max: u64, file_length: u64 },
+    /// A leaf whose length does not fit its place in the layout.
+    #[error("leaf {index} claims {length} bytes; its place in the layout holds {expected}")]
+    LeafLength {
+        index: u64,
+        length: u64,
+        expected: u64,
+    },
 }

@@ -1,0 +1,125 @@
+//! Erasure coding end to end over real `veil node` processes: a file whose
+//! data blocks are partly missing from every store still comes back byte
+//! for byte through `veil get`; with too many gone, the error names the
+//! segment.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use veil::client::Client;
+use veil::content::{split_with, SplitOptions};
+use veil::keys::{Block, BLOCK_DATA_LEN};
+
+/// Insert `blocks` through the node's client API.
+fn insert(rt: &tokio::runtime::Runtime, node: &TestNode, blocks: Vec<Block>) {
+    rt.block_on(async {
+        let mut c = Client::connect(node.client, Duration::from_secs(30))
+            .await
+            .unwrap();
+        for block in blocks {
+            c.insert(block).await.unwrap();
+        }
+    });
+}
+
+#[test]
+fn check_blocks_stand_in_for_missing_data_blocks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut a = TestNode::init(tmp.path(), "a", 0.25);
+    let mut b = TestNode::init(tmp.path(), "b", 0.75);
+    a.befriend(&b);
+    a.start(&[]);
+    b.start(&[]);
+    a.wait_peers(&rt, 1);
+    b.wait_peers(&rt, 1);
+
+    // 40 data blocks in segments of at most 16: three segments of
+    // 14 + 13 + 13 data blocks, each with as many check blocks.
+    let opts = SplitOptions {
+        segment: 16,
+        ..SplitOptions::default()
+    };
+    let data = bytes(40 * BLOCK_DATA_LEN - 1000, 21);
+    let sf = split_with(&data, &opts).unwrap();
+    assert_eq!(sf.blocks.len(), 81);
+    // Leaves in order: [14 data, 14 check], [13, 13], [13, 13], root.
+    let segs = [(0usize, 14usize), (28, 13), (54, 13)];
+
+    // 40% of every segment's data blocks never reach any store.
+    let mut kept = Vec::new();
+    for &(first, k) in &segs {
+        for j in 0..2 * k {
+            let dropped = j < k && j % 5 < 2;
+            if !dropped {
+                kept.push(sf.blocks[first + j].clone());
+            }
+        }
+    }
+    kept.push(sf.blocks[80].clone());
+    insert(&rt, &a, kept);
+
+    let out = tmp.path().join("out.bin");
+    let uri = sf.uri.to_uri();
+    let client = b.client.to_string();
+    veil_ok(&[
+        "get",
+        "--node",
+        &client,
+        &uri,
+        "-o",
+        out.to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    assert!(std::fs::read(&out).unwrap() == data, "the file differs");
+
+    // Another file: its second segment keeps 12 of 26 blocks, one short
+    // of the 13 it needs; the others are whole.
+    let data = bytes(40 * BLOCK_DATA_LEN - 1000, 22);
+    let sf = split_with(&data, &opts).unwrap();
+    let mut kept = Vec::new();
+    for (i, block) in sf.blocks.iter().enumerate() {
+        if !(28..28 + 14).contains(&i) {
+            kept.push(block.clone());
+        }
+    }
+    insert(&rt, &a, kept);
+    let out = tmp.path().join("out2.bin");
+    let r = veil(&[
+        "get",
+        "--node",
+        &client,
+        &sf.uri.to_uri(),
+        "-o",
+        out.to_str().unwrap(),
+        "--retries",
+        "1",
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("segment 2 of 3: 14 of 26 blocks unrecoverable, 12 obtained, 13 needed"),
+        "{err}"
+    );
+    assert!(err.contains("not found"), "{err}");
+    assert!(!out.exists());
+    assert!(!out.with_extension("veil-partial").exists());
+
+    // A manifest bomb's worth of declared size is refused by default.
+    let r = veil(&[
+        "get",
+        "--node",
+        &client,
+        &sf.uri.to_uri(),
+        "--max-size",
+        "1MiB",
+    ]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("the limit is 1048576"), "{err}");
+}
