@@ -127,7 +127,10 @@ fn tables_default_and_dotted_keys_set_single_fields() {
     );
     let config = NodeConfig::load(dir.path()).unwrap();
     assert_eq!(config.runtime.client_request_timeout_secs, 5);
-    assert_eq!(config.runtime.client_max_connections, 128);
+    assert_eq!(
+        config.runtime.client_max_connections,
+        veil::config::RuntimeConfig::default().client_max_connections
+    );
 }
 
 #[test]
