@@ -40,8 +40,9 @@ impl Drop for Down<'_> {
 
 /// `veil testnet run` on small-world-32 with the workload, in
 /// `mode` (None: the default), returning the JSON report whatever the exit
-/// status (a FAIL verdict or a failed fetch is the test's to judge).
-fn run(mode: Option<&str>) -> Value {
+/// status (a FAIL verdict or a failed fetch is the test's to judge), and
+/// the directory holding the run's logs.
+fn run(mode: Option<&str>) -> (Value, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("net");
     let _down = Down(&dir);
@@ -93,7 +94,22 @@ fn run(mode: Option<&str>) -> Value {
         figures["d_median"],
         figures["max_posterior"]
     );
-    report
+    (report, tmp)
+}
+
+/// `veil audit DIR ARGS`: (exit success, stdout).
+fn audit(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = Command::new(VEIL)
+        .arg("audit")
+        .arg(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run veil audit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 fn f(v: &Value, what: &str) -> f64 {
@@ -136,16 +152,25 @@ fn assert_workload_ok(report: &Value, mode: &str) {
 
 #[test]
 fn none_mode_fails_with_an_auc_of_at_least_0_95() {
-    let report = run(Some("none"));
+    let (report, tmp) = run(Some("none"));
     assert_workload_ok(&report, "none");
     let a = &report["audit"]["anonymity"];
     assert_eq!(a["verdict"], "fail", "{a}");
     assert!(f(&a["auc"], "auc") >= 0.95, "{}", a["auc"]);
+    assert!(f(&a["d_median"], "d_median") < 0.1, "{}", a["d_median"]);
+    assert_eq!(a["max_posterior"]["signal"], "htl", "{a}");
+    // `veil audit` on the same logs: the verdict is its exit status, and
+    // limits no adversary can exceed pass.
+    let dir = tmp.path().join("net");
+    let (ok, text) = audit(&dir, &[]);
+    assert!(!ok && text.contains("ANONYMITY: FAIL (htl)"), "{text}");
+    let (ok, text) = audit(&dir, &["--max-posterior", "1", "--max-auc", "1"]);
+    assert!(ok, "{text}");
 }
 
 #[test]
 fn freenet_mode_fails_on_a_strong_signal_or_the_combined_adversary() {
-    let report = run(Some("freenet"));
+    let (report, _tmp) = run(Some("freenet"));
     // Fetch success is not this test's subject (freenet's probabilistic
     // HTL can end a search short of the holder); the inserts are.
     let files = report["workload"]["files"].as_array().expect("files");
@@ -165,7 +190,7 @@ fn freenet_mode_fails_on_a_strong_signal_or_the_combined_adversary() {
 
 #[test]
 fn tunnel_mode_is_the_default_and_passes() {
-    let report = run(None);
+    let (report, _tmp) = run(None);
     assert_workload_ok(&report, "tunnel");
     let a = &report["audit"]["anonymity"];
     assert_eq!(a["verdict"], "pass", "{a}");
