@@ -429,3 +429,51 @@ fn the_originator_announces_each_tunnel_build_and_batch_it_sends() {
         .count();
     assert_eq!(own_sends, h.flows_originated.len());
 }
+
+#[test]
+fn a_first_batch_waits_for_the_build_answer_and_a_random_delay() {
+    // Sent on the heels of its build, a first batch reached the first hop a
+    // few hundred microseconds after that hop's `TunnelBuilt`, sooner than a
+    // relay's copy: a timing signal. It must leave at least the minimum
+    // batch delay after the originator heard `TunnelBuilt`.
+    let tunnel = TunnelConfig {
+        reuse_ms: 0,
+        batch_delay_min_ms: 30,
+        batch_delay_max_ms: 60,
+        ..TunnelConfig::default()
+    };
+    let mut h = harness(12, 10, 9, tunnel);
+    let b = block("first batch", 0);
+    for n in 1..12 {
+        h.place(n, b.clone());
+    }
+    for _ in 0..20 {
+        let token = h.session_get(0, vec![b.routing_key()]);
+        h.run(MAX_STEPS);
+        assert!(found(&h.clients[&token].outcomes[0]));
+        h.stores[0].client.clear();
+    }
+    let mut checked = 0;
+    for (i, s) in h.sent.iter().enumerate() {
+        if s.from != 0 || !matches!(s.msg, Message::TunnelGet { .. }) {
+            continue;
+        }
+        // The build answer for this tunnel, received by the originator.
+        let tunnel = s.msg.uid();
+        let built = h.sent[..i]
+            .iter()
+            .rev()
+            .find(|r| {
+                r.to == 0 && matches!(r.msg, Message::TunnelBuilt { .. }) && r.msg.uid() == tunnel
+            })
+            .unwrap_or_else(|| panic!("batch {s:?} sent before its tunnel was answered"));
+        assert!(
+            s.at >= built.at + 30,
+            "batch at {} after TunnelBuilt at {}",
+            s.at,
+            built.at
+        );
+        checked += 1;
+    }
+    assert!(checked >= 20, "{checked} first batches");
+}

@@ -30,6 +30,12 @@ struct OwnTunnel<P> {
     next_index: u32,
     /// Exit index -> (session, item).
     pending: BTreeMap<u32, (ClientToken, usize)>,
+    /// The first hop answered the build. No batch goes before: the first
+    /// batch then leaves a random delay after that answer, as every later
+    /// one leaves a random delay after the previous batch. Sent on the
+    /// heels of the build, it reached the first hop a few hundred
+    /// microseconds after its `TunnelBuilt`, sooner than a relay's copy did.
+    built: bool,
 }
 
 /// One client session.
@@ -66,7 +72,7 @@ impl<P: PeerId> ClientSide<P> {
         let progress = self
             .current
             .as_ref()
-            .filter(|t| !t.pending.is_empty())
+            .filter(|t| !t.pending.is_empty() || !t.built)
             .map(|t| t.last_heard.saturating_add(config.progress_timeout_ms));
         progress.into_iter().chain(self.next_batch_at).min()
     }
@@ -150,7 +156,12 @@ impl<P: PeerId> Router<P> {
         let config = &self.config.tunnel;
         let client = &mut self.tunnels.client;
         let outstanding = client.current.as_ref().map_or(0, |t| t.pending.len());
-        if client.next_batch_at.is_some() || !client.has_unsent() || outstanding >= config.window {
+        let awaiting_built = client.current.as_ref().is_some_and(|t| !t.built);
+        if client.next_batch_at.is_some()
+            || !client.has_unsent()
+            || outstanding >= config.window
+            || awaiting_built
+        {
             return;
         }
         let (lo, hi) = (config.batch_delay_min_ms, config.batch_delay_max_ms);
@@ -166,7 +177,7 @@ impl<P: PeerId> Router<P> {
     pub(super) fn client_tick(&mut self, cx: &mut Ctx<'_, P>) {
         let timeout = self.config.tunnel.progress_timeout_ms;
         let stalled = self.tunnels.client.current.as_ref().is_some_and(|t| {
-            !t.pending.is_empty() && t.last_heard.saturating_add(timeout) <= cx.now
+            (!t.pending.is_empty() || !t.built) && t.last_heard.saturating_add(timeout) <= cx.now
         });
         if stalled {
             self.break_tunnel(cx, true);
@@ -187,14 +198,16 @@ impl<P: PeerId> Router<P> {
     fn send_batch(&mut self, cx: &mut Ctx<'_, P>) {
         let reuse = self.config.tunnel.reuse_ms;
         let window = self.config.tunnel.window;
-        let expired =
-            self.tunnels.client.current.as_ref().is_some_and(|t| {
-                t.pending.is_empty() && t.built_at.saturating_add(reuse) <= cx.now
-            });
+        let expired = self.tunnels.client.current.as_ref().is_some_and(|t| {
+            // A tunnel that has carried nothing yet has not been reused.
+            t.pending.is_empty() && t.next_index > 0 && t.built_at.saturating_add(reuse) <= cx.now
+        });
         if expired {
             self.break_tunnel(cx, true);
         }
-        if self.tunnels.client.current.is_none() && !self.build_tunnel(cx) {
+        if self.tunnels.client.current.is_none() {
+            // The batch waits for the build's answer (see `OwnTunnel::built`).
+            self.build_tunnel(cx);
             return;
         }
         let client = &mut self.tunnels.client;
@@ -242,15 +255,15 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// Start a new walk from a random neighbour; false when there is none
-    /// (every waiting item then fails).
-    fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) -> bool {
+    /// Start a new walk from a random neighbour; when there is none, every
+    /// waiting item fails.
+    fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
         let Some(first) = self.random_neighbour(cx, None) else {
             let tokens: Vec<ClientToken> = self.tunnels.client.sessions.keys().copied().collect();
             for token in tokens {
                 self.fail_unanswered(cx, token, Failure::NoPeers);
             }
-            return false;
+            return;
         };
         let tunnel = self.fresh_tunnel_id(cx, &first);
         // The build carries no operation: it is labelled with that of the
@@ -273,8 +286,8 @@ impl<P: PeerId> Router<P> {
             last_heard: cx.now,
             next_index: 0,
             pending: BTreeMap::new(),
+            built: false,
         });
-        true
     }
 
     /// Drop the current tunnel; its outstanding items wait again (or fail,
@@ -350,6 +363,10 @@ impl<P: PeerId> Router<P> {
     pub(super) fn client_heard(&mut self, cx: &mut Ctx<'_, P>, from: &P, tunnel: TunnelId) {
         if let Some(t) = self.tunnels.client.matches(from, tunnel) {
             t.last_heard = cx.now;
+            if !t.built {
+                t.built = true;
+                self.schedule_batch(cx);
+            }
         }
     }
 
