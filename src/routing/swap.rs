@@ -64,6 +64,16 @@ impl SwapOffer {
         })
     }
 
+    /// This node's own offer: its first [`MAX_SWAP_NEIGHBOURS`] neighbours
+    /// (a node with more shows no more than a peer would accept).
+    pub fn own(location: Location, mut neighbours: Vec<Location>) -> SwapOffer {
+        neighbours.truncate(MAX_SWAP_NEIGHBOURS);
+        SwapOffer {
+            location,
+            neighbours,
+        }
+    }
+
     pub fn location(&self) -> Location {
         self.location
     }
