@@ -29,7 +29,7 @@ pub const SWAP_WALK: usize = 10;
 /// Node counts of the `swap` experiment.
 pub const SWAP_NODES: &[usize] = &[1_000, 10_000, 64_000];
 /// Rounds after which the experiment measures routing.
-pub const SWAP_CHECKPOINTS: &[usize] = &[0, 1, 2, 5, 10, 20, 50, 100, 200];
+pub const SWAP_CHECKPOINTS: &[usize] = &[0, 1, 2, 5, 10, 20, 50, 100, 200, 500];
 
 /// What some attempts came to.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
