@@ -16,6 +16,7 @@
 //!   search.rs        one request's state machine: next hop, on reply, its ending
 //!   vocab.rs         Event, Action, ClientOutcome, Failure, RouterConfig, Op
 //!   htl.rs           hops-to-live policies: none (deterministic), freenet (per-link coins)
+//!   swap.rs          location swapping (Sandberg 2006): the D1/D2 rule, offers, schedule
 //!   tunnel/          random-walk tunnels: walk, relay and exit (mod), client sessions (client)
 //! link/            encrypted links between friends:
 //!   handshake.rs     Noise XX steps over byte buffers
@@ -33,7 +34,7 @@
 //! transfer.rs      whole files over the client API (put_file, get_file)
 //! sim/             the core on a virtual clock: harness, scenario (veil trace), topology;
 //!                  veil sim: engine (discrete events), freenet (veil as a Model), model,
-//!                  baselines, graphs, runner (one run), experiments, plot
+//!                  baselines, graphs, runner (one run), experiments, plot, swap
 //! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
 //!                  and its report), workload, info (testnet.json, workload.json), bench
 //! audit/           what nodes could observe: record (THE log record type), log (the

@@ -315,6 +315,12 @@ fn cli_prints_the_contracts_json_and_refuses_what_is_missing() {
 
     let (ok, _, err) = veil(&["sim", "--system", "nosuch"]);
     assert!(!ok && err.contains("unknown system"), "{err}");
-    let (ok, _, err) = veil(&["sim", "--experiment", "swap", "--out", "/nonexistent/x"]);
+    let (ok, _, err) = veil(&[
+        "sim",
+        "--experiment",
+        "anonymity",
+        "--out",
+        "/nonexistent/x",
+    ]);
     assert!(!ok && err.contains("not implemented yet"), "{err}");
 }

@@ -45,6 +45,7 @@
 
 pub mod htl;
 mod search;
+pub mod swap;
 pub mod tunnel;
 mod vocab;
 

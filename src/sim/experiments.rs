@@ -54,11 +54,7 @@ pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, Sim
         "scaling" => scaling(opts),
         "failure" => failure(opts),
         "baselines" => baselines(opts),
-        "swap" => Err(SimError::NotYet(
-            name.into(),
-            "location swapping is not in the core yet, so there is nothing to converge; \
-             `--topology swap` shows the unswapped starting point",
-        )),
+        "swap" => crate::sim::swap::experiment(opts),
         "anonymity" => Err(SimError::NotYet(
             name.into(),
             "the audit's combined adversary does not read simulated runs yet; \
@@ -68,7 +64,7 @@ pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, Sim
     }
 }
 
-fn bar(opts: &ExperimentOptions, len: usize, what: &str) -> ProgressBar {
+pub(crate) fn bar(opts: &ExperimentOptions, len: usize, what: &str) -> ProgressBar {
     if !opts.progress {
         return ProgressBar::hidden();
     }

@@ -5,7 +5,8 @@
 //! `veil sim`: the discrete-event [`engine`] (the same router at 100,000
 //! nodes), veil as a model ([`freenet`]), the lecture's [`baselines`], the
 //! graphs they run on ([`graphs`]), one run ([`runner`]), the experiments
-//! ([`experiments`]) and their plots ([`plot`]).
+//! ([`experiments`]) and their plots ([`plot`]); location swapping on a
+//! graph ([`swap`]).
 
 pub mod baselines;
 pub mod engine;
@@ -17,4 +18,5 @@ pub mod model;
 pub mod plot;
 pub mod runner;
 pub mod scenario;
+pub mod swap;
 pub mod topology;

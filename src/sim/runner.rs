@@ -198,9 +198,30 @@ pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
     let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let graph = build_graph(opts, &mut rng)?;
+    run_on(opts, graph, &mut rng, started)
+}
+
+/// Run the workload on `graph` (ignoring `opts.topology`, `nodes` and
+/// `degree` except to report them), drawing keys and requesters from `rng`.
+/// The location-swapping experiment measures its graph this way after
+/// every few rounds of swaps.
+pub fn run_on_graph(opts: &SimOptions, graph: &Graph, seed: u64) -> Result<SimReport, SimError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    run_on(opts, graph.clone(), &mut rng, Instant::now())
+}
+
+fn run_on(
+    opts: &SimOptions,
+    graph: Graph,
+    rng: &mut ChaCha8Rng,
+    started: Instant,
+) -> Result<SimReport, SimError> {
+    if !(0.0..1.0).contains(&opts.fail) {
+        return Err(SimError::BadArgs("--fail must be in [0, 1)".into()));
+    }
     let n = graph.nodes();
     let rss_before = rss_bytes();
-    let mut model = build_model(opts, &graph, &mut rng)?;
+    let mut model = build_model(opts, &graph, rng)?;
     let bytes_per_node = match (rss_before, rss_bytes()) {
         (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
         _ => 0,
@@ -220,7 +241,7 @@ pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
     let keys: Vec<u64> = (0..opts.requests).map(|_| rng.gen()).collect();
     for (i, &key) in keys.iter().enumerate() {
         let from = rng.gen_range(0..n) as NodeIx;
-        model.insert(from, key, &mut rng);
+        model.insert(from, key, rng);
         tick(&bar, i);
     }
     let insert_seconds = t.elapsed().as_secs_f64();
@@ -228,7 +249,7 @@ pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
     // Fail a fraction at random; look up from the survivors.
     let failed = (opts.fail * n as f64) as usize;
     let mut alive = vec![true; n];
-    let gone: Vec<NodeIx> = sample(&mut rng, n, failed)
+    let gone: Vec<NodeIx> = sample(rng, n, failed)
         .into_iter()
         .map(|i| i as NodeIx)
         .collect();
@@ -249,7 +270,7 @@ pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
     let mut hops: Vec<u32> = Vec::with_capacity(opts.requests);
     for (i, &key) in keys.iter().enumerate() {
         let from = survivors[rng.gen_range(0..survivors.len())];
-        let l = model.lookup(from, key, &mut rng);
+        let l = model.lookup(from, key, rng);
         messages += l.messages;
         exposed += usize::from(l.requester_exposed);
         if l.found {
@@ -287,7 +308,7 @@ pub fn run(opts: &SimOptions) -> Result<SimReport, SimError> {
     if !rest.is_empty() {
         for &key in sample_keys {
             let from = rest[rng.gen_range(0..rest.len())];
-            found_after += usize::from(model.lookup(from, key, &mut rng).found);
+            found_after += usize::from(model.lookup(from, key, rng).found);
         }
     }
 
