@@ -1,7 +1,7 @@
 //! The three anonymity modes side by side, over real node processes: the
-//! same topology (`testnet/small-world-32.toml`), seed and workload (20
-//! files of 1 MiB, each inserted and fetched from 3 other nodes), and what
-//! the audit's adversary makes of each (issue 8):
+//! same topology (`testnet/small-world-32.toml`), seed and workload (32
+//! files of 1 MiB, each inserted from a different node and fetched from 3
+//! others), and what the audit's adversary makes of each (issue 8):
 //!
 //! - `none`: FAIL, AUC >= 0.95;
 //! - `freenet`: FAIL, a signal's lower bound >= 0.7 or AUC >= 0.8;
@@ -9,6 +9,14 @@
 //!   bin's upper bound <= 0.5, AUC <= 0.65, median d >= 0.7.
 //!
 //! Each mode is its own test, so the harness runs them side by side.
+//!
+//! Why 32 files, not the issue's minimum of 20: in tunnel mode the share of
+//! tunnel messages a neighbour gets straight from their originator is
+//! 1 / E[walk length], 0.25 on average, but each tunnel's walk length is a
+//! geometric draw, so with 20 publishers (20 insert tunnels) the
+//! `TunnelPut` bin's Wilson upper bound passed 0.5 in about one run of ten
+//! (measured: 20 originators over 52 units, upper bound 0.52). With every
+//! node publishing once the verdict rests on 32 insert tunnels.
 
 mod common;
 
@@ -21,7 +29,7 @@ use serde_json::Value;
 use common::VEIL;
 
 /// The longest one testnet run may take (debug build, 2 busy cores).
-const DEADLINE: Duration = Duration::from_secs(420);
+const DEADLINE: Duration = Duration::from_secs(600);
 
 /// Stops whatever testnet is left in `dir` (a failed assertion included).
 struct Down<'a>(&'a Path);
@@ -52,7 +60,7 @@ fn run(mode: Option<&str>) -> (Value, tempfile::TempDir) {
         .arg(&topology)
         .arg("--dir")
         .arg(&dir)
-        .args(["--files", "20", "--fetches", "3", "--file-size", "1MiB"])
+        .args(["--files", "32", "--fetches", "3", "--file-size", "1MiB"])
         .args(["--seed", "1", "--json"]);
     if let Some(m) = mode {
         cmd.args(["--anonymity", m]);
@@ -138,13 +146,13 @@ fn counted_bins(anonymity: &Value) -> Vec<(String, String, f64, f64)> {
 
 fn assert_workload_ok(report: &Value, mode: &str) {
     let files = report["workload"]["files"].as_array().expect("files");
-    assert_eq!(files.len(), 20, "{mode}");
+    assert_eq!(files.len(), 32, "{mode}");
     assert!(
         files.iter().all(|f| f["inserted"] == true),
         "{mode}: {files:?}"
     );
     let fetches = report["workload"]["fetches"].as_array().expect("fetches");
-    assert_eq!(fetches.len(), 60, "{mode}");
+    assert_eq!(fetches.len(), 96, "{mode}");
     let bad: Vec<&Value> = fetches.iter().filter(|f| f["verified"] != true).collect();
     assert!(bad.is_empty(), "{mode}: failed fetches {bad:?}");
     assert_eq!(report["audit"]["violations"]["total"], 0, "{mode}");
