@@ -172,10 +172,11 @@ pub(super) fn tables(obs: &[&Observation], features: &[Feature]) -> Vec<SignalTa
                 }
                 // A tunnel's batches on one link share their sender and
                 // label: one unit of evidence per bin, not one per batch.
-                if !units.insert((o.observer, o.sender, o.flow, (f.bin)(o))) {
+                let bin = (f.bin)(o);
+                if !units.insert((o.observer, o.sender, o.flow, bin.clone())) {
                     continue;
                 }
-                let e = bins.entry((f.bin)(o)).or_default();
+                let e = bins.entry(bin).or_default();
                 e.0 += 1;
                 e.1 += usize::from(o.truth);
             }
