@@ -149,23 +149,26 @@ impl Layout {
         }
     }
 
+    /// Segment `i` (0-based, below [`Self::segments`]), computed directly:
+    /// the first `extra` segments hold one data block more than the rest.
+    pub fn segment(&self, i: u64) -> Segment {
+        let longer = i.min(self.extra);
+        let shorter = i - longer;
+        let data = self.base + u64::from(i < self.extra);
+        let first_data = longer * (self.base + 1) + shorter * self.base;
+        let checks_before =
+            longer * self.check_for(self.base + 1) + shorter * self.check_for(self.base);
+        Segment {
+            first_leaf: first_data + checks_before,
+            first_data,
+            data: data as usize,
+            check: self.check_for(data) as usize,
+        }
+    }
+
     /// The segments in leaf order.
     pub fn iter(&self) -> impl Iterator<Item = Segment> + '_ {
-        let mut first_leaf = 0;
-        let mut first_data = 0;
-        (0..self.segments).map(move |i| {
-            let data = self.base + u64::from(i < self.extra);
-            let check = self.check_for(data);
-            let seg = Segment {
-                first_leaf,
-                first_data,
-                data: data as usize,
-                check: check as usize,
-            };
-            first_leaf += data + check;
-            first_data += data;
-            seg
-        })
+        (0..self.segments).map(move |i| self.segment(i))
     }
 }
 

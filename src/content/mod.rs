@@ -48,6 +48,7 @@ mod layout;
 pub mod manifest;
 mod segment;
 mod split;
+mod stream;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, FetchError, FetchOptions, Progress,
@@ -59,6 +60,7 @@ pub use manifest::{
     MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FILE_LEN,
 };
 pub use split::{split, split_v1, split_with, SplitFile, SplitOptions};
+pub use stream::{Finished, SealedManifest, SegmentBlocks, Splitter};
 
 /// Why a file could not be split or fetched. Messages name blocks by routing
 /// key only: never a decryption key, never plaintext.
@@ -137,6 +139,17 @@ pub enum ContentError {
     /// fit a block by construction).
     #[error("sealing a block failed: {0}")]
     Seal(#[source] KeyError),
+    /// The input ended before the length it had when the split began.
+    #[error("the input ended before its {expected} bytes (did it shrink while being read?)")]
+    InputShort { expected: u64 },
+    /// The input went on past the length it had when the split began.
+    #[error(
+        "the input is longer than the {expected} bytes it had (did it grow while being read?)"
+    )]
+    InputLong { expected: u64 },
+    /// Reading the input failed.
+    #[error("reading the input failed: {0}")]
+    Read(#[source] std::io::Error),
     /// Writing the output failed.
     #[error("writing the file failed: {0}")]
     Write(#[from] std::io::Error),
