@@ -239,6 +239,9 @@ pub struct PutArgs {
     /// The node's client API address.
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
+    /// The file to insert, or `-` for stdin (read as a stream; stdin is
+    /// first copied to an unlinked temporary file, as the layout needs the
+    /// length before the first segment).
     pub file: PathBuf,
     /// Blocks inserted at once (128 fills a tunnel's window: in tunnel mode
     /// fewer in flight means more batches, each after its random delay).

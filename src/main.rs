@@ -184,33 +184,76 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
 
 async fn put(a: PutArgs) -> Result<ExitCode> {
     let file = a.file.as_path();
-    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let stdin = file == Path::new("-");
+    let name = if stdin {
+        "stdin".to_string()
+    } else {
+        file.display().to_string()
+    };
+    let (input, len) = if stdin {
+        tokio::task::spawn_blocking(spool_stdin)
+            .await
+            .context("reading stdin")??
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("reading {name}"))?;
+        let len = f
+            .metadata()
+            .with_context(|| format!("reading {name}"))?
+            .len();
+        (f, len)
+    };
     let bar = progress(0, "inserting", " blocks");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "inserting [{bar:30}] {pos}/{len} blocks, {msg} {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
     let started = std::time::Instant::now();
-    let progress_bar = bar.clone();
+    let shown = bar.clone();
     let split = veil::content::SplitOptions {
         redundancy: a.redundancy,
         ..Default::default()
     };
-    let uri =
-        veil::transfer::put_file_with(a.node, &data, a.concurrency, &split, move |done, total| {
-            progress_bar.set_length(total as u64);
-            progress_bar.set_position(done as u64);
-        })
-        .await
-        .with_context(|| format!("inserting {}", file.display()))?;
+    let input = std::io::BufReader::with_capacity(1 << 16, input);
+    let put = veil::transfer::put_stream(a.node, input, len, a.concurrency, &split, move |p| {
+        shown.set_length(p.blocks_total);
+        shown.set_position(p.blocks_done);
+        shown.set_message(format!("segment {}/{}", p.segments_done, p.segments_total));
+    })
+    .await;
     let blocks = bar.length().unwrap_or(0);
     bar.finish_and_clear();
+    let uri = put.with_context(|| format!("inserting {name}"))?;
     eprintln!(
-        "inserted {} ({} bytes, {} blocks, {}% redundancy) in {:.1?}",
-        file.display(),
-        data.len(),
-        blocks,
+        "inserted {name} ({len} bytes, {blocks} blocks, {}% redundancy) in {:.1?}",
         a.redundancy,
         started.elapsed()
     );
     println!("{}", uri.to_uri());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Copy stdin to an unlinked temporary file: the layout balances segments
+/// over the whole file, so its length must be known before the first
+/// segment is cut. Memory stays bounded; the disk holds one copy.
+fn spool_stdin() -> Result<(std::fs::File, u64)> {
+    use std::io::Seek;
+    let path = std::env::temp_dir().join(format!(
+        "veil-put-stdin-{}-{:x}",
+        std::process::id(),
+        rand::random::<u64>()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    // Gone from the directory at once; the open file lives until we close it.
+    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
+    let len = std::io::copy(&mut std::io::stdin().lock(), &mut f).context("reading stdin")?;
+    f.rewind().context("rewinding the spooled stdin")?;
+    Ok((f, len))
 }
 
 async fn get(a: GetArgs) -> Result<ExitCode> {

@@ -1,14 +1,17 @@
 //! Whole files over a node's client API: split and insert, fetch and
 //! reassemble. Used by `veil put`/`veil get` and the testnet workload.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::task::JoinSet;
+
 use crate::client::{Client, ClientError};
-use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions};
+use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions, Splitter};
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::Chk;
+use crate::keys::{Block, Chk, RoutingKey};
 use crate::routing::Failure;
 use sha2::{Digest, Sha256};
 
@@ -24,6 +27,14 @@ pub enum TransferError {
     Client(#[from] ClientError),
     #[error("an insert worker stopped unexpectedly: {0}")]
     Worker(#[source] tokio::task::JoinError),
+    /// Some blocks were refused; the root was not inserted.
+    #[error("{failed} of {total} blocks could not be inserted (the first: {first}); the file's URI was not published")]
+    InsertFailed {
+        failed: u64,
+        total: u64,
+        #[source]
+        first: ClientError,
+    },
 }
 
 impl HasKind for TransferError {
@@ -38,6 +49,7 @@ impl HasKind for TransferError {
                 .and_then(|cause| cause.downcast_ref::<ClientError>())
                 .map_or(ErrorKind::Local, HasKind::kind),
             TransferError::Worker(_) => ErrorKind::Local,
+            TransferError::InsertFailed { first, .. } => first.kind(),
         }
     }
 }
@@ -64,48 +76,271 @@ pub async fn put_file_with(
     split: &SplitOptions,
     on_block: impl Fn(usize, usize) + Send + Sync + 'static,
 ) -> Result<Chk, TransferError> {
-    let split = content::split_with(data, split)?;
-    let total = split.blocks.len();
-    let mut blocks = split.blocks;
-    let Some(root) = blocks.pop() else {
-        return Ok(split.uri);
-    };
-    blocks.reverse(); // workers pop from the end: insert in split order
-    let queue = Arc::new(std::sync::Mutex::new(blocks));
-    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let on_block = Arc::new(on_block);
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.clamp(1, 64) {
-        let queue = queue.clone();
-        let done = done.clone();
-        let on_block = on_block.clone();
-        workers.spawn(async move {
-            let mut client: Option<Client> = None;
-            loop {
-                let next = queue.lock().ok().and_then(|mut q| q.pop());
-                let Some(block) = next else {
-                    return Ok::<(), ClientError>(());
-                };
-                if client.is_none() {
-                    client = Some(Client::connect(node, BLOCK_TIMEOUT).await?);
-                }
-                if let Some(c) = client.as_mut() {
-                    c.insert(block).await?;
-                }
-                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-                on_block(n, total);
+    let input = std::io::Cursor::new(data.to_vec());
+    put_stream(
+        node,
+        input,
+        data.len() as u64,
+        concurrency,
+        split,
+        move |p| on_block(p.blocks_done as usize, p.blocks_total as usize),
+    )
+    .await
+}
+
+/// Progress of [`put_stream`], reported after every block.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PutProgress {
+    /// Blocks acknowledged (a block repeated within the file counts once
+    /// per place, and is sent once).
+    pub blocks_done: u64,
+    /// Blocks in the file: leaves, manifests and the root.
+    pub blocks_total: u64,
+    /// Segments whose every block is acknowledged.
+    pub segments_done: u64,
+    pub segments_total: u64,
+    /// Blocks the node refused to store.
+    pub blocks_failed: u64,
+}
+
+/// Routing keys already sent, so a block repeated within a file (a run of
+/// zeros) is inserted once. Bounded: the last [`Self::CAP`] keys.
+struct RecentKeys {
+    order: std::collections::VecDeque<RoutingKey>,
+    set: std::collections::HashSet<RoutingKey>,
+}
+
+impl RecentKeys {
+    const CAP: usize = 4096;
+
+    fn new() -> RecentKeys {
+        RecentKeys {
+            order: std::collections::VecDeque::with_capacity(Self::CAP),
+            set: std::collections::HashSet::with_capacity(Self::CAP),
+        }
+    }
+
+    /// True if `key` is new.
+    fn insert(&mut self, key: RoutingKey) -> bool {
+        if !self.set.insert(key) {
+            return false;
+        }
+        self.order.push_back(key);
+        if self.order.len() > Self::CAP {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
             }
+        }
+        true
+    }
+}
+
+/// A batch of blocks from the splitter: one segment's leaves, or
+/// manifests (no segment).
+struct Batch {
+    segment: Option<u64>,
+    blocks: Vec<Block>,
+}
+
+/// Idle client connections to one node, reused across blocks.
+#[derive(Clone)]
+struct Pool {
+    node: SocketAddr,
+    idle: Arc<std::sync::Mutex<Vec<Client>>>,
+}
+
+impl Pool {
+    fn new(node: SocketAddr) -> Pool {
+        Pool {
+            node,
+            idle: Arc::default(),
+        }
+    }
+
+    async fn client(&self) -> Result<Client, ClientError> {
+        let idle = self.idle.lock().ok().and_then(|mut p| p.pop());
+        match idle {
+            Some(c) => Ok(c),
+            None => Client::connect(self.node, BLOCK_TIMEOUT).await,
+        }
+    }
+
+    fn give_back(&self, client: Client) {
+        if let Ok(mut p) = self.idle.lock() {
+            p.push(client);
+        }
+    }
+
+    async fn insert(&self, block: Block) -> Result<(), ClientError> {
+        let mut client = self.client().await?;
+        client.insert(block).await?;
+        self.give_back(client);
+        Ok(())
+    }
+
+    async fn get(&self, key: RoutingKey) -> Result<Block, ClientError> {
+        let mut client = self.client().await?;
+        let block = client.get(key).await?;
+        self.give_back(client);
+        Ok(block)
+    }
+}
+
+/// Inserts in flight, and which segments they finish.
+struct Inserts {
+    pool: Pool,
+    limit: usize,
+    tasks: JoinSet<(Option<u64>, Result<(), ClientError>)>,
+    /// Blocks still unacknowledged per segment (+1 while it is dispatched).
+    outstanding: HashMap<u64, usize>,
+    progress: PutProgress,
+    first_failure: Option<ClientError>,
+}
+
+impl Inserts {
+    fn count(&mut self, segment: Option<u64>, blocks: u64) {
+        self.progress.blocks_done += blocks;
+        let Some(n) = segment else { return };
+        if let Some(left) = self.outstanding.get_mut(&n) {
+            *left -= 1;
+            if *left == 0 {
+                self.outstanding.remove(&n);
+                self.progress.segments_done += 1;
+            }
+        }
+    }
+
+    /// Wait for one insert. A block the node refused is counted and the put
+    /// goes on (so the error can say how many); losing the node ends it.
+    async fn join_one(&mut self) -> Result<(), TransferError> {
+        let Some(joined) = self.tasks.join_next().await else {
+            return Ok(());
+        };
+        let (segment, result) = joined.map_err(TransferError::Worker)?;
+        match result {
+            Ok(()) => self.count(segment, 1),
+            Err(e @ ClientError::Network(_)) => {
+                self.progress.blocks_failed += 1;
+                self.first_failure.get_or_insert(e);
+                self.count(segment, 1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    async fn send(&mut self, batch: Batch, recent: &mut RecentKeys) -> Result<(), TransferError> {
+        if let Some(n) = batch.segment {
+            self.outstanding.insert(n, 1);
+        }
+        for block in batch.blocks {
+            if !recent.insert(block.routing_key()) {
+                self.progress.blocks_done += 1;
+                continue;
+            }
+            while self.tasks.len() >= self.limit {
+                self.join_one().await?;
+            }
+            if let Some(n) = batch.segment {
+                *self.outstanding.entry(n).or_default() += 1;
+            }
+            let pool = self.pool.clone();
+            let segment = batch.segment;
+            self.tasks
+                .spawn(async move { (segment, pool.insert(block).await) });
+        }
+        self.count(batch.segment, 0);
+        Ok(())
+    }
+
+    async fn drain(&mut self) -> Result<(), TransferError> {
+        while !self.tasks.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(())
+    }
+}
+
+/// Split `len` bytes of `input` as they are read and insert them through
+/// the node at `node`: a segment at a time, with at most `concurrency`
+/// blocks in flight and one encoded segment waiting, so memory stays at a
+/// few segments whatever the file's size. Manifests are inserted as they
+/// complete and the root last, once every other block is acknowledged.
+/// Blocks the node refuses are counted and the put fails naming how many,
+/// without inserting the root.
+pub async fn put_stream<R: std::io::Read + Send + 'static>(
+    node: SocketAddr,
+    input: R,
+    len: u64,
+    concurrency: usize,
+    split: &SplitOptions,
+    mut on_progress: impl FnMut(PutProgress) + Send,
+) -> Result<Chk, TransferError> {
+    let mut splitter = Splitter::new(input, len, split)?;
+    let mut inserts = Inserts {
+        pool: Pool::new(node),
+        limit: concurrency.clamp(1, 128),
+        tasks: JoinSet::new(),
+        outstanding: HashMap::new(),
+        progress: PutProgress {
+            blocks_total: splitter.total_blocks(),
+            segments_total: splitter.segments(),
+            ..PutProgress::default()
+        },
+        first_failure: None,
+    };
+    on_progress(inserts.progress);
+    // One encoded segment waits in the channel while the next is read.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+    let producer = tokio::task::spawn_blocking(move || {
+        while let Some(seg) = splitter.next_segment()? {
+            let leaves = Batch {
+                segment: Some(seg.number),
+                blocks: seg.leaves,
+            };
+            let manifests = Batch {
+                segment: None,
+                blocks: seg.manifests.into_iter().map(|(_, b)| b).collect(),
+            };
+            // A closed channel: the put failed, and says why itself.
+            if tx.blocking_send(leaves).is_err() || tx.blocking_send(manifests).is_err() {
+                return Ok(None);
+            }
+        }
+        splitter.finish().map(Some)
+    });
+    let mut recent = RecentKeys::new();
+    let sent = async {
+        while let Some(batch) = rx.recv().await {
+            inserts.send(batch, &mut recent).await?;
+            on_progress(inserts.progress);
+        }
+        Ok::<(), TransferError>(())
+    }
+    .await;
+    drop(rx);
+    let finished = producer.await.map_err(TransferError::Worker)?;
+    sent?;
+    let Some(end) = finished? else {
+        return Err(ContentError::Stalled.into());
+    };
+    let manifests = Batch {
+        segment: None,
+        blocks: end.manifests.into_iter().map(|(_, b)| b).collect(),
+    };
+    inserts.send(manifests, &mut recent).await?;
+    inserts.drain().await?;
+    if let Some(first) = inserts.first_failure.take() {
+        return Err(TransferError::InsertFailed {
+            failed: inserts.progress.blocks_failed,
+            total: inserts.progress.blocks_total,
+            first,
         });
     }
-    while let Some(joined) = workers.join_next().await {
-        joined.map_err(TransferError::Worker)??;
-    }
-    Client::connect(node, BLOCK_TIMEOUT)
-        .await?
-        .insert(root)
-        .await?;
-    on_block(total, total);
-    Ok(split.uri)
+    inserts.pool.insert(end.root).await?;
+    inserts.progress.blocks_done += 1;
+    on_progress(inserts.progress);
+    Ok(end.uri)
 }
 
 /// Whether a failed block request through the node is worth asking again:
@@ -165,22 +400,10 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
         seed.copy_from_slice(&digest[..8]);
         opts.seed = Some(u64::from_le_bytes(seed));
     }
-    // Idle connections to the node, reused across block fetches.
-    let pool: Arc<std::sync::Mutex<Vec<Client>>> = Arc::default();
+    let pool = Pool::new(node);
     let fetch_block = move |key| {
         let pool = pool.clone();
-        async move {
-            let idle = pool.lock().ok().and_then(|mut p| p.pop());
-            let mut client = match idle {
-                Some(c) => c,
-                None => Client::connect(node, BLOCK_TIMEOUT).await?,
-            };
-            let block = client.get(key).await?;
-            if let Ok(mut p) = pool.lock() {
-                p.push(client);
-            }
-            Ok::<_, ClientError>(block)
-        }
+        async move { pool.get(key).await }
     };
     Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
 }
