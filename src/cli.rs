@@ -259,7 +259,8 @@ pub struct GetArgs {
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
     pub uri: String,
-    /// Output file (default: stdout).
+    /// Output file, written as FILE.veil-part and renamed when whole; an
+    /// interrupted get resumes from it. `-` or none: stream to stdout.
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Blocks fetched at once (128 fills a tunnel's window, four batches).

@@ -3,7 +3,6 @@
 
 mod cli;
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -279,46 +278,43 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
             p.segments_done, p.segments_total, p.retries
         ));
     };
+    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
     let len = match a.output.as_deref() {
-        Some(path) => {
-            // Write beside the target, then rename: no partial file is ever
-            // left under the final name.
-            let tmp = path.with_extension("veil-partial");
-            let written = async {
-                let mut f = tokio::fs::File::create(&tmp)
-                    .await
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                let len = veil::transfer::get_to_writer(a.node, &chk, &opts, &mut f, on_progress)
-                    .await
-                    .context("fetching the file")?;
-                f.sync_all()
-                    .await
-                    .with_context(|| format!("writing {}", tmp.display()))?;
-                drop(f);
-                std::fs::rename(&tmp, path)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                anyhow::Ok(len)
-            };
-            match written.await {
-                Ok(len) => len,
-                Err(e) => {
-                    let _ = std::fs::remove_file(&tmp);
-                    bar.finish_and_clear();
-                    return Err(e);
-                }
-            }
-        }
-        None => {
-            // Held until it verifies: stdout cannot take back a bad file.
-            let mut data = Vec::new();
-            let fetched =
-                veil::transfer::get_to_writer(a.node, &chk, &opts, &mut data, on_progress).await;
+        Some(path) if !to_stdout => {
+            let part = veil::content::part_path(path);
+            let fetched = veil::transfer::get_to_path(a.node, &chk, &opts, path, on_progress).await;
             bar.finish_and_clear();
-            fetched.context("fetching the file")?;
-            let mut out = std::io::stdout().lock();
-            out.write_all(&data).context("writing to stdout")?;
-            out.flush().context("writing to stdout")?;
-            data.len() as u64
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) if part.exists() => {
+                    return Err(anyhow::Error::new(e).context(format!(
+                        "fetching the file (the part fetched so far is kept in {}; run the same \
+                         command again to resume)",
+                        part.display()
+                    )))
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("fetching the file")),
+            };
+            if fetched.segments_resumed > 0 {
+                eprintln!(
+                    "resumed: {} segments ({} bytes) were already in {} and verified",
+                    fetched.segments_resumed,
+                    fetched.bytes_resumed,
+                    part.display()
+                );
+            }
+            fetched.len
+        }
+        _ => {
+            // Streamed in order as segments arrive. Every block is checked
+            // against its key before it is written; the whole-file hash
+            // can only be checked at the end, and a failure then is an
+            // error exit after the bytes went out.
+            let mut out = tokio::io::stdout();
+            let fetched =
+                veil::transfer::get_to_writer(a.node, &chk, &opts, &mut out, on_progress).await;
+            bar.finish_and_clear();
+            fetched.context("fetching the file")?
         }
     };
     bar.finish_and_clear();

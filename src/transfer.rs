@@ -386,6 +386,33 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     on_progress: impl FnMut(Progress),
 ) -> Result<u64, TransferError> {
+    let (opts, fetch_block) = through_node(node, uri, opts);
+    Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
+}
+
+/// Fetch the file named by `uri` through the node at `node` into `path`,
+/// through `FILE.veil-part`, resuming from what an interrupted run left
+/// there (see [`content::fetch_to_path`]).
+pub async fn get_to_path(
+    node: SocketAddr,
+    uri: &Chk,
+    opts: &FetchOptions,
+    path: &std::path::Path,
+    on_progress: impl FnMut(Progress),
+) -> Result<content::Fetched, TransferError> {
+    let (opts, fetch_block) = through_node(node, uri, opts);
+    Ok(content::fetch_to_path(uri, &opts, fetch_block, path, on_progress).await?)
+}
+
+/// The options and block fetcher of a get through the node at `node`.
+fn through_node(
+    node: SocketAddr,
+    uri: &Chk,
+    opts: &FetchOptions,
+) -> (
+    FetchOptions,
+    impl Fn(RoutingKey) -> BlockFuture + Clone + Send + Sync + 'static,
+) {
     // Unless told otherwise, the order blocks are asked for is random per
     // file and node but the same each time: a second get through the same
     // node asks for the same blocks, which its client cache holds, while
@@ -401,12 +428,15 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
         opts.seed = Some(u64::from_le_bytes(seed));
     }
     let pool = Pool::new(node);
-    let fetch_block = move |key| {
+    let fetch_block = move |key| -> BlockFuture {
         let pool = pool.clone();
-        async move { pool.get(key).await }
+        Box::pin(async move { pool.get(key).await })
     };
-    Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
+    (opts, fetch_block)
 }
+
+type BlockFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Block, ClientError>> + Send>>;
 
 #[cfg(test)]
 mod tests {

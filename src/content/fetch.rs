@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinSet;
 
 use super::layout::Layout;
@@ -44,6 +44,9 @@ pub struct Progress {
     pub segments_done: u64,
     /// Segments in the file (known once every manifest is open).
     pub segments_total: u64,
+    /// Of `segments_done`, those found already written in a partial file
+    /// and verified there (not fetched).
+    pub segments_resumed: u64,
     /// Block requests asked again after a failure.
     pub retries: u64,
     /// File bytes written so far.
@@ -141,6 +144,49 @@ where
     E: Into<FetchError> + Send + 'static,
     W: AsyncWrite + Unpin,
 {
+    let opened = open(uri, opts, fetch_block, &mut on_progress).await?;
+    opened.write_rest(writer, on_progress, |_, _| Ok(())).await
+}
+
+/// A file whose root (and manifest tree) is open: what remains is its
+/// segments, written in order by [`Opened::write_rest`], maybe after
+/// [`Opened::verify_prefix`] has accepted some already on disk.
+pub struct Opened<F> {
+    getter: Getter<F>,
+    counter: Arc<AtomicU64>,
+    concurrency: usize,
+    progress: Progress,
+    rng: rand::rngs::StdRng,
+    hasher: Sha256,
+    body: Body,
+}
+
+enum Body {
+    /// A file of one block: its bytes.
+    Small(Vec<u8>),
+    /// A splitfile: its leaves, its segments as (first leaf, data, check),
+    /// the hash its root records, and the next segment to fetch.
+    Tree {
+        leaves: Vec<ManifestEntry>,
+        segments: Vec<(usize, usize, usize)>,
+        expected_hash: [u8; 32],
+        next: usize,
+    },
+}
+
+/// Fetch the root and the whole manifest tree of the file named by `uri`,
+/// checking every claim before it is allocated for (see [`fetch_to_writer`]).
+pub async fn open<F, Fut, E>(
+    uri: &Chk,
+    opts: &FetchOptions,
+    fetch_block: F,
+    on_progress: &mut impl FnMut(Progress),
+) -> Result<Opened<F>, ContentError>
+where
+    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Block, E>> + Send + 'static,
+    E: Into<FetchError> + Send + 'static,
+{
     let concurrency = opts.concurrency.max(1);
     let max_len = opts.max_len.min(MAX_FILE_LEN);
     let counter = Arc::new(AtomicU64::new(0));
@@ -156,9 +202,23 @@ where
         blocks_known: 1,
         segments_done: 0,
         segments_total: 0,
+        segments_resumed: 0,
         retries: 0,
         bytes_done: 0,
         bytes_total: 0,
+    };
+    let rng = match opts.seed {
+        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
+        None => rand::rngs::StdRng::from_entropy(),
+    };
+    let opened = |progress, body| Opened {
+        getter: getter.clone(),
+        counter: counter.clone(),
+        concurrency,
+        progress,
+        rng,
+        hasher: Sha256::new(),
+        body,
     };
 
     let root_block = getter.raw(uri.routing).await?;
@@ -173,12 +233,8 @@ where
         if len > max_len {
             return Err(ContentError::TooLarge { len, max: max_len });
         }
-        writer.write_all(&root_data).await?;
-        writer.flush().await?;
-        progress.bytes_done = len;
         progress.bytes_total = len;
-        on_progress(progress);
-        return Ok(len);
+        return Ok(opened(progress, Body::Small(root_data)));
     }
 
     let root = decode_manifest(&root_data)?;
@@ -217,97 +273,196 @@ where
     )
     .await?;
 
-    // The segments: version 2 from the layout (every leaf's length checked
-    // against it), version 1 as runs of data blocks with no check blocks.
-    let segments: Vec<(usize, usize, usize)> = match layout {
-        Some(l) => {
-            if leaves.len() as u64 != l.leaves() {
-                return Err(ManifestError::TooManyBlocks {
-                    max: l.leaves(),
-                    file_length,
-                }
-                .into());
-            }
-            let mut out = Vec::with_capacity(l.segments() as usize);
-            for seg in l.iter() {
-                let first = seg.first_leaf as usize;
-                for j in 0..seg.data + seg.check {
-                    let expected = if j < seg.data {
-                        l.data_len(seg.first_data + j as u64)
-                    } else {
-                        BLOCK_DATA_LEN as u64
-                    };
-                    let length = leaves[first + j].length;
-                    if length != expected {
-                        return Err(ManifestError::LeafLength {
-                            index: (first + j) as u64,
-                            length,
-                            expected,
-                        }
-                        .into());
-                    }
-                }
-                out.push((first, seg.data, seg.check));
-            }
-            out
-        }
-        None => (0..leaves.len())
-            .step_by(V1_SEGMENT)
-            .map(|first| (first, V1_SEGMENT.min(leaves.len() - first), 0))
-            .collect(),
-    };
+    let segments = segments_of(layout, &leaves, file_length)?;
     progress.segments_total = segments.len() as u64;
     progress.blocks_known = progress.blocks_done + segments.iter().map(|s| s.1 as u64).sum::<u64>();
     on_progress(progress);
-
-    let mut rng = match opts.seed {
-        Some(seed) => rand::rngs::StdRng::seed_from_u64(seed),
-        None => rand::rngs::StdRng::from_entropy(),
+    let body = Body::Tree {
+        leaves,
+        segments,
+        expected_hash,
+        next: 0,
     };
-    let mut recent = RecentBlocks::default();
-    let mut hasher = Sha256::new();
-    let of = segments.len() as u64;
-    for (number, (first, data, check)) in (1..).zip(segments) {
-        let plan = Plan {
-            number,
-            of,
-            leaves: &leaves[first..first + data + check],
-            data,
-        };
-        let pieces = fetch_segment(
-            &getter,
-            plan,
-            concurrency,
-            &mut rng,
-            &mut recent,
-            &mut || {
-                progress.blocks_done += 1;
-                progress.retries = counter.load(Ordering::Relaxed);
-                on_progress(progress);
-            },
-        )
-        .await?;
-        for piece in pieces {
-            hasher.update(&piece);
-            writer.write_all(&piece).await?;
-            progress.bytes_done += piece.len() as u64;
-        }
-        progress.segments_done += 1;
-        on_progress(progress);
-    }
-    writer.flush().await?;
+    Ok(opened(progress, body))
+}
 
-    if progress.bytes_done != file_length {
-        return Err(ContentError::LengthMismatch {
-            expected: file_length,
-            actual: progress.bytes_done,
-        });
+/// The segments as (first leaf, data, check): version 2 from the layout
+/// (every leaf's length checked against it), version 1 as runs of data
+/// blocks with no check blocks.
+fn segments_of(
+    layout: Option<Layout>,
+    leaves: &[ManifestEntry],
+    file_length: u64,
+) -> Result<Vec<(usize, usize, usize)>, ContentError> {
+    let Some(l) = layout else {
+        return Ok((0..leaves.len())
+            .step_by(V1_SEGMENT)
+            .map(|first| (first, V1_SEGMENT.min(leaves.len() - first), 0))
+            .collect());
+    };
+    if leaves.len() as u64 != l.leaves() {
+        return Err(ManifestError::TooManyBlocks {
+            max: l.leaves(),
+            file_length,
+        }
+        .into());
     }
-    let actual_hash: [u8; 32] = hasher.finalize().into();
-    if actual_hash != expected_hash {
-        return Err(ContentError::HashMismatch);
+    let mut out = Vec::with_capacity(l.segments() as usize);
+    for seg in l.iter() {
+        let first = seg.first_leaf as usize;
+        for j in 0..seg.data + seg.check {
+            let expected = if j < seg.data {
+                l.data_len(seg.first_data + j as u64)
+            } else {
+                BLOCK_DATA_LEN as u64
+            };
+            let length = leaves[first + j].length;
+            if length != expected {
+                return Err(ManifestError::LeafLength {
+                    index: (first + j) as u64,
+                    length,
+                    expected,
+                }
+                .into());
+            }
+        }
+        out.push((first, seg.data, seg.check));
     }
-    Ok(file_length)
+    Ok(out)
+}
+
+impl<F, Fut, E> Opened<F>
+where
+    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<Block, E>> + Send + 'static,
+    E: Into<FetchError> + Send + 'static,
+{
+    /// Progress so far: the root and manifests, and any segments
+    /// [`Self::verify_prefix`] accepted.
+    pub fn progress(&self) -> Progress {
+        self.progress
+    }
+
+    /// Accept what a partial file already holds: read up to `max_segments`
+    /// whole segments from `prefix`, in order, sealing every data block
+    /// again and comparing it with the CHK its manifest lists. Stops at the
+    /// first segment that is short or differs. Returns the bytes that
+    /// verified; the fetch then goes on after them. Nothing is fetched.
+    pub async fn verify_prefix<R: AsyncRead + Unpin>(
+        &mut self,
+        prefix: &mut R,
+        max_segments: u64,
+    ) -> Result<u64, ContentError> {
+        let Body::Tree {
+            leaves,
+            segments,
+            next,
+            ..
+        } = &mut self.body
+        else {
+            return Ok(0);
+        };
+        let mut buf = vec![0u8; BLOCK_DATA_LEN];
+        'segments: while (*next as u64) < max_segments && *next < segments.len() {
+            let (first, data, _) = segments[*next];
+            let mut hasher = self.hasher.clone();
+            let mut bytes = 0u64;
+            for leaf in &leaves[first..first + data] {
+                let piece = &mut buf[..leaf.length as usize];
+                if prefix.read_exact(piece).await.is_err() {
+                    break 'segments;
+                }
+                match Chk::encode_kind(BlockKind::Data, piece) {
+                    Ok((chk, _)) if chk.routing == leaf.chk.routing => {}
+                    _ => break 'segments,
+                }
+                hasher.update(&*piece);
+                bytes += leaf.length;
+            }
+            self.hasher = hasher;
+            self.progress.bytes_done += bytes;
+            self.progress.segments_done += 1;
+            self.progress.segments_resumed += 1;
+            *next += 1;
+        }
+        let remaining: u64 = segments[*next..].iter().map(|s| s.1 as u64).sum();
+        self.progress.blocks_known = self.progress.blocks_done + remaining;
+        Ok(self.progress.bytes_done)
+    }
+
+    /// Fetch the remaining segments and write them, in order, to `writer`,
+    /// then check the length and the whole-file SHA-256. `on_segment` runs
+    /// after each segment is written and flushed, with the segments and
+    /// bytes written so far. Returns the file's length.
+    pub async fn write_rest<W: AsyncWrite + Unpin>(
+        mut self,
+        writer: &mut W,
+        mut on_progress: impl FnMut(Progress),
+        mut on_segment: impl FnMut(u64, u64) -> Result<(), ContentError>,
+    ) -> Result<u64, ContentError> {
+        let mut progress = self.progress;
+        let (leaves, segments, expected_hash, start) = match self.body {
+            Body::Small(data) => {
+                writer.write_all(&data).await?;
+                writer.flush().await?;
+                progress.bytes_done = data.len() as u64;
+                on_progress(progress);
+                return Ok(data.len() as u64);
+            }
+            Body::Tree {
+                leaves,
+                segments,
+                expected_hash,
+                next,
+            } => (leaves, segments, expected_hash, next),
+        };
+        let file_length = progress.bytes_total;
+        let counter = self.counter.clone();
+        let mut recent = RecentBlocks::default();
+        let of = segments.len() as u64;
+        for (number, &(first, data, check)) in (1..).zip(&segments).skip(start) {
+            let plan = Plan {
+                number,
+                of,
+                leaves: &leaves[first..first + data + check],
+                data,
+            };
+            let pieces = fetch_segment(
+                &self.getter,
+                plan,
+                self.concurrency,
+                &mut self.rng,
+                &mut recent,
+                &mut || {
+                    progress.blocks_done += 1;
+                    progress.retries = counter.load(Ordering::Relaxed);
+                    on_progress(progress);
+                },
+            )
+            .await?;
+            for piece in pieces {
+                self.hasher.update(&piece);
+                writer.write_all(&piece).await?;
+                progress.bytes_done += piece.len() as u64;
+            }
+            writer.flush().await?;
+            progress.segments_done += 1;
+            on_segment(progress.segments_done, progress.bytes_done)?;
+            on_progress(progress);
+        }
+
+        if progress.bytes_done != file_length {
+            return Err(ContentError::LengthMismatch {
+                expected: file_length,
+                actual: progress.bytes_done,
+            });
+        }
+        let actual_hash: [u8; 32] = self.hasher.finalize().into();
+        if actual_hash != expected_hash {
+            return Err(ContentError::HashMismatch);
+        }
+        Ok(file_length)
+    }
 }
 
 /// Open the tree under `root` a level at a time, fetching each distinct

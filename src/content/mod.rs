@@ -46,12 +46,13 @@ use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 mod fetch;
 mod layout;
 pub mod manifest;
+mod resume;
 mod segment;
 mod split;
 mod stream;
 
 pub use fetch::{
-    fetch, fetch_to_writer, fetch_with_progress, FetchError, FetchOptions, Progress,
+    fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,
     DEFAULT_MAX_LEN,
 };
 pub use layout::{Fec, Layout, Segment, DEFAULT_REDUNDANCY, MAX_REDUNDANCY, MAX_SEGMENT};
@@ -59,6 +60,7 @@ pub use manifest::{
     decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION,
     MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FILE_LEN,
 };
+pub use resume::{fetch_to_path, part_path, record_path, Fetched};
 pub use split::{split, split_v1, split_with, SplitFile, SplitOptions};
 pub use stream::{Finished, SealedManifest, SegmentBlocks, Splitter};
 
