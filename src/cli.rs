@@ -154,7 +154,11 @@ pub enum TestnetCommand {
 }
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `veil bench files`: put/get memory and speed on one file.
+    #[command(subcommand)]
+    pub what: Option<BenchCommand>,
     /// Fetches per distance for the chain's latency figure.
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
@@ -183,6 +187,36 @@ pub struct BenchArgs {
     /// Tunnel mode: keys outstanding in a tunnel (default: the node's default).
     #[arg(long)]
     pub window: Option<usize>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Peak RSS and throughput of `veil put` and `veil get` (child
+    /// processes, measured with wait4) on one file across one link between
+    /// two nodes.
+    Files(FilesBenchArgs),
+}
+
+#[derive(clap::Args)]
+pub struct FilesBenchArgs {
+    /// The file's size (e.g. 2GiB, 256MiB).
+    #[arg(long, default_value = "2GiB", value_parser = parse_max_size)]
+    pub size: u64,
+    /// As `veil put --redundancy`.
+    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
+          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
+    pub redundancy: u16,
+    /// As `veil put/get --concurrency`.
+    #[arg(long, default_value_t = 128)]
+    pub concurrency: usize,
+    /// Where the file and the nodes go (default: a new temporary directory).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Leave the directory in place afterwards.
+    #[arg(long)]
+    pub keep: bool,
     #[arg(long)]
     pub json: bool,
 }

@@ -2,6 +2,7 @@
 //! print.
 
 mod cli;
+mod files_bench;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -325,6 +326,12 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
 /// `veil bench`: the chain figures, then the per-mode figures.
 async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
     let step = |s: &str| eprintln!("  {s}");
+    if let Some(cli::BenchCommand::Files(f)) = &a.what {
+        let report = files_bench::run(f, &exe()?, step).await?;
+        let json_text = serde_json::to_string_pretty(&report)?;
+        show(f.json, json_text, report.render_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let chain = match a.no_chain {
         true => None,
         false => Some(veil::testnet::bench::run(a.samples.max(1), a.mib.max(1), step).await?),

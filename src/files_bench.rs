@@ -1,0 +1,303 @@
+//! `veil bench files`: the peak memory and the speed of `veil put` and
+//! `veil get` on one file across one link.
+//!
+//! Two nodes run in this process (real TCP, Noise and redb stores, a store
+//! large enough for the file and its check blocks). A file of pseudo-random
+//! bytes is written to disk; `veil put` runs as a child process against the
+//! first node, then `veil get -o` against the second, so every block crosses
+//! the link. Each child's peak RSS is its `ru_maxrss` as `wait4` reports it
+//! when the child is reaped. The fetched file is compared with the original
+//! by SHA-256. Figures are printed, never asserted.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use rand::{RngCore, SeedableRng};
+use sha2::{Digest, Sha256};
+
+use veil::client::Client;
+use veil::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
+use veil::identity::Identity;
+use veil::node::{NodeSetup, RunningNode};
+
+use crate::cli::FilesBenchArgs;
+
+/// What one child process cost.
+#[derive(Debug, serde::Serialize)]
+pub struct Measured {
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    pub peak_rss_mib: f64,
+}
+
+#[derive(Debug, serde::Serialize)]
+pub struct FilesReport {
+    pub bytes: u64,
+    pub redundancy: u16,
+    pub concurrency: usize,
+    pub put: Measured,
+    pub get: Measured,
+}
+
+impl FilesReport {
+    pub fn render_text(&self) -> String {
+        let line = |what: &str, m: &Measured| {
+            format!(
+                "  veil {what}: {:7.1} s  {:7.1} MiB/s  peak RSS {:6.1} MiB\n",
+                m.seconds, m.mib_per_s, m.peak_rss_mib
+            )
+        };
+        format!(
+            "{:.1} MiB file over one link (2 in-process nodes), {}% redundancy, {} blocks in flight\n{}{}",
+            self.bytes as f64 / (1 << 20) as f64,
+            self.redundancy,
+            self.concurrency,
+            line("put", &self.put),
+            line("get", &self.get)
+        )
+    }
+}
+
+pub async fn run(a: &FilesBenchArgs, exe: &Path, step: impl Fn(&str)) -> Result<FilesReport> {
+    let dir = match &a.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("veil-bench-files-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = measure(a, exe, &dir, &step).await;
+    if !a.keep {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+async fn measure(
+    a: &FilesBenchArgs,
+    exe: &Path,
+    dir: &Path,
+    step: &impl Fn(&str),
+) -> Result<FilesReport> {
+    let src = dir.join("file.bin");
+    step(&format!("writing a {} byte file", a.size));
+    let want = write_file(&src, a.size)?;
+    // The file, its check blocks, manifests, and room to spare.
+    let store = a.size.saturating_mul(2 + u64::from(a.redundancy) / 100) + (256 << 20);
+    step("starting two nodes");
+    let nodes = start_pair(dir, store).await?;
+    let result = async {
+        let (put_node, get_node) = (nodes[0].client.to_string(), nodes[1].client.to_string());
+        let concurrency = a.concurrency.to_string();
+        let redundancy = a.redundancy.to_string();
+        step("veil put");
+        let src_text = src.to_string_lossy().to_string();
+        let (put, uri) = run_measured(
+            exe,
+            &[
+                "put",
+                "--node",
+                &put_node,
+                "--concurrency",
+                &concurrency,
+                "--redundancy",
+                &redundancy,
+                &src_text,
+            ],
+            a.size,
+        )
+        .await?;
+        let out = dir.join("fetched.bin");
+        let out_text = out.to_string_lossy().to_string();
+        step("veil get");
+        let (get, _) = run_measured(
+            exe,
+            &[
+                "get",
+                "--node",
+                &get_node,
+                "--concurrency",
+                &concurrency,
+                "--max-size",
+                "1TiB",
+                uri.trim(),
+                "-o",
+                &out_text,
+            ],
+            a.size,
+        )
+        .await?;
+        if hash_file(&out)? != want {
+            bail!("the fetched file differs from the original");
+        }
+        Ok(FilesReport {
+            bytes: a.size,
+            redundancy: a.redundancy,
+            concurrency: a.concurrency,
+            put,
+            get,
+        })
+    }
+    .await;
+    for node in nodes {
+        node.shutdown().await;
+    }
+    result
+}
+
+/// Write `size` pseudo-random bytes (incompressible, no repeated blocks);
+/// returns their SHA-256.
+fn write_file(path: &Path, size: u64) -> Result<[u8; 32]> {
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(size);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut hasher = Sha256::new();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        rng.fill_bytes(&mut buf[..n]);
+        hasher.update(&buf[..n]);
+        f.write_all(&buf[..n])?;
+        left -= n as u64;
+    }
+    f.flush()?;
+    Ok(hasher.finalize().into())
+}
+
+fn hash_file(path: &Path) -> Result<[u8; 32]> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buf[..n]);
+    }
+}
+
+/// Run `exe args` to completion; its time, throughput over `bytes`, peak
+/// RSS, and stdout.
+async fn run_measured(exe: &Path, args: &[&str], bytes: u64) -> Result<(Measured, String)> {
+    let mut child = Command::new(exe)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("running {}", exe.display()))?;
+    let started = Instant::now();
+    let pipe = |p: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = p {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = pipe(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = pipe(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
+    let (status, maxrss_kib) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+    let seconds = started.elapsed().as_secs_f64();
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    if status != 0 {
+        bail!(
+            "veil {} failed (wait status {status}): {}",
+            args[0],
+            err.trim()
+        );
+    }
+    let mib = bytes as f64 / (1 << 20) as f64;
+    Ok((
+        Measured {
+            seconds,
+            mib_per_s: mib / seconds.max(1e-9),
+            peak_rss_mib: maxrss_kib as f64 / 1024.0,
+        },
+        out,
+    ))
+}
+
+/// Reap `pid`: its wait status and its peak resident set (KiB).
+fn wait4(pid: libc::pid_t) -> Result<(i32, i64)> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: rusage is plain data that wait4 fills; zeroed is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        // SAFETY: valid pointers to locals; pid is our own unreaped child.
+        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if r == pid {
+            return Ok((status, usage.ru_maxrss));
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e).context("waiting for the child");
+        }
+    }
+}
+
+/// Two linked in-process nodes with stores of `store` bytes each.
+async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
+    let ports = veil::testnet::free_ports(4).context("finding free ports")?;
+    let dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("node{i}"))).collect();
+    let mut keys = Vec::new();
+    for d in &dirs {
+        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        identity.save(d.join(IDENTITY_FILE))?;
+        keys.push(identity.public());
+    }
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        let j = 1 - i;
+        let mut config =
+            NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(0.25 + 0.5 * i as f64));
+        config.store_size = SizeSetting::Bytes(store);
+        config.cache_size = Some(SizeSetting::Text("64MiB".into()));
+        config.peers.push(PeerConfig {
+            address: ports[2 * j],
+            public_key: keys[j],
+            name: Some(format!("node{j}")),
+        });
+        config.save(d)?;
+        nodes.push(veil::node::start(NodeSetup::load(d)?).await?);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut up = 0;
+        for n in &nodes {
+            if let Ok(mut c) = Client::connect(n.client, Duration::from_secs(2)).await {
+                if let Ok(s) = c.status().await {
+                    up += s.peers.iter().filter(|p| p.connected).count();
+                }
+            }
+        }
+        if up == 2 {
+            return Ok(nodes);
+        }
+        if Instant::now() > deadline {
+            for n in nodes {
+                n.shutdown().await;
+            }
+            bail!("the two nodes did not link within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
