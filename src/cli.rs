@@ -194,8 +194,8 @@ pub struct BenchArgs {
 #[derive(Subcommand)]
 pub enum BenchCommand {
     /// Peak RSS and throughput of `veil put` and `veil get` (child
-    /// processes, measured with wait4) on one file across one link between
-    /// two nodes.
+    /// processes, each reporting its own VmHWM) on one file across one link
+    /// between two in-process nodes.
     Files(FilesBenchArgs),
 }
 

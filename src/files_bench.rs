@@ -5,9 +5,12 @@
 //! large enough for the file and its check blocks). A file of pseudo-random
 //! bytes is written to disk; `veil put` runs as a child process against the
 //! first node, then `veil get -o` against the second, so every block crosses
-//! the link. Each child's peak RSS is its `ru_maxrss` as `wait4` reports it
-//! when the child is reaped. The fetched file is compared with the original
-//! by SHA-256. Figures are printed, never asserted.
+//! the link. Each child's peak RSS is the high-water mark of its own memory
+//! (`VmHWM` in `/proc/self/status`), which the child prints as it exits when
+//! [`PEAK_RSS_ENV`] is set. (`wait4`'s `ru_maxrss` is not used: Linux carries
+//! the parent's resident set at spawn time into it, and the parent here runs
+//! two nodes.) The fetched file is compared with the original by SHA-256.
+//! Figures are printed, never asserted.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -185,6 +188,7 @@ fn hash_file(path: &Path) -> Result<[u8; 32]> {
 async fn run_measured(exe: &Path, args: &[&str], bytes: u64) -> Result<(Measured, String)> {
     let mut child = Command::new(exe)
         .args(args)
+        .env(PEAK_RSS_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -212,44 +216,45 @@ async fn run_measured(exe: &Path, args: &[&str], bytes: u64) -> Result<(Measured
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let pid = libc::pid_t::try_from(child.id()).context("child pid")?;
-    let (status, maxrss_kib) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     let seconds = started.elapsed().as_secs_f64();
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
-    if status != 0 {
-        bail!(
-            "veil {} failed (wait status {status}): {}",
-            args[0],
-            err.trim()
-        );
+    if !status.success() {
+        bail!("veil {} failed ({status}): {}", args[0], err.trim());
     }
+    let peak_kib: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix(PEAK_RSS_LINE))
+        .and_then(|v| v.trim().parse().ok())
+        .context("the child did not report its peak RSS")?;
     let mib = bytes as f64 / (1 << 20) as f64;
     Ok((
         Measured {
             seconds,
             mib_per_s: mib / seconds.max(1e-9),
-            peak_rss_mib: maxrss_kib as f64 / 1024.0,
+            peak_rss_mib: peak_kib as f64 / 1024.0,
         },
         out,
     ))
 }
 
-/// Reap `pid`: its wait status and its peak resident set (KiB).
-fn wait4(pid: libc::pid_t) -> Result<(i32, i64)> {
-    let mut status: libc::c_int = 0;
-    // SAFETY: rusage is plain data that wait4 fills; zeroed is a valid value.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: valid pointers to locals; pid is our own unreaped child.
-        let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if r == pid {
-            return Ok((status, usage.ru_maxrss));
-        }
-        let e = std::io::Error::last_os_error();
-        if e.kind() != std::io::ErrorKind::Interrupted {
-            return Err(e).context("waiting for the child");
-        }
+/// Set in a child's environment: `veil` then prints its own peak RSS on
+/// stderr as it exits.
+pub const PEAK_RSS_ENV: &str = "VEIL_REPORT_PEAK_RSS";
+
+/// The line the child prints: this prefix, then KiB.
+const PEAK_RSS_LINE: &str = "veil: peak RSS KiB ";
+
+/// Print this process's peak resident set (Linux `VmHWM`), if known.
+pub fn report_own_peak_rss() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    if let Some(kib) = hwm {
+        eprintln!("{PEAK_RSS_LINE}{kib}");
     }
 }
 

@@ -36,13 +36,17 @@ fn main() -> ExitCode {
         "warn"
     };
     init_logging(cli.log_format, default_level);
-    match run(cli) {
+    let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("veil: {}", one_line(&e));
             ExitCode::from(2)
         }
+    };
+    if std::env::var_os(files_bench::PEAK_RSS_ENV).is_some() {
+        files_bench::report_own_peak_rss();
     }
+    code
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
