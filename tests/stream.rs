@@ -101,12 +101,23 @@ fn fetcher(
     }
 }
 
-#[test]
-fn an_interrupted_get_resumes_from_its_part_file() {
+/// A file of `len` bytes split in small segments, its blocks as a network,
+/// an output path in a fresh directory, and fetch options.
+fn fixture(
+    len: usize,
+    seed: u64,
+    concurrency: usize,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    Vec<u8>,
+    veil::content::SplitFile,
+    Net,
+    FetchOptions,
+) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("file.bin");
-    // 80 data blocks in 10 segments of 8 (+8 check blocks each).
-    let data = bytes(80 * B - 100, 9);
+    let data = bytes(len, seed);
     let sf = split_with(&data, &small_segments()).unwrap();
     let net: Net = Arc::new(
         sf.blocks
@@ -115,11 +126,18 @@ fn an_interrupted_get_resumes_from_its_part_file() {
             .collect(),
     );
     let opts = FetchOptions {
-        concurrency: 1,
+        concurrency,
         retries: 0,
-        seed: Some(5),
+        seed: Some(seed),
         ..FetchOptions::default()
     };
+    (dir, out, data, sf, net, opts)
+}
+
+#[test]
+fn an_interrupted_get_resumes_from_its_part_file() {
+    // 80 data blocks in 10 segments of 8 (+8 check blocks each).
+    let (dir, out, data, sf, net, opts) = fixture(80 * B - 100, 9, 1);
     let rt = runtime();
 
     // The whole file, uninterrupted: how many requests it takes.
@@ -171,22 +189,7 @@ fn an_interrupted_get_resumes_from_its_part_file() {
 
 #[test]
 fn a_damaged_part_file_is_fetched_again_from_the_damage_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("file.bin");
-    let data = bytes(40 * B, 11);
-    let sf = split_with(&data, &small_segments()).unwrap();
-    let net: Net = Arc::new(
-        sf.blocks
-            .iter()
-            .map(|b| (b.routing_key(), b.clone()))
-            .collect(),
-    );
-    let opts = FetchOptions {
-        concurrency: 2,
-        retries: 0,
-        seed: Some(1),
-        ..FetchOptions::default()
-    };
+    let (_dir, out, data, sf, net, opts) = fixture(40 * B, 11, 2);
     let rt = runtime();
     let f = fetcher(net.clone(), Arc::new(AtomicUsize::new(0)), 30);
     assert!(rt
