@@ -82,6 +82,9 @@ fn an_input_that_changes_length_while_read_is_refused() {
 
 type Net = Arc<HashMap<RoutingKey, Block>>;
 
+/// Blocks with their places in a split's block list.
+type Numbered = Vec<(usize, Block)>;
+
 /// A fetcher over `net` that counts its calls and fails every call past
 /// `fail_after` (a node gone mid-way).
 fn fetcher(
@@ -165,7 +168,7 @@ fn an_interrupted_get_resumes_from_its_part_file() {
     );
     let part = std::fs::metadata(part_path(&out)).unwrap().len();
     assert!(
-        part > 0 && part % (8 * B as u64) == 0,
+        part > 0 && part.is_multiple_of(8 * B as u64),
         "whole segments: {part}"
     );
     assert!(record_path(&out).exists());
@@ -295,13 +298,13 @@ fn put_and_get_stream_through_two_nodes_and_a_failed_get_resumes() {
     let opts = small_segments();
     let sf = split_with(&data, &opts).unwrap();
     // Leaves: 5 segments of 8 + 8; the third is leaves 32..48.
-    let (missing, present): (Vec<(usize, Block)>, Vec<(usize, Block)>) = sf
+    let (missing, present): (Numbered, Numbered) = sf
         .blocks
         .iter()
         .cloned()
         .enumerate()
         .partition(|(i, _)| (32..48).contains(i));
-    let insert = |blocks: Vec<(usize, Block)>| {
+    let insert = |blocks: Numbered| {
         rt.block_on(async {
             let mut c = Client::connect(a.client, Duration::from_secs(30))
                 .await

@@ -23,10 +23,15 @@
 //! - [`manifest`]: the manifest wire format, encode/decode, and the
 //!   capacity maths behind [`MAX_FANOUT`];
 //! - `layout.rs`: segment sizes from a root's `fec` triple;
-//! - [`split()`]: a file into blocks (`split.rs`);
+//! - [`Splitter`]: a file of known length into blocks as a stream, a
+//!   segment at a time, manifests built as leaves arrive (`stream.rs`);
+//! - [`split()`]: the same over a slice, all blocks at once (`split.rs`);
 //! - [`fetch()`]: a file back, verified, a segment at a time, any `k` of
-//!   `n` blocks in random order, with bounded retries (`fetch.rs`, the
-//!   segment work in `segment.rs`);
+//!   `n` blocks in random order, with bounded retries (`fetch.rs`: [`open`]
+//!   the root and the tree, then [`Opened::write_rest`]; the segment work
+//!   in `segment.rs`);
+//! - [`fetch_to_path`]: into a file through `FILE.veil-part`, resuming an
+//!   interrupted fetch after the segments that verify again (`resume.rs`);
 //! - here: the errors.
 //!
 //! While fetching, each child manifest must also match what its parent says
