@@ -10,7 +10,8 @@
 //! identity.rs      a node's static X25519 key; peer keys; key files (0600)
 //! message.rs       the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR
 //! error.rs         ErrorKind / HasKind: what kind of failure an error is, peer's fault or not
-//! content/         files of any size: manifest format (manifest), split, fetch
+//! content/         files of any size: manifest format (manifest), layout, segment (RS),
+//!                  split/stream (a segment at a time), fetch, resume (FILE.veil-part)
 //! routing/         THE sans-IO core, events in, actions out (no socket, clock, thread):
 //!   mod.rs           Router, the pool of searches: uid table, loops, limits, stats, timers
 //!   search.rs        one request's state machine: next hop, on reply, its ending
