@@ -7,7 +7,10 @@
 //! in what scale needs: per-link latencies drawn from a distribution
 //! ([`Latency`]), a timer heap instead of a scan of every router, failed
 //! nodes, per-node load counters, and per-request tallies instead of a log
-//! of every message. Nodes keep their blocks in the harness's [`MemStore`].
+//! of every message. Nodes keep their blocks in the compact stores of
+//! [`blocks`](crate::sim::blocks) (each distinct block once, each node a
+//! sorted list of numbers), which answer the router as the harness's
+//! `MemStore` does.
 //!
 //! Requests run one at a time: [`Engine::get`] and [`Engine::put`] return
 //! once the client has its answer and no message is in flight.
@@ -23,6 +26,7 @@ use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message};
 use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
+use crate::sim::blocks::{Blocks, NodeBlocks, NodeView};
 use crate::sim::harness::{node_secret, Harness, MemStore};
 use crate::sim::model::NodeIx;
 
@@ -181,7 +185,8 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
 /// Many routers, one virtual clock.
 pub struct Engine {
     routers: Vec<Router<NodeIx>>,
-    pub stores: Vec<MemStore>,
+    blocks: Blocks,
+    held: Vec<NodeBlocks>,
     alive: Vec<bool>,
     mode: Anonymity,
     max_htl: Htl,
@@ -244,7 +249,8 @@ impl Engine {
         }
         Engine {
             routers,
-            stores: (0..n).map(|_| MemStore::default()).collect(),
+            blocks: Blocks::default(),
+            held: vec![NodeBlocks::default(); n],
             alive: vec![true; n],
             mode,
             max_htl,
@@ -282,9 +288,8 @@ impl Engine {
 
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
-        self.stores[node as usize]
-            .store
-            .insert(block.routing_key(), block);
+        let id = self.blocks.intern(block);
+        self.held[node as usize].store.insert(id);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
@@ -293,7 +298,7 @@ impl Engine {
     pub fn fail(&mut self, nodes: &[NodeIx]) {
         for &n in nodes {
             self.alive[n as usize] = false;
-            self.stores[n as usize] = MemStore::default();
+            self.held[n as usize] = NodeBlocks::default();
         }
     }
 
@@ -410,7 +415,11 @@ impl Engine {
 
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
-        let actions = self.routers[n].handle(self.now, &mut self.rng, &self.stores[n], event);
+        let view = NodeView {
+            blocks: &self.blocks,
+            node: &self.held[n],
+        };
+        let actions = self.routers[n].handle(self.now, &mut self.rng, &view, event);
         for action in actions {
             match action {
                 Action::Send { to, msg } => self.send(node, to, msg),
@@ -421,13 +430,16 @@ impl Engine {
                     }
                 }
                 Action::CacheBlock { block } => {
-                    self.stores[n].cache.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].cache.insert(id);
                 }
                 Action::StoreBlock { block } => {
-                    self.stores[n].store.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].store.insert(id);
                 }
                 Action::ClientCacheBlock { block } => {
-                    self.stores[n].client.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].client.insert(id);
                 }
                 Action::Originated { .. }
                 | Action::FlowOriginated { .. }

@@ -9,6 +9,7 @@
 //! graph ([`swap`]).
 
 pub mod baselines;
+pub mod blocks;
 pub mod engine;
 pub mod experiments;
 pub mod freenet;
