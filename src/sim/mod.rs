@@ -10,6 +10,7 @@
 
 pub mod baselines;
 pub mod blocks;
+pub mod churn;
 pub mod engine;
 pub mod experiments;
 pub mod freenet;
