@@ -2,11 +2,11 @@
 //! millions of cached copies (`sim::engine`).
 //!
 //! Every distinct block is kept once, in [`Blocks`], under a small number;
-//! each node keeps only the numbers of what it stores, caches and fetched
-//! for its own client ([`NodeBlocks`], sorted vectors of `u32`). A node's
-//! view ([`NodeView`]) answers the router's [`BlockSource`] queries exactly
-//! as the harness's `MemStore` does: the store first, then the cache, and
-//! the client cache on its own. Unbounded, as the `MemStore` is: the real
+//! each node keeps only the numbers of what it stores or caches and of what
+//! it fetched for its own client ([`NodeBlocks`], sorted vectors of
+//! `u32`). A node's view ([`NodeView`]) answers the router's
+//! [`BlockSource`] queries as the harness's `MemStore` does: a block in the
+//! store or the cache, and the client cache on its own. Unbounded, as the `MemStore` is: the real
 //! node's cache is bounded by bytes, the simulator's keeps every copy (4
 //! bytes each).
 
@@ -113,13 +113,13 @@ impl IdSet {
     }
 }
 
-/// What one node holds: its store (insert sinks), its cache (blocks that
-/// passed through) and its client cache (what its own client fetched
-/// through a tunnel).
+/// What one node holds: its store (insert sinks) and its cache (blocks that
+/// passed through) as one set, since the router reads them as one (store
+/// first, then cache, the same block either way), and its client cache
+/// (what its own client fetched through a tunnel).
 #[derive(Clone, Debug, Default)]
 pub struct NodeBlocks {
-    pub store: IdSet,
-    pub cache: IdSet,
+    pub held: IdSet,
     pub client: IdSet,
 }
 
@@ -131,9 +131,9 @@ pub struct NodeView<'a> {
 }
 
 impl NodeView<'_> {
-    fn find(&self, key: &RoutingKey, sets: &[&IdSet]) -> Option<Block> {
+    fn find(&self, key: &RoutingKey, set: &IdSet) -> Option<Block> {
         let id = self.blocks.id(key)?;
-        if sets.iter().any(|s| s.contains(id)) {
+        if set.contains(id) {
             self.blocks.get(id).cloned()
         } else {
             None
@@ -143,11 +143,11 @@ impl NodeView<'_> {
 
 impl BlockSource for NodeView<'_> {
     fn lookup(&self, key: &RoutingKey) -> Option<Block> {
-        self.find(key, &[&self.node.store, &self.node.cache])
+        self.find(key, &self.node.held)
     }
 
     fn client_lookup(&self, key: &RoutingKey) -> Option<Block> {
-        self.find(key, &[&self.node.client])
+        self.find(key, &self.node.client)
     }
 }
 
@@ -161,7 +161,7 @@ mod tests {
         let (a, b) = (Block::stand_in(b"a"), Block::stand_in(b"b"));
         let mut node = NodeBlocks::default();
         let ia = blocks.intern(a.clone());
-        node.cache.insert(ia);
+        node.held.insert(ia);
         let ib = blocks.intern(b.clone());
         node.client.insert(ib);
         assert_eq!(blocks.intern(a.clone()), ia);

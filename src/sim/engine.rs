@@ -315,7 +315,7 @@ impl Engine {
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
         let id = self.blocks.intern(block);
-        self.held[node as usize].store.insert(id);
+        self.held[node as usize].held.insert(id);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
@@ -494,11 +494,11 @@ impl Engine {
                 }
                 Action::CacheBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].cache.insert(id);
+                    self.held[n].held.insert(id);
                 }
                 Action::StoreBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].store.insert(id);
+                    self.held[n].held.insert(id);
                 }
                 Action::ClientCacheBlock { block } => {
                     let id = self.blocks.intern(block);
