@@ -17,13 +17,7 @@ use veil::sim::topology::Topology;
 
 /// A report without its timings and memory figure (which vary).
 fn figures(r: &SimReport) -> String {
-    let mut r = r.clone();
-    r.wall_seconds = 0.0;
-    r.build_seconds = 0.0;
-    r.insert_seconds = 0.0;
-    r.lookup_seconds = 0.0;
-    r.bytes_per_node = 0;
-    format!("{r:?}")
+    format!("{:?}", r.without_timings())
 }
 
 fn run(system: &str, churn_minutes: f64, fail: f64, fail_mode: FailMode) -> SimReport {

@@ -490,6 +490,19 @@ fn run_on(
 }
 
 impl SimReport {
+    /// The report without what differs between two runs of the same seed
+    /// (the timings and the memory figure).
+    pub fn without_timings(&self) -> SimReport {
+        SimReport {
+            wall_seconds: 0.0,
+            build_seconds: 0.0,
+            insert_seconds: 0.0,
+            lookup_seconds: 0.0,
+            bytes_per_node: 0,
+            ..self.clone()
+        }
+    }
+
     /// The short summary `veil sim` prints.
     pub fn render_text(&self) -> String {
         let mode = self
