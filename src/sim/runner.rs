@@ -290,16 +290,23 @@ fn place_keys(
 /// The `count` nodes a warm-up finds most loaded ([`FailMode::Loaded`]):
 /// a twin built and filled from `rng`'s current state, as the measured run
 /// will be, answers up to [`WARMUP_LOOKUPS`] lookups of random keys from
-/// random nodes (a stream of their own), and is dropped.
+/// random nodes (a stream of their own), and is dropped. Also returns the
+/// twin's built size per node (the measured system reuses its freed memory,
+/// so its own figure would read 0).
 fn most_loaded(
     opts: &SimOptions,
     graph: &Graph,
     rng: &ChaCha8Rng,
     count: usize,
-) -> Result<Vec<NodeIx>, SimError> {
+) -> Result<(Vec<NodeIx>, u64), SimError> {
     let mut rng = rng.clone();
+    let n = graph.nodes();
+    let rss_before = rss_bytes();
     let mut twin = build_model(opts, graph, &mut rng)?;
-    let n = twin.nodes();
+    let bytes_per_node = match (rss_before, rss_bytes()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
+        _ => 0,
+    };
     let keys = place_keys(
         twin.as_mut(),
         opts.requests,
@@ -317,7 +324,7 @@ fn most_loaded(
     let load = |i: NodeIx| twin.load()[i as usize] - before[i as usize];
     by_load.sort_by_key(|&i| (std::cmp::Reverse(load(i)), i));
     by_load.truncate(count);
-    Ok(by_load)
+    Ok((by_load, bytes_per_node))
 }
 
 fn run_on(
@@ -343,8 +350,9 @@ fn run_on(
     };
     let rss_before = rss_bytes();
     let mut model = build_model(opts, &graph, rng)?;
-    let bytes_per_node = match (rss_before, rss_bytes()) {
-        (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
+    let bytes_per_node = match (&loaded, rss_before, rss_bytes()) {
+        (Some((_, twin)), _, _) => *twin,
+        (None, Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
         _ => 0,
     };
     drop(graph);
@@ -360,7 +368,7 @@ fn run_on(
     // Fail a fraction; look up from the survivors that are online.
     let mut alive = vec![true; n];
     let gone: Vec<NodeIx> = match loaded {
-        Some(most) => most,
+        Some((most, _)) => most,
         None => sample(rng, n, failed)
             .into_iter()
             .map(|i| i as NodeIx)
