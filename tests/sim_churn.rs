@@ -10,6 +10,7 @@ use std::process::Command;
 use veil::routing::{Anonymity, RouterConfig};
 use veil::sim::churn::ChurnSpec;
 use veil::sim::engine::{Engine, Latency};
+use veil::sim::graphs;
 use veil::sim::harness::block_near;
 use veil::sim::model::NodeIx;
 use veil::sim::runner::{self, FailMode, SimOptions, SimReport};
@@ -75,45 +76,31 @@ fn a_node_that_leaves_answers_nothing_and_returns_with_its_store() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let topology = Topology::load(&root.join("testnet/seed-a-f.toml")).expect("topology");
     let scenario = topology.scenario.as_ref().expect("scenario");
-    let adj: Vec<Vec<NodeIx>> = topology
-        .adjacency()
-        .into_iter()
-        .map(|l| l.into_iter().map(|j| j as NodeIx).collect())
-        .collect();
+    let adj = graphs::from_topology(&topology).adj;
     let locations: Vec<_> = topology.nodes.iter().map(|n| n.location).collect();
-    let config = RouterConfig {
-        max_htl: scenario.htl,
-        ..RouterConfig::default()
-    };
-    let mut engine = Engine::new(
-        &adj,
-        &locations,
-        config,
-        Anonymity::None,
-        Latency::Fixed(10),
-        1,
-    );
     let (chk, block) = block_near(scenario.key_location, 0.001);
-    for &h in &scenario.holders {
-        engine.place(h as NodeIx, block.clone());
-    }
-    let requester = scenario.requester as NodeIx;
-    assert!(engine.get(requester, chk.routing).found());
-    // Requests that found it cached it on the way: start over.
-    let mut engine = Engine::new(
-        &adj,
-        &locations,
-        RouterConfig {
+    let fresh = || {
+        let config = RouterConfig {
             max_htl: scenario.htl,
             ..RouterConfig::default()
-        },
-        Anonymity::None,
-        Latency::Fixed(10),
-        1,
-    );
-    for &h in &scenario.holders {
-        engine.place(h as NodeIx, block.clone());
-    }
+        };
+        let mut engine = Engine::new(
+            &adj,
+            &locations,
+            config,
+            Anonymity::None,
+            Latency::Fixed(10),
+            1,
+        );
+        for &h in &scenario.holders {
+            engine.place(h as NodeIx, block.clone());
+        }
+        engine
+    };
+    let requester = scenario.requester as NodeIx;
+    assert!(fresh().get(requester, chk.routing).found());
+    // Requests that find it cache it on the way: start over each time.
+    let mut engine = fresh();
     for &h in &scenario.holders {
         engine.set_online(h as NodeIx, false);
         assert!(!engine.is_alive(h as NodeIx));
