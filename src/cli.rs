@@ -489,9 +489,25 @@ pub struct SimArgs {
     /// Keys inserted, then looked up.
     #[arg(long, default_value_t = 1000)]
     pub requests: usize,
-    /// Fraction of nodes removed at random before the lookups.
+    /// Fraction of nodes removed before the lookups (see --fail-mode).
     #[arg(long, default_value_t = 0.0)]
     pub fail: f64,
+    /// Which nodes --fail removes: random, or loaded (the most loaded in a
+    /// warm-up of the same workload first).
+    #[arg(long, default_value = "random")]
+    pub fail_mode: veil::sim::runner::FailMode,
+    /// Churn: spread the lookups over MINUTES of session time while nodes
+    /// leave and rejoin (0: none; `--churn` alone: 60).
+    #[arg(long, value_name = "MINUTES", default_value_t = 0.0,
+          num_args = 0..=1, default_missing_value = "60")]
+    pub churn: f64,
+    /// Churn session lengths: log-normal MU,SIGMA of minutes (default: Roos
+    /// et al. 2014's fit to Freenet, median 97 min).
+    #[arg(long, value_name = "MU,SIGMA", default_value = "4.5774,1.8235")]
+    pub session: veil::sim::churn::LogNormalMinutes,
+    /// Churn downtimes between sessions: log-normal MU,SIGMA of minutes.
+    #[arg(long, value_name = "MU,SIGMA", default_value = "4.5774,1.8235")]
+    pub downtime: veil::sim::churn::LogNormalMinutes,
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
     /// Link latency: fixed:MS, uniform:MIN-MAX or lognormal:MEDIAN,SIGMA.
@@ -534,6 +550,12 @@ impl SimArgs {
             ttl: self.ttl,
             requests: self.requests,
             fail: self.fail,
+            fail_mode: self.fail_mode,
+            churn: veil::sim::churn::ChurnSpec {
+                minutes: self.churn,
+                session: self.session,
+                downtime: self.downtime,
+            },
             seed: self.seed,
             latency: self.latency,
             progress,

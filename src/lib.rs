@@ -35,7 +35,8 @@
 //! transfer.rs      whole files over the client API (put_file, get_file)
 //! sim/             the core on a virtual clock: harness, scenario (veil trace), topology;
 //!                  veil sim: engine (discrete events), freenet (veil as a Model), model,
-//!                  baselines, graphs, runner (one run), experiments, plot, swap
+//!                  baselines, graphs, runner (one run), experiments, plot, swap,
+//!                  blocks (the engine's compact stores), churn (sessions)
 //! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
 //!                  and its report), workload, info (testnet.json, workload.json), bench
 //! audit/           what nodes could observe: record (THE log record type), log (the

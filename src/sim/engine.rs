@@ -7,7 +7,10 @@
 //! in what scale needs: per-link latencies drawn from a distribution
 //! ([`Latency`]), a timer heap instead of a scan of every router, failed
 //! nodes, per-node load counters, and per-request tallies instead of a log
-//! of every message. Nodes keep their blocks in the harness's [`MemStore`].
+//! of every message. Nodes keep their blocks in the compact stores of
+//! [`blocks`](crate::sim::blocks) (each distinct block once, each node a
+//! sorted list of numbers), which answer the router as the harness's
+//! `MemStore` does.
 //!
 //! Requests run one at a time: [`Engine::get`] and [`Engine::put`] return
 //! once the client has its answer and no message is in flight.
@@ -23,6 +26,8 @@ use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message};
 use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
+use crate::sim::baselines::Csr;
+use crate::sim::blocks::{Blocks, NodeBlocks, NodeView};
 use crate::sim::harness::{node_secret, Harness, MemStore};
 use crate::sim::model::NodeIx;
 
@@ -178,11 +183,32 @@ impl Ord for InFlight {
 /// above any real request: HTL bounds a search's hops).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
 
+/// Node `i`'s router, made as the harness makes it.
+fn make_router(
+    config: &RouterConfig,
+    location: Location,
+    mode: Anonymity,
+    seed: u64,
+    i: usize,
+) -> Router<NodeIx> {
+    let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
+    let mut r = Router::with_policy(config.clone(), location, policy);
+    r.set_client_tunnels(mode == Anonymity::Tunnel);
+    r
+}
+
 /// Many routers, one virtual clock.
 pub struct Engine {
     routers: Vec<Router<NodeIx>>,
-    pub stores: Vec<MemStore>,
+    blocks: Blocks,
+    held: Vec<NodeBlocks>,
+    /// Online and not failed: messages to anyone else are lost.
     alive: Vec<bool>,
+    /// Removed for good (`fail`); churn never brings these back.
+    failed: Vec<bool>,
+    adj: Csr,
+    locations: Vec<Location>,
+    config: RouterConfig,
     mode: Anonymity,
     max_htl: Htl,
     latency: Latency,
@@ -216,36 +242,18 @@ impl Engine {
     ) -> Engine {
         let n = adj.len();
         let max_htl = config.max_htl;
-        let mut routers: Vec<Router<NodeIx>> = (0..n)
-            .map(|i| {
-                let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
-                let mut r = Router::with_policy(config.clone(), locations[i], policy);
-                r.set_client_tunnels(mode == Anonymity::Tunnel);
-                r
-            })
+        let routers: Vec<Router<NodeIx>> = (0..n)
+            .map(|i| make_router(&config, locations[i], mode, seed, i))
             .collect();
-        let empty = MemStore::default();
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        for (i, neighbours) in adj.iter().enumerate() {
-            for &j in neighbours {
-                // Coins matter only in freenet mode; deriving them costs a hash.
-                let coins = if mode == Anonymity::Freenet {
-                    Harness::link_coins(seed, i, j as usize)
-                } else {
-                    LinkCoins::default()
-                };
-                let event = Event::LinkUp {
-                    peer: j,
-                    location: locations[j as usize],
-                    coins,
-                };
-                routers[i].handle(0, &mut rng, &empty, event);
-            }
-        }
-        Engine {
+        let mut engine = Engine {
             routers,
-            stores: (0..n).map(|_| MemStore::default()).collect(),
+            blocks: Blocks::default(),
+            held: vec![NodeBlocks::default(); n],
             alive: vec![true; n],
+            failed: vec![false; n],
+            adj: Csr::new(adj),
+            locations: locations.to_vec(),
+            config,
             mode,
             max_htl,
             latency,
@@ -254,14 +262,38 @@ impl Engine {
             timers: BinaryHeap::new(),
             now: 0,
             seq: 0,
-            rng,
+            rng: ChaCha8Rng::seed_from_u64(seed),
             load: vec![0; n],
             next_token: 1,
             requester: 0,
             answer: None,
             tally: Tally::default(),
             trace: None,
+        };
+        for (i, neighbours) in adj.iter().enumerate() {
+            for &j in neighbours {
+                engine.link_up(i as NodeIx, j);
+            }
         }
+        engine
+    }
+
+    /// `node` learns of its link to `peer` (the link's coins and `peer`'s
+    /// location, as the harness gives them).
+    fn link_up(&mut self, node: NodeIx, peer: NodeIx) {
+        // Coins matter only in freenet mode; deriving them costs a hash.
+        let coins = if self.mode == Anonymity::Freenet {
+            Harness::link_coins(self.seed, node as usize, peer as usize)
+        } else {
+            LinkCoins::default()
+        };
+        let event = Event::LinkUp {
+            peer,
+            location: self.locations[peer as usize],
+            coins,
+        };
+        let empty = MemStore::default();
+        self.routers[node as usize].handle(self.now, &mut self.rng, &empty, event);
     }
 
     pub fn len(&self) -> usize {
@@ -282,9 +314,8 @@ impl Engine {
 
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
-        self.stores[node as usize]
-            .store
-            .insert(block.routing_key(), block);
+        let id = self.blocks.intern(block);
+        self.held[node as usize].held.insert(id);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
@@ -293,8 +324,41 @@ impl Engine {
     pub fn fail(&mut self, nodes: &[NodeIx]) {
         for &n in nodes {
             self.alive[n as usize] = false;
-            self.stores[n as usize] = MemStore::default();
+            self.failed[n as usize] = true;
+            self.held[n as usize] = NodeBlocks::default();
         }
+    }
+
+    /// Churn: `node` leaves or comes back. A leaving node's neighbours see
+    /// their links to it drop (`LinkDown`: a search waiting on it ends as on
+    /// a timeout) and it forgets every search (a restart); it keeps its
+    /// datastore. A returning node links up again with every neighbour that
+    /// is online, both ways. Failed nodes stay out. Runs until quiet.
+    pub fn set_online(&mut self, node: NodeIx, online: bool) {
+        let n = node as usize;
+        if self.failed[n] || self.alive[n] == online {
+            return;
+        }
+        self.alive[n] = online;
+        let neighbours: Vec<NodeIx> = self
+            .adj
+            .of(node)
+            .iter()
+            .copied()
+            .filter(|&j| self.alive[j as usize])
+            .collect();
+        if online {
+            for j in neighbours {
+                self.link_up(node, j);
+                self.link_up(j, node);
+            }
+        } else {
+            self.routers[n] = make_router(&self.config, self.locations[n], self.mode, self.seed, n);
+            for j in neighbours {
+                self.feed(j, Event::LinkDown { peer: node });
+            }
+        }
+        self.run(None);
     }
 
     /// `node`'s client asks for `key`; runs until answered and quiet.
@@ -321,7 +385,7 @@ impl Engine {
     }
 
     fn finish(&mut self, token: ClientToken) -> Outcome {
-        self.run(token);
+        self.run(Some(token));
         let outcome = match self.answer.take() {
             Some((t, outcome)) if t == token => Some(outcome),
             _ => None,
@@ -344,13 +408,17 @@ impl Engine {
         None
     }
 
-    /// Deliver messages and fire timers until `token` is answered and no
-    /// message is in flight (timers still pending wait for later requests).
-    fn run(&mut self, token: ClientToken) {
+    /// Deliver messages and fire timers until `token` is answered (or at
+    /// once for `None`) and no message is in flight (timers still pending
+    /// wait for later requests).
+    fn run(&mut self, token: Option<ClientToken>) {
         for _ in 0..MAX_EVENTS_PER_REQUEST {
             let next_msg = self.queue.peek().map(|Reverse(m)| m.at);
             let next_timer = self.next_timer();
-            let answered = self.answer.as_ref().is_some_and(|(t, _)| *t == token);
+            let answered = match token {
+                Some(token) => self.answer.as_ref().is_some_and(|(t, _)| *t == token),
+                None => true,
+            };
             let deliver = match (next_msg, next_timer) {
                 (None, None) => return,
                 (None, Some(_)) if answered => return,
@@ -410,7 +478,11 @@ impl Engine {
 
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
-        let actions = self.routers[n].handle(self.now, &mut self.rng, &self.stores[n], event);
+        let view = NodeView {
+            blocks: &self.blocks,
+            node: &self.held[n],
+        };
+        let actions = self.routers[n].handle(self.now, &mut self.rng, &view, event);
         for action in actions {
             match action {
                 Action::Send { to, msg } => self.send(node, to, msg),
@@ -421,13 +493,16 @@ impl Engine {
                     }
                 }
                 Action::CacheBlock { block } => {
-                    self.stores[n].cache.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].held.insert(id);
                 }
                 Action::StoreBlock { block } => {
-                    self.stores[n].store.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].held.insert(id);
                 }
                 Action::ClientCacheBlock { block } => {
-                    self.stores[n].client.insert(block.routing_key(), block);
+                    let id = self.blocks.intern(block);
+                    self.held[n].client.insert(id);
                 }
                 Action::Originated { .. }
                 | Action::FlowOriginated { .. }

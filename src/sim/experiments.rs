@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::sim::plot::{self, Panel, Series};
-use crate::sim::runner::{self, SimError, SimOptions, SimReport};
+use crate::sim::runner::{self, FailMode, SimError, SimOptions, SimReport};
 
 /// Where the experiments write by default.
 pub const DEFAULT_OUT: &str = "docs/sim";
@@ -101,11 +101,11 @@ fn write(
     let mut csv = String::from(
         "system,anonymity,topology,nodes,degree,requests,fail,success_rate,hops_mean,\
          hops_median,hops_p95,messages_per_lookup,max_load_ratio,requester_exposed_rate,\
-         success_after_top1pct_removed\n",
+         success_after_top1pct_removed,fail_mode,churn_minutes\n",
     );
     for r in runs {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.4},{:.3},{},{},{:.2},{:.2},{:.4},{:.4}\n",
+            "{},{},{},{},{},{},{},{:.4},{:.3},{},{},{:.2},{:.2},{:.4},{:.4},{},{}\n",
             r.system,
             r.anonymity.as_deref().unwrap_or(""),
             r.topology,
@@ -120,7 +120,9 @@ fn write(
             r.messages_per_lookup,
             r.max_load_ratio,
             r.requester_exposed_rate,
-            r.success_after_top1pct_removed
+            r.success_after_top1pct_removed,
+            r.fail_mode,
+            r.churn_minutes
         ));
     }
     std::fs::write(&csv_path, csv).map_err(|e| io(&csv_path, e))?;
@@ -227,67 +229,82 @@ fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     })
 }
 
+/// One panel of the failure plot: a figure against the failed fraction.
+fn failure_panel<'a>(title: &'a str, y_label: &'a str, series: Option<Vec<Series>>) -> Panel<'a> {
+    Panel {
+        title,
+        x_label: "nodes failed (%)",
+        y_label,
+        log_x: false,
+        series: series.unwrap_or_default(),
+    }
+}
+
 fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     let systems = runner::systems();
-    let bar = bar(opts, systems.len() * FAILURE_FRACTIONS.len(), "failure");
+    let modes = [FailMode::Random, FailMode::Loaded];
+    let total = modes.len() * systems.len() * FAILURE_FRACTIONS.len();
+    let bar = bar(opts, total, "failure");
     let mut runs = Vec::new();
-    let (mut success, mut median) = (Vec::new(), Vec::new());
-    for system in &systems {
-        let (mut s, mut m) = (Vec::new(), Vec::new());
-        for &fail in FAILURE_FRACTIONS {
-            bar.set_message(format!("{system}, {:.0}% failed", 100.0 * fail));
-            let r = runner::run(&SimOptions {
-                system: system.to_string(),
-                fail,
-                ..base(opts)
-            })?;
-            s.push((100.0 * fail, 100.0 * r.success_rate));
-            m.push((100.0 * fail, r.hops_median));
-            runs.push(r);
-            bar.inc(1);
+    // Per mode: success and median series, one per system.
+    let mut success: Vec<Vec<Series>> = vec![Vec::new(), Vec::new()];
+    let mut median: Vec<Vec<Series>> = vec![Vec::new(), Vec::new()];
+    for (m, &fail_mode) in modes.iter().enumerate() {
+        for system in &systems {
+            let (mut s, mut med) = (Vec::new(), Vec::new());
+            for &fail in FAILURE_FRACTIONS {
+                bar.set_message(format!(
+                    "{system}, {:.0}% failed, {fail_mode}",
+                    100.0 * fail
+                ));
+                let r = runner::run(&SimOptions {
+                    system: system.to_string(),
+                    fail,
+                    fail_mode,
+                    ..base(opts)
+                })?;
+                s.push((100.0 * fail, 100.0 * r.success_rate));
+                med.push((100.0 * fail, r.hops_median));
+                runs.push(r);
+                bar.inc(1);
+            }
+            let series = |points| Series {
+                name: system.to_string(),
+                points,
+                dashed: false,
+            };
+            success[m].push(series(s));
+            median[m].push(series(med));
         }
-        let name = |n: &str| n.to_string();
-        success.push(Series {
-            name: name(system),
-            points: s,
-            dashed: false,
-        });
-        median.push(Series {
-            name: name(system),
-            points: m,
-            dashed: false,
+        median[m].push(Series {
+            name: "Clarke et al. 2001: median < 20 up to 30%".into(),
+            points: vec![(0.0, 20.0), (30.0, 20.0)],
+            dashed: true,
         });
     }
     bar.finish_and_clear();
-    median.push(Series {
-        name: "Clarke et al. 2001: median < 20 up to 30%".into(),
-        points: vec![(0.0, 20.0), (30.0, 20.0)],
-        dashed: true,
-    });
-    let title = format!("success, {} nodes, random failures", opts.nodes);
+    let (median_loaded, median_random) = (median.pop(), median.pop());
+    let (success_loaded, success_random) = (success.pop(), success.pop());
+    let titles = [
+        format!("success, {} nodes, random failures", opts.nodes),
+        "median path, random failures".to_string(),
+        "success, the most loaded fail first".to_string(),
+        "median path, the most loaded first".to_string(),
+    ];
     let panels = [
-        Panel {
-            title: &title,
-            x_label: "nodes failed (%)",
-            y_label: "success (%)",
-            log_x: false,
-            series: success,
-        },
-        Panel {
-            title: "median path of found lookups",
-            x_label: "nodes failed (%)",
-            y_label: "hops",
-            log_x: false,
-            series: median,
-        },
+        failure_panel(&titles[0], "success (%)", success_random),
+        failure_panel(&titles[1], "hops", median_random),
+        failure_panel(&titles[2], "success (%)", success_loaded),
+        failure_panel(&titles[3], "hops", median_loaded),
     ];
     let files = write(opts, "failure", &runs, &panels)?;
     let mut summary = String::from("failure:\n");
     for r in &runs {
         summary.push_str(&format!(
-            "  {:10} {:3.0}% failed: success {:5.1}%, median hops {}\n",
+            "  {:10} {:3.0}% failed ({:6}): success {:5.1}%, median hops {}\n",
             r.system,
             100.0 * r.fail,
+            r.fail_mode,
             100.0 * r.success_rate,
             r.hops_median
         ));

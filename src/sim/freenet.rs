@@ -91,4 +91,8 @@ impl Model for FreenetModel {
     fn fail(&mut self, nodes: &[NodeIx]) {
         self.engine.fail(nodes);
     }
+
+    fn set_online(&mut self, node: NodeIx, online: bool) {
+        self.engine.set_online(node, online);
+    }
 }

@@ -6,9 +6,12 @@
 //! nodes), veil as a model ([`freenet`]), the lecture's [`baselines`], the
 //! graphs they run on ([`graphs`]), one run ([`runner`]), the experiments
 //! ([`experiments`]) and their plots ([`plot`]); location swapping on a
-//! graph ([`swap`]).
+//! graph ([`swap`]); the engine's compact datastores ([`blocks`]) and
+//! nodes leaving and rejoining during a run ([`churn`]).
 
 pub mod baselines;
+pub mod blocks;
+pub mod churn;
 pub mod engine;
 pub mod experiments;
 pub mod freenet;

@@ -64,4 +64,12 @@ pub trait Model {
     /// The survivors keep their routing state (no repair), as a sudden
     /// failure leaves it.
     fn fail(&mut self, nodes: &[NodeIx]);
+    /// Churn: `node` goes offline (it answers nothing, keeps what it
+    /// holds) or comes back. A system without its own notion of rejoining
+    /// treats a departure as a failure and ignores the return.
+    fn set_online(&mut self, node: NodeIx, online: bool) {
+        if !online {
+            self.fail(&[node]);
+        }
+    }
 }

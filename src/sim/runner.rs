@@ -1,7 +1,9 @@
 //! `veil sim --system ...`: build a graph and a system, run the workload,
 //! report. The workload places `requests` keys, each inserted from a
-//! uniformly random node, optionally removes a fraction of the nodes at
-//! random, then looks every key up from a uniformly random surviving node.
+//! uniformly random node, optionally removes a fraction of the nodes (at
+//! random, or the most loaded first: [`FailMode`]), then looks every key up
+//! from a uniformly random surviving node that is online, with nodes
+//! leaving and rejoining meanwhile if churn is on ([`crate::sim::churn`]).
 
 use std::time::Instant;
 
@@ -13,6 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::message::Htl;
 use crate::routing::Anonymity;
 use crate::sim::baselines;
+use crate::sim::churn::{Churn, ChurnSpec, Members};
 use crate::sim::engine::Latency;
 use crate::sim::freenet::FreenetModel;
 use crate::sim::graphs::{self, Shape};
@@ -38,6 +41,44 @@ pub enum SimError {
     Plot(String, String),
 }
 
+/// Which nodes `--fail F` removes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FailMode {
+    /// `⌊F·N⌋` nodes drawn uniformly.
+    #[default]
+    Random,
+    /// The `⌊F·N⌋` nodes that handled the most messages during a warm-up:
+    /// a twin of the system (same seed, same keys placed) answers
+    /// [`WARMUP_LOOKUPS`] lookups of the same workload and is dropped, so
+    /// the measured run starts from the state random mode starts from.
+    Loaded,
+}
+
+/// Lookups of the warm-up that measures load for [`FailMode::Loaded`]
+/// (fewer when the run has fewer keys).
+pub const WARMUP_LOOKUPS: usize = 10_000;
+
+impl std::str::FromStr for FailMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "random" => Ok(FailMode::Random),
+            "loaded" => Ok(FailMode::Loaded),
+            _ => Err(format!("unknown fail mode {s:?} (random or loaded)")),
+        }
+    }
+}
+
+impl std::fmt::Display for FailMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FailMode::Random => "random",
+            FailMode::Loaded => "loaded",
+        })
+    }
+}
+
 /// One run's settings (`veil sim --system ...`).
 #[derive(Clone, Debug)]
 pub struct SimOptions {
@@ -51,6 +92,9 @@ pub struct SimOptions {
     pub ttl: u32,
     pub requests: usize,
     pub fail: f64,
+    pub fail_mode: FailMode,
+    /// Nodes leaving and rejoining during the lookups (off by default).
+    pub churn: ChurnSpec,
     pub seed: u64,
     pub latency: Latency,
     /// Draw a progress bar on stderr.
@@ -69,6 +113,8 @@ impl Default for SimOptions {
             ttl: 7,
             requests: 1000,
             fail: 0.0,
+            fail_mode: FailMode::Random,
+            churn: ChurnSpec::default(),
             seed: 1,
             latency: Latency::default(),
             progress: false,
@@ -86,7 +132,19 @@ pub struct SimReport {
     pub degree: usize,
     pub requests: usize,
     pub fail: f64,
+    /// `random` or `loaded` (the most loaded first).
+    pub fail_mode: String,
     pub seed: u64,
+    /// Session time the lookups were spread over (0: no churn), and the
+    /// log-normal session and downtime parameters (μ, σ of minutes).
+    pub churn_minutes: f64,
+    pub churn_session: [f64; 2],
+    pub churn_downtime: [f64; 2],
+    /// Departures and returns during the lookups.
+    pub churn_leaves: u64,
+    pub churn_joins: u64,
+    /// Mean fraction of the surviving nodes online when a lookup started.
+    pub online_fraction: f64,
     /// Lookups that found their key.
     pub success_rate: f64,
     /// Hops of the lookups that found their key.
@@ -210,6 +268,65 @@ pub fn run_on_graph(opts: &SimOptions, graph: &Graph, seed: u64) -> Result<SimRe
     run_on(opts, graph.clone(), &mut rng, Instant::now())
 }
 
+/// Insert `count` fresh keys, each from a uniformly random node.
+fn place_keys(
+    model: &mut dyn Model,
+    count: usize,
+    rng: &mut ChaCha8Rng,
+    bar: &ProgressBar,
+) -> Vec<u64> {
+    let n = model.nodes();
+    let keys: Vec<u64> = (0..count).map(|_| rng.gen()).collect();
+    for (i, &key) in keys.iter().enumerate() {
+        let from = rng.gen_range(0..n) as NodeIx;
+        model.insert(from, key, rng);
+        if i % 1024 == 1023 {
+            bar.inc(1024);
+        }
+    }
+    keys
+}
+
+/// The `count` nodes a warm-up finds most loaded ([`FailMode::Loaded`]):
+/// a twin built and filled from `rng`'s current state, as the measured run
+/// will be, answers up to [`WARMUP_LOOKUPS`] lookups of random keys from
+/// random nodes (a stream of their own), and is dropped. Also returns the
+/// twin's built size per node (the measured system reuses its freed memory,
+/// so its own figure would read 0).
+fn most_loaded(
+    opts: &SimOptions,
+    graph: &Graph,
+    rng: &ChaCha8Rng,
+    count: usize,
+) -> Result<(Vec<NodeIx>, u64), SimError> {
+    let mut rng = rng.clone();
+    let n = graph.nodes();
+    let rss_before = rss_bytes();
+    let mut twin = build_model(opts, graph, &mut rng)?;
+    let bytes_per_node = match (rss_before, rss_bytes()) {
+        (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
+        _ => 0,
+    };
+    let keys = place_keys(
+        twin.as_mut(),
+        opts.requests,
+        &mut rng,
+        &ProgressBar::hidden(),
+    );
+    let before = twin.load().to_vec();
+    let mut warm = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x57A2_4D0F_1E55);
+    for _ in 0..opts.requests.min(WARMUP_LOOKUPS) {
+        let key = keys[warm.gen_range(0..keys.len())];
+        let from = warm.gen_range(0..n) as NodeIx;
+        twin.lookup(from, key, &mut warm);
+    }
+    let mut by_load: Vec<NodeIx> = (0..n as NodeIx).collect();
+    let load = |i: NodeIx| twin.load()[i as usize] - before[i as usize];
+    by_load.sort_by_key(|&i| (std::cmp::Reverse(load(i)), i));
+    by_load.truncate(count);
+    Ok((by_load, bytes_per_node))
+}
+
 fn run_on(
     opts: &SimOptions,
     graph: Graph,
@@ -219,40 +336,44 @@ fn run_on(
     if !(0.0..1.0).contains(&opts.fail) {
         return Err(SimError::BadArgs("--fail must be in [0, 1)".into()));
     }
+    let churn_ok = |m: f64| m.is_finite() && m >= 0.0;
+    if !churn_ok(opts.churn.minutes) {
+        return Err(SimError::BadArgs("--churn must be minutes >= 0".into()));
+    }
     let n = graph.nodes();
+    let failed = (opts.fail * n as f64) as usize;
+    let loaded = match opts.fail_mode {
+        FailMode::Loaded if failed > 0 && opts.requests > 0 => {
+            Some(most_loaded(opts, &graph, rng, failed)?)
+        }
+        _ => None,
+    };
     let rss_before = rss_bytes();
     let mut model = build_model(opts, &graph, rng)?;
-    let bytes_per_node = match (rss_before, rss_bytes()) {
-        (Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
+    let bytes_per_node = match (&loaded, rss_before, rss_bytes()) {
+        (Some((_, twin)), _, _) => *twin,
+        (None, Some(a), Some(b)) => b.saturating_sub(a) / n.max(1) as u64,
         _ => 0,
     };
     drop(graph);
     let build_seconds = started.elapsed().as_secs_f64();
     let bar = bar(opts, 2 * opts.requests as u64);
-    let tick = |bar: &ProgressBar, i: usize| {
-        if i % 1024 == 1023 {
-            bar.inc(1024);
-        }
-    };
 
     // Place the keys.
     bar.set_message("inserts");
     let t = Instant::now();
-    let keys: Vec<u64> = (0..opts.requests).map(|_| rng.gen()).collect();
-    for (i, &key) in keys.iter().enumerate() {
-        let from = rng.gen_range(0..n) as NodeIx;
-        model.insert(from, key, rng);
-        tick(&bar, i);
-    }
+    let keys = place_keys(model.as_mut(), opts.requests, rng, &bar);
     let insert_seconds = t.elapsed().as_secs_f64();
 
-    // Fail a fraction at random; look up from the survivors.
-    let failed = (opts.fail * n as f64) as usize;
+    // Fail a fraction; look up from the survivors that are online.
     let mut alive = vec![true; n];
-    let gone: Vec<NodeIx> = sample(rng, n, failed)
-        .into_iter()
-        .map(|i| i as NodeIx)
-        .collect();
+    let gone: Vec<NodeIx> = match loaded {
+        Some((most, _)) => most,
+        None => sample(rng, n, failed)
+            .into_iter()
+            .map(|i| i as NodeIx)
+            .collect(),
+    };
     for &g in &gone {
         alive[g as usize] = false;
     }
@@ -261,15 +382,40 @@ fn run_on(
     if survivors.is_empty() {
         return Err(SimError::BadArgs("no node survives --fail".into()));
     }
+    let mut members = Members::new(n, survivors.iter().copied());
+    let mut churn = opts
+        .churn
+        .is_on()
+        .then(|| Churn::new(opts.churn, survivors.iter().copied(), opts.seed));
 
     bar.set_position(opts.requests as u64);
     bar.set_message("lookups");
     let t = Instant::now();
     let load_before: Vec<u64> = model.load().to_vec();
     let (mut found, mut exposed, mut messages) = (0usize, 0usize, 0u64);
+    let mut online_sum = 0.0;
     let mut hops: Vec<u32> = Vec::with_capacity(opts.requests);
     for (i, &key) in keys.iter().enumerate() {
-        let from = survivors[rng.gen_range(0..survivors.len())];
+        if let Some(churn) = churn.as_mut() {
+            let now = churn.lookup_time(i, keys.len());
+            while let Some(e) = churn.due(now) {
+                model.set_online(e.node, e.online);
+                alive[e.node as usize] = e.online;
+                if e.online {
+                    members.add(e.node);
+                } else {
+                    members.remove(e.node);
+                }
+            }
+        }
+        online_sum += members.len() as f64 / survivors.len() as f64;
+        if i % 1024 == 1023 {
+            bar.inc(1024);
+        }
+        // With every node offline the lookup cannot start: not found.
+        let Some(from) = members.pick(rng) else {
+            continue;
+        };
         let l = model.lookup(from, key, rng);
         messages += l.messages;
         exposed += usize::from(l.requester_exposed);
@@ -277,7 +423,6 @@ fn run_on(
             found += 1;
             hops.push(l.hops);
         }
-        tick(&bar, i);
     }
     let lookup_seconds = t.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -294,8 +439,9 @@ fn run_on(
         _ => 0.0,
     };
 
-    // Remove the 1% most loaded survivors and ask again.
-    let mut by_load: Vec<NodeIx> = survivors.clone();
+    // Remove the 1% most loaded of those online and ask again (churn, if
+    // any, stops where the lookups ended).
+    let mut by_load: Vec<NodeIx> = members.as_slice().to_vec();
     by_load.sort_by_key(|&i| (std::cmp::Reverse(load[i as usize]), i));
     let top: Vec<NodeIx> = by_load.iter().take(n.div_ceil(100)).copied().collect();
     for &g in &top {
@@ -327,7 +473,14 @@ fn run_on(
         degree: opts.degree,
         requests: opts.requests,
         fail: opts.fail,
+        fail_mode: opts.fail_mode.to_string(),
         seed: opts.seed,
+        churn_minutes: opts.churn.minutes,
+        churn_session: [opts.churn.session.mu, opts.churn.session.sigma],
+        churn_downtime: [opts.churn.downtime.mu, opts.churn.downtime.sigma],
+        churn_leaves: churn.as_ref().map_or(0, |c| c.leaves),
+        churn_joins: churn.as_ref().map_or(0, |c| c.joins),
+        online_fraction: online_sum / r,
         success_rate: found as f64 / r,
         hops_mean,
         hops_median: quantile(&hops, 0.5),
@@ -345,6 +498,19 @@ fn run_on(
 }
 
 impl SimReport {
+    /// The report without what differs between two runs of the same seed
+    /// (the timings and the memory figure).
+    pub fn without_timings(&self) -> SimReport {
+        SimReport {
+            wall_seconds: 0.0,
+            build_seconds: 0.0,
+            insert_seconds: 0.0,
+            lookup_seconds: 0.0,
+            bytes_per_node: 0,
+            ..self.clone()
+        }
+    }
+
     /// The short summary `veil sim` prints.
     pub fn render_text(&self) -> String {
         let mode = self
@@ -353,8 +519,30 @@ impl SimReport {
             .map(|m| format!(" (anonymity {m})"))
             .unwrap_or_default();
         let pct = |x: f64| format!("{:.1}%", 100.0 * x);
-        format!(
-            "veil sim: {}{mode} on {}, {} nodes, degree {}, {} requests, {} failed, seed {}\n\
+        let fail_mode = if self.fail_mode == "loaded" {
+            " (the most loaded first)"
+        } else {
+            ""
+        };
+        let churn = if self.churn_minutes > 0.0 {
+            format!(
+                "\x20 churn      lookups over {} min of sessions (log-normal μ {}, σ {}; \
+                 downtime μ {}, σ {}): {} left, {} rejoined, {} online on average\n",
+                self.churn_minutes,
+                self.churn_session[0],
+                self.churn_session[1],
+                self.churn_downtime[0],
+                self.churn_downtime[1],
+                self.churn_leaves,
+                self.churn_joins,
+                pct(self.online_fraction),
+            )
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "veil sim: {}{mode} on {}, {} nodes, degree {}, {} requests, {} failed{fail_mode}, \
+             seed {}\n\
              \x20 success    {}   (after also removing the 1% most loaded: {})\n\
              \x20 hops       mean {:.2}, median {}, p95 {}\n\
              \x20 messages   {:.1} per lookup\n\
@@ -382,6 +570,7 @@ impl SimReport {
             self.build_seconds,
             self.insert_seconds,
             self.lookup_seconds,
-        )
+        );
+        text + &churn
     }
 }

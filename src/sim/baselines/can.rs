@@ -282,4 +282,8 @@ impl Model for Can {
     fn fail(&mut self, nodes: &[NodeIx]) {
         self.nodes.fail(nodes);
     }
+
+    fn set_online(&mut self, node: NodeIx, online: bool) {
+        self.nodes.set_online(node, online);
+    }
 }

@@ -163,6 +163,14 @@ impl Nodes {
         out.found = self.ask(from, holder, out) && held.holds(key, holder);
     }
 
+    /// Churn: a node leaves (as a failure) or comes back with its routing
+    /// state and holdings as they were (no repair, as everywhere here).
+    pub fn set_online(&mut self, node: NodeIx, online: bool) {
+        if let Some(a) = self.alive.get_mut(node as usize) {
+            *a = online;
+        }
+    }
+
     pub fn fail(&mut self, nodes: &[NodeIx]) {
         for &n in nodes {
             if let Some(a) = self.alive.get_mut(n as usize) {

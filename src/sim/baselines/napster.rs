@@ -94,4 +94,8 @@ impl Model for Napster {
         // index keeps naming it (stale).
         self.nodes.fail(nodes);
     }
+
+    fn set_online(&mut self, node: NodeIx, online: bool) {
+        self.nodes.set_online(node, online);
+    }
 }

@@ -279,4 +279,8 @@ impl Model for Pastry {
     fn fail(&mut self, nodes: &[NodeIx]) {
         self.nodes.fail(nodes);
     }
+
+    fn set_online(&mut self, node: NodeIx, online: bool) {
+        self.nodes.set_online(node, online);
+    }
 }

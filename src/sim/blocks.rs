@@ -1,0 +1,180 @@
+//! The simulator's datastores, compact enough for 100,000 nodes and
+//! millions of cached copies (`sim::engine`).
+//!
+//! Every distinct block is kept once, in [`Blocks`], under a small number;
+//! each node keeps only the numbers of what it stores or caches and of what
+//! it fetched for its own client ([`NodeBlocks`], sorted vectors of
+//! `u32`). A node's view ([`NodeView`]) answers the router's
+//! [`BlockSource`] queries as the harness's `MemStore` does: a block in the
+//! store or the cache, and the client cache on its own. Unbounded, as the `MemStore` is: the real
+//! node's cache is bounded by bytes, the simulator's keeps every copy (4
+//! bytes each).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::keys::{Block, RoutingKey};
+use crate::routing::BlockSource;
+
+/// Hashes a routing key by its first eight bytes. Routing keys are SHA-256
+/// outputs, uniform already, so this spreads them as well as any hasher
+/// would; the map still compares whole keys.
+#[derive(Default)]
+struct KeyPrefixHasher(u64);
+
+impl Hasher for KeyPrefixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut word = [0u8; 8];
+        let n = bytes.len().min(8);
+        word[..n].copy_from_slice(&bytes[..n]);
+        self.0 = self.0.rotate_left(29) ^ u64::from_le_bytes(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyPrefixHasher>>;
+
+/// Every distinct block the run has seen, each once, numbered in order of
+/// first sight.
+#[derive(Default)]
+pub struct Blocks {
+    ids: KeyMap<u32>,
+    blocks: Vec<Block>,
+    /// The last block interned and its number: a request's block is cached
+    /// at every hop, so this spares hashing it again at each.
+    last: Option<(Block, u32)>,
+}
+
+impl Blocks {
+    /// The number of `block`, interning it if new.
+    pub fn intern(&mut self, block: Block) -> u32 {
+        if let Some((last, id)) = &self.last {
+            if *last == block {
+                return *id;
+            }
+        }
+        let key = block.routing_key();
+        let id = match self.ids.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = self.blocks.len() as u32;
+                self.ids.insert(key, id);
+                self.blocks.push(block.clone());
+                id
+            }
+        };
+        self.last = Some((block, id));
+        id
+    }
+
+    /// The number of the block under `key`, if any node ever held it.
+    pub fn id(&self, key: &RoutingKey) -> Option<u32> {
+        self.ids.get(key).copied()
+    }
+
+    pub fn get(&self, id: u32) -> Option<&Block> {
+        self.blocks.get(id as usize)
+    }
+
+    /// Distinct blocks seen.
+    pub fn len(&self) -> usize {
+        self.blocks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blocks.is_empty()
+    }
+}
+
+/// A sorted set of block numbers.
+#[derive(Clone, Debug, Default)]
+pub struct IdSet(Vec<u32>);
+
+impl IdSet {
+    pub fn insert(&mut self, id: u32) {
+        if let Err(at) = self.0.binary_search(&id) {
+            self.0.insert(at, id);
+        }
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.0.binary_search(&id).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What one node holds: its store (insert sinks) and its cache (blocks that
+/// passed through) as one set, since the router reads them as one (store
+/// first, then cache, the same block either way), and its client cache
+/// (what its own client fetched through a tunnel).
+#[derive(Clone, Debug, Default)]
+pub struct NodeBlocks {
+    pub held: IdSet,
+    pub client: IdSet,
+}
+
+/// One node's holdings seen through the run's [`Blocks`]: what the router
+/// consults.
+pub struct NodeView<'a> {
+    pub blocks: &'a Blocks,
+    pub node: &'a NodeBlocks,
+}
+
+impl NodeView<'_> {
+    fn find(&self, key: &RoutingKey, set: &IdSet) -> Option<Block> {
+        let id = self.blocks.id(key)?;
+        if set.contains(id) {
+            self.blocks.get(id).cloned()
+        } else {
+            None
+        }
+    }
+}
+
+impl BlockSource for NodeView<'_> {
+    fn lookup(&self, key: &RoutingKey) -> Option<Block> {
+        self.find(key, &self.node.held)
+    }
+
+    fn client_lookup(&self, key: &RoutingKey) -> Option<Block> {
+        self.find(key, &self.node.client)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_sees_what_it_holds_and_nothing_else() {
+        let mut blocks = Blocks::default();
+        let (a, b) = (Block::stand_in(b"a"), Block::stand_in(b"b"));
+        let mut node = NodeBlocks::default();
+        let ia = blocks.intern(a.clone());
+        node.held.insert(ia);
+        let ib = blocks.intern(b.clone());
+        node.client.insert(ib);
+        assert_eq!(blocks.intern(a.clone()), ia);
+        assert_eq!(blocks.len(), 2);
+        let view = NodeView {
+            blocks: &blocks,
+            node: &node,
+        };
+        assert_eq!(view.lookup(&a.routing_key()), Some(a.clone()));
+        assert_eq!(view.lookup(&b.routing_key()), None);
+        assert_eq!(view.client_lookup(&b.routing_key()), Some(b));
+        assert_eq!(view.client_lookup(&a.routing_key()), None);
+        let other = Block::stand_in(b"c").routing_key();
+        assert_eq!(view.lookup(&other), None);
+    }
+}
