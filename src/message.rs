@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, Location, RoutingKey, BLOCK_LEN};
 
+pub mod swap;
+pub use swap::SwapMessage;
+
 /// Hops-to-live.
 pub type Htl = u8;
 
@@ -378,6 +381,8 @@ pub enum Malformed {
     UnknownFrameTag(u8),
     #[error("hello of {0} bytes; a hello carries 8")]
     HelloLength(usize),
+    #[error("swap offer lists {0} neighbours (at most {max})", max = swap::MAX_SWAP_NEIGHBOURS)]
+    OfferTooLarge(usize),
 }
 
 impl From<ciborium::de::Error<std::io::Error>> for Malformed {
@@ -404,15 +409,20 @@ pub enum PeerFrame {
     Hello { location: Location },
     /// A routing message.
     Routing(Message),
+    /// A location-swap message ([`swap`]).
+    Swap(SwapMessage),
 }
 
 /// The first byte of a frame payload: which [`PeerFrame`] it is.
 pub const TAG_HELLO: u8 = 1;
 /// See [`TAG_HELLO`].
 pub const TAG_ROUTING: u8 = 2;
+/// See [`TAG_HELLO`].
+pub const TAG_SWAP: u8 = 3;
 
 impl PeerFrame {
-    /// `TAG_HELLO || location (u64 BE)` or `TAG_ROUTING || CBOR message`.
+    /// `TAG_HELLO || location (u64 BE)`, `TAG_ROUTING || CBOR message` or
+    /// `TAG_SWAP || CBOR swap message`.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             PeerFrame::Hello { location } => {
@@ -422,6 +432,11 @@ impl PeerFrame {
             }
             PeerFrame::Routing(msg) => {
                 let mut out = vec![TAG_ROUTING];
+                out.extend_from_slice(&msg.encode());
+                out
+            }
+            PeerFrame::Swap(msg) => {
+                let mut out = vec![TAG_SWAP];
                 out.extend_from_slice(&msg.encode());
                 out
             }
@@ -440,6 +455,7 @@ impl PeerFrame {
                 })
             }
             Some((&TAG_ROUTING, rest)) => Message::decode(rest).map(PeerFrame::Routing),
+            Some((&TAG_SWAP, rest)) => SwapMessage::decode(rest).map(PeerFrame::Swap),
             Some((&tag, _)) => Err(DecodeError::Malformed(Malformed::UnknownFrameTag(tag))),
             None => Err(DecodeError::Malformed(Malformed::EmptyFrame)),
         }
