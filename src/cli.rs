@@ -414,10 +414,10 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS")]
     pub swap: Option<u64>,
     /// With --swap: mean time between one node's swap attempts.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 300)]
     pub swap_interval_ms: u64,
     /// With --swap: blocks placed and fetched before and after.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 200)]
     pub swap_fetches: usize,
 }
 

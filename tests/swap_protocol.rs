@@ -241,7 +241,7 @@ fn two_neighbours_that_gain_swap_and_everyone_follows() {
     assert!(net.views_agree());
     // Each swap is counted at both of its ends.
     let swaps: u64 = net.swappers.iter().map(|s| s.stats().swaps).sum();
-    assert!(swaps >= 2 && swaps % 2 == 0, "{swaps}");
+    assert!(swaps >= 2 && swaps.is_multiple_of(2), "{swaps}");
     let mut end = net.locations();
     end.sort_by(f64::total_cmp);
     assert_eq!(end, vec![0.1, 0.15, 0.85, 0.9]);
