@@ -35,6 +35,9 @@ pub const MAX_SWAP_NEIGHBOURS: usize = 1024;
 /// locations (at most 9 bytes each in CBOR) plus the other fields.
 pub const MAX_SWAP_MESSAGE_LEN: usize = 9 * MAX_SWAP_NEIGHBOURS + 512;
 
+// A swap message always fits a link frame's payload.
+const _: () = assert!(MAX_SWAP_MESSAGE_LEN < super::MAX_MESSAGE_LEN);
+
 /// A random 32-byte nonce, or its SHA-256 commitment.
 pub type Nonce = [u8; 32];
 
@@ -183,6 +186,25 @@ mod tests {
             for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
                 assert!(SwapMessage::decode(&bytes[..cut]).is_err(), "{}", m.kind());
             }
+        }
+    }
+
+    #[test]
+    fn swap_frames_round_trip_and_garbage_is_refused() {
+        use crate::message::{PeerFrame, TAG_SWAP};
+        for m in samples() {
+            let frame = PeerFrame::Swap(m);
+            assert_eq!(PeerFrame::decode(&frame.encode()).unwrap(), frame);
+        }
+        for garbage in [
+            &[TAG_SWAP][..],
+            &[TAG_SWAP, 0xff],
+            &[TAG_SWAP, 0xa1, 0x61, b'x', 0],
+        ] {
+            assert!(matches!(
+                PeerFrame::decode(garbage),
+                Err(DecodeError::Malformed(_))
+            ));
         }
     }
 
