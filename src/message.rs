@@ -334,29 +334,44 @@ impl Message {
 
     /// Encode as CBOR.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        // Writing into a Vec cannot fail, and every field serializes.
-        if let Err(e) = ciborium::ser::into_writer(self, &mut out) {
-            unreachable!("encoding a message into memory failed: {e}");
-        }
-        out
+        encode_cbor(self)
     }
 
     /// Decode CBOR, refusing oversized input before parsing it. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_LEN {
-            return Err(DecodeError::TooLong(bytes.len()));
-        }
-        let mut reader = bytes;
-        let msg: Message = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
-            .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
-        if !reader.is_empty() {
-            return Err(DecodeError::Malformed(Malformed::TrailingBytes(
-                reader.len(),
-            )));
-        }
-        Ok(msg)
+        decode_cbor(bytes, MAX_MESSAGE_LEN, 16)
     }
+}
+
+/// A wire value as CBOR.
+fn encode_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail, and every field serializes.
+    if let Err(e) = ciborium::ser::into_writer(value, &mut out) {
+        unreachable!("encoding a message into memory failed: {e}");
+    }
+    out
+}
+
+/// One CBOR value filling `bytes`: more than `max` bytes are refused before
+/// parsing, nesting deeper than `depth` and trailing bytes after. Never panics.
+fn decode_cbor<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+    depth: usize,
+) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    let mut reader = bytes;
+    let value: T = ciborium::de::from_reader_with_recursion_limit(&mut reader, depth)
+        .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
+    if !reader.is_empty() {
+        return Err(DecodeError::Malformed(Malformed::TrailingBytes(
+            reader.len(),
+        )));
+    }
+    Ok(value)
 }
 
 /// What exactly is wrong with bytes that are not a message or a frame.

@@ -108,28 +108,13 @@ impl SwapMessage {
 
     /// Encode as CBOR.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(96);
-        // Writing into a Vec cannot fail, and every field serializes.
-        if let Err(e) = ciborium::ser::into_writer(self, &mut out) {
-            unreachable!("encoding a swap message into memory failed: {e}");
-        }
-        out
+        super::encode_cbor(self)
     }
 
     /// Decode CBOR: oversized input is refused before parsing, an offer
     /// listing more than [`MAX_SWAP_NEIGHBOURS`] after. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<SwapMessage, DecodeError> {
-        if bytes.len() > MAX_SWAP_MESSAGE_LEN {
-            return Err(DecodeError::TooLong(bytes.len()));
-        }
-        let mut reader = bytes;
-        let msg: SwapMessage = ciborium::de::from_reader_with_recursion_limit(&mut reader, 8)
-            .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
-        if !reader.is_empty() {
-            return Err(DecodeError::Malformed(Malformed::TrailingBytes(
-                reader.len(),
-            )));
-        }
+        let msg: SwapMessage = super::decode_cbor(bytes, MAX_SWAP_MESSAGE_LEN, 8)?;
         if let SwapMessage::SwapCommit { offer, .. } | SwapMessage::SwapComplete { offer, .. } =
             &msg
         {

@@ -537,8 +537,7 @@ impl<P: PeerId> Swapper<P> {
         else {
             return;
         };
-        let Some(theirs) = from_wire(offer).filter(|_| commitment(&their_nonce) == their_commit)
-        else {
+        let Some(theirs) = revealed(offer, &their_nonce, &their_commit) else {
             // A reveal that does not match its commitment (the initiator,
             // not the neighbour that relayed it, is at fault): no swap.
             return reject(out, upstream, uid);
@@ -552,11 +551,7 @@ impl<P: PeerId> Swapper<P> {
                 offer: to_wire(&mine),
             },
         });
-        // The initiator's offer first, on both sides: the same numbers.
-        let (a, b) = SwapOffer::without_link(&theirs, &mine);
-        if decide_with_coin(&a, &b, coin_of(&their_nonce, &nonce)) {
-            self.swap_to(router, theirs.location(), out);
-        }
+        self.settle(router, (&theirs, &their_nonce), (&mine, &nonce), false, out);
     }
 
     /// The initiator has the partner's nonce and offer: decide and swap.
@@ -578,14 +573,28 @@ impl<P: PeerId> Swapper<P> {
         else {
             return;
         };
-        let Some(theirs) = from_wire(offer).filter(|_| commitment(&their_nonce) == their_commit)
-        else {
+        let Some(theirs) = revealed(offer, &their_nonce, &their_commit) else {
             self.stats.failed += 1;
             return;
         };
-        let (a, b) = SwapOffer::without_link(&mine, &theirs);
-        if decide_with_coin(&a, &b, coin_of(&nonce, &their_nonce)) {
-            self.swap_to(router, theirs.location(), out);
+        self.settle(router, (&mine, &nonce), (&theirs, &their_nonce), true, out);
+    }
+
+    /// Decide, the initiator's offer and nonce first on both sides (the same
+    /// numbers in the same order, so both agree), and on a swap take the
+    /// other side's location (the partner's if `initiator`).
+    fn settle(
+        &mut self,
+        router: &mut Router<P>,
+        (a, na): (&SwapOffer, &Nonce),
+        (b, nb): (&SwapOffer, &Nonce),
+        initiator: bool,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let (a_rest, b_rest) = SwapOffer::without_link(a, b);
+        if decide_with_coin(&a_rest, &b_rest, coin_of(na, nb)) {
+            let to = if initiator { b } else { a };
+            self.swap_to(router, to.location(), out);
         }
     }
 
@@ -659,6 +668,11 @@ fn to_wire(offer: &SwapOffer) -> WireOffer {
         location: offer.location().0,
         neighbours: offer.neighbours().iter().map(|l| l.0).collect(),
     }
+}
+
+/// The other side's offer, if its nonce matches its commitment.
+fn revealed(offer: WireOffer, nonce: &Nonce, commit: &Nonce) -> Option<SwapOffer> {
+    from_wire(offer).filter(|_| commitment(nonce) == *commit)
 }
 
 fn from_wire(offer: WireOffer) -> Option<SwapOffer> {
