@@ -442,6 +442,21 @@ pub struct RunArgs {
     /// only failed fetches and invariant violations do).
     #[arg(long)]
     pub strict_anonymity: bool,
+    /// Start the nodes at the topology's locations shuffled among them
+    /// (seeded by --seed).
+    #[arg(long)]
+    pub random_locations: bool,
+    /// Location swapping check: measure hops, let every node swap for SECS
+    /// seconds (swap = true), measure again (instead of the workload; use
+    /// with --random-locations and --anonymity none).
+    #[arg(long, value_name = "SECS")]
+    pub swap: Option<u64>,
+    /// With --swap: mean time between one node's swap attempts.
+    #[arg(long, default_value_t = 300)]
+    pub swap_interval_ms: u64,
+    /// With --swap: blocks placed and fetched before and after.
+    #[arg(long, default_value_t = 200)]
+    pub swap_fetches: usize,
 }
 
 impl RunArgs {
@@ -456,6 +471,12 @@ impl RunArgs {
             seed: self.seed,
             anonymity: self.anonymity,
             exe,
+            random_locations: self.random_locations,
+            swap: self.swap.map(|secs| veil::testnet::swap::SwapRun {
+                secs,
+                interval_ms: self.swap_interval_ms,
+                fetches: self.swap_fetches,
+            }),
         }
     }
 }

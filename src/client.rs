@@ -27,6 +27,7 @@ use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, RoutingKey};
+use crate::routing::swap::SwapStats;
 use crate::routing::{ClientOutcome, Failure, RouterStats};
 use crate::store::Usage;
 
@@ -44,6 +45,9 @@ pub enum ClientRequest {
     Status,
     /// Testnet only: put a block straight into this node's store.
     Place { block: Block },
+    /// Testnet only: pause (`on = false`) or resume this node's swap
+    /// attempts; answered with the status.
+    Swapping { on: bool },
 }
 
 /// A peer as `veil status` shows it.
@@ -72,6 +76,20 @@ pub struct NodeStatus {
     pub stats: RouterStats,
     /// Requests in flight through the node.
     pub pending: u64,
+    /// Location swapping: on or off, and what it came to.
+    #[serde(default)]
+    pub swap: SwapStatus,
+}
+
+/// Location swapping as `veil status` shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SwapStatus {
+    /// `swap = true` in node.toml.
+    pub enabled: bool,
+    /// Own attempts paused (the node still relays and answers).
+    pub paused: bool,
+    #[serde(flatten)]
+    pub stats: SwapStats,
 }
 
 impl NodeStatus {
@@ -117,6 +135,26 @@ impl NodeStatus {
             s.timeouts,
             self.pending
         ));
+        let w = &self.swap;
+        if w.enabled {
+            out.push_str(&format!(
+                "swapping  on{}: {} swaps, {} attempts ({} failed), {} timeouts, \
+                 {} walks relayed, {} answered\n",
+                if w.paused {
+                    " (own attempts paused)"
+                } else {
+                    ""
+                },
+                w.stats.swaps,
+                w.stats.attempts,
+                w.stats.failed,
+                w.stats.timed_out,
+                w.stats.relayed,
+                w.stats.answered
+            ));
+        } else {
+            out.push_str("swapping  off\n");
+        }
         out
     }
 }
@@ -324,6 +362,14 @@ impl Client {
     pub async fn place(&mut self, block: Block) -> Result<(), ClientError> {
         match self.call(&ClientRequest::Place { block }).await? {
             ClientResponse::Placed => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Testnet only: pause or resume the node's swap attempts.
+    pub async fn set_swapping(&mut self, on: bool) -> Result<NodeStatus, ClientError> {
+        match self.call(&ClientRequest::Swapping { on }).await? {
+            ClientResponse::Status(s) => Ok(*s),
             _ => Err(ClientError::Unexpected),
         }
     }

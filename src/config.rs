@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::identity::PeerKey;
 use crate::link::LinkConfig;
+use crate::routing::swap::SwapConfig;
 use crate::routing::{Anonymity, RouterConfig};
 use crate::store::SizeError;
 
@@ -206,6 +207,10 @@ pub struct NodeConfig {
     /// (the default for now), `"freenet"` or `"tunnel"`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub anonymity: Anonymity,
+    /// Location swapping (Sandberg 2006): attempt swaps on a jittered timer
+    /// and relay and answer neighbours' attempts. Off by default.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub swap: bool,
     /// The routing core's settings (`max_htl`, `max_inflight_per_peer`, ...).
     #[serde(default, skip_serializing_if = "is_default")]
     pub router: RouterConfig,
@@ -215,6 +220,9 @@ pub struct NodeConfig {
     /// The node runtime's queues and client API limits.
     #[serde(default, skip_serializing_if = "is_default")]
     pub runtime: RuntimeConfig,
+    /// Swap tunables: interval, walk length, timeouts (used with `swap = true`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub swapping: SwapConfig,
     /// Friends. Last, so that `[[peers]]` entries can be appended.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peers: Vec<PeerConfig>,
@@ -243,6 +251,8 @@ impl NodeConfig {
             router: RouterConfig::default(),
             link: LinkConfig::default(),
             runtime: RuntimeConfig::default(),
+            swap: false,
+            swapping: SwapConfig::default(),
             peers: Vec::new(),
         }
     }
@@ -288,8 +298,15 @@ impl NodeConfig {
             return Err(InvalidSetting::Zero("router.max_inflight_per_peer"));
         }
         let positive = self.link.positive_settings().into_iter();
+        let swapping = [
+            ("swapping.interval_ms", self.swapping.interval_ms),
+            ("swapping.walk_htl", u64::from(self.swapping.walk_htl)),
+            ("swapping.step_timeout_ms", self.swapping.step_timeout_ms),
+            ("swapping.max_relays", self.swapping.max_relays as u64),
+        ];
         if let Some((name, _)) = positive
             .chain(self.runtime.positive_settings())
+            .chain(swapping)
             .find(|(_, v)| *v == 0)
         {
             return Err(InvalidSetting::Zero(name));
@@ -333,5 +350,41 @@ impl NodeConfig {
         } else {
             dir.join(&self.store_dir)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "listen = \"127.0.0.1:1\"\nclient = \"127.0.0.1:2\"\n";
+
+    #[test]
+    fn swapping_is_off_by_default_and_set_by_swap_and_its_table() {
+        let plain: NodeConfig = toml::from_str(BASE).unwrap();
+        assert!(!plain.swap);
+        assert_eq!(plain.swapping, SwapConfig::default());
+        // Defaults are not written back.
+        assert!(!toml::to_string(&plain).unwrap().contains("swap"));
+        let text = format!("{BASE}swap = true\n[swapping]\ninterval_ms = 500\npaused = true\n");
+        let on: NodeConfig = toml::from_str(&text).unwrap();
+        assert!(on.swap);
+        assert_eq!(on.swapping.interval_ms, 500);
+        assert!(on.swapping.paused);
+        assert_eq!(on.swapping.walk_htl, SwapConfig::default().walk_htl);
+        assert!(on.validate().is_ok());
+        let again: NodeConfig = toml::from_str(&toml::to_string(&on).unwrap()).unwrap();
+        assert_eq!(again, on);
+    }
+
+    #[test]
+    fn zero_swap_settings_and_unknown_keys_are_refused() {
+        let zero: NodeConfig =
+            toml::from_str(&format!("{BASE}[swapping]\nwalk_htl = 0\n")).unwrap();
+        assert_eq!(
+            zero.validate(),
+            Err(InvalidSetting::Zero("swapping.walk_htl"))
+        );
+        assert!(toml::from_str::<NodeConfig>(&format!("{BASE}[swapping]\nwalk = 3\n")).is_err());
     }
 }

@@ -8,7 +8,8 @@
 //! ```text
 //! keys.rs          CHK blocks: convergent encryption, routing keys, URIs, locations
 //! identity.rs      a node's static X25519 key; peer keys; key files (0600)
-//! message.rs       the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR
+//! message.rs       the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR;
+//!                  message/swap.rs the location-swap messages
 //! error.rs         ErrorKind / HasKind: what kind of failure an error is, peer's fault or not
 //! content/         files of any size: manifest format (manifest), layout, segment (RS),
 //!                  split/stream (a segment at a time), fetch, resume (FILE.veil-part)
@@ -17,7 +18,8 @@
 //!   search.rs        one request's state machine: next hop, on reply, its ending
 //!   vocab.rs         Event, Action, ClientOutcome, Failure, RouterConfig, Op
 //!   htl.rs           hops-to-live policies: none (deterministic), freenet (per-link coins)
-//!   swap.rs          location swapping (Sandberg 2006): the D1/D2 rule, offers, schedule
+//!   swap.rs          location swapping (Sandberg 2006): the D1/D2 rule, offers, schedule,
+//!                    the shared coin; swapper.rs the swap protocol (Swapper) beside the Router
 //!   tunnel/          random-walk tunnels: walk, relay and exit (mod), client sessions (client)
 //! link/            encrypted links between friends:
 //!   handshake.rs     Noise XX steps over byte buffers
@@ -29,6 +31,7 @@
 //!   mod.rs           start-up: NodeSetup, start, RunningNode
 //!   links.rs         accept, dial, establish, per-link reader and writer tasks
 //!   router_task.rs   owns the Router; performs its actions (sends, store, audit, answers)
+//!   swap.rs          drives the Swapper: swap frames, a new location on a swap
 //!   client_api.rs    the local client API server
 //!   client_cache.rs  what this node's own client fetched through a tunnel
 //! client.rs        the client API protocol and client (NodeStatus, ClientError)
@@ -38,7 +41,8 @@
 //!                  baselines, graphs, runner (one run), experiments, plot, swap,
 //!                  blocks (the engine's compact stores), churn (sessions)
 //! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
-//!                  and its report), workload, info (testnet.json, workload.json), bench
+//!                  and its report), workload, info (testnet.json, workload.json), bench,
+//!                  swap (hops before and after swapping)
 //! audit/           what nodes could observe: record (THE log record type), log (the
 //!                  writer), load, traffic, invariants, leaks, trace; the adversary:
 //!                  features, signals, classifier, posterior, anonymity, verdict, report

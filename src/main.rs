@@ -454,7 +454,7 @@ fn testnet(cmd: TestnetCommand) -> Result<ExitCode> {
         } => runtime()?.block_on(async {
             let topology = run::load_topology(&topology)?;
             let progress = progress_printer();
-            let mut net = run::start(&topology, &dir, exe()?, anonymity, &progress).await?;
+            let mut net = run::start(&topology, &dir, exe()?, anonymity, None, &progress).await?;
             print!("{}", net.table_text().await);
             let dir = net.dir.display().to_string();
             eprintln!("testnet up; Ctrl-C stops it (or `veil testnet down --dir {dir}`)");

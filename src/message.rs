@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, Location, RoutingKey, BLOCK_LEN};
 
+pub mod swap;
+pub use swap::SwapMessage;
+
 /// Hops-to-live.
 pub type Htl = u8;
 
@@ -331,29 +334,44 @@ impl Message {
 
     /// Encode as CBOR.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64);
-        // Writing into a Vec cannot fail, and every field serializes.
-        if let Err(e) = ciborium::ser::into_writer(self, &mut out) {
-            unreachable!("encoding a message into memory failed: {e}");
-        }
-        out
+        encode_cbor(self)
     }
 
     /// Decode CBOR, refusing oversized input before parsing it. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-        if bytes.len() > MAX_MESSAGE_LEN {
-            return Err(DecodeError::TooLong(bytes.len()));
-        }
-        let mut reader = bytes;
-        let msg: Message = ciborium::de::from_reader_with_recursion_limit(&mut reader, 16)
-            .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
-        if !reader.is_empty() {
-            return Err(DecodeError::Malformed(Malformed::TrailingBytes(
-                reader.len(),
-            )));
-        }
-        Ok(msg)
+        decode_cbor(bytes, MAX_MESSAGE_LEN, 16)
     }
+}
+
+/// A wire value as CBOR.
+fn encode_cbor<T: Serialize>(value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    // Writing into a Vec cannot fail, and every field serializes.
+    if let Err(e) = ciborium::ser::into_writer(value, &mut out) {
+        unreachable!("encoding a message into memory failed: {e}");
+    }
+    out
+}
+
+/// One CBOR value filling `bytes`: more than `max` bytes are refused before
+/// parsing, nesting deeper than `depth` and trailing bytes after. Never panics.
+fn decode_cbor<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    max: usize,
+    depth: usize,
+) -> Result<T, DecodeError> {
+    if bytes.len() > max {
+        return Err(DecodeError::TooLong(bytes.len()));
+    }
+    let mut reader = bytes;
+    let value: T = ciborium::de::from_reader_with_recursion_limit(&mut reader, depth)
+        .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
+    if !reader.is_empty() {
+        return Err(DecodeError::Malformed(Malformed::TrailingBytes(
+            reader.len(),
+        )));
+    }
+    Ok(value)
 }
 
 /// What exactly is wrong with bytes that are not a message or a frame.
@@ -378,6 +396,8 @@ pub enum Malformed {
     UnknownFrameTag(u8),
     #[error("hello of {0} bytes; a hello carries 8")]
     HelloLength(usize),
+    #[error("swap offer lists {0} neighbours (at most {max})", max = swap::MAX_SWAP_NEIGHBOURS)]
+    OfferTooLarge(usize),
 }
 
 impl From<ciborium::de::Error<std::io::Error>> for Malformed {
@@ -404,15 +424,20 @@ pub enum PeerFrame {
     Hello { location: Location },
     /// A routing message.
     Routing(Message),
+    /// A location-swap message ([`swap`]).
+    Swap(SwapMessage),
 }
 
 /// The first byte of a frame payload: which [`PeerFrame`] it is.
 pub const TAG_HELLO: u8 = 1;
 /// See [`TAG_HELLO`].
 pub const TAG_ROUTING: u8 = 2;
+/// See [`TAG_HELLO`].
+pub const TAG_SWAP: u8 = 3;
 
 impl PeerFrame {
-    /// `TAG_HELLO || location (u64 BE)` or `TAG_ROUTING || CBOR message`.
+    /// `TAG_HELLO || location (u64 BE)`, `TAG_ROUTING || CBOR message` or
+    /// `TAG_SWAP || CBOR swap message`.
     pub fn encode(&self) -> Vec<u8> {
         match self {
             PeerFrame::Hello { location } => {
@@ -422,6 +447,11 @@ impl PeerFrame {
             }
             PeerFrame::Routing(msg) => {
                 let mut out = vec![TAG_ROUTING];
+                out.extend_from_slice(&msg.encode());
+                out
+            }
+            PeerFrame::Swap(msg) => {
+                let mut out = vec![TAG_SWAP];
                 out.extend_from_slice(&msg.encode());
                 out
             }
@@ -440,6 +470,7 @@ impl PeerFrame {
                 })
             }
             Some((&TAG_ROUTING, rest)) => Message::decode(rest).map(PeerFrame::Routing),
+            Some((&TAG_SWAP, rest)) => SwapMessage::decode(rest).map(PeerFrame::Swap),
             Some((&tag, _)) => Err(DecodeError::Malformed(Malformed::UnknownFrameTag(tag))),
             None => Err(DecodeError::Malformed(Malformed::EmptyFrame)),
         }

@@ -130,6 +130,15 @@ async fn answer(
                 Err(response) => response,
             };
         }
+        ClientRequest::Swapping { on } => {
+            if !api.testnet {
+                return failed("swapping is refused: the node is not in testnet mode");
+            }
+            return match ask(input, |reply| Input::SetSwapping { on, reply }, None).await {
+                Ok(s) => ClientResponse::Status(Box::new(s)),
+                Err(response) => response,
+            };
+        }
         ClientRequest::Status => {
             return match ask(input, |reply| Input::Status { reply }, None).await {
                 Ok(s) => ClientResponse::Status(Box::new(s)),

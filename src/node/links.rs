@@ -23,7 +23,9 @@ use crate::message::{DecodeError, PeerFrame};
 /// Shared by the tasks that set up links.
 pub(super) struct LinkContext {
     identity: Identity,
-    location: Location,
+    /// The node's location now (it changes when the node swaps): what a new
+    /// link's hello announces.
+    location: Arc<AtomicU64>,
     allowed: BTreeSet<PeerKey>,
     input: mpsc::Sender<Input>,
     next_conn: AtomicU64,
@@ -33,7 +35,7 @@ pub(super) struct LinkContext {
 impl LinkContext {
     pub(super) fn new(
         identity: Identity,
-        location: Location,
+        location: Arc<AtomicU64>,
         config: &NodeConfig,
         input: mpsc::Sender<Input>,
     ) -> LinkContext {
@@ -190,7 +192,7 @@ async fn receive_hello(
     };
     match PeerFrame::decode(&bytes) {
         Ok(PeerFrame::Hello { location }) => Ok(location),
-        Ok(PeerFrame::Routing(_)) => Err(EstablishError::NotHello),
+        Ok(PeerFrame::Routing(_) | PeerFrame::Swap(_)) => Err(EstablishError::NotHello),
         Err(e) => Err(EstablishError::Undecodable(e)),
     }
 }
@@ -208,7 +210,7 @@ where
     let cfg = &ctx.config;
     let (mut reader, mut writer) = link.into_split();
     let hello = PeerFrame::Hello {
-        location: ctx.location,
+        location: Location(ctx.location.load(Ordering::Relaxed)),
     }
     .encode();
     writer
@@ -316,6 +318,11 @@ async fn read_link(
                         .await
                         .is_err()
                     {
+                        break;
+                    }
+                }
+                Ok(PeerFrame::Swap(msg)) => {
+                    if input.send(Input::Swap { peer, conn, msg }).await.is_err() {
                         break;
                     }
                 }

@@ -14,7 +14,12 @@
 //! line or a client answer. No routing decision is made outside the core.
 //!
 //! On a link, each frame's payload is a [`PeerFrame`]: a `Hello` carrying the
-//! sender's location (the first frame each way), then routing messages.
+//! sender's location (the first frame each way), then routing messages and
+//! swap messages. The router task also owns the swap protocol's state
+//! ([`Swapper`], driven in `swap.rs`): with `swap = true` a jittered timer
+//! starts attempts, and a swap moves the router's location.
+//!
+//! [`Swapper`]: crate::routing::swap::Swapper
 //!
 //! One module per job: this one starts and stops a node ([`NodeSetup`],
 //! [`start`], [`RunningNode`]); [`links`] accepts, dials and establishes
@@ -33,6 +38,7 @@ mod router_task;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,7 +52,7 @@ use crate::client::NodeStatus;
 use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
-use crate::message::Message;
+use crate::message::{Message, SwapMessage};
 use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError};
 
@@ -111,6 +117,16 @@ enum Input {
         peer: PeerKey,
         conn: u64,
         msg: Message,
+    },
+    Swap {
+        peer: PeerKey,
+        conn: u64,
+        msg: SwapMessage,
+    },
+    /// Testnet only: pause or resume this node's swap attempts.
+    SetSwapping {
+        on: bool,
+        reply: oneshot::Sender<NodeStatus>,
     },
     ClientGet {
         key: RoutingKey,
@@ -243,9 +259,11 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (input_tx, input_rx) = mpsc::channel(config.runtime.router_queue);
+    // The location hellos announce; the router task moves it on a swap.
+    let shared_location = Arc::new(AtomicU64::new(location.0));
     let ctx = Arc::new(links::LinkContext::new(
         identity,
-        location,
+        shared_location.clone(),
         &config,
         input_tx.clone(),
     ));
@@ -256,6 +274,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         audit,
         (public_key, coin_secret),
         listen,
+        shared_location,
     );
     let router = tokio::spawn(router_task.run(input_rx, shutdown_rx.clone()));
 

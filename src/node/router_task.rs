@@ -6,6 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +26,7 @@ use crate::identity::PeerKey;
 use crate::keys::Location;
 use crate::message::PeerFrame;
 use crate::routing::htl::policy_for;
+use crate::routing::swap::{SwapEvent, Swapper};
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
 use crate::store::Datastore;
 
@@ -35,8 +37,17 @@ struct LinkEntry {
     reader: tokio::task::AbortHandle,
 }
 
+#[path = "swap.rs"]
+mod swap;
+
 pub(super) struct RouterTask {
     router: Router<PeerKey>,
+    /// The swap protocol's state (`swap.rs` drives it).
+    swapper: Swapper<PeerKey>,
+    /// The location new links' hellos announce, moved on a swap.
+    shared_location: Arc<AtomicU64>,
+    /// The location the node started at.
+    initial_location: Location,
     /// The identity's secret, from which each link's HTL coins derive.
     coin_secret: Zeroizing<[u8; 32]>,
     store: Arc<Datastore>,
@@ -63,6 +74,7 @@ impl RouterTask {
         audit: Option<AuditLog>,
         (public_key, coin_secret): (PeerKey, Zeroizing<[u8; 32]>),
         listen: SocketAddr,
+        shared_location: Arc<AtomicU64>,
     ) -> RouterTask {
         let policy = policy_for(
             config.anonymity,
@@ -72,8 +84,13 @@ impl RouterTask {
         if config.anonymity == Anonymity::Tunnel {
             router.set_client_tunnels(true);
         }
+        let mut rng = StdRng::from_entropy();
+        let swapper = Swapper::new(config.swapping.clone(), config.swap, 0, &mut rng);
         RouterTask {
             router,
+            swapper,
+            shared_location,
+            initial_location: location,
             coin_secret,
             store,
             client_cache: RefCell::new(ClientCache::new(config.runtime.client_cache_blocks)),
@@ -84,7 +101,7 @@ impl RouterTask {
             next_token: 1,
             audit,
             started: Instant::now(),
-            rng: StdRng::from_entropy(),
+            rng,
             config: config.clone(),
             public_key,
             listen,
@@ -101,9 +118,10 @@ impl RouterTask {
         mut shutdown: watch::Receiver<bool>,
     ) {
         loop {
-            let deadline = self
-                .router
-                .next_deadline()
+            let deadline = [self.router.next_deadline(), self.swapper.next_deadline()]
+                .into_iter()
+                .flatten()
+                .min()
                 .map(|ms| self.started + Duration::from_millis(ms));
             tokio::select! {
                 _ = shutdown.changed() => break,
@@ -113,6 +131,7 @@ impl RouterTask {
                 },
                 _ = sleep_until_opt(deadline) => {
                     self.feed(Event::Tick);
+                    self.feed_swap(SwapEvent::Tick);
                 }
             }
         }
@@ -142,6 +161,7 @@ impl RouterTask {
                 if let Some(old) = self.links.insert(peer, LinkEntry { conn, tx, reader }) {
                     old.reader.abort();
                     self.feed(Event::LinkDown { peer });
+                    self.feed_swap(SwapEvent::LinkDown { peer });
                 }
                 info!(%peer, location = %location, "link up");
                 if let Some(a) = &mut self.audit {
@@ -153,6 +173,7 @@ impl RouterTask {
                     location,
                     coins,
                 });
+                self.announce_location_to(peer);
             }
             Input::LinkDown { peer, conn } => {
                 if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
@@ -167,6 +188,15 @@ impl RouterTask {
                     a.received(&peer, &msg);
                 }
                 self.feed(Event::Message { from: peer, msg });
+            }
+            Input::Swap { peer, conn, msg } => {
+                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
+                    self.feed_swap(SwapEvent::Message { from: peer, msg });
+                }
+            }
+            Input::SetSwapping { on, reply } => {
+                self.swapper.set_paused(!on);
+                let _ = reply.send(self.status());
             }
             Input::ClientGet { key, reply } => {
                 let token = self.new_token(reply);
@@ -206,6 +236,7 @@ impl RouterTask {
                 a.link_down(&peer);
             }
             self.feed(Event::LinkDown { peer });
+            self.feed_swap(SwapEvent::LinkDown { peer });
         }
     }
 
@@ -333,6 +364,7 @@ impl RouterTask {
             usage,
             stats: stats.clone(),
             pending: self.router.pending_count() as u64,
+            swap: self.swap_status(),
         }
     }
 }

@@ -21,21 +21,25 @@
 //! neighbours does not underflow. Randomness is injected (`&mut dyn
 //! RngCore`), time too ([`SwapSchedule`]); nothing here does I/O.
 //!
-//! What is not here yet: the messages that carry offers between two nodes
-//! over a random walk, and the commit-and-reveal of both sides' random
-//! numbers that lets two nodes that distrust each other draw the same coin
-//! (Freenet hashes both sides' nonces); the node does not swap (`swap =
-//! true` is not a setting yet). The simulator (`veil sim --experiment
-//! swap`) calls [`decide`] directly.
+//! The protocol that carries offers between two nodes is [`Swapper`]
+//! (`routing/swapper.rs`): a random walk finds the partner, both sides
+//! commit to a random nonce (SHA-256) before revealing it with their offer,
+//! and both draw the same coin from the two nonces ([`coin_of`],
+//! [`decide_with_coin`]). The simulator (`veil sim --experiment swap`) calls
+//! [`decide`] directly, which is the same rule with the coin drawn from an
+//! rng.
 
 use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
 
 use crate::keys::Location;
+use crate::message::swap::Nonce;
+pub use crate::message::swap::MAX_SWAP_NEIGHBOURS;
 use crate::routing::Time;
 
-/// At most this many neighbour locations in one offer (what the node would
-/// accept from a peer before allocating).
-pub const MAX_SWAP_NEIGHBOURS: usize = 1024;
+#[path = "swapper.rs"]
+mod swapper;
+pub use swapper::{commitment, SwapAction, SwapConfig, SwapEvent, SwapStats, Swapper};
 
 /// Why an offer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -81,6 +85,22 @@ impl SwapOffer {
     pub fn neighbours(&self) -> &[Location] {
         &self.neighbours
     }
+
+    /// The two offers of a pair that may be neighbours, each without the
+    /// other: `a` lists `b`'s location and `b` lists `a`'s exactly when they
+    /// are linked (locations are 64-bit, so a chance match is negligible),
+    /// and that link's length is the same before and after a swap, so it
+    /// cancels. Neither side needs to learn who the other is.
+    pub fn without_link(a: &SwapOffer, b: &SwapOffer) -> (SwapOffer, SwapOffer) {
+        let ia = a.neighbours.iter().position(|&n| n == b.location);
+        let ib = b.neighbours.iter().position(|&n| n == a.location);
+        let (mut a, mut b) = (a.clone(), b.clone());
+        if let (Some(ia), Some(ib)) = (ia, ib) {
+            a.neighbours.swap_remove(ia);
+            b.neighbours.swap_remove(ib);
+        }
+        (a, b)
+    }
 }
 
 /// `ln Π |at − n|` over `neighbours`, distances as fractions of the circle
@@ -117,8 +137,27 @@ pub fn accept_probability(a: &SwapOffer, b: &SwapOffer) -> f64 {
 
 /// Do `a` and `b` swap? One Metropolis–Hastings draw from `rng`.
 pub fn decide(a: &SwapOffer, b: &SwapOffer, rng: &mut dyn RngCore) -> bool {
+    decide_with_coin(a, b, rng.gen::<f64>())
+}
+
+/// Do `a` and `b` swap, with `coin` uniform in `[0, 1)`? Yes if the
+/// [`accept_probability`] is 1 or exceeds the coin.
+pub fn decide_with_coin(a: &SwapOffer, b: &SwapOffer, coin: f64) -> bool {
     let p = accept_probability(a, b);
-    p >= 1.0 || rng.gen::<f64>() < p
+    p >= 1.0 || coin < p
+}
+
+/// The coin both sides of a swap draw: the first 53 bits of
+/// `SHA-256(initiator's nonce ‖ partner's nonce)` as a fraction in `[0, 1)`.
+/// Neither side can steer it once it has committed to its nonce.
+pub fn coin_of(initiator: &Nonce, partner: &Nonce) -> f64 {
+    let digest = Sha256::new()
+        .chain_update(initiator)
+        .chain_update(partner)
+        .finalize();
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(first) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// When a node next starts a swap attempt, and what its attempts came to.

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod bench_modes;
 pub mod info;
 pub mod run;
+pub mod swap;
 pub mod workload;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +24,7 @@ use crate::client::{Client, ClientError};
 use crate::config::{ConfigError, NodeConfig, PeerConfig, IDENTITY_FILE};
 use crate::identity::{Identity, IdentityError};
 use crate::message::Htl;
+use crate::routing::swap::SwapConfig;
 use crate::routing::Anonymity;
 use crate::sim::topology::{Topology, TopologyError};
 
@@ -137,6 +139,8 @@ pub struct UpOptions {
     pub max_htl: Htl,
     /// The `anonymity` setting written into every node's `node.toml`.
     pub anonymity: Anonymity,
+    /// `Some`: every node gets `swap = true` and this `[swapping]` table.
+    pub swap: Option<SwapConfig>,
     /// How long to wait for every link.
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
@@ -286,6 +290,10 @@ async fn up_once(
         config.testnet = true;
         config.router.max_htl = opts.max_htl;
         config.anonymity = opts.anonymity;
+        if let Some(swapping) = &opts.swap {
+            config.swap = true;
+            config.swapping = swapping.clone();
+        }
         config.store_size = crate::config::SizeSetting::Text("64MiB".into());
         config.peers = adjacency[i]
             .iter()

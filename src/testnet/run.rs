@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::swap::{shuffle_locations, SwapReport, SwapRun};
 use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult};
 use super::{up, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
+use crate::routing::swap::SwapConfig;
 use crate::routing::{Anonymity, DEFAULT_MAX_HTL};
 use crate::sim::topology::Topology;
 
@@ -43,12 +45,14 @@ pub fn load_topology(path: &Path) -> Result<Topology, TestnetError> {
 }
 
 /// Bring `topology`'s testnet up in `dir` (made absolute), running `exe`
-/// for every node, and wait until every link is up.
+/// for every node (with `swap = true` and `swap` as `[swapping]` when
+/// given), and wait until every link is up.
 pub async fn start(
     topology: &Topology,
     dir: &Path,
     exe: PathBuf,
     anonymity: Anonymity,
+    swap: Option<SwapConfig>,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
@@ -68,6 +72,7 @@ pub async fn start(
         exe,
         max_htl,
         anonymity,
+        swap,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -107,6 +112,11 @@ pub struct RunOptions {
     pub anonymity: Anonymity,
     /// The `veil` binary every node runs.
     pub exe: PathBuf,
+    /// Shuffle the topology's locations among its nodes (seeded).
+    pub random_locations: bool,
+    /// Measure routing before and after a period of location swapping
+    /// instead of the scenario or workload (`testnet/swap.rs`).
+    pub swap: Option<SwapRun>,
 }
 
 /// What `veil testnet run` found. Serialized (keys sorted) for `--json`.
@@ -122,6 +132,9 @@ pub struct RunReport {
     pub trace: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workload: Option<WorkloadResult>,
+    /// Routing before and after swapping (`--swap`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<SwapReport>,
     #[serde(skip)]
     pub elapsed: Duration,
     #[serde(skip)]
@@ -133,13 +146,17 @@ pub struct RunReport {
 /// Bring a testnet up, run its scenario or a random workload, bring it
 /// down, and audit the logs.
 pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, TestnetError> {
-    let topology = load_topology(&opts.topology)?;
+    let mut topology = load_topology(&opts.topology)?;
+    if opts.random_locations {
+        shuffle_locations(&mut topology, opts.seed);
+    }
     let started = Instant::now();
     let mut net = start(
         &topology,
         &opts.dir,
         opts.exe.clone(),
         opts.anonymity,
+        opts.swap.as_ref().map(SwapRun::node_config),
         progress,
     )
     .await?;
@@ -150,11 +167,17 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
         scenario: None,
         trace: None,
         workload: None,
+        swap: None,
         elapsed: Duration::ZERO,
         nodes: topology.nodes.len(),
         dir: dir.clone(),
     };
-    if topology.scenario.is_some() {
+    if let Some(swap) = &opts.swap {
+        let step = |line: &str| progress(Progress::Step(line));
+        let result = super::swap::run_and_stop(&mut net, &topology, swap, opts.seed, step).await?;
+        report.ok &= result.improved();
+        report.swap = Some(result);
+    } else if topology.scenario.is_some() {
         let scenario = run_scenario(&topology, &net).await;
         net.stop();
         let scenario = scenario?;
@@ -224,6 +247,9 @@ impl RunReport {
                     f.error.as_deref().unwrap_or("?")
                 );
             }
+        }
+        if let Some(s) = &self.swap {
+            out.push_str(&s.render_text());
         }
         out.push('\n');
         out.push_str(&self.audit.render_text());

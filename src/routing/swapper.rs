@@ -1,0 +1,681 @@
+//! The swap protocol, sans-IO: one node's side of every swap it starts,
+//! relays or answers, beside its [`Router`].
+//!
+//! A [`Swapper`] takes [`SwapEvent`]s (a swap message from a neighbour, a
+//! lost link, a tick) with the driver's clock, random source and the node's
+//! [`Router`], and returns [`SwapAction`]s. The router is read for the
+//! node's location and its neighbours' locations, and written when this
+//! node swaps ([`Router::set_location`]) or a neighbour announces its new
+//! location ([`Router::move_neighbour`]). The messages and the steps are in
+//! [`crate::message::swap`]; the decision is [`decide_with_coin`], the same
+//! rule the simulator applies with [`decide`](super::decide).
+//!
+//! A node is in at most one swap at a time (as initiator or partner), so
+//! the offer it shows is the location it gives away. Every step has a
+//! deadline; a relay forgets a walk after [`SwapConfig::step_timeout_ms`]
+//! without traffic, and at most [`SwapConfig::max_relays`] walks at once.
+
+use std::collections::BTreeMap;
+
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+
+use super::{coin_of, decide_with_coin, SwapOffer, SwapSchedule};
+use crate::keys::Location;
+use crate::message::swap::{Nonce, SwapMessage, WalkHtl, WireOffer};
+use crate::message::Uid;
+use crate::routing::{PeerId, Router, Time};
+
+/// Tunables of swapping (`[swapping]` in `node.toml`).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SwapConfig {
+    /// Mean time between this node's attempts (each wait is drawn from
+    /// `[interval/2, 3*interval/2)`).
+    pub interval_ms: u64,
+    /// Hops of the random walk that finds a partner (Freenet uses 10).
+    pub walk_htl: WalkHtl,
+    /// How long any step of an attempt may take before it is abandoned.
+    pub step_timeout_ms: u64,
+    /// Walks this node relays at once; more are refused.
+    pub max_relays: usize,
+    /// Start with this node's own attempts paused (it still relays and
+    /// answers); a testnet resumes them over the client API.
+    pub paused: bool,
+}
+
+impl Default for SwapConfig {
+    fn default() -> Self {
+        SwapConfig {
+            interval_ms: 30_000,
+            walk_htl: 10,
+            step_timeout_ms: 10_000,
+            max_relays: 64,
+            paused: false,
+        }
+    }
+}
+
+/// An input to the [`Swapper`].
+#[derive(Clone, Debug)]
+pub enum SwapEvent<P> {
+    /// A swap message from a neighbour.
+    Message { from: P, msg: SwapMessage },
+    /// The link to a neighbour is gone.
+    LinkDown { peer: P },
+    /// Time passed: expire steps, maybe start an attempt.
+    Tick,
+}
+
+/// An output of the [`Swapper`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SwapAction<P> {
+    /// Send a swap message to a neighbour.
+    Send { to: P, msg: SwapMessage },
+    /// This node swapped: its location (already set in the router) moved.
+    Swapped { from: Location, to: Location },
+    /// A neighbour announced a new location (already set in the router).
+    NeighbourMoved { peer: P, location: Location },
+    /// A neighbour broke the swap protocol; the driver drops the link.
+    Misbehaved { peer: P, reason: &'static str },
+}
+
+/// What this node's swapping came to, for `veil status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwapStats {
+    /// Attempts this node started.
+    pub attempts: u64,
+    /// Swaps done, as initiator or partner.
+    pub swaps: u64,
+    /// Attempts that ended in a `SwapRejected`, a bad reveal or a lost link.
+    pub failed: u64,
+    /// Steps that timed out (own attempts, answers and relays).
+    pub timed_out: u64,
+    /// Walks relayed.
+    pub relayed: u64,
+    /// Attempts this node answered as partner.
+    pub answered: u64,
+}
+
+/// The one swap this node is in.
+#[derive(Clone, Debug)]
+enum Busy<P> {
+    Initiator {
+        uid: Uid,
+        via: P,
+        nonce: Nonce,
+        /// The partner's commitment, once its `SwapReply` came.
+        their_commit: Option<Nonce>,
+        /// The offer this node revealed.
+        mine: Option<SwapOffer>,
+        deadline: Time,
+    },
+    Partner {
+        uid: Uid,
+        upstream: P,
+        their_commit: Nonce,
+        nonce: Nonce,
+        deadline: Time,
+    },
+}
+
+impl<P> Busy<P> {
+    fn uid(&self) -> Uid {
+        match self {
+            Busy::Initiator { uid, .. } | Busy::Partner { uid, .. } => *uid,
+        }
+    }
+
+    fn deadline(&self) -> Time {
+        match self {
+            Busy::Initiator { deadline, .. } | Busy::Partner { deadline, .. } => *deadline,
+        }
+    }
+
+    /// The neighbour this swap's messages come from and go to.
+    fn peer(&self) -> &P {
+        match self {
+            Busy::Initiator { via, .. } => via,
+            Busy::Partner { upstream, .. } => upstream,
+        }
+    }
+}
+
+/// A walk this node relays.
+#[derive(Clone, Debug)]
+struct Relay<P> {
+    upstream: P,
+    downstream: P,
+    deadline: Time,
+}
+
+/// One node's swap state: its own attempt or answer, the walks it relays,
+/// its schedule and counters.
+pub struct Swapper<P: PeerId> {
+    config: SwapConfig,
+    /// `swap = true`: attempt, relay and answer; otherwise refuse every walk
+    /// (neighbours' `LocationChanged` is followed either way).
+    active: bool,
+    schedule: SwapSchedule,
+    busy: Option<Busy<P>>,
+    relays: BTreeMap<Uid, Relay<P>>,
+    stats: SwapStats,
+}
+
+/// `SHA-256(nonce)`: the commitment to a nonce.
+pub fn commitment(nonce: &Nonce) -> Nonce {
+    Sha256::digest(nonce).into()
+}
+
+impl<P: PeerId> Swapper<P> {
+    pub fn new(config: SwapConfig, active: bool, now: Time, rng: &mut dyn RngCore) -> Self {
+        let schedule = SwapSchedule::new(now, config.interval_ms, rng);
+        Swapper {
+            config,
+            active,
+            schedule,
+            busy: None,
+            relays: BTreeMap::new(),
+            stats: SwapStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &SwapStats {
+        &self.stats
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.active
+    }
+
+    pub fn is_paused(&self) -> bool {
+        self.config.paused
+    }
+
+    /// Pause or resume this node's own attempts.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.config.paused = paused;
+    }
+
+    /// Walks relayed right now.
+    pub fn relay_count(&self) -> usize {
+        self.relays.len()
+    }
+
+    /// When a [`SwapEvent::Tick`] next has something to do.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let relays = self.relays.values().map(|r| r.deadline).min();
+        let own = match &self.busy {
+            Some(b) => Some(b.deadline()),
+            None if self.active && !self.config.paused => Some(self.schedule.next()),
+            None => None,
+        };
+        relays.into_iter().chain(own).min()
+    }
+
+    /// Feed one event; the actions come back in the order they must happen.
+    pub fn handle(
+        &mut self,
+        now: Time,
+        rng: &mut dyn RngCore,
+        router: &mut Router<P>,
+        event: SwapEvent<P>,
+    ) -> Vec<SwapAction<P>> {
+        let mut out = Vec::new();
+        match event {
+            SwapEvent::Tick => self.on_tick(now, rng, router, &mut out),
+            SwapEvent::LinkDown { peer } => self.on_link_down(&peer, &mut out),
+            SwapEvent::Message { from, msg } => {
+                // Only neighbours the router knows take part.
+                if router.neighbours.contains_key(&from) {
+                    self.on_message(now, rng, router, from, msg, &mut out);
+                }
+            }
+        }
+        out
+    }
+
+    fn on_tick(
+        &mut self,
+        now: Time,
+        rng: &mut dyn RngCore,
+        router: &Router<P>,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let expired: Vec<Uid> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(uid, _)| *uid)
+            .collect();
+        for uid in expired {
+            if let Some(r) = self.relays.remove(&uid) {
+                self.stats.timed_out += 1;
+                reject(out, r.upstream, uid);
+                reject(out, r.downstream, uid);
+            }
+        }
+        if let Some(busy) = self.busy.take_if(|b| b.deadline() <= now) {
+            self.stats.timed_out += 1;
+            reject(out, busy.peer().clone(), busy.uid());
+        }
+        if !self.active || self.config.paused || self.busy.is_some() {
+            return;
+        }
+        if !self.schedule.due(now, rng) || router.neighbours.is_empty() {
+            return;
+        }
+        self.stats.attempts += 1;
+        let Some(via) = pick(router.neighbours.keys(), None, rng) else {
+            return;
+        };
+        let mut nonce = [0u8; 32];
+        rng.fill_bytes(&mut nonce);
+        let uid = self.fresh_uid(rng);
+        out.push(SwapAction::Send {
+            to: via.clone(),
+            msg: SwapMessage::SwapRequest {
+                uid,
+                htl: self.config.walk_htl,
+                commit: commitment(&nonce),
+            },
+        });
+        self.busy = Some(Busy::Initiator {
+            uid,
+            via,
+            nonce,
+            their_commit: None,
+            mine: None,
+            deadline: now + self.walk_timeout(),
+        });
+    }
+
+    /// The whole walk and its answer may take one step timeout per hop.
+    fn walk_timeout(&self) -> Time {
+        self.config.step_timeout_ms * Time::from(self.config.walk_htl.max(1))
+    }
+
+    fn fresh_uid(&self, rng: &mut dyn RngCore) -> Uid {
+        let mut uid = rng.next_u64();
+        while self.relays.contains_key(&uid) {
+            uid = rng.next_u64();
+        }
+        uid
+    }
+
+    fn on_link_down(&mut self, peer: &P, out: &mut Vec<SwapAction<P>>) {
+        let broken: Vec<Uid> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| &r.upstream == peer || &r.downstream == peer)
+            .map(|(uid, _)| *uid)
+            .collect();
+        for uid in broken {
+            if let Some(r) = self.relays.remove(&uid) {
+                let other = if &r.upstream == peer {
+                    r.downstream
+                } else {
+                    r.upstream
+                };
+                reject(out, other, uid);
+            }
+        }
+        if let Some(busy) = self.busy.take_if(|b| b.peer() == peer) {
+            if matches!(busy, Busy::Initiator { .. }) {
+                self.stats.failed += 1;
+            }
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        now: Time,
+        rng: &mut dyn RngCore,
+        router: &mut Router<P>,
+        from: P,
+        msg: SwapMessage,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        if let SwapMessage::LocationChanged { location } = msg {
+            let location = Location(location);
+            router.move_neighbour(&from, location);
+            out.push(SwapAction::NeighbourMoved {
+                peer: from,
+                location,
+            });
+            return;
+        }
+        if let SwapMessage::SwapRequest { uid, htl, commit } = msg {
+            return self.on_request(now, rng, router, from, (uid, htl, commit), out);
+        }
+        let Some(uid) = msg.uid() else { return };
+        // A walk this node relays: pass the message on, the way it goes.
+        if let Some(relay) = self.relays.get_mut(&uid) {
+            let to = if from == relay.downstream {
+                match msg {
+                    SwapMessage::SwapReply { .. }
+                    | SwapMessage::SwapComplete { .. }
+                    | SwapMessage::SwapRejected { .. } => relay.upstream.clone(),
+                    _ => return,
+                }
+            } else if from == relay.upstream {
+                match msg {
+                    SwapMessage::SwapCommit { .. } | SwapMessage::SwapRejected { .. } => {
+                        relay.downstream.clone()
+                    }
+                    _ => return,
+                }
+            } else {
+                return;
+            };
+            relay.deadline = now + self.config.step_timeout_ms;
+            if matches!(
+                msg,
+                SwapMessage::SwapComplete { .. } | SwapMessage::SwapRejected { .. }
+            ) {
+                self.relays.remove(&uid);
+            }
+            out.push(SwapAction::Send { to, msg });
+            return;
+        }
+        // This node's own swap: only its one neighbour on the walk may speak.
+        if self
+            .busy
+            .as_ref()
+            .is_none_or(|b| b.uid() != uid || *b.peer() != from)
+        {
+            return;
+        }
+        match msg {
+            SwapMessage::SwapRejected { .. } => {
+                if let Some(Busy::Initiator { .. }) = self.busy.take() {
+                    self.stats.failed += 1;
+                }
+            }
+            SwapMessage::SwapReply { commit, .. } => self.on_reply(now, router, commit, out),
+            SwapMessage::SwapCommit { nonce, offer, .. } => {
+                self.on_commit(router, nonce, offer, out)
+            }
+            SwapMessage::SwapComplete { nonce, offer, .. } => {
+                self.on_complete(router, nonce, offer, out)
+            }
+            SwapMessage::SwapRequest { .. } | SwapMessage::LocationChanged { .. } => {}
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        now: Time,
+        rng: &mut dyn RngCore,
+        router: &Router<P>,
+        from: P,
+        (uid, htl, commit): (Uid, WalkHtl, Nonce),
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        if htl == 0 {
+            out.push(SwapAction::Misbehaved {
+                peer: from,
+                reason: "swap request with hops-to-live zero",
+            });
+            return;
+        }
+        let known =
+            self.relays.contains_key(&uid) || self.busy.as_ref().is_some_and(|b| b.uid() == uid);
+        if !self.active || known {
+            return reject(out, from, uid);
+        }
+        // At the maximum the walk's budget falls only on a coin, so the
+        // first relay cannot tell an originated walk from a relayed one.
+        let max = self.config.walk_htl.max(1);
+        let htl = htl.min(max);
+        let left = if htl == max {
+            htl - WalkHtl::from(rng.gen_bool(0.5))
+        } else {
+            htl - 1
+        };
+        let next = pick(router.neighbours.keys(), Some(&from), rng);
+        match next {
+            Some(to) if left > 0 => {
+                if self.relays.len() >= self.config.max_relays {
+                    return reject(out, from, uid);
+                }
+                self.stats.relayed += 1;
+                self.relays.insert(
+                    uid,
+                    Relay {
+                        upstream: from,
+                        downstream: to.clone(),
+                        deadline: now + self.config.step_timeout_ms,
+                    },
+                );
+                out.push(SwapAction::Send {
+                    to,
+                    msg: SwapMessage::SwapRequest {
+                        uid,
+                        htl: left,
+                        commit,
+                    },
+                });
+            }
+            // The walk ends here: answer it, unless already in a swap.
+            _ if self.busy.is_some() => reject(out, from, uid),
+            _ => {
+                let mut nonce = [0u8; 32];
+                rng.fill_bytes(&mut nonce);
+                self.stats.answered += 1;
+                out.push(SwapAction::Send {
+                    to: from.clone(),
+                    msg: SwapMessage::SwapReply {
+                        uid,
+                        commit: commitment(&nonce),
+                    },
+                });
+                self.busy = Some(Busy::Partner {
+                    uid,
+                    upstream: from,
+                    their_commit: commit,
+                    nonce,
+                    deadline: now + self.walk_timeout(),
+                });
+            }
+        }
+    }
+
+    /// The initiator has the partner's commitment: reveal nonce and offer.
+    fn on_reply(
+        &mut self,
+        now: Time,
+        router: &Router<P>,
+        commit: Nonce,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let step = self.config.step_timeout_ms;
+        let Some(Busy::Initiator {
+            uid,
+            via,
+            nonce,
+            their_commit,
+            mine,
+            deadline,
+        }) = &mut self.busy
+        else {
+            return;
+        };
+        if their_commit.is_some() {
+            return; // a second reply: ignored
+        }
+        let offer = own_offer(router);
+        out.push(SwapAction::Send {
+            to: via.clone(),
+            msg: SwapMessage::SwapCommit {
+                uid: *uid,
+                nonce: *nonce,
+                offer: to_wire(&offer),
+            },
+        });
+        *their_commit = Some(commit);
+        *mine = Some(offer);
+        *deadline = now + step * Time::from(self.config.walk_htl.max(1));
+    }
+
+    /// The partner has the initiator's nonce and offer: decide, reveal, and
+    /// swap if the coin says so.
+    fn on_commit(
+        &mut self,
+        router: &mut Router<P>,
+        their_nonce: Nonce,
+        offer: WireOffer,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let Some(Busy::Partner {
+            uid,
+            upstream,
+            their_commit,
+            nonce,
+            ..
+        }) = self.busy.take_if(|b| matches!(b, Busy::Partner { .. }))
+        else {
+            return;
+        };
+        let Some(theirs) = revealed(offer, &their_nonce, &their_commit) else {
+            // A reveal that does not match its commitment (the initiator,
+            // not the neighbour that relayed it, is at fault): no swap.
+            return reject(out, upstream, uid);
+        };
+        let mine = own_offer(router);
+        out.push(SwapAction::Send {
+            to: upstream,
+            msg: SwapMessage::SwapComplete {
+                uid,
+                nonce,
+                offer: to_wire(&mine),
+            },
+        });
+        self.settle(router, (&theirs, &their_nonce), (&mine, &nonce), false, out);
+    }
+
+    /// The initiator has the partner's nonce and offer: decide and swap.
+    fn on_complete(
+        &mut self,
+        router: &mut Router<P>,
+        their_nonce: Nonce,
+        offer: WireOffer,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let Some(Busy::Initiator {
+            nonce,
+            their_commit: Some(their_commit),
+            mine: Some(mine),
+            ..
+        }) = self
+            .busy
+            .take_if(|b| matches!(b, Busy::Initiator { mine: Some(_), .. }))
+        else {
+            return;
+        };
+        let Some(theirs) = revealed(offer, &their_nonce, &their_commit) else {
+            self.stats.failed += 1;
+            return;
+        };
+        self.settle(router, (&mine, &nonce), (&theirs, &their_nonce), true, out);
+    }
+
+    /// Decide, the initiator's offer and nonce first on both sides (the same
+    /// numbers in the same order, so both agree), and on a swap take the
+    /// other side's location (the partner's if `initiator`).
+    fn settle(
+        &mut self,
+        router: &mut Router<P>,
+        (a, na): (&SwapOffer, &Nonce),
+        (b, nb): (&SwapOffer, &Nonce),
+        initiator: bool,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let (a_rest, b_rest) = SwapOffer::without_link(a, b);
+        if decide_with_coin(&a_rest, &b_rest, coin_of(na, nb)) {
+            let to = if initiator { b } else { a };
+            self.swap_to(router, to.location(), out);
+        }
+    }
+
+    /// Take `location`, tell every neighbour, count the swap.
+    fn swap_to(
+        &mut self,
+        router: &mut Router<P>,
+        location: Location,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        let from = router.location();
+        router.set_location(location);
+        self.stats.swaps += 1;
+        self.schedule.record(true);
+        for peer in router.neighbours.keys() {
+            out.push(SwapAction::Send {
+                to: peer.clone(),
+                msg: SwapMessage::LocationChanged {
+                    location: location.0,
+                },
+            });
+        }
+        out.push(SwapAction::Swapped { from, to: location });
+    }
+}
+
+impl<P: PeerId> Router<P> {
+    /// This node's location is now `location` (it swapped).
+    pub fn set_location(&mut self, location: Location) {
+        self.location = location;
+    }
+
+    /// Neighbour `peer` announced a new location; unknown peers are ignored.
+    pub fn move_neighbour(&mut self, peer: &P, location: Location) {
+        if let Some(l) = self.neighbours.get_mut(peer) {
+            *l = location;
+        }
+    }
+}
+
+fn reject<P>(out: &mut Vec<SwapAction<P>>, to: P, uid: Uid) {
+    out.push(SwapAction::Send {
+        to,
+        msg: SwapMessage::SwapRejected { uid },
+    });
+}
+
+/// A uniformly random peer among `peers`, other than `except`.
+fn pick<'a, P: PeerId + 'a>(
+    peers: impl Iterator<Item = &'a P>,
+    except: Option<&P>,
+    rng: &mut dyn RngCore,
+) -> Option<P> {
+    let candidates: Vec<&P> = peers.filter(|p| Some(*p) != except).collect();
+    if candidates.is_empty() {
+        return None;
+    }
+    Some(candidates[rng.gen_range(0..candidates.len())].clone())
+}
+
+/// This node's offer: its location and every neighbour's.
+fn own_offer<P: PeerId>(router: &Router<P>) -> SwapOffer {
+    SwapOffer::own(
+        router.location(),
+        router.neighbours.values().copied().collect(),
+    )
+}
+
+fn to_wire(offer: &SwapOffer) -> WireOffer {
+    WireOffer {
+        location: offer.location().0,
+        neighbours: offer.neighbours().iter().map(|l| l.0).collect(),
+    }
+}
+
+/// The other side's offer, if its nonce matches its commitment.
+fn revealed(offer: WireOffer, nonce: &Nonce, commit: &Nonce) -> Option<SwapOffer> {
+    from_wire(offer).filter(|_| commitment(nonce) == *commit)
+}
+
+fn from_wire(offer: WireOffer) -> Option<SwapOffer> {
+    let neighbours = offer.neighbours.into_iter().map(Location).collect();
+    SwapOffer::new(Location(offer.location), neighbours).ok()
+}
