@@ -22,11 +22,11 @@ use crate::audit::log::AuditLog;
 use crate::client::{NodeStatus, PeerStatus};
 use crate::config::NodeConfig;
 use crate::identity::PeerKey;
+use crate::keys::Block;
 use crate::keys::Location;
 use crate::message::{Message, PeerFrame};
 use crate::routing::htl::policy_for;
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
-use crate::keys::Block;
 use crate::store::{Datastore, GroupWriter, StoreError, Written};
 
 /// Blocks waiting for the store's writer thread (each 32 KiB).
@@ -103,8 +103,7 @@ impl RouterTask {
             // The router stopped: nobody waits for these answers.
             let _ = written_tx.blocking_send(batch);
         };
-        let store_writer = match GroupWriter::spawn(store.clone(), STORE_QUEUE, STORE_BATCH, done)
-        {
+        let store_writer = match GroupWriter::spawn(store.clone(), STORE_QUEUE, STORE_BATCH, done) {
             Ok(w) => Some(w),
             Err(e) => {
                 tracing::error!(error = %e, "cannot start the store writer; inserts will fail");

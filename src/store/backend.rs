@@ -13,13 +13,15 @@
 //! - any [`StorageBackend`] a factory makes ([`StoreSource::Backend`]):
 //!   tests use it to simulate power loss.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
 
 use redb::backends::FileBackend;
-use redb::{BackendError, Builder, Database, ReadOnlyDatabase, StorageBackend};
+use redb::{BackendError, Builder, Database, StorageBackend};
 
 use super::StoreError;
 
@@ -105,20 +107,30 @@ impl StoreSource {
         }
     }
 
-    /// Open for reading only, as a last resort when opening for writing
-    /// failed.
-    pub(super) fn open_read_only(&self, builder: &Builder) -> Result<ReadOnlyDatabase, StoreError> {
-        match self {
+    /// Open without ever writing to the storage, as a last resort when
+    /// opening for writing failed. redb's own read-only open refuses a file
+    /// that was not closed cleanly (as after an I/O error), so this opens
+    /// it for writing over an [`Overlay`] that keeps every write in memory:
+    /// redb's repair runs there, and the file is left as it was. The
+    /// datastore makes no writes of its own in this state.
+    pub(super) fn open_read_only(&self, builder: &Builder) -> Result<Database, StoreError> {
+        let inner: Box<dyn StorageBackend> = match self {
             StoreSource::File { path, .. } => {
-                builder.open_read_only(path).map_err(|e| self.open_error(e))
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .open(path)
+                    .map_err(|e| self.open_error(e.into()))?;
+                Box::new(FileBackend::new(file).map_err(|e| self.open_error(e))?)
             }
-            StoreSource::Backend { open, .. } => {
-                let backend = open().map_err(|e| self.open_error(e.into()))?;
-                builder
-                    .open_read_only_with_backend(DynBackend(backend))
-                    .map_err(|e| self.open_error(e))
-            }
-        }
+            StoreSource::Backend { open, .. } => open().map_err(|e| self.open_error(e.into()))?,
+        };
+        let overlay = Overlay {
+            inner,
+            state: Mutex::default(),
+        };
+        builder
+            .create_with_backend(overlay)
+            .map_err(|e| self.open_error(e))
     }
 }
 
@@ -217,4 +229,126 @@ impl StorageBackend for DynBackend {
         self.0.write(offset, data)
     }
     forward_locks!(0);
+}
+
+/// Pages of an [`Overlay`].
+const PAGE: u64 = 4096;
+
+#[derive(Debug, Default)]
+struct OverlayState {
+    /// Length as written through the overlay (`None`: the inner length).
+    len: Option<u64>,
+    pages: HashMap<u64, Box<[u8]>>,
+}
+
+/// A backend that reads through to `inner` but keeps every write in
+/// memory, so that the storage itself is never modified.
+#[derive(Debug)]
+struct Overlay {
+    inner: Box<dyn StorageBackend>,
+    state: Mutex<OverlayState>,
+}
+
+impl Overlay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OverlayState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Page `index` as the inner storage has it (zeros past its end).
+    fn inner_page(&self, index: u64, inner_len: u64) -> std::io::Result<Box<[u8]>> {
+        let mut page = vec![0u8; PAGE as usize].into_boxed_slice();
+        let start = index * PAGE;
+        let end = (start + PAGE).min(inner_len);
+        if start < end {
+            let n = usize::try_from(end - start).map_err(std::io::Error::other)?;
+            self.inner.read(start, &mut page[..n])?;
+        }
+        Ok(page)
+    }
+}
+
+impl StorageBackend for Overlay {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        match self.lock().len {
+            Some(len) => Ok(len),
+            None => self.inner.len(),
+        }
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let state = self.lock();
+        let inner_len = self.inner.len()?;
+        let end = offset.saturating_add(out.len() as u64);
+        if end > state.len.unwrap_or(inner_len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            ));
+        }
+        let mut at = offset;
+        while at < end {
+            let index = at / PAGE;
+            let within = (at % PAGE) as usize;
+            let n = ((PAGE - at % PAGE).min(end - at)) as usize;
+            let dst = (at - offset) as usize;
+            match state.pages.get(&index) {
+                Some(page) => out[dst..dst + n].copy_from_slice(&page[within..within + n]),
+                None if at + n as u64 <= inner_len => {
+                    self.inner.read(at, &mut out[dst..dst + n])?;
+                }
+                None => {
+                    let page = self.inner_page(index, inner_len)?;
+                    out[dst..dst + n].copy_from_slice(&page[within..within + n]);
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let mut state = self.lock();
+        let old = state.len.map_or_else(|| self.inner.len(), Ok)?;
+        if len < old {
+            // Zero what is cut off, so that growing again reads zeros.
+            let inner_len = self.inner.len()?;
+            let first = len / PAGE;
+            for index in first..old.div_ceil(PAGE) {
+                let mut page = match state.pages.remove(&index) {
+                    Some(page) => page,
+                    None => self.inner_page(index, inner_len)?,
+                };
+                let from = len.saturating_sub(index * PAGE).min(PAGE) as usize;
+                page[from..].fill(0);
+                state.pages.insert(index, page);
+            }
+        }
+        state.len = Some(len);
+        Ok(())
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut state = self.lock();
+        let inner_len = self.inner.len()?;
+        let end = offset.saturating_add(data.len() as u64);
+        let mut at = offset;
+        while at < end {
+            let index = at / PAGE;
+            let within = (at % PAGE) as usize;
+            let n = ((PAGE - at % PAGE).min(end - at)) as usize;
+            let src = (at - offset) as usize;
+            if !state.pages.contains_key(&index) {
+                let page = self.inner_page(index, inner_len)?;
+                state.pages.insert(index, page);
+            }
+            if let Some(page) = state.pages.get_mut(&index) {
+                page[within..within + n].copy_from_slice(&data[src..src + n]);
+            }
+            at += n as u64;
+        }
+        let len = state.len.unwrap_or(inner_len);
+        state.len = Some(len.max(end));
+        Ok(())
+    }
+    forward_locks!(inner);
 }

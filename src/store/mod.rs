@@ -98,8 +98,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use redb::{
-    Builder, Database, Durability, ReadOnlyDatabase, ReadTransaction, ReadableDatabase,
-    ReadableTable, ReadableTableMetadata, WriteTransaction,
+    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, WriteTransaction,
 };
 
 use crate::keys::{Block, RoutingKey, BLOCK_LEN};
@@ -174,7 +174,8 @@ enum Read {
 /// The open database, as far as the datastore could keep it.
 enum Db {
     Writable(Database),
-    ReadOnly(ReadOnlyDatabase),
+    /// Over an overlay that keeps redb's own writes in memory.
+    ReadOnly(Database),
     Closed,
 }
 
@@ -501,21 +502,23 @@ impl Datastore {
         *db = Db::Closed;
         let path = self.source.path().display().to_string();
         let builder = builder();
-        let (reopened, state) = match self.source.open(&builder) {
+        let (reopened, state, why) = match self.source.open(&builder) {
             Ok(d) => {
                 tracing::warn!(path, %error, "datastore: I/O error; reopened the database");
-                (Db::Writable(d), StoreState::Ok)
+                (Db::Writable(d), StoreState::Ok, None)
             }
             Err(e) => match self.source.open_read_only(&builder) {
                 Ok(r) => {
                     tracing::error!(path, %error, reopen = %e,
                         "datastore: I/O error and cannot reopen for writing; now read-only");
-                    (Db::ReadOnly(r), StoreState::ReadOnly)
+                    let why = format!("{error}; reopening: {e}");
+                    (Db::ReadOnly(r), StoreState::ReadOnly, Some(why))
                 }
                 Err(e2) => {
                     tracing::error!(path, %error, reopen = %e, read_only = %e2,
                         "datastore: I/O error and cannot reopen; every lookup will miss");
-                    (Db::Closed, StoreState::Closed)
+                    let why = format!("{error}; reopening: {e}; read-only: {e2}");
+                    (Db::Closed, StoreState::Closed, Some(why))
                 }
             },
         };
@@ -524,6 +527,9 @@ impl Datastore {
         {
             let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             health.state = state;
+            if let Some(why) = why {
+                health.last_error = Some(why);
+            }
             if state == StoreState::Ok {
                 health.reopens = health.reopens.saturating_add(1);
             }

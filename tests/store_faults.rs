@@ -1,0 +1,409 @@
+//! The store under faults: power loss at seeded crash points, I/O errors
+//! (reopen or read-only), a full disk, and group commit. The fault layers
+//! implement `redb::StorageBackend` over memory; the last tests run real
+//! node processes on a simulated small disk (`store_disk_limit`).
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use redb::StorageBackend;
+use veil::keys::{Block, Chk, RoutingKey, BLOCK_LEN};
+use veil::store::{Datastore, GroupWriter, StoreError, StoreSource, StoreState};
+
+const B: u64 = BLOCK_LEN as u64;
+
+fn block(tag: &str, n: u64) -> Block {
+    Chk::encode(format!("{tag} {n}").as_bytes()).unwrap().1
+}
+
+/// One write not yet made durable by `sync_data`.
+#[derive(Debug, Clone)]
+enum Op {
+    Write(u64, Vec<u8>),
+    SetLen(u64),
+}
+
+/// A disk in memory. What `sync_data` covered is `durable`; later writes
+/// sit in `pending` until the next sync. After the crash point every call
+/// fails, as if the machine had lost power.
+#[derive(Debug, Default)]
+struct Disk {
+    durable: Vec<u8>,
+    current: Vec<u8>,
+    pending: Vec<Op>,
+    /// Write, set_len and sync calls so far.
+    ops: u64,
+    crash_at: Option<u64>,
+    crashed: bool,
+    /// Fail this many write calls (then work again).
+    fail_writes: u64,
+    /// Fail every write call.
+    fail_all_writes: bool,
+    syncs: u64,
+}
+
+impl Disk {
+    fn tick(&mut self) -> std::io::Result<()> {
+        if self.crashed {
+            return Err(std::io::Error::other("power lost"));
+        }
+        self.ops += 1;
+        if self.crash_at.is_some_and(|at| self.ops >= at) {
+            self.crashed = true;
+            return Err(std::io::Error::other("power lost"));
+        }
+        Ok(())
+    }
+
+    fn apply(image: &mut Vec<u8>, op: &Op) {
+        match op {
+            Op::SetLen(len) => image.resize(*len as usize, 0),
+            Op::Write(offset, data) => {
+                let end = *offset as usize + data.len();
+                if image.len() < end {
+                    image.resize(end, 0);
+                }
+                image[*offset as usize..end].copy_from_slice(data);
+            }
+        }
+    }
+
+    /// What the disk holds after the power comes back: everything synced,
+    /// plus any subset of the later writes, each whole, torn (a prefix of
+    /// 512-byte sectors) or lost.
+    fn after_power_loss(&self, rng: &mut ChaCha8Rng) -> Vec<u8> {
+        let mut image = self.durable.clone();
+        for op in &self.pending {
+            match (rng.gen_range(0..3), op) {
+                (0, _) => {}
+                (1, op) => Disk::apply(&mut image, op),
+                (_, Op::Write(offset, data)) => {
+                    let sectors = data.len().div_ceil(512);
+                    let keep = (rng.gen_range(0..=sectors) * 512).min(data.len());
+                    Disk::apply(&mut image, &Op::Write(*offset, data[..keep].to_vec()));
+                }
+                (_, op) => Disk::apply(&mut image, op),
+            }
+        }
+        image
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct MemBackend {
+    disk: Arc<Mutex<Disk>>,
+    /// While set, `sync_data` waits (group commit test).
+    gate: Arc<AtomicBool>,
+}
+
+impl MemBackend {
+    fn with_image(image: Vec<u8>) -> MemBackend {
+        let disk = Disk {
+            durable: image.clone(),
+            current: image,
+            ..Disk::default()
+        };
+        MemBackend {
+            disk: Arc::new(Mutex::new(disk)),
+            gate: Arc::default(),
+        }
+    }
+
+    fn disk(&self) -> std::sync::MutexGuard<'_, Disk> {
+        self.disk.lock().unwrap()
+    }
+
+    /// A datastore source that opens this same disk each time.
+    fn source(&self) -> StoreSource {
+        let me = self.clone();
+        StoreSource::Backend {
+            name: "memory".into(),
+            open: Arc::new(move || Ok(Box::new(me.clone()) as Box<dyn StorageBackend>)),
+        }
+    }
+}
+
+impl StorageBackend for MemBackend {
+    fn len(&self) -> std::io::Result<u64> {
+        let d = self.disk();
+        match d.crashed {
+            true => Err(std::io::Error::other("power lost")),
+            false => Ok(d.current.len() as u64),
+        }
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+        let d = self.disk();
+        let end = offset as usize + out.len();
+        if d.crashed || end > d.current.len() {
+            return Err(std::io::Error::other("read past the end, or power lost"));
+        }
+        out.copy_from_slice(&d.current[offset as usize..end]);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        let mut d = self.disk();
+        d.tick()?;
+        d.current.resize(len as usize, 0);
+        d.pending.push(Op::SetLen(len));
+        Ok(())
+    }
+
+    fn sync_data(&self) -> std::io::Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while self.gate.load(Ordering::Acquire) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut d = self.disk();
+        d.tick()?;
+        d.durable = d.current.clone();
+        d.pending.clear();
+        d.syncs += 1;
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        let mut d = self.disk();
+        d.tick()?;
+        if d.fail_all_writes || d.fail_writes > 0 {
+            d.fail_writes = d.fail_writes.saturating_sub(1);
+            return Err(std::io::Error::other("injected write error"));
+        }
+        let op = Op::Write(offset, data.to_vec());
+        Disk::apply(&mut d.current, &op);
+        d.pending.push(op);
+        Ok(())
+    }
+}
+
+/// One seeded run: open, then store batches of blocks (with cache puts in
+/// between) until the crash point; returns the blocks acknowledged.
+fn run_until_crash(disk: &MemBackend, seed: u64, crash_after: Option<u64>) -> Vec<Block> {
+    let mut acked = Vec::new();
+    let Ok(store) = Datastore::open_source(disk.source(), 1 << 30, 64 * B) else {
+        return acked;
+    };
+    {
+        let mut d = disk.disk();
+        d.crash_at = crash_after.map(|n| d.ops + n);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    for round in 0..8u64 {
+        let n = rng.gen_range(1..=4);
+        let blocks: Vec<Block> = (0..n).map(|i| block("store", round * 10 + i)).collect();
+        match store.put_store_batch(&blocks) {
+            Ok(stored) => {
+                assert!(stored.iter().all(|s| *s));
+                acked.extend(blocks);
+            }
+            Err(_) => break,
+        }
+        let _ = store.put_cache(&block("cache", round));
+        let _ = store.get(&block("store", round * 10).routing_key());
+    }
+    acked
+}
+
+#[test]
+fn every_acknowledged_block_survives_power_loss_at_seeded_crash_points() {
+    // How many disk operations a whole run takes, to spread crash points
+    // over all of it.
+    let clean = MemBackend::default();
+    let all = run_until_crash(&clean, 0, None);
+    assert_eq!(all.len() as u64 > 8, true);
+    let total_ops = {
+        let d = clean.disk();
+        d.ops
+    };
+    let mut crashed_runs = 0;
+    let mut acked_total = 0;
+    for seed in 0..120u64 {
+        let mut rng = ChaCha8Rng::seed_from_u64(1000 + seed);
+        let crash_after = rng.gen_range(1..=total_ops);
+        let disk = MemBackend::default();
+        let acked = run_until_crash(&disk, seed, Some(crash_after));
+        let image = {
+            let d = disk.disk();
+            crashed_runs += usize::from(d.crashed);
+            d.after_power_loss(&mut rng)
+        };
+        let after = MemBackend::with_image(image);
+        let store = Datastore::open_source(after.source(), 1 << 30, 64 * B)
+            .unwrap_or_else(|e| panic!("seed {seed}, crash after {crash_after} ops: {e}"));
+        for b in &acked {
+            let got = store.get(&b.routing_key()).unwrap();
+            assert!(
+                got.as_ref() == Some(b),
+                "seed {seed}, crash after {crash_after} ops: acknowledged block lost"
+            );
+        }
+        assert_eq!(store.health().state, StoreState::Ok);
+        acked_total += acked.len();
+    }
+    assert!(crashed_runs > 100, "only {crashed_runs} runs crashed");
+    assert!(acked_total > 0);
+    eprintln!("120 crash points over {total_ops} disk operations: {acked_total} acknowledged blocks all read back");
+}
+
+#[test]
+fn an_io_error_reopens_the_store_which_keeps_serving_and_writing() {
+    let disk = MemBackend::default();
+    let store = Datastore::open_source(disk.source(), 1 << 30, 16 * B).unwrap();
+    let before = block("before", 0);
+    store.put_store(&before).unwrap();
+    disk.disk().fail_writes = 1;
+    let err = store.put_store(&block("during", 0)).unwrap_err();
+    assert!(err.is_io(), "{err}");
+    let health = store.health();
+    assert_eq!(health.state, StoreState::Ok);
+    assert_eq!(health.reopens, 1);
+    assert!(health.last_error.as_deref().unwrap().contains("injected"));
+    assert_eq!(store.get(&before.routing_key()).unwrap(), Some(before));
+    // redb would refuse every write until reopened; this one works.
+    let after = block("after", 0);
+    store.put_store(&after).unwrap();
+    assert_eq!(store.get(&after.routing_key()).unwrap(), Some(after));
+    assert!(store.health().render().contains("reopened 1 time"));
+}
+
+#[test]
+fn a_store_that_cannot_reopen_for_writing_goes_read_only_and_keeps_serving() {
+    let disk = MemBackend::default();
+    let store = Datastore::open_source(disk.source(), 1 << 30, 16 * B).unwrap();
+    let kept: Vec<Block> = (0..5).map(|i| block("kept", i)).collect();
+    store.put_store_batch(&kept).unwrap();
+    disk.disk().fail_all_writes = true;
+    assert!(store.put_store(&block("lost", 0)).is_err());
+    let health = store.health();
+    // Opening for writing writes to the file, so only read-only opens.
+    assert_eq!(health.state, StoreState::ReadOnly, "{health:?}");
+    for b in &kept {
+        assert_eq!(store.get(&b.routing_key()).unwrap().as_ref(), Some(b));
+    }
+    assert!(matches!(
+        store.put_store(&block("lost", 1)),
+        Err(StoreError::ReadOnly)
+    ));
+    assert_eq!(store.usage().store_blocks, 5);
+    assert!(store.health().render().starts_with("read-only"));
+}
+
+#[test]
+fn a_full_disk_fails_the_writes_that_do_not_fit_and_keeps_the_rest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("blocks.redb");
+    let source = StoreSource::File {
+        path: path.clone(),
+        disk_limit: Some(2 << 20),
+    };
+    let store = Datastore::open_source(source, 1 << 30, 16 * B).unwrap();
+    let mut acked = Vec::new();
+    let mut failed = 0;
+    for i in 0..200 {
+        let b = block("full", i);
+        match store.put_store(&b) {
+            Ok(()) => acked.push(b),
+            Err(e) => {
+                assert!(e.is_io(), "{e}");
+                assert!(e.to_string().contains("No space left"), "{e}");
+                failed += 1;
+            }
+        }
+    }
+    assert!(
+        acked.len() > 10 && failed > 10,
+        "{} stored, {failed} failed",
+        acked.len()
+    );
+    assert!(store.health().reopens >= 1);
+    for b in &acked {
+        assert_eq!(store.get(&b.routing_key()).unwrap().as_ref(), Some(b));
+    }
+    drop(store);
+    // On a bigger disk everything acknowledged is still there.
+    let store = Datastore::open(&path, 1 << 30, 16 * B).unwrap();
+    assert_eq!(store.health().state, StoreState::Ok);
+    for b in &acked {
+        assert_eq!(store.get(&b.routing_key()).unwrap().as_ref(), Some(b));
+    }
+    store.put_store(&block("room again", 0)).unwrap();
+}
+
+#[test]
+fn group_commit_covers_every_waiting_block_with_one_fsync() {
+    let disk = MemBackend::default();
+    let store = Arc::new(Datastore::open_source(disk.source(), 1 << 30, 16 * B).unwrap());
+    // What one durable commit of one block costs in fsyncs (quick-repair
+    // commits are two-phase).
+    let before = disk.disk().syncs;
+    store.put_store(&block("one", 0)).unwrap();
+    let per_commit = disk.disk().syncs - before;
+    assert!(per_commit >= 1);
+    let syncs_before = disk.disk().syncs;
+    let (tx, rx) = std::sync::mpsc::channel();
+    let writer = GroupWriter::spawn(store.clone(), 512, 256, move |batch| {
+        let _ = tx.send(batch);
+    })
+    .unwrap();
+    // Hold the disk while 200 blocks queue up behind the first commit.
+    disk.gate.store(true, Ordering::Release);
+    let blocks: Vec<Block> = (0..200).map(|i| block("group", i)).collect();
+    for (i, b) in blocks.iter().enumerate() {
+        assert!(writer.try_write(b.clone(), i).is_ok());
+    }
+    disk.gate.store(false, Ordering::Release);
+    let mut done = vec![false; blocks.len()];
+    let mut batches = 0;
+    while done.iter().any(|d| !d) {
+        let batch = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        batches += 1;
+        for w in batch {
+            assert!(w.stored);
+            assert_eq!(w.key, blocks[w.tag].routing_key());
+            done[w.tag] = true;
+        }
+    }
+    // The first commit took what was there when it started; the second
+    // took everything that had queued meanwhile.
+    assert!(batches <= 2, "{batches} commits for 200 blocks");
+    let syncs = disk.disk().syncs - syncs_before;
+    // Growing the file for 200 blocks costs a few more syncs than a
+    // one-block commit; one commit per block would cost 200 * per_commit.
+    assert!(
+        syncs <= 4 * per_commit,
+        "{syncs} fsyncs for 200 blocks ({per_commit} per one-block commit)"
+    );
+    for b in &blocks {
+        assert!(store.contains_store(&b.routing_key()).unwrap());
+    }
+}
+
+#[test]
+fn a_full_writer_queue_hands_the_block_back() {
+    let disk = MemBackend::default();
+    let store = Arc::new(Datastore::open_source(disk.source(), 1 << 30, 16 * B).unwrap());
+    let stored = Arc::new(AtomicU64::new(0));
+    let counted = stored.clone();
+    disk.gate.store(true, Ordering::Release);
+    let writer = GroupWriter::spawn(store, 4, 2, move |batch: Vec<_>| {
+        counted.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    })
+    .unwrap();
+    let mut refused = 0;
+    for i in 0..20u64 {
+        if writer.try_write(block("q", i), i).is_err() {
+            refused += 1;
+        }
+    }
+    disk.gate.store(false, Ordering::Release);
+    // At most the queue (4) plus one batch in progress (2) were taken.
+    assert!(refused >= 14, "{refused} refused");
+    drop(writer);
+    let _ = RoutingKey([0; 32]);
+}
