@@ -368,7 +368,7 @@ impl RouterTask {
     /// is refused at once (`RejectedOverload`: try elsewhere).
     fn store_block(&mut self, block: Block, after: AfterStore, broken: &mut Vec<PeerKey>) {
         let peer = match &after {
-            AfterStore::Reply { to, .. } => Some(to.clone()),
+            AfterStore::Reply { to, .. } => Some(*to),
             _ => None,
         };
         let limit = self.config.router.max_inflight_per_peer;

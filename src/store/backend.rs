@@ -337,13 +337,13 @@ impl StorageBackend for Overlay {
             let within = (at % PAGE) as usize;
             let n = ((PAGE - at % PAGE).min(end - at)) as usize;
             let src = (at - offset) as usize;
-            if !state.pages.contains_key(&index) {
-                let page = self.inner_page(index, inner_len)?;
-                state.pages.insert(index, page);
-            }
-            if let Some(page) = state.pages.get_mut(&index) {
-                page[within..within + n].copy_from_slice(&data[src..src + n]);
-            }
+            let page = match state.pages.entry(index) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.inner_page(index, inner_len)?)
+                }
+            };
+            page[within..within + n].copy_from_slice(&data[src..src + n]);
             at += n as u64;
         }
         let len = state.len.unwrap_or(inner_len);
