@@ -432,25 +432,41 @@ fn holds(rt: &tokio::runtime::Runtime, node: &common::TestNode, block: &Block) -
     })
 }
 
+/// Two started nodes in `none` mode, linked; `n1_settings` go into the
+/// second one's `node.toml` (it is the sink of the first one's inserts).
+fn linked_pair(
+    root: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+    n1_settings: &[&str],
+) -> (common::TestNode, common::TestNode) {
+    let mut n0 = common::TestNode::init(root, "n0", 0.25);
+    let mut n1 = common::TestNode::init(root, "n1", 0.75);
+    n0.befriend(&n1);
+    for n in [&n0, &n1] {
+        n.set("anonymity = \"none\"");
+    }
+    for line in n1_settings {
+        n1.set(line);
+    }
+    n0.start(&[]);
+    n1.start(&[]);
+    n0.wait_peers(rt, 1);
+    n1.wait_peers(rt, 1);
+    (n0, n1)
+}
+
 #[test]
 fn a_node_on_a_full_disk_fails_inserts_honestly_and_restarts_healthy() {
     use common::*;
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut n0 = TestNode::init(tmp.path(), "n0", 0.25);
-    let mut n1 = TestNode::init(tmp.path(), "n1", 0.75);
-    n0.befriend(&n1);
-    for n in [&n0, &n1] {
-        n.set("anonymity = \"none\"");
-    }
     // n1 is every insert's sink; its store may hold 64 MiB but its disk
     // has 2 MiB.
-    n1.set("store_size = \"64MiB\"");
-    n1.set("store_disk_limit = \"2MiB\"");
-    n0.start(&[]);
-    n1.start(&[]);
-    n0.wait_peers(&rt, 1);
-    n1.wait_peers(&rt, 1);
+    let (n0, mut n1) = linked_pair(
+        tmp.path(),
+        &rt,
+        &["store_size = \"64MiB\"", "store_disk_limit = \"2MiB\""],
+    );
 
     // A 4 MB file does not fit: `veil put` fails, saying so.
     let input = tmp.path().join("big.bin");
@@ -536,17 +552,7 @@ fn put_and_get_throughput_over_one_link() {
         .unwrap_or(32);
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut n0 = TestNode::init(tmp.path(), "n0", 0.25);
-    let mut n1 = TestNode::init(tmp.path(), "n1", 0.75);
-    n0.befriend(&n1);
-    for n in [&n0, &n1] {
-        n.set("anonymity = \"none\"");
-        n.set("store_size = \"4GiB\"");
-    }
-    n0.start(&[]);
-    n1.start(&[]);
-    n0.wait_peers(&rt, 1);
-    n1.wait_peers(&rt, 1);
+    let (n0, n1) = linked_pair(tmp.path(), &rt, &["store_size = \"4GiB\""]);
     let node0 = n0.client.to_string();
     for (seed, redundancy) in [(11u64, "0"), (12, "100")] {
         let input = tmp.path().join(format!("in-{seed}.bin"));

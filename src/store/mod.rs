@@ -275,14 +275,8 @@ impl Datastore {
                     Some(found) => return Err(StoreError::Schema { path, found }),
                 }
             }
-            let mut next_seq = 0u64;
-            for part in [Part::Store, Part::Cache] {
-                let lru = txn.open_table(part.lru())?;
-                let last = lru.last()?.map(|(seq, _)| seq.value());
-                if let Some(last) = last {
-                    next_seq = next_seq.max(last.saturating_add(1));
-                }
-            }
+            let mut next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
+                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
             for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
                 tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
                 tables::evict_over(txn, part, capacity)?;
@@ -543,14 +537,8 @@ impl Datastore {
     /// Read the block counts and the next sequence number from disk.
     fn reload_counts(&self, writer: &mut Writer) -> Result<(), StoreError> {
         let (store, cache, next_seq) = self.read(|txn| {
-            let mut next_seq = 0u64;
-            for part in [Part::Store, Part::Cache] {
-                let lru = txn.open_table(part.lru())?;
-                let last = lru.last()?.map(|(seq, _)| seq.value());
-                if let Some(last) = last {
-                    next_seq = next_seq.max(last.saturating_add(1));
-                }
-            }
+            let next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
+                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
             Ok((
                 txn.open_table(STORE_BLOCKS)?.len()?,
                 txn.open_table(CACHE_BLOCKS)?.len()?,

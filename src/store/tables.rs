@@ -55,6 +55,14 @@ impl Part {
     }
 }
 
+/// The sequence number after the newest in an LRU table.
+pub(super) fn next_seq(
+    lru: &impl ReadableTable<u64, &'static [u8; 32]>,
+) -> Result<u64, StoreError> {
+    let last = lru.last()?.map(|(seq, _)| seq.value());
+    Ok(last.map_or(0, |l| l.saturating_add(1)))
+}
+
 /// The block stored under `key`, if the bytes are one and hash to the key.
 pub(super) fn check_block(key: &RoutingKey, bytes: &[u8]) -> Option<Block> {
     let block = Block::from_bytes(bytes.to_vec()).ok()?;
