@@ -29,7 +29,7 @@ use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, RoutingKey};
 use crate::routing::swap::SwapStats;
 use crate::routing::{ClientOutcome, Failure, RouterStats};
-use crate::store::Usage;
+use crate::store::{StoreHealth, Usage};
 
 /// Largest client frame: one block plus room for the envelope.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -71,6 +71,9 @@ pub struct NodeStatus {
     /// How full the store and the cache are.
     #[serde(flatten)]
     pub usage: Usage,
+    /// Whether the store's disk is fine, was reopened, or is read-only.
+    #[serde(default)]
+    pub store_health: StoreHealth,
     /// The routing core's counters.
     #[serde(flatten)]
     pub stats: RouterStats,
@@ -124,6 +127,7 @@ impl NodeStatus {
             u.cache_bytes,
             u.cache_limit
         ));
+        out.push_str(&format!("disk      {}\n", self.store_health.render()));
         out.push_str(&format!(
             "requests  {} received, {} originated, {} answered from store, {} loops rejected, \
              {} overloads sent, {} timeouts, {} in flight\n",

@@ -67,6 +67,11 @@ pub enum InvalidSetting {
         #[source]
         source: SizeError,
     },
+    #[error(
+        "store_size is {0} bytes, smaller than one block ({block} bytes): such a store could hold nothing",
+        block = crate::keys::BLOCK_LEN
+    )]
+    StoreTooSmall(u64),
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
 }
@@ -197,6 +202,11 @@ pub struct NodeConfig {
     /// Bound on the cache (defaults to `store_size`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cache_size: Option<SizeSetting>,
+    /// Testing only: the store's file behaves as if it sat on a disk with
+    /// this many bytes for it (writes past it fail with "No space left on
+    /// device"), to exercise the disk-full path without a small filesystem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_disk_limit: Option<SizeSetting>,
     /// Allow the client API to listen on a non-loopback address.
     #[serde(default)]
     pub client_public: bool,
@@ -245,6 +255,7 @@ impl NodeConfig {
             store_dir: default_store_dir(),
             store_size: default_store_size(),
             cache_size: None,
+            store_disk_limit: None,
             client_public: false,
             testnet: false,
             anonymity: Anonymity::default(),
@@ -314,8 +325,12 @@ impl NodeConfig {
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);
         }
-        self.store_bytes()?;
+        let store = self.store_bytes()?;
+        if store < crate::keys::BLOCK_LEN as u64 {
+            return Err(InvalidSetting::StoreTooSmall(store));
+        }
         self.cache_bytes()?;
+        self.store_disk_limit()?;
         if !self.client.ip().is_loopback() && !self.client_public {
             return Err(InvalidSetting::ClientNotLoopback(self.client));
         }
@@ -341,6 +356,19 @@ impl NodeConfig {
             }),
             None => self.store_bytes(),
         }
+    }
+
+    /// The simulated disk size for the store's file, if one is set.
+    pub fn store_disk_limit(&self) -> Result<Option<u64>, InvalidSetting> {
+        self.store_disk_limit
+            .as_ref()
+            .map(|s| {
+                s.bytes().map_err(|source| InvalidSetting::Size {
+                    setting: "store_disk_limit",
+                    source,
+                })
+            })
+            .transpose()
     }
 
     /// The store directory, resolved against the node directory.

@@ -54,7 +54,7 @@ use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Message, SwapMessage};
 use crate::routing::{ClientOutcome, LinkCoins};
-use crate::store::{Datastore, StoreError};
+use crate::store::{Datastore, StoreError, StoreSource};
 
 pub use router_task::outcome_text;
 
@@ -217,7 +217,12 @@ fn open_store(dir: &Path, config: &NodeConfig) -> Result<Datastore, NodeError> {
         path: path.clone(),
         source,
     })?;
-    Datastore::open(&path.join("blocks.redb"), store_bytes, cache_bytes)
+    let disk_limit = config.store_disk_limit().map_err(setting)?;
+    let source = StoreSource::File {
+        path: path.join("blocks.redb"),
+        disk_limit,
+    };
+    Datastore::open_source(source, store_bytes, cache_bytes)
         .map_err(|source| NodeError::Store { path, source })
 }
 

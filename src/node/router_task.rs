@@ -23,12 +23,30 @@ use crate::audit::log::AuditLog;
 use crate::client::{NodeStatus, PeerStatus};
 use crate::config::NodeConfig;
 use crate::identity::PeerKey;
+use crate::keys::Block;
 use crate::keys::Location;
-use crate::message::PeerFrame;
+use crate::message::{Message, PeerFrame};
 use crate::routing::htl::policy_for;
 use crate::routing::swap::{SwapEvent, Swapper};
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
-use crate::store::Datastore;
+use crate::store::{Datastore, GroupWriter, StoreError, Written};
+
+/// Blocks waiting for the store's writer thread (each 32 KiB).
+const STORE_QUEUE: usize = 512;
+/// Most blocks one durable commit covers.
+const STORE_BATCH: usize = 256;
+
+/// What to do once a block handed to the store's writer is durable (or
+/// could not be stored).
+enum AfterStore {
+    /// The sink's answer to the insert: sent only once the block is
+    /// durable; `InsertFailed` instead if it could not be stored.
+    Reply { to: PeerKey, msg: Message },
+    /// A testnet `place` waiting for its answer.
+    Place(oneshot::Sender<Result<(), StoreError>>),
+    /// A block stored with no answer waiting on it.
+    Quiet,
+}
 
 /// The router's handle on one established link.
 struct LinkEntry {
@@ -54,6 +72,14 @@ pub(super) struct RouterTask {
     /// Tunnel mode: what the local client fetched, read only by it.
     client_cache: RefCell<ClientCache>,
     cache_writes: Arc<Semaphore>,
+    /// Group commit: the store's writer thread (`None` if it could not be
+    /// started; then nothing is stored and every insert ending here fails).
+    store_writer: Option<GroupWriter<AfterStore>>,
+    /// The writer's results, taken by `run`.
+    written: Option<mpsc::Receiver<Vec<Written<AfterStore>>>>,
+    /// Blocks each peer has waiting at the writer: they count against the
+    /// peer's `router.max_inflight_per_peer`, as requests in flight do.
+    pending_writes: HashMap<PeerKey, usize>,
     links: HashMap<PeerKey, LinkEntry>,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
     token_uid: HashMap<ClientToken, u64>,
@@ -86,6 +112,18 @@ impl RouterTask {
         }
         let mut rng = StdRng::from_entropy();
         let swapper = Swapper::new(config.swapping.clone(), config.swap, 0, &mut rng);
+        let (written_tx, written) = mpsc::channel(STORE_QUEUE);
+        let done = move |batch| {
+            // The router stopped: nobody waits for these answers.
+            let _ = written_tx.blocking_send(batch);
+        };
+        let store_writer = match GroupWriter::spawn(store.clone(), STORE_QUEUE, STORE_BATCH, done) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the store writer; inserts will fail");
+                None
+            }
+        };
         RouterTask {
             router,
             swapper,
@@ -95,6 +133,9 @@ impl RouterTask {
             store,
             client_cache: RefCell::new(ClientCache::new(config.runtime.client_cache_blocks)),
             cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
+            store_writer,
+            written: Some(written),
+            pending_writes: HashMap::new(),
             links: HashMap::new(),
             waiters: HashMap::new(),
             token_uid: HashMap::new(),
@@ -117,6 +158,9 @@ impl RouterTask {
         mut inputs: mpsc::Receiver<Input>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let Some(mut written) = self.written.take() else {
+            return;
+        };
         loop {
             let deadline = [self.router.next_deadline(), self.swapper.next_deadline()]
                 .into_iter()
@@ -129,6 +173,7 @@ impl RouterTask {
                     Some(input) => self.on_input(input),
                     None => break,
                 },
+                Some(batch) = written.recv() => self.on_written(batch),
                 _ = sleep_until_opt(deadline) => {
                     self.feed(Event::Tick);
                     self.feed_swap(SwapEvent::Tick);
@@ -207,13 +252,8 @@ impl RouterTask {
                 self.feed(Event::ClientPut { token, block });
             }
             Input::Place { block, reply } => {
-                let result = blocking(|| self.store.put_store(&block));
-                if result.is_ok() {
-                    if let Some(a) = &mut self.audit {
-                        a.block_stored(&block.routing_key());
-                    }
-                }
-                let _ = reply.send(result);
+                let mut broken = Vec::new();
+                self.store_block(block, AfterStore::Place(reply), &mut broken);
             }
             Input::Status { reply } => {
                 let _ = reply.send(self.status());
@@ -249,21 +289,10 @@ impl RouterTask {
         };
         let actions = self.router.handle(now, &mut self.rng, &blocks, event);
         let mut broken = Vec::new();
-        for action in actions {
+        let mut actions = actions.into_iter().peekable();
+        while let Some(action) = actions.next() {
             match action {
-                Action::Send { to, msg } => {
-                    if let Some(a) = &mut self.audit {
-                        a.sent(&to, &msg);
-                    }
-                    let Some(link) = self.links.get(&to) else {
-                        continue;
-                    };
-                    let payload = PeerFrame::Routing(msg).encode();
-                    if link.tx.try_send(payload).is_err() {
-                        warn!(peer = %to, "peer is not reading its link; closing it");
-                        broken.push(to);
-                    }
-                }
+                Action::Send { to, msg } => self.send(to, msg, &mut broken),
                 Action::Originated {
                     token,
                     uid,
@@ -306,14 +335,25 @@ impl RouterTask {
                         Err(_) => debug!("cache writes saturated; not caching this block"),
                     }
                 }
-                Action::StoreBlock { block } => match blocking(|| self.store.put_store(&block)) {
-                    Ok(()) => {
-                        if let Some(a) = &mut self.audit {
-                            a.block_stored(&block.routing_key());
-                        }
-                    }
-                    Err(e) => warn!(error = %e, "cannot store block"),
-                },
+                Action::StoreBlock { block } => {
+                    // A sink's answer follows its `StoreBlock` at once; it
+                    // waits for the block to be durable.
+                    let answer = actions.next_if(|a| {
+                        matches!(
+                            a,
+                            Action::Send {
+                                msg: Message::InsertSucceeded { .. }
+                                    | Message::RouteNotFound { .. },
+                                ..
+                            }
+                        )
+                    });
+                    let after = match answer {
+                        Some(Action::Send { to, msg }) => AfterStore::Reply { to, msg },
+                        _ => AfterStore::Quiet,
+                    };
+                    self.store_block(block, after, &mut broken);
+                }
                 Action::Misbehaved { peer, reason } => {
                     warn!(%peer, ?reason, "peer misbehaved; closing link");
                     broken.push(peer);
@@ -335,6 +375,113 @@ impl RouterTask {
         }
         for peer in broken {
             self.drop_link(peer);
+        }
+    }
+
+    /// Send `msg` to `to` if its link is up; a link whose queue is full is
+    /// added to `broken`.
+    fn send(&mut self, to: PeerKey, msg: Message, broken: &mut Vec<PeerKey>) {
+        if let Some(a) = &mut self.audit {
+            a.sent(&to, &msg);
+        }
+        let Some(link) = self.links.get(&to) else {
+            return;
+        };
+        let payload = PeerFrame::Routing(msg).encode();
+        if link.tx.try_send(payload).is_err() {
+            warn!(peer = %to, "peer is not reading its link; closing it");
+            broken.push(to);
+        }
+    }
+
+    /// Hand `block` to the store's writer; `after` happens once it is
+    /// durable. A full queue, or a peer with too many blocks waiting there,
+    /// is refused at once (`RejectedOverload`: try elsewhere).
+    fn store_block(&mut self, block: Block, after: AfterStore, broken: &mut Vec<PeerKey>) {
+        let peer = match &after {
+            AfterStore::Reply { to, .. } => Some(*to),
+            _ => None,
+        };
+        let limit = self.config.router.max_inflight_per_peer;
+        if peer
+            .as_ref()
+            .is_some_and(|p| self.pending_writes.get(p).is_some_and(|n| *n >= limit))
+        {
+            debug!("peer has too many blocks waiting for the disk; refusing its insert");
+            return self.refuse(after, broken);
+        }
+        let Some(writer) = &self.store_writer else {
+            return self.answer(after, false, broken);
+        };
+        match writer.try_write(block, after) {
+            Ok(()) => {
+                if let Some(p) = peer {
+                    *self.pending_writes.entry(p).or_default() += 1;
+                }
+            }
+            Err((_, after)) => {
+                debug!("store write queue full; refusing the insert");
+                self.refuse(after, broken);
+            }
+        }
+    }
+
+    /// The writer's results: answer each insert honestly.
+    fn on_written(&mut self, batch: Vec<Written<AfterStore>>) {
+        let mut broken = Vec::new();
+        for w in batch {
+            if let AfterStore::Reply { to, .. } = &w.tag {
+                if let Some(n) = self.pending_writes.get_mut(to) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.pending_writes.remove(to);
+                    }
+                }
+            }
+            if w.stored {
+                if let Some(a) = &mut self.audit {
+                    a.block_stored(&w.key);
+                }
+            } else {
+                warn!(key = %w.key, "block not stored; the insert is answered InsertFailed");
+            }
+            self.answer(w.tag, w.stored, &mut broken);
+        }
+        for peer in broken {
+            self.drop_link(peer);
+        }
+    }
+
+    /// Answer what waited on a store write: the core's answer if the block
+    /// is durable, `InsertFailed` otherwise.
+    fn answer(&mut self, after: AfterStore, stored: bool, broken: &mut Vec<PeerKey>) {
+        match after {
+            AfterStore::Reply { to, msg } if stored => self.send(to, msg, broken),
+            AfterStore::Reply { to, msg } => {
+                let uid = msg.uid();
+                self.send(to, Message::InsertFailed { uid }, broken);
+            }
+            AfterStore::Place(reply) => {
+                let _ = reply.send(match stored {
+                    true => Ok(()),
+                    false => Err(StoreError::NotStored),
+                });
+            }
+            AfterStore::Quiet => {}
+        }
+    }
+
+    /// Refuse what waited on a store write that was not even queued.
+    fn refuse(&mut self, after: AfterStore, broken: &mut Vec<PeerKey>) {
+        match after {
+            AfterStore::Reply { to, msg } => {
+                let uid = msg.uid();
+                self.send(to, Message::RejectedOverload { uid }, broken);
+            }
+            AfterStore::Place(reply) => {
+                let _ = reply.send(Err(StoreError::Busy));
+            }
+            AfterStore::Quiet => debug!("store write queue full; block not stored"),
         }
     }
 
@@ -362,22 +509,11 @@ impl RouterTask {
             testnet: self.config.testnet,
             peers,
             usage,
+            store_health: self.store.health(),
             stats: stats.clone(),
             pending: self.router.pending_count() as u64,
             swap: self.swap_status(),
         }
-    }
-}
-
-/// Run a synchronous disk write (a durable store commit) from the router
-/// task. On a multi-threaded runtime the worker hands its other tasks to
-/// the rest of the pool first, so links keep being served while it waits
-/// for the disk; the router itself waits, because the core's next action
-/// (the insert's answer) must not go out before the block is durable.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

@@ -18,10 +18,12 @@
 //! # Accounting
 //!
 //! Every block is exactly [`BLOCK_LEN`] bytes, so a part with a budget of
-//! `b` bytes holds at most `b / BLOCK_LEN` blocks (a budget below one block
-//! disables the part: puts into it are accepted and dropped). The budgets
-//! count block bytes only, not the database's own overhead (B-tree pages,
-//! keys, recency index, free space), which adds a few percent on disk.
+//! `b` bytes holds at most `b / BLOCK_LEN` blocks. A cache budget below one
+//! block disables the cache (puts are accepted and dropped); a store with no
+//! room for one block refuses every put with [`StoreError::NotStored`] (the
+//! node's configuration refuses such a `store_size`). The budgets count
+//! block bytes only, not the database's own overhead (B-tree pages, keys,
+//! recency index, free space), which adds a few percent on disk.
 //!
 //! # Storage and crash safety
 //!
@@ -37,8 +39,11 @@
 //!
 //! Durability differs per part:
 //!
-//! - [`Datastore::put_store`] commits durably (fsync) before returning: an
-//!   acknowledged insert survives a crash.
+//! - [`Datastore::put_store_batch`] (and [`Datastore::put_store`], a batch of
+//!   one) commits durably (fsync) before returning, in **one** transaction
+//!   and one fsync for the whole batch: this is the group commit the node's
+//!   [`GroupWriter`] drives. It reports, per block, whether the block is in
+//!   the store after the commit; only those may be acknowledged.
 //! - [`Datastore::put_cache`] and the recency updates of [`Datastore::get`]
 //!   use non-durable commits (no fsync): they are visible at once but may be
 //!   lost in a crash, which for a cache is fine. They become durable with the
@@ -47,13 +52,26 @@
 //!   commits until a durable one), and [`Datastore::flush`] (also run on drop)
 //!   makes everything durable.
 //!
+//! # I/O errors
+//!
+//! After one I/O error (a full disk, a failing device) redb refuses every
+//! later write until the database is closed and opened again. A write that
+//! fails with an I/O error therefore makes the datastore close the database
+//! and reopen it from its [`StoreSource`]; what was committed before is
+//! served again at once. If reopening for writing fails, it opens the file
+//! read-only and keeps serving what it holds; if even that fails every
+//! lookup misses. [`Datastore::health`] says which ([`StoreHealth`], shown by
+//! `veil status`). A read-only datastore stays read-only until the node
+//! restarts.
+//!
 //! # Recency bookkeeping
 //!
 //! Each part has three tables: `key -> block bytes`, `key -> sequence number`
-//! and `sequence number -> key`. A put or a hit gives the key the next number
-//! of a counter shared by both parts, in the same transaction as the data it
-//! describes, so the index is always consistent with the blocks and survives
-//! reopening. Eviction pops the smallest sequence number.
+//! and `sequence number -> key` (`store/tables.rs`). A put or a hit gives the
+//! key the next number of a counter shared by both parts, in the same
+//! transaction as the data it describes, so the index is always consistent
+//! with the blocks and survives reopening. Eviction pops the smallest
+//! sequence number.
 //!
 //! # Integrity
 //!
@@ -71,25 +89,36 @@
 //!
 //! [`Datastore`] is `Send + Sync`; share it with an `Arc`. Reads run
 //! concurrently; writes are serialised. All calls block on disk I/O (a store
-//! put waits for fsync), so async callers should use
+//! put waits for fsync), so async callers should use a [`GroupWriter`] or
 //! `tokio::task::spawn_blocking`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    WriteTransaction,
+    Builder, Database, Durability, ReadTransaction, ReadableDatabase, ReadableTable,
+    ReadableTableMetadata, WriteTransaction,
 };
 
 use crate::keys::{Block, RoutingKey, BLOCK_LEN};
 use crate::routing::BlockSource;
 
+mod backend;
+mod error;
+mod health;
 mod size;
+mod tables;
+mod writer;
 
+pub use backend::{no_space, BackendFactory, StoreSource};
+pub use error::StoreError;
+pub use health::{StoreHealth, StoreState};
 pub use size::{parse_size, SizeError};
+pub use writer::{GroupWriter, Written};
+
+use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
@@ -98,58 +127,6 @@ pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
 const SCHEMA_VERSION: u64 = 1;
 /// Memory redb may use to cache pages of the file.
 const DB_CACHE_BYTES: usize = 64 * 1024 * 1024;
-
-type BlocksTable = TableDefinition<'static, &'static [u8; 32], &'static [u8]>;
-type RecencyTable = TableDefinition<'static, &'static [u8; 32], u64>;
-type LruTable = TableDefinition<'static, u64, &'static [u8; 32]>;
-
-const META: TableDefinition<'static, &'static str, u64> = TableDefinition::new("meta");
-const STORE_BLOCKS: BlocksTable = TableDefinition::new("store_blocks");
-const STORE_RECENCY: RecencyTable = TableDefinition::new("store_recency");
-const STORE_LRU: LruTable = TableDefinition::new("store_lru");
-const CACHE_BLOCKS: BlocksTable = TableDefinition::new("cache_blocks");
-const CACHE_RECENCY: RecencyTable = TableDefinition::new("cache_recency");
-const CACHE_LRU: LruTable = TableDefinition::new("cache_lru");
-
-/// Errors from the datastore.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create datastore directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot open datastore {path}: {source}")]
-    Open {
-        path: PathBuf,
-        #[source]
-        source: redb::DatabaseError,
-    },
-    #[error(
-        "datastore {path} has layout version {found}; this build reads version {SCHEMA_VERSION}"
-    )]
-    Schema { path: PathBuf, found: u64 },
-    #[error("datastore database error: {0}")]
-    Db(#[from] redb::Error),
-}
-
-macro_rules! via_redb_error {
-    ($($ty:ty),*) => {$(
-        impl From<$ty> for StoreError {
-            fn from(e: $ty) -> Self {
-                StoreError::Db(e.into())
-            }
-        }
-    )*};
-}
-via_redb_error!(
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError,
-    redb::SetDurabilityError
-);
 
 /// How full the two parts are. Bytes count block bytes only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -160,43 +137,6 @@ pub struct Usage {
     pub cache_blocks: u64,
     pub cache_bytes: u64,
     pub cache_limit: u64,
-}
-
-/// Which part of the datastore.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Part {
-    Store,
-    Cache,
-}
-
-impl Part {
-    fn blocks(self) -> BlocksTable {
-        match self {
-            Part::Store => STORE_BLOCKS,
-            Part::Cache => CACHE_BLOCKS,
-        }
-    }
-
-    fn recency(self) -> RecencyTable {
-        match self {
-            Part::Store => STORE_RECENCY,
-            Part::Cache => CACHE_RECENCY,
-        }
-    }
-
-    fn lru(self) -> LruTable {
-        match self {
-            Part::Store => STORE_LRU,
-            Part::Cache => CACHE_LRU,
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Part::Store => "store",
-            Part::Cache => "cache",
-        }
-    }
 }
 
 /// Whether a write must be on disk when it returns.
@@ -215,6 +155,14 @@ struct Writer {
     lazy_commits: u32,
 }
 
+impl Writer {
+    fn next(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq = seq.saturating_add(1);
+        seq
+    }
+}
+
 /// What reading one part gave.
 enum Read {
     Miss,
@@ -223,10 +171,18 @@ enum Read {
     Corrupt,
 }
 
+/// The open database, as far as the datastore could keep it.
+enum Db {
+    Writable(Database),
+    /// Over an overlay that keeps redb's own writes in memory.
+    ReadOnly(Database),
+    Closed,
+}
+
 /// The node's datastore. See the module documentation.
 pub struct Datastore {
-    db: Database,
-    path: PathBuf,
+    db: RwLock<Db>,
+    source: StoreSource,
     store_limit: u64,
     cache_limit: u64,
     store_capacity: u64,
@@ -234,15 +190,22 @@ pub struct Datastore {
     store_blocks: AtomicU64,
     cache_blocks: AtomicU64,
     writer: Mutex<Writer>,
+    health: Mutex<StoreHealth>,
 }
 
 impl fmt::Debug for Datastore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Datastore")
-            .field("path", &self.path)
+            .field("source", &self.source)
             .field("usage", &self.usage())
             .finish()
     }
+}
+
+fn builder() -> Builder {
+    let mut builder = Database::builder();
+    builder.set_cache_size(DB_CACHE_BYTES);
+    builder
 }
 
 impl Datastore {
@@ -251,25 +214,34 @@ impl Datastore {
     /// holds more than the budgets allow (they were lowered), the
     /// least-recently-used blocks are evicted now.
     pub fn open(path: &Path, store_bytes: u64, cache_bytes: u64) -> Result<Datastore, StoreError> {
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                    path: parent.to_path_buf(),
-                    source,
-                })?;
+        let source = StoreSource::File {
+            path: path.to_path_buf(),
+            disk_limit: None,
+        };
+        Datastore::open_source(source, store_bytes, cache_bytes)
+    }
+
+    /// Open (or create) a datastore on `source`, as [`Datastore::open`].
+    pub fn open_source(
+        source: StoreSource,
+        store_bytes: u64,
+        cache_bytes: u64,
+    ) -> Result<Datastore, StoreError> {
+        if let StoreSource::File { path, .. } = &source {
+            if let Some(parent) = path.parent() {
+                if !parent.as_os_str().is_empty() {
+                    std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                        path: parent.to_path_buf(),
+                        source,
+                    })?;
+                }
             }
         }
-        let db = Database::builder()
-            .set_cache_size(DB_CACHE_BYTES)
-            .create(path)
-            .map_err(|source| StoreError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let db = source.open(&builder())?;
         let block_len = BLOCK_LEN as u64;
         let store = Datastore {
-            db,
-            path: path.to_path_buf(),
+            db: RwLock::new(Db::Writable(db)),
+            source,
             store_limit: store_bytes,
             cache_limit: cache_bytes,
             store_capacity: store_bytes / block_len,
@@ -280,6 +252,7 @@ impl Datastore {
                 next_seq: 0,
                 lazy_commits: 0,
             }),
+            health: Mutex::new(StoreHealth::default()),
         };
         store.initialise()?;
         Ok(store)
@@ -288,73 +261,103 @@ impl Datastore {
     /// Create the tables, check the layout version, restore the sequence
     /// counter, repair an inconsistent recency index and apply the budgets.
     fn initialise(&self) -> Result<(), StoreError> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            let found = meta.get("version")?.map(|v| v.value());
-            match found {
-                None => {
-                    meta.insert("version", SCHEMA_VERSION)?;
-                }
-                Some(SCHEMA_VERSION) => {}
-                Some(found) => {
-                    return Err(StoreError::Schema {
-                        path: self.path.clone(),
-                        found,
-                    })
+        let path = self.source.path().to_path_buf();
+        let capacities = [self.store_capacity, self.cache_capacity];
+        self.write(Commit::Durable, |txn, writer| {
+            {
+                let mut meta = txn.open_table(META)?;
+                let found = meta.get("version")?.map(|v| v.value());
+                match found {
+                    None => {
+                        meta.insert("version", SCHEMA_VERSION)?;
+                    }
+                    Some(SCHEMA_VERSION) => {}
+                    Some(found) => return Err(StoreError::Schema { path, found }),
                 }
             }
-        }
-        let mut next_seq = 0u64;
-        for part in [Part::Store, Part::Cache] {
-            let last = {
-                let lru = txn.open_table(part.lru())?;
-                let last = lru.last()?.map(|(seq, _)| seq.value());
-                last
-            };
-            if let Some(last) = last {
-                next_seq = next_seq.max(last.saturating_add(1));
+            let mut next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
+                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
+            for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
+                tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
+                tables::evict_over(txn, part, capacity)?;
             }
-        }
-        writer.next_seq = next_seq;
-        for part in [Part::Store, Part::Cache] {
-            rebuild_index_if_inconsistent(&txn, part, &mut writer)?;
-            evict_over(&txn, part, self.capacity(part))?;
-        }
-        self.commit(txn, Commit::Durable, &mut writer)?;
-        Ok(())
+            writer.next_seq = next_seq;
+            Ok(())
+        })
     }
 
     /// Look `key` up: the store first, then the cache. A hit refreshes the
     /// block's recency in that part. A block that fails verification is
-    /// removed and treated as missing.
+    /// removed and treated as missing. A closed datastore misses.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
+        let writable = self.health().state == StoreState::Ok;
         for part in [Part::Store, Part::Cache] {
-            match self.read(part, key)? {
+            let found = match self.read_part(part, key) {
+                Err(StoreError::Closed) => return Ok(None),
+                found => found?,
+            };
+            match found {
                 Read::Hit(block) => {
-                    if let Err(e) = self.touch(part, key) {
-                        tracing::warn!(%key, part = part.name(), error = %e,
-                            "datastore: could not refresh block recency");
+                    if writable {
+                        if let Err(e) = self.touch(part, key) {
+                            tracing::warn!(%key, part = part.name(), error = %e,
+                                "datastore: could not refresh block recency");
+                        }
                     }
                     return Ok(Some(block));
                 }
-                Read::Corrupt => self.remove_corrupt(part, key)?,
-                Read::Miss => {}
+                Read::Corrupt if writable => self.remove_corrupt(part, key)?,
+                Read::Corrupt | Read::Miss => {}
             }
         }
         Ok(None)
     }
 
-    /// Keep a block this node is a sink for. Durable when it returns.
+    /// Keep a block this node is a sink for. Durable when it returns;
+    /// [`StoreError::NotStored`] if the store has no room for it.
     pub fn put_store(&self, block: &Block) -> Result<(), StoreError> {
-        self.put(Part::Store, block, Commit::Durable)
+        match self.put_store_batch(std::slice::from_ref(block))?.first() {
+            Some(true) => Ok(()),
+            _ => Err(StoreError::NotStored),
+        }
+    }
+
+    /// Keep every block of `blocks` in the store, in one transaction made
+    /// durable by one fsync (group commit). Returns, per block, whether it
+    /// is in the store after the commit (a batch larger than the store's
+    /// budget evicts its own oldest blocks). On an error nothing was stored.
+    pub fn put_store_batch(&self, blocks: &[Block]) -> Result<Vec<bool>, StoreError> {
+        let capacity = self.store_capacity;
+        if capacity == 0 {
+            return Ok(vec![false; blocks.len()]);
+        }
+        self.write(Commit::Durable, |txn, writer| {
+            let keys: Vec<RoutingKey> = blocks.iter().map(Block::routing_key).collect();
+            for (key, block) in keys.iter().zip(blocks) {
+                tables::insert_block(txn, Part::Store, key, block)?;
+                tables::set_recency(txn, Part::Store, key, writer.next())?;
+            }
+            tables::evict_over(txn, Part::Store, capacity)?;
+            keys.iter()
+                .map(|key| tables::holds(txn, Part::Store, key))
+                .collect()
+        })
     }
 
     /// Keep a block that passed through. Visible at once, but a crash may
     /// lose it (non-durable commit).
     pub fn put_cache(&self, block: &Block) -> Result<(), StoreError> {
-        self.put(Part::Cache, block, Commit::Lazy)
+        let capacity = self.cache_capacity;
+        if capacity == 0 {
+            tracing::debug!("datastore: the cache has no room; block dropped");
+            return Ok(());
+        }
+        let key = block.routing_key();
+        self.write(Commit::Lazy, |txn, writer| {
+            tables::insert_block(txn, Part::Cache, &key, block)?;
+            tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+            tables::evict_over(txn, Part::Cache, capacity)
+        })
     }
 
     /// Whether the store holds `key`. Checks presence only; a damaged block
@@ -384,18 +387,27 @@ impl Datastore {
         }
     }
 
-    /// Make every earlier write durable (cache entries and recency updates
-    /// included). Called on drop as well; call it explicitly at shutdown to
-    /// see errors.
-    pub fn flush(&self) -> Result<(), StoreError> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        self.commit(txn, Commit::Durable, &mut writer)
+    /// Whether the disk is fine, was reopened after errors, or is read-only.
+    pub fn health(&self) -> StoreHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
-    /// The file this datastore lives in.
+    /// Make every earlier write durable (cache entries and recency updates
+    /// included). Called on drop as well; call it explicitly at shutdown to
+    /// see errors. A read-only datastore has nothing to flush.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        if self.health().state != StoreState::Ok {
+            return Ok(());
+        }
+        self.write(Commit::Durable, |_, _| Ok(()))
+    }
+
+    /// The file this datastore lives in (for other sources, their name).
     pub fn path(&self) -> &Path {
-        &self.path
+        self.source.path()
     }
 
     /// Test hook: damage the copies of `key` held on disk, through redb, so
@@ -404,37 +416,153 @@ impl Datastore {
     /// (0, 1 or 2) were damaged.
     #[doc(hidden)]
     pub fn corrupt_for_test(&self, key: &RoutingKey, truncate: bool) -> Result<usize, StoreError> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        let mut damaged = 0;
-        for part in [Part::Store, Part::Cache] {
-            let mut blocks = txn.open_table(part.blocks())?;
-            let bytes = blocks.get(&key.0)?.map(|v| v.value().to_vec());
-            if let Some(mut bytes) = bytes {
-                if truncate {
-                    bytes.truncate(bytes.len() / 2);
-                } else if let Some(b) = bytes.get_mut(0) {
-                    *b ^= 0x01;
+        self.write(Commit::Durable, |txn, _| {
+            let mut damaged = 0;
+            for part in [Part::Store, Part::Cache] {
+                let mut blocks = txn.open_table(part.blocks())?;
+                let bytes = blocks.get(&key.0)?.map(|v| v.value().to_vec());
+                if let Some(mut bytes) = bytes {
+                    if truncate {
+                        bytes.truncate(bytes.len() / 2);
+                    } else if let Some(b) = bytes.get_mut(0) {
+                        *b ^= 0x01;
+                    }
+                    blocks.insert(&key.0, bytes.as_slice())?;
+                    damaged += 1;
                 }
-                blocks.insert(&key.0, bytes.as_slice())?;
-                damaged += 1;
             }
-        }
-        self.commit(txn, Commit::Durable, &mut writer)?;
-        Ok(damaged)
-    }
-
-    fn capacity(&self, part: Part) -> u64 {
-        match part {
-            Part::Store => self.store_capacity,
-            Part::Cache => self.cache_capacity,
-        }
+            Ok(damaged)
+        })
     }
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // The guarded state is two counters that stay valid whatever a
         // panicking writer was doing, so a poisoned lock is still usable.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read_db(&self) -> RwLockReadGuard<'_, Db> {
+        self.db.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Run `f` in a write transaction and commit it. An I/O error makes the
+    /// datastore reopen its database (see the module documentation).
+    fn write<T>(
+        &self,
+        commit: Commit,
+        f: impl FnOnce(&WriteTransaction, &mut Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut writer = self.lock_writer();
+        let result = self.write_locked(&mut writer, commit, f);
+        if let Err(e) = &result {
+            if e.is_io() || matches!(e, StoreError::ReadOnly | StoreError::Closed) {
+                let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                health.failed_writes = health.failed_writes.saturating_add(1);
+                health.last_error = Some(e.to_string());
+            }
+            if e.is_io() {
+                self.recover(&mut writer, e);
+            }
+        }
+        result
+    }
+
+    fn write_locked<T>(
+        &self,
+        writer: &mut Writer,
+        commit: Commit,
+        f: impl FnOnce(&WriteTransaction, &mut Writer) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.read_db();
+        let txn = match &*db {
+            Db::Writable(d) => d.begin_write()?,
+            Db::ReadOnly(_) => return Err(StoreError::ReadOnly),
+            Db::Closed => return Err(StoreError::Closed),
+        };
+        let out = f(&txn, writer)?;
+        self.commit(txn, commit, writer)?;
+        Ok(out)
+    }
+
+    /// Close the database after an I/O error and open it again; failing
+    /// that, read-only; failing that, closed.
+    fn recover(&self, writer: &mut Writer, error: &StoreError) {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        if !matches!(*db, Db::Writable(_)) {
+            return;
+        }
+        // Dropping the database closes the file (and releases its lock)
+        // before it is opened again.
+        *db = Db::Closed;
+        let path = self.source.path().display().to_string();
+        let builder = builder();
+        let (reopened, state, why) = match self.source.open(&builder) {
+            Ok(d) => {
+                tracing::warn!(path, %error, "datastore: I/O error; reopened the database");
+                (Db::Writable(d), StoreState::Ok, None)
+            }
+            Err(e) => match self.source.open_read_only(&builder) {
+                Ok(r) => {
+                    tracing::error!(path, %error, reopen = %e,
+                        "datastore: I/O error and cannot reopen for writing; now read-only");
+                    let why = format!("{error}; reopening: {e}");
+                    (Db::ReadOnly(r), StoreState::ReadOnly, Some(why))
+                }
+                Err(e2) => {
+                    tracing::error!(path, %error, reopen = %e, read_only = %e2,
+                        "datastore: I/O error and cannot reopen; every lookup will miss");
+                    let why = format!("{error}; reopening: {e}; read-only: {e2}");
+                    (Db::Closed, StoreState::Closed, Some(why))
+                }
+            },
+        };
+        *db = reopened;
+        drop(db);
+        {
+            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            health.state = state;
+            if let Some(why) = why {
+                health.last_error = Some(why);
+            }
+            if state == StoreState::Ok {
+                health.reopens = health.reopens.saturating_add(1);
+            }
+        }
+        writer.lazy_commits = 0;
+        if let Err(e) = self.reload_counts(writer) {
+            tracing::warn!(path, error = %e, "datastore: cannot read counts after reopening");
+        }
+    }
+
+    /// Read the block counts and the next sequence number from disk.
+    fn reload_counts(&self, writer: &mut Writer) -> Result<(), StoreError> {
+        let (store, cache, next_seq) = self.read(|txn| {
+            let next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
+                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
+            Ok((
+                txn.open_table(STORE_BLOCKS)?.len()?,
+                txn.open_table(CACHE_BLOCKS)?.len()?,
+                next_seq,
+            ))
+        })?;
+        writer.next_seq = writer.next_seq.max(next_seq);
+        self.store_blocks.store(store, Ordering::Release);
+        self.cache_blocks.store(cache, Ordering::Release);
+        Ok(())
+    }
+
+    /// Run `f` in a read transaction, whatever the database's state.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&ReadTransaction) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.read_db();
+        let txn = match &*db {
+            Db::Writable(d) => d.begin_read()?,
+            Db::ReadOnly(d) => d.begin_read()?,
+            Db::Closed => return Err(StoreError::Closed),
+        };
+        f(&txn)
     }
 
     /// Commit `txn`, durably if asked or if too many lazy commits are
@@ -465,86 +593,56 @@ impl Datastore {
         Ok(())
     }
 
-    fn read(&self, part: Part, key: &RoutingKey) -> Result<Read, StoreError> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(part.blocks())?;
-        let Some(value) = blocks.get(&key.0)? else {
-            return Ok(Read::Miss);
-        };
-        Ok(match check_block(key, value.value()) {
-            Some(block) => Read::Hit(block),
-            None => Read::Corrupt,
+    fn read_part(&self, part: Part, key: &RoutingKey) -> Result<Read, StoreError> {
+        self.read(|txn| {
+            let blocks = txn.open_table(part.blocks())?;
+            let Some(value) = blocks.get(&key.0)? else {
+                return Ok(Read::Miss);
+            };
+            Ok(match tables::check_block(key, value.value()) {
+                Some(block) => Read::Hit(block),
+                None => Read::Corrupt,
+            })
         })
     }
 
     fn contains(&self, part: Part, key: &RoutingKey) -> Result<bool, StoreError> {
-        let txn = self.db.begin_read()?;
-        let blocks = txn.open_table(part.blocks())?;
-        Ok(blocks.get(&key.0)?.is_some())
-    }
-
-    fn put(&self, part: Part, block: &Block, commit: Commit) -> Result<(), StoreError> {
-        let capacity = self.capacity(part);
-        if capacity == 0 {
-            tracing::debug!(
-                part = part.name(),
-                "datastore: part has no room; block dropped"
-            );
-            return Ok(());
-        }
-        let key = block.routing_key();
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        {
-            let mut blocks = txn.open_table(part.blocks())?;
-            let same = blocks
-                .get(&key.0)?
-                .is_some_and(|v| v.value() == block.as_bytes());
-            if !same {
-                blocks.insert(&key.0, block.as_bytes())?;
-            }
-        }
-        set_recency(&txn, part, &key, &mut writer)?;
-        evict_over(&txn, part, capacity)?;
-        self.commit(txn, commit, &mut writer)
+        self.read(|txn| Ok(txn.open_table(part.blocks())?.get(&key.0)?.is_some()))
     }
 
     /// Give `key` the newest recency in `part`, if it is still there.
     fn touch(&self, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        let present = txn.open_table(part.blocks())?.get(&key.0)?.is_some();
-        if !present {
-            // Evicted between the read and now; nothing to refresh.
-            return Ok(());
-        }
-        set_recency(&txn, part, key, &mut writer)?;
-        self.commit(txn, Commit::Lazy, &mut writer)
+        self.write(Commit::Lazy, |txn, writer| {
+            // It may have been evicted between the read and now.
+            if tables::holds(txn, part, key)? {
+                tables::set_recency(txn, part, key, writer.next())?;
+            }
+            Ok(())
+        })
     }
 
     /// Remove a block that failed verification, if it still does.
     fn remove_corrupt(&self, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
-        let mut writer = self.lock_writer();
-        let txn = self.db.begin_write()?;
-        let still_bad = {
-            let blocks = txn.open_table(part.blocks())?;
-            let value = blocks.get(&key.0)?;
-            value.is_some_and(|v| check_block(key, v.value()).is_none())
-        };
-        if !still_bad {
-            return Ok(());
-        }
-        tracing::warn!(%key, part = part.name(),
-            "datastore: block on disk does not match its key; removed");
-        remove_entry(&txn, part, key)?;
-        self.commit(txn, Commit::Durable, &mut writer)
+        self.write(Commit::Durable, |txn, _| {
+            let still_bad = {
+                let blocks = txn.open_table(part.blocks())?;
+                let value = blocks.get(&key.0)?;
+                value.is_some_and(|v| tables::check_block(key, v.value()).is_none())
+            };
+            if still_bad {
+                tracing::warn!(%key, part = part.name(),
+                    "datastore: block on disk does not match its key; removed");
+                tables::remove_entry(txn, part, key)?;
+            }
+            Ok(())
+        })
     }
 }
 
 impl Drop for Datastore {
     fn drop(&mut self) {
         if let Err(e) = self.flush() {
-            tracing::warn!(path = %self.path.display(), error = %e,
+            tracing::warn!(path = %self.path().display(), error = %e,
                 "datastore: final flush failed; recent cache entries may be lost");
         }
     }
@@ -560,107 +658,6 @@ impl BlockSource for Datastore {
             }
         }
     }
-}
-
-/// The block stored under `key`, if the bytes are one and hash to the key.
-fn check_block(key: &RoutingKey, bytes: &[u8]) -> Option<Block> {
-    let block = Block::from_bytes(bytes.to_vec()).ok()?;
-    block.verify(key).ok()?;
-    Some(block)
-}
-
-fn set_recency(
-    txn: &WriteTransaction,
-    part: Part,
-    key: &RoutingKey,
-    writer: &mut Writer,
-) -> Result<(), StoreError> {
-    let seq = writer.next_seq;
-    writer.next_seq = seq.saturating_add(1);
-    let mut recency = txn.open_table(part.recency())?;
-    let mut lru = txn.open_table(part.lru())?;
-    let old = recency.insert(&key.0, seq)?.map(|v| v.value());
-    if let Some(old) = old {
-        lru.remove(old)?;
-    }
-    lru.insert(seq, &key.0)?;
-    Ok(())
-}
-
-fn remove_entry(txn: &WriteTransaction, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
-    let mut blocks = txn.open_table(part.blocks())?;
-    let mut recency = txn.open_table(part.recency())?;
-    let mut lru = txn.open_table(part.lru())?;
-    blocks.remove(&key.0)?;
-    let old = recency.remove(&key.0)?.map(|v| v.value());
-    if let Some(old) = old {
-        lru.remove(old)?;
-    }
-    Ok(())
-}
-
-/// Evict least-recently-used blocks of `part` until it holds at most
-/// `capacity`.
-fn evict_over(txn: &WriteTransaction, part: Part, capacity: u64) -> Result<(), StoreError> {
-    let mut blocks = txn.open_table(part.blocks())?;
-    let mut recency = txn.open_table(part.recency())?;
-    let mut lru = txn.open_table(part.lru())?;
-    while blocks.len()? > capacity {
-        let oldest = lru.pop_first()?.map(|(_, key)| *key.value());
-        let Some(oldest) = oldest else {
-            // Cannot happen while the index is consistent, which open
-            // ensures; never loop on it.
-            tracing::warn!(
-                part = part.name(),
-                "datastore: recency index empty while over budget"
-            );
-            break;
-        };
-        recency.remove(&oldest)?;
-        blocks.remove(&oldest)?;
-        tracing::trace!(key = %RoutingKey(oldest), part = part.name(), "datastore: evicted");
-    }
-    Ok(())
-}
-
-/// Every commit keeps the three tables of a part in step, so this only acts
-/// on a file damaged some other way: if the sizes disagree, the recency index
-/// is rebuilt from the blocks (in key order, i.e. arbitrary recency).
-fn rebuild_index_if_inconsistent(
-    txn: &WriteTransaction,
-    part: Part,
-    writer: &mut Writer,
-) -> Result<(), StoreError> {
-    let (n_blocks, n_recency, n_lru) = (
-        txn.open_table(part.blocks())?.len()?,
-        txn.open_table(part.recency())?.len()?,
-        txn.open_table(part.lru())?.len()?,
-    );
-    if n_blocks == n_recency && n_recency == n_lru {
-        return Ok(());
-    }
-    tracing::warn!(
-        part = part.name(),
-        n_blocks,
-        n_recency,
-        n_lru,
-        "datastore: recency index inconsistent; rebuilding"
-    );
-    txn.delete_table(part.recency())?;
-    txn.delete_table(part.lru())?;
-    let keys: Vec<[u8; 32]> = {
-        let blocks = txn.open_table(part.blocks())?;
-        let mut keys = Vec::new();
-        for entry in blocks.iter()? {
-            let (key, _) = entry?;
-            keys.push(*key.value());
-        }
-        keys
-    };
-    for key in keys {
-        set_recency(txn, part, &RoutingKey(key), writer)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,354 @@
+//! Where a datastore's bytes live, and how to open them again.
+//!
+//! A [`StoreSource`] can open its database any number of times: the
+//! datastore reopens itself after an I/O error (redb refuses every write
+//! after one until the database is closed and opened again). Besides a
+//! plain file it can be
+//!
+//! - a file on a simulated small disk ([`StoreSource::File`] with a
+//!   `disk_limit`): every write or growth past the limit fails with
+//!   `ENOSPC`, exactly as on a full filesystem. Tests use it (through the
+//!   node's `store_disk_limit` setting) to exercise the disk-full path
+//!   without a real small filesystem;
+//! - any [`StorageBackend`] a factory makes ([`StoreSource::Backend`]):
+//!   tests use it to simulate power loss.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use redb::backends::FileBackend;
+use redb::{BackendError, Builder, Database, StorageBackend};
+
+use super::StoreError;
+
+/// Makes a fresh backend over the same storage each time it is called.
+pub type BackendFactory =
+    Arc<dyn Fn() -> std::io::Result<Box<dyn StorageBackend>> + Send + Sync + 'static>;
+
+/// What a datastore opens (and reopens).
+#[derive(Clone)]
+pub enum StoreSource {
+    /// A file; with `disk_limit`, the file behaves as if it sat on a disk
+    /// with that many bytes free for it.
+    File {
+        path: PathBuf,
+        disk_limit: Option<u64>,
+    },
+    /// Whatever `open` returns; `name` is what logs and errors show.
+    Backend { name: String, open: BackendFactory },
+}
+
+impl fmt::Debug for StoreSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreSource::File { path, disk_limit } => f
+                .debug_struct("File")
+                .field("path", path)
+                .field("disk_limit", disk_limit)
+                .finish(),
+            StoreSource::Backend { name, .. } => f.debug_tuple("Backend").field(name).finish(),
+        }
+    }
+}
+
+impl StoreSource {
+    /// The file, or the backend's name as a path.
+    pub fn path(&self) -> &Path {
+        match self {
+            StoreSource::File { path, .. } => path,
+            StoreSource::Backend { name, .. } => Path::new(name),
+        }
+    }
+
+    fn open_error(&self, source: redb::DatabaseError) -> StoreError {
+        StoreError::Open {
+            path: self.path().to_path_buf(),
+            source,
+        }
+    }
+
+    /// Open for reading and writing (creating the file if needed).
+    pub(super) fn open(&self, builder: &Builder) -> Result<Database, StoreError> {
+        match self {
+            StoreSource::File {
+                path,
+                disk_limit: None,
+            } => builder.create(path).map_err(|e| self.open_error(e)),
+            StoreSource::File {
+                path,
+                disk_limit: Some(limit),
+            } => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(path)
+                    .map_err(|e| self.open_error(e.into()))?;
+                let inner = FileBackend::new(file).map_err(|e| self.open_error(e))?;
+                let backend = DiskLimit {
+                    inner,
+                    limit: *limit,
+                };
+                builder
+                    .create_with_backend(backend)
+                    .map_err(|e| self.open_error(e))
+            }
+            StoreSource::Backend { open, .. } => {
+                let backend = open().map_err(|e| self.open_error(e.into()))?;
+                builder
+                    .create_with_backend(DynBackend(backend))
+                    .map_err(|e| self.open_error(e))
+            }
+        }
+    }
+
+    /// Open without ever writing to the storage, as a last resort when
+    /// opening for writing failed. redb's own read-only open refuses a file
+    /// that was not closed cleanly (as after an I/O error), so this opens
+    /// it for writing over an [`Overlay`] that keeps every write in memory:
+    /// redb's repair runs there, and the file is left as it was. The
+    /// datastore makes no writes of its own in this state.
+    pub(super) fn open_read_only(&self, builder: &Builder) -> Result<Database, StoreError> {
+        let inner: Box<dyn StorageBackend> = match self {
+            StoreSource::File { path, .. } => {
+                let file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .open(path)
+                    .map_err(|e| self.open_error(e.into()))?;
+                Box::new(FileBackend::new(file).map_err(|e| self.open_error(e))?)
+            }
+            StoreSource::Backend { open, .. } => open().map_err(|e| self.open_error(e.into()))?,
+        };
+        let overlay = Overlay {
+            inner,
+            state: Mutex::default(),
+        };
+        builder
+            .create_with_backend(overlay)
+            .map_err(|e| self.open_error(e))
+    }
+}
+
+/// `ENOSPC`, as a full filesystem reports it.
+pub fn no_space() -> std::io::Error {
+    std::io::Error::from_raw_os_error(libc::ENOSPC)
+}
+
+/// A file that cannot grow past `limit` bytes: writes or a length past it
+/// fail with `ENOSPC`.
+#[derive(Debug)]
+struct DiskLimit {
+    inner: FileBackend,
+    limit: u64,
+}
+
+impl DiskLimit {
+    fn check(&self, end: u64) -> std::io::Result<()> {
+        match end > self.limit {
+            true => Err(no_space()),
+            false => Ok(()),
+        }
+    }
+}
+
+/// Forward the locking methods of [`StorageBackend`] to `self.$field`.
+macro_rules! forward_locks {
+    ($field:tt) => {
+        fn close(&self) -> Result<(), std::io::Error> {
+            self.$field.close()
+        }
+        fn try_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.$field.try_lock_range(s, e)
+        }
+        fn try_lock_shared_range(
+            &self,
+            s: Bound<u64>,
+            e: Bound<u64>,
+        ) -> Result<bool, BackendError> {
+            self.$field.try_lock_shared_range(s, e)
+        }
+        fn lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.$field.lock_range(s, e)
+        }
+        fn lock_shared_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.$field.lock_shared_range(s, e)
+        }
+        fn unlock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<(), BackendError> {
+            self.$field.unlock_range(s, e)
+        }
+        fn query_lock_range(&self, s: Bound<u64>, e: Bound<u64>) -> Result<bool, BackendError> {
+            self.$field.query_lock_range(s, e)
+        }
+    };
+}
+
+impl StorageBackend for DiskLimit {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.inner.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.check(len)?;
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.inner.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.check(offset.saturating_add(data.len() as u64))?;
+        self.inner.write(offset, data)
+    }
+    forward_locks!(inner);
+}
+
+/// A boxed backend, so that a factory can return any kind.
+#[derive(Debug)]
+struct DynBackend(Box<dyn StorageBackend>);
+
+impl StorageBackend for DynBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        self.0.read(offset, out)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.0.sync_data()
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
+    }
+    forward_locks!(0);
+}
+
+/// Pages of an [`Overlay`].
+const PAGE: u64 = 4096;
+
+#[derive(Debug, Default)]
+struct OverlayState {
+    /// Length as written through the overlay (`None`: the inner length).
+    len: Option<u64>,
+    pages: HashMap<u64, Box<[u8]>>,
+}
+
+/// A backend that reads through to `inner` but keeps every write in
+/// memory, so that the storage itself is never modified.
+#[derive(Debug)]
+struct Overlay {
+    inner: Box<dyn StorageBackend>,
+    state: Mutex<OverlayState>,
+}
+
+impl Overlay {
+    fn lock(&self) -> std::sync::MutexGuard<'_, OverlayState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Page `index` as the inner storage has it (zeros past its end).
+    fn inner_page(&self, index: u64, inner_len: u64) -> std::io::Result<Box<[u8]>> {
+        let mut page = vec![0u8; PAGE as usize].into_boxed_slice();
+        let start = index * PAGE;
+        let end = (start + PAGE).min(inner_len);
+        if start < end {
+            let n = usize::try_from(end - start).map_err(std::io::Error::other)?;
+            self.inner.read(start, &mut page[..n])?;
+        }
+        Ok(page)
+    }
+}
+
+impl StorageBackend for Overlay {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        match self.lock().len {
+            Some(len) => Ok(len),
+            None => self.inner.len(),
+        }
+    }
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let state = self.lock();
+        let inner_len = self.inner.len()?;
+        let end = offset.saturating_add(out.len() as u64);
+        if end > state.len.unwrap_or(inner_len) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "read past the end",
+            ));
+        }
+        let mut at = offset;
+        while at < end {
+            let index = at / PAGE;
+            let within = (at % PAGE) as usize;
+            let n = ((PAGE - at % PAGE).min(end - at)) as usize;
+            let dst = (at - offset) as usize;
+            match state.pages.get(&index) {
+                Some(page) => out[dst..dst + n].copy_from_slice(&page[within..within + n]),
+                None if at + n as u64 <= inner_len => {
+                    self.inner.read(at, &mut out[dst..dst + n])?;
+                }
+                None => {
+                    let page = self.inner_page(index, inner_len)?;
+                    out[dst..dst + n].copy_from_slice(&page[within..within + n]);
+                }
+            }
+            at += n as u64;
+        }
+        Ok(())
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        let mut state = self.lock();
+        let old = state.len.map_or_else(|| self.inner.len(), Ok)?;
+        if len < old {
+            // Zero what is cut off, so that growing again reads zeros.
+            let inner_len = self.inner.len()?;
+            let first = len / PAGE;
+            for index in first..old.div_ceil(PAGE) {
+                let mut page = match state.pages.remove(&index) {
+                    Some(page) => page,
+                    None => self.inner_page(index, inner_len)?,
+                };
+                let from = len.saturating_sub(index * PAGE).min(PAGE) as usize;
+                page[from..].fill(0);
+                state.pages.insert(index, page);
+            }
+        }
+        state.len = Some(len);
+        Ok(())
+    }
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        let mut state = self.lock();
+        let inner_len = self.inner.len()?;
+        let end = offset.saturating_add(data.len() as u64);
+        let mut at = offset;
+        while at < end {
+            let index = at / PAGE;
+            let within = (at % PAGE) as usize;
+            let n = ((PAGE - at % PAGE).min(end - at)) as usize;
+            let src = (at - offset) as usize;
+            let page = match state.pages.entry(index) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(self.inner_page(index, inner_len)?)
+                }
+            };
+            page[within..within + n].copy_from_slice(&data[src..src + n]);
+            at += n as u64;
+        }
+        let len = state.len.unwrap_or(inner_len);
+        state.len = Some(len.max(end));
+        Ok(())
+    }
+    forward_locks!(inner);
+}

@@ -1,0 +1,108 @@
+//! Group commit: one thread writes the store's blocks in batches, one fsync
+//! per batch, and reports which blocks are durable.
+//!
+//! The node's router must not wait for the disk, and a sink must not
+//! acknowledge a block before its fsync. The router hands each block to
+//! [`GroupWriter::try_write`] (a bounded queue; a full queue hands the block
+//! back at once) and goes on; the writer thread takes every block waiting at
+//! that moment (up to a batch bound), stores them with
+//! [`Datastore::put_store_batch`] (one transaction, one durable commit) and
+//! passes the results to its `done` callback, which the node turns into
+//! events for the router: the acknowledgement (or `InsertFailed`) goes out
+//! only then. While one batch is being made durable the next one gathers in
+//! the queue, so the more inserts arrive at once, the fewer fsyncs each
+//! costs.
+
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use super::Datastore;
+use crate::keys::{Block, RoutingKey};
+
+/// What became of one block handed to the writer.
+#[derive(Debug)]
+pub struct Written<T> {
+    /// What the caller attached to the block.
+    pub tag: T,
+    pub key: RoutingKey,
+    /// The block is durably in the store.
+    pub stored: bool,
+}
+
+/// The sending end of the writer thread's queue. Dropping every clone
+/// lets the thread finish the queued blocks and exit.
+pub struct GroupWriter<T> {
+    tx: SyncSender<(Block, T)>,
+}
+
+impl<T> Clone for GroupWriter<T> {
+    fn clone(&self) -> Self {
+        GroupWriter {
+            tx: self.tx.clone(),
+        }
+    }
+}
+
+impl<T: Send + 'static> GroupWriter<T> {
+    /// Start the writer thread for `store`: at most `queue` blocks wait,
+    /// at most `max_batch` go into one commit; `done` receives each batch's
+    /// results (on the writer thread).
+    pub fn spawn(
+        store: Arc<Datastore>,
+        queue: usize,
+        max_batch: usize,
+        done: impl FnMut(Vec<Written<T>>) + Send + 'static,
+    ) -> std::io::Result<GroupWriter<T>> {
+        let (tx, rx) = sync_channel(queue.max(1));
+        std::thread::Builder::new()
+            .name("veil-store-writer".into())
+            .spawn(move || run(&store, &rx, max_batch.max(1), done))?;
+        Ok(GroupWriter { tx })
+    }
+
+    /// Queue `block`; hands it back if the queue is full or the writer is
+    /// gone.
+    pub fn try_write(&self, block: Block, tag: T) -> Result<(), (Block, T)> {
+        self.tx.try_send((block, tag)).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+}
+
+fn run<T>(
+    store: &Datastore,
+    rx: &Receiver<(Block, T)>,
+    max_batch: usize,
+    mut done: impl FnMut(Vec<Written<T>>),
+) {
+    while let Ok(first) = rx.recv() {
+        let mut blocks = vec![first.0];
+        let mut tags = vec![first.1];
+        while blocks.len() < max_batch {
+            let Ok((block, tag)) = rx.try_recv() else {
+                break;
+            };
+            blocks.push(block);
+            tags.push(tag);
+        }
+        let stored = match store.put_store_batch(&blocks) {
+            Ok(stored) => stored,
+            Err(e) => {
+                tracing::warn!(blocks = blocks.len(), error = %e,
+                    "datastore: durable write failed; none of these blocks is stored");
+                vec![false; blocks.len()]
+            }
+        };
+        let results = tags
+            .into_iter()
+            .zip(&blocks)
+            .zip(stored)
+            .map(|((tag, block), stored)| Written {
+                tag,
+                key: block.routing_key(),
+                stored,
+            })
+            .collect();
+        done(results);
+    }
+}
