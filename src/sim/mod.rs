@@ -6,8 +6,9 @@
 //! nodes), veil as a model ([`freenet`]), the lecture's [`baselines`], the
 //! graphs they run on ([`graphs`]), one run ([`runner`]), the experiments
 //! ([`experiments`]) and their plots ([`plot`]); location swapping on a
-//! graph ([`swap`]).
+//! graph ([`swap`]); the audit's adversary on simulated runs ([`anonymity`]).
 
+pub mod anonymity;
 pub mod baselines;
 pub mod engine;
 pub mod experiments;
