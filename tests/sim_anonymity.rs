@@ -64,4 +64,6 @@ fn none_fails_tunnel_hides_and_the_seed_decides() {
             .collect()
     };
     assert_eq!(strip(&first), strip(&again));
+    let other = rows(&small(4), &hidden).unwrap();
+    assert_ne!(strip(&first), strip(&other));
 }

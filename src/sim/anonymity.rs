@@ -62,8 +62,8 @@ impl Default for AnonymityOptions {
         AnonymityOptions {
             nodes: 10_000,
             degree: 10,
-            files: 100,
-            blocks: 16,
+            files: 1_000,
+            blocks: 8,
             fetches: 3,
             colluders: vec![None, Some(1), Some(10), Some(100)],
             modes: vec![Anonymity::None, Anonymity::Freenet, Anonymity::Tunnel],
