@@ -119,19 +119,6 @@ impl AuditedNet {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.routers.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
-    }
-
-    /// Virtual milliseconds since the start.
-    pub fn now(&self) -> Time {
-        self.now
-    }
-
     fn token(&mut self) -> ClientToken {
         let token = self.next_token;
         self.next_token += 1;
