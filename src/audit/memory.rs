@@ -167,3 +167,60 @@ impl MemoryAudit {
         score(&self.run, &files, max_htl, options)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A line 0 - 1 - 2: node 0's client asks for a key; node 1 forwards.
+    #[test]
+    fn the_records_label_the_originators_first_hop_only() {
+        let mut m = MemoryAudit::new(3);
+        for (a, b) in [(0, 1), (1, 0), (1, 2), (2, 1)] {
+            m.link_up(a, 0, b, Location::from_f64(b as f64 / 3.0));
+        }
+        let key = RoutingKey([4; 32]);
+        let uid = 0x77;
+        let ask = |htl| Message::DataRequest { uid, key, htl };
+        m.origin_started(0, 10, uid, key, Op::Get);
+        m.sent(0, 10, 1, &ask(18));
+        m.received(1, 20, 0, &ask(18));
+        m.sent(1, 20, 2, &ask(17));
+        m.received(2, 30, 1, &ask(17));
+        m.origin_finished(0, 50, uid, "failed: route not found");
+        // A later send on the finished uid is no longer the client's.
+        m.sent(0, 60, 1, &ask(5));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.lines(), 5);
+        let a = m.anonymity(&[vec![key]], Some(18), &AuditOptions::default());
+        assert_eq!((a.observations, a.positives), (2, 1), "{a:?}");
+        assert_eq!(a.entropy.requests_observed, 1);
+        // A pool of one keeps only what that node saw: n1 saw the
+        // originator's request, n2 a forwarded one, n0 nothing.
+        let pooled = AuditOptions {
+            colluders: Some(1),
+            ..AuditOptions::default()
+        };
+        let p = m.anonymity(&[vec![key]], Some(18), &pooled);
+        let want = match p.colluders.first().map(String::as_str) {
+            Some("n1") => (1, 1),
+            Some("n2") => (1, 0),
+            _ => (0, 0),
+        };
+        assert_eq!((p.observations, p.positives), want, "{p:?}");
+    }
+
+    #[test]
+    fn an_announced_tunnel_message_is_the_clients_once() {
+        let mut m = MemoryAudit::new(2);
+        let build = Message::TunnelBuild { tunnel: 9 };
+        m.flow_originated(0, 9, Op::Get);
+        m.sent(0, 1, 1, &build);
+        m.sent(0, 2, 1, &build);
+        let started = &m.run.nodes[0].flows_started;
+        assert_eq!(started.len(), 1);
+        assert!(started.contains(&(9, MemoryAudit::name(1))));
+        assert_eq!(MemoryAudit::name(1), "n1");
+        assert_eq!(name_of(MemoryAudit::peer_key(12345)), "n12345");
+    }
+}
