@@ -402,6 +402,9 @@ pub fn experiment(eopts: &ExperimentOptions) -> Result<ExperimentResult, SimErro
         seed: eopts.seed,
         ..AnonymityOptions::default()
     };
+    // A bad --out fails now, not after the runs.
+    std::fs::create_dir_all(&eopts.out)
+        .map_err(|e| SimError::Io(eopts.out.display().to_string(), e))?;
     let progress = bar(eopts, opts.modes.len(), "anonymity");
     let started = Instant::now();
     let rows = rows(&opts, &progress)?;
