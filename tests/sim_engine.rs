@@ -309,12 +309,9 @@ fn cli_prints_the_contracts_json_and_refuses_what_is_missing() {
 
     let (ok, _, err) = veil(&["sim", "--system", "nosuch"]);
     assert!(!ok && err.contains("unknown system"), "{err}");
-    let (ok, _, err) = veil(&[
-        "sim",
-        "--experiment",
-        "anonymity",
-        "--out",
-        "/nonexistent/x",
-    ]);
-    assert!(!ok && err.contains("not implemented yet"), "{err}");
+    let (ok, _, err) = veil(&["sim", "--experiment", "nosuch"]);
+    assert!(!ok && err.contains("unknown experiment"), "{err}");
+    // An output directory that cannot be made fails before any run.
+    let (ok, _, err) = veil(&["sim", "--experiment", "anonymity", "--out", "Cargo.toml/x"]);
+    assert!(!ok && err.contains("Cargo.toml/x"), "{err}");
 }

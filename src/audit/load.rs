@@ -81,6 +81,67 @@ pub(super) struct NodeData {
     pub flows_started: HashSet<(Uid, String)>,
 }
 
+impl NodeData {
+    /// Take in one `audit.jsonl` record of this node's; `peer_name` names
+    /// a neighbour by its key.
+    pub(super) fn apply_audit(
+        &mut self,
+        ts: u64,
+        event: AuditEvent,
+        peer_name: &impl Fn(PeerKey) -> String,
+    ) {
+        let (sent, m) = match event {
+            AuditEvent::Send(m) => (true, m),
+            AuditEvent::Recv(m) => (false, m),
+            AuditEvent::BlockCached { key } | AuditEvent::BlockStored { key } => {
+                self.held.entry(key).or_insert(ts);
+                return;
+            }
+            AuditEvent::LinkUp { peer, location } => {
+                self.neighbours.insert(peer_name(peer), location);
+                return;
+            }
+            // Links going down, and events added later: not used by the
+            // audit.
+            _ => return,
+        };
+        let keys = m.all_keys().copied().collect();
+        self.events.push(Line {
+            ts,
+            sent,
+            kind: m.kind,
+            peer: peer_name(m.peer),
+            flow: m.flow,
+            htl: m.htl,
+            keys,
+        });
+    }
+
+    /// Take in one `origin.jsonl` record of this node's.
+    pub(super) fn apply_origin(
+        &mut self,
+        line: OriginLine,
+        peer_name: &impl Fn(PeerKey) -> String,
+    ) {
+        let OriginLine { ts_us, flow, event } = line;
+        match event {
+            OriginEvent::RequestFinished { outcome } => {
+                self.ends.entry(flow).or_insert((ts_us, outcome));
+            }
+            OriginEvent::RequestStarted { op, .. } => {
+                let start = OriginStart { ts: ts_us, op };
+                if self.starts.insert(flow, start).is_none() {
+                    self.originated.push(flow);
+                }
+            }
+            OriginEvent::FlowStarted { to, .. } => {
+                self.flows_started.insert((flow, peer_name(to)));
+            }
+            OriginEvent::Other => {}
+        }
+    }
+}
+
 /// A whole testnet's logs.
 pub(super) struct Run {
     /// Sorted by name.
@@ -199,32 +260,7 @@ pub(super) fn load_run(dir: &Path) -> Result<Run, AuditError> {
                             audit_path.display()
                         ));
                     }
-                    let ts = record.ts_us;
-                    let (sent, m) = match record.event {
-                        AuditEvent::Send(m) => (true, m),
-                        AuditEvent::Recv(m) => (false, m),
-                        AuditEvent::BlockCached { key } | AuditEvent::BlockStored { key } => {
-                            node.held.entry(key).or_insert(ts);
-                            continue;
-                        }
-                        AuditEvent::LinkUp { peer, location } => {
-                            node.neighbours.insert(peer_name(peer), location);
-                            continue;
-                        }
-                        // Links going down, and events added later: not
-                        // used by the audit.
-                        _ => continue,
-                    };
-                    let keys = m.all_keys().copied().collect();
-                    node.events.push(Line {
-                        ts,
-                        sent,
-                        kind: m.kind,
-                        peer: peer_name(m.peer),
-                        flow: m.flow,
-                        htl: m.htl,
-                        keys,
-                    });
+                    node.apply_audit(record.ts_us, record.event, &peer_name);
                 }
             }
         }
@@ -233,22 +269,8 @@ pub(super) fn load_run(dir: &Path) -> Result<Run, AuditError> {
         match read_jsonl::<OriginLine>(&origin_path)? {
             None => warnings.push(format!("{name}: no origin.jsonl")),
             Some(lines) => {
-                for (_, OriginLine { ts_us, flow, event }) in lines {
-                    match event {
-                        OriginEvent::RequestFinished { outcome } => {
-                            node.ends.entry(flow).or_insert((ts_us, outcome));
-                        }
-                        OriginEvent::RequestStarted { op, .. } => {
-                            let start = OriginStart { ts: ts_us, op };
-                            if node.starts.insert(flow, start).is_none() {
-                                node.originated.push(flow);
-                            }
-                        }
-                        OriginEvent::FlowStarted { to, .. } => {
-                            node.flows_started.insert((flow, peer_name(to)));
-                        }
-                        OriginEvent::Other => {}
-                    }
+                for (_, line) in lines {
+                    node.apply_origin(line, &peer_name);
                 }
             }
         }

@@ -49,13 +49,71 @@ fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str) {
     }
 }
 
+/// The local client's requests and announced flows in flight, and their
+/// operation: decides which sent messages get a `flow_started` line. Shared
+/// by the file log and the simulator's in-memory log
+/// ([`crate::audit::MemoryAudit`]), so both label flows alike.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Origins {
+    originated: HashMap<Uid, Op>,
+}
+
+impl Origins {
+    /// Track `flow` (a request's uid, or an announced tunnel flow); false
+    /// when too many are in flight already.
+    pub(crate) fn track(&mut self, flow: Uid, op: Op) -> bool {
+        if self.originated.len() < MAX_TRACKED_ORIGINS {
+            self.originated.insert(flow, op);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The operation whose flow this sent message starts, if it is the
+    /// local client's: a request on one of its uids (every link it goes
+    /// out on), or the one tunnel message an announcement covers.
+    pub(crate) fn on_sent(&mut self, record: &MessageRecord) -> Option<Op> {
+        if !record.kind.starts_flow() {
+            return None;
+        }
+        if record.kind.is_tunnel() {
+            self.originated.remove(&record.flow)
+        } else {
+            self.originated.get(&record.flow).copied()
+        }
+    }
+
+    /// The request ended.
+    pub(crate) fn finish(&mut self, uid: Uid) {
+        self.originated.remove(&uid);
+    }
+}
+
+/// The record of one message: its kind, flow and htl, and every routing
+/// key a node handling it sees (a request's key, a batch's keys without
+/// the padding, a tunnelled block's key).
+pub(crate) fn message_record(peer: PeerKey, msg: &Message) -> MessageRecord {
+    let mut record = MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key());
+    match msg {
+        Message::TunnelGet { keys, .. } => {
+            record.keys = keys.iter().filter(|k| **k != PAD_KEY).copied().collect();
+        }
+        Message::TunnelPut { block, .. } | Message::TunnelData { block, .. } => {
+            record.key = Some(block.routing_key());
+        }
+        _ => {}
+    }
+    record
+}
+
 /// Appends audit events for one node.
 pub struct AuditLog {
     node: PeerKey,
     audit: BufWriter<File>,
     origin: BufWriter<File>,
     /// The local client's requests in flight, and their operation.
-    originated: HashMap<Uid, Op>,
+    originated: Origins,
 }
 
 impl AuditLog {
@@ -71,7 +129,7 @@ impl AuditLog {
             node: *node,
             audit: BufWriter::new(open(AUDIT_FILE)?),
             origin: BufWriter::new(open(ORIGIN_FILE)?),
-            originated: HashMap::new(),
+            originated: Origins::default(),
         })
     }
 
@@ -84,44 +142,19 @@ impl AuditLog {
         append(&mut self.audit, &line, AUDIT_FILE);
     }
 
-    /// The record of one message: its kind, flow and htl, and every routing
-    /// key a node handling it sees (a request's key, a batch's keys without
-    /// the padding, a tunnelled block's key).
-    fn record(peer: PeerKey, msg: &Message) -> MessageRecord {
-        let mut record =
-            MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key());
-        match msg {
-            Message::TunnelGet { keys, .. } => {
-                record.keys = keys.iter().filter(|k| **k != PAD_KEY).copied().collect();
-            }
-            Message::TunnelPut { block, .. } | Message::TunnelData { block, .. } => {
-                record.key = Some(block.routing_key());
-            }
-            _ => {}
-        }
-        record
-    }
-
     /// A message this node received from `peer`.
     pub fn received(&mut self, peer: &PeerKey, msg: &Message) {
-        self.write(AuditEvent::Recv(Self::record(*peer, msg)));
+        self.write(AuditEvent::Recv(message_record(*peer, msg)));
     }
 
     /// A message this node sent to `peer`. A request of the local client's
     /// (or a tunnel build or batch announced by [`AuditLog::flow_originated`])
     /// also gets its `flow_started` line in `origin.jsonl`.
     pub fn sent(&mut self, peer: &PeerKey, msg: &Message) {
-        let record = Self::record(*peer, msg);
-        if record.kind.starts_flow() {
-            // A tunnel flow is announced once per message it covers.
-            let op = if record.kind.is_tunnel() {
-                self.originated.remove(&record.flow)
-            } else {
-                self.originated.get(&record.flow).copied()
-            };
-            if let Some(op) = op {
-                self.write_origin(record.flow, OriginEvent::FlowStarted { to: *peer, op });
-            }
+        let record = message_record(*peer, msg);
+        // A tunnel flow is announced once per message it covers.
+        if let Some(op) = self.originated.on_sent(&record) {
+            self.write_origin(record.flow, OriginEvent::FlowStarted { to: *peer, op });
         }
         self.write(AuditEvent::Send(record));
     }
@@ -157,9 +190,7 @@ impl AuditLog {
 
     /// The local client started a request.
     pub fn origin_started(&mut self, uid: Uid, key: &RoutingKey, op: Op) {
-        if self.originated.len() < MAX_TRACKED_ORIGINS {
-            self.originated.insert(uid, op);
-        } else {
+        if !self.originated.track(uid, op) {
             tracing::warn!("too many local requests in flight; their flows are not logged");
         }
         self.write_origin(uid, OriginEvent::RequestStarted { key: *key, op });
@@ -168,16 +199,14 @@ impl AuditLog {
     /// The next message sent with id `flow` (a tunnel build or batch) is
     /// the local client's own: `sent` writes its `flow_started` line.
     pub fn flow_originated(&mut self, flow: Uid, op: Op) {
-        if self.originated.len() < MAX_TRACKED_ORIGINS {
-            self.originated.insert(flow, op);
-        } else {
+        if !self.originated.track(flow, op) {
             tracing::warn!("too many local flows in flight; this one is not logged");
         }
     }
 
     /// The local client's request ended.
     pub fn origin_finished(&mut self, uid: Uid, outcome: &str) {
-        self.originated.remove(&uid);
+        self.originated.finish(uid);
         let outcome = outcome.to_string();
         self.write_origin(uid, OriginEvent::RequestFinished { outcome });
     }

@@ -21,6 +21,7 @@ mod invariants;
 mod leaks;
 mod load;
 pub mod log;
+mod memory;
 mod posterior;
 pub mod record;
 pub mod report;
@@ -32,8 +33,9 @@ pub mod verdict;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::testnet::WorkloadInfo;
+use crate::keys::RoutingKey;
 
+pub use memory::MemoryAudit;
 pub use report::{
     Anonymity, AuditReport, Classifier, EntropyReport, Invariant, LeakCheck, Limits, OpCounts,
     SignalBin, SignalTable, Summary, Violations, WorstBin,
@@ -115,10 +117,27 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
     let v = &mut report.violations;
     v.total =
         v.misrouted_reply.count + v.htl_overspent.count + v.remembered_uid.count + v.leak.count;
-    let files = file_keys(workload.as_ref());
+    let files = file_keys(
+        workload
+            .iter()
+            .flat_map(|w| w.files.iter().map(|f| f.keys.as_slice())),
+    );
+    let workload_max = workload.as_ref().and_then(|w| w.max_htl);
+    report.anonymity = score(&run, &files, workload_max, options);
+    Ok(report)
+}
+
+/// The adversary of `options` on a run (read from files or recorded in
+/// memory).
+fn score(
+    run: &load::Run,
+    files: &features::FileKeys,
+    workload_max: Option<crate::message::Htl>,
+    options: &AuditOptions,
+) -> Anonymity {
     let setup = anonymity::Setup {
-        files: &files,
-        workload_max: workload.as_ref().and_then(|w| w.max_htl),
+        files,
+        workload_max,
         colluders: options.colluders,
         seed: options.seed,
         limits: Limits {
@@ -127,22 +146,18 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
             min_support: verdict::MIN_SUPPORT,
         },
     };
-    report.anonymity = anonymity::score(&run, &setup);
-    Ok(report)
+    anonymity::score(run, &setup)
 }
 
-/// Which workload file each routing key belongs to.
-fn file_keys(workload: Option<&WorkloadInfo>) -> features::FileKeys {
-    let mut files = features::FileKeys::default();
-    for (i, f) in workload
-        .into_iter()
-        .flat_map(|w| w.files.iter())
-        .enumerate()
-    {
-        files.sizes.push(f.keys.len());
-        for k in &f.keys {
-            files.file_of.insert(*k, i);
+/// Which workload file each routing key belongs to (files numbered in
+/// order).
+fn file_keys<'a>(files: impl Iterator<Item = &'a [RoutingKey]>) -> features::FileKeys {
+    let mut out = features::FileKeys::default();
+    for (i, keys) in files.enumerate() {
+        out.sizes.push(keys.len());
+        for k in keys {
+            out.file_of.insert(*k, i);
         }
     }
-    files
+    out
 }

@@ -55,17 +55,20 @@ fn view(
     originator: usize,
 ) -> RequestView {
     let candidates = n - excluded.len();
-    let max_w = weights.values().copied().fold(0.0, f64::max);
+    // Summed in node order, so that the same weights give the same bits.
+    let mut ordered: Vec<(usize, f64)> = weights.iter().map(|(x, w)| (*x, *w)).collect();
+    ordered.sort_unstable_by_key(|(x, _)| *x);
+    let max_w = ordered.iter().map(|(_, w)| *w).fold(0.0, f64::max);
     // Candidates without an observation have log-weight 0.
     let rest = candidates.saturating_sub(weights.len()) as f64;
-    let z = rest * (-max_w).exp() + weights.values().map(|w| (w - max_w).exp()).sum::<f64>();
+    let z = rest * (-max_w).exp() + ordered.iter().map(|(_, w)| (w - max_w).exp()).sum::<f64>();
     let q = |w: f64| (w - max_w).exp() / z;
     let q_rest = q(0.0);
     let mut h = 0.0;
     if q_rest > 0.0 {
         h -= rest * q_rest * q_rest.log2();
     }
-    for w in weights.values() {
+    for (_, w) in &ordered {
         let p = q(*w);
         if p > 0.0 {
             h -= p * p.log2();
@@ -158,9 +161,13 @@ pub(super) fn posteriors(
                             (s, (p / (1.0 - p)).ln() + rest.ln())
                         })
                         .collect();
-                    view(n, &excluded, &weights, x)
+                    (who, view(n, &excluded, &weights, x))
                 })
-                .min_by(|a, b| a.h.total_cmp(&b.h));
+                // Equal entropies (two observers each scoring their sender
+                // alike) go to the lowest observer, not to the hash map's
+                // order: same run, same figures.
+                .min_by(|(wa, a), (wb, b)| a.h.total_cmp(&b.h).then_with(|| wa.cmp(wb)))
+                .map(|(_, v)| v);
             match best {
                 Some(v) => out.views.push(v),
                 None => out.unobserved += 1,

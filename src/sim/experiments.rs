@@ -55,11 +55,7 @@ pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, Sim
         "failure" => failure(opts),
         "baselines" => baselines(opts),
         "swap" => crate::sim::swap::experiment(opts),
-        "anonymity" => Err(SimError::NotYet(
-            name.into(),
-            "the audit's combined adversary does not read simulated runs yet; \
-             use `veil audit` on a `veil testnet run`",
-        )),
+        "anonymity" => crate::sim::anonymity::experiment(opts),
         other => Err(SimError::UnknownExperiment(other.into())),
     }
 }

@@ -6,9 +6,11 @@
 //! nodes), veil as a model ([`freenet`]), the lecture's [`baselines`], the
 //! graphs they run on ([`graphs`]), one run ([`runner`]), the experiments
 //! ([`experiments`]) and their plots ([`plot`]); location swapping on a
-//! graph ([`swap`]); the engine's compact datastores ([`blocks`]) and
-//! nodes leaving and rejoining during a run ([`churn`]).
+//! graph ([`swap`]); the engine's compact datastores ([`blocks`]);
+//! nodes leaving and rejoining during a run ([`churn`]); the audit's
+//! adversary on simulated runs ([`anonymity`]).
 
+pub mod anonymity;
 pub mod baselines;
 pub mod blocks;
 pub mod churn;
