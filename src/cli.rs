@@ -404,6 +404,34 @@ pub struct RunArgs {
     /// only failed fetches and invariant violations do).
     #[arg(long)]
     pub strict_anonymity: bool,
+    /// Reed-Solomon check blocks per 100 data blocks of each file (0 turns
+    /// FEC off).
+    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
+          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
+    pub redundancy: u16,
+    /// Every node's router.replicate_htl: relays that accept an insert at
+    /// this HTL or below store it too (0: only the sink stores).
+    #[arg(long, default_value_t = veil::routing::DEFAULT_REPLICATE_HTL)]
+    pub replicate_htl: u8,
+    /// After the inserts, SIGKILL this fraction of the nodes that fetch
+    /// nothing, for good.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub kill: f64,
+    /// During the fetches, SIGKILL this fraction of the nodes that fetch
+    /// nothing and restart each after a seeded lognormal session length
+    /// (Roos et al. 2014, scaled by --churn-scale).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub churn: f64,
+    /// Milliseconds of the testnet per minute of a measured session length.
+    #[arg(long, default_value_t = veil::testnet::failures::DEFAULT_MS_PER_MINUTE)]
+    pub churn_scale: u64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a fraction in [0, 1]")),
+    }
 }
 
 impl RunArgs {
@@ -418,6 +446,13 @@ impl RunArgs {
             seed: self.seed,
             anonymity: self.anonymity,
             exe,
+            redundancy: self.redundancy,
+            replicate_htl: self.replicate_htl,
+            failures: veil::testnet::failures::Failures {
+                kill: self.kill,
+                churn: self.churn,
+                ms_per_minute: self.churn_scale,
+            },
         }
     }
 }
