@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::testnet::run;
 
-use veil::identity::PeerKey;
 use veil::routing::Anonymity;
 use veil::sim::topology::Shape;
 
@@ -55,8 +54,15 @@ pub enum Command {
     /// Print a node's public key and listen address as a [[peers]] entry,
     /// ready to append to a friend's node.toml.
     Id { dir: PathBuf },
-    /// Add a friend to a node's node.toml.
+    /// Add a friend: to a running node through its client API (which also
+    /// writes its node.toml), or to node.toml alone when the node is not
+    /// running. `veil add-peer NODE_DIR ADDRESS PUBLIC_KEY` or
+    /// `veil add-peer --client ADDR ADDRESS PUBLIC_KEY`.
     AddPeer(AddPeerArgs),
+    /// Drop a friend: from a running node (its link closes) and its
+    /// node.toml. `veil remove-peer NODE_DIR PUBLIC_KEY` or
+    /// `veil remove-peer --client ADDR PUBLIC_KEY`.
+    RemovePeer(RemovePeerArgs),
     /// Run a node in the foreground until Ctrl-C or SIGTERM.
     Node {
         dir: PathBuf,
@@ -224,14 +230,33 @@ pub struct InitArgs {
 
 #[derive(clap::Args)]
 pub struct AddPeerArgs {
-    pub dir: PathBuf,
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    pub first: Option<String>,
     /// The friend's listen address.
-    pub address: SocketAddr,
+    #[arg(value_name = "ADDRESS", allow_hyphen_values = true)]
+    pub second: Option<String>,
     /// The friend's public key (from `veil id`). Keys may start with '-'.
-    #[arg(allow_hyphen_values = true)]
-    pub public_key: PeerKey,
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    pub third: Option<String>,
+    /// Act on the running node whose client API listens here.
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<SocketAddr>,
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RemovePeerArgs {
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    pub first: Option<String>,
+    /// The friend's public key. Keys may start with '-'.
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    pub second: Option<String>,
+    /// Act on the running node whose client API listens here.
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]

@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::PeerConfig;
 use crate::error::{ErrorKind, HasKind};
+use crate::identity::PeerKey;
 use crate::keys::{Block, RoutingKey};
 use crate::routing::{ClientOutcome, Failure, RouterStats};
 use crate::store::Usage;
@@ -44,6 +46,10 @@ pub enum ClientRequest {
     Status,
     /// Testnet only: put a block straight into this node's store.
     Place { block: Block },
+    /// Befriend a peer now, and write it to `node.toml`.
+    AddPeer { peer: PeerConfig },
+    /// Drop a friend now (closing its link), and from `node.toml`.
+    RemovePeer { public_key: PeerKey },
 }
 
 /// A peer as `veil status` shows it.
@@ -129,6 +135,8 @@ pub enum ClientResponse {
     },
     Inserted,
     Placed,
+    /// An `AddPeer` or `RemovePeer` took effect and is in `node.toml`.
+    PeersChanged,
     Status(Box<NodeStatus>),
     /// The node would not or could not serve the request (a bad request, a
     /// refused operation, the node shutting down); the text says why.
@@ -324,6 +332,23 @@ impl Client {
     pub async fn place(&mut self, block: Block) -> Result<(), ClientError> {
         match self.call(&ClientRequest::Place { block }).await? {
             ClientResponse::Placed => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Befriend `peer` on the running node (and in its `node.toml`).
+    pub async fn add_peer(&mut self, peer: PeerConfig) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::AddPeer { peer }).await? {
+            ClientResponse::PeersChanged => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Drop the friend with `public_key` from the running node (and its
+    /// `node.toml`).
+    pub async fn remove_peer(&mut self, public_key: PeerKey) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::RemovePeer { public_key }).await? {
+            ClientResponse::PeersChanged => Ok(()),
             _ => Err(ClientError::Unexpected),
         }
     }
