@@ -438,6 +438,10 @@ pub struct RunArgs {
     /// this HTL or below store it too (0: only the sink stores).
     #[arg(long, default_value_t = veil::routing::DEFAULT_REPLICATE_HTL)]
     pub replicate_htl: u8,
+    /// Nodes keep no cache (cache_size = 0): relays hold no copy of what
+    /// passes through, so only the sink and the replicas hold a block.
+    #[arg(long)]
+    pub no_cache: bool,
     /// After the inserts, SIGKILL this fraction of the nodes that fetch
     /// nothing, for good.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
@@ -472,7 +476,10 @@ impl RunArgs {
             anonymity: self.anonymity,
             exe,
             redundancy: self.redundancy,
-            replicate_htl: self.replicate_htl,
+            storing: run::Storing {
+                replicate_htl: self.replicate_htl,
+                cache: !self.no_cache,
+            },
             failures: veil::testnet::failures::Failures {
                 kill: self.kill,
                 churn: self.churn,

@@ -218,11 +218,14 @@ async fn sleep_until_opt(when: Option<Instant>) {
     }
 }
 
-/// Every node's held blocks (stored or cached), from its audit log. A
-/// killed node's last lines may be missing: it is no holder then anyway.
+/// Every node's held blocks (stored, and cached unless `cached` is false:
+/// nodes without a cache log cache writes they then drop), from its audit
+/// log. A killed node's last lines may be missing: it is no holder then
+/// anyway.
 pub fn holders<'a>(
     dir: &Path,
     names: impl Iterator<Item = &'a String>,
+    cached: bool,
 ) -> HashMap<RoutingKey, BTreeSet<String>> {
     let mut held: HashMap<RoutingKey, BTreeSet<String>> = HashMap::new();
     for name in names {
@@ -233,8 +236,14 @@ pub fn holders<'a>(
             let Ok(line) = serde_json::from_str::<AuditLine>(line) else {
                 continue;
             };
-            if let AuditEvent::BlockStored { key } | AuditEvent::BlockCached { key } = line.event {
-                held.entry(key).or_default().insert(name.clone());
+            match line.event {
+                AuditEvent::BlockStored { key } => {
+                    held.entry(key).or_default().insert(name.clone());
+                }
+                AuditEvent::BlockCached { key } if cached => {
+                    held.entry(key).or_default().insert(name.clone());
+                }
+                _ => {}
             }
         }
     }

@@ -140,6 +140,9 @@ pub struct UpOptions {
     pub anonymity: Anonymity,
     /// Every node's `router.replicate_htl` (0 turns replication off).
     pub replicate_htl: Htl,
+    /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
+    /// no copy of what passes through).
+    pub cache: bool,
     /// How long to wait for every link.
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
@@ -293,6 +296,9 @@ async fn up_once(
         config.router.replicate_htl = opts.replicate_htl;
         config.anonymity = opts.anonymity;
         config.store_size = crate::config::SizeSetting::Text("64MiB".into());
+        if !opts.cache {
+            config.cache_size = Some(crate::config::SizeSetting::Bytes(0));
+        }
         config.peers = adjacency[i]
             .iter()
             .map(|&j| PeerConfig {

@@ -53,24 +53,29 @@ pub async fn start(
     anonymity: Anonymity,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
-    start_with(
-        topology,
-        dir,
-        exe,
-        anonymity,
-        DEFAULT_REPLICATE_HTL,
-        progress,
-    )
-    .await
+    let storing = Storing {
+        replicate_htl: DEFAULT_REPLICATE_HTL,
+        cache: true,
+    };
+    start_with(topology, dir, exe, anonymity, storing, progress).await
 }
 
-/// [`start`], every node with `router.replicate_htl = replicate_htl`.
+/// Where the nodes of a testnet keep copies of blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Storing {
+    /// Every node's `router.replicate_htl` (0: the sink alone stores).
+    pub replicate_htl: Htl,
+    /// Relays cache what passes through (`false`: `cache_size = 0`).
+    pub cache: bool,
+}
+
+/// [`start`], with every node's replication and cache as `storing` says.
 pub async fn start_with(
     topology: &Topology,
     dir: &Path,
     exe: PathBuf,
     anonymity: Anonymity,
-    replicate_htl: Htl,
+    storing: Storing,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
@@ -90,7 +95,8 @@ pub async fn start_with(
         exe,
         max_htl,
         anonymity,
-        replicate_htl,
+        replicate_htl: storing.replicate_htl,
+        cache: storing.cache,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -132,8 +138,8 @@ pub struct RunOptions {
     pub exe: PathBuf,
     /// Check blocks per 100 data blocks of each workload file.
     pub redundancy: u16,
-    /// Every node's `router.replicate_htl` (0: the sink alone stores).
-    pub replicate_htl: Htl,
+    /// Replication and caching on every node.
+    pub storing: Storing,
     /// Nodes killed for good or churned during the fetches.
     pub failures: Failures,
 }
@@ -169,7 +175,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
         &opts.dir,
         opts.exe.clone(),
         opts.anonymity,
-        opts.replicate_htl,
+        opts.storing,
         progress,
     )
     .await?;
@@ -204,6 +210,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
             max_htl: DEFAULT_MAX_HTL,
             redundancy: opts.redundancy,
             failures: opts.failures,
+            cached_copies: opts.storing.cache,
         };
         let workload = run_files(&mut net, &spec, |line| progress(Progress::Step(line))).await;
         net.stop();

@@ -175,6 +175,8 @@ pub struct WorkloadSpec {
     /// Nodes killed or churned; with any, every file is inserted before
     /// the first fetch.
     pub failures: Failures,
+    /// Do the nodes cache (count cached copies as holders)?
+    pub cached_copies: bool,
 }
 
 /// One file inserted and waiting for its fetches (failure runs).
@@ -277,7 +279,7 @@ pub async fn run_files(
             ));
             inserted.push(file);
         } else {
-            let done = fetch_file(&file).await;
+            let done = fetch_file(&file, get_options(WINDOW).retries).await;
             let ok = done.iter().filter(|f| f.verified).count();
             result.fetches.extend(done);
             on_step(&format!(
@@ -334,7 +336,11 @@ async fn fail_and_fetch(
     let work = async {
         let mut all = Vec::new();
         for file in inserted {
-            let done = fetch_file(file).await;
+            let retries = match f.churn > 0.0 {
+                true => CHURN_FETCH_RETRIES,
+                false => get_options(WINDOW).retries,
+            };
+            let done = fetch_file(file, retries).await;
             let ok = done.iter().filter(|f| f.verified).count();
             on_step(&format!(
                 "file {}: fetched and verified {ok}/{}",
@@ -349,7 +355,7 @@ async fn fail_and_fetch(
     result.fetches = fetched;
     // Why each failed fetch failed: blocks with no holder that stayed up.
     let down: BTreeSet<String> = killed.iter().chain(&churned).cloned().collect();
-    let held = failures::holders(&testnet.dir, testnet.info.nodes.keys());
+    let held = failures::holders(&testnet.dir, testnet.info.nodes.keys(), spec.cached_copies);
     let files: Vec<FileHolders> = inserted
         .iter()
         .map(|f| failures::file_holders(f.file, &f.keys, &held, &down))
@@ -369,14 +375,14 @@ async fn fail_and_fetch(
     })
 }
 
-/// Retries of a failed block request in the workload's fetches (the
-/// default of `veil get` is 2): enough backoff (0.25 s doubling, 7.75 s in
-/// all) to wait out a short churn session.
-const FETCH_RETRIES: u32 = 5;
+/// Retries of a failed block request in the workload's fetches under churn
+/// (the default of `veil get`, 2, otherwise): backoff 0.25 s doubling,
+/// 3.75 s in all, to wait out a short session.
+const CHURN_FETCH_RETRIES: u32 = 4;
 
 /// Fetch one file from each of its fetchers at once, as independent users
 /// would, and check every byte.
-async fn fetch_file(file: &Inserted) -> Vec<FetchResult> {
+async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
     let mut running = tokio::task::JoinSet::new();
     for (slot, (fetcher, addr)) in file.fetchers.iter().enumerate() {
         let (uri, fetcher, addr, data) =
@@ -384,12 +390,12 @@ async fn fetch_file(file: &Inserted) -> Vec<FetchResult> {
         running.spawn(async move {
             let started = std::time::Instant::now();
             let opts = FetchOptions {
-                retries: FETCH_RETRIES,
+                retries,
                 ..get_options(WINDOW)
             };
-            let mut retries = 0;
+            let mut retried = 0;
             let mut out = Vec::new();
-            let got = get_to_writer(addr, &uri, &opts, &mut out, |p| retries = p.retries).await;
+            let got = get_to_writer(addr, &uri, &opts, &mut out, |p| retried = p.retries).await;
             let (verified, error) = match got {
                 Ok(_) if out == *data => (true, None),
                 Ok(_) => (
@@ -405,7 +411,7 @@ async fn fetch_file(file: &Inserted) -> Vec<FetchResult> {
                 verified,
                 error,
                 reason: None,
-                retries,
+                retries: retried,
                 millis,
             };
             (slot, result)
