@@ -262,13 +262,14 @@ fn relay_insert(config: RouterConfig, htl: Htl) -> (Block, Vec<Action<u32>>) {
 #[test]
 fn a_relay_at_or_below_the_replication_htl_stores_before_it_acknowledges() {
     let acked = send(1, Message::InsertSucceeded { uid: 8 });
-    let (block, at_two) = relay_insert(RouterConfig::default(), 2);
+    let two = RouterConfig {
+        replicate_htl: 2,
+        ..RouterConfig::default()
+    };
+    let (block, at_two) = relay_insert(two.clone(), 2);
     assert_eq!(at_two, vec![Action::StoreBlock { block }, acked.clone()]);
     // Above the threshold a relay only caches (on arrival), as before.
-    assert_eq!(
-        relay_insert(RouterConfig::default(), 3).1,
-        vec![acked.clone()]
-    );
+    assert_eq!(relay_insert(two, 3).1, vec![acked.clone()]);
     // Replication off: only the sink stores.
     let off = RouterConfig {
         replicate_htl: 0,
