@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::testnet::run;
 
-use veil::identity::PeerKey;
 use veil::routing::Anonymity;
 use veil::sim::topology::Shape;
 
@@ -55,8 +54,15 @@ pub enum Command {
     /// Print a node's public key and listen address as a [[peers]] entry,
     /// ready to append to a friend's node.toml.
     Id { dir: PathBuf },
-    /// Add a friend to a node's node.toml.
+    /// Add a friend: to a running node through its client API (which also
+    /// writes its node.toml), or to node.toml alone when the node is not
+    /// running. `veil add-peer NODE_DIR ADDRESS PUBLIC_KEY` or
+    /// `veil add-peer --client ADDR ADDRESS PUBLIC_KEY`.
     AddPeer(AddPeerArgs),
+    /// Drop a friend: from a running node (its link closes) and its
+    /// node.toml. `veil remove-peer NODE_DIR PUBLIC_KEY` or
+    /// `veil remove-peer --client ADDR PUBLIC_KEY`.
+    RemovePeer(RemovePeerArgs),
     /// Run a node in the foreground until Ctrl-C or SIGTERM.
     Node {
         dir: PathBuf,
@@ -258,14 +264,33 @@ pub struct InitArgs {
 
 #[derive(clap::Args)]
 pub struct AddPeerArgs {
-    pub dir: PathBuf,
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    pub first: Option<String>,
     /// The friend's listen address.
-    pub address: SocketAddr,
+    #[arg(value_name = "ADDRESS", allow_hyphen_values = true)]
+    pub second: Option<String>,
     /// The friend's public key (from `veil id`). Keys may start with '-'.
-    #[arg(allow_hyphen_values = true)]
-    pub public_key: PeerKey,
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    pub third: Option<String>,
+    /// Act on the running node whose client API listens here.
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<SocketAddr>,
     #[arg(long)]
     pub name: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RemovePeerArgs {
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    pub first: Option<String>,
+    /// The friend's public key. Keys may start with '-'.
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    pub second: Option<String>,
+    /// Act on the running node whose client API listens here.
+    #[arg(long, value_name = "ADDR")]
+    pub client: Option<SocketAddr>,
 }
 
 #[derive(clap::Args)]
@@ -457,6 +482,38 @@ pub struct RunArgs {
     /// With --swap: blocks placed and fetched before and after.
     #[arg(long, default_value_t = 200)]
     pub swap_fetches: usize,
+    /// Reed-Solomon check blocks per 100 data blocks of each file (0 turns
+    /// FEC off).
+    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
+          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
+    pub redundancy: u16,
+    /// Every node's router.replicate_htl: relays that accept an insert at
+    /// this HTL or below store it too (0: only the sink stores).
+    #[arg(long, default_value_t = veil::routing::DEFAULT_REPLICATE_HTL)]
+    pub replicate_htl: u8,
+    /// Nodes keep no cache (cache_size = 0): relays hold no copy of what
+    /// passes through, so only the sink and the replicas hold a block.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// After the inserts, SIGKILL this fraction of the nodes that fetch
+    /// nothing, for good.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub kill: f64,
+    /// During the fetches, SIGKILL this fraction of the nodes that fetch
+    /// nothing and restart each after a seeded lognormal session length
+    /// (Roos et al. 2014, scaled by --churn-scale).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub churn: f64,
+    /// Milliseconds of the testnet per minute of a measured session length.
+    #[arg(long, default_value_t = veil::testnet::failures::DEFAULT_MS_PER_MINUTE)]
+    pub churn_scale: u64,
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(x) if (0.0..=1.0).contains(&x) => Ok(x),
+        _ => Err(format!("{s:?} is not a fraction in [0, 1]")),
+    }
 }
 
 impl RunArgs {
@@ -477,6 +534,16 @@ impl RunArgs {
                 interval_ms: self.swap_interval_ms,
                 fetches: self.swap_fetches,
             }),
+            redundancy: self.redundancy,
+            storing: run::Storing {
+                replicate_htl: self.replicate_htl,
+                cache: !self.no_cache,
+            },
+            failures: veil::testnet::failures::Failures {
+                kill: self.kill,
+                churn: self.churn,
+                ms_per_minute: self.churn_scale,
+            },
         }
     }
 }

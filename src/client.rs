@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::config::PeerConfig;
 use crate::error::{ErrorKind, HasKind};
+use crate::identity::PeerKey;
 use crate::keys::{Block, RoutingKey};
 use crate::routing::swap::SwapStats;
 use crate::routing::{ClientOutcome, Failure, RouterStats};
@@ -48,6 +50,10 @@ pub enum ClientRequest {
     /// Testnet only: pause (`on = false`) or resume this node's swap
     /// attempts; answered with the status.
     Swapping { on: bool },
+    /// Befriend a peer now, and write it to `node.toml`.
+    AddPeer { peer: PeerConfig },
+    /// Drop a friend now (closing its link), and from `node.toml`.
+    RemovePeer { public_key: PeerKey },
 }
 
 /// A peer as `veil status` shows it.
@@ -171,6 +177,8 @@ pub enum ClientResponse {
     },
     Inserted,
     Placed,
+    /// An `AddPeer` or `RemovePeer` took effect and is in `node.toml`.
+    PeersChanged,
     Status(Box<NodeStatus>),
     /// The node would not or could not serve the request (a bad request, a
     /// refused operation, the node shutting down); the text says why.
@@ -374,6 +382,23 @@ impl Client {
     pub async fn set_swapping(&mut self, on: bool) -> Result<NodeStatus, ClientError> {
         match self.call(&ClientRequest::Swapping { on }).await? {
             ClientResponse::Status(s) => Ok(*s),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Befriend `peer` on the running node (and in its `node.toml`).
+    pub async fn add_peer(&mut self, peer: PeerConfig) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::AddPeer { peer }).await? {
+            ClientResponse::PeersChanged => Ok(()),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Drop the friend with `public_key` from the running node (and its
+    /// `node.toml`).
+    pub async fn remove_peer(&mut self, public_key: PeerKey) -> Result<(), ClientError> {
+        match self.call(&ClientRequest::RemovePeer { public_key }).await? {
+            ClientResponse::PeersChanged => Ok(()),
             _ => Err(ClientError::Unexpected),
         }
     }

@@ -127,6 +127,9 @@ pub struct RuntimeConfig {
     /// client fetched, read only by that client); least recently used
     /// blocks are dropped beyond it.
     pub client_cache_blocks: usize,
+    /// On SIGTERM, how long the node waits for the requests in flight
+    /// through it to finish before it closes its links (0: not at all).
+    pub shutdown_grace_ms: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -138,6 +141,7 @@ impl Default for RuntimeConfig {
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
             client_cache_blocks: 1024,
+            shutdown_grace_ms: 5_000,
         }
     }
 }

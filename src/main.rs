@@ -3,6 +3,7 @@
 
 mod cli;
 mod files_bench;
+mod peer_cli;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -13,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use veil::client::Client;
-use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
+use veil::config::{NodeConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::Identity;
 use veil::keys::Chk;
 use veil::routing::Anonymity;
@@ -22,8 +23,8 @@ use veil::sim::topology::Topology;
 use veil::testnet::{run, Stopped};
 
 use cli::{
-    init_logging, one_line, progress, progress_printer, AddPeerArgs, Cli, Command, GetArgs,
-    InitArgs, PutArgs, TestnetCommand,
+    init_logging, one_line, progress, progress_printer, Cli, Command, GetArgs, InitArgs, PutArgs,
+    TestnetCommand,
 };
 
 fn main() -> ExitCode {
@@ -82,7 +83,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => trace(&file, seed, anonymity),
         Command::Init(a) => init(a),
         Command::Id { dir } => id(&dir),
-        Command::AddPeer(a) => add_peer(a),
+        Command::AddPeer(a) => runtime()?.block_on(peer_cli::add_peer(a)),
+        Command::RemovePeer(a) => runtime()?.block_on(peer_cli::remove_peer(a)),
         Command::Node { dir, testnet } => runtime()?.block_on(node(&dir, testnet)),
         Command::Put(a) => runtime()?.block_on(put(a)),
         Command::Get(a) => runtime()?.block_on(get(a)),
@@ -162,28 +164,10 @@ fn id(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
-    let (dir, public_key) = (a.dir.as_path(), a.public_key);
-    let mut config = NodeConfig::load(dir)?;
-    if config.peers.iter().any(|p| p.public_key == public_key) {
-        bail!(
-            "{}: a peer with key {public_key} is already configured",
-            dir.join(CONFIG_FILE).display()
-        );
-    }
-    let (address, name) = (a.address, a.name);
-    config.peers.push(PeerConfig {
-        address,
-        public_key,
-        name,
-    });
-    config.save(dir)?;
-    Ok(ExitCode::SUCCESS)
-}
-
 async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
     let mut setup = veil::node::NodeSetup::load(dir)?;
     setup.config.testnet |= testnet;
+    let grace_ms = setup.config.runtime.shutdown_grace_ms;
     let running = match veil::node::start(setup).await {
         // The testnet tells this failure from others by the exit status.
         Err(e @ veil::node::NodeError::Bind { .. }) => {
@@ -199,7 +183,7 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
-    running.shutdown().await;
+    running.leave(Duration::from_millis(grace_ms)).await;
     Ok(ExitCode::SUCCESS)
 }
 

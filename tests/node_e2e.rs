@@ -157,7 +157,10 @@ fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
     // The root was never found, so there is nothing to resume from.
     let mut part = out.clone().into_os_string();
     part.push(".veil-part");
-    assert!(!std::path::Path::new(&part).exists(), "a failed root fetch left a part file");
+    assert!(
+        !std::path::Path::new(&part).exists(),
+        "a failed root fetch left a part file"
+    );
     // The library says the same without words: a two-node chain runs out
     // of routes before hops.
     let e = rt.block_on(get_file(nodes[0].client, &chk, 1)).unwrap_err();

@@ -385,6 +385,7 @@ proptest! {
             timeout_per_hop_ms,
             max_inflight_per_peer,
             max_pending,
+            replicate_htl: 2,
             tunnel: Default::default(),
         };
         let run = scenario(n, n * extra_per_node / 2, config, requests, true, seed);

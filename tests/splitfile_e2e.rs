@@ -111,7 +111,10 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     // later run to resume from.
     let mut part = out.clone().into_os_string();
     part.push(".veil-part");
-    assert!(std::path::Path::new(&part).exists(), "no part file to resume from");
+    assert!(
+        std::path::Path::new(&part).exists(),
+        "no part file to resume from"
+    );
 
     // A manifest bomb's worth of declared size is refused by default.
     let r = veil(&[

@@ -38,6 +38,9 @@ fn real_nodes_route_with_fewer_hops_after_swapping() {
             interval_ms: 300,
             fetches: 200,
         }),
+        redundancy: veil::content::DEFAULT_REDUNDANCY,
+        storing: run::Storing::default(),
+        failures: veil::testnet::failures::Failures::default(),
     };
     let progress: ProgressFn = Arc::new(|_| {});
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -8,6 +8,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::debug;
 
+use super::membership::Membership;
 use super::{next_connection, Input};
 use crate::client::{read_frame, write_frame, ClientError, ClientRequest, ClientResponse};
 use crate::config::NodeConfig;
@@ -16,18 +17,20 @@ use crate::routing::{ClientOutcome, Failure};
 const SHUTTING_DOWN: &str = "node is shutting down";
 
 /// The client API's settings, from `node.toml`.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub(super) struct ClientApi {
     testnet: bool,
+    membership: Arc<Membership>,
     max_connections: usize,
     request_timeout: Duration,
     idle_timeout: Duration,
 }
 
 impl ClientApi {
-    pub(super) fn new(config: &NodeConfig) -> ClientApi {
+    pub(super) fn new(config: &NodeConfig, membership: Arc<Membership>) -> ClientApi {
         ClientApi {
             testnet: config.testnet,
+            membership,
             max_connections: config.runtime.client_max_connections,
             request_timeout: Duration::from_secs(config.runtime.client_request_timeout_secs),
             idle_timeout: Duration::from_secs(config.runtime.client_idle_timeout_secs),
@@ -46,7 +49,7 @@ pub(super) async fn serve_clients(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let input = input.clone();
+        let (input, api) = (input.clone(), api.clone());
         tokio::spawn(async move {
             let _permit = permit;
             if let Err(e) = serve_client(stream, input, api).await {
@@ -77,7 +80,7 @@ async fn serve_client(
                     return Err(e);
                 }
             };
-        let response = answer(request, &input, api).await;
+        let response = answer(request, &input, &api).await;
         write_frame(&mut stream, &response).await?;
     }
 }
@@ -110,7 +113,7 @@ async fn ask<T>(
 async fn answer(
     request: ClientRequest,
     input: &mpsc::Sender<Input>,
-    api: ClientApi,
+    api: &ClientApi,
 ) -> ClientResponse {
     let routed = Some(api.request_timeout);
     let outcome = match request {
@@ -137,6 +140,18 @@ async fn answer(
             return match ask(input, |reply| Input::SetSwapping { on, reply }, None).await {
                 Ok(s) => ClientResponse::Status(Box::new(s)),
                 Err(response) => response,
+            };
+        }
+        ClientRequest::AddPeer { peer } => {
+            return match api.membership.add(peer).await {
+                Ok(()) => ClientResponse::PeersChanged,
+                Err(e) => failed(&e.to_string()),
+            };
+        }
+        ClientRequest::RemovePeer { public_key } => {
+            return match api.membership.remove(public_key).await {
+                Ok(()) => ClientResponse::PeersChanged,
+                Err(e) => failed(&e.to_string()),
             };
         }
         ClientRequest::Status => {

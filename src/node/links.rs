@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -26,7 +26,9 @@ pub(super) struct LinkContext {
     /// The node's location now (it changes when the node swaps): what a new
     /// link's hello announces.
     location: Arc<AtomicU64>,
-    allowed: BTreeSet<PeerKey>,
+    /// Friends whose handshakes are accepted (changed at runtime by
+    /// `add-peer` / `remove-peer`).
+    allowed: RwLock<BTreeSet<PeerKey>>,
     input: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     config: LinkConfig,
@@ -42,11 +44,28 @@ impl LinkContext {
         LinkContext {
             identity,
             location,
-            allowed: config.peers.iter().map(|p| p.public_key).collect(),
+            allowed: RwLock::new(config.peers.iter().map(|p| p.public_key).collect()),
             input,
             next_conn: AtomicU64::new(1),
             config: config.link.clone(),
         }
+    }
+}
+
+impl LinkContext {
+    /// Accept (or refuse from now on) handshakes from `peer`.
+    pub(super) fn allow(&self, peer: PeerKey, on: bool) {
+        let mut allowed = self.allowed.write().unwrap_or_else(PoisonError::into_inner);
+        if on {
+            allowed.insert(peer);
+        } else {
+            allowed.remove(&peer);
+        }
+    }
+
+    fn allows(&self, peer: &PeerKey) -> bool {
+        let allowed = self.allowed.read().unwrap_or_else(PoisonError::into_inner);
+        allowed.contains(peer)
     }
 }
 
@@ -110,7 +129,7 @@ pub(super) async fn accept_peers(
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let allowed = |k: &PeerKey| ctx.allowed.contains(k);
+            let allowed = |k: &PeerKey| ctx.allows(k);
             // The slot covers the handshake and the hello only; an
             // established link lives on in its own tasks.
             match link::accept(stream, &ctx.identity, &allowed, &ctx.config).await {

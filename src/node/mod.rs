@@ -34,6 +34,7 @@
 mod client_api;
 mod client_cache;
 mod links;
+mod membership;
 mod router_task;
 
 use std::net::SocketAddr;
@@ -143,6 +144,20 @@ enum Input {
     Status {
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// A friend was added at runtime (already in `node.toml`).
+    PeerAdded {
+        peer: crate::config::PeerConfig,
+    },
+    /// A friend was removed at runtime: close its link.
+    PeerRemoved {
+        peer: PeerKey,
+    },
+    /// The node is leaving: refuse new client requests and say `done` once
+    /// no request is in flight here, or at `deadline`.
+    Drain {
+        deadline: tokio::time::Instant,
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// Everything a started node needs, loaded from its directory.
@@ -191,6 +206,8 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     router: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    input: mpsc::Sender<Input>,
+    membership: Arc<membership::Membership>,
 }
 
 impl RunningNode {
@@ -198,9 +215,27 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.router.await;
+        self.membership.stop();
         for t in self.tasks {
             t.abort();
         }
+    }
+
+    /// Leave the network (SIGTERM): refuse new client requests, let the
+    /// requests in flight here finish for at most `grace`, then close every
+    /// link cleanly (neighbours see the link end and log it) and stop.
+    pub async fn leave(self, grace: Duration) {
+        let (done, finished) = oneshot::channel();
+        let deadline = tokio::time::Instant::now() + grace;
+        if self
+            .input
+            .send(Input::Drain { deadline, done })
+            .await
+            .is_ok()
+        {
+            let _ = tokio::time::timeout_at(deadline, finished).await;
+        }
+        self.shutdown().await;
     }
 }
 
@@ -289,21 +324,20 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         ctx.clone(),
         shutdown_rx.clone(),
     )));
+    let membership = Arc::new(membership::Membership::new(
+        dir.clone(),
+        public_key,
+        ctx.clone(),
+        input_tx.clone(),
+        shutdown_rx.clone(),
+    ));
     for peer in &config.peers {
-        // One side of each friendship dials: the one with the smaller key.
-        if public_key < peer.public_key {
-            tasks.push(tokio::spawn(links::dial_peer(
-                peer.address,
-                peer.public_key,
-                ctx.clone(),
-                shutdown_rx.clone(),
-            )));
-        }
+        membership.dial(peer);
     }
     tasks.push(tokio::spawn(client_api::serve_clients(
         client_listener,
-        input_tx,
-        client_api::ClientApi::new(&config),
+        input_tx.clone(),
+        client_api::ClientApi::new(&config, membership.clone()),
         shutdown_rx,
     )));
     info!(%listen, %client, key = %public_key, location = %location, "node started");
@@ -314,6 +348,8 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         shutdown: shutdown_tx,
         router,
         tasks,
+        input: input_tx,
+        membership,
     })
 }
 

@@ -90,6 +90,9 @@ pub(super) struct RouterTask {
     config: NodeConfig,
     public_key: PeerKey,
     listen: SocketAddr,
+    /// Leaving: when to stop waiting, and whom to tell once nothing is in
+    /// flight.
+    draining: Option<(Instant, oneshot::Sender<()>)>,
 }
 
 impl RouterTask {
@@ -146,6 +149,7 @@ impl RouterTask {
             config: config.clone(),
             public_key,
             listen,
+            draining: None,
         }
     }
 
@@ -167,6 +171,8 @@ impl RouterTask {
                 .flatten()
                 .min()
                 .map(|ms| self.started + Duration::from_millis(ms));
+            let drained = self.draining.as_ref().map(|(d, _)| *d);
+            let deadline = deadline.into_iter().chain(drained).min();
             tokio::select! {
                 _ = shutdown.changed() => break,
                 input = inputs.recv() => match input {
@@ -179,6 +185,7 @@ impl RouterTask {
                     self.feed_swap(SwapEvent::Tick);
                 }
             }
+            self.check_drained();
         }
         // Shutdown: every waiting client gets an answer, links close, the
         // store is flushed.
@@ -194,8 +201,48 @@ impl RouterTask {
         info!("node stopped");
     }
 
+    /// Leaving: say so once no request is in flight here, or at the deadline.
+    fn check_drained(&mut self) {
+        let due = self.draining.as_ref().is_some_and(|(deadline, _)| {
+            self.router.pending_count() == 0 || Instant::now() >= *deadline
+        });
+        if due {
+            if let Some((_, done)) = self.draining.take() {
+                info!(
+                    in_flight = self.router.pending_count(),
+                    "leaving: closing every link"
+                );
+                let _ = done.send(());
+            }
+        }
+    }
+
     fn on_input(&mut self, input: Input) {
         match input {
+            Input::ClientGet { reply, .. } | Input::ClientPut { reply, .. }
+                if self.draining.is_some() =>
+            {
+                let _ = reply.send(ClientOutcome::Failed(crate::routing::Failure::Overloaded));
+            }
+            Input::Drain { deadline, done } => {
+                info!(
+                    in_flight = self.router.pending_count(),
+                    "leaving: finishing the requests in flight"
+                );
+                self.draining = Some((deadline, done));
+            }
+            Input::PeerAdded { peer } => {
+                self.config
+                    .peers
+                    .retain(|p| p.public_key != peer.public_key);
+                self.config.peers.push(peer);
+            }
+            Input::PeerRemoved { peer } => {
+                self.config.peers.retain(|p| p.public_key != peer);
+                // Dropping the link's queue ends its writer, which closes
+                // the connection: the peer sees a clean close.
+                self.drop_link(peer);
+            }
             Input::LinkUp {
                 peer,
                 conn,

@@ -241,6 +241,15 @@ impl HtlPolicy for FreenetHtl {
     }
 }
 
+/// The replication rule: does a node that accepted an insert arriving with
+/// `received` (already clamped to `max_htl`) store it durably when the
+/// insert ends, whatever its outcome downstream? Yes at or below
+/// `replicate_htl`, as Freenet stores near the end of an insert's path.
+/// The sink stores regardless (rule 7).
+pub fn stores_replica(received: Htl, replicate_htl: Htl) -> bool {
+    received <= replicate_htl
+}
+
 /// The HTL policy of a node in `mode` whose node-wide coins are `node`.
 /// `Tunnel` has no policy of its own yet and routes like `None`; drivers
 /// refuse to start in that mode.

@@ -41,7 +41,9 @@
 //! 7. Inserts follow the same rules; every node that accepts one caches the
 //!    block, a node whose budget reaches zero stores it and answers
 //!    `InsertSucceeded`, and a node that runs out of candidates stores it and
-//!    answers `RouteNotFound`.
+//!    answers `RouteNotFound`. Every node that accepted the insert with an
+//!    HTL at or below `replicate_htl` also stores it when the insert ends
+//!    (replication, [`htl::stores_replica`]).
 
 pub mod htl;
 mod search;
@@ -62,6 +64,7 @@ use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
     Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Misbehaviour, Op, PeerId,
     RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig, DEFAULT_MAX_HTL,
+    DEFAULT_REPLICATE_HTL,
 };
 
 /// One search's identity at a node: its uid *and* its key (uid scoping).
@@ -378,6 +381,9 @@ impl<P: PeerId> Router<P> {
         // The same uid with another key is its own request (see `take`).
         let mut search = Search::new(uid, request, Origin::Peer(from), budget);
         search.set_may_cache(may_cache);
+        if op == Op::Put {
+            search.set_replica(htl::stores_replica(htl, self.config.replicate_htl));
+        }
         if budget == htl {
             // A free hop (freenet mode at max or at 1): paid back on retry.
             search.set_retry_cap(htl - 1);

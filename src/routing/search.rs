@@ -134,6 +134,9 @@ pub(crate) struct Search<P> {
     /// May a block this search relays be cached here (the HTL policy's
     /// caching rule at the HTL the request arrived with)?
     may_cache: bool,
+    /// Does this node keep a durable replica of the insert it relays
+    /// ([`super::htl::stores_replica`])?
+    replica: bool,
     /// The most budget left after any retry, and reported in
     /// `RouteNotFound`: a node that kept the HTL it received (a free hop)
     /// pays that hop back here.
@@ -161,6 +164,7 @@ impl<P: Clone + Ord> Search<P> {
             waiting: None,
             accepted_downstream: false,
             may_cache: true,
+            replica: false,
             retry_cap: Htl::MAX,
         }
     }
@@ -168,6 +172,12 @@ impl<P: Clone + Ord> Search<P> {
     /// Forbid (or allow) caching a block this search relays.
     pub fn set_may_cache(&mut self, may_cache: bool) {
         self.may_cache = may_cache;
+    }
+
+    /// Store (or not) a durable replica of the block this insert relays,
+    /// however it ends downstream.
+    pub fn set_replica(&mut self, replica: bool) {
+        self.replica = replica;
     }
 
     /// Cap the budget after any retry and in `RouteNotFound` at `cap`.
@@ -310,9 +320,10 @@ impl<P: Clone + Ord> Search<P> {
 
     fn end_put(&self, block: &Block, ending: PutEnding) -> Answer<P> {
         let accepted = self.accepted_downstream;
+        let replica = self.replica;
         self.end(
             ending,
-            |e, uid| e.upstream(uid, block),
+            |e, uid| with_replica(e.upstream(uid, block), block, replica),
             |e| e.outcome(accepted),
         )
     }
@@ -339,6 +350,19 @@ impl<P: Clone + Ord> Search<P> {
                 outcome: local(ending),
             },
         }
+    }
+}
+
+/// A relay that keeps a replica stores the block (before its answer goes
+/// upstream), whatever it would otherwise have kept.
+fn with_replica(
+    (keep, msg): (Option<Keep>, Message),
+    block: &Block,
+    replica: bool,
+) -> (Option<Keep>, Message) {
+    match keep {
+        None | Some(Keep::Cache(_)) if replica => (Some(Keep::Store(block.clone())), msg),
+        keep => (keep, msg),
     }
 }
 

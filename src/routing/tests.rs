@@ -240,6 +240,44 @@ fn an_insert_sink_caches_stores_and_acknowledges() {
     assert_eq!(n.router.pending_count(), 0);
 }
 
+/// What a relay does with an insert arriving at `htl` from peer 1 that the
+/// peer it goes to acknowledges: the actions after the acknowledgement.
+fn relay_insert(config: RouterConfig, htl: Htl) -> (Block, Vec<Action<u32>>) {
+    let mut n = Node::new(config);
+    let (chk, block) = Chk::encode(b"replicated").unwrap();
+    let insert = |htl| Message::InsertRequest {
+        uid: 8,
+        key: chk.routing,
+        htl,
+        block: block.clone(),
+    };
+    let first = n.from(1, insert(htl));
+    let Some(Action::Send { to, msg }) = first.last().cloned() else {
+        panic!("not forwarded: {first:?}");
+    };
+    assert_eq!(msg, insert(htl - 1));
+    (block, n.from(to, Message::InsertSucceeded { uid: 8 }))
+}
+
+#[test]
+fn a_relay_at_or_below_the_replication_htl_stores_before_it_acknowledges() {
+    let acked = send(1, Message::InsertSucceeded { uid: 8 });
+    let two = RouterConfig {
+        replicate_htl: 2,
+        ..RouterConfig::default()
+    };
+    let (block, at_two) = relay_insert(two.clone(), 2);
+    assert_eq!(at_two, vec![Action::StoreBlock { block }, acked.clone()]);
+    // Above the threshold a relay only caches (on arrival), as before.
+    assert_eq!(relay_insert(two, 3).1, vec![acked.clone()]);
+    // Replication off: only the sink stores.
+    let off = RouterConfig {
+        replicate_htl: 0,
+        ..RouterConfig::default()
+    };
+    assert_eq!(relay_insert(off, 2).1, vec![acked]);
+}
+
 #[test]
 fn held_keys_are_answered_and_broken_requests_reported() {
     let mut n = Node::new(RouterConfig::default());

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bench_modes;
+pub mod failures;
 pub mod info;
 pub mod run;
 pub mod swap;
@@ -141,6 +142,11 @@ pub struct UpOptions {
     pub anonymity: Anonymity,
     /// `Some`: every node gets `swap = true` and this `[swapping]` table.
     pub swap: Option<SwapConfig>,
+    /// Every node's `router.replicate_htl` (0 turns replication off).
+    pub replicate_htl: Htl,
+    /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
+    /// no copy of what passes through).
+    pub cache: bool,
     /// How long to wait for every link.
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
@@ -161,6 +167,8 @@ pub struct Testnet {
     pub dir: PathBuf,
     pub info: TestnetInfo,
     children: Vec<(String, Child)>,
+    /// The `veil` binary the nodes run (to restart one).
+    exe: PathBuf,
 }
 
 /// Listen ports are drawn from below the kernel's ephemeral range, so that
@@ -289,12 +297,16 @@ async fn up_once(
             NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(node.location.as_f64()));
         config.testnet = true;
         config.router.max_htl = opts.max_htl;
+        config.router.replicate_htl = opts.replicate_htl;
         config.anonymity = opts.anonymity;
         if let Some(swapping) = &opts.swap {
             config.swap = true;
             config.swapping = swapping.clone();
         }
         config.store_size = crate::config::SizeSetting::Text("64MiB".into());
+        if !opts.cache {
+            config.cache_size = Some(crate::config::SizeSetting::Bytes(0));
+        }
         config.peers = adjacency[i]
             .iter()
             .map(|&j| PeerConfig {
@@ -313,29 +325,14 @@ async fn up_once(
             nodes: BTreeMap::new(),
         },
         children: Vec::new(),
+        exe: opts.exe.clone(),
     };
     for (i, node) in topology.nodes.iter().enumerate() {
-        let node_dir = dir.join(&node.name);
-        let log_path = node_dir.join("node.log");
-        let log = std::fs::File::create(&log_path).map_err(|e| io_err(&log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
-        let spawned = Command::new(&opts.exe)
-            .arg("node")
-            .arg(&node_dir)
-            .arg("--testnet")
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn();
-        let child = match spawned {
+        let child = match spawn_node(&opts.exe, &dir.join(&node.name)) {
             Ok(c) => c,
             Err(e) => {
                 testnet.stop();
-                return Err(io_err(&opts.exe, e));
+                return Err(e);
             }
         };
         testnet.info.nodes.insert(
@@ -383,6 +380,30 @@ async fn up_once(
     testnet.info.ready = true;
     testnet.info.save(dir)?;
     Ok(testnet)
+}
+
+/// Start `veil node DIR --testnet` with its output appended to `DIR/node.log`.
+fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetError> {
+    let log_path = node_dir.join("node.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .map_err(|e| io_err(&log_path, e))?;
+    let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
+    Command::new(exe)
+        .arg("node")
+        .arg(node_dir)
+        .arg("--testnet")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2)
+        .spawn()
+        .map_err(|e| io_err(exe, e))
 }
 
 impl Testnet {

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::failures::Failures;
 use super::swap::{shuffle_locations, SwapReport, SwapRun};
-use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult};
+use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult, WorkloadSpec};
 use super::{up, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
+use crate::message::Htl;
 use crate::routing::swap::SwapConfig;
-use crate::routing::{Anonymity, DEFAULT_MAX_HTL};
+use crate::routing::{Anonymity, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
 use crate::sim::topology::Topology;
 
 /// Something a testnet operation tells its caller while it works.
@@ -55,6 +57,48 @@ pub async fn start(
     swap: Option<SwapConfig>,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
+    start_with(
+        topology,
+        dir,
+        exe,
+        anonymity,
+        Storing::default(),
+        swap,
+        progress,
+    )
+    .await
+}
+
+/// Where the nodes of a testnet keep copies of blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct Storing {
+    /// Every node's `router.replicate_htl` (0: the sink alone stores).
+    pub replicate_htl: Htl,
+    /// Relays cache what passes through (`false`: `cache_size = 0`).
+    pub cache: bool,
+}
+
+impl Default for Storing {
+    /// What a node does by default: replicas at `DEFAULT_REPLICATE_HTL`, and
+    /// relays cache.
+    fn default() -> Storing {
+        Storing {
+            replicate_htl: DEFAULT_REPLICATE_HTL,
+            cache: true,
+        }
+    }
+}
+
+/// [`start`], with every node's replication and cache as `storing` says.
+pub async fn start_with(
+    topology: &Topology,
+    dir: &Path,
+    exe: PathBuf,
+    anonymity: Anonymity,
+    storing: Storing,
+    swap: Option<SwapConfig>,
+    progress: &ProgressFn,
+) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
     let max_htl = topology
         .scenario
@@ -73,6 +117,8 @@ pub async fn start(
         max_htl,
         anonymity,
         swap,
+        replicate_htl: storing.replicate_htl,
+        cache: storing.cache,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -117,6 +163,12 @@ pub struct RunOptions {
     /// Measure routing before and after a period of location swapping
     /// instead of the scenario or workload (`testnet/swap.rs`).
     pub swap: Option<SwapRun>,
+    /// Check blocks per 100 data blocks of each workload file.
+    pub redundancy: u16,
+    /// Replication and caching on every node.
+    pub storing: Storing,
+    /// Nodes killed for good or churned during the fetches.
+    pub failures: Failures,
 }
 
 /// What `veil testnet run` found. Serialized (keys sorted) for `--json`.
@@ -151,11 +203,12 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
         shuffle_locations(&mut topology, opts.seed);
     }
     let started = Instant::now();
-    let mut net = start(
+    let mut net = start_with(
         &topology,
         &opts.dir,
         opts.exe.clone(),
         opts.anonymity,
+        opts.storing,
         opts.swap.as_ref().map(SwapRun::node_config),
         progress,
     )
@@ -189,16 +242,17 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
             "workload: {} files of {} bytes, each fetched from {} other nodes",
             opts.files, opts.size, opts.fetches
         )));
-        let workload = run_files(
-            &net,
-            opts.files,
-            opts.size,
-            opts.fetches,
-            opts.seed,
-            DEFAULT_MAX_HTL,
-            |line| progress(Progress::Step(line)),
-        )
-        .await;
+        let spec = WorkloadSpec {
+            files: opts.files,
+            size: opts.size,
+            fetches: opts.fetches,
+            seed: opts.seed,
+            max_htl: DEFAULT_MAX_HTL,
+            redundancy: opts.redundancy,
+            failures: opts.failures,
+            cached_copies: opts.storing.cache,
+        };
+        let workload = run_files(&mut net, &spec, |line| progress(Progress::Step(line))).await;
         net.stop();
         let workload = workload?;
         report.ok &= workload.all_ok();
@@ -239,12 +293,37 @@ impl RunReport {
                 w.fetches.len()
             );
             for f in w.fetches.iter().filter(|f| !f.verified) {
+                let why = f.reason.as_deref().or(f.error.as_deref());
                 let _ = writeln!(
                     out,
                     "  FAILED fetch of file {} at {}: {}",
                     f.file,
                     f.node,
-                    f.error.as_deref().unwrap_or("?")
+                    why.unwrap_or("?")
+                );
+            }
+            if let (Some(p50), Some(p99)) = (w.get_ms(0.5), w.get_ms(0.99)) {
+                let _ = writeln!(
+                    out,
+                    "fetch success {:.1}%, {} block retries, get time p50 {p50} ms, p99 {p99} ms",
+                    100.0 * w.verified() as f64 / w.fetches.len().max(1) as f64,
+                    w.retries()
+                );
+            }
+            if let Some(f) = &w.failures {
+                let restarted = f.churned.iter().filter(|c| c.restarted).count();
+                let _ = writeln!(
+                    out,
+                    "failures: {} nodes killed for good, {} churned ({restarted} restarted before the fetches ended; {} ms per session minute)",
+                    f.killed.len(),
+                    f.churned.len(),
+                    f.ms_per_minute
+                );
+                let lost: usize = f.files.iter().map(|h| h.without_live_holder).sum();
+                let _ = writeln!(
+                    out,
+                    "  {lost} blocks over {} files had no holder that stayed up",
+                    f.files.len()
                 );
             }
         }

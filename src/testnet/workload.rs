@@ -2,8 +2,10 @@
 //! topology's scenario (place a block at the holders, fetch it from the
 //! requester) or a random workload of files inserted and fetched.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
@@ -14,12 +16,14 @@ use serde::Serialize;
 use crate::audit::log::ORIGIN_FILE;
 use crate::audit::record::{format_uid, OriginEvent, OriginLine};
 use crate::client::Client;
-use crate::keys::RoutingKey;
+use crate::content::{FetchOptions, SplitOptions};
+use crate::keys::{Chk, RoutingKey};
 use crate::message::Htl;
 use crate::sim::harness::block_near;
 use crate::sim::topology::Topology;
+use crate::testnet::failures::{self, FailureReport, Failures, FileHolders};
 use crate::testnet::{io_err, Testnet, TestnetError, WorkloadFile, WorkloadInfo};
-use crate::transfer::{get_file, put_file};
+use crate::transfer::{get_options, get_to_writer, put_file_with};
 
 /// What the scenario run saw.
 #[derive(Debug, Serialize)]
@@ -37,6 +41,11 @@ pub struct FetchResult {
     pub node: String,
     pub verified: bool,
     pub error: Option<String>,
+    /// Failure runs: why it failed (see [`FileHolders::reason`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Block requests asked again after a failure.
+    pub retries: u64,
     pub millis: u64,
 }
 
@@ -56,6 +65,9 @@ pub struct FileResult {
 pub struct WorkloadResult {
     pub files: Vec<FileResult>,
     pub fetches: Vec<FetchResult>,
+    /// What `--kill` and `--churn` did, when asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failures: Option<FailureReport>,
 }
 
 impl WorkloadResult {
@@ -65,6 +77,19 @@ impl WorkloadResult {
 
     pub fn all_ok(&self) -> bool {
         self.files.iter().all(|f| f.inserted) && self.fetches.iter().all(|f| f.verified)
+    }
+
+    /// Block requests retried over every fetch.
+    pub fn retries(&self) -> u64 {
+        self.fetches.iter().map(|f| f.retries).sum()
+    }
+
+    /// The `q` quantile (0..=1, nearest rank) of the fetch times, in ms.
+    pub fn get_ms(&self, q: f64) -> Option<u64> {
+        let mut ms: Vec<u64> = self.fetches.iter().map(|f| f.millis).collect();
+        ms.sort_unstable();
+        let rank = (q.clamp(0.0, 1.0) * ms.len() as f64).ceil() as usize;
+        ms.get(rank.saturating_sub(1)).copied()
     }
 }
 
@@ -135,29 +160,62 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
 /// batch delay per 32 blocks rather than per 8.
 const WINDOW: usize = crate::message::BATCH_KEYS;
 
+/// What the random workload does.
+#[derive(Clone, Debug)]
+pub struct WorkloadSpec {
+    pub files: usize,
+    /// Bytes per file.
+    pub size: usize,
+    /// Fetches of each file, from other random nodes.
+    pub fetches: usize,
+    pub seed: u64,
+    pub max_htl: Htl,
+    /// Check blocks per 100 data blocks (`veil put --redundancy`).
+    pub redundancy: u16,
+    /// Nodes killed or churned; with any, every file is inserted before
+    /// the first fetch.
+    pub failures: Failures,
+    /// Do the nodes cache (count cached copies as holders)?
+    pub cached_copies: bool,
+}
+
+/// One file inserted and waiting for its fetches (failure runs).
+struct Inserted {
+    file: usize,
+    uri: Chk,
+    data: Arc<Vec<u8>>,
+    keys: Vec<RoutingKey>,
+    fetchers: Vec<(String, SocketAddr)>,
+}
+
 /// Insert `files` random files of `size` bytes from nodes taken in a seeded
-/// random order and fetch
-/// each from `fetches` other random nodes, checking every byte. Writes the
-/// files under `DIR/workload/` and `DIR/workload.json` for the auditor.
+/// random order and fetch each from `fetches` other random nodes, checking
+/// every byte. Without failures each file is fetched right after its
+/// insert; with them every file is inserted first, then `--kill` and
+/// `--churn` strike the nodes that fetch nothing, then the fetches run
+/// (see [`super::failures`]). Writes the files under `DIR/workload/` and
+/// `DIR/workload.json` for the auditor.
 pub async fn run_files(
-    testnet: &Testnet,
-    files: usize,
-    size: usize,
-    fetches: usize,
-    seed: u64,
-    max_htl: Htl,
+    testnet: &mut Testnet,
+    spec: &WorkloadSpec,
     on_step: impl Fn(&str),
 ) -> Result<WorkloadResult, TestnetError> {
-    let dir = &testnet.dir;
+    let (files, size, fetches) = (spec.files, spec.size, spec.fetches);
+    let dir = testnet.dir.clone();
     let workload_dir = dir.join("workload");
     std::fs::create_dir_all(&workload_dir).map_err(|e| io_err(&workload_dir, e))?;
     let names: Vec<String> = testnet.info.nodes.keys().cloned().collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut result = WorkloadResult::default();
     let mut description = WorkloadInfo {
-        max_htl: Some(max_htl),
+        max_htl: Some(spec.max_htl),
         files: Vec::new(),
     };
+    let split = SplitOptions {
+        redundancy: spec.redundancy,
+        ..SplitOptions::default()
+    };
+    let mut inserted = Vec::new();
     // Inserters are spread over the nodes (a seeded order, repeated once
     // every node has inserted): many publishers, as on a real network, and
     // as many tunnels for the audit to judge.
@@ -173,85 +231,204 @@ pub async fn run_files(
         };
         let addr = client_of(testnet, &inserter)?;
         let started = std::time::Instant::now();
-        let put = put_file(addr, &data, WINDOW, |_, _| {}).await;
+        let put = put_file_with(addr, &data, WINDOW, &split, |_, _| {}).await;
         let millis = started.elapsed().as_millis() as u64;
-        let uri = match put {
-            Ok(uri) => uri,
+        let (uri, error) = match put {
+            Ok(uri) => (Some(uri), None),
             Err(e) => {
                 on_step(&format!("file {i}: insert from {inserter} FAILED: {e}"));
-                result.files.push(FileResult {
-                    file: i,
-                    inserted_from: inserter,
-                    size,
-                    inserted: false,
-                    error: Some(e.to_string()),
-                    millis,
-                });
-                continue;
+                (None, Some(e.to_string()))
             }
         };
         result.files.push(FileResult {
             file: i,
             inserted_from: inserter.clone(),
             size,
-            inserted: true,
-            error: None,
+            inserted: uri.is_some(),
+            error,
             millis,
         });
+        let Some(uri) = uri else { continue };
         // The same split the insert made: the file's routing keys.
-        let keys = crate::content::split(&data)
+        let keys: Vec<RoutingKey> = crate::content::split_with(&data, &split)
             .map(|s| s.blocks.iter().map(|b| b.routing_key()).collect())
             .unwrap_or_default();
         description.files.push(WorkloadFile {
             path: format!("workload/f{i}.bin"),
             uri: uri.to_uri(),
-            keys,
+            keys: keys.clone(),
         });
         let mut others: Vec<&String> = names.iter().filter(|n| **n != inserter).collect();
         others.shuffle(&mut rng);
-        // The fetches of one file run at once, as independent users would.
-        let mut running = tokio::task::JoinSet::new();
-        for (slot, fetcher) in others.into_iter().take(fetches).enumerate() {
-            let addr = client_of(testnet, fetcher)?;
-            let (uri, fetcher) = (uri.clone(), fetcher.clone());
-            running.spawn(async move {
-                let started = std::time::Instant::now();
-                let got = get_file(addr, &uri, WINDOW).await;
-                (slot, fetcher, got, started.elapsed().as_millis() as u64)
-            });
+        let fetchers = others
+            .into_iter()
+            .take(fetches)
+            .map(|n| Ok((n.clone(), client_of(testnet, n)?)))
+            .collect::<Result<Vec<_>, TestnetError>>()?;
+        let file = Inserted {
+            file: i,
+            uri,
+            data: Arc::new(data),
+            keys,
+            fetchers,
+        };
+        if spec.failures.any() {
+            on_step(&format!(
+                "file {}/{files}: {size} bytes inserted from {inserter}",
+                i + 1
+            ));
+            inserted.push(file);
+        } else {
+            let done = fetch_file(&file, get_options(WINDOW).retries).await;
+            let ok = done.iter().filter(|f| f.verified).count();
+            result.fetches.extend(done);
+            on_step(&format!(
+                "file {}/{files}: {size} bytes inserted from {inserter}, fetched and verified {ok}/{fetches}",
+                i + 1
+            ));
         }
-        let mut done = Vec::with_capacity(fetches);
-        while let Some(joined) = running.join_next().await {
-            match joined {
-                Ok(fetch) => done.push(fetch),
-                Err(e) => on_step(&format!("file {i}: a fetch task failed: {e}")),
-            }
+    }
+    description.save(&dir)?;
+    if spec.failures.any() {
+        let report = fail_and_fetch(testnet, spec, &mut rng, &inserted, &mut result, &on_step);
+        result.failures = Some(report.await?);
+    }
+    Ok(result)
+}
+
+/// Kill (`--kill`) and churn (`--churn`) the nodes that fetch nothing, run
+/// every fetch meanwhile, and explain each failed one.
+async fn fail_and_fetch(
+    testnet: &mut Testnet,
+    spec: &WorkloadSpec,
+    rng: &mut ChaCha8Rng,
+    inserted: &[Inserted],
+    result: &mut WorkloadResult,
+    on_step: &impl Fn(&str),
+) -> Result<FailureReport, TestnetError> {
+    let fetching: BTreeSet<&String> = inserted
+        .iter()
+        .flat_map(|f| f.fetchers.iter().map(|(n, _)| n))
+        .collect();
+    let idle: Vec<String> = testnet
+        .info
+        .nodes
+        .keys()
+        .filter(|n| !fetching.contains(n))
+        .cloned()
+        .collect();
+    let f = spec.failures;
+    let killed = failures::choose(rng, &idle, f.kill);
+    for name in &killed {
+        testnet.kill_node(name);
+    }
+    if !killed.is_empty() {
+        on_step(&format!(
+            "killed {} of {} non-fetching nodes for good: {}",
+            killed.len(),
+            idle.len(),
+            killed.join(" ")
+        ));
+    }
+    let alive: Vec<String> = idle.into_iter().filter(|n| !killed.contains(n)).collect();
+    let churned = failures::choose(rng, &alive, f.churn);
+    let plan = failures::plan_churn(rng, &churned, f.ms_per_minute);
+    let work = async {
+        let mut all = Vec::new();
+        for file in inserted {
+            let retries = match f.churn > 0.0 {
+                true => CHURN_FETCH_RETRIES,
+                false => get_options(WINDOW).retries,
+            };
+            let done = fetch_file(file, retries).await;
+            let ok = done.iter().filter(|f| f.verified).count();
+            on_step(&format!(
+                "file {}: fetched and verified {ok}/{}",
+                file.file,
+                done.len()
+            ));
+            all.extend(done);
         }
-        done.sort_by_key(|(slot, ..)| *slot);
-        let mut ok = 0;
-        for (_, fetcher, got, millis) in done {
+        all
+    };
+    let (fetched, churn_events) = failures::churn_while(testnet, &plan, work, on_step).await?;
+    result.fetches = fetched;
+    // Why each failed fetch failed: blocks with no holder that stayed up.
+    let down: BTreeSet<String> = killed.iter().chain(&churned).cloned().collect();
+    let held = failures::holders(&testnet.dir, testnet.info.nodes.keys(), spec.cached_copies);
+    let files: Vec<FileHolders> = inserted
+        .iter()
+        .map(|f| failures::file_holders(f.file, &f.keys, &held, &down))
+        .collect();
+    for fetch in result.fetches.iter_mut().filter(|f| !f.verified) {
+        if let Some(h) = files.iter().find(|h| h.file == fetch.file) {
+            fetch.reason = Some(h.reason(fetch.error.as_deref().unwrap_or("?")));
+        }
+    }
+    Ok(FailureReport {
+        kill_fraction: f.kill,
+        churn_fraction: f.churn,
+        ms_per_minute: f.ms_per_minute,
+        killed,
+        churned: churn_events,
+        files,
+    })
+}
+
+/// Retries of a failed block request in the workload's fetches under churn
+/// (the default of `veil get`, 2, otherwise): backoff 0.25 s doubling,
+/// 3.75 s in all, to wait out a short session.
+const CHURN_FETCH_RETRIES: u32 = 4;
+
+/// Fetch one file from each of its fetchers at once, as independent users
+/// would, and check every byte.
+async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
+    let mut running = tokio::task::JoinSet::new();
+    for (slot, (fetcher, addr)) in file.fetchers.iter().enumerate() {
+        let (uri, fetcher, addr, data) =
+            (file.uri.clone(), fetcher.clone(), *addr, file.data.clone());
+        running.spawn(async move {
+            let started = std::time::Instant::now();
+            let opts = FetchOptions {
+                retries,
+                ..get_options(WINDOW)
+            };
+            let mut retried = 0;
+            let mut out = Vec::new();
+            let got = get_to_writer(addr, &uri, &opts, &mut out, |p| retried = p.retries).await;
             let (verified, error) = match got {
-                Ok(bytes) if bytes == data => (true, None),
-                Ok(bytes) => (
+                Ok(_) if out == *data => (true, None),
+                Ok(_) => (
                     false,
-                    Some(format!("content differs ({} bytes)", bytes.len())),
+                    Some(format!("content differs ({} bytes)", out.len())),
                 ),
                 Err(e) => (false, Some(e.to_string())),
             };
-            ok += usize::from(verified);
-            result.fetches.push(FetchResult {
-                file: i,
+            let millis = started.elapsed().as_millis() as u64;
+            let result = FetchResult {
+                file: 0,
                 node: fetcher,
                 verified,
                 error,
+                reason: None,
+                retries: retried,
                 millis,
-            });
-        }
-        on_step(&format!(
-            "file {}/{files}: {size} bytes inserted from {inserter}, fetched and verified {ok}/{fetches}",
-            i + 1
-        ));
+            };
+            (slot, result)
+        });
     }
-    description.save(dir)?;
-    Ok(result)
+    let mut done = Vec::with_capacity(file.fetchers.len());
+    while let Some(joined) = running.join_next().await {
+        match joined {
+            Ok(fetch) => done.push(fetch),
+            Err(e) => tracing::warn!(file = file.file, "a fetch task failed: {e}"),
+        }
+    }
+    done.sort_by_key(|(slot, _)| *slot);
+    done.into_iter()
+        .map(|(_, mut r)| {
+            r.file = file.file;
+            r
+        })
+        .collect()
 }
