@@ -166,12 +166,18 @@ fn none_mode_fails_with_an_auc_of_at_least_0_95() {
     assert_eq!(a["verdict"], "fail", "{a}");
     assert!(f(&a["auc"], "auc") >= 0.95, "{}", a["auc"]);
     assert!(f(&a["d_median"], "d_median") < 0.1, "{}", a["d_median"]);
-    assert_eq!(a["max_posterior"]["signal"], "htl", "{a}");
+    // The lecture's signal: `htl = max` names the originator. (Other bins,
+    // such as the perfect cache probe, can reach 1.0 in this mode too.)
+    let names_htl = |v: &Value| v.as_str().is_some_and(|s| s.starts_with("signal htl = "));
+    let failures = a["failures"].as_array().expect("failures");
+    assert!(failures.iter().any(names_htl), "{a}");
+    assert!(f(&a["max_posterior"]["upper"], "upper") >= 0.99, "{a}");
     // `veil audit` on the same logs: the verdict is its exit status, and
     // limits no adversary can exceed pass.
     let dir = tmp.path().join("net");
     let (ok, text) = audit(&dir, &[]);
-    assert!(!ok && text.contains("ANONYMITY: FAIL (htl)"), "{text}");
+    assert!(!ok && text.contains("ANONYMITY: FAIL ("), "{text}");
+    assert!(text.contains("signal htl = "), "{text}");
     let (ok, text) = audit(&dir, &["--max-posterior", "1", "--max-auc", "1"]);
     assert!(ok, "{text}");
 }

@@ -30,7 +30,14 @@ pub(super) fn judge(a: &mut Anonymity, limits: &Limits) {
                 })
         })
         .collect();
-    counted.sort_by(|x, y| y.upper.total_cmp(&x.upper));
+    // The worst bin first; among bins with the same upper bound (several
+    // can reach 1.0 in `none` mode), the one with the most evidence.
+    counted.sort_by(|x, y| {
+        y.upper
+            .total_cmp(&x.upper)
+            .then(y.p.total_cmp(&x.p))
+            .then(y.support.cmp(&x.support))
+    });
     a.failures.clear();
     for b in counted.iter().filter(|b| b.upper > limits.max_posterior) {
         a.failures.push(format!(
