@@ -48,6 +48,7 @@ mod layout;
 pub mod manifest;
 mod segment;
 mod split;
+pub mod usk;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, FetchError, FetchOptions, Progress,

@@ -497,10 +497,12 @@ impl Datastore {
         let txn = self.db.begin_write()?;
         {
             let mut blocks = txn.open_table(part.blocks())?;
-            let same = blocks
-                .get(&key.0)?
-                .is_some_and(|v| v.value() == block.as_bytes());
-            if !same {
+            // Keep what is held when it is this block, or (the collision
+            // rule for signed keys) a different block that still verifies.
+            let keep = blocks.get(&key.0)?.is_some_and(|v| {
+                v.value() == block.as_bytes() || check_block(&key, v.value()).is_some()
+            });
+            if !keep {
                 blocks.insert(&key.0, block.as_bytes())?;
             }
         }
