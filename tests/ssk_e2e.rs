@@ -6,6 +6,8 @@
 
 mod common;
 
+use std::path::Path;
+use std::process::Output;
 use std::time::Duration;
 
 use common::*;
@@ -13,10 +15,11 @@ use veil::client::{Client, ClientError};
 use veil::keys::{Block, SskInsertUri, SskPrivate};
 use veil::routing::Failure;
 
-fn put_usk(node: &TestNode, cache: &std::path::Path, args: &[&str]) -> std::process::Output {
+/// `veil CMD --node NODE --usk-cache CACHE ARGS…`.
+fn run(cmd: &str, node: &TestNode, cache: &Path, args: &[&str]) -> Output {
     let client = node.client.to_string();
     let mut all = vec![
-        "put",
+        cmd,
         "--node",
         &client,
         "--usk-cache",
@@ -26,11 +29,26 @@ fn put_usk(node: &TestNode, cache: &std::path::Path, args: &[&str]) -> std::proc
     veil(&all)
 }
 
+/// Stdout of a command that must succeed.
+fn ok(out: Output, what: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{what}: {err}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// `veil get` of `uri` into `out`: its stderr, after insisting on success.
+fn get(node: &TestNode, cache: &Path, uri: &str, out: &Path) -> String {
+    let r = run("get", node, cache, &[uri, "-o", out.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&r.stderr).to_string();
+    assert!(r.status.success(), "get {uri}: {err}");
+    err
+}
+
 #[test]
 fn editions_update_and_the_latest_is_found_from_another_node() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    // A ring of four: a - b - c - d - a.
+    // A ring of four: n0 - n1 - n2 - n3 - n0.
     let mut nodes: Vec<TestNode> = (0..4)
         .map(|i| TestNode::init(tmp.path(), &format!("n{i}"), (i as f64 + 0.5) / 4.0))
         .collect();
@@ -70,17 +88,8 @@ fn editions_update_and_the_latest_is_found_from_another_node() {
     std::fs::write(&f1, &v1).unwrap();
 
     // Edition 0 through n0.
-    let out = put_usk(
-        &nodes[0],
-        &cache("a"),
-        &["--usk", &site, f0.to_str().unwrap()],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let usk0 = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let args = ["--usk", &site, f0.to_str().unwrap()];
+    let usk0 = ok(run("put", &nodes[0], &cache("a"), &args), "put edition 0");
     assert!(
         usk0.starts_with("USK@") && usk0.ends_with("/site/0"),
         "{usk0}"
@@ -94,74 +103,31 @@ fn editions_update_and_the_latest_is_found_from_another_node() {
     // Edition 1 through n1 with `veil update`: n1 knows no edition yet, so
     // it probes, finds 0, and inserts 1.
     let c1 = cache("b");
-    let usk1 = veil_ok(&[
-        "update",
-        "--node",
-        &nodes[1].client.to_string(),
-        "--usk-cache",
-        c1.to_str().unwrap(),
-        &site,
-        f1.to_str().unwrap(),
-    ]);
-    let usk1 = usk1.trim();
+    let args = [site.as_str(), f1.to_str().unwrap()];
+    let usk1 = ok(run("update", &nodes[1], &c1, &args), "update");
     assert_eq!(usk1, usk0.replace("/site/0", "/site/1"));
 
-    // The latest from n2, which has never seen the site: edition 1's bytes.
+    // The latest from n2, which has never seen the site: edition 1's bytes,
+    // remembered for that node.
     let latest = usk0.replace("/site/0", "/site/-1");
     let c2 = cache("c");
     let got = tmp.path().join("got.bin");
-    let out = veil(&[
-        "get",
-        "--node",
-        &nodes[2].client.to_string(),
-        "--usk-cache",
-        c2.to_str().unwrap(),
-        &latest,
-        "-o",
-        got.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("edition 1"));
+    let err = get(&nodes[2], &c2, &latest, &got);
+    assert!(err.contains("edition 1"), "{err}");
     assert!(std::fs::read(&got).unwrap() == v1, "-1 is not edition 1");
-    // ...remembered for that node.
     assert!(std::fs::metadata(&c2).is_ok());
     // A numbered edition is that edition.
     let got0 = tmp.path().join("got0.bin");
-    veil_ok(&[
-        "get",
-        "--node",
-        &nodes[3].client.to_string(),
-        &usk0,
-        "--usk-cache",
-        c2.to_str().unwrap(),
-        "-o",
-        got0.to_str().unwrap(),
-    ]);
+    get(&nodes[3], &c2, &usk0, &got0);
     assert!(std::fs::read(&got0).unwrap() == v0);
 
     // Edition 0 again with other content: a collision, the original kept.
-    let out = put_usk(
-        &nodes[3],
-        &cache("d"),
-        &["--usk", &site, "--edition", "0", f1.to_str().unwrap()],
-    );
+    let args = ["--usk", &site, "--edition", "0", f1.to_str().unwrap()];
+    let out = run("put", &nodes[3], &cache("d"), &args);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("collision"), "{err}");
-    veil_ok(&[
-        "get",
-        "--node",
-        &nodes[1].client.to_string(),
-        &usk0,
-        "--usk-cache",
-        c1.to_str().unwrap(),
-        "-o",
-        got0.to_str().unwrap(),
-    ]);
+    get(&nodes[1], &c1, &usk0, &got0);
     assert!(
         std::fs::read(&got0).unwrap() == v0,
         "the original was replaced"
@@ -174,9 +140,9 @@ fn editions_update_and_the_latest_is_found_from_another_node() {
     let (key, good) = owner.key.sign("site-2", b"CHK@x").unwrap();
     let foreign = SskPrivate::from_seed([42; 32], [0; 32]);
     let (_, theirs) = foreign.sign("site-2", b"CHK@y").unwrap();
-    let mut bytes = theirs.as_bytes().to_vec();
-    bytes[..64].copy_from_slice(&good.as_bytes()[..64]);
-    let forged = Block::from_bytes(bytes).unwrap();
+    let mut spliced = theirs.as_bytes().to_vec();
+    spliced[..64].copy_from_slice(&good.as_bytes()[..64]);
+    let forged = Block::from_bytes(spliced).unwrap();
     assert_eq!(forged.routing_key(), key);
     let refused = rt.block_on(async {
         let mut c = Client::connect(nodes[2].client, Duration::from_secs(30))
@@ -189,20 +155,6 @@ fn editions_update_and_the_latest_is_found_from_another_node() {
         "{refused:?}"
     );
     // Nothing was published as edition 2: the latest is still 1.
-    let out = veil(&[
-        "get",
-        "--node",
-        &nodes[0].client.to_string(),
-        "--usk-cache",
-        cache("a").to_str().unwrap(),
-        &latest,
-        "-o",
-        got.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    get(&nodes[0], &cache("a"), &latest, &got);
     assert!(std::fs::read(&got).unwrap() == v1);
 }

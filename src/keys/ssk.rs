@@ -222,7 +222,10 @@ impl SskPrivate {
             .map_err(|_| KeyError::DecryptFailed)?;
         padded.zeroize();
         k.zeroize();
-        let sig = self.signing.sign(&signed_message(&routing, nonce, &ct)).to_bytes();
+        let sig = self
+            .signing
+            .sign(&signed_message(&routing, nonce, &ct))
+            .to_bytes();
         let parts: [&[u8]; 5] = [&pubkey, &name, nonce, &sig, &ct];
         let bytes = parts.concat();
         Ok((routing, Block::from_bytes(bytes)?))
