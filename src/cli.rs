@@ -70,8 +70,15 @@ pub enum Command {
         #[arg(long)]
         testnet: bool,
     },
-    /// Insert a file; prints its URI on stdout.
+    /// Insert a file; prints its URI on stdout (with --usk: the site's new
+    /// edition, USK@<public>,<crypto key>/<site>/<edition>).
     Put(PutArgs),
+    /// Make a signed-key pair: prints the insert URI (SSK@<private>,<crypto
+    /// key>/, keep it secret) and the request URI (SSK@<public>,<crypto key>/).
+    Keygen,
+    /// Insert the next edition of a site: `veil put --usk URI PATH` without
+    /// --edition.
+    Update(UpdateArgs),
     /// Fetch a file by URI.
     Get(GetArgs),
     /// Local testnets: generate topologies, bring networks up and down, run workloads.
@@ -311,6 +318,32 @@ pub struct PutArgs {
     #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
           value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
     pub redundancy: u16,
+    /// Insert the file as an edition of a site: the insert URI from `veil
+    /// keygen` followed by the site's name, SSK@<private>,<crypto key>/<site>.
+    /// Without --edition, the next edition after the latest found.
+    #[arg(long, value_name = "INSERT_URI")]
+    pub usk: Option<String>,
+    /// With --usk: insert this edition instead of the next one.
+    #[arg(long, requires = "usk")]
+    pub edition: Option<u64>,
+    /// Where the newest site editions seen are remembered, per node
+    /// (default: $XDG_CACHE_HOME or ~/.cache, veil/usk-editions.json).
+    #[arg(long)]
+    pub usk_cache: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct UpdateArgs {
+    /// The node's client API address.
+    #[arg(long, default_value = "127.0.0.1:8400")]
+    pub node: SocketAddr,
+    /// The site's insert URI, SSK@<private>,<crypto key>/<site>.
+    pub uri: String,
+    /// The new edition's content (a file; directories need `put --dir`).
+    pub path: PathBuf,
+    /// As `veil put --usk-cache`.
+    #[arg(long)]
+    pub usk_cache: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -332,6 +365,9 @@ pub struct GetArgs {
     /// Times a failed block request is asked again, with doubling waits.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    /// As `veil put --usk-cache`: where `USK@…/-1` starts its search.
+    #[arg(long)]
+    pub usk_cache: Option<PathBuf>,
 }
 
 /// `veil get --max-size`: a byte count, at most the format's 1 TiB.

@@ -226,6 +226,13 @@ pub fn failure_text(failure: Failure) -> String {
         Failure::Overloaded => {
             "the node or its peers are overloaded (too many requests in flight): retry later".into()
         }
+        Failure::Collision => "collision: a different block is already published under this \
+                               signed key (name or edition); the original is kept: \
+                               publish under another name or edition"
+            .into(),
+        Failure::BadBlock => "the node refused the block: it does not verify (a signed \
+                              block with a bad signature or the wrong key)"
+            .into(),
         Failure::NoPeers => "the node has no connected peers: check its [[peers]] entries \
                              and that those nodes are running (veil status)"
             .into(),

@@ -47,6 +47,8 @@ impl From<Failure> for ErrorKind {
             Failure::Timeout => ErrorKind::Timeout,
             Failure::Overloaded => ErrorKind::Overloaded,
             Failure::NoPeers => ErrorKind::NoPeers,
+            Failure::Collision => ErrorKind::Refused,
+            Failure::BadBlock => ErrorKind::BadData,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod files_bench;
 mod peer_cli;
+mod usk_cmd;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -87,6 +88,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::RemovePeer(a) => runtime()?.block_on(peer_cli::remove_peer(a)),
         Command::Node { dir, testnet } => runtime()?.block_on(node(&dir, testnet)),
         Command::Put(a) => runtime()?.block_on(put(a)),
+        Command::Keygen => usk_cmd::keygen(),
+        Command::Update(a) => runtime()?.block_on(put(usk_cmd::update_args(a)?)),
         Command::Get(a) => runtime()?.block_on(get(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
@@ -188,6 +191,7 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
 }
 
 async fn put(a: PutArgs) -> Result<ExitCode> {
+    let site = a.usk.as_deref().map(usk_cmd::parse_insert).transpose()?;
     let file = a.file.as_path();
     let stdin = file == Path::new("-");
     let name = if stdin {
@@ -234,6 +238,12 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
         a.redundancy,
         started.elapsed()
     );
+    if let Some(site) = site {
+        let cache = usk_cmd::cache_path(a.usk_cache);
+        let usk = usk_cmd::publish(a.node, &site, a.edition, &uri, cache.as_deref()).await?;
+        println!("{usk}");
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("{}", uri.to_uri());
     Ok(ExitCode::SUCCESS)
 }
@@ -262,7 +272,8 @@ fn spool_stdin() -> Result<(std::fs::File, u64)> {
 }
 
 async fn get(a: GetArgs) -> Result<ExitCode> {
-    let chk: Chk = a.uri.parse().context("invalid URI")?;
+    let cache = usk_cmd::cache_path(a.usk_cache.clone());
+    let chk: Chk = usk_cmd::resolve(a.node, &a.uri, cache.as_deref()).await?;
     let started = std::time::Instant::now();
     let opts = veil::content::FetchOptions {
         max_len: a.max_size,

@@ -41,6 +41,8 @@ pub enum TunnelOutcome {
     Timeout,
     Overloaded,
     NoPeers,
+    Collision,
+    BadBlock,
 }
 
 /// The largest encoded message: an insert carrying a block, plus generous
@@ -86,6 +88,12 @@ pub enum Message {
     /// The insert was abandoned (a downstream timeout).
     InsertFailed {
         uid: Uid,
+    },
+    /// The insert met a different valid block under its (signed) key: the
+    /// original, which every hop verifies and passes back; it was kept.
+    InsertCollision {
+        uid: Uid,
+        block: Block,
     },
     /// Build (or extend) a tunnel; the receiver extends it or becomes its
     /// exit. Originated and extended builds are the same message.
@@ -155,6 +163,7 @@ pub enum MessageKind {
     InsertRequest,
     InsertSucceeded,
     InsertFailed,
+    InsertCollision,
     TunnelBuild,
     TunnelBuilt,
     TunnelGet,
@@ -177,6 +186,7 @@ impl MessageKind {
             MessageKind::InsertRequest => "InsertRequest",
             MessageKind::InsertSucceeded => "InsertSucceeded",
             MessageKind::InsertFailed => "InsertFailed",
+            MessageKind::InsertCollision => "InsertCollision",
             MessageKind::TunnelBuild => "TunnelBuild",
             MessageKind::TunnelBuilt => "TunnelBuilt",
             MessageKind::TunnelGet => "TunnelGet",
@@ -241,6 +251,7 @@ impl Message {
             Message::InsertRequest { .. } => MessageKind::InsertRequest,
             Message::InsertSucceeded { .. } => MessageKind::InsertSucceeded,
             Message::InsertFailed { .. } => MessageKind::InsertFailed,
+            Message::InsertCollision { .. } => MessageKind::InsertCollision,
             Message::TunnelBuild { .. } => MessageKind::TunnelBuild,
             Message::TunnelBuilt { .. } => MessageKind::TunnelBuilt,
             Message::TunnelGet { .. } => MessageKind::TunnelGet,
@@ -268,7 +279,8 @@ impl Message {
             | Message::RejectedOverload { uid }
             | Message::InsertRequest { uid, .. }
             | Message::InsertSucceeded { uid }
-            | Message::InsertFailed { uid } => uid,
+            | Message::InsertFailed { uid }
+            | Message::InsertCollision { uid, .. } => uid,
             Message::TunnelBuild { tunnel }
             | Message::TunnelBuilt { tunnel }
             | Message::TunnelGet { tunnel, .. }
@@ -291,7 +303,8 @@ impl Message {
             | Message::RejectedOverload { uid }
             | Message::InsertRequest { uid, .. }
             | Message::InsertSucceeded { uid }
-            | Message::InsertFailed { uid } => *uid = new,
+            | Message::InsertFailed { uid }
+            | Message::InsertCollision { uid, .. } => *uid = new,
             _ => {}
         }
         self
@@ -507,6 +520,10 @@ mod tests {
             },
             Message::InsertSucceeded { uid: 8 },
             Message::InsertFailed { uid: u64::MAX },
+            Message::InsertCollision {
+                uid: 9,
+                block: block.clone(),
+            },
             Message::TunnelBuild { tunnel: 1 << 63 },
             Message::TunnelBuilt { tunnel: u64::MAX },
             Message::TunnelGet {

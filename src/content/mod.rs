@@ -55,6 +55,7 @@ mod resume;
 mod segment;
 mod split;
 mod stream;
+pub mod usk;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,

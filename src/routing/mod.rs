@@ -55,7 +55,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 
-use crate::keys::{Location, RoutingKey};
+use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
@@ -228,6 +228,11 @@ impl<P: PeerId> Router<P> {
                 self.on_tunnel_tick(&mut cx);
             }
         }
+        let breaches = cx
+            .out
+            .iter()
+            .filter(|a| matches!(a, Action::Misbehaved { .. }));
+        self.stats.misbehaviours += breaches.count() as u64;
         cx.out
     }
 
@@ -244,6 +249,10 @@ impl<P: PeerId> Router<P> {
                 });
                 return;
             }
+        }
+        if let Some(refused) = self.refuse_put(cx, &request) {
+            cx.out.push(failed(refused));
+            return;
         }
         if self.searches.len() >= self.config.max_pending {
             cx.out.push(failed(Failure::Overloaded));
@@ -310,6 +319,34 @@ impl<P: PeerId> Router<P> {
         }
     }
 
+    /// The signed-key collision rule: an insert of a signed block under a
+    /// key this node already holds a different (valid) block for collides;
+    /// the original is returned and kept. Content-hash blocks cannot collide.
+    fn collides(&mut self, cx: &mut Ctx<'_, P>, block: &Block) -> Option<Block> {
+        if !block.is_signed() {
+            return None;
+        }
+        let held = cx.store.lookup(&block.routing_key())?;
+        (held != *block).then(|| {
+            self.stats.collisions += 1;
+            held
+        })
+    }
+
+    /// Why an insert this node originates (for its client or as a tunnel's
+    /// exit) is refused before any search: its block does not verify, or
+    /// it collides here. The originator checks a block as every hop will.
+    fn refuse_put(&mut self, cx: &mut Ctx<'_, P>, request: &Request) -> Option<Failure> {
+        let Request::Put { block } = request else {
+            return None;
+        };
+        // A content-hash block always hashes to its own key.
+        if block.is_signed() && block.verify(&block.routing_key()).is_err() {
+            return Some(Failure::BadBlock);
+        }
+        self.collides(cx, block).map(|_| Failure::Collision)
+    }
+
     fn on_request(&mut self, cx: &mut Ctx<'_, P>, from: P, uid: Uid, htl: Htl, request: Request) {
         if htl == 0 {
             cx.out.push(Action::Misbehaved {
@@ -355,6 +392,15 @@ impl<P: PeerId> Router<P> {
             Request::Put { .. } => Op::Put,
         };
         let may_cache = self.policy.may_cache(op, htl, max);
+        if let Request::Put { block } = &request {
+            if let Some(held) = self.collides(cx, block) {
+                cx.out.push(Action::Send {
+                    to: from,
+                    msg: Message::InsertCollision { uid, block: held },
+                });
+                return;
+            }
+        }
         match &request {
             Request::Get { key } => {
                 if let Some(found) = cx.store.lookup(key) {
@@ -424,7 +470,9 @@ impl<P: PeerId> Router<P> {
         // The flow of this uid that waits on the sender (a block names its
         // own key); failing that, the first flow, which will ignore it.
         let found_key = match &msg {
-            Message::DataFound { block, .. } => Some(block.routing_key()),
+            Message::DataFound { block, .. } | Message::InsertCollision { block, .. } => {
+                Some(block.routing_key())
+            }
             _ => None,
         };
         let waiting = |f: &Flow, s: &Search<P>| {

@@ -51,6 +51,9 @@ pub(crate) enum PutEnding {
     Succeeded,
     /// Downstream answered `InsertFailed`, went silent, or went away.
     Failed,
+    /// A different valid block is held under the key (the original,
+    /// verified): the insert is refused and the original kept.
+    Collided(Block),
     /// The budget is spent: a relaying node is the sink.
     BudgetSpent,
     /// No candidate left, with this much budget unspent.
@@ -279,6 +282,16 @@ impl<P: Clone + Ord> Search<P> {
             (Request::Put { block }, Message::InsertFailed { .. }) => {
                 Some(self.end_put(block, PutEnding::Failed))
             }
+            (Request::Put { block }, Message::InsertCollision { block: held, .. }) => {
+                // The original must be a valid block for the key, and differ.
+                if held != *block && held.verify(&self.key).is_ok() {
+                    Some(self.end_put(block, PutEnding::Collided(held)))
+                } else {
+                    misbehaved = Some(Misbehaviour::BadBlock);
+                    self.budget = self.budget.saturating_sub(1);
+                    None
+                }
+            }
             (_, Message::RouteNotFound { htl, .. }) => {
                 self.accepted_downstream = true;
                 self.budget = self.budget.min(htl);
@@ -398,6 +411,7 @@ impl PutEnding {
         match self {
             PutEnding::Succeeded => (None, Message::InsertSucceeded { uid }),
             PutEnding::Failed => (None, Message::InsertFailed { uid }),
+            PutEnding::Collided(held) => (None, Message::InsertCollision { uid, block: held }),
             PutEnding::BudgetSpent => (sink, Message::InsertSucceeded { uid }),
             PutEnding::NoRoute(htl) => (sink, Message::RouteNotFound { uid, htl }),
         }
@@ -409,6 +423,7 @@ impl PutEnding {
         match self {
             PutEnding::Succeeded => ClientOutcome::Inserted,
             PutEnding::Failed => ClientOutcome::Failed(Failure::Timeout),
+            PutEnding::Collided(_) => ClientOutcome::Failed(Failure::Collision),
             PutEnding::BudgetSpent | PutEnding::NoRoute(_) if accepted => ClientOutcome::Inserted,
             // The budget went on rejections alone.
             PutEnding::BudgetSpent => ClientOutcome::Failed(Failure::DataNotFound),

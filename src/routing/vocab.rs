@@ -218,6 +218,11 @@ pub enum Failure {
     Overloaded,
     /// The node has no connected neighbour to ask.
     NoPeers,
+    /// An insert under a signed key met a different valid block there: the
+    /// original is kept.
+    Collision,
+    /// The block to insert does not verify (a forged signed block).
+    BadBlock,
 }
 
 impl Failure {
@@ -228,6 +233,8 @@ impl Failure {
             Failure::Timeout => "timed out",
             Failure::Overloaded => "overloaded",
             Failure::NoPeers => "no connected peers",
+            Failure::Collision => "collision",
+            Failure::BadBlock => "block does not verify",
         }
     }
 }
@@ -304,4 +311,11 @@ pub struct RouterStats {
     pub overloads_sent: u64,
     pub timeouts: u64,
     pub ignored_replies: u64,
+    /// Protocol breaches reported against neighbours (a forged or bad block,
+    /// a zero HTL, a wrong reply): each one closes that link.
+    #[serde(default)]
+    pub misbehaviours: u64,
+    /// Inserts under a signed key that met a different block here.
+    #[serde(default)]
+    pub collisions: u64,
 }

@@ -70,7 +70,9 @@ pub(super) fn check_block(key: &RoutingKey, bytes: &[u8]) -> Option<Block> {
     Some(block)
 }
 
-/// Write `block` into `part` unless the same bytes are already there.
+/// Write `block` into `part` unless what is held there is kept: the same
+/// bytes, or (the collision rule for signed keys) a different block that
+/// still verifies under the key. A valid block is never overwritten.
 pub(super) fn insert_block(
     txn: &WriteTransaction,
     part: Part,
@@ -78,10 +80,10 @@ pub(super) fn insert_block(
     block: &Block,
 ) -> Result<(), StoreError> {
     let mut blocks = txn.open_table(part.blocks())?;
-    let same = blocks
+    let keep = blocks
         .get(&key.0)?
-        .is_some_and(|v| v.value() == block.as_bytes());
-    if !same {
+        .is_some_and(|v| v.value() == block.as_bytes() || check_block(key, v.value()).is_some());
+    if !keep {
         blocks.insert(&key.0, block.as_bytes())?;
     }
     Ok(())

@@ -103,6 +103,8 @@ fn failure_of(outcome: TunnelOutcome) -> ClientOutcome {
         TunnelOutcome::Timeout => Failure::Timeout,
         TunnelOutcome::Overloaded => Failure::Overloaded,
         TunnelOutcome::NoPeers => Failure::NoPeers,
+        TunnelOutcome::Collision => Failure::Collision,
+        TunnelOutcome::BadBlock => Failure::BadBlock,
     })
 }
 

@@ -141,6 +141,8 @@ fn outcome_on_wire(outcome: ClientOutcome, tunnel: TunnelId, index: u32) -> Mess
         ClientOutcome::Failed(Failure::Timeout) => TunnelOutcome::Timeout,
         ClientOutcome::Failed(Failure::Overloaded) => TunnelOutcome::Overloaded,
         ClientOutcome::Failed(Failure::NoPeers) => TunnelOutcome::NoPeers,
+        ClientOutcome::Failed(Failure::Collision) => TunnelOutcome::Collision,
+        ClientOutcome::Failed(Failure::BadBlock) => TunnelOutcome::BadBlock,
     };
     Message::TunnelResult {
         tunnel,
@@ -329,6 +331,9 @@ impl<P: PeerId> Router<P> {
             if let Some(found) = cx.store.lookup(key) {
                 return self.exit_answer(cx, job, ClientOutcome::Found(found));
             }
+        }
+        if let Some(refused) = self.refuse_put(cx, &request) {
+            return self.exit_answer(cx, job, ClientOutcome::Failed(refused));
         }
         if self.searches.len() >= self.config.max_pending {
             return self.exit_answer(cx, job, ClientOutcome::Failed(Failure::Overloaded));

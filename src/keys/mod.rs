@@ -1,5 +1,6 @@
-//! Content keys: convergent encryption of fixed-size blocks (CHK) and
-//! locations on the key circle.
+//! Content keys: convergent encryption of fixed-size blocks (CHK), signed
+//! subspace keys ([`ssk`]), their URIs ([`uri`]) and locations on the key
+//! circle.
 //!
 //! A block holds at most [`BLOCK_DATA_LEN`] bytes of plaintext. It is laid out
 //! as `len (u32, big-endian) || data || zero padding` to a fixed
@@ -20,6 +21,12 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub mod ssk;
+pub mod uri;
+
+pub use ssk::{CryptoKey, SskPrivate, SskPublic, SSK_BLOCK_LEN, SSK_DATA_LEN};
+pub use uri::{Edition, SskInsertUri, SskUri, UskUri};
 
 /// Plaintext bytes one block carries.
 pub const BLOCK_DATA_LEN: usize = 32 * 1024;
@@ -77,6 +84,12 @@ pub enum KeyError {
     UriSyntax,
     #[error("URI part is not 32 bytes of base64url: {0}")]
     UriEncoding(&'static str),
+    #[error("signed block's signature does not verify")]
+    BadSignature,
+    #[error("document or site name is too long, empty where it must not be, or has a control character or '/'")]
+    BadDocName,
+    #[error("URI must look like SSK@<key>,<crypto key>/<name> or USK@<key>,<crypto key>/<site>/<edition>")]
+    SskUriSyntax,
 }
 
 /// SHA-256 of an encrypted block: what nodes route on and verify against.
@@ -178,15 +191,17 @@ impl fmt::Display for Location {
     }
 }
 
-/// An encrypted block of exactly [`BLOCK_LEN`] bytes. Holding one proves
-/// nothing: check it against a routing key with [`Block::verify`].
+/// An encrypted block: a content-hash block of exactly [`BLOCK_LEN`] bytes,
+/// or a signed block of exactly [`SSK_BLOCK_LEN`] bytes. Holding one proves
+/// nothing: check it against a routing key with [`Block::verify`], the one
+/// check for both kinds.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Block(Vec<u8>);
 
 impl Block {
     /// Wrap ciphertext received from somewhere; only the length is checked.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Block, KeyError> {
-        if bytes.len() != BLOCK_LEN {
+        if bytes.len() != BLOCK_LEN && bytes.len() != SSK_BLOCK_LEN {
             return Err(KeyError::BadBlockLength(bytes.len()));
         }
         Ok(Block(bytes))
@@ -205,13 +220,29 @@ impl Block {
         Block(content.to_vec())
     }
 
-    /// The routing key this ciphertext hashes to.
-    pub fn routing_key(&self) -> RoutingKey {
-        RoutingKey(Sha256::digest(&self.0).into())
+    /// Is this a signed (SSK) block?
+    pub fn is_signed(&self) -> bool {
+        self.0.len() == SSK_BLOCK_LEN
     }
 
-    /// Does this block belong under `key`?
+    /// The routing key this block is for: a content-hash block's SHA-256, or
+    /// the key a signed block's public key and hashed name give (which only
+    /// [`Block::verify`] checks against the signature).
+    pub fn routing_key(&self) -> RoutingKey {
+        match ssk::claimed_routing_key(&self.0) {
+            Ok(key) if self.is_signed() => key,
+            _ => RoutingKey(Sha256::digest(&self.0).into()),
+        }
+    }
+
+    /// Does this block belong under `key`? For a content-hash block: does it
+    /// hash to `key`; for a signed block: do its public key and hashed name
+    /// give `key`, and does its signature verify. Every node calls this
+    /// before it caches, stores or forwards a block.
     pub fn verify(&self, key: &RoutingKey) -> Result<(), KeyError> {
+        if self.is_signed() {
+            return ssk::verify(&self.0, key);
+        }
         if self.routing_key() == *key {
             Ok(())
         } else {
@@ -327,7 +358,7 @@ impl Chk {
         let mut padded = cipher
             .decrypt(Nonce::from_slice(&[0u8; 12]), block.0.as_slice())
             .map_err(|_| KeyError::DecryptFailed)?;
-        let result = unpad(&padded);
+        let result = unpad(&padded, BLOCK_DATA_LEN);
         padded.zeroize();
         let data = result?;
         for kind in [BlockKind::Data, BlockKind::Manifest] {
@@ -348,14 +379,15 @@ impl Chk {
     }
 }
 
-fn unpad(padded: &[u8]) -> Result<Vec<u8>, KeyError> {
-    if padded.len() != PADDED_LEN {
+/// `len (u32) || data || zeros` of exactly `4 + cap` bytes: the data.
+fn unpad(padded: &[u8], cap: usize) -> Result<Vec<u8>, KeyError> {
+    if padded.len() != 4 + cap {
         return Err(KeyError::BadPadding);
     }
     let mut head = [0u8; 4];
     head.copy_from_slice(&padded[..4]);
     let len = u32::from_be_bytes(head) as usize;
-    if len > BLOCK_DATA_LEN {
+    if len > cap {
         return Err(KeyError::BadPadding);
     }
     if padded[4 + len..].iter().any(|&b| b != 0) {
