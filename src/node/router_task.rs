@@ -449,7 +449,15 @@ impl RouterTask {
             AfterStore::Reply { to, .. } => Some(*to),
             _ => None,
         };
-        let limit = self.config.router.max_inflight_per_peer;
+        // A peer may fill its share of the writer's queue: at least its
+        // request limit, and half the queue (a client's put keeps up to 128
+        // inserts in flight through its first hop; with replicas every relay
+        // near the end of the path writes them too).
+        let limit = self
+            .config
+            .router
+            .max_inflight_per_peer
+            .max(STORE_QUEUE / 2);
         if peer
             .as_ref()
             .is_some_and(|p| self.pending_writes.get(p).is_some_and(|n| *n >= limit))
