@@ -28,13 +28,7 @@ fn insert(rt: &tokio::runtime::Runtime, node: &TestNode, blocks: Vec<Block>) {
 fn check_blocks_stand_in_for_missing_data_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut a = TestNode::init(tmp.path(), "a", 0.25);
-    let mut b = TestNode::init(tmp.path(), "b", 0.75);
-    a.befriend(&b);
-    a.start(&[]);
-    b.start(&[]);
-    a.wait_peers(&rt, 1);
-    b.wait_peers(&rt, 1);
+    let (a, b) = TestNode::linked_pair(tmp.path(), &rt);
 
     // 40 data blocks in segments of at most 16: three segments of
     // 14 + 13 + 13 data blocks, each with as many check blocks.

@@ -259,13 +259,7 @@ fn veil_with_stdin(args: &[&str], stdin: std::fs::File) -> std::process::Output 
 fn put_and_get_stream_through_two_nodes_and_a_failed_get_resumes() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut a = TestNode::init(tmp.path(), "a", 0.25);
-    let mut b = TestNode::init(tmp.path(), "b", 0.75);
-    a.befriend(&b);
-    a.start(&[]);
-    b.start(&[]);
-    a.wait_peers(&rt, 1);
-    b.wait_peers(&rt, 1);
+    let (a, b) = TestNode::linked_pair(tmp.path(), &rt);
     let (ca, cb) = (a.client.to_string(), b.client.to_string());
 
     // A file and the same bytes on stdin: one URI, and it fetches back.

@@ -209,6 +209,18 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// Two started nodes, `a` at 0.25 and `b` at 0.75, linked to each other.
+    pub fn linked_pair(dir: &Path, rt: &tokio::runtime::Runtime) -> (TestNode, TestNode) {
+        let mut a = TestNode::init(dir, "a", 0.25);
+        let mut b = TestNode::init(dir, "b", 0.75);
+        a.befriend(&b);
+        a.start(&[]);
+        b.start(&[]);
+        a.wait_peers(rt, 1);
+        b.wait_peers(rt, 1);
+        (a, b)
+    }
+
     /// `veil init` a node under `root/name`.
     pub fn init(root: &Path, name: &str, location: f64) -> TestNode {
         let addrs = free_addrs(2);
