@@ -1,6 +1,6 @@
 //! The three anonymity modes side by side, over real node processes: the
-//! same topology (`testnet/small-world-32.toml`), seed and workload (32
-//! files of 1 MiB, each inserted from a different node and fetched from 3
+//! same topology (`testnet/small-world-32.toml`), seed and kind of workload
+//! (files of 1 MiB, each inserted from a different node and fetched from 3
 //! others), and what the audit's adversary makes of each (issue 8):
 //!
 //! - `none`: FAIL, AUC >= 0.95;
@@ -8,15 +8,17 @@
 //! - `tunnel` (the default, so the run names no mode): PASS, every counted
 //!   bin's upper bound <= 0.5, AUC <= 0.65, median d >= 0.7.
 //!
-//! Each mode is its own test, so the harness runs them side by side.
-//!
-//! Why 32 files, not the issue's minimum of 20: in tunnel mode the share of
-//! tunnel messages a neighbour gets straight from their originator is
-//! 1 / E[walk length], 0.25 on average, but each tunnel's walk length is a
-//! geometric draw, so with 20 publishers (20 insert tunnels) the
-//! `TunnelPut` bin's Wilson upper bound passed 0.5 in about one run of ten
-//! (measured: 20 originators over 52 units, upper bound 0.52). With every
-//! node publishing once the verdict rests on 32 insert tunnels.
+//! `none` and `freenet` run the issue's minimum workload, 20 files: their
+//! failures are strong (AUC near 1), and a smaller run leaves the two cores
+//! to the tunnel run. The tunnel run has every node publish once (32
+//! files): the share of tunnel messages a neighbour gets straight from
+//! their originator is 1 / E[walk length] (0.2 with `p_forward` 0.8), but
+//! each tunnel's walk length is a geometric draw and a node reuses its
+//! tunnel, so the `htl = n/a` bin (every tunnel message) rests on one walk
+//! per node. Its Wilson upper bound is over 0.5 when the 32 walks total
+//! fewer than 82 hops: in a model of 20,000 runs that happened in 0.36% of
+//! them with `p_forward` 0.75 (a CI run met it: 32 of 81) and in none with
+//! 0.8.
 
 mod common;
 
@@ -50,7 +52,7 @@ impl Drop for Down<'_> {
 /// `mode` (None: the default), returning the JSON report whatever the exit
 /// status (a FAIL verdict or a failed fetch is the test's to judge), and
 /// the directory holding the run's logs.
-fn run(mode: Option<&str>) -> (Value, tempfile::TempDir) {
+fn run(mode: Option<&str>, files: usize) -> (Value, tempfile::TempDir) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path().join("net");
     let _down = Down(&dir);
@@ -60,7 +62,8 @@ fn run(mode: Option<&str>) -> (Value, tempfile::TempDir) {
         .arg(&topology)
         .arg("--dir")
         .arg(&dir)
-        .args(["--files", "32", "--fetches", "3", "--file-size", "1MiB"])
+        .args(["--files", &files.to_string(), "--fetches", "3"])
+        .args(["--file-size", "1MiB"])
         .args(["--seed", "1", "--json"]);
     if let Some(m) = mode {
         cmd.args(["--anonymity", m]);
@@ -144,15 +147,15 @@ fn counted_bins(anonymity: &Value) -> Vec<(String, String, f64, f64)> {
     out
 }
 
-fn assert_workload_ok(report: &Value, mode: &str) {
+fn assert_workload_ok(report: &Value, mode: &str, n: usize) {
     let files = report["workload"]["files"].as_array().expect("files");
-    assert_eq!(files.len(), 32, "{mode}");
+    assert_eq!(files.len(), n, "{mode}");
     assert!(
         files.iter().all(|f| f["inserted"] == true),
         "{mode}: {files:?}"
     );
     let fetches = report["workload"]["fetches"].as_array().expect("fetches");
-    assert_eq!(fetches.len(), 96, "{mode}");
+    assert_eq!(fetches.len(), 3 * n, "{mode}");
     let bad: Vec<&Value> = fetches.iter().filter(|f| f["verified"] != true).collect();
     assert!(bad.is_empty(), "{mode}: failed fetches {bad:?}");
     assert_eq!(report["audit"]["violations"]["total"], 0, "{mode}");
@@ -160,8 +163,8 @@ fn assert_workload_ok(report: &Value, mode: &str) {
 
 #[test]
 fn none_mode_fails_with_an_auc_of_at_least_0_95() {
-    let (report, tmp) = run(Some("none"));
-    assert_workload_ok(&report, "none");
+    let (report, tmp) = run(Some("none"), 20);
+    assert_workload_ok(&report, "none", 20);
     let a = &report["audit"]["anonymity"];
     assert_eq!(a["verdict"], "fail", "{a}");
     assert!(f(&a["auc"], "auc") >= 0.95, "{}", a["auc"]);
@@ -184,7 +187,7 @@ fn none_mode_fails_with_an_auc_of_at_least_0_95() {
 
 #[test]
 fn freenet_mode_fails_on_a_strong_signal_or_the_combined_adversary() {
-    let (report, _tmp) = run(Some("freenet"));
+    let (report, _tmp) = run(Some("freenet"), 20);
     // Fetch success is not this test's subject (freenet's probabilistic
     // HTL can end a search short of the holder); the inserts are.
     let files = report["workload"]["files"].as_array().expect("files");
@@ -204,8 +207,8 @@ fn freenet_mode_fails_on_a_strong_signal_or_the_combined_adversary() {
 
 #[test]
 fn tunnel_mode_is_the_default_and_passes() {
-    let (report, _tmp) = run(None);
-    assert_workload_ok(&report, "tunnel");
+    let (report, _tmp) = run(None, 32);
+    assert_workload_ok(&report, "tunnel", 32);
     let a = &report["audit"]["anonymity"];
     assert_eq!(a["verdict"], "pass", "{a}");
     // The audit measured tunnel traffic: originators' messages were seen.

@@ -100,7 +100,7 @@ pub struct TunnelConfig {
 impl Default for TunnelConfig {
     fn default() -> Self {
         TunnelConfig {
-            p_forward: 0.75,
+            p_forward: 0.8,
             reuse_ms: 10 * 60 * 1000,
             idle_ms: 10 * 60 * 1000,
             batch_delay_min_ms: 20,
@@ -223,6 +223,10 @@ pub enum Failure {
     Collision,
     /// The block to insert does not verify (a forged signed block).
     BadBlock,
+    /// The insert failed further along its path (`InsertFailed` came back):
+    /// a node could not store the block durably (a full or failing disk),
+    /// or lost its own next hop.
+    NotStored,
 }
 
 impl Failure {
@@ -235,6 +239,7 @@ impl Failure {
             Failure::NoPeers => "no connected peers",
             Failure::Collision => "collision",
             Failure::BadBlock => "block does not verify",
+            Failure::NotStored => "not stored",
         }
     }
 }

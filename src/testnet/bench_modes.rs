@@ -7,7 +7,7 @@
 //! of three more nodes through the requester, `n0 - n5 - n6 - n7 - n0`. On
 //! the bare chain a tunnel walk could only run down the chain towards the
 //! data (its exit would sit nearer the data than the requester, flattering
-//! the tunnel); with the loop, a walk of mean length 4 (`p_forward` 0.75)
+//! the tunnel); with the loop, a walk of mean length 5 (`p_forward` 0.8)
 //! has room to wander, and its exit is 1 to 6 hops from the data. Each mode
 //! gets a fresh network (fresh stores, nothing cached) with the same
 //! locations, edges and files.
