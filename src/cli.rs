@@ -600,8 +600,9 @@ pub struct SimArgs {
     /// kleinberg, ring, random, swap, or a topology file.
     #[arg(long, default_value = "kleinberg")]
     pub topology: String,
-    #[arg(long, default_value_t = 1000)]
-    pub nodes: usize,
+    /// Nodes (default 1000; for an experiment, its own default).
+    #[arg(long)]
+    pub nodes: Option<usize>,
     #[arg(long, default_value_t = 10)]
     pub degree: usize,
     /// Hops-to-live of veil's requests.
@@ -610,9 +611,10 @@ pub struct SimArgs {
     /// Flooding TTL of the baselines that flood.
     #[arg(long, default_value_t = 7)]
     pub ttl: u32,
-    /// Keys inserted, then looked up.
-    #[arg(long, default_value_t = 1000)]
-    pub requests: usize,
+    /// Keys inserted, then looked up (default 1000; for an experiment, the
+    /// lookups per run, default 2000; for `anonymity`, the fetches in all).
+    #[arg(long)]
+    pub requests: Option<usize>,
     /// Fraction of nodes removed before the lookups (see --fail-mode).
     #[arg(long, default_value_t = 0.0)]
     pub fail: f64,
@@ -654,7 +656,8 @@ impl SimArgs {
                 out: self.out,
                 seed: self.seed,
                 progress,
-                ..Default::default()
+                requests: self.requests,
+                nodes: self.nodes,
             };
             let result = veil::sim::experiments::run(&name, &opts)?;
             let files: Vec<String> = result
@@ -668,11 +671,11 @@ impl SimArgs {
             system: self.system.unwrap_or_default(),
             anonymity: self.anonymity,
             topology: self.topology,
-            nodes: self.nodes,
+            nodes: self.nodes.unwrap_or(1000),
             degree: self.degree,
             htl: self.htl,
             ttl: self.ttl,
-            requests: self.requests,
+            requests: self.requests.unwrap_or(1000),
             fail: self.fail,
             fail_mode: self.fail_mode,
             churn: veil::sim::churn::ChurnSpec {

@@ -233,6 +233,10 @@ pub fn failure_text(failure: Failure) -> String {
         Failure::BadBlock => "the node refused the block: it does not verify (a signed \
                               block with a bad signature or the wrong key)"
             .into(),
+        Failure::NotStored => "the insert failed further along its path: a node could not \
+                               store the block (a full or failing disk) or lost its next hop; \
+                               nothing was acknowledged: retry later"
+            .into(),
         Failure::NoPeers => "the node has no connected peers: check its [[peers]] entries \
                              and that those nodes are running (veil status)"
             .into(),
@@ -430,6 +434,7 @@ mod tests {
             (Failure::Timeout, ErrorKind::Timeout),
             (Failure::Overloaded, ErrorKind::Overloaded),
             (Failure::NoPeers, ErrorKind::NoPeers),
+            (Failure::NotStored, ErrorKind::Refused),
         ];
         for (failure, kind) in all {
             let mut wire = Vec::new();

@@ -49,6 +49,7 @@ impl From<Failure> for ErrorKind {
             Failure::NoPeers => ErrorKind::NoPeers,
             Failure::Collision => ErrorKind::Refused,
             Failure::BadBlock => ErrorKind::BadData,
+            Failure::NotStored => ErrorKind::Refused,
         }
     }
 }

@@ -43,6 +43,7 @@ pub enum TunnelOutcome {
     NoPeers,
     Collision,
     BadBlock,
+    NotStored,
 }
 
 /// The largest encoded message: an insert carrying a block, plus generous

@@ -3,6 +3,8 @@
 //! originators and fails; tunnel hides them far better), and the same seed
 //! must give the same figures.
 
+mod common;
+
 use veil::routing::Anonymity;
 use veil::sim::anonymity::{rows, AnonymityOptions, AnonymityRow};
 
@@ -66,4 +68,40 @@ fn none_fails_tunnel_hides_and_the_seed_decides() {
     assert_eq!(strip(&first), strip(&again));
     let other = rows(&small(4), &hidden).unwrap();
     assert_ne!(strip(&first), strip(&other));
+}
+
+/// The experiment from the CLI takes its size from `--nodes` and its
+/// fetches from `--requests` (a third as many files, each fetched 3 times).
+#[test]
+fn the_experiment_takes_nodes_and_requests_from_the_command_line() {
+    let out = tempfile::tempdir().unwrap();
+    let dir = out.path().to_str().unwrap();
+    let run = common::veil(&[
+        "sim",
+        "--experiment",
+        "anonymity",
+        "--nodes",
+        "300",
+        "--requests",
+        "30",
+        "--seed",
+        "2",
+        "--out",
+        dir,
+    ]);
+    let text = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(text.contains("anonymity: 300 nodes"), "{text}");
+    assert!(text.contains(", 10 files x "), "{text}");
+    let csv = std::fs::read_to_string(out.path().join("anonymity.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("300")),
+        "{csv}"
+    );
 }

@@ -479,6 +479,7 @@ fn a_node_on_a_full_disk_fails_inserts_honestly_and_restarts_healthy() {
         "put of a file that does not fit succeeded: {stderr}"
     );
     assert!(stderr.contains("inserting"), "{stderr}");
+    assert!(stderr.contains("could not store"), "{stderr}");
     eprintln!("veil put on a full disk: {}", stderr.trim());
 
     // Block by block: some are acknowledged, the rest fail; every

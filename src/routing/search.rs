@@ -49,8 +49,11 @@ pub(crate) enum GetEnding {
 pub(crate) enum PutEnding {
     /// Downstream answered `InsertSucceeded`.
     Succeeded,
-    /// Downstream answered `InsertFailed`, went silent, or went away.
+    /// Downstream answered `InsertFailed`: a node further on could not
+    /// store the block, or lost its own next hop.
     Failed,
+    /// Downstream went silent, or its link went away.
+    TimedOut,
     /// A different valid block is held under the key (the original,
     /// verified): the insert is refused and the original kept.
     Collided(Block),
@@ -323,7 +326,7 @@ impl<P: Clone + Ord> Search<P> {
     pub fn give_up(&self) -> Answer<P> {
         match &self.request {
             Request::Get { .. } => self.end_get(GetEnding::Timeout),
-            Request::Put { block } => self.end_put(block, PutEnding::Failed),
+            Request::Put { block } => self.end_put(block, PutEnding::TimedOut),
         }
     }
 
@@ -410,7 +413,7 @@ impl PutEnding {
         let sink = Some(Keep::Store(block.clone()));
         match self {
             PutEnding::Succeeded => (None, Message::InsertSucceeded { uid }),
-            PutEnding::Failed => (None, Message::InsertFailed { uid }),
+            PutEnding::Failed | PutEnding::TimedOut => (None, Message::InsertFailed { uid }),
             PutEnding::Collided(held) => (None, Message::InsertCollision { uid, block: held }),
             PutEnding::BudgetSpent => (sink, Message::InsertSucceeded { uid }),
             PutEnding::NoRoute(htl) => (sink, Message::RouteNotFound { uid, htl }),
@@ -422,7 +425,8 @@ impl PutEnding {
     fn outcome(self, accepted: bool) -> ClientOutcome {
         match self {
             PutEnding::Succeeded => ClientOutcome::Inserted,
-            PutEnding::Failed => ClientOutcome::Failed(Failure::Timeout),
+            PutEnding::Failed => ClientOutcome::Failed(Failure::NotStored),
+            PutEnding::TimedOut => ClientOutcome::Failed(Failure::Timeout),
             PutEnding::Collided(_) => ClientOutcome::Failed(Failure::Collision),
             PutEnding::BudgetSpent | PutEnding::NoRoute(_) if accepted => ClientOutcome::Inserted,
             // The budget went on rejections alone.

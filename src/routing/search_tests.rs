@@ -265,8 +265,8 @@ fn a_local_insert_counts_once_a_peer_accepted_it() {
     let mut s = put(Origin::Client(5), 3);
     hop(&mut s, &n);
     let r = reply(&mut s, &n, 1, Message::InsertFailed { uid: 7 });
-    let timeout = client(ClientOutcome::Failed(Failure::Timeout));
-    assert_eq!(r, carry_on(timeout));
+    let not_stored = client(ClientOutcome::Failed(Failure::NotStored));
+    assert_eq!(r, carry_on(not_stored));
 }
 
 #[test]

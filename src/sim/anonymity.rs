@@ -397,10 +397,15 @@ pub fn render(rows: &[AnonymityRow]) -> String {
 
 /// `veil sim --experiment anonymity`.
 pub fn experiment(eopts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    let defaults = AnonymityOptions::default();
     let opts = AnonymityOptions {
-        nodes: eopts.nodes,
+        nodes: eopts.nodes(),
+        // --requests counts fetches: a third as many files, fetched 3 times.
+        files: eopts
+            .requests
+            .map_or(defaults.files, |r| (r / defaults.fetches).max(1)),
         seed: eopts.seed,
-        ..AnonymityOptions::default()
+        ..defaults
     };
     // A bad --out fails now, not after the runs.
     std::fs::create_dir_all(&eopts.out)

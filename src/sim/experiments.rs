@@ -22,10 +22,37 @@ pub struct ExperimentOptions {
     pub out: PathBuf,
     pub seed: u64,
     pub progress: bool,
-    /// Lookups per run (the defaults keep every experiment to minutes).
-    pub requests: usize,
-    /// Node count of `failure` and `baselines`.
-    pub nodes: usize,
+    /// Lookups per run (`--requests`; `None`: [`DEFAULT_REQUESTS`], which
+    /// keeps every experiment to minutes). For `anonymity`, the fetches in
+    /// all (a third of them files, each fetched 3 times).
+    pub requests: Option<usize>,
+    /// Node count (`--nodes`) of `failure`, `baselines` and `anonymity`
+    /// (`None`: [`DEFAULT_NODES`]); `scaling` and `swap` run their own sizes.
+    pub nodes: Option<usize>,
+}
+
+/// Lookups per run when `--requests` is not given.
+pub const DEFAULT_REQUESTS: usize = 2_000;
+/// Node count of the fixed-size experiments when `--nodes` is not given.
+pub const DEFAULT_NODES: usize = 10_000;
+
+impl ExperimentOptions {
+    pub fn requests(&self) -> usize {
+        self.requests.unwrap_or(DEFAULT_REQUESTS)
+    }
+
+    pub fn nodes(&self) -> usize {
+        self.nodes.unwrap_or(DEFAULT_NODES)
+    }
+
+    /// A line for the summary when `--nodes` was given to an experiment
+    /// that runs its own sizes.
+    pub(crate) fn ignored_nodes(&self, name: &str) -> String {
+        match self.nodes {
+            Some(n) => format!("(--nodes {n} is not used: {name} runs its own sizes)\n"),
+            None => String::new(),
+        }
+    }
 }
 
 impl Default for ExperimentOptions {
@@ -34,8 +61,8 @@ impl Default for ExperimentOptions {
             out: PathBuf::from(DEFAULT_OUT),
             seed: 1,
             progress: false,
-            requests: 2_000,
-            nodes: 10_000,
+            requests: None,
+            nodes: None,
         }
     }
 }
@@ -74,8 +101,8 @@ pub(crate) fn bar(opts: &ExperimentOptions, len: usize, what: &str) -> ProgressB
 
 fn base(opts: &ExperimentOptions) -> SimOptions {
     SimOptions {
-        requests: opts.requests,
-        nodes: opts.nodes,
+        requests: opts.requests(),
+        nodes: opts.nodes(),
         seed: opts.seed,
         ..SimOptions::default()
     }
@@ -207,7 +234,10 @@ fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         },
     ];
     let files = write(opts, "scaling", &runs, &panels)?;
-    let mut summary = format!("scaling: hops ~ {a:.3} * log2(N)^2 fitted on the mean\n");
+    let mut summary = opts.ignored_nodes("scaling");
+    summary.push_str(&format!(
+        "scaling: hops ~ {a:.3} * log2(N)^2 fitted on the mean\n"
+    ));
     for r in &runs {
         summary.push_str(&format!(
             "  N = {:>6}: success {:5.1}%, hops mean {:5.2}, median {}, p95 {}\n",
@@ -282,7 +312,7 @@ fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     let (median_loaded, median_random) = (median.pop(), median.pop());
     let (success_loaded, success_random) = (success.pop(), success.pop());
     let titles = [
-        format!("success, {} nodes, random failures", opts.nodes),
+        format!("success, {} nodes, random failures", opts.nodes()),
         "median path, random failures".to_string(),
         "success, the most loaded fail first".to_string(),
         "median path, the most loaded first".to_string(),
@@ -333,7 +363,7 @@ fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
             dashed: false,
         })
         .collect();
-    let title = format!("every system at N = {}", opts.nodes);
+    let title = format!("every system at N = {}", opts.nodes());
     let panels = [Panel {
         title: &title,
         x_label: "messages per lookup",
@@ -344,7 +374,7 @@ fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     let files = write(opts, "baselines", &runs, &panels)?;
     let mut summary = format!(
         "baselines at N = {}:\n  {:10} {:>8} {:>6} {:>6} {:>6} {:>10} {:>6} {:>8} {:>8}\n",
-        opts.nodes,
+        opts.nodes(),
         "system",
         "success",
         "mean",

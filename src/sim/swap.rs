@@ -164,7 +164,7 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
         bar.set_message(format!("N = {n}"));
         let sim = SimOptions {
             nodes: n,
-            requests: opts.requests,
+            requests: opts.requests(),
             seed: opts.seed,
             topology: "swap".into(),
             ..SimOptions::default()
@@ -225,7 +225,8 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
         },
     ];
     let files = write(&opts.out, &all, &panels)?;
-    let mut summary = String::from("swap (freenet, none, Kleinberg graph, shuffled locations):\n");
+    let mut summary = opts.ignored_nodes("swap");
+    summary.push_str("swap (freenet, none, Kleinberg graph, shuffled locations):\n");
     for p in &all {
         let when = match p.rounds {
             Some(r) => format!("after {r:>3} rounds"),

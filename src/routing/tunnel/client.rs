@@ -105,6 +105,7 @@ fn failure_of(outcome: TunnelOutcome) -> ClientOutcome {
         TunnelOutcome::NoPeers => Failure::NoPeers,
         TunnelOutcome::Collision => Failure::Collision,
         TunnelOutcome::BadBlock => Failure::BadBlock,
+        TunnelOutcome::NotStored => Failure::NotStored,
     })
 }
 

@@ -143,6 +143,7 @@ fn outcome_on_wire(outcome: ClientOutcome, tunnel: TunnelId, index: u32) -> Mess
         ClientOutcome::Failed(Failure::NoPeers) => TunnelOutcome::NoPeers,
         ClientOutcome::Failed(Failure::Collision) => TunnelOutcome::Collision,
         ClientOutcome::Failed(Failure::BadBlock) => TunnelOutcome::BadBlock,
+        ClientOutcome::Failed(Failure::NotStored) => TunnelOutcome::NotStored,
     };
     Message::TunnelResult {
         tunnel,
