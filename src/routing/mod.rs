@@ -46,12 +46,14 @@
 //!    (replication, [`htl::stores_replica`]).
 
 pub mod htl;
+mod neighbours;
 mod search;
 pub mod swap;
 pub mod tunnel;
 mod vocab;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use rand::RngCore;
 
@@ -59,6 +61,7 @@ use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
+use crate::routing::neighbours::Neighbours;
 use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
@@ -87,22 +90,32 @@ struct Ctx<'a, P> {
 /// The pool owns what is shared between searches (the neighbour table, loop
 /// detection, per-peer and global limits, counters) and carries out what each
 /// search (`routing/search.rs`) decides.
+///
+/// Its layout is kept small (about 200 bytes, the rest behind pointers that
+/// stay null while unused): `veil sim` holds 100,000 of them, and every hop
+/// of every request touches one at random, so what does not fit in the
+/// cache is paid for on each.
 pub struct Router<P: PeerId> {
-    config: RouterConfig,
+    /// Shared: the simulator's routers all point at one copy.
+    config: Arc<RouterConfig>,
     location: Location,
     policy: Box<dyn HtlPolicy>,
-    neighbours: BTreeMap<P, Location>,
-    /// Each link's HTL coins, as the driver gave them at `LinkUp`.
-    coins: HashMap<P, LinkCoins>,
+    /// Each neighbour's location, link coins (as the driver gave them at
+    /// `LinkUp`) and requests in flight here.
+    neighbours: Neighbours<P>,
     searches: BTreeMap<Flow, Search<P>>,
-    inflight_per_peer: HashMap<P, usize>,
     stats: RouterStats,
     /// Tunnels this node originates, relays or exits (`routing/tunnel/`).
-    tunnels: Tunnels<P>,
+    tunnels: Box<Tunnels<P>>,
+    /// Has any tunnel event reached this router? Until then its tunnel
+    /// state is empty and has no deadline (the `none` and `freenet` modes
+    /// never look at it).
+    tunnels_used: bool,
     /// Flows that share a uid with a flow waiting on the same peer go to
     /// that peer under a fresh alias uid: (peer, alias) -> flow, and back.
-    aliases: HashMap<(P, Uid), Flow>,
-    alias_of: HashMap<Flow, (P, Uid)>,
+    /// (Trees: empty, they allocate nothing; they are nearly always empty.)
+    aliases: BTreeMap<(P, Uid), Flow>,
+    alias_of: BTreeMap<Flow, (P, Uid)>,
 }
 
 impl<P: PeerId> Router<P> {
@@ -111,23 +124,23 @@ impl<P: PeerId> Router<P> {
         Self::with_policy(config, location, Box::new(DeterministicHtl))
     }
 
+    /// A router with `policy`; `config` may be shared between routers.
     pub fn with_policy(
-        config: RouterConfig,
+        config: impl Into<Arc<RouterConfig>>,
         location: Location,
         policy: Box<dyn HtlPolicy>,
     ) -> Self {
         Router {
-            config,
+            config: config.into(),
             location,
             policy,
-            neighbours: BTreeMap::new(),
-            coins: HashMap::new(),
+            neighbours: Neighbours::default(),
             searches: BTreeMap::new(),
-            inflight_per_peer: HashMap::new(),
             stats: RouterStats::default(),
-            tunnels: Tunnels::default(),
-            aliases: HashMap::new(),
-            alias_of: HashMap::new(),
+            tunnels: Box::default(),
+            tunnels_used: false,
+            aliases: BTreeMap::new(),
+            alias_of: BTreeMap::new(),
         }
     }
 
@@ -135,6 +148,7 @@ impl<P: PeerId> Router<P> {
     /// (the `tunnel` mode) instead of from this node.
     pub fn set_client_tunnels(&mut self, on: bool) {
         self.tunnels.client_mode = on;
+        self.tunnels_used |= on;
     }
 
     pub fn location(&self) -> Location {
@@ -166,6 +180,9 @@ impl<P: PeerId> Router<P> {
     /// The earliest time at which a [`Event::Tick`] has something to do.
     pub fn next_deadline(&self) -> Option<Time> {
         let searches = self.searches.values().filter_map(Search::deadline).min();
+        if !self.tunnels_used {
+            return searches;
+        }
         let tunnels = self.tunnels.next_deadline(&self.config.tunnel);
         searches.into_iter().chain(tunnels).min()
     }
@@ -195,13 +212,13 @@ impl<P: PeerId> Router<P> {
                 location,
                 coins,
             } => {
-                self.coins.insert(peer.clone(), coins);
-                self.neighbours.insert(peer, location);
+                self.neighbours.insert(peer, location, coins);
             }
             Event::LinkDown { peer } => self.on_link_down(&mut cx, peer),
             Event::Message { from, msg } => {
                 if self.neighbours.contains_key(&from) {
                     if msg.message_kind().is_tunnel() {
+                        self.tunnels_used = true;
                         self.on_tunnel_message(&mut cx, from, msg);
                     } else {
                         self.on_message(&mut cx, from, msg);
@@ -221,11 +238,14 @@ impl<P: PeerId> Router<P> {
                 self.on_client(&mut cx, token, Request::Put { block })
             }
             Event::ClientSession { token, request } => {
+                self.tunnels_used = true;
                 self.on_session(&mut cx, token, request, false)
             }
             Event::Tick => {
                 self.on_tick(&mut cx);
-                self.on_tunnel_tick(&mut cx);
+                if self.tunnels_used {
+                    self.on_tunnel_tick(&mut cx);
+                }
             }
         }
         let breaches = cx
@@ -373,7 +393,7 @@ impl<P: PeerId> Router<P> {
         }
 
         // Per-peer and global limits.
-        let inflight = self.inflight_per_peer.get(&from).copied().unwrap_or(0);
+        let inflight = self.neighbours.get(&from).map_or(0, |n| n.inflight);
         if inflight >= self.config.max_inflight_per_peer
             || self.searches.len() >= self.config.max_pending
         {
@@ -421,9 +441,14 @@ impl<P: PeerId> Router<P> {
         }
         // A budget of zero ends the search at once, with the answer rule 1
         // (get) or rule 7 (put, this node is the sink) prescribe.
-        let coins = self.coins.get(&from).copied().unwrap_or_default();
-        let budget = self.policy.accept(htl, max, coins, cx.rng).min(htl);
-        *self.inflight_per_peer.entry(from.clone()).or_insert(0) += 1;
+        let coins = self.neighbours.get(&from).map(|n| n.coins);
+        let budget = self
+            .policy
+            .accept(htl, max, coins.unwrap_or_default(), cx.rng)
+            .min(htl);
+        if let Some(n) = self.neighbours.get_mut(&from) {
+            n.inflight += 1;
+        }
         // The same uid with another key is its own request (see `take`).
         let mut search = Search::new(uid, request, Origin::Peer(from), budget);
         search.set_may_cache(may_cache);
@@ -488,13 +513,14 @@ impl<P: PeerId> Router<P> {
 
     fn on_link_down(&mut self, cx: &mut Ctx<'_, P>, peer: P) {
         self.neighbours.remove(&peer);
-        self.coins.remove(&peer);
         // A search waiting on the lost peer ends as a timeout would (rule 6).
         let stalled = self.waiting_flows(|s| s.waiting_on() == Some(&peer));
         for flow in stalled {
             self.give_up(cx, flow);
         }
-        self.on_tunnel_link_down(cx, &peer);
+        if self.tunnels_used {
+            self.on_tunnel_link_down(cx, &peer);
+        }
     }
 
     fn on_tick(&mut self, cx: &mut Ctx<'_, P>) {
@@ -574,11 +600,8 @@ impl<P: PeerId> Router<P> {
         self.searches.remove(&flow);
         match answer {
             Answer::Peer { peer, keep, msg } => {
-                if let Some(n) = self.inflight_per_peer.get_mut(&peer) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.inflight_per_peer.remove(&peer);
-                    }
+                if let Some(n) = self.neighbours.get_mut(&peer) {
+                    n.inflight = n.inflight.saturating_sub(1);
                 }
                 match keep {
                     Some(Keep::Cache(block)) => cx.out.push(Action::CacheBlock { block }),
@@ -591,7 +614,11 @@ impl<P: PeerId> Router<P> {
                 }
             }
             // A search this node runs as a tunnel's exit answers the tunnel.
-            Answer::Client { token, outcome } => match self.tunnels.take_exit_job(flow) {
+            Answer::Client { token, outcome } => match self
+                .tunnels_used
+                .then(|| self.tunnels.take_exit_job(flow))
+                .flatten()
+            {
                 Some(job) => self.exit_answer(cx, job, outcome),
                 None => cx.out.push(Action::ClientDone { token, outcome }),
             },

@@ -11,10 +11,11 @@
 //! each ending is built inside the branch that knows the request's kind, so
 //! "a get that ended in `InsertSucceeded`" cannot be written down.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
-use crate::keys::{Block, Location, RoutingKey};
+use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
+use crate::routing::neighbours::Neighbours;
 use crate::routing::{ClientOutcome, ClientToken, Failure, Misbehaviour, RouterConfig, Time};
 
 /// What is asked: fetch a key, or insert a block (under its own key).
@@ -112,7 +113,7 @@ pub(crate) enum OnReply<P> {
 /// What a search needs to see of its node to pick a hop.
 pub(crate) struct View<'a, P> {
     pub now: Time,
-    pub neighbours: &'a BTreeMap<P, Location>,
+    pub neighbours: &'a Neighbours<P>,
     pub config: &'a RouterConfig,
 }
 

@@ -3,7 +3,8 @@
 use std::sync::LazyLock;
 
 use super::*;
-use crate::keys::Chk;
+use crate::keys::{Chk, Location};
+use crate::routing::htl::LinkCoins;
 
 const NOW: Time = 1_000;
 
@@ -17,13 +18,17 @@ fn block() -> Block {
     Chk::encode(b"search unit test").map(|(_, b)| b).unwrap()
 }
 
-fn peers(list: &[(u32, u64)]) -> BTreeMap<u32, Location> {
-    list.iter().map(|&(p, l)| (p, Location(l))).collect()
+fn peers(list: &[(u32, u64)]) -> Neighbours<u32> {
+    let mut n = Neighbours::default();
+    for &(p, l) in list {
+        n.insert(p, Location(l), LinkCoins::default());
+    }
+    n
 }
 
 static CONFIG: LazyLock<RouterConfig> = LazyLock::new(RouterConfig::default);
 
-fn view(neighbours: &BTreeMap<u32, Location>) -> View<'_, u32> {
+fn view(neighbours: &Neighbours<u32>) -> View<'_, u32> {
     View {
         now: NOW,
         neighbours,
@@ -31,21 +36,16 @@ fn view(neighbours: &BTreeMap<u32, Location>) -> View<'_, u32> {
     }
 }
 
-fn hop(search: &mut Search<u32>, neighbours: &BTreeMap<u32, Location>) -> Step<u32> {
+fn hop(search: &mut Search<u32>, neighbours: &Neighbours<u32>) -> Step<u32> {
     search.next_hop(&view(neighbours))
 }
 
-fn reply(
-    s: &mut Search<u32>,
-    n: &BTreeMap<u32, Location>,
-    from: u32,
-    msg: Message,
-) -> OnReply<u32> {
+fn reply(s: &mut Search<u32>, n: &Neighbours<u32>, from: u32, msg: Message) -> OnReply<u32> {
     s.on_reply(&from, msg, &view(n))
 }
 
 /// A local get that has already gone to its first hop.
-fn asked(n: &BTreeMap<u32, Location>, budget: Htl) -> Search<u32> {
+fn asked(n: &Neighbours<u32>, budget: Htl) -> Search<u32> {
     let mut s = get(Origin::Client(5), budget);
     hop(&mut s, n);
     s
@@ -184,7 +184,7 @@ fn no_candidate_left_is_route_not_found_with_the_budget_left() {
     );
     let mut s = get(Origin::Client(5), 6);
     assert_eq!(
-        hop(&mut s, &BTreeMap::new()),
+        hop(&mut s, &Neighbours::default()),
         client(ClientOutcome::Failed(Failure::RouteNotFound))
     );
 }
@@ -236,7 +236,7 @@ fn a_local_insert_counts_once_a_peer_accepted_it() {
     // Nobody took it: no route is an overload, a spent budget not found.
     let mut s = put(Origin::Client(5), 3);
     assert_eq!(
-        hop(&mut s, &BTreeMap::new()),
+        hop(&mut s, &Neighbours::default()),
         client(ClientOutcome::Failed(Failure::Overloaded))
     );
     let mut s = put(Origin::Client(5), 1);

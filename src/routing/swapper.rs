@@ -629,8 +629,8 @@ impl<P: PeerId> Router<P> {
 
     /// Neighbour `peer` announced a new location; unknown peers are ignored.
     pub fn move_neighbour(&mut self, peer: &P, location: Location) {
-        if let Some(l) = self.neighbours.get_mut(peer) {
-            *l = location;
+        if let Some(n) = self.neighbours.get_mut(peer) {
+            n.location = location;
         }
     }
 }

@@ -18,6 +18,7 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -185,14 +186,14 @@ pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
 
 /// Node `i`'s router, made as the harness makes it.
 fn make_router(
-    config: &RouterConfig,
+    config: &Arc<RouterConfig>,
     location: Location,
     mode: Anonymity,
     seed: u64,
     i: usize,
 ) -> Router<NodeIx> {
     let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
-    let mut r = Router::with_policy(config.clone(), location, policy);
+    let mut r = Router::with_policy(Arc::clone(config), location, policy);
     r.set_client_tunnels(mode == Anonymity::Tunnel);
     r
 }
@@ -208,7 +209,8 @@ pub struct Engine {
     failed: Vec<bool>,
     adj: Csr,
     locations: Vec<Location>,
-    config: RouterConfig,
+    /// One copy, shared by every router.
+    config: Arc<RouterConfig>,
     mode: Anonymity,
     max_htl: Htl,
     latency: Latency,
@@ -242,6 +244,7 @@ impl Engine {
     ) -> Engine {
         let n = adj.len();
         let max_htl = config.max_htl;
+        let config = Arc::new(config);
         let routers: Vec<Router<NodeIx>> = (0..n)
             .map(|i| make_router(&config, locations[i], mode, seed, i))
             .collect();
