@@ -99,6 +99,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Simulate a system at scale on a virtual clock, or run an experiment.
     Sim(SimArgs),
+    /// Serve the browser gateway: browse, insert and status pages on
+    /// localhost, through the node's client API.
+    Gateway(GatewayArgs),
     /// Show a node's peers, store usage and counters.
     Status {
         #[arg(long, default_value = "127.0.0.1:8400")]
@@ -239,7 +242,12 @@ pub struct PutArgs {
     /// The node's client API address.
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
-    pub file: PathBuf,
+    #[arg(required_unless_present = "dir")]
+    pub file: Option<PathBuf>,
+    /// Insert a directory as a freesite: each file its own CHK and MIME
+    /// type, listed by path in a directory document whose URI is printed.
+    #[arg(long, conflicts_with = "file")]
+    pub dir: Option<PathBuf>,
     /// Blocks inserted at once (128 fills a tunnel's window: in tunnel mode
     /// fewer in flight means more batches, each after its random delay).
     #[arg(long, default_value_t = 128)]
@@ -252,11 +260,30 @@ pub struct PutArgs {
 }
 
 #[derive(clap::Args)]
+pub struct GatewayArgs {
+    /// The node's client API address.
+    #[arg(long, default_value = "127.0.0.1:8400")]
+    pub node: SocketAddr,
+    /// Where the gateway listens: a loopback address unless --public.
+    #[arg(long, default_value = "127.0.0.1:8888")]
+    pub listen: SocketAddr,
+    /// Allow a non-loopback listen address and any Host header: anyone who
+    /// reaches it can browse and insert through your node.
+    #[arg(long)]
+    pub public: bool,
+    /// The largest file the gateway fetches or accepts for insertion.
+    #[arg(long, default_value = "256MiB", value_parser = parse_max_size)]
+    pub max_size: u64,
+}
+
+#[derive(clap::Args)]
 pub struct GetArgs {
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
+    /// A URI, optionally with a path into a directory: CHK@…/path/to/file.
     pub uri: String,
-    /// Output file (default: stdout).
+    /// Output file, or for a directory the folder to fetch its tree into
+    /// (default: the file to stdout, a directory's listing to stdout).
     #[arg(short, long)]
     pub output: Option<PathBuf>,
     /// Blocks fetched at once (128 fills a tunnel's window, four batches).

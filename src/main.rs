@@ -15,7 +15,6 @@ use clap::Parser;
 use veil::client::Client;
 use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::Identity;
-use veil::keys::Chk;
 use veil::routing::Anonymity;
 use veil::sim::harness::run_scenario_in;
 use veil::sim::topology::Topology;
@@ -65,6 +64,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Node { dir, testnet } => runtime()?.block_on(node(&dir, testnet)),
         Command::Put(a) => runtime()?.block_on(put(a)),
         Command::Get(a) => runtime()?.block_on(get(a)),
+        Command::Gateway(a) => runtime()?.block_on(gateway(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench(a) => runtime()?.block_on(bench(a)),
@@ -183,7 +183,12 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
 }
 
 async fn put(a: PutArgs) -> Result<ExitCode> {
-    let file = a.file.as_path();
+    if let Some(dir) = a.dir.as_deref() {
+        return put_dir(a.node, dir, a.concurrency, a.redundancy).await;
+    }
+    let Some(file) = a.file.as_deref() else {
+        bail!("give a FILE or --dir DIR");
+    };
     let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let bar = progress(0, "inserting", " blocks");
     let started = std::time::Instant::now();
@@ -213,14 +218,91 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn get(a: GetArgs) -> Result<ExitCode> {
-    let chk: Chk = a.uri.parse().context("invalid URI")?;
+async fn put_dir(
+    node: SocketAddr,
+    dir: &Path,
+    concurrency: usize,
+    redundancy: u16,
+) -> Result<ExitCode> {
+    let split = veil::content::SplitOptions {
+        redundancy,
+        ..Default::default()
+    };
+    let bar = progress(0, "inserting", " files");
     let started = std::time::Instant::now();
+    let shown = bar.clone();
+    let (uri, directory) =
+        veil::freesite::put_dir(node, dir, concurrency, &split, move |done, total, _| {
+            shown.set_length(total as u64);
+            shown.set_position(done as u64);
+        })
+        .await
+        .with_context(|| format!("inserting {}", dir.display()))?;
+    bar.finish_and_clear();
+    let bytes: u64 = directory.entries().iter().map(|e| e.length).sum();
+    eprintln!(
+        "inserted {} ({} files, {bytes} bytes) in {:.1?}",
+        dir.display(),
+        directory.entries().len(),
+        started.elapsed()
+    );
+    println!("{}", uri.to_uri());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn get(a: GetArgs) -> Result<ExitCode> {
+    use veil::freesite::{Address, Resolved};
+    let addr: Address = a.uri.parse().context("invalid URI")?;
     let opts = veil::content::FetchOptions {
         max_len: a.max_size,
         retries: a.retries,
         ..veil::transfer::get_options(a.concurrency)
     };
+    let resolved = veil::freesite::resolve(a.node, &addr, &opts)
+        .await
+        .context("fetching")?;
+    let chk = match resolved {
+        Resolved::File {
+            bytes: Some(data), ..
+        } => {
+            match a.output.as_deref() {
+                Some(path) => std::fs::write(path, &data)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => std::io::stdout()
+                    .lock()
+                    .write_all(&data)
+                    .context("writing to stdout")?,
+            }
+            eprintln!("fetched {} bytes", data.len());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Resolved::File { uri, .. } => uri,
+        Resolved::Folder { dir, folder } => {
+            let Some(out) = a.output.as_deref() else {
+                for e in dir
+                    .entries()
+                    .iter()
+                    .filter(|e| folder.is_empty() || e.path.starts_with(&format!("{folder}/")))
+                {
+                    println!("{}\t{}\t{}", e.path, e.mime, e.length);
+                }
+                return Ok(ExitCode::SUCCESS);
+            };
+            let bar = progress(0, "fetching", " files");
+            let shown = bar.clone();
+            let bytes =
+                veil::freesite::get_tree(a.node, &dir, &folder, out, &opts, move |d, t, _| {
+                    shown.set_length(t as u64);
+                    shown.set_position(d as u64);
+                })
+                .await
+                .context("fetching the directory")?;
+            bar.finish_and_clear();
+            eprintln!("fetched {bytes} bytes into {}", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    let started = std::time::Instant::now();
     let bar = progress(0, "fetching", " blocks");
     if let Ok(style) = indicatif::ProgressStyle::with_template(
         "fetching [{bar:30}] {pos}/{len} blocks, {msg} {elapsed}",
@@ -306,6 +388,26 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
         text.push_str(&part.unwrap_or_default());
     }
     show(a.json, json_text, text);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
+    let mut config = veil::gateway::GatewayConfig::new(a.node, a.listen);
+    config.public = a.public;
+    config.max_size = a.max_size;
+    let listener = veil::gateway::bind(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    eprintln!(
+        "gateway on http://{} (node {}); Ctrl-C stops it",
+        listener.local_addr()?,
+        a.node
+    );
+    let server = tokio::spawn(veil::gateway::serve(listener, config, stopped));
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    let _ = stop.send(true);
+    server.await.context("the gateway task")??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -27,6 +27,7 @@
 //! - [`fetch()`]: a file back, verified, a segment at a time, any `k` of
 //!   `n` blocks in random order, with bounded retries (`fetch.rs`, the
 //!   segment work in `segment.rs`);
+//! - [`dir`]: directories (freesites), a document mapping paths to files;
 //! - here: the errors.
 //!
 //! While fetching, each child manifest must also match what its parent says
@@ -43,6 +44,7 @@
 
 use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 
+pub mod dir;
 mod fetch;
 mod layout;
 pub mod manifest;
