@@ -69,7 +69,8 @@ impl FromStr for Address {
             }
             _ => return Err(AddressError::Syntax),
         };
-        let trailing_slash = path.ends_with('/');
+        // Keys hold no '/': a text ending in one asks for a folder.
+        let trailing_slash = text.ends_with('/');
         let path = path.trim_end_matches('/').to_string();
         if !path.is_empty() {
             check_path(&path)?;

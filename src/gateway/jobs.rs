@@ -46,10 +46,13 @@ pub struct Job {
     pub stage: Stage,
 }
 
+/// The last id given, and every job remembered, by id.
+type Table = (u64, BTreeMap<u64, Arc<Mutex<Job>>>);
+
 /// Every job, by id.
 #[derive(Default)]
 pub struct Jobs {
-    inner: Mutex<(u64, BTreeMap<u64, Arc<Mutex<Job>>>)>,
+    inner: Mutex<Table>,
 }
 
 /// A job's handle, for the task doing it.
@@ -77,7 +80,7 @@ impl Jobs {
             let finished = jobs.iter().find_map(|(id, j)| {
                 let running = j
                     .lock()
-                    .map_or(false, |j| matches!(j.stage, Stage::Running { .. }));
+                    .is_ok_and(|j| matches!(j.stage, Stage::Running { .. }));
                 (!running).then_some(*id)
             })?;
             jobs.remove(&finished);
