@@ -30,8 +30,13 @@ pub fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-/// Whether an `Origin` (when there is one) is the gateway's own.
+/// Whether a request comes from the gateway's own pages: by the browser's
+/// `Sec-Fetch-Site` when it sends one (Chromium sends `Origin: null` with
+/// `Referrer-Policy: no-referrer`), else by `Origin` when there is one.
 fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -44,7 +49,11 @@ fn same_origin(headers: &HeaderMap) -> bool {
 
 /// The middleware: refuse foreign hosts and cross-origin posts, then add
 /// the safety headers to whatever the handler answered.
-pub(crate) async fn guard(AxumState(state): AxumState<State>, req: Request, next: Next) -> Response {
+pub(crate) async fn guard(
+    AxumState(state): AxumState<State>,
+    req: Request,
+    next: Next,
+) -> Response {
     let headers = req.headers();
     let host = headers
         .get(header::HOST)
