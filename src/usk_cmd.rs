@@ -49,7 +49,8 @@ pub fn update_args(a: UpdateArgs) -> Result<PutArgs> {
     }
     Ok(PutArgs {
         node: a.node,
-        file: a.path,
+        file: Some(a.path),
+        dir: None,
         concurrency: 128,
         redundancy: veil::content::DEFAULT_REDUNDANCY,
         usk: Some(a.uri),
