@@ -1,40 +1,52 @@
 //! Freesites over a node: `KEY/path` addresses, inserting a directory as a
 //! [`Directory`] of files, resolving a path, fetching a tree.
 //!
-//! An [`Address`] is a key and a path below it. Only content hash keys
-//! ([`Key::Chk`]) exist today; signed keys (SSK, USK) plug in as further
-//! [`Key`] variants: [`open_key`] is the one place that turns a key into
-//! content, and everything above it (`veil get`, the gateway) works on the
-//! [`Opened`] result.
+//! An [`Address`] is a key and a path below it. The key is a content hash
+//! key, a signed key (`SSK@…/name`, whose payload is the URI of a CHK) or
+//! an edition of an updatable key (`USK@…/site/N`, `-1`: the newest found).
+//! [`target`] is the one place that turns a key into the CHK it names;
+//! everything above it (`veil get`, the gateway) works on that CHK:
+//! [`open_chk`], [`resolve_chk`].
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::client::{Client, ClientError};
 use crate::content::dir::{
     check_path, mime_for, DirEntry, DirError, Directory, DIR_MAGIC, MAX_DIR_DOC_LEN,
 };
+use crate::content::usk::{find_latest, open_edition, UskError, MAX_PROBES};
 use crate::content::{ContentError, FetchOptions, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::{Chk, KeyError};
-use crate::transfer::{get_to_writer, put_file_with, TransferError};
+use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey, SskUri, UskUri};
+use crate::routing::Failure;
+use crate::transfer::{get_to_writer, put_file_with, TransferError, BLOCK_TIMEOUT};
 
 /// What names content: the key part of an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Key {
     /// `CHK@<routing key>,<decryption key>`: a file or a directory.
     Chk(Chk),
+    /// `SSK@<public key>,<crypto key>/<name>`: a signed block whose payload
+    /// is a CHK URI.
+    Ssk(SskUri),
+    /// `USK@<public key>,<crypto key>/<site>/<edition>`.
+    Usk(UskUri),
 }
 
 impl Key {
     pub fn to_uri(&self) -> String {
         match self {
             Key::Chk(c) => c.to_uri(),
+            Key::Ssk(s) => s.to_string(),
+            Key::Usk(u) => u.to_string(),
         }
     }
 }
 
-/// A key and a path below it: `CHK@…,…/docs/index.html`.
+/// A key and a path below it: `CHK@…,…/docs/index.html`,
+/// `USK@…,…/site/3/docs/index.html`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Address {
     pub key: Key,
@@ -47,9 +59,13 @@ pub struct Address {
 /// Why an address does not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AddressError {
-    #[error("not a veil URI: expected CHK@<routing key>,<decryption key>[/path]")]
+    #[error(
+        "not a veil URI: expected CHK@<routing key>,<decryption key>[/path], \
+         SSK@<public key>,<crypto key>/<name>[/path] or \
+         USK@<public key>,<crypto key>/<site>/<edition>[/path]"
+    )]
     Syntax,
-    #[error("{0} keys are not supported by this version (only CHK@ so far)")]
+    #[error("{0} keys are not supported (CHK@, SSK@ and USK@ are)")]
     Unsupported(String),
     #[error("bad key: {0}")]
     Key(#[from] KeyError),
@@ -63,13 +79,25 @@ impl FromStr for Address {
     fn from_str(text: &str) -> Result<Address, AddressError> {
         let text = text.trim();
         let text = text.strip_prefix('/').unwrap_or(text);
-        let (key, path) = text.split_once('/').unwrap_or((text, ""));
-        let key = match key.split_once('@') {
-            Some(("CHK", _)) => Key::Chk(key.parse()?),
+        // The key spans one '/'-separated part (CHK), two (SSK: the name)
+        // or three (USK: the site and the edition).
+        let parts = match text.split_once('@') {
+            Some(("CHK", _)) => 1,
+            Some(("SSK", _)) => 2,
+            Some(("USK", _)) => 3,
             Some((kind, _)) if kind.len() == 3 && kind.bytes().all(|b| b.is_ascii_uppercase()) => {
                 return Err(AddressError::Unsupported(kind.to_string()))
             }
             _ => return Err(AddressError::Syntax),
+        };
+        let (key, path) = match text.match_indices('/').nth(parts - 1) {
+            Some((i, _)) => (&text[..i], &text[i + 1..]),
+            None => (text, ""),
+        };
+        let key = match parts {
+            1 => Key::Chk(key.parse()?),
+            2 => Key::Ssk(key.parse()?),
+            _ => Key::Usk(key.parse()?),
         };
         // Keys hold no '/': a text ending in one asks for a folder.
         let trailing_slash = text.ends_with('/');
@@ -102,6 +130,14 @@ pub enum SiteError {
     Address(#[from] AddressError),
     #[error(transparent)]
     Transfer(#[from] TransferError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Signed(#[from] UskError),
+    #[error("nothing found under {0}")]
+    NoSigned(String),
+    #[error("{0}'s payload is not a CHK URI")]
+    NotARedirect(String),
     #[error("bad directory: {0}")]
     Dir(#[from] DirError),
     #[error("no file or folder {0:?} in this directory")]
@@ -122,6 +158,15 @@ impl HasKind for SiteError {
     fn kind(&self) -> ErrorKind {
         match self {
             SiteError::Transfer(e) => e.kind(),
+            SiteError::Client(e) => e.kind(),
+            SiteError::Signed(UskError::NoEdition { .. }) | SiteError::NoSigned(_) => {
+                ErrorKind::NotFound
+            }
+            SiteError::Signed(UskError::Network(e)) => e
+                .downcast_ref::<ClientError>()
+                .map_or(ErrorKind::Local, HasKind::kind),
+            SiteError::Signed(UskError::Cache { .. }) => ErrorKind::Local,
+            SiteError::Signed(_) | SiteError::NotARedirect(_) => ErrorKind::BadData,
             SiteError::Dir(_) => ErrorKind::BadData,
             SiteError::NoSuchPath(_) | SiteError::NotADirectory(..) => ErrorKind::NotFound,
             SiteError::Address(_) | SiteError::Io { .. } | SiteError::NotUtf8(_) => {
@@ -152,8 +197,63 @@ pub async fn open_key(
     key: &Key,
     opts: &FetchOptions,
 ) -> Result<Opened, SiteError> {
+    let (chk, _) = target(node, key, None).await?;
+    open_chk(node, &chk, opts).await
+}
+
+/// Fetch one signed block through the node at `node`; not found is `None`.
+pub async fn get_signed(node: SocketAddr, key: RoutingKey) -> Result<Option<Block>, ClientError> {
+    let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
+    match client.get(key).await {
+        Ok(block) => Ok(Some(block)),
+        Err(ClientError::Network(Failure::DataNotFound | Failure::RouteNotFound)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The CHK a key names, and for a USK the edition it came from. `USK@…/-1`
+/// probes forward from `known` (the newest edition the caller has seen;
+/// none: 0) for at most [`MAX_PROBES`] editions.
+pub async fn target(
+    node: SocketAddr,
+    key: &Key,
+    known: Option<u64>,
+) -> Result<(Chk, Option<u64>), SiteError> {
     match key {
-        Key::Chk(chk) => open_chk(node, chk, opts).await,
+        Key::Chk(chk) => Ok((chk.clone(), None)),
+        Key::Ssk(ssk) => {
+            let block = get_signed(node, ssk.routing_key())
+                .await?
+                .ok_or_else(|| SiteError::NoSigned(ssk.to_string()))?;
+            let payload = ssk
+                .key
+                .decode(&ssk.docname, &block)
+                .map_err(UskError::from)?;
+            let chk = std::str::from_utf8(&payload)
+                .ok()
+                .and_then(|t| t.parse().ok())
+                .ok_or_else(|| SiteError::NotARedirect(ssk.to_string()))?;
+            Ok((chk, None))
+        }
+        Key::Usk(usk) => match usk.edition {
+            Edition::Number(n) => {
+                let block = get_signed(node, usk.edition_uri(n).routing_key())
+                    .await?
+                    .ok_or_else(|| SiteError::NoSigned(usk.to_string()))?;
+                Ok((open_edition(usk, n, &block)?, Some(n)))
+            }
+            Edition::Latest => {
+                let from = known.unwrap_or(0);
+                match find_latest(usk, from, |k| get_signed(node, k)).await? {
+                    Some((n, chk)) => Ok((chk, Some(n))),
+                    None => Err(UskError::NoEdition {
+                        from,
+                        to: from.saturating_add(MAX_PROBES - 1),
+                    }
+                    .into()),
+                }
+            }
+        },
     }
 }
 
@@ -268,9 +368,8 @@ pub async fn resolve(
     addr: &Address,
     opts: &FetchOptions,
 ) -> Result<Resolved, SiteError> {
-    match &addr.key {
-        Key::Chk(chk) => resolve_chk(node, chk, &addr.path, opts).await,
-    }
+    let (chk, _) = target(node, &addr.key, None).await?;
+    resolve_chk(node, &chk, &addr.path, opts).await
 }
 
 /// Resolve `path` (`""`: the content itself) below the content `chk` names.
@@ -470,13 +569,44 @@ mod tests {
             Err(AddressError::Path(_))
         ));
         assert_eq!(
-            "SSK@abc,def/site".parse::<Address>(),
-            Err(AddressError::Unsupported("SSK".into()))
+            "KSK@abc/site".parse::<Address>(),
+            Err(AddressError::Unsupported("KSK".into()))
         );
+        assert!(matches!(
+            "SSK@abc,def/site".parse::<Address>(),
+            Err(AddressError::Key(_))
+        ));
         assert_eq!("hello".parse::<Address>(), Err(AddressError::Syntax));
         assert!(matches!(
             "CHK@short,x".parse::<Address>(),
             Err(AddressError::Key(_))
         ));
+    }
+
+    #[test]
+    fn signed_addresses_span_their_name_or_their_site_and_edition() {
+        use crate::keys::{SskInsertUri, SskPrivate};
+        let insert = SskInsertUri {
+            key: SskPrivate::from_seed([1; 32], [2; 32]),
+            docname: "site".into(),
+        };
+        let usk = UskUri::of_insert(&insert, Edition::Latest).unwrap();
+        let a: Address = format!("/{usk}/img/cat.png").parse().unwrap();
+        assert_eq!(a.key, Key::Usk(usk.clone()));
+        assert_eq!((a.path.as_str(), a.trailing_slash), ("img/cat.png", false));
+        assert_eq!(a.to_uri(), format!("{usk}/img/cat.png"));
+        let third = usk.at(Edition::Number(3));
+        let top: Address = format!("{third}/").parse().unwrap();
+        assert_eq!(top.key, Key::Usk(third.clone()));
+        assert_eq!((top.path.as_str(), top.trailing_slash), ("", true));
+        let bare: Address = third.to_string().parse().unwrap();
+        assert_eq!((bare.path.as_str(), bare.trailing_slash), ("", false));
+        let ssk = insert.public();
+        let s: Address = format!("{ssk}/a/b.html").parse().unwrap();
+        assert_eq!(s.key, Key::Ssk(ssk));
+        assert_eq!(s.path, "a/b.html");
+        // A USK needs its edition.
+        let no_edition = format!("{usk}").replace("/-1", "");
+        assert!(no_edition.parse::<Address>().is_err());
     }
 }

@@ -138,22 +138,16 @@ async fn put_dir(
 }
 
 pub async fn get(a: GetArgs) -> Result<ExitCode> {
-    use veil::freesite::{Address, Key, Resolved};
+    use veil::freesite::{Address, Resolved};
     let opts = FetchOptions {
         max_len: a.max_size,
         retries: a.retries,
         ..veil::transfer::get_options(a.concurrency)
     };
-    let text = a.uri.trim();
-    let (chk, path) = if text.starts_with("SSK@") || text.starts_with("USK@") {
-        let cache = usk_cmd::cache_path(a.usk_cache.clone());
-        let chk = usk_cmd::resolve(a.node, text, cache.as_deref()).await?;
-        (chk, String::new())
-    } else {
-        let addr: Address = text.parse().context("invalid URI")?;
-        let Key::Chk(chk) = addr.key;
-        (chk, addr.path)
-    };
+    let addr: Address = a.uri.parse().context("invalid URI")?;
+    let cache = usk_cmd::cache_path(a.usk_cache.clone());
+    let chk = usk_cmd::resolve(a.node, &addr.key, cache.as_deref()).await?;
+    let path = addr.path;
     let resolved = veil::freesite::resolve_chk(a.node, &chk, &path, &opts)
         .await
         .context("fetching")?;

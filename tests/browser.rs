@@ -1,8 +1,10 @@
 //! The gateway in a real browser: Debian's headless Chromium, driven
 //! through chromedriver (WebDriver) by fantoccini. It loads the home page,
-//! a freesite's index.html (its image shown), follows the link to the
-//! second page by clicking, the status page, and an upload through the
-//! form; it checks the DOM and saves screenshots under
+//! a freesite published under a USK at `USK@…/site/-1/` (redirected to
+//! edition 0; its index.html, its image shown), follows the link to the
+//! second page by clicking, publishes edition 1 (`veil update`) and sees
+//! it at `-1` (its own page and image), the status page, and an upload
+//! through the form; it checks the DOM and saves screenshots under
 //! `target/tmp/browser-screenshots/`. The browser's proxy is a local
 //! listener that records every request sent through it: the page's
 //! `<img src="http://example.invalid/x.png">` must send none (and a direct
@@ -98,14 +100,21 @@ fn the_gateway_works_in_a_real_browser_and_leaks_nothing() {
     let (a, _b, gw) = network(tmp.path(), &rt);
     let src = tmp.path().join("site");
     make_site(&src, 0);
-    let uri = veil_ok(&[
-        "put",
-        "--node",
-        &a.client.to_string(),
-        "--dir",
-        src.to_str().unwrap(),
-    ]);
+    // Published as edition 0 of a site; edition 1 comes during the drive.
+    let site = new_site_key();
+    let cache = tmp.path().join("usk-cache.json");
+    let publish = |dir: &Path| {
+        let mut args = vec!["update".to_string(), "--node".into(), a.client.to_string()];
+        args.extend(["--usk-cache".into(), cache.display().to_string()]);
+        args.extend([site.clone(), dir.display().to_string()]);
+        args
+    };
+    let uri = veil_ok(&publish(&src).iter().map(String::as_str).collect::<Vec<_>>());
     let uri = uri.trim().to_string();
+    assert!(uri.ends_with("/site/0"), "{uri}");
+    let src1 = tmp.path().join("site-1");
+    make_site_v1(&src1);
+    let update = publish(&src1);
     let upload = tmp.path().join("hello.txt");
     std::fs::write(&upload, b"hello from the browser test\n").unwrap();
 
@@ -151,7 +160,7 @@ fn the_gateway_works_in_a_real_browser_and_leaks_nothing() {
         .expect("a browser session");
         let outcome = tokio::time::timeout(
             Duration::from_secs(50),
-            drive(&c, gw, &uri, &upload, &shots, &recorder),
+            drive(&c, gw, &uri, update, &upload, &shots, &recorder),
         )
         .await;
         let _ = c.close().await;
@@ -164,6 +173,7 @@ async fn drive(
     c: &Client,
     gw: std::net::SocketAddr,
     uri: &str,
+    update: Vec<String>,
     upload: &Path,
     shots: &Path,
     recorder: &Recorder,
@@ -182,8 +192,12 @@ async fn drive(
     c.find(Locator::Css("input[name=uri]")).await.unwrap();
     shot(shots, "1-home", &c.screenshot().await.unwrap());
 
-    // The freesite: index.html, its image shown, its script not run.
-    c.goto(&format!("{base}/{uri}/")).await.unwrap();
+    // The freesite at `-1`: redirected to edition 0, index.html, its image
+    // shown, its script not run.
+    let latest = uri.replace("/site/0", "/site/-1");
+    c.goto(&format!("{base}/{latest}/")).await.unwrap();
+    let at = c.current_url().await.unwrap();
+    assert!(at.path().ends_with("/site/0/"), "{at}");
     let title = c
         .find(Locator::Id("title"))
         .await
@@ -225,6 +239,41 @@ async fn drive(
         .path()
         .ends_with("/page2.html"));
     shot(shots, "3-page2", &c.screenshot().await.unwrap());
+
+    // Edition 1 is published (`veil update KEY DIR`): `-1` now shows it.
+    let published = tokio::task::spawn_blocking(move || {
+        veil_ok(&update.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert!(published.trim().ends_with("/site/1"), "{published}");
+    c.goto(&format!("{base}/{latest}/")).await.unwrap();
+    let at = c.current_url().await.unwrap();
+    assert!(at.path().ends_with("/site/1/"), "{at}");
+    let title = c
+        .find(Locator::Id("title"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(title, "The cat site, edition 1");
+    let cat = c.execute(&width("cat"), vec![]).await.unwrap();
+    assert_eq!(cat, serde_json::json!(8), "edition 1's image is not shown");
+    c.find(Locator::Id("next"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let news = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("title"))
+        .await
+        .unwrap();
+    assert_eq!(news.text().await.unwrap(), "News of edition 1");
+    shot(shots, "3b-edition-1", &c.screenshot().await.unwrap());
 
     // Status.
     c.goto(&format!("{base}/status")).await.unwrap();

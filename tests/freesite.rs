@@ -127,6 +127,40 @@ fn a_directory_goes_in_through_one_node_and_comes_back_through_another_and_the_g
     );
     let page2 = get(gw, &format!("/{new_uri}page2.html"));
     assert!(page2.text().contains("Page two"));
+    // A site under a USK: `-1` redirects (303) to the newest edition,
+    // keeping the path; the edition serves its pages.
+    let cache = tmp.path().join("usk-cache.json");
+    let site = new_site_key();
+    let usk0 = veil_ok(&[
+        "put",
+        "--node",
+        &ca,
+        "--usk-cache",
+        cache.to_str().unwrap(),
+        "--usk",
+        &site,
+        "--dir",
+        src.to_str().unwrap(),
+    ]);
+    let usk0 = usk0.trim();
+    assert!(
+        usk0.starts_with("USK@") && usk0.ends_with("/site/0"),
+        "{usk0}"
+    );
+    let latest = usk0.replace("/site/0", "/site/-1");
+    let moved = get(gw, &format!("/{latest}/img/cat.png"));
+    assert_eq!(moved.status, 303, "{}", moved.text());
+    assert_eq!(
+        moved.header("location"),
+        Some(format!("/{usk0}/img/cat%2Epng").as_str())
+    );
+    let top = get(gw, &format!("/{latest}/"));
+    assert_eq!(top.header("location"), Some(format!("/{usk0}/").as_str()));
+    let page2 = get(gw, &format!("/{usk0}/page2.html"));
+    assert!(page2.text().contains("Page two"));
+    let nothing = get(gw, &format!("/{}/", latest.replace("/site/", "/other/")));
+    assert_eq!(nothing.status, 404, "{}", nothing.text());
+
     // A cross-site form post is refused.
     let csrf = http(
         gw,
@@ -153,6 +187,73 @@ fn raw_host(addr: std::net::SocketAddr, host: &str) -> u16 {
     let mut raw = String::new();
     s.read_to_string(&mut raw).unwrap();
     raw.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Edition 0 of a site (three files) through one node with `put --dir
+/// --usk`, edition 1 from another directory through a second with `veil
+/// update KEY DIR`, and from a third node `get USK@…/site/-1/PATH` and the
+/// whole tree: edition 1's files byte for byte, edition 0 still there.
+#[test]
+fn a_site_under_a_usk_is_updated_and_its_newest_edition_fetched_from_a_third_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes: Vec<TestNode> = (0..3)
+        .map(|i| TestNode::init(tmp.path(), &format!("n{i}"), (i as f64 + 0.5) / 3.0))
+        .collect();
+    nodes[0].befriend(&nodes[1]);
+    nodes[1].befriend(&nodes[2]);
+    for n in &mut nodes {
+        n.set("anonymity = \"none\"");
+        n.start(&[]);
+    }
+    for (n, peers) in nodes.iter().zip([1, 2, 1]) {
+        n.wait_peers(&rt, peers);
+    }
+    let (v0, v1) = (tmp.path().join("v0"), tmp.path().join("v1"));
+    let old = make_site(&v0, 0);
+    let new = make_site_v1(&v1);
+    let site = new_site_key();
+    // `veil CMD --node N --usk-cache CACHE-N ARGS…`, stdout trimmed.
+    let run = |cmd: &str, i: usize, args: &[&str]| {
+        let (node, cache) = (
+            nodes[i].client.to_string(),
+            tmp.path().join(format!("cache-{i}.json")),
+        );
+        let mut all = vec![cmd, "--node", &node, "--usk-cache", cache.to_str().unwrap()];
+        all.extend_from_slice(args);
+        veil(&all)
+    };
+    let ok = |out: std::process::Output| {
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "{err}");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+
+    let usk0 = ok(run(
+        "put",
+        0,
+        &["--usk", &site, "--dir", v0.to_str().unwrap()],
+    ));
+    assert!(usk0.ends_with("/site/0"), "{usk0}");
+    let usk1 = ok(run("update", 1, &[&site, v1.to_str().unwrap()]));
+    assert_eq!(usk1, usk0.replace("/site/0", "/site/1"));
+
+    let latest = usk0.replace("/site/0", "/site/-1");
+    let index = run("get", 2, &[&format!("{latest}/index.html")]);
+    assert!(String::from_utf8_lossy(&index.stderr).contains("edition 1"));
+    assert!(index.stdout == new[0].1, "-1/index.html is not edition 1's");
+    let out = tmp.path().join("out");
+    ok(run("get", 2, &[&latest, "-o", out.to_str().unwrap()]));
+    for (path, data) in &new {
+        assert!(&std::fs::read(out.join(path)).unwrap() == data, "{path}");
+    }
+    assert!(
+        !out.join("page2.html").exists(),
+        "edition 0's page came along"
+    );
+    // Edition 0 is still edition 0.
+    let page2 = run("get", 2, &[&format!("{usk0}/page2.html")]);
+    assert!(page2.stdout == old[1].1);
 }
 
 #[test]

@@ -49,8 +49,12 @@ pub struct UpdateArgs {
     pub node: SocketAddr,
     /// The site's insert URI, SSK@<private>,<crypto key>/<site>.
     pub uri: String,
-    /// The new edition's content (a file; directories need `put --dir`).
-    pub path: PathBuf,
+    /// The new edition's content: a file, or a directory (a freesite).
+    #[arg(required_unless_present = "dir")]
+    pub path: Option<PathBuf>,
+    /// The new edition's content is this directory (as `veil put --dir`).
+    #[arg(long, conflicts_with = "path")]
+    pub dir: Option<PathBuf>,
     /// As `veil put --usk-cache`.
     #[arg(long)]
     pub usk_cache: Option<PathBuf>,
@@ -77,7 +81,8 @@ pub struct GatewayArgs {
 pub struct GetArgs {
     #[arg(long, default_value = "127.0.0.1:8400")]
     pub node: SocketAddr,
-    /// A URI, optionally with a path into a directory: CHK@…/path/to/file.
+    /// A URI, optionally with a path into a directory: CHK@…/path/to/file,
+    /// USK@…/site/-1/path/to/file (the newest edition found), SSK@…/name/path.
     pub uri: String,
     /// Output file, written as FILE.veil-part and renamed when whole; an
     /// interrupted get resumes from it. `-` or none: stream to stdout. For

@@ -12,8 +12,8 @@ use super::rewrite::rewrite_html;
 use super::State;
 use crate::content::FetchOptions;
 use crate::error::HasKind;
-use crate::freesite::{resolve, Address, AddressError, Resolved};
-use crate::keys::Chk;
+use crate::freesite::{resolve_chk, target, Address, AddressError, Key, Resolved};
+use crate::keys::{Chk, Edition, UskUri};
 use crate::transfer::{get_options, get_to_writer};
 
 /// Blocks fetched at once for one file.
@@ -70,13 +70,30 @@ pub async fn browse(AxumState(state): AxumState<State>, uri: Uri) -> Response {
         Err(e) => return bad_uri(&e),
     };
     let opts = options(&state);
-    let resolved = tokio::time::timeout(
-        state.config.timeout,
-        resolve(state.config.node, &addr, &opts),
-    )
+    let node = state.config.node;
+    let known = match &addr.key {
+        Key::Usk(usk) if usk.edition == Edition::Latest => state.editions.get(usk),
+        _ => None,
+    };
+    let looked = tokio::time::timeout(state.config.timeout, async {
+        let (chk, edition) = target(node, &addr.key, known).await?;
+        if let (Key::Usk(usk), Some(n)) = (&addr.key, edition) {
+            state.editions.remember(usk, n);
+            if usk.edition == Edition::Latest {
+                return Ok(Err(usk.at(Edition::Number(n))));
+            }
+        }
+        resolve_chk(node, &chk, &addr.path, &opts).await.map(Ok)
+    })
     .await;
-    let resolved = match resolved {
-        Ok(Ok(r)) => r,
+    let resolved = match looked {
+        Ok(Ok(Ok(r))) => r,
+        // `-1`: to the newest edition found, so the address bar, the links
+        // and a bookmark name what is shown; a 303 (not cached), as `-1`
+        // moves on.
+        Ok(Ok(Err(edition))) => {
+            return Redirect::to(&edition_location(&edition, &addr)).into_response()
+        }
         Ok(Err(e)) => return error_for(&e),
         Err(_) => {
             return error_page(
@@ -123,6 +140,20 @@ pub async fn browse(AxumState(state): AxumState<State>, uri: Uri) -> Response {
             file(&state, &addr.to_uri(), uri, mime, length, &opts).await
         }
     }
+}
+
+/// Where `/USK@…/-1/path` goes once edition `usk` is found: the same path
+/// (each part percent-encoded, the trailing '/' kept) under that edition.
+fn edition_location(usk: &UskUri, addr: &Address) -> String {
+    let mut out = format!("/{usk}");
+    for part in addr.path.split('/').filter(|p| !p.is_empty()) {
+        out.push('/');
+        out.push_str(&super::pages::encode(part));
+    }
+    if addr.trailing_slash {
+        out.push('/');
+    }
+    out
 }
 
 /// Serve a file: at once when small, else behind a progress page.

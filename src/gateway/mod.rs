@@ -4,7 +4,10 @@
 //! # Pages
 //!
 //! - `/`: home, with a box to open a URI;
-//! - `/<URI>[/path]`: browse a file or a directory ([`browse`]): a folder
+//! - `/<URI>[/path]`: browse a file or a directory ([`browse`]), under a
+//!   `CHK@`, `SSK@…/name` or `USK@…/site/N` key; `USK@…/site/-1/path`
+//!   redirects (303, never cached) to the same path under the newest edition found
+//!   (probed from the newest this gateway has seen). A folder
 //!   serves its `index.html` when it has one, else an index page; a file
 //!   larger than [`GatewayConfig::inline_limit`] is fetched in the
 //!   background behind a progress page (`/progress/<id>`), then served from
@@ -26,6 +29,7 @@
 //! loopback unless `--public`, requests must name a loopback host (against
 //! DNS rebinding), and a form post from another origin is refused.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +38,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use tokio::sync::watch;
+
+use crate::keys::{Edition, UskUri};
 
 mod browse;
 mod insert;
@@ -95,6 +101,36 @@ pub enum GatewayError {
 pub(crate) struct Shared {
     pub config: GatewayConfig,
     pub jobs: jobs::Jobs,
+    pub editions: Editions,
+}
+
+/// Most sites whose newest edition the gateway remembers (then it starts
+/// over).
+const MAX_EDITIONS: usize = 1024;
+
+/// Per site, the newest edition this gateway has found or served, where
+/// the next `USK@…/-1` starts probing; in memory only.
+#[derive(Default)]
+pub(crate) struct Editions(std::sync::Mutex<HashMap<String, u64>>);
+
+impl Editions {
+    fn site(usk: &UskUri) -> String {
+        usk.at(Edition::Latest).to_string()
+    }
+
+    pub fn get(&self, usk: &UskUri) -> Option<u64> {
+        let map = self.0.lock().ok()?;
+        map.get(&Self::site(usk)).copied()
+    }
+
+    pub fn remember(&self, usk: &UskUri, edition: u64) {
+        let Ok(mut map) = self.0.lock() else { return };
+        if map.len() >= MAX_EDITIONS {
+            map.clear();
+        }
+        let newest = map.entry(Self::site(usk)).or_insert(edition);
+        *newest = (*newest).max(edition);
+    }
 }
 
 pub(crate) type State = Arc<Shared>;
@@ -107,6 +143,7 @@ pub fn app(config: GatewayConfig) -> Router {
     let state: State = Arc::new(Shared {
         config,
         jobs: jobs::Jobs::default(),
+        editions: Editions::default(),
     });
     Router::new()
         .route("/", get(pages::home))

@@ -50,6 +50,40 @@ pub fn make_site(dir: &Path, big: usize) -> Vec<(String, Vec<u8>)> {
     files
 }
 
+/// Edition 1 of the site: another index.html (linking news.html) and
+/// the image; page2.html is gone.
+pub const INDEX_V1: &str = r#"<!DOCTYPE html><html><head><title>Cat site 1</title></head><body>
+<h1 id="title">The cat site, edition 1</h1>
+<p><a id="next" href="news.html">News</a></p>
+<p><img id="cat" src="img/cat.png" alt="cat"></p>
+</body></html>"#;
+
+pub const NEWS: &str = r#"<!DOCTYPE html><html><head><title>News</title></head><body>
+<h1 id="title">News of edition 1</h1></body></html>"#;
+
+/// Write edition 1 of the test site under `dir`.
+pub fn make_site_v1(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let files = vec![
+        ("index.html".to_string(), INDEX_V1.as_bytes().to_vec()),
+        ("news.html".to_string(), NEWS.as_bytes().to_vec()),
+        ("img/cat.png".to_string(), PNG.to_vec()),
+    ];
+    for (path, data) in &files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    files
+}
+
+/// A fresh key pair's insert URI for a site named `site`
+/// (`SSK@<private>,<crypto>/site`).
+pub fn new_site_key() -> String {
+    let keys = veil_ok(&["keygen"]);
+    let insert = keys.lines().next().expect("keygen prints the insert URI");
+    format!("{insert}site")
+}
+
 /// Two linked nodes; `b` runs the gateway on the returned address.
 pub fn network(root: &Path, rt: &tokio::runtime::Runtime) -> (TestNode, TestNode, SocketAddr) {
     let mut a = TestNode::init(root, "a", 0.25);
