@@ -79,6 +79,29 @@ impl Drop for Recorder {
     }
 }
 
+/// The text of the first element `at` finds.
+async fn text_of(c: &Client, at: Locator<'_>) -> String {
+    c.find(at).await.unwrap().text().await.unwrap()
+}
+
+/// Click the element with id `link` and return the text of the next page's
+/// `#title` (waited for, 10 s at most).
+async fn follow(c: &Client, link: &str) -> String {
+    c.find(Locator::Id(link))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let title = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("title"))
+        .await
+        .unwrap();
+    title.text().await.unwrap()
+}
+
 fn shot(dir: &Path, name: &str, png: &[u8]) {
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
@@ -181,13 +204,7 @@ async fn drive(
     let base = format!("http://{gw}");
     // Home page.
     c.goto(&format!("{base}/")).await.unwrap();
-    let h1 = c
-        .find(Locator::Css("h1"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let h1 = text_of(c, Locator::Css("h1")).await;
     assert_eq!(h1, "veil gateway");
     c.find(Locator::Css("input[name=uri]")).await.unwrap();
     shot(shots, "1-home", &c.screenshot().await.unwrap());
@@ -198,13 +215,7 @@ async fn drive(
     c.goto(&format!("{base}/{latest}/")).await.unwrap();
     let at = c.current_url().await.unwrap();
     assert!(at.path().ends_with("/site/0/"), "{at}");
-    let title = c
-        .find(Locator::Id("title"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let title = text_of(c, Locator::Id("title")).await;
     assert_eq!(title, "The cat site");
     assert_eq!(c.title().await.unwrap(), "Cat site", "a script ran");
     // WebDriver's scripts are the driver's, not the page's: CSP allows them.
@@ -219,19 +230,7 @@ async fn drive(
     shot(shots, "2-freesite", &c.screenshot().await.unwrap());
 
     // Click through to the second page.
-    c.find(Locator::Id("next"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let title = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("title"))
-        .await
-        .unwrap();
-    assert_eq!(title.text().await.unwrap(), "Page two");
+    assert_eq!(follow(c, "next").await, "Page two");
     assert!(c
         .current_url()
         .await
@@ -250,40 +249,16 @@ async fn drive(
     c.goto(&format!("{base}/{latest}/")).await.unwrap();
     let at = c.current_url().await.unwrap();
     assert!(at.path().ends_with("/site/1/"), "{at}");
-    let title = c
-        .find(Locator::Id("title"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let title = text_of(c, Locator::Id("title")).await;
     assert_eq!(title, "The cat site, edition 1");
     let cat = c.execute(&width("cat"), vec![]).await.unwrap();
     assert_eq!(cat, serde_json::json!(8), "edition 1's image is not shown");
-    c.find(Locator::Id("next"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let news = c
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Id("title"))
-        .await
-        .unwrap();
-    assert_eq!(news.text().await.unwrap(), "News of edition 1");
+    assert_eq!(follow(c, "next").await, "News of edition 1");
     shot(shots, "3b-edition-1", &c.screenshot().await.unwrap());
 
     // Status.
     c.goto(&format!("{base}/status")).await.unwrap();
-    let peers = c
-        .find(Locator::Id("peers"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let peers = text_of(c, Locator::Id("peers")).await;
     assert!(peers.contains("up"), "{peers}");
     shot(shots, "4-status", &c.screenshot().await.unwrap());
 
