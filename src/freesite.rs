@@ -21,7 +21,7 @@ use crate::content::{ContentError, FetchOptions, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey, SskUri, UskUri};
 use crate::routing::Failure;
-use crate::transfer::{get_to_writer, put_file_with, TransferError, BLOCK_TIMEOUT};
+use crate::transfer::{get_to_writer, put_file_with, put_stream, TransferError, BLOCK_TIMEOUT};
 
 /// What names content: the key part of an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -462,19 +462,29 @@ pub async fn put_files(
     let mut entries = Vec::with_capacity(total);
     for (done, (path, source)) in files.into_iter().enumerate() {
         check_path(&path)?;
-        let data = match source {
-            Source::Memory(data) => data,
-            Source::Disk(file) => std::fs::read(&file).map_err(|source| SiteError::Io {
-                path: file.clone(),
-                source,
-            })?,
+        // A file on disk is streamed a segment at a time, as `veil put`.
+        let (uri, length) = match source {
+            Source::Memory(data) => {
+                let uri = put_file_with(node, &data, concurrency, split, |_, _| {}).await?;
+                (uri, data.len() as u64)
+            }
+            Source::Disk(file) => {
+                let io = |source| SiteError::Io {
+                    path: file.clone(),
+                    source,
+                };
+                let f = std::fs::File::open(&file).map_err(io)?;
+                let len = f.metadata().map_err(io)?.len();
+                let input = std::io::BufReader::with_capacity(1 << 16, f);
+                let uri = put_stream(node, input, len, concurrency, split, |_| {}).await?;
+                (uri, len)
+            }
         };
-        let uri = put_file_with(node, &data, concurrency, split, |_, _| {}).await?;
         entries.push(DirEntry {
             mime: mime_for(&path),
             path,
             uri,
-            length: data.len() as u64,
+            length,
         });
         on_file(done + 1, total, &entries[done].path);
     }

@@ -116,7 +116,7 @@ pub async fn home() -> Html<String> {
          your node: pages cannot run scripts or load anything from the Internet, and links \
          that leave veil stop at a warning page.</p>\
          <form action=\"/go\" method=\"get\"><input name=\"uri\" size=\"80\" \
-         placeholder=\"CHK@...\"> <button type=\"submit\">Open</button></form>\
+         placeholder=\"CHK@..., SSK@.../name or USK@.../site/-1\"> <button type=\"submit\">Open</button></form>\
          <p><a href=\"/insert\">Insert a file or a site</a> \u{b7} \
          <a href=\"/status\">Node status</a></p>",
     ))
