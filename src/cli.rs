@@ -14,6 +14,9 @@ use veil::testnet::run;
 use veil::routing::Anonymity;
 use veil::sim::topology::Shape;
 
+mod transfer;
+pub use transfer::{GatewayArgs, GetArgs, PutArgs, UpdateArgs};
+
 #[derive(Parser)]
 #[command(
     name = "veil",
@@ -112,6 +115,9 @@ pub enum Command {
     Bench(BenchArgs),
     /// Simulate a system at scale on a virtual clock, or run an experiment.
     Sim(SimArgs),
+    /// Serve the browser gateway: browse, insert and status pages on
+    /// localhost, through the node's client API.
+    Gateway(GatewayArgs),
     /// Show a node's peers, store usage and counters.
     Status {
         #[arg(long, default_value = "127.0.0.1:8400")]
@@ -300,78 +306,8 @@ pub struct RemovePeerArgs {
     pub client: Option<SocketAddr>,
 }
 
-#[derive(clap::Args)]
-pub struct PutArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
-    /// The file to insert, or `-` for stdin (read as a stream; stdin is
-    /// first copied to an unlinked temporary file, as the layout needs the
-    /// length before the first segment).
-    pub file: PathBuf,
-    /// Blocks inserted at once (128 fills a tunnel's window: in tunnel mode
-    /// fewer in flight means more batches, each after its random delay).
-    #[arg(long, default_value_t = 128)]
-    pub concurrency: usize,
-    /// Reed-Solomon check blocks per 100 data blocks (0..=300; 100 = 128
-    /// check blocks for each segment of 128 data blocks).
-    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
-          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
-    pub redundancy: u16,
-    /// Insert the file as an edition of a site: the insert URI from `veil
-    /// keygen` followed by the site's name, SSK@<private>,<crypto key>/<site>.
-    /// Without --edition, the next edition after the latest found.
-    #[arg(long, value_name = "INSERT_URI")]
-    pub usk: Option<String>,
-    /// With --usk: insert this edition instead of the next one.
-    #[arg(long, requires = "usk")]
-    pub edition: Option<u64>,
-    /// Where the newest site editions seen are remembered, per node
-    /// (default: $XDG_CACHE_HOME or ~/.cache, veil/usk-editions.json).
-    #[arg(long)]
-    pub usk_cache: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-pub struct UpdateArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
-    /// The site's insert URI, SSK@<private>,<crypto key>/<site>.
-    pub uri: String,
-    /// The new edition's content (a file; directories need `put --dir`).
-    pub path: PathBuf,
-    /// As `veil put --usk-cache`.
-    #[arg(long)]
-    pub usk_cache: Option<PathBuf>,
-}
-
-#[derive(clap::Args)]
-pub struct GetArgs {
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
-    pub uri: String,
-    /// Output file, written as FILE.veil-part and renamed when whole; an
-    /// interrupted get resumes from it. `-` or none: stream to stdout.
-    #[arg(short, long)]
-    pub output: Option<PathBuf>,
-    /// Blocks fetched at once (128 fills a tunnel's window, four batches).
-    #[arg(long, default_value_t = 128)]
-    pub concurrency: usize,
-    /// Refuse a file whose root declares more than this (e.g. 4GiB, 100MB),
-    /// before fetching anything else.
-    #[arg(long, default_value = "4GiB", value_parser = parse_max_size)]
-    pub max_size: u64,
-    /// Times a failed block request is asked again, with doubling waits.
-    #[arg(long, default_value_t = 2)]
-    pub retries: u32,
-    /// As `veil put --usk-cache`: where `USK@…/-1` starts its search.
-    #[arg(long)]
-    pub usk_cache: Option<PathBuf>,
-}
-
 /// `veil get --max-size`: a byte count, at most the format's 1 TiB.
-fn parse_max_size(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_max_size(text: &str) -> Result<u64, String> {
     let bytes = veil::store::parse_size(text).map_err(|e| e.to_string())?;
     if bytes > veil::content::MAX_FILE_LEN {
         return Err(format!(

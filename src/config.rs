@@ -74,6 +74,8 @@ pub enum InvalidSetting {
     StoreTooSmall(u64),
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
+    #[error("gateway address {0} is not loopback; set gateway_public = true to allow it")]
+    GatewayNotLoopback(SocketAddr),
 }
 
 /// A size in bytes, written as a number or a string such as "256MiB".
@@ -217,6 +219,13 @@ pub struct NodeConfig {
     /// Testnet mode: audit logs, and the client API's `place` command.
     #[serde(default)]
     pub testnet: bool,
+    /// Start the browser gateway on this address (`veil gateway` in the
+    /// node's process); loopback unless `gateway_public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<SocketAddr>,
+    /// Allow the gateway to listen on a non-loopback address.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub gateway_public: bool,
     /// How the node hides who originated its client's requests: `"none"`
     /// (the default for now), `"freenet"` or `"tunnel"`.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -262,6 +271,8 @@ impl NodeConfig {
             store_disk_limit: None,
             client_public: false,
             testnet: false,
+            gateway: None,
+            gateway_public: false,
             anonymity: Anonymity::default(),
             router: RouterConfig::default(),
             link: LinkConfig::default(),
@@ -337,6 +348,12 @@ impl NodeConfig {
         self.store_disk_limit()?;
         if !self.client.ip().is_loopback() && !self.client_public {
             return Err(InvalidSetting::ClientNotLoopback(self.client));
+        }
+        if let Some(g) = self
+            .gateway
+            .filter(|g| !g.ip().is_loopback() && !self.gateway_public)
+        {
+            return Err(InvalidSetting::GatewayNotLoopback(g));
         }
         Ok(())
     }

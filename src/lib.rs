@@ -36,6 +36,8 @@
 //!   client_cache.rs  what this node's own client fetched through a tunnel
 //! client.rs        the client API protocol and client (NodeStatus, ClientError)
 //! transfer.rs      whole files over the client API (put_file, get_file)
+//! freesite.rs      directories over the client API: KEY/path addresses, put_dir, resolve
+//! gateway/         the browser gateway (veil gateway): browse, insert, status, safety
 //! sim/             the core on a virtual clock: harness, scenario (veil trace), topology;
 //!                  veil sim: engine (discrete events), freenet (veil as a Model), model,
 //!                  baselines, graphs, runner (one run), experiments, plot, swap,
@@ -74,6 +76,8 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod freesite;
+pub mod gateway;
 pub mod identity;
 pub mod keys;
 pub mod link;

@@ -4,6 +4,7 @@
 mod cli;
 mod files_bench;
 mod peer_cli;
+mod put_get;
 mod usk_cmd;
 
 use std::net::SocketAddr;
@@ -17,16 +18,12 @@ use clap::Parser;
 use veil::client::Client;
 use veil::config::{NodeConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::Identity;
-use veil::keys::Chk;
 use veil::routing::Anonymity;
 use veil::sim::harness::run_scenario_in;
 use veil::sim::topology::Topology;
 use veil::testnet::{run, Stopped};
 
-use cli::{
-    init_logging, one_line, progress, progress_printer, Cli, Command, GetArgs, InitArgs, PutArgs,
-    TestnetCommand,
-};
+use cli::{init_logging, one_line, progress_printer, Cli, Command, InitArgs, TestnetCommand};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -87,10 +84,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::AddPeer(a) => runtime()?.block_on(peer_cli::add_peer(a)),
         Command::RemovePeer(a) => runtime()?.block_on(peer_cli::remove_peer(a)),
         Command::Node { dir, testnet } => runtime()?.block_on(node(&dir, testnet)),
-        Command::Put(a) => runtime()?.block_on(put(a)),
+        Command::Put(a) => runtime()?.block_on(put_get::put(a)),
         Command::Keygen => usk_cmd::keygen(),
-        Command::Update(a) => runtime()?.block_on(put(usk_cmd::update_args(a)?)),
-        Command::Get(a) => runtime()?.block_on(get(a)),
+        Command::Update(a) => runtime()?.block_on(put_get::put(usk_cmd::update_args(a)?)),
+        Command::Get(a) => runtime()?.block_on(put_get::get(a)),
+        Command::Gateway(a) => runtime()?.block_on(gateway(a)),
         Command::Status { node, json } => runtime()?.block_on(status(node, json)),
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench(a) => runtime()?.block_on(bench(a)),
@@ -190,155 +188,6 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn put(a: PutArgs) -> Result<ExitCode> {
-    let site = a.usk.as_deref().map(usk_cmd::parse_insert).transpose()?;
-    let file = a.file.as_path();
-    let stdin = file == Path::new("-");
-    let name = if stdin {
-        "stdin".to_string()
-    } else {
-        file.display().to_string()
-    };
-    let (input, len) = if stdin {
-        tokio::task::spawn_blocking(spool_stdin)
-            .await
-            .context("reading stdin")??
-    } else {
-        let f = std::fs::File::open(file).with_context(|| format!("reading {name}"))?;
-        let len = f
-            .metadata()
-            .with_context(|| format!("reading {name}"))?
-            .len();
-        (f, len)
-    };
-    let bar = progress(0, "inserting", " blocks");
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "inserting [{bar:30}] {pos}/{len} blocks, {msg} {elapsed}",
-    ) {
-        bar.set_style(style);
-    }
-    let started = std::time::Instant::now();
-    let shown = bar.clone();
-    let split = veil::content::SplitOptions {
-        redundancy: a.redundancy,
-        ..Default::default()
-    };
-    let input = std::io::BufReader::with_capacity(1 << 16, input);
-    let put = veil::transfer::put_stream(a.node, input, len, a.concurrency, &split, move |p| {
-        shown.set_length(p.blocks_total);
-        shown.set_position(p.blocks_done);
-        shown.set_message(format!("segment {}/{}", p.segments_done, p.segments_total));
-    })
-    .await;
-    let blocks = bar.length().unwrap_or(0);
-    bar.finish_and_clear();
-    let uri = put.with_context(|| format!("inserting {name}"))?;
-    eprintln!(
-        "inserted {name} ({len} bytes, {blocks} blocks, {}% redundancy) in {:.1?}",
-        a.redundancy,
-        started.elapsed()
-    );
-    if let Some(site) = site {
-        let cache = usk_cmd::cache_path(a.usk_cache);
-        let usk = usk_cmd::publish(a.node, &site, a.edition, &uri, cache.as_deref()).await?;
-        println!("{usk}");
-        return Ok(ExitCode::SUCCESS);
-    }
-    println!("{}", uri.to_uri());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Copy stdin to an unlinked temporary file: the layout balances segments
-/// over the whole file, so its length must be known before the first
-/// segment is cut. Memory stays bounded; the disk holds one copy.
-fn spool_stdin() -> Result<(std::fs::File, u64)> {
-    use std::io::Seek;
-    let path = std::env::temp_dir().join(format!(
-        "veil-put-stdin-{}-{:x}",
-        std::process::id(),
-        rand::random::<u64>()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    // Gone from the directory at once; the open file lives until we close it.
-    std::fs::remove_file(&path).with_context(|| format!("removing {}", path.display()))?;
-    let len = std::io::copy(&mut std::io::stdin().lock(), &mut f).context("reading stdin")?;
-    f.rewind().context("rewinding the spooled stdin")?;
-    Ok((f, len))
-}
-
-async fn get(a: GetArgs) -> Result<ExitCode> {
-    let cache = usk_cmd::cache_path(a.usk_cache.clone());
-    let chk: Chk = usk_cmd::resolve(a.node, &a.uri, cache.as_deref()).await?;
-    let started = std::time::Instant::now();
-    let opts = veil::content::FetchOptions {
-        max_len: a.max_size,
-        retries: a.retries,
-        ..veil::transfer::get_options(a.concurrency)
-    };
-    let bar = progress(0, "fetching", " blocks");
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "fetching [{bar:30}] {pos}/{len} blocks, {msg} {elapsed}",
-    ) {
-        bar.set_style(style);
-    }
-    let shown = bar.clone();
-    let on_progress = move |p: veil::content::Progress| {
-        shown.set_length(p.blocks_known);
-        shown.set_position(p.blocks_done);
-        shown.set_message(format!(
-            "segment {}/{}, {} retries",
-            p.segments_done, p.segments_total, p.retries
-        ));
-    };
-    let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
-    let len = match a.output.as_deref() {
-        Some(path) if !to_stdout => {
-            let part = veil::content::part_path(path);
-            let fetched = veil::transfer::get_to_path(a.node, &chk, &opts, path, on_progress).await;
-            bar.finish_and_clear();
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(e) if part.exists() => {
-                    return Err(anyhow::Error::new(e).context(format!(
-                        "fetching the file (the part fetched so far is kept in {}; run the same \
-                         command again to resume)",
-                        part.display()
-                    )))
-                }
-                Err(e) => return Err(anyhow::Error::new(e).context("fetching the file")),
-            };
-            if fetched.segments_resumed > 0 {
-                eprintln!(
-                    "resumed: {} segments ({} bytes) were already in {} and verified",
-                    fetched.segments_resumed,
-                    fetched.bytes_resumed,
-                    part.display()
-                );
-            }
-            fetched.len
-        }
-        _ => {
-            // Streamed in order as segments arrive. Every block is checked
-            // against its key before it is written; the whole-file hash
-            // can only be checked at the end, and a failure then is an
-            // error exit after the bytes went out.
-            let mut out = tokio::io::stdout();
-            let fetched =
-                veil::transfer::get_to_writer(a.node, &chk, &opts, &mut out, on_progress).await;
-            bar.finish_and_clear();
-            fetched.context("fetching the file")?
-        }
-    };
-    bar.finish_and_clear();
-    eprintln!("fetched {len} bytes in {:.1?}", started.elapsed());
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `veil bench`: the chain figures, then the per-mode figures.
 async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
     let step = |s: &str| eprintln!("  {s}");
@@ -368,6 +217,26 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
         text.push_str(&part.unwrap_or_default());
     }
     show(a.json, json_text, text);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
+    let mut config = veil::gateway::GatewayConfig::new(a.node, a.listen);
+    config.public = a.public;
+    config.max_size = a.max_size;
+    let listener = veil::gateway::bind(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    eprintln!(
+        "gateway on http://{} (node {}); Ctrl-C stops it",
+        listener.local_addr()?,
+        a.node
+    );
+    let server = tokio::spawn(veil::gateway::serve(listener, config, stopped));
+    tokio::signal::ctrl_c()
+        .await
+        .context("waiting for Ctrl-C")?;
+    let _ = stop.send(true);
+    server.await.context("the gateway task")??;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,7 +11,8 @@ use zeroize::Zeroize;
 
 use veil::client::{Client, ClientError};
 use veil::content::usk::{self, EditionCache};
-use veil::keys::{Block, Chk, Edition, RoutingKey, SskInsertUri, SskPrivate, SskUri, UskUri};
+use veil::freesite::{self, get_signed, Key};
+use veil::keys::{Chk, Edition, SskInsertUri, SskPrivate, UskUri};
 use veil::routing::Failure;
 use veil::transfer::BLOCK_TIMEOUT;
 
@@ -33,23 +34,22 @@ pub fn keygen() -> Result<ExitCode> {
     println!("{}", insert.public());
     eprintln!(
         "first line: the insert URI, keep it secret (publish with `veil put --usk \
-         '<insert URI><site>' FILE`); second line: the request URI, to share"
+         '<insert URI><site>' FILE` or `--dir DIR`); second line: the request URI, to share"
     );
     Ok(ExitCode::SUCCESS)
 }
 
-/// `veil update URI PATH` is `veil put --usk URI PATH`.
+/// `veil update URI PATH` is `veil put --usk URI PATH`, and `veil put
+/// --usk URI --dir PATH` when PATH is a directory (or given as `--dir`).
 pub fn update_args(a: UpdateArgs) -> Result<PutArgs> {
-    if a.path.is_dir() {
-        bail!(
-            "{} is a directory: this build updates a site from a file (directory \
-             manifests come with `veil put --dir`)",
-            a.path.display()
-        );
-    }
+    let (file, dir) = match (a.path, a.dir) {
+        (Some(p), None) if p.is_dir() => (None, Some(p)),
+        (path, dir) => (path, dir),
+    };
     Ok(PutArgs {
         node: a.node,
-        file: a.path,
+        file,
+        dir,
         concurrency: 128,
         redundancy: veil::content::DEFAULT_REDUNDANCY,
         usk: Some(a.uri),
@@ -73,16 +73,6 @@ pub fn cache_path(given: Option<PathBuf>) -> Option<PathBuf> {
     given.or_else(EditionCache::default_path)
 }
 
-/// Fetch one block; not found is `None`.
-async fn get_block(node: SocketAddr, key: RoutingKey) -> Result<Option<Block>, ClientError> {
-    let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
-    match client.get(key).await {
-        Ok(block) => Ok(Some(block)),
-        Err(ClientError::Network(Failure::DataNotFound | Failure::RouteNotFound)) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
 /// The newest edition of `site` found through `node`, starting from the
 /// cached one.
 async fn latest(
@@ -91,7 +81,7 @@ async fn latest(
     cache: &Option<EditionCache>,
 ) -> Result<(Option<(u64, Chk)>, Option<u64>)> {
     let known = cache.as_ref().and_then(|c| c.get(&node.to_string(), site));
-    let found = usk::find_latest(site, known.unwrap_or(0), |key| get_block(node, key))
+    let found = usk::find_latest(site, known.unwrap_or(0), |key| get_signed(node, key))
         .await
         .context("searching for the latest edition")?;
     Ok((found, known))
@@ -144,46 +134,23 @@ fn remember(cache: &mut Option<EditionCache>, node: SocketAddr, usk: &UskUri, ed
     }
 }
 
-/// The CHK behind a `CHK@`, `SSK@…/name` or `USK@…/site/N` URI (`N = -1`:
-/// the latest edition found, remembered in the cache).
-pub async fn resolve(node: SocketAddr, uri: &str, cache_file: Option<&Path>) -> Result<Chk> {
-    let uri = uri.trim();
-    if uri.starts_with("SSK@") {
-        let ssk: SskUri = uri.parse().context("invalid SSK URI")?;
-        let block = get_block(node, ssk.routing_key())
-            .await?
-            .context("no block under this SSK")?;
-        let payload = ssk.key.decode(&ssk.docname, &block)?;
-        return std::str::from_utf8(&payload)
-            .ok()
-            .and_then(|t| t.parse().ok())
-            .context("the SSK's payload is not a CHK URI");
-    }
-    if !uri.starts_with("USK@") {
-        return uri.parse().context("invalid URI");
-    }
-    let usk: UskUri = uri.parse().context("invalid USK URI")?;
-    let mut cache = load(cache_file);
-    let (edition, chk) = match usk.edition {
-        Edition::Number(n) => {
-            let block = get_block(node, usk.edition_uri(n).routing_key())
-                .await?
-                .with_context(|| format!("edition {n} not found"))?;
-            (n, usk::open_edition(&usk, n, &block)?)
-        }
-        Edition::Latest => match latest(node, &usk, &cache).await? {
-            (Some(found), _) => found,
-            (None, known) => {
-                let from = known.unwrap_or(0);
-                return Err(usk::UskError::NoEdition {
-                    from,
-                    to: from + usk::MAX_PROBES - 1,
-                })
-                .context("searching for the latest edition");
-            }
-        },
+/// The CHK behind a `CHK@`, `SSK@…/name` or `USK@…/site/N` key (`N = -1`:
+/// the latest edition found, probed from the one the cache remembers).
+pub async fn resolve(node: SocketAddr, key: &Key, cache_file: Option<&Path>) -> Result<Chk> {
+    let Key::Usk(usk) = key else {
+        return Ok(freesite::target(node, key, None).await?.0);
     };
-    eprintln!("edition {edition}: {}", usk.at(Edition::Number(edition)));
-    remember(&mut cache, node, &usk, edition);
+    let mut cache = load(cache_file);
+    let known = match usk.edition {
+        Edition::Latest => cache.as_ref().and_then(|c| c.get(&node.to_string(), usk)),
+        Edition::Number(_) => None,
+    };
+    let (chk, edition) = freesite::target(node, key, known)
+        .await
+        .context("looking up the edition")?;
+    if let Some(edition) = edition {
+        eprintln!("edition {edition}: {}", usk.at(Edition::Number(edition)));
+        remember(&mut cache, node, usk, edition);
+    }
     Ok(chk)
 }

@@ -20,7 +20,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use veil::client::{Client, NodeStatus};
 use veil::identity::{Identity, PeerKey};
-use veil::keys::{Chk, Location, RoutingKey};
+use veil::keys::{Block, Chk, Location, RoutingKey, SskPrivate};
 use veil::link::{self, Link, LinkConfig};
 use veil::message::{Message, PeerFrame, Uid};
 
@@ -855,6 +855,117 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
             "a peer was blamed during the flood:\n{log}"
         );
         drop((fl, gl));
+    })
+    .await;
+    node.stop();
+}
+
+/// A block signed by a foreign key pair with the owner's public key
+/// spliced in: it claims the owner's routing key and does not verify.
+fn forged_signed_block() -> (RoutingKey, Block) {
+    let owner = SskPrivate::from_seed([7; 32], [8; 32]);
+    let (key, good) = owner.sign("site-0", b"CHK@owner").unwrap();
+    let foreign = SskPrivate::from_seed([42; 32], [8; 32]);
+    let (_, theirs) = foreign.sign("site-0", b"CHK@forger").unwrap();
+    let mut spliced = theirs.as_bytes().to_vec();
+    spliced[..64].copy_from_slice(&good.as_bytes()[..64]);
+    let forged = Block::from_bytes(spliced).unwrap();
+    assert_eq!(forged.routing_key(), key);
+    assert!(forged.verify(&key).is_err());
+    (key, forged)
+}
+
+/// A forged signed block over a real link, as the answer to the node's own
+/// request and as an insert: each time the node refuses it, closes the
+/// link and counts the misbehaviour; its client never gets the block, and
+/// a later request for the key from another peer is not served it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_signed_block_from_a_peer_is_refused_and_never_served() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut node, node_key) = init_node(tmp.path());
+    let f = FakePeer::new("F", &node_key, Dialler::Peer).await;
+    let g = FakePeer::new("G", &node_key, Dialler::Peer).await;
+    add_peer(&node, f.addr(), &f.key(), f.name);
+    add_peer(&node, g.addr(), &g.key(), g.name);
+    // The client's get goes straight to a neighbour (no tunnel).
+    node.set("anonymity = \"none\"");
+    node.start(&["--testnet"]);
+    let (client, listen) = (node.client, node.listen);
+    let (key, forged) = forged_signed_block();
+
+    bounded(&node, WHOLE_TEST, async {
+        // The node's client asks; F, its only link, answers with the forgery.
+        let mut fl = f.link_up(&node_key, listen).await;
+        wait_link(client, &f.key(), true).await;
+        let asked =
+            tokio::spawn(async move { Client::connect(client, STEP).await?.get(key).await });
+        let uid = match next_frame(&mut fl, STEP).await {
+            Got::Frame(PeerFrame::Routing(Message::DataRequest { uid, key: k, .. }))
+                if k == key =>
+            {
+                uid
+            }
+            other => panic!("expected the node's request for the key, got {other:?}"),
+        };
+        send(
+            &mut fl,
+            Message::DataFound {
+                uid,
+                block: forged.clone(),
+            },
+        )
+        .await;
+        expect_closed(&mut fl, "F after a forged DataFound").await;
+        let got = asked.await.unwrap();
+        assert!(got.is_err(), "the client got the forged block: {got:?}");
+        wait_link(client, &f.key(), false).await;
+
+        // F comes back and inserts the forgery.
+        let mut fl = f.link_up(&node_key, listen).await;
+        wait_link(client, &f.key(), true).await;
+        send(
+            &mut fl,
+            Message::InsertRequest {
+                uid: rand::random(),
+                key,
+                htl: HTL,
+                block: forged,
+            },
+        )
+        .await;
+        expect_closed(&mut fl, "F after a forged insert").await;
+        wait_log(
+            &node,
+            &[
+                "peer misbehaved; closing link",
+                "BadBlock",
+                &f.key().to_string(),
+            ],
+            2,
+        )
+        .await;
+
+        // Nothing was kept: G's request for the key is not answered with it.
+        let mut gl = g.link_up(&node_key, listen).await;
+        wait_link(client, &g.key(), true).await;
+        let wanted: Uid = rand::random();
+        send(
+            &mut gl,
+            Message::DataRequest {
+                uid: wanted,
+                key,
+                htl: HTL,
+            },
+        )
+        .await;
+        match next_frame(&mut gl, STEP).await {
+            Got::Frame(PeerFrame::Routing(
+                Message::DataNotFound { uid } | Message::RouteNotFound { uid, .. },
+            )) => assert_eq!(uid, wanted),
+            other => panic!("a request for the forged key got {other:?}"),
+        }
+        let s = status(client).await;
+        assert!(s.stats.misbehaviours >= 2, "{s:?}");
     })
     .await;
     node.stop();

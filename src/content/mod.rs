@@ -32,6 +32,7 @@
 //!   in `segment.rs`);
 //! - [`fetch_to_path`]: into a file through `FILE.veil-part`, resuming an
 //!   interrupted fetch after the segments that verify again (`resume.rs`);
+//! - [`dir`]: directories (freesites), a document mapping paths to files;
 //! - here: the errors.
 //!
 //! While fetching, each child manifest must also match what its parent says
@@ -48,6 +49,7 @@
 
 use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 
+pub mod dir;
 mod fetch;
 mod layout;
 pub mod manifest;

@@ -338,8 +338,11 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         client_listener,
         input_tx.clone(),
         client_api::ClientApi::new(&config, membership.clone()),
-        shutdown_rx,
+        shutdown_rx.clone(),
     )));
+    if let Some(addr) = config.gateway {
+        tasks.push(start_gateway(client, addr, &config, shutdown_rx.clone()).await?);
+    }
     info!(%listen, %client, key = %public_key, location = %location, "node started");
     Ok(RunningNode {
         listen,
@@ -351,6 +354,30 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         input: input_tx,
         membership,
     })
+}
+
+/// `gateway = "ADDR"` in node.toml: the browser gateway, in this process,
+/// talking to this node's client API.
+async fn start_gateway(
+    client: SocketAddr,
+    addr: SocketAddr,
+    config: &NodeConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, NodeError> {
+    let mut gateway = crate::gateway::GatewayConfig::new(client, addr);
+    gateway.public = config.gateway_public;
+    let listener = crate::gateway::bind(&gateway)
+        .await
+        .map_err(|e| NodeError::Bind {
+            addr,
+            source: std::io::Error::other(e),
+        })?;
+    info!(gateway = %addr, "gateway started");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = crate::gateway::serve(listener, gateway, shutdown).await {
+            tracing::warn!(error = %e, "the gateway stopped");
+        }
+    }))
 }
 
 /// The next connection on `listener`, or `None` once the node shuts down.
