@@ -130,6 +130,16 @@ pub struct RuntimeConfig {
     /// On SIGTERM, how long the node waits for the requests in flight
     /// through it to finish before it closes its links (0: not at all).
     pub shutdown_grace_ms: u64,
+    /// Messages one link may have waiting for the router task. Links are
+    /// served in turn; a link whose queue is full is not read until the
+    /// router catches up, so one flooding friend slows only itself.
+    pub link_queue: usize,
+    /// New requests (`DataRequest`, `InsertRequest`) a friend may send per
+    /// second; beyond it they are answered `RejectedOverload` at once
+    /// (0: no limit).
+    pub peer_requests_per_sec: u32,
+    /// How many requests beyond the rate a friend may send in one burst.
+    pub peer_request_burst: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -142,13 +152,16 @@ impl Default for RuntimeConfig {
             client_idle_timeout_secs: 300,
             client_cache_blocks: 1024,
             shutdown_grace_ms: 5_000,
+            link_queue: 64,
+            peer_requests_per_sec: 4096,
+            peer_request_burst: 1024,
         }
     }
 }
 
 impl RuntimeConfig {
     /// Every bound and timeout by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 6] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
         [
             ("runtime.router_queue", self.router_queue as u64),
             (
@@ -170,6 +183,11 @@ impl RuntimeConfig {
             (
                 "runtime.client_cache_blocks",
                 self.client_cache_blocks as u64,
+            ),
+            ("runtime.link_queue", self.link_queue as u64),
+            (
+                "runtime.peer_request_burst",
+                u64::from(self.peer_request_burst),
             ),
         ]
     }

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
+use super::fair::LinkInput;
 use super::{next_connection, Input};
 use crate::config::NodeConfig;
 use crate::error::{ErrorKind, HasKind};
@@ -32,6 +33,8 @@ pub(super) struct LinkContext {
     input: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     config: LinkConfig,
+    /// Messages one link may have waiting for the router.
+    link_queue: usize,
 }
 
 impl LinkContext {
@@ -48,6 +51,7 @@ impl LinkContext {
             input,
             next_conn: AtomicU64::new(1),
             config: config.link.clone(),
+            link_queue: config.runtime.link_queue,
         }
     }
 }
@@ -253,12 +257,14 @@ where
     ));
     let input = ctx.input.clone();
     let (start_tx, start_rx) = oneshot::channel();
+    let (queue_tx, queue) = mpsc::channel(ctx.link_queue.max(1));
     let reader_task = tokio::spawn(read_link(
         reader,
         LinkTask {
             peer,
             conn,
             input: input.clone(),
+            queue: queue_tx,
         },
         Duration::from_secs(cfg.idle_timeout_secs),
         start_rx,
@@ -270,6 +276,7 @@ where
             conn,
             location,
             tx,
+            queue,
             reader: reader_task.abort_handle(),
         })
         .await;
@@ -301,11 +308,14 @@ async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, kee
     }
 }
 
-/// Which link a reader task serves, and where its messages go.
+/// Which link a reader task serves, and where its messages go: its own
+/// bounded queue, which the router serves in turn with the other links'
+/// (`fair.rs`); `input` carries only its `LinkDown`.
 struct LinkTask {
     peer: PeerKey,
     conn: u64,
     input: mpsc::Sender<Input>,
+    queue: mpsc::Sender<LinkInput>,
 }
 
 async fn read_link(
@@ -315,7 +325,12 @@ async fn read_link(
     start: oneshot::Receiver<()>,
     done: oneshot::Sender<()>,
 ) {
-    let LinkTask { peer, conn, input } = link;
+    let LinkTask {
+        peer,
+        conn,
+        input,
+        queue,
+    } = link;
     // Read nothing until the router has the LinkUp, so that no message
     // of this link can reach it first.
     if start.await.is_err() {
@@ -332,16 +347,12 @@ async fn read_link(
             Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
             Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
                 Ok(PeerFrame::Routing(msg)) => {
-                    if input
-                        .send(Input::Message { peer, conn, msg })
-                        .await
-                        .is_err()
-                    {
+                    if queue.send(LinkInput::Routing(msg)).await.is_err() {
                         break;
                     }
                 }
                 Ok(PeerFrame::Swap(msg)) => {
-                    if input.send(Input::Swap { peer, conn, msg }).await.is_err() {
+                    if queue.send(LinkInput::Swap(msg)).await.is_err() {
                         break;
                     }
                 }

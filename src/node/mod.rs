@@ -33,6 +33,7 @@
 
 mod client_api;
 mod client_cache;
+mod fair;
 mod links;
 mod membership;
 mod router_task;
@@ -53,7 +54,6 @@ use crate::client::NodeStatus;
 use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
-use crate::message::{Message, SwapMessage};
 use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError, StoreSource};
 
@@ -108,21 +108,13 @@ enum Input {
         conn: u64,
         location: Location,
         tx: mpsc::Sender<Vec<u8>>,
+        /// The link's own queue of messages for the router.
+        queue: mpsc::Receiver<fair::LinkInput>,
         reader: tokio::task::AbortHandle,
     },
     LinkDown {
         peer: PeerKey,
         conn: u64,
-    },
-    Message {
-        peer: PeerKey,
-        conn: u64,
-        msg: Message,
-    },
-    Swap {
-        peer: PeerKey,
-        conn: u64,
-        msg: SwapMessage,
     },
     /// Testnet only: pause or resume this node's swap attempts.
     SetSwapping {

@@ -18,6 +18,7 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::client_cache::{ClientCache, NodeBlocks};
+use super::fair::{new_request, FairInbox, LinkInput, RateLimits};
 use super::Input;
 use crate::audit::log::AuditLog;
 use crate::client::{NodeStatus, PeerStatus};
@@ -81,6 +82,13 @@ pub(super) struct RouterTask {
     /// peer's `router.max_inflight_per_peer`, as requests in flight do.
     pending_writes: HashMap<PeerKey, usize>,
     links: HashMap<PeerKey, LinkEntry>,
+    /// Every link's queue of messages, served in turn.
+    inbox: FairInbox,
+    /// Each friend's rate of new requests.
+    limits: RateLimits,
+    /// Inserts refused because the store's writer was full or the peer had
+    /// its share of it waiting.
+    store_refused: u64,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
     token_uid: HashMap<ClientToken, u64>,
     next_token: ClientToken,
@@ -140,6 +148,12 @@ impl RouterTask {
             written: Some(written),
             pending_writes: HashMap::new(),
             links: HashMap::new(),
+            inbox: FairInbox::default(),
+            limits: RateLimits::new(
+                config.runtime.peer_requests_per_sec,
+                config.runtime.peer_request_burst,
+            ),
+            store_refused: 0,
             waiters: HashMap::new(),
             token_uid: HashMap::new(),
             next_token: 1,
@@ -173,14 +187,25 @@ impl RouterTask {
                 .map(|ms| self.started + Duration::from_millis(ms));
             let drained = self.draining.as_ref().map(|(d, _)| *d);
             let deadline = deadline.into_iter().chain(drained).min();
-            tokio::select! {
-                _ = shutdown.changed() => break,
+            let inbox = &mut self.inbox;
+            let wake = tokio::select! {
+                _ = shutdown.changed() => Wake::Stop,
                 input = inputs.recv() => match input {
-                    Some(input) => self.on_input(input),
-                    None => break,
+                    Some(input) => Wake::Input(input),
+                    None => Wake::Stop,
                 },
-                Some(batch) = written.recv() => self.on_written(batch),
-                _ = sleep_until_opt(deadline) => {
+                Some(batch) = written.recv() => Wake::Written(batch),
+                (peer, conn, msg) = std::future::poll_fn(|cx| inbox.poll_next(cx)) => {
+                    Wake::Link(peer, conn, msg)
+                }
+                _ = sleep_until_opt(deadline) => Wake::Tick,
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::Input(input) => self.on_input(input),
+                Wake::Written(batch) => self.on_written(batch),
+                Wake::Link(peer, conn, msg) => self.on_link_input(peer, conn, msg),
+                Wake::Tick => {
                     self.feed(Event::Tick);
                     self.feed_swap(SwapEvent::Tick);
                 }
@@ -248,8 +273,10 @@ impl RouterTask {
                 conn,
                 location,
                 tx,
+                queue,
                 reader,
             } => {
+                self.inbox.add(peer, conn, queue);
                 if let Some(old) = self.links.insert(peer, LinkEntry { conn, tx, reader }) {
                     old.reader.abort();
                     self.feed(Event::LinkDown { peer });
@@ -270,20 +297,6 @@ impl RouterTask {
             Input::LinkDown { peer, conn } => {
                 if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
                     self.drop_link(peer);
-                }
-            }
-            Input::Message { peer, conn, msg } => {
-                if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
-                    return;
-                }
-                if let Some(a) = &mut self.audit {
-                    a.received(&peer, &msg);
-                }
-                self.feed(Event::Message { from: peer, msg });
-            }
-            Input::Swap { peer, conn, msg } => {
-                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
-                    self.feed_swap(SwapEvent::Message { from: peer, msg });
                 }
             }
             Input::SetSwapping { on, reply } => {
@@ -308,6 +321,34 @@ impl RouterTask {
         }
     }
 
+    /// A message from a link's queue: a new request beyond the peer's rate
+    /// is refused at once; everything else goes to the core.
+    fn on_link_input(&mut self, peer: PeerKey, conn: u64, input: LinkInput) {
+        if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
+            return;
+        }
+        match input {
+            LinkInput::Routing(msg) => {
+                if let Some(a) = &mut self.audit {
+                    a.received(&peer, &msg);
+                }
+                if let Some(uid) = new_request(&msg) {
+                    if !self.limits.admit(peer, Instant::now()) {
+                        debug!(%peer, "peer is over its request rate; refusing");
+                        let mut broken = Vec::new();
+                        self.send(peer, Message::RejectedOverload { uid }, &mut broken);
+                        for peer in broken {
+                            self.drop_link(peer);
+                        }
+                        return;
+                    }
+                }
+                self.feed(Event::Message { from: peer, msg });
+            }
+            LinkInput::Swap(msg) => self.feed_swap(SwapEvent::Message { from: peer, msg }),
+        }
+    }
+
     fn new_token(&mut self, reply: oneshot::Sender<ClientOutcome>) -> ClientToken {
         let token = self.next_token;
         self.next_token += 1;
@@ -318,6 +359,8 @@ impl RouterTask {
     fn drop_link(&mut self, peer: PeerKey) {
         if let Some(link) = self.links.remove(&peer) {
             link.reader.abort();
+            self.inbox.remove(&peer);
+            self.limits.forget(&peer);
             info!(%peer, "link down");
             if let Some(a) = &mut self.audit {
                 a.link_down(&peer);
@@ -463,6 +506,7 @@ impl RouterTask {
             .is_some_and(|p| self.pending_writes.get(p).is_some_and(|n| *n >= limit))
         {
             debug!("peer has too many blocks waiting for the disk; refusing its insert");
+            self.store_refused += 1;
             return self.refuse(after, broken);
         }
         let Some(writer) = &self.store_writer else {
@@ -476,6 +520,7 @@ impl RouterTask {
             }
             Err((_, after)) => {
                 debug!("store write queue full; refusing the insert");
+                self.store_refused += 1;
                 self.refuse(after, broken);
             }
         }
@@ -570,6 +615,15 @@ impl RouterTask {
             swap: self.swap_status(),
         }
     }
+}
+
+/// What woke the router task.
+enum Wake {
+    Stop,
+    Input(Input),
+    Written(Vec<Written<AfterStore>>),
+    Link(PeerKey, u64, LinkInput),
+    Tick,
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
