@@ -72,9 +72,16 @@ pub enum InvalidSetting {
         block = crate::keys::BLOCK_LEN
     )]
     StoreTooSmall(u64),
+    #[error("memory is {0} bytes; a node needs at least {min} bytes", min = MIN_MEMORY)]
+    MemoryTooSmall(u64),
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
 }
+
+/// The default `memory` bound: what suits a small machine.
+pub const DEFAULT_MEMORY: u64 = 48 * 1024 * 1024;
+/// The smallest `memory` a node accepts.
+pub const MIN_MEMORY: u64 = 16 * 1024 * 1024;
 
 /// A size in bytes, written as a number or a string such as "256MiB".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +236,16 @@ pub struct NodeConfig {
     /// device"), to exercise the disk-full path without a small filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_disk_limit: Option<SizeSetting>,
+    /// The memory the node may use (its RSS bound): the redb page cache,
+    /// the store writer's queue, each link's inbound queue and the client
+    /// cache are sized from it (see `docs/operations.md`). Default
+    /// [`DEFAULT_MEMORY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<SizeSetting>,
+    /// Testing only (testnet nodes): delay every frame this node sends on
+    /// a link by this many milliseconds, to bench long-latency paths.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub link_delay_ms: u64,
     /// Allow the client API to listen on a non-loopback address.
     #[serde(default)]
     pub client_public: bool,
@@ -278,6 +295,8 @@ impl NodeConfig {
             store_size: default_store_size(),
             cache_size: None,
             store_disk_limit: None,
+            memory: None,
+            link_delay_ms: 0,
             client_public: false,
             testnet: false,
             anonymity: Anonymity::default(),
@@ -347,6 +366,10 @@ impl NodeConfig {
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);
         }
+        let memory = self.memory_bytes()?;
+        if memory < MIN_MEMORY {
+            return Err(InvalidSetting::MemoryTooSmall(memory));
+        }
         let store = self.store_bytes()?;
         if store < crate::keys::BLOCK_LEN as u64 {
             return Err(InvalidSetting::StoreTooSmall(store));
@@ -367,6 +390,17 @@ impl NodeConfig {
                 setting: "store_size",
                 source,
             })
+    }
+
+    /// The `memory` bound in bytes ([`DEFAULT_MEMORY`] unless set).
+    pub fn memory_bytes(&self) -> Result<u64, InvalidSetting> {
+        match &self.memory {
+            Some(m) => m.bytes().map_err(|source| InvalidSetting::Size {
+                setting: "memory",
+                source,
+            }),
+            None => Ok(DEFAULT_MEMORY),
+        }
     }
 
     /// The cache's bound in bytes (the store's unless `cache_size` is set).

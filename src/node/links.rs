@@ -35,6 +35,8 @@ pub(super) struct LinkContext {
     config: LinkConfig,
     /// Messages one link may have waiting for the router.
     link_queue: usize,
+    /// Testnet only: how long each frame waits before it is sent.
+    link_delay: Duration,
 }
 
 impl LinkContext {
@@ -51,7 +53,12 @@ impl LinkContext {
             input,
             next_conn: AtomicU64::new(1),
             config: config.link.clone(),
-            link_queue: config.runtime.link_queue,
+            link_queue: super::MemoryBudget::new(config).link_queue,
+            link_delay: Duration::from_millis(if config.testnet {
+                config.link_delay_ms
+            } else {
+                0
+            }),
         }
     }
 }
@@ -250,6 +257,7 @@ where
     let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(cfg.write_queue);
     let (done_tx, done_rx) = oneshot::channel();
+    let rx = delayed(rx, ctx.link_delay, cfg.write_queue);
     tokio::spawn(write_link(
         writer,
         rx,
@@ -286,6 +294,39 @@ where
     }
     let _ = start_tx.send(());
     Ok(done_rx)
+}
+
+/// Testnet `link_delay`: a delay line in front of the link's writer. Each
+/// frame is held until `delay` after it was queued, so the link has that
+/// much latency but its throughput is not limited. With no delay, `rx`
+/// itself.
+fn delayed(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    delay: Duration,
+    bound: usize,
+) -> mpsc::Receiver<Vec<u8>> {
+    if delay.is_zero() {
+        return rx;
+    }
+    let (due_tx, mut due_rx) = mpsc::channel(bound.max(1));
+    let (out_tx, out_rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let due = tokio::time::Instant::now() + delay;
+            if due_tx.send((due, frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((due, frame)) = due_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if out_tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    out_rx
 }
 
 async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, keepalive: Duration) {

@@ -36,6 +36,7 @@ mod client_cache;
 mod fair;
 mod links;
 mod membership;
+mod memory;
 mod router_task;
 
 use std::net::SocketAddr;
@@ -57,6 +58,7 @@ use crate::keys::{Block, Location, RoutingKey};
 use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError, StoreSource};
 
+pub use memory::{rss, MemoryBudget};
 pub use router_task::outcome_text;
 
 /// Wait after a failed `accept` before the next one.
@@ -249,7 +251,8 @@ fn open_store(dir: &Path, config: &NodeConfig) -> Result<Datastore, NodeError> {
         path: path.join("blocks.redb"),
         disk_limit,
     };
-    Datastore::open_source(source, store_bytes, cache_bytes)
+    let budget = MemoryBudget::new(config);
+    Datastore::open_sized(source, store_bytes, cache_bytes, budget.db_cache)
         .map_err(|source| NodeError::Store { path, source })
 }
 
