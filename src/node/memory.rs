@@ -87,8 +87,8 @@ mod tests {
         assert_eq!(small.limit, 48 << 20);
         assert_eq!(small.db_cache, 12 << 20);
         assert_eq!(small.store_queue, 256);
-        assert_eq!(small.link_queue, 24);
-        assert_eq!(small.client_cache_blocks, 192);
+        assert_eq!(small.link_queue, 23);
+        assert_eq!(small.client_cache_blocks, 191);
         let big = MemoryBudget::new(&config(Some("1GiB")));
         assert_eq!(big.db_cache, 256 << 20);
         assert_eq!(big.store_queue, 512);
