@@ -120,8 +120,8 @@ pub struct PeerConfig {
 pub struct RuntimeConfig {
     /// Inputs (link messages, client requests) queued for the router task.
     pub router_queue: usize,
-    /// Best-effort cache writes running on the blocking pool at once; beyond
-    /// this a block is simply not cached.
+    /// Blocks waiting for the cache's writer thread (best effort: beyond
+    /// this a block is simply not cached).
     pub cache_writes_in_flight: usize,
     /// Client API connections served at once; more wait to be accepted.
     pub client_max_connections: usize,

@@ -1,7 +1,7 @@
 //! One `memory` setting sizes what a node keeps in memory, and `veil
 //! status` shows the resident set against it.
 //!
-//! Of `memory` (default 48 MiB), a quarter goes to redb's page cache; an
+//! Of `memory` (default 48 MiB), an eighth goes to redb's page cache; an
 //! eighth each bounds the store writer's queue (256 to 512 blocks of 32
 //! KiB) and the tunnel client cache; each link's inbound queue holds at most
 //! `runtime.link_queue` messages and at most a 64th of `memory`. The rest
@@ -44,11 +44,25 @@ impl MemoryBudget {
         let blocks = |share: usize| (bytes / share) / BLOCK_LEN;
         MemoryBudget {
             limit,
-            db_cache: bytes / 4,
+            db_cache: bytes / 8,
             store_queue: blocks(8).clamp(MIN_STORE_QUEUE, MAX_STORE_QUEUE),
             link_queue: config.runtime.link_queue.min(blocks(64)).max(8),
             client_cache_blocks: config.runtime.client_cache_blocks.min(blocks(8)).max(1),
         }
+    }
+}
+
+/// Cap glibc's malloc arenas at two. By default glibc gives each thread
+/// that allocates its own arena (up to 8 per core), and freed blocks stay
+/// in the arena that held them, so a node whose threads each pass many
+/// 32 KiB blocks grows its resident set far beyond what it holds. A no-op
+/// elsewhere.
+pub fn limit_allocator_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable of the allocator; it is safe to
+    // call at any time, from any thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }
 
@@ -85,12 +99,12 @@ mod tests {
     fn shares_follow_the_setting() {
         let small = MemoryBudget::new(&config(None));
         assert_eq!(small.limit, 48 << 20);
-        assert_eq!(small.db_cache, 12 << 20);
+        assert_eq!(small.db_cache, 6 << 20);
         assert_eq!(small.store_queue, 256);
         assert_eq!(small.link_queue, 23);
         assert_eq!(small.client_cache_blocks, 191);
         let big = MemoryBudget::new(&config(Some("1GiB")));
-        assert_eq!(big.db_cache, 256 << 20);
+        assert_eq!(big.db_cache, 128 << 20);
         assert_eq!(big.store_queue, 512);
         assert_eq!(big.link_queue, 64);
         assert_eq!(big.client_cache_blocks, 1024);

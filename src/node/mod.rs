@@ -277,6 +277,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         identity,
         location,
     } = setup;
+    memory::limit_allocator_arenas();
     let store = Arc::new(open_store(&dir, &config)?);
     let (listener, listen) = bind(config.listen).await?;
     let (client_listener, client) = bind(config.client).await?;

@@ -29,7 +29,7 @@ use crate::message::{Message, PeerFrame};
 use crate::routing::htl::policy_for;
 use crate::routing::swap::{SwapEvent, Swapper};
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
-use crate::store::{Datastore, GroupWriter, Written};
+use crate::store::{CacheWriter, Datastore, GroupWriter, Written};
 
 /// Most blocks one durable commit covers.
 const STORE_BATCH: usize = 256;
@@ -61,7 +61,9 @@ pub(super) struct RouterTask {
     store: Arc<Datastore>,
     /// Tunnel mode: what the local client fetched, read only by it.
     client_cache: RefCell<ClientCache>,
-    cache_writes: Arc<Semaphore>,
+    /// The cache's writer thread (`None` if it could not be started: then
+    /// nothing is cached).
+    cache_writer: Option<CacheWriter>,
     /// Group commit: the store's writer thread (`None` if it could not be
     /// started; then nothing is stored and every insert ending here fails).
     store_writer: Option<GroupWriter<AfterStore>>,
@@ -140,6 +142,13 @@ impl RouterTask {
                     None
                 }
             };
+        let cache_writer = CacheWriter::spawn(
+            store.clone(),
+            config.runtime.cache_writes_in_flight,
+            STORE_BATCH,
+        )
+        .inspect_err(|e| warn!(error = %e, "cannot start the cache writer; nothing is cached"))
+        .ok();
         RouterTask {
             router,
             swapper,
@@ -148,7 +157,7 @@ impl RouterTask {
             coin_secret,
             store,
             client_cache: RefCell::new(ClientCache::new(budget.client_cache_blocks)),
-            cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
+            cache_writer,
             store_writer,
             budget,
             written: Some(written),
@@ -425,23 +434,18 @@ impl RouterTask {
                 }
                 Action::CacheBlock { block } => {
                     // Caching is best effort and must not stall routing: the
-                    // write runs on the blocking pool, at most
-                    // `runtime.cache_writes_in_flight` at once; beyond that the block
-                    // is simply not cached.
-                    match self.cache_writes.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            if let Some(a) = &mut self.audit {
-                                a.block_cached(&block.routing_key());
-                            }
-                            let store = self.store.clone();
-                            tokio::task::spawn_blocking(move || {
-                                let _permit = permit;
-                                if let Err(e) = store.put_cache(&block) {
-                                    warn!(error = %e, "cannot cache block");
-                                }
-                            });
-                        }
-                        Err(_) => debug!("cache writes saturated; not caching this block"),
+                    // cache's writer thread keeps blocks in batches, at most
+                    // `runtime.cache_writes_in_flight` waiting; beyond that
+                    // the block is simply not cached.
+                    let key = block.routing_key();
+                    let queued = self
+                        .cache_writer
+                        .as_ref()
+                        .is_some_and(|w| w.try_write(block).is_ok());
+                    match (queued, &mut self.audit) {
+                        (true, Some(a)) => a.block_cached(&key),
+                        (true, None) => {}
+                        (false, _) => debug!("cache writes saturated; not caching this block"),
                     }
                 }
                 Action::StoreBlock { block } => {

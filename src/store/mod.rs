@@ -119,7 +119,7 @@ pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
 pub use index::MAX_TOUCHES;
 pub use size::{parse_size, SizeError};
-pub use writer::{GroupWriter, Written};
+pub use writer::{CacheWriter, GroupWriter, Written};
 
 use index::{Changes, KeyIndex, Touches};
 use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
@@ -384,15 +384,23 @@ impl Datastore {
     /// Keep a block that passed through. Visible at once, but a crash may
     /// lose it (non-durable commit).
     pub fn put_cache(&self, block: &Block) -> Result<(), StoreError> {
+        self.put_cache_batch(std::slice::from_ref(block))
+    }
+
+    /// Keep every block of `blocks` in the cache, in one non-durable commit
+    /// ([`CacheWriter`] gathers them).
+    pub fn put_cache_batch(&self, blocks: &[Block]) -> Result<(), StoreError> {
         let capacity = self.cache_capacity;
         if capacity == 0 {
             tracing::debug!("datastore: the cache has no room; block dropped");
             return Ok(());
         }
-        let key = block.routing_key();
         self.write(Commit::Lazy, |txn, writer| {
-            tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
-            tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+            for block in blocks {
+                let key = block.routing_key();
+                tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
+                tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+            }
             tables::evict_over(txn, Part::Cache, capacity, &mut writer.changes)
         })
     }
