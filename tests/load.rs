@@ -116,3 +116,196 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
         s.load.memory_limit
     );
 }
+
+/// Friends in the flood test besides the flooder.
+const FRIENDS: usize = 3;
+/// Each friend's file in each phase.
+const FILE_LEN: usize = 2 * 1024 * 1024;
+
+/// Each friend fetches its own file (placed at the hub) at once; their
+/// throughputs in bytes per second.
+fn fetch_all(
+    rt: &tokio::runtime::Runtime,
+    friends: &[TestNode],
+    uris: &[veil::keys::Chk],
+) -> Vec<f64> {
+    rt.block_on(async {
+        let gets: Vec<_> = friends
+            .iter()
+            .zip(uris)
+            .map(|(f, uri)| {
+                let client = f.client;
+                let uri = uri.clone();
+                tokio::spawn(async move {
+                    let t = std::time::Instant::now();
+                    let got = tokio::time::timeout(
+                        Duration::from_secs(120),
+                        veil::transfer::get_file(client, &uri, 32),
+                    )
+                    .await
+                    .expect("a friend's get took over 120 s")
+                    .expect("a friend's get failed");
+                    assert_eq!(got.len(), FILE_LEN);
+                    FILE_LEN as f64 / t.elapsed().as_secs_f64()
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for g in gets {
+            out.push(g.await.unwrap());
+        }
+        out
+    })
+}
+
+/// One friend floods the hub with requests and `htl = 1` inserts as fast as
+/// its link takes them; three other friends, fetching from the hub, keep at
+/// least half of the throughput they had without the flood (measured first,
+/// in this test). Prints each friend's share.
+#[test]
+fn a_flooding_friend_leaves_the_others_their_share() {
+    use veil::identity::{Identity, PeerKey};
+    use veil::keys::{Chk, Location, RoutingKey};
+    use veil::link::{self, LinkConfig};
+    use veil::message::{Message, PeerFrame};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut hub = TestNode::init(tmp.path(), "hub", 0.5);
+    let mut friends: Vec<TestNode> = (0..FRIENDS)
+        .map(|i| TestNode::init(tmp.path(), &format!("f{i}"), 0.1 + 0.25 * i as f64))
+        .collect();
+    for f in &friends {
+        hub.befriend(f);
+        f.set("anonymity = \"none\"");
+    }
+    hub.set("anonymity = \"none\"");
+    hub.set("testnet = true");
+    // The flooder: a friend whose smaller key makes it the one that dials.
+    let hub_key: PeerKey = hub.key.parse().unwrap();
+    let flooder = loop {
+        let id = Identity::generate(&mut rand::rngs::OsRng);
+        if id.public() < hub_key {
+            break id;
+        }
+    };
+    veil_ok(&[
+        "add-peer",
+        hub.dir.to_str().unwrap(),
+        "127.0.0.1:9",
+        &flooder.public().to_string(),
+    ]);
+    hub.start(&[]);
+    for f in &mut friends {
+        f.start(&[]);
+    }
+    for f in &friends {
+        f.wait_peers(&rt, 1);
+    }
+    hub.wait_peers(&rt, FRIENDS);
+
+    // Two files per friend, held by the hub: one per phase.
+    let mut uris = [Vec::new(), Vec::new()];
+    rt.block_on(async {
+        let mut c = Client::connect(hub.client, Duration::from_secs(5))
+            .await
+            .unwrap();
+        for (phase, list) in uris.iter_mut().enumerate() {
+            for i in 0..FRIENDS {
+                let split =
+                    veil::content::split(&bytes(FILE_LEN, (10 * phase + i) as u64)).unwrap();
+                for b in &split.blocks {
+                    c.place(b.clone()).await.unwrap();
+                }
+                list.push(split.uri);
+            }
+        }
+    });
+    let baseline = fetch_all(&rt, &friends, &uris[0]);
+
+    // The flood: requests for keys nobody has and inserts of fresh blocks,
+    // both with htl = 1, written as fast as the link takes them; the
+    // replies are read (and counted) so the hub never sees a stuck link.
+    let blocks: Vec<_> = (0..64)
+        .map(|i| Chk::encode(format!("flood {i}").as_bytes()).unwrap().1)
+        .collect();
+    let listen = hub.listen;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let flood = rt.spawn(async move {
+        let stream = tokio::net::TcpStream::connect(listen).await.unwrap();
+        let mut link = link::connect(stream, &flooder, &hub_key, &LinkConfig::default())
+            .await
+            .unwrap();
+        let hello = PeerFrame::Hello {
+            location: Location::from_f64(0.9),
+        };
+        link.send(&hello.encode()).await.unwrap();
+        let (mut reader, mut writer) = link.into_split();
+        let replies = tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Ok(Some(_)) = reader.recv().await {
+                n += 1;
+            }
+            n
+        });
+        let mut sent = 0u64;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+            let uid = rand::random();
+            let msg = if sent % 2 == 0 {
+                Message::DataRequest {
+                    uid,
+                    key: RoutingKey(rand::random()),
+                    htl: 1,
+                }
+            } else {
+                let block = blocks[(sent as usize / 2) % blocks.len()].clone();
+                Message::InsertRequest {
+                    uid,
+                    key: block.routing_key(),
+                    htl: 1,
+                    block,
+                }
+            };
+            if writer
+                .send(&PeerFrame::Routing(msg).encode())
+                .await
+                .is_err()
+            {
+                break;
+            }
+            sent += 1;
+        }
+        drop(writer);
+        replies.abort();
+        sent
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let flooded = fetch_all(&rt, &friends, &uris[1]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent = rt.block_on(flood).unwrap();
+    let s = status(&rt, &hub);
+
+    let total: f64 = flooded.iter().sum();
+    for i in 0..FRIENDS {
+        println!(
+            "friend {i}: baseline {:.1} MiB/s, under flood {:.1} MiB/s ({:.0}% of baseline, {:.0}% of the friends' throughput)",
+            baseline[i] / MIB as f64,
+            flooded[i] / MIB as f64,
+            100.0 * flooded[i] / baseline[i],
+            100.0 * flooded[i] / total
+        );
+    }
+    println!(
+        "flooder sent {sent} messages; hub: {} over rate, {} store refused, {} overloads sent",
+        s.load.rate_refused, s.load.store_refused, s.stats.overloads_sent
+    );
+    assert!(sent > 1000, "the flood sent only {sent} messages");
+    for i in 0..FRIENDS {
+        assert!(
+            flooded[i] >= 0.5 * baseline[i],
+            "friend {i} fell to {:.0}% of its baseline under the flood",
+            100.0 * flooded[i] / baseline[i]
+        );
+    }
+}
