@@ -252,7 +252,7 @@ fn a_flooding_friend_leaves_the_others_their_share() {
         let mut sent = 0u64;
         while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
             let uid = rand::random();
-            let msg = if sent % 2 == 0 {
+            let msg = if sent.is_multiple_of(2) {
                 Message::DataRequest {
                     uid,
                     key: RoutingKey(rand::random()),
