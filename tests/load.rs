@@ -11,14 +11,14 @@ use std::time::Duration;
 use common::*;
 use veil::client::{Client, NodeStatus};
 
-/// Read a field of `/proc/PID/status` in bytes (`VmRSS`, `VmHWM`).
-fn proc_kib(pid: u32, field: &str) -> u64 {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.trim().strip_suffix("kB"))
-        .and_then(|kb| kb.trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
+/// `VmRSS` or `VmHWM` of process `pid`, in bytes.
+fn proc_bytes(pid: u32, field: &str) -> u64 {
+    let (rss, peak) = veil::node::rss_of(&pid.to_string());
+    if field == "VmHWM:" {
+        peak
+    } else {
+        rss
+    }
 }
 
 fn status(rt: &tokio::runtime::Runtime, node: &TestNode) -> NodeStatus {
@@ -60,7 +60,7 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
         n.wait_peers(&rt, if i == 1 { 2 } else { 1 });
     }
     let relay_pid = nodes[1].child.as_ref().unwrap().id();
-    let before = proc_kib(relay_pid, "VmRSS:");
+    let before = proc_bytes(relay_pid, "VmRSS:");
 
     // With its check blocks, a 128 MiB file is 256 MiB of blocks.
     let len = 128 * MIB as usize;
@@ -88,8 +88,8 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
     drop(std::fs::remove_file(&input));
 
     let s = status(&rt, &nodes[1]);
-    let peak = proc_kib(relay_pid, "VmHWM:");
-    let now = proc_kib(relay_pid, "VmRSS:");
+    let peak = proc_bytes(relay_pid, "VmHWM:");
+    let now = proc_bytes(relay_pid, "VmRSS:");
     println!(
         "relay: {} requests received; RSS {:.1} MiB before, {:.1} MiB after, peak {:.1} MiB; \
          bound {:.0} MiB; status says rss {:.1} MiB peak {:.1} MiB",

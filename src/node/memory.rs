@@ -70,7 +70,12 @@ pub fn limit_allocator_arenas() {
 /// `/proc/self/status` (`VmRSS`, `VmHWM`); zeros where there is no
 /// `/proc`.
 pub fn rss() -> (u64, u64) {
-    let Ok(text) = std::fs::read_to_string("/proc/self/status") else {
+    rss_of("self")
+}
+
+/// As [`rss`], for process `pid` (`/proc/PID/status`).
+pub fn rss_of(pid: &str) -> (u64, u64) {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
         return (0, 0);
     };
     let field = |name: &str| {

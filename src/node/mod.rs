@@ -58,7 +58,7 @@ use crate::keys::{Block, Location, RoutingKey};
 use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError, StoreSource};
 
-pub use memory::{rss, MemoryBudget};
+pub use memory::{rss, rss_of, MemoryBudget};
 pub use router_task::outcome_text;
 
 /// Wait after a failed `accept` before the next one.

@@ -193,19 +193,6 @@ async fn links_up(clients: &[std::net::SocketAddr]) -> usize {
     up
 }
 
-/// Read `VmRSS` and `VmHWM` of `pid` in MiB.
-fn rss_of(pid: u32) -> (f64, f64) {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|r| r.trim().strip_suffix("kB"))
-            .and_then(|kb| kb.trim().parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// SHA-256 on one core, MiB/s (about half a second of hashing).
 pub fn sha256_throughput() -> f64 {
     let buf = vec![0x5au8; 64 * 1024];
@@ -278,11 +265,11 @@ async fn run_in(
         .iter()
         .enumerate()
         .map(|(i, c)| {
-            let (rss_mib, peak_mib) = rss_of(c.id());
+            let (rss, peak) = crate::node::rss_of(&c.id().to_string());
             NodeRss {
                 name: format!("n{i}"),
-                rss_mib,
-                peak_mib,
+                rss_mib: rss as f64 / MIB,
+                peak_mib: peak as f64 / MIB,
             }
         })
         .collect();
