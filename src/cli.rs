@@ -187,6 +187,14 @@ pub struct BenchArgs {
     /// Skip the chain figures and raw AEAD speed (measure only the modes).
     #[arg(long)]
     pub no_chain: bool,
+    /// Only the 6-node chain of real `veil node` processes: get times of
+    /// `--sizes` across 3 relays in each of `--modes`, every node's RSS, and
+    /// the machine's computed limit for that path.
+    #[arg(long)]
+    pub chain: bool,
+    /// With --chain: every node delays its link frames by this many ms.
+    #[arg(long, default_value_t = 0)]
+    pub link_delay_ms: u64,
     /// Anonymity modes to compare (comma-separated; empty skips them).
     #[arg(long, value_delimiter = ',', default_value = "none,freenet,tunnel")]
     pub modes: Vec<Anonymity>,

@@ -88,6 +88,31 @@ pub struct NodeStatus {
     /// Location swapping: on or off, and what it came to.
     #[serde(default)]
     pub swap: SwapStatus,
+    /// Memory against its bound, and what load refused.
+    #[serde(default)]
+    pub load: LoadStatus,
+}
+
+/// Memory use against the `memory` bound, and the node's load counters, as
+/// `veil status` shows them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct LoadStatus {
+    /// The `memory` setting (bytes).
+    pub memory_limit: u64,
+    /// Resident set now and at its peak (bytes; 0 without `/proc`).
+    pub rss_bytes: u64,
+    pub rss_peak_bytes: u64,
+    /// What redb's page cache may use (bytes).
+    pub db_cache_bytes: u64,
+    /// Messages waiting in the links' inbound queues.
+    pub link_queued: u64,
+    /// Requests answered `RejectedOverload` because their friend was over
+    /// its rate, and inserts refused because the store's writer was full.
+    pub rate_refused: u64,
+    pub store_refused: u64,
+    /// Store lookups read off the router task, and inline on it.
+    pub reads_off_task: u64,
+    pub reads_inline: u64,
 }
 
 /// Location swapping as `veil status` shows it.
@@ -144,6 +169,21 @@ impl NodeStatus {
             s.overloads_sent,
             s.timeouts,
             self.pending
+        ));
+        let l = &self.load;
+        out.push_str(&format!(
+            "memory    rss {} / {} bytes (peak {}), db cache {}\n\
+             load      {} queued, {} over rate, {} store refused, \
+             {} reads off task, {} inline\n",
+            l.rss_bytes,
+            l.memory_limit,
+            l.rss_peak_bytes,
+            l.db_cache_bytes,
+            l.link_queued,
+            l.rate_refused,
+            l.store_refused,
+            l.reads_off_task,
+            l.reads_inline
         ));
         let w = &self.swap;
         if w.enabled {

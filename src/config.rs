@@ -72,11 +72,18 @@ pub enum InvalidSetting {
         block = crate::keys::BLOCK_LEN
     )]
     StoreTooSmall(u64),
+    #[error("memory is {0} bytes; a node needs at least {min} bytes", min = MIN_MEMORY)]
+    MemoryTooSmall(u64),
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
     #[error("gateway address {0} is not loopback; set gateway_public = true to allow it")]
     GatewayNotLoopback(SocketAddr),
 }
+
+/// The default `memory` bound: what suits a small machine.
+pub const DEFAULT_MEMORY: u64 = 48 * 1024 * 1024;
+/// The smallest `memory` a node accepts.
+pub const MIN_MEMORY: u64 = 16 * 1024 * 1024;
 
 /// A size in bytes, written as a number or a string such as "256MiB".
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,8 +122,8 @@ pub struct PeerConfig {
 pub struct RuntimeConfig {
     /// Inputs (link messages, client requests) queued for the router task.
     pub router_queue: usize,
-    /// Best-effort cache writes running on the blocking pool at once; beyond
-    /// this a block is simply not cached.
+    /// Blocks waiting for the cache's writer thread (best effort: beyond
+    /// this a block is simply not cached).
     pub cache_writes_in_flight: usize,
     /// Client API connections served at once; more wait to be accepted.
     pub client_max_connections: usize,
@@ -132,6 +139,16 @@ pub struct RuntimeConfig {
     /// On SIGTERM, how long the node waits for the requests in flight
     /// through it to finish before it closes its links (0: not at all).
     pub shutdown_grace_ms: u64,
+    /// Messages one link may have waiting for the router task. Links are
+    /// served in turn; a link whose queue is full is not read until the
+    /// router catches up, so one flooding friend slows only itself.
+    pub link_queue: usize,
+    /// New requests (`DataRequest`, `InsertRequest`) a friend may send per
+    /// second; beyond it they are answered `RejectedOverload` at once
+    /// (0: no limit).
+    pub peer_requests_per_sec: u32,
+    /// How many requests beyond the rate a friend may send in one burst.
+    pub peer_request_burst: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -144,13 +161,16 @@ impl Default for RuntimeConfig {
             client_idle_timeout_secs: 300,
             client_cache_blocks: 1024,
             shutdown_grace_ms: 5_000,
+            link_queue: 64,
+            peer_requests_per_sec: 4096,
+            peer_request_burst: 1024,
         }
     }
 }
 
 impl RuntimeConfig {
     /// Every bound and timeout by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 6] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
         [
             ("runtime.router_queue", self.router_queue as u64),
             (
@@ -172,6 +192,11 @@ impl RuntimeConfig {
             (
                 "runtime.client_cache_blocks",
                 self.client_cache_blocks as u64,
+            ),
+            ("runtime.link_queue", self.link_queue as u64),
+            (
+                "runtime.peer_request_burst",
+                u64::from(self.peer_request_burst),
             ),
         ]
     }
@@ -213,6 +238,16 @@ pub struct NodeConfig {
     /// device"), to exercise the disk-full path without a small filesystem.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store_disk_limit: Option<SizeSetting>,
+    /// The memory the node may use (its RSS bound): the redb page cache,
+    /// the store writer's queue, each link's inbound queue and the client
+    /// cache are sized from it (see `docs/operations.md`). Default
+    /// [`DEFAULT_MEMORY`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<SizeSetting>,
+    /// Testing only (testnet nodes): delay every frame this node sends on
+    /// a link by this many milliseconds, to bench long-latency paths.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub link_delay_ms: u64,
     /// Allow the client API to listen on a non-loopback address.
     #[serde(default)]
     pub client_public: bool,
@@ -269,6 +304,8 @@ impl NodeConfig {
             store_size: default_store_size(),
             cache_size: None,
             store_disk_limit: None,
+            memory: None,
+            link_delay_ms: 0,
             client_public: false,
             testnet: false,
             gateway: None,
@@ -340,6 +377,10 @@ impl NodeConfig {
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);
         }
+        let memory = self.memory_bytes()?;
+        if memory < MIN_MEMORY {
+            return Err(InvalidSetting::MemoryTooSmall(memory));
+        }
         let store = self.store_bytes()?;
         if store < crate::keys::BLOCK_LEN as u64 {
             return Err(InvalidSetting::StoreTooSmall(store));
@@ -366,6 +407,17 @@ impl NodeConfig {
                 setting: "store_size",
                 source,
             })
+    }
+
+    /// The `memory` bound in bytes ([`DEFAULT_MEMORY`] unless set).
+    pub fn memory_bytes(&self) -> Result<u64, InvalidSetting> {
+        match &self.memory {
+            Some(m) => m.bytes().map_err(|source| InvalidSetting::Size {
+                setting: "memory",
+                source,
+            }),
+            None => Ok(DEFAULT_MEMORY),
+        }
     }
 
     /// The cache's bound in bytes (the store's unless `cache_size` is set).

@@ -197,6 +197,24 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
         show(f.json, json_text, report.render_text());
         return Ok(ExitCode::SUCCESS);
     }
+    if a.chain {
+        let mut text = String::new();
+        let mut reports = Vec::new();
+        for mode in &a.modes {
+            let opts = veil::testnet::bench_chain::ChainOptions {
+                exe: exe()?,
+                anonymity: *mode,
+                link_delay_ms: a.link_delay_ms,
+                sizes: a.sizes.clone(),
+                concurrency: a.concurrency,
+            };
+            let report = veil::testnet::bench_chain::run(&opts, step).await?;
+            text.push_str(&report.render_text());
+            reports.push(report);
+        }
+        show(a.json, serde_json::to_string_pretty(&reports)?, text);
+        return Ok(ExitCode::SUCCESS);
+    }
     let chain = match a.no_chain {
         true => None,
         false => Some(veil::testnet::bench::run(a.samples.max(1), a.mib.max(1), step).await?),

@@ -6,7 +6,7 @@
 //!
 //! [`Action::ClientCacheBlock`]: crate::routing::Action::ClientCacheBlock
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 
 use crate::keys::{Block, RoutingKey};
@@ -69,13 +69,26 @@ impl ClientCache {
 
 /// What the core reads blocks from in the node: the datastore for
 /// neighbours and the client alike, the client cache for the client only.
+/// A block the router task read off its task is in `prefetched`; a key the
+/// store's in-memory index does not hold is a miss with no disk access;
+/// anything else is read inline and counted in `inline_reads`.
 pub(super) struct NodeBlocks<'a> {
     pub(super) store: &'a Datastore,
     pub(super) client: &'a RefCell<ClientCache>,
+    pub(super) prefetched: &'a HashMap<RoutingKey, Block>,
+    pub(super) inline_reads: &'a Cell<u64>,
 }
 
 impl BlockSource for NodeBlocks<'_> {
     fn lookup(&self, key: &RoutingKey) -> Option<Block> {
+        if let Some(block) = self.prefetched.get(key) {
+            return Some(block.clone());
+        }
+        if !self.store.holds(key) {
+            return None;
+        }
+        self.inline_reads
+            .set(self.inline_reads.get().saturating_add(1));
         self.store.lookup(key)
     }
 

@@ -12,6 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::{debug, info, warn};
 
+use super::fair::LinkInput;
 use super::{next_connection, Input};
 use crate::config::NodeConfig;
 use crate::error::{ErrorKind, HasKind};
@@ -32,6 +33,10 @@ pub(super) struct LinkContext {
     input: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     config: LinkConfig,
+    /// Messages one link may have waiting for the router.
+    link_queue: usize,
+    /// Testnet only: how long each frame waits before it is sent.
+    link_delay: Duration,
 }
 
 impl LinkContext {
@@ -48,6 +53,12 @@ impl LinkContext {
             input,
             next_conn: AtomicU64::new(1),
             config: config.link.clone(),
+            link_queue: super::MemoryBudget::new(config).link_queue,
+            link_delay: Duration::from_millis(if config.testnet {
+                config.link_delay_ms
+            } else {
+                0
+            }),
         }
     }
 }
@@ -246,6 +257,7 @@ where
     let conn = ctx.next_conn.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(cfg.write_queue);
     let (done_tx, done_rx) = oneshot::channel();
+    let rx = delayed(rx, ctx.link_delay, cfg.write_queue);
     tokio::spawn(write_link(
         writer,
         rx,
@@ -253,12 +265,14 @@ where
     ));
     let input = ctx.input.clone();
     let (start_tx, start_rx) = oneshot::channel();
+    let (queue_tx, queue) = mpsc::channel(ctx.link_queue.max(1));
     let reader_task = tokio::spawn(read_link(
         reader,
         LinkTask {
             peer,
             conn,
             input: input.clone(),
+            queue: queue_tx,
         },
         Duration::from_secs(cfg.idle_timeout_secs),
         start_rx,
@@ -270,6 +284,7 @@ where
             conn,
             location,
             tx,
+            queue,
             reader: reader_task.abort_handle(),
         })
         .await;
@@ -279,6 +294,39 @@ where
     }
     let _ = start_tx.send(());
     Ok(done_rx)
+}
+
+/// Testnet `link_delay`: a delay line in front of the link's writer. Each
+/// frame is held until `delay` after it was queued, so the link has that
+/// much latency but its throughput is not limited. With no delay, `rx`
+/// itself.
+fn delayed(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    delay: Duration,
+    bound: usize,
+) -> mpsc::Receiver<Vec<u8>> {
+    if delay.is_zero() {
+        return rx;
+    }
+    let (due_tx, mut due_rx) = mpsc::channel(bound.max(1));
+    let (out_tx, out_rx) = mpsc::channel(1);
+    tokio::spawn(async move {
+        while let Some(frame) = rx.recv().await {
+            let due = tokio::time::Instant::now() + delay;
+            if due_tx.send((due, frame)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some((due, frame)) = due_rx.recv().await {
+            tokio::time::sleep_until(due).await;
+            if out_tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    out_rx
 }
 
 async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, keepalive: Duration) {
@@ -301,11 +349,14 @@ async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, kee
     }
 }
 
-/// Which link a reader task serves, and where its messages go.
+/// Which link a reader task serves, and where its messages go: its own
+/// bounded queue, which the router serves in turn with the other links'
+/// (`fair.rs`); `input` carries only its `LinkDown`.
 struct LinkTask {
     peer: PeerKey,
     conn: u64,
     input: mpsc::Sender<Input>,
+    queue: mpsc::Sender<LinkInput>,
 }
 
 async fn read_link(
@@ -315,7 +366,12 @@ async fn read_link(
     start: oneshot::Receiver<()>,
     done: oneshot::Sender<()>,
 ) {
-    let LinkTask { peer, conn, input } = link;
+    let LinkTask {
+        peer,
+        conn,
+        input,
+        queue,
+    } = link;
     // Read nothing until the router has the LinkUp, so that no message
     // of this link can reach it first.
     if start.await.is_err() {
@@ -332,16 +388,12 @@ async fn read_link(
             Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
             Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
                 Ok(PeerFrame::Routing(msg)) => {
-                    if input
-                        .send(Input::Message { peer, conn, msg })
-                        .await
-                        .is_err()
-                    {
+                    if queue.send(LinkInput::Routing(msg)).await.is_err() {
                         break;
                     }
                 }
                 Ok(PeerFrame::Swap(msg)) => {
-                    if input.send(Input::Swap { peer, conn, msg }).await.is_err() {
+                    if queue.send(LinkInput::Swap(msg)).await.is_err() {
                         break;
                     }
                 }

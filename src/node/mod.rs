@@ -33,8 +33,10 @@
 
 mod client_api;
 mod client_cache;
+mod fair;
 mod links;
 mod membership;
+mod memory;
 mod router_task;
 
 use std::net::SocketAddr;
@@ -53,10 +55,10 @@ use crate::client::NodeStatus;
 use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
-use crate::message::{Message, SwapMessage};
 use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError, StoreSource};
 
+pub use memory::{rss, rss_of, MemoryBudget};
 pub use router_task::outcome_text;
 
 /// Wait after a failed `accept` before the next one.
@@ -108,21 +110,13 @@ enum Input {
         conn: u64,
         location: Location,
         tx: mpsc::Sender<Vec<u8>>,
+        /// The link's own queue of messages for the router.
+        queue: mpsc::Receiver<fair::LinkInput>,
         reader: tokio::task::AbortHandle,
     },
     LinkDown {
         peer: PeerKey,
         conn: u64,
-    },
-    Message {
-        peer: PeerKey,
-        conn: u64,
-        msg: Message,
-    },
-    Swap {
-        peer: PeerKey,
-        conn: u64,
-        msg: SwapMessage,
     },
     /// Testnet only: pause or resume this node's swap attempts.
     SetSwapping {
@@ -257,7 +251,8 @@ fn open_store(dir: &Path, config: &NodeConfig) -> Result<Datastore, NodeError> {
         path: path.join("blocks.redb"),
         disk_limit,
     };
-    Datastore::open_source(source, store_bytes, cache_bytes)
+    let budget = MemoryBudget::new(config);
+    Datastore::open_sized(source, store_bytes, cache_bytes, budget.db_cache)
         .map_err(|source| NodeError::Store { path, source })
 }
 
@@ -282,6 +277,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         identity,
         location,
     } = setup;
+    memory::limit_allocator_arenas();
     let store = Arc::new(open_store(&dir, &config)?);
     let (listener, listen) = bind(config.listen).await?;
     let (client_listener, client) = bind(config.client).await?;

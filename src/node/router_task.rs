@@ -3,7 +3,7 @@
 //! the [`Router`], and carries out every [`Action`] the core returns: frames
 //! to links, blocks to the datastore, audit lines, client answers.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
@@ -18,35 +18,21 @@ use tracing::{debug, info, warn};
 use zeroize::Zeroizing;
 
 use super::client_cache::{ClientCache, NodeBlocks};
+use super::fair::{new_request, FairInbox, LinkInput, RateLimits};
 use super::Input;
 use crate::audit::log::AuditLog;
-use crate::client::{NodeStatus, PeerStatus};
+use crate::client::{LoadStatus, NodeStatus, PeerStatus};
 use crate::config::NodeConfig;
 use crate::identity::PeerKey;
-use crate::keys::Block;
-use crate::keys::Location;
+use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Message, PeerFrame};
 use crate::routing::htl::policy_for;
 use crate::routing::swap::{SwapEvent, Swapper};
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
-use crate::store::{Datastore, GroupWriter, StoreError, Written};
+use crate::store::{CacheWriter, Datastore, GroupWriter, Written};
 
-/// Blocks waiting for the store's writer thread (each 32 KiB).
-const STORE_QUEUE: usize = 512;
 /// Most blocks one durable commit covers.
 const STORE_BATCH: usize = 256;
-
-/// What to do once a block handed to the store's writer is durable (or
-/// could not be stored).
-enum AfterStore {
-    /// The sink's answer to the insert: sent only once the block is
-    /// durable; `InsertFailed` instead if it could not be stored.
-    Reply { to: PeerKey, msg: Message },
-    /// A testnet `place` waiting for its answer.
-    Place(oneshot::Sender<Result<(), StoreError>>),
-    /// A block stored with no answer waiting on it.
-    Quiet,
-}
 
 /// The router's handle on one established link.
 struct LinkEntry {
@@ -57,6 +43,10 @@ struct LinkEntry {
 
 #[path = "swap.rs"]
 mod swap;
+
+#[path = "store_io.rs"]
+mod store_io;
+use store_io::{AfterStore, Deferred, ReadDone};
 
 pub(super) struct RouterTask {
     router: Router<PeerKey>,
@@ -71,16 +61,38 @@ pub(super) struct RouterTask {
     store: Arc<Datastore>,
     /// Tunnel mode: what the local client fetched, read only by it.
     client_cache: RefCell<ClientCache>,
-    cache_writes: Arc<Semaphore>,
+    /// The cache's writer thread (`None` if it could not be started: then
+    /// nothing is cached).
+    cache_writer: Option<CacheWriter>,
     /// Group commit: the store's writer thread (`None` if it could not be
     /// started; then nothing is stored and every insert ending here fails).
     store_writer: Option<GroupWriter<AfterStore>>,
+    /// What the `memory` setting gives each queue and cache.
+    budget: super::MemoryBudget,
     /// The writer's results, taken by `run`.
     written: Option<mpsc::Receiver<Vec<Written<AfterStore>>>>,
     /// Blocks each peer has waiting at the writer: they count against the
     /// peer's `router.max_inflight_per_peer`, as requests in flight do.
     pending_writes: HashMap<PeerKey, usize>,
     links: HashMap<PeerKey, LinkEntry>,
+    /// Blocks read off the task for the event being fed (`store_io.rs`).
+    prefetched: HashMap<RoutingKey, Block>,
+    /// Store reads on the blocking pool.
+    reads: Arc<Semaphore>,
+    reads_tx: mpsc::Sender<ReadDone>,
+    /// The reads' results, taken by `run`.
+    reads_rx: Option<mpsc::Receiver<ReadDone>>,
+    /// Lookups read off the task, and inline (not foreseen, or too many
+    /// reads at once).
+    reads_off_task: u64,
+    reads_inline: Cell<u64>,
+    /// Every link's queue of messages, served in turn.
+    inbox: FairInbox,
+    /// Each friend's rate of new requests.
+    limits: RateLimits,
+    /// Inserts refused because the store's writer was full or the peer had
+    /// its share of it waiting.
+    store_refused: u64,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
     token_uid: HashMap<ClientToken, u64>,
     next_token: ClientToken,
@@ -115,18 +127,28 @@ impl RouterTask {
         }
         let mut rng = StdRng::from_entropy();
         let swapper = Swapper::new(config.swapping.clone(), config.swap, 0, &mut rng);
-        let (written_tx, written) = mpsc::channel(STORE_QUEUE);
+        let budget = super::MemoryBudget::new(config);
+        let (written_tx, written) = mpsc::channel(budget.store_queue);
+        let (reads_tx, reads_rx) = mpsc::channel(store_io::READS_IN_FLIGHT);
         let done = move |batch| {
             // The router stopped: nobody waits for these answers.
             let _ = written_tx.blocking_send(batch);
         };
-        let store_writer = match GroupWriter::spawn(store.clone(), STORE_QUEUE, STORE_BATCH, done) {
-            Ok(w) => Some(w),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the store writer; inserts will fail");
-                None
-            }
-        };
+        let store_writer =
+            match GroupWriter::spawn(store.clone(), budget.store_queue, STORE_BATCH, done) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the store writer; inserts will fail");
+                    None
+                }
+            };
+        let cache_writer = CacheWriter::spawn(
+            store.clone(),
+            config.runtime.cache_writes_in_flight,
+            STORE_BATCH,
+        )
+        .inspect_err(|e| warn!(error = %e, "cannot start the cache writer; nothing is cached"))
+        .ok();
         RouterTask {
             router,
             swapper,
@@ -134,12 +156,25 @@ impl RouterTask {
             initial_location: location,
             coin_secret,
             store,
-            client_cache: RefCell::new(ClientCache::new(config.runtime.client_cache_blocks)),
-            cache_writes: Arc::new(Semaphore::new(config.runtime.cache_writes_in_flight)),
+            client_cache: RefCell::new(ClientCache::new(budget.client_cache_blocks)),
+            cache_writer,
             store_writer,
+            budget,
             written: Some(written),
             pending_writes: HashMap::new(),
             links: HashMap::new(),
+            prefetched: HashMap::new(),
+            reads: Arc::new(Semaphore::new(store_io::READS_IN_FLIGHT)),
+            reads_tx,
+            reads_rx: Some(reads_rx),
+            reads_off_task: 0,
+            reads_inline: Cell::new(0),
+            inbox: FairInbox::default(),
+            limits: RateLimits::new(
+                config.runtime.peer_requests_per_sec,
+                config.runtime.peer_request_burst,
+            ),
+            store_refused: 0,
             waiters: HashMap::new(),
             token_uid: HashMap::new(),
             next_token: 1,
@@ -162,7 +197,8 @@ impl RouterTask {
         mut inputs: mpsc::Receiver<Input>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let Some(mut written) = self.written.take() else {
+        let (Some(mut written), Some(mut reads)) = (self.written.take(), self.reads_rx.take())
+        else {
             return;
         };
         loop {
@@ -173,14 +209,27 @@ impl RouterTask {
                 .map(|ms| self.started + Duration::from_millis(ms));
             let drained = self.draining.as_ref().map(|(d, _)| *d);
             let deadline = deadline.into_iter().chain(drained).min();
-            tokio::select! {
-                _ = shutdown.changed() => break,
+            let inbox = &mut self.inbox;
+            let wake = tokio::select! {
+                _ = shutdown.changed() => Wake::Stop,
                 input = inputs.recv() => match input {
-                    Some(input) => self.on_input(input),
-                    None => break,
+                    Some(input) => Wake::Input(input),
+                    None => Wake::Stop,
                 },
-                Some(batch) = written.recv() => self.on_written(batch),
-                _ = sleep_until_opt(deadline) => {
+                Some(batch) = written.recv() => Wake::Written(batch),
+                Some(done) = reads.recv() => Wake::Read(done),
+                (peer, conn, msg) = std::future::poll_fn(|cx| inbox.poll_next(cx)) => {
+                    Wake::Link(peer, conn, msg)
+                }
+                _ = sleep_until_opt(deadline) => Wake::Tick,
+            };
+            match wake {
+                Wake::Stop => break,
+                Wake::Input(input) => self.on_input(input),
+                Wake::Written(batch) => self.on_written(batch),
+                Wake::Read(done) => self.on_read(done),
+                Wake::Link(peer, conn, msg) => self.on_link_input(peer, conn, msg),
+                Wake::Tick => {
                     self.feed(Event::Tick);
                     self.feed_swap(SwapEvent::Tick);
                 }
@@ -248,8 +297,10 @@ impl RouterTask {
                 conn,
                 location,
                 tx,
+                queue,
                 reader,
             } => {
+                self.inbox.add(peer, conn, queue);
                 if let Some(old) = self.links.insert(peer, LinkEntry { conn, tx, reader }) {
                     old.reader.abort();
                     self.feed(Event::LinkDown { peer });
@@ -272,27 +323,12 @@ impl RouterTask {
                     self.drop_link(peer);
                 }
             }
-            Input::Message { peer, conn, msg } => {
-                if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
-                    return;
-                }
-                if let Some(a) = &mut self.audit {
-                    a.received(&peer, &msg);
-                }
-                self.feed(Event::Message { from: peer, msg });
-            }
-            Input::Swap { peer, conn, msg } => {
-                if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
-                    self.feed_swap(SwapEvent::Message { from: peer, msg });
-                }
-            }
             Input::SetSwapping { on, reply } => {
                 self.swapper.set_paused(!on);
                 let _ = reply.send(self.status());
             }
             Input::ClientGet { key, reply } => {
-                let token = self.new_token(reply);
-                self.feed(Event::ClientGet { token, key });
+                self.after_read(key, Deferred::ClientGet { key, reply });
             }
             Input::ClientPut { block, reply } => {
                 let token = self.new_token(reply);
@@ -308,6 +344,37 @@ impl RouterTask {
         }
     }
 
+    /// A message from a link's queue: a new request beyond the peer's rate
+    /// is refused at once; everything else goes to the core.
+    fn on_link_input(&mut self, peer: PeerKey, conn: u64, input: LinkInput) {
+        if self.links.get(&peer).is_none_or(|l| l.conn != conn) {
+            return;
+        }
+        match input {
+            LinkInput::Routing(msg) => {
+                if let Some(a) = &mut self.audit {
+                    a.received(&peer, &msg);
+                }
+                if let Some(uid) = new_request(&msg) {
+                    if !self.limits.admit(peer, Instant::now()) {
+                        debug!(%peer, "peer is over its request rate; refusing");
+                        let mut broken = Vec::new();
+                        self.send(peer, Message::RejectedOverload { uid }, &mut broken);
+                        for peer in broken {
+                            self.drop_link(peer);
+                        }
+                        return;
+                    }
+                }
+                match store_io::looked_up(&msg) {
+                    Some(key) => self.after_read(key, Deferred::Link { peer, conn, msg }),
+                    None => self.feed(Event::Message { from: peer, msg }),
+                }
+            }
+            LinkInput::Swap(msg) => self.feed_swap(SwapEvent::Message { from: peer, msg }),
+        }
+    }
+
     fn new_token(&mut self, reply: oneshot::Sender<ClientOutcome>) -> ClientToken {
         let token = self.next_token;
         self.next_token += 1;
@@ -318,6 +385,8 @@ impl RouterTask {
     fn drop_link(&mut self, peer: PeerKey) {
         if let Some(link) = self.links.remove(&peer) {
             link.reader.abort();
+            self.inbox.remove(&peer);
+            self.limits.forget(&peer);
             info!(%peer, "link down");
             if let Some(a) = &mut self.audit {
                 a.link_down(&peer);
@@ -333,6 +402,8 @@ impl RouterTask {
         let blocks = NodeBlocks {
             store: self.store.as_ref(),
             client: &self.client_cache,
+            prefetched: &self.prefetched,
+            inline_reads: &self.reads_inline,
         };
         let actions = self.router.handle(now, &mut self.rng, &blocks, event);
         let mut broken = Vec::new();
@@ -363,23 +434,18 @@ impl RouterTask {
                 }
                 Action::CacheBlock { block } => {
                     // Caching is best effort and must not stall routing: the
-                    // write runs on the blocking pool, at most
-                    // `runtime.cache_writes_in_flight` at once; beyond that the block
-                    // is simply not cached.
-                    match self.cache_writes.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            if let Some(a) = &mut self.audit {
-                                a.block_cached(&block.routing_key());
-                            }
-                            let store = self.store.clone();
-                            tokio::task::spawn_blocking(move || {
-                                let _permit = permit;
-                                if let Err(e) = store.put_cache(&block) {
-                                    warn!(error = %e, "cannot cache block");
-                                }
-                            });
-                        }
-                        Err(_) => debug!("cache writes saturated; not caching this block"),
+                    // cache's writer thread keeps blocks in batches, at most
+                    // `runtime.cache_writes_in_flight` waiting; beyond that
+                    // the block is simply not cached.
+                    let key = block.routing_key();
+                    let queued = self
+                        .cache_writer
+                        .as_ref()
+                        .is_some_and(|w| w.try_write(block).is_ok());
+                    match (queued, &mut self.audit) {
+                        (true, Some(a)) => a.block_cached(&key),
+                        (true, None) => {}
+                        (false, _) => debug!("cache writes saturated; not caching this block"),
                     }
                 }
                 Action::StoreBlock { block } => {
@@ -441,105 +507,6 @@ impl RouterTask {
         }
     }
 
-    /// Hand `block` to the store's writer; `after` happens once it is
-    /// durable. A full queue, or a peer with too many blocks waiting there,
-    /// is refused at once (`RejectedOverload`: try elsewhere).
-    fn store_block(&mut self, block: Block, after: AfterStore, broken: &mut Vec<PeerKey>) {
-        let peer = match &after {
-            AfterStore::Reply { to, .. } => Some(*to),
-            _ => None,
-        };
-        // A peer may fill its share of the writer's queue: at least its
-        // request limit, and half the queue (a client's put keeps up to 128
-        // inserts in flight through its first hop; with replicas every relay
-        // near the end of the path writes them too).
-        let limit = self
-            .config
-            .router
-            .max_inflight_per_peer
-            .max(STORE_QUEUE / 2);
-        if peer
-            .as_ref()
-            .is_some_and(|p| self.pending_writes.get(p).is_some_and(|n| *n >= limit))
-        {
-            debug!("peer has too many blocks waiting for the disk; refusing its insert");
-            return self.refuse(after, broken);
-        }
-        let Some(writer) = &self.store_writer else {
-            return self.answer(after, false, broken);
-        };
-        match writer.try_write(block, after) {
-            Ok(()) => {
-                if let Some(p) = peer {
-                    *self.pending_writes.entry(p).or_default() += 1;
-                }
-            }
-            Err((_, after)) => {
-                debug!("store write queue full; refusing the insert");
-                self.refuse(after, broken);
-            }
-        }
-    }
-
-    /// The writer's results: answer each insert honestly.
-    fn on_written(&mut self, batch: Vec<Written<AfterStore>>) {
-        let mut broken = Vec::new();
-        for w in batch {
-            if let AfterStore::Reply { to, .. } = &w.tag {
-                if let Some(n) = self.pending_writes.get_mut(to) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.pending_writes.remove(to);
-                    }
-                }
-            }
-            if w.stored {
-                if let Some(a) = &mut self.audit {
-                    a.block_stored(&w.key);
-                }
-            } else {
-                warn!(key = %w.key, "block not stored; the insert is answered InsertFailed");
-            }
-            self.answer(w.tag, w.stored, &mut broken);
-        }
-        for peer in broken {
-            self.drop_link(peer);
-        }
-    }
-
-    /// Answer what waited on a store write: the core's answer if the block
-    /// is durable, `InsertFailed` otherwise.
-    fn answer(&mut self, after: AfterStore, stored: bool, broken: &mut Vec<PeerKey>) {
-        match after {
-            AfterStore::Reply { to, msg } if stored => self.send(to, msg, broken),
-            AfterStore::Reply { to, msg } => {
-                let uid = msg.uid();
-                self.send(to, Message::InsertFailed { uid }, broken);
-            }
-            AfterStore::Place(reply) => {
-                let _ = reply.send(match stored {
-                    true => Ok(()),
-                    false => Err(StoreError::NotStored),
-                });
-            }
-            AfterStore::Quiet => {}
-        }
-    }
-
-    /// Refuse what waited on a store write that was not even queued.
-    fn refuse(&mut self, after: AfterStore, broken: &mut Vec<PeerKey>) {
-        match after {
-            AfterStore::Reply { to, msg } => {
-                let uid = msg.uid();
-                self.send(to, Message::RejectedOverload { uid }, broken);
-            }
-            AfterStore::Place(reply) => {
-                let _ = reply.send(Err(StoreError::Busy));
-            }
-            AfterStore::Quiet => debug!("store write queue full; block not stored"),
-        }
-    }
-
     fn status(&self) -> NodeStatus {
         let usage = self.store.usage();
         let stats = self.router.stats();
@@ -568,6 +535,34 @@ impl RouterTask {
             stats: stats.clone(),
             pending: self.router.pending_count() as u64,
             swap: self.swap_status(),
+            load: self.load_status(),
+        }
+    }
+}
+
+/// What woke the router task.
+enum Wake {
+    Stop,
+    Input(Input),
+    Written(Vec<Written<AfterStore>>),
+    Read(ReadDone),
+    Link(PeerKey, u64, LinkInput),
+    Tick,
+}
+
+impl RouterTask {
+    fn load_status(&self) -> LoadStatus {
+        let (rss_bytes, rss_peak_bytes) = super::rss();
+        LoadStatus {
+            memory_limit: self.budget.limit,
+            rss_bytes,
+            rss_peak_bytes,
+            db_cache_bytes: self.budget.db_cache as u64,
+            link_queued: self.inbox.queued() as u64,
+            rate_refused: self.limits.refused.values().sum(),
+            store_refused: self.store_refused,
+            reads_off_task: self.reads_off_task,
+            reads_inline: self.reads_inline.get(),
         }
     }
 }

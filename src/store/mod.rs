@@ -108,6 +108,8 @@ use crate::routing::BlockSource;
 mod backend;
 mod error;
 mod health;
+mod index;
+mod recover;
 mod size;
 mod tables;
 mod writer;
@@ -115,9 +117,11 @@ mod writer;
 pub use backend::{no_space, BackendFactory, StoreSource};
 pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
+pub use index::MAX_TOUCHES;
 pub use size::{parse_size, SizeError};
-pub use writer::{GroupWriter, Written};
+pub use writer::{CacheWriter, GroupWriter, Written};
 
+use index::{Changes, KeyIndex, Touches};
 use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
@@ -125,8 +129,9 @@ pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
 
 /// Layout version written in the `meta` table.
 const SCHEMA_VERSION: u64 = 1;
-/// Memory redb may use to cache pages of the file.
-const DB_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Memory redb may use to cache pages of the file, unless the caller says
+/// otherwise ([`Datastore::open_sized`]; the node sizes it from `memory`).
+pub const DB_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How full the two parts are. Bytes count block bytes only.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -153,6 +158,8 @@ struct Writer {
     next_seq: u64,
     /// Non-durable commits since the last durable one.
     lazy_commits: u32,
+    /// What the open transaction did to the key index.
+    changes: Changes,
 }
 
 impl Writer {
@@ -191,6 +198,12 @@ pub struct Datastore {
     cache_blocks: AtomicU64,
     writer: Mutex<Writer>,
     health: Mutex<StoreHealth>,
+    /// Which keys each part holds, in memory.
+    index: KeyIndex,
+    /// Recency refreshes not yet written.
+    touches: Touches,
+    /// Bytes redb may use to cache pages.
+    db_cache: usize,
 }
 
 impl fmt::Debug for Datastore {
@@ -202,9 +215,9 @@ impl fmt::Debug for Datastore {
     }
 }
 
-fn builder() -> Builder {
+fn builder(db_cache: usize) -> Builder {
     let mut builder = Database::builder();
-    builder.set_cache_size(DB_CACHE_BYTES);
+    builder.set_cache_size(db_cache);
     builder
 }
 
@@ -227,6 +240,17 @@ impl Datastore {
         store_bytes: u64,
         cache_bytes: u64,
     ) -> Result<Datastore, StoreError> {
+        Datastore::open_sized(source, store_bytes, cache_bytes, DB_CACHE_BYTES)
+    }
+
+    /// Open (or create) a datastore on `source` whose redb page cache may
+    /// use `db_cache` bytes of memory.
+    pub fn open_sized(
+        source: StoreSource,
+        store_bytes: u64,
+        cache_bytes: u64,
+        db_cache: usize,
+    ) -> Result<Datastore, StoreError> {
         if let StoreSource::File { path, .. } = &source {
             if let Some(parent) = path.parent() {
                 if !parent.as_os_str().is_empty() {
@@ -237,7 +261,7 @@ impl Datastore {
                 }
             }
         }
-        let db = source.open(&builder())?;
+        let db = source.open(&builder(db_cache))?;
         let block_len = BLOCK_LEN as u64;
         let store = Datastore {
             db: RwLock::new(Db::Writable(db)),
@@ -251,10 +275,15 @@ impl Datastore {
             writer: Mutex::new(Writer {
                 next_seq: 0,
                 lazy_commits: 0,
+                changes: Changes::default(),
             }),
             health: Mutex::new(StoreHealth::default()),
+            index: KeyIndex::default(),
+            touches: Touches::default(),
+            db_cache,
         };
         store.initialise()?;
+        store.read(|txn| store.index.load(txn))?;
         Ok(store)
     }
 
@@ -279,16 +308,24 @@ impl Datastore {
                 .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
             for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
                 tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
-                tables::evict_over(txn, part, capacity)?;
+                tables::evict_over(txn, part, capacity, &mut writer.changes)?;
             }
             writer.next_seq = next_seq;
             Ok(())
         })
     }
 
+    /// Whether either part holds `key`, from the in-memory index: no disk
+    /// access. A block that is held but damaged on disk still counts until
+    /// a [`Datastore::get`] finds it so.
+    pub fn holds(&self, key: &RoutingKey) -> bool {
+        self.index.holds(key)
+    }
+
     /// Look `key` up: the store first, then the cache. A hit refreshes the
-    /// block's recency in that part. A block that fails verification is
-    /// removed and treated as missing. A closed datastore misses.
+    /// block's recency in that part (kept in memory and written with the
+    /// next write; see `store/index.rs`). A block that fails verification
+    /// is removed and treated as missing. A closed datastore misses.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
         let writable = self.health().state == StoreState::Ok;
         for part in [Part::Store, Part::Cache] {
@@ -298,8 +335,8 @@ impl Datastore {
             };
             match found {
                 Read::Hit(block) => {
-                    if writable {
-                        if let Err(e) = self.touch(part, key) {
+                    if writable && self.touches.add(part, *key) {
+                        if let Err(e) = self.write(Commit::Lazy, |_, _| Ok(())) {
                             tracing::warn!(%key, part = part.name(), error = %e,
                                 "datastore: could not refresh block recency");
                         }
@@ -334,10 +371,10 @@ impl Datastore {
         self.write(Commit::Durable, |txn, writer| {
             let keys: Vec<RoutingKey> = blocks.iter().map(Block::routing_key).collect();
             for (key, block) in keys.iter().zip(blocks) {
-                tables::insert_block(txn, Part::Store, key, block)?;
+                tables::insert_block(txn, Part::Store, key, block, &mut writer.changes)?;
                 tables::set_recency(txn, Part::Store, key, writer.next())?;
             }
-            tables::evict_over(txn, Part::Store, capacity)?;
+            tables::evict_over(txn, Part::Store, capacity, &mut writer.changes)?;
             keys.iter()
                 .map(|key| tables::holds(txn, Part::Store, key))
                 .collect()
@@ -347,16 +384,24 @@ impl Datastore {
     /// Keep a block that passed through. Visible at once, but a crash may
     /// lose it (non-durable commit).
     pub fn put_cache(&self, block: &Block) -> Result<(), StoreError> {
+        self.put_cache_batch(std::slice::from_ref(block))
+    }
+
+    /// Keep every block of `blocks` in the cache, in one non-durable commit
+    /// ([`CacheWriter`] gathers them).
+    pub fn put_cache_batch(&self, blocks: &[Block]) -> Result<(), StoreError> {
         let capacity = self.cache_capacity;
         if capacity == 0 {
             tracing::debug!("datastore: the cache has no room; block dropped");
             return Ok(());
         }
-        let key = block.routing_key();
         self.write(Commit::Lazy, |txn, writer| {
-            tables::insert_block(txn, Part::Cache, &key, block)?;
-            tables::set_recency(txn, Part::Cache, &key, writer.next())?;
-            tables::evict_over(txn, Part::Cache, capacity)
+            for block in blocks {
+                let key = block.routing_key();
+                tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
+                tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+            }
+            tables::evict_over(txn, Part::Cache, capacity, &mut writer.changes)
         })
     }
 
@@ -410,31 +455,6 @@ impl Datastore {
         self.source.path()
     }
 
-    /// Test hook: damage the copies of `key` held on disk, through redb, so
-    /// that they no longer verify. With `truncate` the value is cut short
-    /// (wrong length), otherwise one byte is flipped. Returns how many copies
-    /// (0, 1 or 2) were damaged.
-    #[doc(hidden)]
-    pub fn corrupt_for_test(&self, key: &RoutingKey, truncate: bool) -> Result<usize, StoreError> {
-        self.write(Commit::Durable, |txn, _| {
-            let mut damaged = 0;
-            for part in [Part::Store, Part::Cache] {
-                let mut blocks = txn.open_table(part.blocks())?;
-                let bytes = blocks.get(&key.0)?.map(|v| v.value().to_vec());
-                if let Some(mut bytes) = bytes {
-                    if truncate {
-                        bytes.truncate(bytes.len() / 2);
-                    } else if let Some(b) = bytes.get_mut(0) {
-                        *b ^= 0x01;
-                    }
-                    blocks.insert(&key.0, bytes.as_slice())?;
-                    damaged += 1;
-                }
-            }
-            Ok(damaged)
-        })
-    }
-
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // The guarded state is two counters that stay valid whatever a
         // panicking writer was doing, so a poisoned lock is still usable.
@@ -455,6 +475,7 @@ impl Datastore {
         let mut writer = self.lock_writer();
         let result = self.write_locked(&mut writer, commit, f);
         if let Err(e) = &result {
+            writer.changes.clear();
             if e.is_io() || matches!(e, StoreError::ReadOnly | StoreError::Closed) {
                 let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
                 health.failed_writes = health.failed_writes.saturating_add(1);
@@ -479,76 +500,10 @@ impl Datastore {
             Db::ReadOnly(_) => return Err(StoreError::ReadOnly),
             Db::Closed => return Err(StoreError::Closed),
         };
+        self.touches.write(&txn, &mut || writer.next())?;
         let out = f(&txn, writer)?;
         self.commit(txn, commit, writer)?;
         Ok(out)
-    }
-
-    /// Close the database after an I/O error and open it again; failing
-    /// that, read-only; failing that, closed.
-    fn recover(&self, writer: &mut Writer, error: &StoreError) {
-        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
-        if !matches!(*db, Db::Writable(_)) {
-            return;
-        }
-        // Dropping the database closes the file (and releases its lock)
-        // before it is opened again.
-        *db = Db::Closed;
-        let path = self.source.path().display().to_string();
-        let builder = builder();
-        let (reopened, state, why) = match self.source.open(&builder) {
-            Ok(d) => {
-                tracing::warn!(path, %error, "datastore: I/O error; reopened the database");
-                (Db::Writable(d), StoreState::Ok, None)
-            }
-            Err(e) => match self.source.open_read_only(&builder) {
-                Ok(r) => {
-                    tracing::error!(path, %error, reopen = %e,
-                        "datastore: I/O error and cannot reopen for writing; now read-only");
-                    let why = format!("{error}; reopening: {e}");
-                    (Db::ReadOnly(r), StoreState::ReadOnly, Some(why))
-                }
-                Err(e2) => {
-                    tracing::error!(path, %error, reopen = %e, read_only = %e2,
-                        "datastore: I/O error and cannot reopen; every lookup will miss");
-                    let why = format!("{error}; reopening: {e}; read-only: {e2}");
-                    (Db::Closed, StoreState::Closed, Some(why))
-                }
-            },
-        };
-        *db = reopened;
-        drop(db);
-        {
-            let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
-            health.state = state;
-            if let Some(why) = why {
-                health.last_error = Some(why);
-            }
-            if state == StoreState::Ok {
-                health.reopens = health.reopens.saturating_add(1);
-            }
-        }
-        writer.lazy_commits = 0;
-        if let Err(e) = self.reload_counts(writer) {
-            tracing::warn!(path, error = %e, "datastore: cannot read counts after reopening");
-        }
-    }
-
-    /// Read the block counts and the next sequence number from disk.
-    fn reload_counts(&self, writer: &mut Writer) -> Result<(), StoreError> {
-        let (store, cache, next_seq) = self.read(|txn| {
-            let next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
-                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
-            Ok((
-                txn.open_table(STORE_BLOCKS)?.len()?,
-                txn.open_table(CACHE_BLOCKS)?.len()?,
-                next_seq,
-            ))
-        })?;
-        writer.next_seq = writer.next_seq.max(next_seq);
-        self.store_blocks.store(store, Ordering::Release);
-        self.cache_blocks.store(cache, Ordering::Release);
-        Ok(())
     }
 
     /// Run `f` in a read transaction, whatever the database's state.
@@ -583,6 +538,7 @@ impl Datastore {
         let store_blocks = txn.open_table(STORE_BLOCKS)?.len()?;
         let cache_blocks = txn.open_table(CACHE_BLOCKS)?.len()?;
         txn.commit()?;
+        self.index.apply(&mut writer.changes);
         if durable {
             writer.lazy_commits = 0;
         } else {
@@ -610,20 +566,9 @@ impl Datastore {
         self.read(|txn| Ok(txn.open_table(part.blocks())?.get(&key.0)?.is_some()))
     }
 
-    /// Give `key` the newest recency in `part`, if it is still there.
-    fn touch(&self, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
-        self.write(Commit::Lazy, |txn, writer| {
-            // It may have been evicted between the read and now.
-            if tables::holds(txn, part, key)? {
-                tables::set_recency(txn, part, key, writer.next())?;
-            }
-            Ok(())
-        })
-    }
-
     /// Remove a block that failed verification, if it still does.
     fn remove_corrupt(&self, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
-        self.write(Commit::Durable, |txn, _| {
+        self.write(Commit::Durable, |txn, writer| {
             let still_bad = {
                 let blocks = txn.open_table(part.blocks())?;
                 let value = blocks.get(&key.0)?;
@@ -632,7 +577,7 @@ impl Datastore {
             if still_bad {
                 tracing::warn!(%key, part = part.name(),
                     "datastore: block on disk does not match its key; removed");
-                tables::remove_entry(txn, part, key)?;
+                tables::remove_entry(txn, part, key, &mut writer.changes)?;
             }
             Ok(())
         })

@@ -3,6 +3,7 @@
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
+use super::index::Changes;
 use super::StoreError;
 use crate::keys::{Block, RoutingKey};
 
@@ -78,7 +79,9 @@ pub(super) fn insert_block(
     part: Part,
     key: &RoutingKey,
     block: &Block,
+    changes: &mut Changes,
 ) -> Result<(), StoreError> {
+    changes.added(part, key);
     let mut blocks = txn.open_table(part.blocks())?;
     let keep = blocks
         .get(&key.0)?
@@ -119,11 +122,13 @@ pub(super) fn remove_entry(
     txn: &WriteTransaction,
     part: Part,
     key: &RoutingKey,
+    changes: &mut Changes,
 ) -> Result<(), StoreError> {
     let mut blocks = txn.open_table(part.blocks())?;
     let mut recency = txn.open_table(part.recency())?;
     let mut lru = txn.open_table(part.lru())?;
     blocks.remove(&key.0)?;
+    changes.removed(part, key.0);
     let old = recency.remove(&key.0)?.map(|v| v.value());
     if let Some(old) = old {
         lru.remove(old)?;
@@ -137,6 +142,7 @@ pub(super) fn evict_over(
     txn: &WriteTransaction,
     part: Part,
     capacity: u64,
+    changes: &mut Changes,
 ) -> Result<(), StoreError> {
     let mut blocks = txn.open_table(part.blocks())?;
     let mut recency = txn.open_table(part.recency())?;
@@ -154,6 +160,7 @@ pub(super) fn evict_over(
         };
         recency.remove(&oldest)?;
         blocks.remove(&oldest)?;
+        changes.removed(part, oldest);
         tracing::trace!(key = %RoutingKey(oldest), part = part.name(), "datastore: evicted");
     }
     Ok(())

@@ -69,6 +69,18 @@ impl<T: Send + 'static> GroupWriter<T> {
     }
 }
 
+/// `first` and whatever else waits in `rx` now, up to `max_batch` in all.
+fn gather<J>(rx: &Receiver<J>, first: J, max_batch: usize) -> Vec<J> {
+    let mut jobs = vec![first];
+    while jobs.len() < max_batch {
+        let Ok(job) = rx.try_recv() else {
+            break;
+        };
+        jobs.push(job);
+    }
+    jobs
+}
+
 fn run<T>(
     store: &Datastore,
     rx: &Receiver<(Block, T)>,
@@ -76,15 +88,7 @@ fn run<T>(
     mut done: impl FnMut(Vec<Written<T>>),
 ) {
     while let Ok(first) = rx.recv() {
-        let mut blocks = vec![first.0];
-        let mut tags = vec![first.1];
-        while blocks.len() < max_batch {
-            let Ok((block, tag)) = rx.try_recv() else {
-                break;
-            };
-            blocks.push(block);
-            tags.push(tag);
-        }
+        let (blocks, tags): (Vec<Block>, Vec<T>) = gather(rx, first, max_batch).into_iter().unzip();
         let stored = match store.put_store_batch(&blocks) {
             Ok(stored) => stored,
             Err(e) => {
@@ -104,5 +108,48 @@ fn run<T>(
             })
             .collect();
         done(results);
+    }
+}
+
+/// The cache's writer: one thread that keeps the blocks passing through in
+/// batches, one non-durable commit per batch (see
+/// [`Datastore::put_cache_batch`]). Caching is best effort: a full queue
+/// hands the block back and it is simply not cached. One thread instead of
+/// a blocking-pool task per block keeps the node's threads (and their
+/// allocator arenas) few.
+pub struct CacheWriter {
+    tx: SyncSender<Block>,
+}
+
+impl CacheWriter {
+    /// Start the thread: at most `queue` blocks wait, at most `max_batch`
+    /// go into one commit.
+    pub fn spawn(
+        store: Arc<Datastore>,
+        queue: usize,
+        max_batch: usize,
+    ) -> std::io::Result<CacheWriter> {
+        let (tx, rx) = sync_channel::<Block>(queue.max(1));
+        let max_batch = max_batch.max(1);
+        std::thread::Builder::new()
+            .name("veil-cache-writer".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let blocks = gather(&rx, first, max_batch);
+                    if let Err(e) = store.put_cache_batch(&blocks) {
+                        tracing::warn!(blocks = blocks.len(), error = %e,
+                            "datastore: cannot cache blocks");
+                    }
+                }
+            })?;
+        Ok(CacheWriter { tx })
+    }
+
+    /// Queue `block`; hands it back if the queue is full or the thread is
+    /// gone.
+    pub fn try_write(&self, block: Block) -> Result<(), Block> {
+        self.tx.try_send(block).map_err(|e| match e {
+            TrySendError::Full(b) | TrySendError::Disconnected(b) => b,
+        })
     }
 }

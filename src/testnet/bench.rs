@@ -41,6 +41,8 @@ pub enum BenchError {
     Key(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Content(#[from] crate::content::ContentError),
+    #[error("cannot start a node: {0}")]
+    Spawn(String),
     #[error("the fetched file differs")]
     Differs,
     #[error(transparent)]

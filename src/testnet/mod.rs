@@ -6,6 +6,7 @@
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
 pub mod bench;
+pub mod bench_chain;
 pub mod bench_modes;
 pub mod failures;
 pub mod info;
@@ -383,7 +384,7 @@ async fn up_once(
 }
 
 /// Start `veil node DIR --testnet` with its output appended to `DIR/node.log`.
-fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetError> {
+pub(crate) fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetError> {
     let log_path = node_dir.join("node.log");
     let log = std::fs::OpenOptions::new()
         .create(true)

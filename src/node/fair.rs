@@ -1,0 +1,212 @@
+//! Fairness at the router's door: one bounded queue per link, served round
+//! robin, and a token bucket of new requests per peer.
+//!
+//! Each link's reader task pushes the messages it decodes into its own
+//! bounded queue ([`LinkQueue`], `runtime.link_queue` messages). The router
+//! task takes one message from the next link that has one, in turn, so a
+//! link that floods gets one turn in N when N links are busy; once its queue
+//! is full its reader waits, TCP backpressure slows the flooder, and the
+//! other links' queues are still served. A request beyond a peer's rate
+//! (`runtime.peer_requests_per_sec`, bursts of `runtime.peer_request_burst`)
+//! is answered `RejectedOverload` at once and counted.
+
+use std::collections::HashMap;
+use std::task::{Context, Poll};
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::identity::PeerKey;
+use crate::message::{Message, SwapMessage};
+
+/// What a link's reader hands the router.
+pub(super) enum LinkInput {
+    Routing(Message),
+    Swap(SwapMessage),
+}
+
+/// The router's end of one link's queue.
+struct LinkQueue {
+    peer: PeerKey,
+    conn: u64,
+    rx: mpsc::Receiver<LinkInput>,
+}
+
+/// Every link's queue, served in turn.
+#[derive(Default)]
+pub(super) struct FairInbox {
+    queues: Vec<LinkQueue>,
+    /// The queue served first next time.
+    next: usize,
+}
+
+impl FairInbox {
+    /// Serve `rx` as the queue of `peer`'s link `conn`, replacing an older
+    /// link's queue.
+    pub(super) fn add(&mut self, peer: PeerKey, conn: u64, rx: mpsc::Receiver<LinkInput>) {
+        self.remove(&peer);
+        self.queues.push(LinkQueue { peer, conn, rx });
+    }
+
+    /// Forget `peer`'s queue (what is still in it is dropped).
+    pub(super) fn remove(&mut self, peer: &PeerKey) {
+        self.queues.retain(|q| q.peer != *peer);
+        if self.next >= self.queues.len() {
+            self.next = 0;
+        }
+    }
+
+    /// The next message, taking links in turn; pending while every queue is
+    /// empty. A queue whose reader ended is dropped (its `LinkDown` comes
+    /// on the router's main input).
+    pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(PeerKey, u64, LinkInput)> {
+        let mut tried = 0;
+        while tried < self.queues.len() {
+            let i = (self.next + tried) % self.queues.len();
+            let Some(q) = self.queues.get_mut(i) else {
+                break;
+            };
+            match q.rx.poll_recv(cx) {
+                Poll::Ready(Some(input)) => {
+                    let out = (q.peer, q.conn, input);
+                    self.next = (i + 1) % self.queues.len();
+                    return Poll::Ready(out);
+                }
+                Poll::Ready(None) => {
+                    self.queues.remove(i);
+                    if self.queues.is_empty() {
+                        self.next = 0;
+                    } else {
+                        self.next = i % self.queues.len();
+                    }
+                    // Start again from the queue that moved into slot i.
+                    tried = 0;
+                    continue;
+                }
+                Poll::Pending => tried += 1,
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Messages waiting in every link's queue (for `veil status`).
+    pub(super) fn queued(&self) -> usize {
+        self.queues.iter().map(|q| q.rx.len()).sum()
+    }
+}
+
+/// A token bucket per peer for new requests (`DataRequest` and
+/// `InsertRequest`: the messages a `RejectedOverload` can answer).
+pub(super) struct RateLimits {
+    per_sec: u32,
+    burst: u32,
+    buckets: HashMap<PeerKey, (f64, Instant)>,
+    /// Requests refused because their peer was over its rate.
+    pub(super) refused: HashMap<PeerKey, u64>,
+}
+
+impl RateLimits {
+    /// `per_sec = 0` turns the limit off.
+    pub(super) fn new(per_sec: u32, burst: u32) -> RateLimits {
+        RateLimits {
+            per_sec,
+            burst: burst.max(1),
+            buckets: HashMap::new(),
+            refused: HashMap::new(),
+        }
+    }
+
+    /// Whether `peer` may start one more request now (if so it is counted).
+    pub(super) fn admit(&mut self, peer: PeerKey, now: Instant) -> bool {
+        if self.per_sec == 0 {
+            return true;
+        }
+        let burst = f64::from(self.burst);
+        let (tokens, last) = self.buckets.entry(peer).or_insert((burst, now));
+        let refill = now.saturating_duration_since(*last).as_secs_f64() * f64::from(self.per_sec);
+        *tokens = (*tokens + refill).min(burst);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            *self.refused.entry(peer).or_default() += 1;
+            false
+        }
+    }
+
+    pub(super) fn forget(&mut self, peer: &PeerKey) {
+        self.buckets.remove(peer);
+    }
+}
+
+/// Whether `msg` starts a new request at this node (what the rate limit
+/// counts), and its uid.
+pub(super) fn new_request(msg: &Message) -> Option<crate::message::Uid> {
+    match msg {
+        Message::DataRequest { uid, .. } | Message::InsertRequest { uid, .. } => Some(*uid),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::poll_fn;
+    use std::time::Duration;
+
+    fn key(i: u8) -> PeerKey {
+        PeerKey([i; 32])
+    }
+
+    #[tokio::test]
+    async fn a_flooding_link_gets_one_turn_in_n() {
+        let mut inbox = FairInbox::default();
+        let mut senders = Vec::new();
+        for i in 0..3u8 {
+            let (tx, rx) = mpsc::channel(64);
+            inbox.add(key(i), u64::from(i), rx);
+            senders.push(tx);
+        }
+        // Link 0 floods 60 messages, links 1 and 2 send 5 each.
+        for (i, tx) in senders.iter().enumerate() {
+            let n = if i == 0 { 60 } else { 5 };
+            for _ in 0..n {
+                let msg = Message::DataNotFound { uid: 7 };
+                tx.try_send(LinkInput::Routing(msg)).ok();
+            }
+        }
+        let mut first_15 = [0usize; 3];
+        for _ in 0..15 {
+            let (peer, _, _) = poll_fn(|cx| inbox.poll_next(cx)).await;
+            first_15[usize::from(peer.0[0])] += 1;
+        }
+        assert_eq!(first_15, [5, 5, 5]);
+        assert_eq!(inbox.queued(), 55);
+        // A closed queue is dropped; the rest still flow.
+        drop(senders.remove(0));
+        inbox.remove(&key(0));
+        let mut served = 0;
+        while inbox.queued() > 0 {
+            poll_fn(|cx| inbox.poll_next(cx)).await;
+            served += 1;
+        }
+        assert_eq!(served, 0);
+    }
+
+    #[test]
+    fn the_bucket_refills_at_the_rate() {
+        let mut limits = RateLimits::new(10, 5);
+        let t0 = Instant::now();
+        let admitted = (0..20).filter(|_| limits.admit(key(1), t0)).count();
+        assert_eq!(admitted, 5);
+        assert_eq!(limits.refused.get(&key(1)), Some(&15));
+        let later = t0 + Duration::from_millis(500);
+        let admitted = (0..20).filter(|_| limits.admit(key(1), later)).count();
+        assert_eq!(admitted, 5);
+        // Another peer has its own bucket; rate 0 is no limit.
+        assert!(limits.admit(key(2), later));
+        let mut off = RateLimits::new(0, 1);
+        assert!((0..1000).all(|_| off.admit(key(1), t0)));
+    }
+}

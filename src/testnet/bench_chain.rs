@@ -1,0 +1,294 @@
+//! `veil bench --chain`: a 6-node chain of real `veil node` processes. A
+//! file's blocks are placed at n4 and fetched from n0, so the data crosses
+//! three relaying nodes (n1, n2, n3). Prints each get's time and
+//! throughput, every node's resident set (now and peak, from `/proc`), and
+//! the machine's limit for that path:
+//!
+//! - it measures SHA-256 and ChaCha20-Poly1305 on one core;
+//! - the path needs, per byte: one seal and one open on each of its four
+//!   links ([`AEAD_PASSES`]), and one SHA-256 pass at every node that
+//!   verifies the block (holder, three relays, requester) plus the client's
+//!   own check ([`HASH_PASSES`]);
+//! - spread over the machine's cores, that is
+//!   `cores / (aead_passes / aead_speed + hash_passes / hash_speed)`.
+//!
+//! The achieved fraction is the 8 MiB get's throughput over that limit.
+//! With `--link-delay-ms` every node delays its frames (testnet only), so
+//! the same gets show the latency-bound case.
+
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::Digest;
+
+use super::bench::{chacha_throughput, tempfile_dir, BenchError};
+use crate::client::Client;
+use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
+use crate::identity::Identity;
+use crate::routing::Anonymity;
+
+/// Nodes in the chain.
+pub const CHAIN_NODES: usize = 6;
+/// Where the file's blocks are placed (n0 fetches them).
+const HOLDER: usize = 4;
+/// AEAD passes per byte: a seal and an open on each of the 4 links.
+pub const AEAD_PASSES: f64 = 8.0;
+/// SHA-256 passes per byte: holder, 3 relays, requester, client.
+pub const HASH_PASSES: f64 = 6.0;
+
+/// What to run.
+pub struct ChainOptions {
+    /// The `veil` binary the nodes run.
+    pub exe: PathBuf,
+    pub anonymity: Anonymity,
+    /// Testnet `link_delay_ms` on every node (0: none).
+    pub link_delay_ms: u64,
+    /// File sizes fetched, in bytes.
+    pub sizes: Vec<usize>,
+    /// Blocks in flight per get.
+    pub concurrency: usize,
+}
+
+/// One get across the chain.
+#[derive(Debug, Serialize)]
+pub struct ChainGet {
+    pub bytes: usize,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+}
+
+/// One node's resident set.
+#[derive(Debug, Serialize)]
+pub struct NodeRss {
+    pub name: String,
+    pub rss_mib: f64,
+    pub peak_mib: f64,
+}
+
+/// What `veil bench --chain` measured.
+#[derive(Debug, Serialize)]
+pub struct ChainReport {
+    pub anonymity: String,
+    pub link_delay_ms: u64,
+    pub gets: Vec<ChainGet>,
+    pub rss: Vec<NodeRss>,
+    pub sha256_mib_per_s: f64,
+    pub chacha_mib_per_s: f64,
+    pub cores: usize,
+    /// The machine's limit for the path (MiB/s).
+    pub limit_mib_per_s: f64,
+    /// The largest get's throughput over the limit.
+    pub fraction: f64,
+}
+
+impl ChainReport {
+    pub fn render_text(&self) -> String {
+        let mut out = format!(
+            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms); \
+             blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
+            self.anonymity, self.link_delay_ms
+        );
+        for g in &self.gets {
+            out.push_str(&format!(
+                "  {:>5.1} MiB get: {:.3} s, {:.1} MiB/s\n",
+                g.bytes as f64 / MIB,
+                g.seconds,
+                g.mib_per_s
+            ));
+        }
+        for r in &self.rss {
+            out.push_str(&format!(
+                "  {} RSS {:.1} MiB, peak {:.1} MiB\n",
+                r.name, r.rss_mib, r.peak_mib
+            ));
+        }
+        out.push_str(&format!(
+            "  one core: SHA-256 {:.0} MiB/s, ChaCha20-Poly1305 {:.0} MiB/s; {} cores\n\
+             \x20 path limit ({AEAD_PASSES} AEAD + {HASH_PASSES} SHA-256 passes per byte): \
+             {:.1} MiB/s; achieved {:.1}%\n",
+            self.sha256_mib_per_s,
+            self.chacha_mib_per_s,
+            self.cores,
+            self.limit_mib_per_s,
+            self.fraction * 100.0
+        ));
+        out
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The node processes; killed on drop.
+struct Processes(Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Write the chain's node directories under `dir`; their client addresses.
+fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<std::net::SocketAddr>, BenchError> {
+    let n = CHAIN_NODES;
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let node_dir = dir.join(format!("n{i}"));
+        std::fs::create_dir_all(&node_dir).map_err(|source| BenchError::Io {
+            path: node_dir.clone(),
+            source,
+        })?;
+        let identity = Identity::generate(&mut rand::rngs::OsRng);
+        identity.save(node_dir.join(IDENTITY_FILE))?;
+        ids.push(identity.public());
+    }
+    let ports = super::free_ports(2 * n).map_err(|source| BenchError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    for i in 0..n {
+        let mut config = NodeConfig::new(
+            ports[2 * i],
+            ports[2 * i + 1],
+            Some((i as f64 + 0.5) / n as f64),
+        );
+        config.testnet = true;
+        config.anonymity = opts.anonymity;
+        config.link_delay_ms = opts.link_delay_ms;
+        config.store_size = SizeSetting::Text("256MiB".into());
+        // A get keeps `concurrency` requests in flight through each link.
+        config.router.max_inflight_per_peer = config
+            .router
+            .max_inflight_per_peer
+            .max(2 * opts.concurrency);
+        for j in [i.wrapping_sub(1), i + 1] {
+            if j < n {
+                config.peers.push(PeerConfig {
+                    address: ports[2 * j],
+                    public_key: ids[j],
+                    name: Some(format!("n{j}")),
+                });
+            }
+        }
+        config
+            .save(&dir.join(format!("n{i}")))
+            .map_err(crate::node::NodeError::from)?;
+    }
+    Ok((0..n).map(|i| ports[2 * i + 1]).collect())
+}
+
+async fn links_up(clients: &[std::net::SocketAddr]) -> usize {
+    let mut up = 0;
+    for c in clients {
+        if let Ok(mut c) = Client::connect(*c, Duration::from_secs(2)).await {
+            if let Ok(s) = c.status().await {
+                up += s.peers.iter().filter(|p| p.connected).count();
+            }
+        }
+    }
+    up
+}
+
+/// SHA-256 on one core, MiB/s (about half a second of hashing).
+pub fn sha256_throughput() -> f64 {
+    let buf = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    let mut bytes = 0usize;
+    while start.elapsed() < Duration::from_millis(500) {
+        std::hint::black_box(sha2::Sha256::digest(&buf));
+        bytes += buf.len();
+    }
+    bytes as f64 / MIB / start.elapsed().as_secs_f64()
+}
+
+/// Run the chain bench.
+pub async fn run(opts: &ChainOptions, on_step: impl Fn(&str)) -> Result<ChainReport, BenchError> {
+    let dir = tempfile_dir()?;
+    let result = run_in(&dir, opts, &on_step).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+async fn run_in(
+    dir: &Path,
+    opts: &ChainOptions,
+    on_step: &impl Fn(&str),
+) -> Result<ChainReport, BenchError> {
+    let clients = lay_out(dir, opts)?;
+    let mut procs = Processes(Vec::new());
+    for i in 0..CHAIN_NODES {
+        let child = super::spawn_node(&opts.exe, &dir.join(format!("n{i}")))
+            .map_err(|e| BenchError::Spawn(e.to_string()))?;
+        procs.0.push(child);
+    }
+    on_step("waiting for the chain's links");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while links_up(&clients).await < 2 * (CHAIN_NODES - 1) {
+        if Instant::now() > deadline {
+            return Err(BenchError::ChainNotUp);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut gets = Vec::new();
+    for (k, &size) in opts.sizes.iter().enumerate() {
+        on_step(&format!(
+            "placing {:.1} MiB at n{HOLDER}",
+            size as f64 / MIB
+        ));
+        let data: Vec<u8> = (0..size)
+            .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ k as u8)
+            .collect();
+        let split = crate::content::split(&data)?;
+        let mut c = Client::connect(clients[HOLDER], Duration::from_secs(10)).await?;
+        for block in &split.blocks {
+            c.place(block.clone()).await?;
+        }
+        on_step("fetching it from n0");
+        let t = Instant::now();
+        let got = crate::transfer::get_file(clients[0], &split.uri, opts.concurrency).await?;
+        let seconds = t.elapsed().as_secs_f64();
+        if got != data {
+            return Err(BenchError::Differs);
+        }
+        gets.push(ChainGet {
+            bytes: size,
+            seconds,
+            mib_per_s: size as f64 / MIB / seconds,
+        });
+    }
+    let rss = procs
+        .0
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (rss, peak) = crate::node::rss_of(&c.id().to_string());
+            NodeRss {
+                name: format!("n{i}"),
+                rss_mib: rss as f64 / MIB,
+                peak_mib: peak as f64 / MIB,
+            }
+        })
+        .collect();
+    drop(procs);
+    on_step("measuring SHA-256 and ChaCha20-Poly1305");
+    let sha = sha256_throughput();
+    let chacha = chacha_throughput();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let limit = cores as f64 / (AEAD_PASSES / chacha + HASH_PASSES / sha);
+    let best = gets.last().map_or(0.0, |g| g.mib_per_s);
+    Ok(ChainReport {
+        anonymity: opts.anonymity.to_string(),
+        link_delay_ms: opts.link_delay_ms,
+        gets,
+        rss,
+        sha256_mib_per_s: sha,
+        chacha_mib_per_s: chacha,
+        cores,
+        limit_mib_per_s: limit,
+        fraction: best / limit,
+    })
+}
