@@ -57,11 +57,11 @@ pub enum Command {
     /// Add a friend: to a running node through its client API (which also
     /// writes its node.toml), or to node.toml alone when the node is not
     /// running. `veil add-peer NODE_DIR ADDRESS PUBLIC_KEY` or
-    /// `veil add-peer --client ADDR ADDRESS PUBLIC_KEY`.
+    /// `veil add-peer --client SOCKET ADDRESS PUBLIC_KEY`.
     AddPeer(AddPeerArgs),
     /// Drop a friend: from a running node (its link closes) and its
     /// node.toml. `veil remove-peer NODE_DIR PUBLIC_KEY` or
-    /// `veil remove-peer --client ADDR PUBLIC_KEY`.
+    /// `veil remove-peer --client SOCKET PUBLIC_KEY`.
     RemovePeer(RemovePeerArgs),
     /// Run a node in the foreground until Ctrl-C or SIGTERM.
     Node {
@@ -114,8 +114,8 @@ pub enum Command {
     Sim(SimArgs),
     /// Show a node's peers, store usage and counters.
     Status {
-        #[arg(long, default_value = "127.0.0.1:8400")]
-        node: SocketAddr,
+        #[command(flatten)]
+        node: NodeArg,
         #[arg(long)]
         json: bool,
     },
@@ -261,9 +261,11 @@ pub struct InitArgs {
     /// Address for peer links.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
-    /// Address of the local client API.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub client: SocketAddr,
+    /// Serve the client API on this TCP address (clients then need the
+    /// cookie file NODE_DIR/client.cookie) instead of the default Unix
+    /// socket NODE_DIR/client.sock.
+    #[arg(long)]
+    pub client: Option<SocketAddr>,
     /// Location in [0, 1); derived from the public key when absent.
     #[arg(long)]
     pub location: Option<f64>,
@@ -280,9 +282,13 @@ pub struct AddPeerArgs {
     /// The friend's public key (from `veil id`). Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub third: Option<String>,
-    /// Act on the running node whose client API listens here.
-    #[arg(long, value_name = "ADDR")]
-    pub client: Option<SocketAddr>,
+    /// Act on this running node: its client socket, or HOST:PORT with
+    /// --cookie (a node directory is the NODE_DIR positional).
+    #[arg(long, value_name = "NODE")]
+    pub client: Option<String>,
+    /// With --client HOST:PORT: the node's cookie file.
+    #[arg(long, value_name = "FILE")]
+    pub cookie: Option<PathBuf>,
     #[arg(long)]
     pub name: Option<String>,
 }
@@ -295,16 +301,37 @@ pub struct RemovePeerArgs {
     /// The friend's public key. Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub second: Option<String>,
-    /// Act on the running node whose client API listens here.
-    #[arg(long, value_name = "ADDR")]
-    pub client: Option<SocketAddr>,
+    /// As `veil add-peer --client`.
+    #[arg(long, value_name = "NODE")]
+    pub client: Option<String>,
+    /// With --client HOST:PORT: the node's cookie file.
+    #[arg(long, value_name = "FILE")]
+    pub cookie: Option<PathBuf>,
+}
+
+/// Which running node a client command talks to: `--node NODE [--cookie FILE]`.
+#[derive(clap::Args, Clone)]
+pub struct NodeArg {
+    /// The node: its directory (default: the current directory), its
+    /// client socket, or the HOST:PORT of a TCP client API (with --cookie).
+    #[arg(long, value_name = "NODE", default_value = ".")]
+    pub node: String,
+    /// With --node HOST:PORT: the node's cookie file (NODE_DIR/client.cookie).
+    #[arg(long, value_name = "FILE")]
+    pub cookie: Option<PathBuf>,
+}
+
+impl NodeArg {
+    /// The endpoint `--node` names.
+    pub fn endpoint(&self) -> Result<veil::client::Endpoint, veil::client::EndpointError> {
+        veil::client::Endpoint::parse(&self.node, self.cookie.as_deref())
+    }
 }
 
 #[derive(clap::Args)]
 pub struct PutArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// The file to insert, or `-` for stdin (read as a stream; stdin is
     /// first copied to an unlinked temporary file, as the layout needs the
     /// length before the first segment).
@@ -334,9 +361,8 @@ pub struct PutArgs {
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// The site's insert URI, SSK@<private>,<crypto key>/<site>.
     pub uri: String,
     /// The new edition's content (a file; directories need `put --dir`).
@@ -348,8 +374,8 @@ pub struct UpdateArgs {
 
 #[derive(clap::Args)]
 pub struct GetArgs {
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     pub uri: String,
     /// Output file, written as FILE.veil-part and renamed when whole; an
     /// interrupted get resumes from it. `-` or none: stream to stdout.

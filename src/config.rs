@@ -116,13 +116,17 @@ pub struct RuntimeConfig {
     /// Best-effort cache writes running on the blocking pool at once; beyond
     /// this a block is simply not cached.
     pub cache_writes_in_flight: usize,
-    /// Client API connections served at once; more wait to be accepted.
+    /// Client API connections served at once; a connection beyond them is
+    /// answered at once with an error and closed.
     pub client_max_connections: usize,
     /// How long one client request (a get or an insert) may take inside
     /// the node before the client is told it timed out.
     pub client_request_timeout_secs: u64,
     /// A client connection with no request for this long is closed.
     pub client_idle_timeout_secs: u64,
+    /// A client that does not take an answer (or, over TCP, send its
+    /// cookie) within this time is disconnected.
+    pub client_write_timeout_secs: u64,
     /// Blocks the client cache holds (tunnel mode: blocks this node's own
     /// client fetched, read only by that client); least recently used
     /// blocks are dropped beyond it.
@@ -140,6 +144,7 @@ impl Default for RuntimeConfig {
             client_max_connections: 256,
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
+            client_write_timeout_secs: 10,
             client_cache_blocks: 1024,
             shutdown_grace_ms: 5_000,
         }
@@ -148,7 +153,7 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     /// Every bound and timeout by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 6] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 7] {
         [
             ("runtime.router_queue", self.router_queue as u64),
             (
@@ -166,6 +171,10 @@ impl RuntimeConfig {
             (
                 "runtime.client_idle_timeout_secs",
                 self.client_idle_timeout_secs,
+            ),
+            (
+                "runtime.client_write_timeout_secs",
+                self.client_write_timeout_secs,
             ),
             (
                 "runtime.client_cache_blocks",
@@ -192,8 +201,11 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 pub struct NodeConfig {
     /// Address the node accepts peer links on.
     pub listen: SocketAddr,
-    /// Address of the local client API (loopback unless the operator says otherwise).
-    pub client: SocketAddr,
+    /// TCP address of the local client API (loopback unless the operator
+    /// says otherwise; clients need the cookie file). Absent: the client API
+    /// is the Unix socket `client.sock` in the node directory, mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<SocketAddr>,
     /// Location on the key circle in [0, 1); derived from the public key when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<f64>,
@@ -251,7 +263,11 @@ fn default_store_size() -> SizeSetting {
 
 impl NodeConfig {
     /// A fresh config with defaults.
-    pub fn new(listen: SocketAddr, client: SocketAddr, location: Option<f64>) -> NodeConfig {
+    pub fn new(
+        listen: SocketAddr,
+        client: Option<SocketAddr>,
+        location: Option<f64>,
+    ) -> NodeConfig {
         NodeConfig {
             listen,
             client,
@@ -335,8 +351,10 @@ impl NodeConfig {
         }
         self.cache_bytes()?;
         self.store_disk_limit()?;
-        if !self.client.ip().is_loopback() && !self.client_public {
-            return Err(InvalidSetting::ClientNotLoopback(self.client));
+        if let Some(client) = self.client {
+            if !client.ip().is_loopback() && !self.client_public {
+                return Err(InvalidSetting::ClientNotLoopback(client));
+            }
         }
         Ok(())
     }

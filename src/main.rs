@@ -6,7 +6,6 @@ mod files_bench;
 mod peer_cli;
 mod usk_cmd;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -91,7 +90,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keygen => usk_cmd::keygen(),
         Command::Update(a) => runtime()?.block_on(put(usk_cmd::update_args(a)?)),
         Command::Get(a) => runtime()?.block_on(get(a)),
-        Command::Status { node, json } => runtime()?.block_on(status(node, json)),
+        Command::Status { node, json } => runtime()?.block_on(status(node.endpoint()?, json)),
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench(a) => runtime()?.block_on(bench(a)),
         Command::Sim(a) => a
@@ -143,6 +142,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = NodeConfig::new(listen, client, a.location);
+    let client = veil::client::Endpoint::of_config(dir, client);
     config.validate().map_err(anyhow::Error::msg)?;
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     identity
@@ -191,6 +191,7 @@ async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
 }
 
 async fn put(a: PutArgs) -> Result<ExitCode> {
+    let node = a.node.endpoint()?;
     let site = a.usk.as_deref().map(usk_cmd::parse_insert).transpose()?;
     let file = a.file.as_path();
     let stdin = file == Path::new("-");
@@ -224,7 +225,7 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
         ..Default::default()
     };
     let input = std::io::BufReader::with_capacity(1 << 16, input);
-    let put = veil::transfer::put_stream(a.node, input, len, a.concurrency, &split, move |p| {
+    let put = veil::transfer::put_stream(&node, input, len, a.concurrency, &split, move |p| {
         shown.set_length(p.blocks_total);
         shown.set_position(p.blocks_done);
         shown.set_message(format!("segment {}/{}", p.segments_done, p.segments_total));
@@ -240,7 +241,7 @@ async fn put(a: PutArgs) -> Result<ExitCode> {
     );
     if let Some(site) = site {
         let cache = usk_cmd::cache_path(a.usk_cache);
-        let usk = usk_cmd::publish(a.node, &site, a.edition, &uri, cache.as_deref()).await?;
+        let usk = usk_cmd::publish(&node, &site, a.edition, &uri, cache.as_deref()).await?;
         println!("{usk}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -272,8 +273,9 @@ fn spool_stdin() -> Result<(std::fs::File, u64)> {
 }
 
 async fn get(a: GetArgs) -> Result<ExitCode> {
+    let node = a.node.endpoint()?;
     let cache = usk_cmd::cache_path(a.usk_cache.clone());
-    let chk: Chk = usk_cmd::resolve(a.node, &a.uri, cache.as_deref()).await?;
+    let chk: Chk = usk_cmd::resolve(&node, &a.uri, cache.as_deref()).await?;
     let started = std::time::Instant::now();
     let opts = veil::content::FetchOptions {
         max_len: a.max_size,
@@ -299,7 +301,7 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
     let len = match a.output.as_deref() {
         Some(path) if !to_stdout => {
             let part = veil::content::part_path(path);
-            let fetched = veil::transfer::get_to_path(a.node, &chk, &opts, path, on_progress).await;
+            let fetched = veil::transfer::get_to_path(&node, &chk, &opts, path, on_progress).await;
             bar.finish_and_clear();
             let fetched = match fetched {
                 Ok(f) => f,
@@ -329,7 +331,7 @@ async fn get(a: GetArgs) -> Result<ExitCode> {
             // error exit after the bytes went out.
             let mut out = tokio::io::stdout();
             let fetched =
-                veil::transfer::get_to_writer(a.node, &chk, &opts, &mut out, on_progress).await;
+                veil::transfer::get_to_writer(&node, &chk, &opts, &mut out, on_progress).await;
             bar.finish_and_clear();
             fetched.context("fetching the file")?
         }
@@ -371,8 +373,8 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(node: SocketAddr, json: bool) -> Result<ExitCode> {
-    let status = Client::connect(node, Duration::from_secs(10))
+async fn status(node: veil::client::Endpoint, json: bool) -> Result<ExitCode> {
+    let status = Client::connect(&node, Duration::from_secs(10))
         .await?
         .status()
         .await?;

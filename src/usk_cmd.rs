@@ -1,7 +1,6 @@
 //! `veil keygen`, `veil put --usk`, `veil update` and `veil get` of SSK and
 //! USK URIs: the binary's side of [`veil::content::usk`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use rand::RngCore;
 use zeroize::Zeroize;
 
-use veil::client::{Client, ClientError};
+use veil::client::{Client, ClientError, Endpoint};
 use veil::content::usk::{self, EditionCache};
 use veil::keys::{Block, Chk, Edition, RoutingKey, SskInsertUri, SskPrivate, SskUri, UskUri};
 use veil::routing::Failure;
@@ -74,7 +73,7 @@ pub fn cache_path(given: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 /// Fetch one block; not found is `None`.
-async fn get_block(node: SocketAddr, key: RoutingKey) -> Result<Option<Block>, ClientError> {
+async fn get_block(node: &Endpoint, key: RoutingKey) -> Result<Option<Block>, ClientError> {
     let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
     match client.get(key).await {
         Ok(block) => Ok(Some(block)),
@@ -86,7 +85,7 @@ async fn get_block(node: SocketAddr, key: RoutingKey) -> Result<Option<Block>, C
 /// The newest edition of `site` found through `node`, starting from the
 /// cached one.
 async fn latest(
-    node: SocketAddr,
+    node: &Endpoint,
     site: &UskUri,
     cache: &Option<EditionCache>,
 ) -> Result<(Option<(u64, Chk)>, Option<u64>)> {
@@ -100,7 +99,7 @@ async fn latest(
 /// Sign edition `edition` (default: the next) of `site` pointing at
 /// `content`, insert it, remember it, and return its USK.
 pub async fn publish(
-    node: SocketAddr,
+    node: &Endpoint,
     site: &SskInsertUri,
     edition: Option<u64>,
     content: &Chk,
@@ -135,7 +134,7 @@ fn load(path: Option<&Path>) -> Option<EditionCache> {
 }
 
 /// Remember an edition seen; a cache that cannot be written is only noted.
-fn remember(cache: &mut Option<EditionCache>, node: SocketAddr, usk: &UskUri, edition: u64) {
+fn remember(cache: &mut Option<EditionCache>, node: &Endpoint, usk: &UskUri, edition: u64) {
     if let Some(Err(e)) = cache
         .as_mut()
         .map(|c| c.remember(&node.to_string(), usk, edition))
@@ -146,7 +145,7 @@ fn remember(cache: &mut Option<EditionCache>, node: SocketAddr, usk: &UskUri, ed
 
 /// The CHK behind a `CHK@`, `SSK@…/name` or `USK@…/site/N` URI (`N = -1`:
 /// the latest edition found, remembered in the cache).
-pub async fn resolve(node: SocketAddr, uri: &str, cache_file: Option<&Path>) -> Result<Chk> {
+pub async fn resolve(node: &Endpoint, uri: &str, cache_file: Option<&Path>) -> Result<Chk> {
     let uri = uri.trim();
     if uri.starts_with("SSK@") {
         let ssk: SskUri = uri.parse().context("invalid SSK URI")?;

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
-use veil::client::{Client, NodeStatus};
+use veil::client::{Client, Endpoint, NodeStatus};
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Chk, Location, RoutingKey};
 use veil::link::{self, Link, LinkConfig};
@@ -191,7 +191,7 @@ async fn send(link: &mut Link<TcpStream>, msg: Message) {
     link.send(&PeerFrame::Routing(msg).encode()).await.unwrap();
 }
 
-async fn status(client: SocketAddr) -> NodeStatus {
+async fn status(client: &Endpoint) -> NodeStatus {
     Client::connect(client, STEP)
         .await
         .unwrap()
@@ -209,7 +209,7 @@ fn connected(s: &NodeStatus) -> BTreeSet<String> {
 }
 
 /// Wait until the node reports `key` connected (`up`) or not (`!up`).
-async fn wait_link(client: SocketAddr, key: &PeerKey, up: bool) {
+async fn wait_link(client: &Endpoint, key: &PeerKey, up: bool) {
     let deadline = Instant::now() + STEP;
     loop {
         let s = status(client).await;
@@ -278,7 +278,7 @@ fn init_node(root: &std::path::Path) -> (TestNode, PeerKey) {
 }
 
 /// Place a block at the node and have `peer` fetch it with a DataRequest.
-async fn served(client: SocketAddr, link: &mut Link<TcpStream>, text: &[u8]) {
+async fn served(client: &Endpoint, link: &mut Link<TcpStream>, text: &[u8]) {
     let (chk, block) = Chk::encode(text).unwrap();
     Client::connect(client, STEP)
         .await
@@ -321,7 +321,7 @@ async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
     let f = FakePeer::new("F", &node_key, Dialler::Node).await;
     add_peer(&node, f.addr(), &f.key(), f.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -369,7 +369,7 @@ async fn an_inbound_link_from_an_unnamed_key_is_refused() {
     let g = FakePeer::new("G", &node_key, Dialler::Peer).await;
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -422,7 +422,7 @@ async fn a_peer_sending_undecodable_frames_is_disconnected_while_others_are_serv
     add_peer(&node, f.addr(), &f.key(), f.name);
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -505,7 +505,7 @@ async fn a_peer_sending_a_zero_htl_request_is_disconnected() {
     add_peer(&node, f.addr(), &f.key(), f.name);
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -585,7 +585,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
         HANDSHAKE_TIMEOUT.as_millis()
     ));
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -633,7 +633,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
 }
 
 /// Wait until the node reports every key in `keys` connected.
-async fn wait_connected(client: SocketAddr, keys: &[PeerKey]) {
+async fn wait_connected(client: &Endpoint, keys: &[PeerKey]) {
     let want: BTreeSet<String> = keys.iter().map(|k| k.to_string()).collect();
     let deadline = Instant::now() + STEP;
     loop {
@@ -684,7 +684,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
     }
     node.set(&format!("router.max_inflight_per_peer = {LIMIT}"));
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {

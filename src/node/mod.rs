@@ -49,7 +49,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::audit::log::AuditLog;
-use crate::client::NodeStatus;
+use crate::client::{Endpoint, NodeStatus};
 use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
@@ -90,6 +90,12 @@ pub enum NodeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("client API {path}: {source}")]
+    ClientApi {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -201,7 +207,8 @@ impl NodeSetup {
 /// A node that is running: its bound addresses and a way to stop it.
 pub struct RunningNode {
     pub listen: SocketAddr,
-    pub client: SocketAddr,
+    /// Where its client API is (and, over TCP, its cookie file).
+    pub client: Endpoint,
     pub public_key: PeerKey,
     shutdown: watch::Sender<bool>,
     router: JoinHandle<()>,
@@ -219,6 +226,7 @@ impl RunningNode {
         for t in self.tasks {
             t.abort();
         }
+        client_api::remove_socket(&self.client);
     }
 
     /// Leave the network (SIGTERM): refuse new client requests, let the
@@ -284,7 +292,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     } = setup;
     let store = Arc::new(open_store(&dir, &config)?);
     let (listener, listen) = bind(config.listen).await?;
-    let (client_listener, client) = bind(config.client).await?;
+    let (client_listener, client) = client_api::ClientListener::bind(&dir, &config).await?;
 
     let public_key = identity.public();
     let audit = if config.testnet {
