@@ -72,6 +72,8 @@ pub enum InvalidSetting {
         block = crate::keys::BLOCK_LEN
     )]
     StoreTooSmall(u64),
+    #[error("link.reserved_handshakes must be less than link.max_handshakes")]
+    ReservedHandshakes,
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
 }
@@ -341,6 +343,9 @@ impl NodeConfig {
             .find(|(_, v)| *v == 0)
         {
             return Err(InvalidSetting::Zero(name));
+        }
+        if self.link.reserved_handshakes >= self.link.max_handshakes {
+            return Err(InvalidSetting::ReservedHandshakes);
         }
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);

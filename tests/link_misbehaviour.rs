@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use veil::client::{Client, Endpoint, NodeStatus};
 use veil::identity::{Identity, PeerKey};
@@ -312,8 +312,9 @@ async fn served(client: &Endpoint, link: &mut Link<TcpStream>, text: &[u8]) {
 // Tests.
 
 /// The node dials F's configured address, but whoever answers there holds
-/// another key: the node refuses the link (before revealing its own static
-/// key), logs why, and keeps F down until the real F answers.
+/// another key: it cannot open the node's first message (sealed to F's
+/// key), so no link comes up; the node logs the failed dial and keeps F
+/// down until the real F answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -336,12 +337,15 @@ async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
                 result.is_err(),
                 "attempt {attempt}: the node accepted an impostor at F's address"
             );
+            assert!(
+                matches!(result, Err(link::LinkError::Handshake(_))),
+                "attempt {attempt}: {result:?}"
+            );
             wait_log(
                 &node,
                 &[
                     "dial failed",
-                    &format!("peer presented key {}", impostor.public()),
-                    &format!("expected {}", f.key()),
+                    "peer closed the connection during the handshake",
                 ],
                 attempt,
             )
@@ -403,6 +407,49 @@ async fn an_inbound_link_from_an_unnamed_key_is_refused() {
         let mut gl = g.link_up(&node_key, listen).await;
         wait_link(client, &g.key(), true).await;
         served(client, &mut gl, b"for G").await;
+    })
+    .await;
+    node.stop();
+}
+
+/// A prober that does not know the node's key gets not one byte back,
+/// whatever it sends: a well-sized first message of noise, an `XX`-style
+/// first message, a web request, or a real handshake sealed to another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_without_the_key_gets_no_byte_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut node, node_key) = init_node(tmp.path());
+    node.start(&["--testnet"]);
+    let listen = node.listen;
+
+    bounded(&node, WHOLE_TEST, async {
+        let mut noise = vec![0u8, 104];
+        noise.extend((0..104u8).map(|i| i.wrapping_mul(37)));
+        let mut xx = vec![0u8, 32];
+        xx.extend([9u8; 32]);
+        let probes: [&[u8]; 3] = [&noise, &xx, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"];
+        for (i, probe) in probes.iter().enumerate() {
+            let mut s = connect_retrying(listen).await;
+            s.write_all(probe).await.unwrap();
+            let mut back = Vec::new();
+            let read = tokio::time::timeout(STEP, s.read_to_end(&mut back)).await;
+            assert!(read.is_ok(), "probe {i}: the node kept the connection open");
+            assert!(
+                back.is_empty(),
+                "probe {i}: the node sent {} bytes",
+                back.len()
+            );
+        }
+        // A real initiator that seals to a key the node does not hold.
+        let prober = identity_where(|k| *k != node_key);
+        let stream = connect_retrying(listen).await;
+        let wrong = identity_where(|k| *k != node_key && *k != prober.public()).public();
+        let result = link::connect(stream, &prober, &wrong, &LinkConfig::default()).await;
+        assert!(
+            matches!(result, Err(link::LinkError::HandshakeClosed)),
+            "{result:?}"
+        );
+        wait_log(&node, &["inbound handshake refused"], 4).await;
     })
     .await;
     node.stop();

@@ -64,11 +64,6 @@ pub enum EndpointError {
     NeedCookie(SocketAddr),
     #[error("cannot read the node's configuration: {0}")]
     Config(#[from] crate::config::ConfigError),
-    #[error(
-        "{0} is neither a node directory, a client socket nor HOST:PORT \
-         (the default socket is NODE_DIR/{CLIENT_SOCKET})"
-    )]
-    NotFound(String),
 }
 
 impl Endpoint {
@@ -90,7 +85,8 @@ impl Endpoint {
     }
 
     /// What `--node NODE [--cookie FILE]` names: `HOST:PORT` (needs the
-    /// cookie file), a node directory, or the path of a client socket.
+    /// cookie file), a node directory, or else the path of a client socket
+    /// (which need not exist yet: connecting then says the node is down).
     pub fn parse(node: &str, cookie: Option<&Path>) -> Result<Endpoint, EndpointError> {
         if let Ok(addr) = node.parse::<SocketAddr>() {
             return match cookie {
@@ -105,10 +101,7 @@ impl Endpoint {
         if path.is_dir() {
             return Endpoint::for_node_dir(path);
         }
-        if path.exists() {
-            return Ok(Endpoint::Unix(path.to_path_buf()));
-        }
-        Err(EndpointError::NotFound(node.to_string()))
+        Ok(Endpoint::Unix(path.to_path_buf()))
     }
 }
 
@@ -188,9 +181,13 @@ mod tests {
             Endpoint::parse(s, None).unwrap(),
             Endpoint::Unix(sock.clone())
         );
+        assert_eq!(
+            Endpoint::parse("/no/such/node.sock", None).unwrap(),
+            Endpoint::Unix("/no/such/node.sock".into())
+        );
         assert!(matches!(
-            Endpoint::parse("/no/such/node", None),
-            Err(EndpointError::NotFound(_))
+            Endpoint::parse(dir.path().to_str().unwrap(), None),
+            Err(EndpointError::Config(_))
         ));
         assert_eq!(Endpoint::of_config(dir.path(), None).to_string(), s);
     }

@@ -33,6 +33,7 @@
 
 mod client_api;
 mod client_cache;
+mod handshake_slots;
 mod links;
 mod membership;
 mod router_task;
