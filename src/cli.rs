@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use crate::node_arg::{ClientArg, NodeArg};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::testnet::run;
@@ -282,13 +283,8 @@ pub struct AddPeerArgs {
     /// The friend's public key (from `veil id`). Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub third: Option<String>,
-    /// Act on this running node: its client socket, or HOST:PORT with
-    /// --cookie (a node directory is the NODE_DIR positional).
-    #[arg(long, value_name = "NODE")]
-    pub client: Option<String>,
-    /// With --client HOST:PORT: the node's cookie file.
-    #[arg(long, value_name = "FILE")]
-    pub cookie: Option<PathBuf>,
+    #[command(flatten)]
+    pub client: ClientArg,
     #[arg(long)]
     pub name: Option<String>,
 }
@@ -301,31 +297,8 @@ pub struct RemovePeerArgs {
     /// The friend's public key. Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub second: Option<String>,
-    /// As `veil add-peer --client`.
-    #[arg(long, value_name = "NODE")]
-    pub client: Option<String>,
-    /// With --client HOST:PORT: the node's cookie file.
-    #[arg(long, value_name = "FILE")]
-    pub cookie: Option<PathBuf>,
-}
-
-/// Which running node a client command talks to: `--node NODE [--cookie FILE]`.
-#[derive(clap::Args, Clone)]
-pub struct NodeArg {
-    /// The node: its directory (default: the current directory), its
-    /// client socket, or the HOST:PORT of a TCP client API (with --cookie).
-    #[arg(long, value_name = "NODE", default_value = ".")]
-    pub node: String,
-    /// With --node HOST:PORT: the node's cookie file (NODE_DIR/client.cookie).
-    #[arg(long, value_name = "FILE")]
-    pub cookie: Option<PathBuf>,
-}
-
-impl NodeArg {
-    /// The endpoint `--node` names.
-    pub fn endpoint(&self) -> Result<veil::client::Endpoint, veil::client::EndpointError> {
-        veil::client::Endpoint::parse(&self.node, self.cookie.as_deref())
-    }
+    #[command(flatten)]
+    pub client: ClientArg,
 }
 
 #[derive(clap::Args)]

@@ -3,6 +3,7 @@
 
 mod cli;
 mod files_bench;
+mod node_arg;
 mod peer_cli;
 mod usk_cmd;
 

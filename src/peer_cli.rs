@@ -42,11 +42,6 @@ fn target<'a>(
     }
 }
 
-/// The endpoint `--client NODE [--cookie FILE]` names.
-fn client_arg(client: Option<&str>, cookie: Option<&Path>) -> Result<Option<Endpoint>> {
-    Ok(client.map(|c| Endpoint::parse(c, cookie)).transpose()?)
-}
-
 fn key(text: &str) -> Result<PeerKey> {
     text.parse()
         .map_err(|e| anyhow::anyhow!("{text:?} is not a public key: {e}"))
@@ -80,7 +75,7 @@ async fn running(target: &Target) -> Result<Option<Client>> {
 
 pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second, a.third];
-    let client = client_arg(a.client.as_deref(), a.cookie.as_deref())?;
+    let client = a.client.endpoint()?;
     let (target, rest) = target(client, &positionals, "ADDRESS PUBLIC_KEY")?;
     let address: SocketAddr = rest[0]
         .parse()
@@ -114,7 +109,7 @@ pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
 
 pub async fn remove_peer(a: RemovePeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second];
-    let client = client_arg(a.client.as_deref(), a.cookie.as_deref())?;
+    let client = a.client.endpoint()?;
     let (target, rest) = target(client, &positionals, "PUBLIC_KEY")?;
     let public_key = key(rest[0])?;
     if let Some(mut client) = running(&target).await? {
