@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+pub use crate::node_arg::{ClientArg, NodeArg};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use veil::testnet::run;
@@ -60,11 +61,11 @@ pub enum Command {
     /// Add a friend: to a running node through its client API (which also
     /// writes its node.toml), or to node.toml alone when the node is not
     /// running. `veil add-peer NODE_DIR ADDRESS PUBLIC_KEY` or
-    /// `veil add-peer --client ADDR ADDRESS PUBLIC_KEY`.
+    /// `veil add-peer --client SOCKET ADDRESS PUBLIC_KEY`.
     AddPeer(AddPeerArgs),
     /// Drop a friend: from a running node (its link closes) and its
     /// node.toml. `veil remove-peer NODE_DIR PUBLIC_KEY` or
-    /// `veil remove-peer --client ADDR PUBLIC_KEY`.
+    /// `veil remove-peer --client SOCKET PUBLIC_KEY`.
     RemovePeer(RemovePeerArgs),
     /// Run a node in the foreground until Ctrl-C or SIGTERM.
     Node {
@@ -120,8 +121,8 @@ pub enum Command {
     Gateway(GatewayArgs),
     /// Show a node's peers, store usage and counters.
     Status {
-        #[arg(long, default_value = "127.0.0.1:8400")]
-        node: SocketAddr,
+        #[command(flatten)]
+        node: NodeArg,
         #[arg(long)]
         json: bool,
     },
@@ -275,9 +276,11 @@ pub struct InitArgs {
     /// Address for peer links.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub listen: SocketAddr,
-    /// Address of the local client API.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub client: SocketAddr,
+    /// Serve the client API on this TCP address (clients then need the
+    /// cookie file NODE_DIR/client.cookie) instead of the default Unix
+    /// socket NODE_DIR/client.sock.
+    #[arg(long)]
+    pub client: Option<SocketAddr>,
     /// Location in [0, 1); derived from the public key when absent.
     #[arg(long)]
     pub location: Option<f64>,
@@ -294,9 +297,8 @@ pub struct AddPeerArgs {
     /// The friend's public key (from `veil id`). Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub third: Option<String>,
-    /// Act on the running node whose client API listens here.
-    #[arg(long, value_name = "ADDR")]
-    pub client: Option<SocketAddr>,
+    #[command(flatten)]
+    pub client: ClientArg,
     #[arg(long)]
     pub name: Option<String>,
 }
@@ -309,9 +311,8 @@ pub struct RemovePeerArgs {
     /// The friend's public key. Keys may start with '-'.
     #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
     pub second: Option<String>,
-    /// Act on the running node whose client API listens here.
-    #[arg(long, value_name = "ADDR")]
-    pub client: Option<SocketAddr>,
+    #[command(flatten)]
+    pub client: ClientArg,
 }
 
 /// `veil get --max-size`: a byte count, at most the format's 1 TiB.

@@ -1,7 +1,8 @@
 //! The local client API: how `veil put`, `veil get` and `veil status` talk
 //! to a running node.
 //!
-//! A TCP connection to the node's `client` address (loopback by default)
+//! A connection to the node's client API (a Unix socket in the node
+//! directory by default, or a TCP address with a cookie: see [`endpoint`])
 //! carries requests and responses one at a time, each framed as a 4-byte
 //! big-endian length followed by that many bytes of CBOR. Frames above
 //! [`MAX_CLIENT_FRAME`] are refused before allocation. The node only ever
@@ -18,12 +19,12 @@
 //! budget, a timeout, a node that is down, no connected peers and overload
 //! without reading error text.
 
-use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::config::PeerConfig;
 use crate::error::{ErrorKind, HasKind};
@@ -32,6 +33,9 @@ use crate::keys::{Block, RoutingKey};
 use crate::routing::swap::SwapStats;
 use crate::routing::{ClientOutcome, Failure, RouterStats};
 use crate::store::{StoreHealth, Usage};
+
+pub mod endpoint;
+pub use endpoint::{Endpoint, EndpointError};
 
 /// Largest client frame: one block plus room for the envelope.
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
@@ -286,9 +290,15 @@ pub fn failure_text(failure: Failure) -> String {
 /// Errors of the client side.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot connect to node at {addr}: {source}")]
+    #[error("cannot connect to node at {endpoint}: {source}")]
     Connect {
-        addr: SocketAddr,
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the node's client cookie {}: {source}", .path.display())]
+    Cookie {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -329,7 +339,7 @@ impl HasKind for ClientError {
             ClientError::FrameTooLarge(_) | ClientError::Malformed(_) | ClientError::Unexpected => {
                 ErrorKind::Protocol
             }
-            ClientError::Encode(_) => ErrorKind::Local,
+            ClientError::Encode(_) | ClientError::Cookie { .. } => ErrorKind::Local,
         }
     }
 }
@@ -371,20 +381,46 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
     Ok(Some(value))
 }
 
+/// A byte stream of the client API: a Unix socket or a TCP connection.
+pub trait Conn: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Conn for T {}
+
 /// A connection to a node's client API.
 pub struct Client {
-    stream: TcpStream,
+    stream: Box<dyn Conn>,
     timeout: Duration,
 }
 
 impl Client {
-    /// Connect to the node at `addr`. Each request waits at most `timeout`.
-    pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Client, ClientError> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+    /// Connect to the node at `endpoint` (over TCP, sending its cookie
+    /// first). Each request waits at most `timeout`.
+    pub async fn connect(endpoint: &Endpoint, timeout: Duration) -> Result<Client, ClientError> {
+        let connect_err = |source| ClientError::Connect {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let opened = async {
+            let stream: Box<dyn Conn> = match endpoint {
+                Endpoint::Unix(path) => {
+                    Box::new(UnixStream::connect(path).await.map_err(connect_err)?)
+                }
+                Endpoint::Tcp { addr, cookie } => {
+                    let bytes =
+                        endpoint::read_cookie(cookie).map_err(|source| ClientError::Cookie {
+                            path: cookie.clone(),
+                            source,
+                        })?;
+                    let mut stream = TcpStream::connect(addr).await.map_err(connect_err)?;
+                    stream.set_nodelay(true)?;
+                    stream.write_all(&bytes).await?;
+                    Box::new(stream)
+                }
+            };
+            Ok::<_, ClientError>(stream)
+        };
+        let stream = tokio::time::timeout(timeout, opened)
             .await
-            .map_err(|_| ClientError::Timeout(timeout))?
-            .map_err(|source| ClientError::Connect { addr, source })?;
-        stream.set_nodelay(true)?;
+            .map_err(|_| ClientError::Timeout(timeout))??;
         Ok(Client { stream, timeout })
     }
 

@@ -74,6 +74,8 @@ pub enum InvalidSetting {
     StoreTooSmall(u64),
     #[error("memory is {0} bytes; a node needs at least {min} bytes", min = MIN_MEMORY)]
     MemoryTooSmall(u64),
+    #[error("link.reserved_handshakes must be less than link.max_handshakes")]
+    ReservedHandshakes,
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
     #[error("gateway address {0} is not loopback; set gateway_public = true to allow it")]
@@ -125,13 +127,17 @@ pub struct RuntimeConfig {
     /// Blocks waiting for the cache's writer thread (best effort: beyond
     /// this a block is simply not cached).
     pub cache_writes_in_flight: usize,
-    /// Client API connections served at once; more wait to be accepted.
+    /// Client API connections served at once; a connection beyond them is
+    /// answered at once with an error and closed.
     pub client_max_connections: usize,
     /// How long one client request (a get or an insert) may take inside
     /// the node before the client is told it timed out.
     pub client_request_timeout_secs: u64,
     /// A client connection with no request for this long is closed.
     pub client_idle_timeout_secs: u64,
+    /// A client that does not take an answer (or, over TCP, send its
+    /// cookie) within this time is disconnected.
+    pub client_write_timeout_secs: u64,
     /// Blocks the client cache holds (tunnel mode: blocks this node's own
     /// client fetched, read only by that client); least recently used
     /// blocks are dropped beyond it.
@@ -159,6 +165,7 @@ impl Default for RuntimeConfig {
             client_max_connections: 256,
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
+            client_write_timeout_secs: 10,
             client_cache_blocks: 1024,
             shutdown_grace_ms: 5_000,
             link_queue: 64,
@@ -170,7 +177,7 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     /// Every bound and timeout by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 9] {
         [
             ("runtime.router_queue", self.router_queue as u64),
             (
@@ -188,6 +195,10 @@ impl RuntimeConfig {
             (
                 "runtime.client_idle_timeout_secs",
                 self.client_idle_timeout_secs,
+            ),
+            (
+                "runtime.client_write_timeout_secs",
+                self.client_write_timeout_secs,
             ),
             (
                 "runtime.client_cache_blocks",
@@ -219,8 +230,11 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
 pub struct NodeConfig {
     /// Address the node accepts peer links on.
     pub listen: SocketAddr,
-    /// Address of the local client API (loopback unless the operator says otherwise).
-    pub client: SocketAddr,
+    /// TCP address of the local client API (loopback unless the operator
+    /// says otherwise; clients need the cookie file). Absent: the client API
+    /// is the Unix socket `client.sock` in the node directory, mode 0600.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<SocketAddr>,
     /// Location on the key circle in [0, 1); derived from the public key when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<f64>,
@@ -295,7 +309,11 @@ fn default_store_size() -> SizeSetting {
 
 impl NodeConfig {
     /// A fresh config with defaults.
-    pub fn new(listen: SocketAddr, client: SocketAddr, location: Option<f64>) -> NodeConfig {
+    pub fn new(
+        listen: SocketAddr,
+        client: Option<SocketAddr>,
+        location: Option<f64>,
+    ) -> NodeConfig {
         NodeConfig {
             listen,
             client,
@@ -374,6 +392,9 @@ impl NodeConfig {
         {
             return Err(InvalidSetting::Zero(name));
         }
+        if self.link.reserved_handshakes >= self.link.max_handshakes {
+            return Err(InvalidSetting::ReservedHandshakes);
+        }
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);
         }
@@ -387,8 +408,10 @@ impl NodeConfig {
         }
         self.cache_bytes()?;
         self.store_disk_limit()?;
-        if !self.client.ip().is_loopback() && !self.client_public {
-            return Err(InvalidSetting::ClientNotLoopback(self.client));
+        if let Some(client) = self.client {
+            if !client.ip().is_loopback() && !self.client_public {
+                return Err(InvalidSetting::ClientNotLoopback(client));
+            }
         }
         if let Some(g) = self
             .gateway

@@ -272,8 +272,7 @@ async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
     let mut nodes = Vec::new();
     for (i, d) in dirs.iter().enumerate() {
         let j = 1 - i;
-        let mut config =
-            NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(0.25 + 0.5 * i as f64));
+        let mut config = NodeConfig::new(ports[2 * i], None, Some(0.25 + 0.5 * i as f64));
         config.store_size = SizeSetting::Bytes(store);
         config.cache_size = Some(SizeSetting::Text("64MiB".into()));
         config.peers.push(PeerConfig {
@@ -288,7 +287,7 @@ async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
     loop {
         let mut up = 0;
         for n in &nodes {
-            if let Ok(mut c) = Client::connect(n.client, Duration::from_secs(2)).await {
+            if let Ok(mut c) = Client::connect(&n.client, Duration::from_secs(2)).await {
                 if let Ok(s) = c.status().await {
                     up += s.peers.iter().filter(|p| p.connected).count();
                 }

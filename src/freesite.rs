@@ -8,11 +8,10 @@
 //! everything above it (`veil get`, the gateway) works on that CHK:
 //! [`open_chk`], [`resolve_chk`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Endpoint};
 use crate::content::dir::{
     check_path, mime_for, DirEntry, DirError, Directory, DIR_MAGIC, MAX_DIR_DOC_LEN,
 };
@@ -193,7 +192,7 @@ pub enum Opened {
 /// Open what `key` names through the node at `node`: a directory decoded,
 /// a file as its URI (and length), never read whole.
 pub async fn open_key(
-    node: SocketAddr,
+    node: &Endpoint,
     key: &Key,
     opts: &FetchOptions,
 ) -> Result<Opened, SiteError> {
@@ -202,7 +201,7 @@ pub async fn open_key(
 }
 
 /// Fetch one signed block through the node at `node`; not found is `None`.
-pub async fn get_signed(node: SocketAddr, key: RoutingKey) -> Result<Option<Block>, ClientError> {
+pub async fn get_signed(node: &Endpoint, key: RoutingKey) -> Result<Option<Block>, ClientError> {
     let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
     match client.get(key).await {
         Ok(block) => Ok(Some(block)),
@@ -215,7 +214,7 @@ pub async fn get_signed(node: SocketAddr, key: RoutingKey) -> Result<Option<Bloc
 /// probes forward from `known` (the newest edition the caller has seen;
 /// none: 0) for at most [`MAX_PROBES`] editions.
 pub async fn target(
-    node: SocketAddr,
+    node: &Endpoint,
     key: &Key,
     known: Option<u64>,
 ) -> Result<(Chk, Option<u64>), SiteError> {
@@ -262,7 +261,7 @@ pub async fn target(
 /// memory; any other file stops the probe after its first segment and
 /// comes back as its URI, to be streamed by the caller.
 pub async fn open_chk(
-    node: SocketAddr,
+    node: &Endpoint,
     chk: &Chk,
     opts: &FetchOptions,
 ) -> Result<Opened, SiteError> {
@@ -364,7 +363,7 @@ pub enum Resolved {
 
 /// Resolve `addr` through the node at `node`.
 pub async fn resolve(
-    node: SocketAddr,
+    node: &Endpoint,
     addr: &Address,
     opts: &FetchOptions,
 ) -> Result<Resolved, SiteError> {
@@ -374,7 +373,7 @@ pub async fn resolve(
 
 /// Resolve `path` (`""`: the content itself) below the content `chk` names.
 pub async fn resolve_chk(
-    node: SocketAddr,
+    node: &Endpoint,
     chk: &Chk,
     path: &str,
     opts: &FetchOptions,
@@ -452,7 +451,7 @@ pub enum Source {
 /// only resolves once every file is in). `on_file(done, total, path)` is
 /// called after each file. Returns the directory's URI and the directory.
 pub async fn put_files(
-    node: SocketAddr,
+    node: &Endpoint,
     files: Vec<(String, Source)>,
     concurrency: usize,
     split: &SplitOptions,
@@ -499,7 +498,7 @@ pub async fn put_files(
 
 /// `veil put --dir`: insert every file under `root` as one directory.
 pub async fn put_dir(
-    node: SocketAddr,
+    node: &Endpoint,
     root: &Path,
     concurrency: usize,
     split: &SplitOptions,
@@ -516,7 +515,7 @@ pub async fn put_dir(
 /// paths below `folder`. Each file is written beside its target and
 /// renamed into place once verified. Returns the bytes written.
 pub async fn get_tree(
-    node: SocketAddr,
+    node: &Endpoint,
     dir: &Directory,
     folder: &str,
     out: &Path,

@@ -3,11 +3,11 @@
 
 mod cli;
 mod files_bench;
+mod node_arg;
 mod peer_cli;
 mod put_get;
 mod usk_cmd;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -89,7 +89,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Update(a) => runtime()?.block_on(put_get::put(usk_cmd::update_args(a)?)),
         Command::Get(a) => runtime()?.block_on(put_get::get(a)),
         Command::Gateway(a) => runtime()?.block_on(gateway(a)),
-        Command::Status { node, json } => runtime()?.block_on(status(node, json)),
+        Command::Status { node, json } => runtime()?.block_on(status(node.endpoint()?, json)),
         Command::Testnet(cmd) => testnet(cmd),
         Command::Bench(a) => runtime()?.block_on(bench(a)),
         Command::Sim(a) => a
@@ -141,6 +141,7 @@ fn init(a: InitArgs) -> Result<ExitCode> {
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let config = NodeConfig::new(listen, client, a.location);
+    let client = veil::client::Endpoint::of_config(dir, client);
     config.validate().map_err(anyhow::Error::msg)?;
     let identity = Identity::generate(&mut rand::rngs::OsRng);
     identity
@@ -239,7 +240,8 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
 }
 
 async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
-    let mut config = veil::gateway::GatewayConfig::new(a.node, a.listen);
+    let node = a.node.endpoint()?;
+    let mut config = veil::gateway::GatewayConfig::new(node.clone(), a.listen);
     config.public = a.public;
     config.max_size = a.max_size;
     let listener = veil::gateway::bind(&config).await?;
@@ -247,7 +249,7 @@ async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
     eprintln!(
         "gateway on http://{} (node {}); Ctrl-C stops it",
         listener.local_addr()?,
-        a.node
+        node
     );
     let server = tokio::spawn(veil::gateway::serve(listener, config, stopped));
     tokio::signal::ctrl_c()
@@ -258,8 +260,8 @@ async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn status(node: SocketAddr, json: bool) -> Result<ExitCode> {
-    let status = Client::connect(node, Duration::from_secs(10))
+async fn status(node: veil::client::Endpoint, json: bool) -> Result<ExitCode> {
+    let status = Client::connect(&node, Duration::from_secs(10))
         .await?
         .status()
         .await?;

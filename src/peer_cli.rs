@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use veil::client::Client;
+use veil::client::{Client, Endpoint};
 use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::{Identity, PeerKey};
 
@@ -21,12 +21,12 @@ const CONNECT: Duration = Duration::from_secs(5);
 /// Which node a membership command acts on.
 enum Target {
     Dir(PathBuf),
-    Client(SocketAddr),
+    Client(Endpoint),
 }
 
 /// With `--client` the positionals shift left: the first is not a NODE_DIR.
 fn target<'a>(
-    client: Option<SocketAddr>,
+    client: Option<Endpoint>,
     positionals: &'a [Option<String>],
     wanted: &str,
 ) -> Result<(Target, Vec<&'a str>)> {
@@ -38,7 +38,7 @@ fn target<'a>(
             Ok((Target::Dir(PathBuf::from(given[0])), given[1..].to_vec()))
         }
         Some(_) => bail!("with --client, give {wanted}"),
-        None => bail!("give NODE_DIR {wanted}, or --client ADDR {wanted}"),
+        None => bail!("give NODE_DIR {wanted}, or --client SOCKET {wanted}"),
     }
 }
 
@@ -52,7 +52,7 @@ fn key(text: &str) -> Result<PeerKey> {
 /// the node in NODE_DIR is not running.
 async fn running(target: &Target) -> Result<Option<Client>> {
     match target {
-        Target::Client(addr) => Client::connect(*addr, CONNECT)
+        Target::Client(addr) => Client::connect(addr, CONNECT)
             .await
             .map(Some)
             .with_context(|| format!("no node answers at {addr}")),
@@ -60,7 +60,8 @@ async fn running(target: &Target) -> Result<Option<Client>> {
             let config = NodeConfig::load(dir)?;
             let identity = Identity::load(dir.join(IDENTITY_FILE))
                 .with_context(|| format!("reading {}", dir.join(IDENTITY_FILE).display()))?;
-            let Ok(mut client) = Client::connect(config.client, CONNECT).await else {
+            let endpoint = Endpoint::of_config(dir, config.client);
+            let Ok(mut client) = Client::connect(&endpoint, CONNECT).await else {
                 return Ok(None);
             };
             let ours = identity.public().to_string();
@@ -74,7 +75,8 @@ async fn running(target: &Target) -> Result<Option<Client>> {
 
 pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second, a.third];
-    let (target, rest) = target(a.client, &positionals, "ADDRESS PUBLIC_KEY")?;
+    let client = a.client.endpoint()?;
+    let (target, rest) = target(client, &positionals, "ADDRESS PUBLIC_KEY")?;
     let address: SocketAddr = rest[0]
         .parse()
         .with_context(|| format!("{:?} is not an address", rest[0]))?;
@@ -107,7 +109,8 @@ pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
 
 pub async fn remove_peer(a: RemovePeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second];
-    let (target, rest) = target(a.client, &positionals, "PUBLIC_KEY")?;
+    let client = a.client.endpoint()?;
+    let (target, rest) = target(client, &positionals, "PUBLIC_KEY")?;
     let public_key = key(rest[0])?;
     if let Some(mut client) = running(&target).await? {
         client

@@ -2,12 +2,13 @@
 //! document of paths, and either as an edition of a site (`--usk`).
 
 use std::io::Write;
-use std::net::SocketAddr;
+
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 
+use veil::client::Endpoint;
 use veil::content::{FetchOptions, SplitOptions};
 use veil::keys::Chk;
 
@@ -15,19 +16,20 @@ use crate::cli::{progress, GetArgs, PutArgs};
 use crate::usk_cmd;
 
 pub async fn put(a: PutArgs) -> Result<ExitCode> {
+    let node = a.node.endpoint()?;
     let site = a.usk.as_deref().map(usk_cmd::parse_insert).transpose()?;
     let split = SplitOptions {
         redundancy: a.redundancy,
         ..Default::default()
     };
     let uri = match (a.dir.as_deref(), a.file.as_deref()) {
-        (Some(dir), _) => put_dir(a.node, dir, a.concurrency, &split).await?,
-        (None, Some(file)) => put_file(a.node, file, a.concurrency, &split).await?,
+        (Some(dir), _) => put_dir(&node, dir, a.concurrency, &split).await?,
+        (None, Some(file)) => put_file(&node, file, a.concurrency, &split).await?,
         (None, None) => bail!("give a FILE or --dir DIR"),
     };
     if let Some(site) = site {
         let cache = usk_cmd::cache_path(a.usk_cache);
-        let usk = usk_cmd::publish(a.node, &site, a.edition, &uri, cache.as_deref()).await?;
+        let usk = usk_cmd::publish(&node, &site, a.edition, &uri, cache.as_deref()).await?;
         println!("{usk}");
         return Ok(ExitCode::SUCCESS);
     }
@@ -37,7 +39,7 @@ pub async fn put(a: PutArgs) -> Result<ExitCode> {
 
 /// One file (or `-`, stdin), streamed a segment at a time.
 async fn put_file(
-    node: SocketAddr,
+    node: &Endpoint,
     file: &Path,
     concurrency: usize,
     split: &SplitOptions,
@@ -111,7 +113,7 @@ fn spool_stdin() -> Result<(std::fs::File, u64)> {
 
 /// `--dir DIR`: every file, then the directory document; its URI.
 async fn put_dir(
-    node: SocketAddr,
+    node: &Endpoint,
     dir: &Path,
     concurrency: usize,
     split: &SplitOptions,
@@ -144,11 +146,12 @@ pub async fn get(a: GetArgs) -> Result<ExitCode> {
         retries: a.retries,
         ..veil::transfer::get_options(a.concurrency)
     };
+    let node = a.node.endpoint()?;
     let addr: Address = a.uri.parse().context("invalid URI")?;
     let cache = usk_cmd::cache_path(a.usk_cache.clone());
-    let chk = usk_cmd::resolve(a.node, &addr.key, cache.as_deref()).await?;
+    let chk = usk_cmd::resolve(&node, &addr.key, cache.as_deref()).await?;
     let path = addr.path;
-    let resolved = veil::freesite::resolve_chk(a.node, &chk, &path, &opts)
+    let resolved = veil::freesite::resolve_chk(&node, &chk, &path, &opts)
         .await
         .context("fetching")?;
     let to_stdout = a.output.as_deref().is_none_or(|p| p == Path::new("-"));
@@ -183,7 +186,7 @@ pub async fn get(a: GetArgs) -> Result<ExitCode> {
             let bar = progress(0, "fetching", " files");
             let shown = bar.clone();
             let bytes =
-                veil::freesite::get_tree(a.node, &dir, &folder, out, &opts, move |d, t, _| {
+                veil::freesite::get_tree(&node, &dir, &folder, out, &opts, move |d, t, _| {
                     shown.set_length(t as u64);
                     shown.set_position(d as u64);
                 })
@@ -195,7 +198,7 @@ pub async fn get(a: GetArgs) -> Result<ExitCode> {
         }
     };
     get_file(
-        a.node,
+        &node,
         &chk,
         &opts,
         a.output.as_deref().filter(|_| !to_stdout),
@@ -206,7 +209,7 @@ pub async fn get(a: GetArgs) -> Result<ExitCode> {
 /// One file: into `output` through `FILE.veil-part` (resuming), or
 /// streamed to stdout.
 async fn get_file(
-    node: SocketAddr,
+    node: &Endpoint,
     chk: &Chk,
     opts: &FetchOptions,
     output: Option<&Path>,

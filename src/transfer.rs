@@ -2,13 +2,12 @@
 //! reassemble. Used by `veil put`/`veil get` and the testnet workload.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, Endpoint};
 use crate::content::{self, ContentError, FetchOptions, Progress, SplitOptions, Splitter};
 use crate::error::{ErrorKind, HasKind};
 use crate::keys::{Block, Chk, RoutingKey};
@@ -60,7 +59,7 @@ impl HasKind for TransferError {
 /// and return the URI. `on_block` is called after each block with (done,
 /// total).
 pub async fn put_file(
-    node: SocketAddr,
+    node: &Endpoint,
     data: &[u8],
     concurrency: usize,
     on_block: impl Fn(usize, usize) + Send + Sync + 'static,
@@ -70,7 +69,7 @@ pub async fn put_file(
 
 /// [`put_file`] with the splitting options (redundancy, segment size).
 pub async fn put_file_with(
-    node: SocketAddr,
+    node: &Endpoint,
     data: &[u8],
     concurrency: usize,
     split: &SplitOptions,
@@ -145,14 +144,14 @@ struct Batch {
 /// Idle client connections to one node, reused across blocks.
 #[derive(Clone)]
 struct Pool {
-    node: SocketAddr,
+    node: Endpoint,
     idle: Arc<std::sync::Mutex<Vec<Client>>>,
 }
 
 impl Pool {
-    fn new(node: SocketAddr) -> Pool {
+    fn new(node: &Endpoint) -> Pool {
         Pool {
-            node,
+            node: node.clone(),
             idle: Arc::default(),
         }
     }
@@ -161,7 +160,7 @@ impl Pool {
         let idle = self.idle.lock().ok().and_then(|mut p| p.pop());
         match idle {
             Some(c) => Ok(c),
-            None => Client::connect(self.node, BLOCK_TIMEOUT).await,
+            None => Client::connect(&self.node, BLOCK_TIMEOUT).await,
         }
     }
 
@@ -269,7 +268,7 @@ impl Inserts {
 /// Blocks the node refuses are counted and the put fails naming how many,
 /// without inserting the root.
 pub async fn put_stream<R: std::io::Read + Send + 'static>(
-    node: SocketAddr,
+    node: &Endpoint,
     input: R,
     len: u64,
     concurrency: usize,
@@ -368,7 +367,7 @@ pub fn get_options(concurrency: usize) -> FetchOptions {
 /// Fetch the file named by `uri` through the node at `node`, verifying every
 /// block, the length and the whole-file hash ([`get_options`]).
 pub async fn get_file(
-    node: SocketAddr,
+    node: &Endpoint,
     uri: &Chk,
     concurrency: usize,
 ) -> Result<Vec<u8>, TransferError> {
@@ -380,7 +379,7 @@ pub async fn get_file(
 /// Fetch the file named by `uri` through the node at `node` into `writer`
 /// (see [`content::fetch_to_writer`]: discard what was written on error).
 pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
-    node: SocketAddr,
+    node: &Endpoint,
     uri: &Chk,
     opts: &FetchOptions,
     writer: &mut W,
@@ -394,7 +393,7 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
 /// through `FILE.veil-part`, resuming from what an interrupted run left
 /// there (see [`content::fetch_to_path`]).
 pub async fn get_to_path(
-    node: SocketAddr,
+    node: &Endpoint,
     uri: &Chk,
     opts: &FetchOptions,
     path: &std::path::Path,
@@ -406,7 +405,7 @@ pub async fn get_to_path(
 
 /// The options and block fetcher of a get through the node at `node`.
 fn through_node(
-    node: SocketAddr,
+    node: &Endpoint,
     uri: &Chk,
     opts: &FetchOptions,
 ) -> (

@@ -1,7 +1,6 @@
 //! `veil keygen`, `veil put --usk`, `veil update` and `veil get` of SSK and
 //! USK URIs: the binary's side of [`veil::content::usk`].
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use rand::RngCore;
 use zeroize::Zeroize;
 
-use veil::client::{Client, ClientError};
+use veil::client::{Client, ClientError, Endpoint};
 use veil::content::usk::{self, EditionCache};
 use veil::freesite::{self, get_signed, Key};
 use veil::keys::{Chk, Edition, SskInsertUri, SskPrivate, UskUri};
@@ -76,7 +75,7 @@ pub fn cache_path(given: Option<PathBuf>) -> Option<PathBuf> {
 /// The newest edition of `site` found through `node`, starting from the
 /// cached one.
 async fn latest(
-    node: SocketAddr,
+    node: &Endpoint,
     site: &UskUri,
     cache: &Option<EditionCache>,
 ) -> Result<(Option<(u64, Chk)>, Option<u64>)> {
@@ -90,7 +89,7 @@ async fn latest(
 /// Sign edition `edition` (default: the next) of `site` pointing at
 /// `content`, insert it, remember it, and return its USK.
 pub async fn publish(
-    node: SocketAddr,
+    node: &Endpoint,
     site: &SskInsertUri,
     edition: Option<u64>,
     content: &Chk,
@@ -125,7 +124,7 @@ fn load(path: Option<&Path>) -> Option<EditionCache> {
 }
 
 /// Remember an edition seen; a cache that cannot be written is only noted.
-fn remember(cache: &mut Option<EditionCache>, node: SocketAddr, usk: &UskUri, edition: u64) {
+fn remember(cache: &mut Option<EditionCache>, node: &Endpoint, usk: &UskUri, edition: u64) {
     if let Some(Err(e)) = cache
         .as_mut()
         .map(|c| c.remember(&node.to_string(), usk, edition))
@@ -136,7 +135,7 @@ fn remember(cache: &mut Option<EditionCache>, node: SocketAddr, usk: &UskUri, ed
 
 /// The CHK behind a `CHK@`, `SSK@…/name` or `USK@…/site/N` key (`N = -1`:
 /// the latest edition found, probed from the one the cache remembers).
-pub async fn resolve(node: SocketAddr, key: &Key, cache_file: Option<&Path>) -> Result<Chk> {
+pub async fn resolve(node: &Endpoint, key: &Key, cache_file: Option<&Path>) -> Result<Chk> {
     let Key::Usk(usk) = key else {
         return Ok(freesite::target(node, key, None).await?.0);
     };

@@ -243,7 +243,7 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
             NodeInfo {
                 id: id(i),
                 listen: format!("127.0.0.1:{}", 7400 + i).parse().unwrap(),
-                client: format!("127.0.0.1:{}", 8400 + i).parse().unwrap(),
+                client: veil::client::Endpoint::Unix(node_dir.join("client.sock")),
                 pid: 1000 + i as u32,
             },
         );

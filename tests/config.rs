@@ -72,7 +72,7 @@ fn saved_configs_put_peers_last_and_load_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = NodeConfig::new(
         "127.0.0.1:7400".parse().unwrap(),
-        "127.0.0.1:8400".parse().unwrap(),
+        Some("127.0.0.1:8400".parse().unwrap()),
         Some(0.5),
     );
     config.save(dir.path()).unwrap();

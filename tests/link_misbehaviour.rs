@@ -16,9 +16,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::*;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use veil::client::{Client, NodeStatus};
+use veil::client::{Client, Endpoint, NodeStatus};
 use veil::identity::{Identity, PeerKey};
 use veil::keys::{Block, Chk, Location, RoutingKey, SskPrivate};
 use veil::link::{self, Link, LinkConfig};
@@ -191,7 +191,7 @@ async fn send(link: &mut Link<TcpStream>, msg: Message) {
     link.send(&PeerFrame::Routing(msg).encode()).await.unwrap();
 }
 
-async fn status(client: SocketAddr) -> NodeStatus {
+async fn status(client: &Endpoint) -> NodeStatus {
     Client::connect(client, STEP)
         .await
         .unwrap()
@@ -209,7 +209,7 @@ fn connected(s: &NodeStatus) -> BTreeSet<String> {
 }
 
 /// Wait until the node reports `key` connected (`up`) or not (`!up`).
-async fn wait_link(client: SocketAddr, key: &PeerKey, up: bool) {
+async fn wait_link(client: &Endpoint, key: &PeerKey, up: bool) {
     let deadline = Instant::now() + STEP;
     loop {
         let s = status(client).await;
@@ -278,7 +278,7 @@ fn init_node(root: &std::path::Path) -> (TestNode, PeerKey) {
 }
 
 /// Place a block at the node and have `peer` fetch it with a DataRequest.
-async fn served(client: SocketAddr, link: &mut Link<TcpStream>, text: &[u8]) {
+async fn served(client: &Endpoint, link: &mut Link<TcpStream>, text: &[u8]) {
     let (chk, block) = Chk::encode(text).unwrap();
     Client::connect(client, STEP)
         .await
@@ -312,8 +312,9 @@ async fn served(client: SocketAddr, link: &mut Link<TcpStream>, text: &[u8]) {
 // Tests.
 
 /// The node dials F's configured address, but whoever answers there holds
-/// another key: the node refuses the link (before revealing its own static
-/// key), logs why, and keeps F down until the real F answers.
+/// another key: it cannot open the node's first message (sealed to F's
+/// key), so no link comes up; the node logs the failed dial and keeps F
+/// down until the real F answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
@@ -321,7 +322,7 @@ async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
     let f = FakePeer::new("F", &node_key, Dialler::Node).await;
     add_peer(&node, f.addr(), &f.key(), f.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -336,12 +337,15 @@ async fn a_peer_presenting_the_wrong_key_for_its_address_is_refused() {
                 result.is_err(),
                 "attempt {attempt}: the node accepted an impostor at F's address"
             );
+            assert!(
+                matches!(result, Err(link::LinkError::Handshake(_))),
+                "attempt {attempt}: {result:?}"
+            );
             wait_log(
                 &node,
                 &[
                     "dial failed",
-                    &format!("peer presented key {}", impostor.public()),
-                    &format!("expected {}", f.key()),
+                    "peer closed the connection during the handshake",
                 ],
                 attempt,
             )
@@ -369,7 +373,7 @@ async fn an_inbound_link_from_an_unnamed_key_is_refused() {
     let g = FakePeer::new("G", &node_key, Dialler::Peer).await;
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -408,6 +412,49 @@ async fn an_inbound_link_from_an_unnamed_key_is_refused() {
     node.stop();
 }
 
+/// A prober that does not know the node's key gets not one byte back,
+/// whatever it sends: a well-sized first message of noise, an `XX`-style
+/// first message, a web request, or a real handshake sealed to another key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prober_without_the_key_gets_no_byte_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut node, node_key) = init_node(tmp.path());
+    node.start(&["--testnet"]);
+    let listen = node.listen;
+
+    bounded(&node, WHOLE_TEST, async {
+        let mut noise = vec![0u8, 104];
+        noise.extend((0..104u8).map(|i| i.wrapping_mul(37)));
+        let mut xx = vec![0u8, 32];
+        xx.extend([9u8; 32]);
+        let probes: [&[u8]; 3] = [&noise, &xx, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"];
+        for (i, probe) in probes.iter().enumerate() {
+            let mut s = connect_retrying(listen).await;
+            s.write_all(probe).await.unwrap();
+            let mut back = Vec::new();
+            let read = tokio::time::timeout(STEP, s.read_to_end(&mut back)).await;
+            assert!(read.is_ok(), "probe {i}: the node kept the connection open");
+            assert!(
+                back.is_empty(),
+                "probe {i}: the node sent {} bytes",
+                back.len()
+            );
+        }
+        // A real initiator that seals to a key the node does not hold.
+        let prober = identity_where(|k| *k != node_key);
+        let stream = connect_retrying(listen).await;
+        let wrong = identity_where(|k| *k != node_key && *k != prober.public()).public();
+        let result = link::connect(stream, &prober, &wrong, &LinkConfig::default()).await;
+        assert!(
+            matches!(result, Err(link::LinkError::HandshakeClosed)),
+            "{result:?}"
+        );
+        wait_log(&node, &["inbound handshake refused"], 4).await;
+    })
+    .await;
+    node.stop();
+}
+
 /// Frames that pass the AEAD but do not decode as a `PeerFrame` (an unknown
 /// tag, a second hello, a routing frame of CBOR garbage) each get the link
 /// closed and a "misbehaved" log line, and the node keeps serving G
@@ -422,7 +469,7 @@ async fn a_peer_sending_undecodable_frames_is_disconnected_while_others_are_serv
     add_peer(&node, f.addr(), &f.key(), f.name);
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -505,7 +552,7 @@ async fn a_peer_sending_a_zero_htl_request_is_disconnected() {
     add_peer(&node, f.addr(), &f.key(), f.name);
     add_peer(&node, g.addr(), &g.key(), g.name);
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -585,7 +632,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
         HANDSHAKE_TIMEOUT.as_millis()
     ));
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -633,7 +680,7 @@ async fn a_silent_connection_is_dropped_at_the_handshake_timeout() {
 }
 
 /// Wait until the node reports every key in `keys` connected.
-async fn wait_connected(client: SocketAddr, keys: &[PeerKey]) {
+async fn wait_connected(client: &Endpoint, keys: &[PeerKey]) {
     let want: BTreeSet<String> = keys.iter().map(|k| k.to_string()).collect();
     let deadline = Instant::now() + STEP;
     loop {
@@ -684,7 +731,7 @@ async fn a_flooding_peer_gets_overload_replies_while_another_peer_is_served() {
     }
     node.set(&format!("router.max_inflight_per_peer = {LIMIT}"));
     node.start(&["--testnet"]);
-    let client = node.client;
+    let client = &node.client;
     let listen = node.listen;
 
     bounded(&node, WHOLE_TEST, async {
@@ -890,15 +937,15 @@ async fn a_forged_signed_block_from_a_peer_is_refused_and_never_served() {
     // The client's get goes straight to a neighbour (no tunnel).
     node.set("anonymity = \"none\"");
     node.start(&["--testnet"]);
-    let (client, listen) = (node.client, node.listen);
+    let (client, listen) = (node.client.clone(), node.listen);
     let (key, forged) = forged_signed_block();
 
     bounded(&node, WHOLE_TEST, async {
         // The node's client asks; F, its only link, answers with the forgery.
         let mut fl = f.link_up(&node_key, listen).await;
-        wait_link(client, &f.key(), true).await;
-        let asked =
-            tokio::spawn(async move { Client::connect(client, STEP).await?.get(key).await });
+        wait_link(&client, &f.key(), true).await;
+        let c = client.clone();
+        let asked = tokio::spawn(async move { Client::connect(&c, STEP).await?.get(key).await });
         let uid = match next_frame(&mut fl, STEP).await {
             Got::Frame(PeerFrame::Routing(Message::DataRequest { uid, key: k, .. }))
                 if k == key =>
@@ -918,11 +965,11 @@ async fn a_forged_signed_block_from_a_peer_is_refused_and_never_served() {
         expect_closed(&mut fl, "F after a forged DataFound").await;
         let got = asked.await.unwrap();
         assert!(got.is_err(), "the client got the forged block: {got:?}");
-        wait_link(client, &f.key(), false).await;
+        wait_link(&client, &f.key(), false).await;
 
         // F comes back and inserts the forgery.
         let mut fl = f.link_up(&node_key, listen).await;
-        wait_link(client, &f.key(), true).await;
+        wait_link(&client, &f.key(), true).await;
         send(
             &mut fl,
             Message::InsertRequest {
@@ -947,7 +994,7 @@ async fn a_forged_signed_block_from_a_peer_is_refused_and_never_served() {
 
         // Nothing was kept: G's request for the key is not answered with it.
         let mut gl = g.link_up(&node_key, listen).await;
-        wait_link(client, &g.key(), true).await;
+        wait_link(&client, &g.key(), true).await;
         let wanted: Uid = rand::random();
         send(
             &mut gl,
@@ -964,7 +1011,7 @@ async fn a_forged_signed_block_from_a_peer_is_refused_and_never_served() {
             )) => assert_eq!(uid, wanted),
             other => panic!("a request for the forged key got {other:?}"),
         }
-        let s = status(client).await;
+        let s = status(&client).await;
         assert!(s.stats.misbehaviours >= 2, "{s:?}");
     })
     .await;

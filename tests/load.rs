@@ -23,7 +23,7 @@ fn proc_bytes(pid: u32, field: &str) -> u64 {
 
 fn status(rt: &tokio::runtime::Runtime, node: &TestNode) -> NodeStatus {
     rt.block_on(async {
-        let mut c = Client::connect(node.client, Duration::from_secs(5))
+        let mut c = Client::connect(&node.client, Duration::from_secs(5))
             .await
             .unwrap();
         c.status().await.unwrap()
@@ -134,13 +134,13 @@ fn fetch_all(
             .iter()
             .zip(uris)
             .map(|(f, uri)| {
-                let client = f.client;
+                let client = f.client.clone();
                 let uri = uri.clone();
                 tokio::spawn(async move {
                     let t = std::time::Instant::now();
                     let got = tokio::time::timeout(
                         Duration::from_secs(120),
-                        veil::transfer::get_file(client, &uri, 32),
+                        veil::transfer::get_file(&client, &uri, 32),
                     )
                     .await
                     .expect("a friend's get took over 120 s")
@@ -207,7 +207,7 @@ fn a_flooding_friend_leaves_the_others_their_share() {
     // Two files per friend, held by the hub: one per phase.
     let mut uris = [Vec::new(), Vec::new()];
     rt.block_on(async {
-        let mut c = Client::connect(hub.client, Duration::from_secs(5))
+        let mut c = Client::connect(&hub.client, Duration::from_secs(5))
             .await
             .unwrap();
         for (phase, list) in uris.iter_mut().enumerate() {

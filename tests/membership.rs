@@ -53,11 +53,11 @@ fn a_running_node_gains_a_peer_routes_through_it_and_loses_it_again() {
     // A block inserted at a lives at a or b: c, with no friend, cannot get it.
     let (chk, block) = Chk::encode(b"membership at runtime").unwrap();
     rt.block_on(async {
-        let mut client = Client::connect(a.client, Duration::from_secs(30))
+        let mut client = Client::connect(&a.client, Duration::from_secs(30))
             .await
             .unwrap();
         client.insert(block.clone()).await.unwrap();
-        let mut client = Client::connect(c.client, Duration::from_secs(30))
+        let mut client = Client::connect(&c.client, Duration::from_secs(30))
             .await
             .unwrap();
         let alone = client.get(chk.routing).await;
@@ -81,7 +81,7 @@ fn a_running_node_gains_a_peer_routes_through_it_and_loses_it_again() {
     assert!(knows(&b, &c), "b's node.toml lacks c");
     // Its one link is the new one: the block comes through b.
     let got = rt.block_on(async {
-        let mut client = Client::connect(c.client, Duration::from_secs(30))
+        let mut client = Client::connect(&c.client, Duration::from_secs(30))
             .await
             .unwrap();
         client.get(chk.routing).await

@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use veil::client::{Client, ClientError};
+use veil::client::{Client, ClientError, Endpoint};
 use veil::error::{ErrorKind, HasKind};
 use veil::keys::Chk;
 use veil::routing::Failure;
@@ -163,10 +163,12 @@ fn bad_uris_missing_content_and_bad_configs_get_clear_errors() {
     );
     // The library says the same without words: a two-node chain runs out
     // of routes before hops.
-    let e = rt.block_on(get_file(nodes[0].client, &chk, 1)).unwrap_err();
+    let e = rt
+        .block_on(get_file(&nodes[0].client, &chk, 1))
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     let e = rt.block_on(async {
-        Client::connect(nodes[0].client, Duration::from_secs(30))
+        Client::connect(&nodes[0].client, Duration::from_secs(30))
             .await
             .unwrap()
             .get(chk.routing)
@@ -260,18 +262,19 @@ fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
     let mut nodes = started_chain(tmp.path(), 2, &rt);
-    let origin = nodes[0].client;
+    let origin = nodes[0].client.clone();
 
     // Insert blocks one after another in the background; n1 is SIGKILLed
     // while they are flowing.
     let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let acked = acknowledged.clone();
+    let to = origin.clone();
     let inserter = std::thread::spawn(move || {
         let rt = runtime();
         rt.block_on(async move {
             for i in 0..400u32 {
                 let (chk, block) = Chk::encode(format!("block number {i}").as_bytes()).unwrap();
-                let Ok(mut c) = Client::connect(origin, Duration::from_secs(5)).await else {
+                let Ok(mut c) = Client::connect(&to, Duration::from_secs(5)).await else {
                     break;
                 };
                 match c.insert(block).await {
@@ -300,7 +303,7 @@ fn a_node_killed_during_inserts_serves_what_it_acknowledged() {
     nodes[0].wait_peers(&rt, 1);
     rt.block_on(async {
         for chk in &acked {
-            let mut c = Client::connect(origin, Duration::from_secs(30))
+            let mut c = Client::connect(&origin, Duration::from_secs(30))
                 .await
                 .unwrap();
             let block = c
@@ -350,7 +353,7 @@ fn a_corrupted_manifest_is_a_clear_error_and_leaves_no_output() {
     let (chk, block) =
         Chk::encode_kind(veil::keys::BlockKind::Manifest, b"this is not a manifest").unwrap();
     rt.block_on(async {
-        Client::connect(nodes[1].client, Duration::from_secs(5))
+        Client::connect(&nodes[1].client, Duration::from_secs(5))
             .await
             .unwrap()
             .place(block)
@@ -379,7 +382,7 @@ fn a_corrupted_manifest_is_a_clear_error_and_leaves_no_output() {
     // Placement is refused by a node that is not in testnet mode.
     let (_, other) = Chk::encode(b"placed").unwrap();
     let refused = rt.block_on(async {
-        Client::connect(nodes[0].client, Duration::from_secs(5))
+        Client::connect(&nodes[0].client, Duration::from_secs(5))
             .await
             .unwrap()
             .place(other)
@@ -398,7 +401,7 @@ fn errors_say_whether_the_node_is_down_has_no_peers_or_timed_out() {
     // A node with no friends has nobody to ask.
     let mut lone = TestNode::init(tmp.path(), "lone", 0.5);
     lone.start(&[]);
-    let e = rt.block_on(get_file(lone.client, &chk, 1)).unwrap_err();
+    let e = rt.block_on(get_file(&lone.client, &chk, 1)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NoPeers, "{e}");
     let r = veil(&["get", "--node", &lone.client.to_string(), &chk.to_uri()]);
     let err = String::from_utf8_lossy(&r.stderr);
@@ -406,7 +409,7 @@ fn errors_say_whether_the_node_is_down_has_no_peers_or_timed_out() {
 
     // A stopped node is down, and the CLI says it could not connect.
     lone.stop();
-    let e = rt.block_on(get_file(lone.client, &chk, 1)).unwrap_err();
+    let e = rt.block_on(get_file(&lone.client, &chk, 1)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NodeDown, "{e}");
     let r = veil(&["get", "--node", &lone.client.to_string(), &chk.to_uri()]);
     assert!(!r.status.success());
@@ -415,10 +418,14 @@ fn errors_say_whether_the_node_is_down_has_no_peers_or_timed_out() {
     assert!(!err.contains("not found"), "{err}");
 
     // Something that accepts but never answers is a timeout.
-    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = silent.local_addr().unwrap();
+    let silent_dir = tempfile::tempdir().unwrap();
+    let addr = Endpoint::Unix(silent_dir.path().join("silent.sock"));
+    let Endpoint::Unix(path) = &addr else {
+        unreachable!()
+    };
+    let _silent = std::os::unix::net::UnixListener::bind(path).unwrap();
     let e = rt.block_on(async {
-        let mut c = Client::connect(addr, Duration::from_millis(300))
+        let mut c = Client::connect(&addr, Duration::from_millis(300))
             .await
             .unwrap();
         c.get(chk.routing).await.unwrap_err()

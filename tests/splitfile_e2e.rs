@@ -15,7 +15,7 @@ use veil::keys::{Block, BLOCK_DATA_LEN};
 /// Insert `blocks` through the node's client API.
 fn insert(rt: &tokio::runtime::Runtime, node: &TestNode, blocks: Vec<Block>) {
     rt.block_on(async {
-        let mut c = Client::connect(node.client, Duration::from_secs(30))
+        let mut c = Client::connect(&node.client, Duration::from_secs(30))
             .await
             .unwrap();
         for block in blocks {

@@ -145,7 +145,7 @@ fn editions_update_and_the_latest_is_found_from_another_node() {
     let forged = Block::from_bytes(spliced).unwrap();
     assert_eq!(forged.routing_key(), key);
     let refused = rt.block_on(async {
-        let mut c = Client::connect(nodes[2].client, Duration::from_secs(30))
+        let mut c = Client::connect(&nodes[2].client, Duration::from_secs(30))
             .await
             .unwrap();
         c.insert(forged).await

@@ -415,7 +415,7 @@ fn a_full_writer_queue_hands_the_block_back() {
 
 fn status(rt: &tokio::runtime::Runtime, node: &common::TestNode) -> veil::client::NodeStatus {
     rt.block_on(async {
-        let mut c = veil::client::Client::connect(node.client, Duration::from_secs(10))
+        let mut c = veil::client::Client::connect(&node.client, Duration::from_secs(10))
             .await
             .unwrap();
         c.status().await.unwrap()
@@ -425,7 +425,7 @@ fn status(rt: &tokio::runtime::Runtime, node: &common::TestNode) -> veil::client
 /// Whether `node` answers `block` itself (from its own store).
 fn holds(rt: &tokio::runtime::Runtime, node: &common::TestNode, block: &Block) -> bool {
     rt.block_on(async {
-        let mut c = veil::client::Client::connect(node.client, Duration::from_secs(10))
+        let mut c = veil::client::Client::connect(&node.client, Duration::from_secs(10))
             .await
             .unwrap();
         c.get(block.routing_key()).await.ok().as_ref() == Some(block)
@@ -489,7 +489,7 @@ fn a_node_on_a_full_disk_fails_inserts_honestly_and_restarts_healthy() {
     let mut failed = 0;
     rt.block_on(async {
         for b in &blocks {
-            let mut c = veil::client::Client::connect(n0.client, Duration::from_secs(10))
+            let mut c = veil::client::Client::connect(&n0.client, Duration::from_secs(10))
                 .await
                 .unwrap();
             match c.insert(b.clone()).await {

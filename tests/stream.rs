@@ -300,7 +300,7 @@ fn put_and_get_stream_through_two_nodes_and_a_failed_get_resumes() {
         .partition(|(i, _)| (32..48).contains(i));
     let insert = |blocks: Numbered| {
         rt.block_on(async {
-            let mut c = Client::connect(a.client, Duration::from_secs(30))
+            let mut c = Client::connect(&a.client, Duration::from_secs(30))
                 .await
                 .unwrap();
             for (_, block) in blocks {

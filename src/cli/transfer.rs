@@ -4,12 +4,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::parse_max_size;
+use crate::node_arg::NodeArg;
 
 #[derive(clap::Args)]
 pub struct PutArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// The file to insert, or `-` for stdin (read as a stream; stdin is
     /// first copied to an unlinked temporary file, as the layout needs the
     /// length before the first segment).
@@ -44,9 +44,8 @@ pub struct PutArgs {
 
 #[derive(clap::Args)]
 pub struct UpdateArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// The site's insert URI, SSK@<private>,<crypto key>/<site>.
     pub uri: String,
     /// The new edition's content: a file, or a directory (a freesite).
@@ -62,9 +61,8 @@ pub struct UpdateArgs {
 
 #[derive(clap::Args)]
 pub struct GatewayArgs {
-    /// The node's client API address.
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// Where the gateway listens: a loopback address unless --public.
     #[arg(long, default_value = "127.0.0.1:8888")]
     pub listen: SocketAddr,
@@ -79,8 +77,8 @@ pub struct GatewayArgs {
 
 #[derive(clap::Args)]
 pub struct GetArgs {
-    #[arg(long, default_value = "127.0.0.1:8400")]
-    pub node: SocketAddr,
+    #[command(flatten)]
+    pub node: NodeArg,
     /// A URI, optionally with a path into a directory: CHK@…/path/to/file,
     /// USK@…/site/-1/path/to/file (the newest edition found), SSK@…/name/path.
     pub uri: String,

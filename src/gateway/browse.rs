@@ -70,20 +70,20 @@ pub async fn browse(AxumState(state): AxumState<State>, uri: Uri) -> Response {
         Err(e) => return bad_uri(&e),
     };
     let opts = options(&state);
-    let node = state.config.node;
+    let node = state.config.node.clone();
     let known = match &addr.key {
         Key::Usk(usk) if usk.edition == Edition::Latest => state.editions.get(usk),
         _ => None,
     };
     let looked = tokio::time::timeout(state.config.timeout, async {
-        let (chk, edition) = target(node, &addr.key, known).await?;
+        let (chk, edition) = target(&node, &addr.key, known).await?;
         if let (Key::Usk(usk), Some(n)) = (&addr.key, edition) {
             state.editions.remember(usk, n);
             if usk.edition == Edition::Latest {
                 return Ok(Err(usk.at(Edition::Number(n))));
             }
         }
-        resolve_chk(node, &chk, &addr.path, &opts).await.map(Ok)
+        resolve_chk(&node, &chk, &addr.path, &opts).await.map(Ok)
     })
     .await;
     let resolved = match looked {
@@ -165,12 +165,12 @@ async fn file(
     length: Option<u64>,
     opts: &FetchOptions,
 ) -> Response {
-    let node = state.config.node;
+    let node = state.config.node.clone();
     if length.is_some_and(|l| l <= state.config.inline_limit) {
         let mut bytes = Vec::new();
         let got = tokio::time::timeout(
             state.config.timeout,
-            get_to_writer(node, &uri, opts, &mut bytes, |_| {}),
+            get_to_writer(&node, &uri, opts, &mut bytes, |_| {}),
         )
         .await;
         return match got {
@@ -194,7 +194,7 @@ async fn file(
     tokio::spawn(async move {
         let mut bytes = Vec::new();
         let shown = handle.clone();
-        let got = get_to_writer(node, &uri, &opts, &mut bytes, move |p| {
+        let got = get_to_writer(&node, &uri, &opts, &mut bytes, move |p| {
             shown.progress(p.blocks_done, p.blocks_known)
         })
         .await;

@@ -114,18 +114,18 @@ pub async fn upload(AxumState(state): AxumState<State>, mut form: Multipart) -> 
             "Too many downloads and inserts are running; try again when one has finished.",
         );
     };
-    let node = state.config.node;
+    let node = state.config.node.clone();
     tokio::spawn(async move {
         let split = SplitOptions::default();
         let shown = handle.clone();
         let done = match tree {
-            Some(files) => put_files(node, files, CONCURRENCY, &split, move |d, t, _| {
+            Some(files) => put_files(&node, files, CONCURRENCY, &split, move |d, t, _| {
                 shown.progress(d as u64, t as u64)
             })
             .await
             .map(|(uri, _)| format!("{}/", uri.to_uri()))
             .map_err(|e| (e.kind(), e.to_string())),
-            None => put_file_with(node, &data, CONCURRENCY, &split, move |d, t| {
+            None => put_file_with(&node, &data, CONCURRENCY, &split, move |d, t| {
                 shown.progress(d as u64, t as u64)
             })
             .await

@@ -52,7 +52,7 @@ pub mod safety;
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
     /// The node's client API.
-    pub node: SocketAddr,
+    pub node: crate::client::Endpoint,
     /// Where the gateway listens.
     pub listen: SocketAddr,
     /// Accept a non-loopback listen address and any Host header.
@@ -67,7 +67,7 @@ pub struct GatewayConfig {
 }
 
 impl GatewayConfig {
-    pub fn new(node: SocketAddr, listen: SocketAddr) -> GatewayConfig {
+    pub fn new(node: crate::client::Endpoint, listen: SocketAddr) -> GatewayConfig {
         GatewayConfig {
             node,
             listen,

@@ -144,9 +144,9 @@ pub async fn external(Query(q): Query<ExternalQuery>) -> Html<String> {
 }
 
 pub(crate) async fn status(AxumState(state): AxumState<State>) -> Response {
-    let node = state.config.node;
+    let node = state.config.node.clone();
     let status = async {
-        Client::connect(node, std::time::Duration::from_secs(10))
+        Client::connect(&node, std::time::Duration::from_secs(10))
             .await?
             .status()
             .await

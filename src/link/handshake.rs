@@ -1,23 +1,32 @@
-//! The Noise `XX` handshake of a link, sans-IO: each step takes the peer's
+//! The Noise `IK` handshake of a link, sans-IO: each step takes the peer's
 //! message as bytes and writes the reply into a buffer. The async wrapper in
 //! [`super`] moves the bytes and enforces the timeout.
 //!
 //! ```text
-//!  initiator                              responder
-//!  Initiator::start    -> e                Responder::new
-//!                      <- e, ee, s, es     Responder::on_msg1
-//!  Initiator::on_msg2  -> s, se            (key checked: WrongPeerKey)
-//!                      <- confirmation     AwaitingMsg3::on_msg3
-//!                         (empty frame)    (key checked: UnknownPeer)
+//!  initiator (knows the responder's key)    responder
+//!  Initiator::start -> e, es, s, ss, {ts}   Responder::new
+//!                                           Responder::on_msg1: opens only
+//!                                           if sealed to its key; refuses
+//!                                           a non-friend or a replayed ts
+//!                                           (and then sends nothing)
+//!  Initiator::on_msg2  <- e, ee, se         link up on both sides
 //! ```
 //!
-//! Each step consumes the state it came from, so a half-finished handshake
-//! cannot be used as a link. Handshake messages carry empty payloads, so
-//! their lengths are fixed ([`HS_MSG1_LEN`], [`HS_MSG2_LEN`],
-//! [`HS_MSG3_LEN`]); each goes on the wire as `u16 BE length || bytes`, and
-//! any other length is refused before its body is read.
+//! The initiator already knows the responder's static key (friends swap
+//! keys before they connect), so the responder never reveals its key and
+//! never answers a first message it cannot open: a prober without the key
+//! gets no byte back. The first message carries the initiator's clock
+//! ([`Timestamp`], nanoseconds since the Unix epoch) as its payload; the
+//! responder keeps the newest one per friend ([`ReplayGuard`]) and
+//! refuses a first message that is not newer, so a recorded first message
+//! replayed later draws no answer either. Each step consumes the state it
+//! came from, so a half-finished handshake cannot be used as a link.
+//! Message lengths are fixed ([`HS_MSG1_LEN`], [`HS_MSG2_LEN`]); each goes
+//! on the wire as `u16 BE length || bytes`, and any other length is
+//! refused before its body is read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use snow::{Builder, HandshakeState};
 
@@ -26,23 +35,25 @@ use super::LinkError;
 use crate::identity::PeerKey;
 
 /// The Noise protocol name.
-pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_SHA256";
+pub const NOISE_PARAMS: &str = "Noise_IK_25519_ChaChaPoly_SHA256";
 
 /// Mixed into the handshake hash by both sides: a peer speaking another
 /// protocol or version fails the handshake instead of misreading frames.
-pub const PROLOGUE: &[u8] = b"veil/link/v1";
+pub const PROLOGUE: &[u8] = b"veil/link/v2";
 
-/// `-> e`: 32 bytes.
-pub const HS_MSG1_LEN: usize = 32;
-/// `<- e, ee, s, es`: 32 + 32 + 16 + 16 bytes.
-pub const HS_MSG2_LEN: usize = 96;
-/// `-> s, se`: 32 + 16 + 16 bytes.
-pub const HS_MSG3_LEN: usize = 64;
+/// The first message's payload: the initiator's clock, nanoseconds since
+/// the Unix epoch, big-endian.
+pub type Timestamp = u64;
+const TS_LEN: usize = 8;
+
+/// `-> e, es, s, ss, {ts}`: 32 + (32 + 16) + (8 + 16) bytes.
+pub const HS_MSG1_LEN: usize = 104;
+/// `<- e, ee, se`: 32 + 16 bytes (an empty payload's tag).
+pub const HS_MSG2_LEN: usize = 48;
 /// Buffer for one handshake message; no handshake length above this is
 /// ever read.
 pub const HS_BUF_LEN: usize = 128;
 const _: () = assert!(HS_MSG1_LEN <= HS_BUF_LEN && HS_MSG2_LEN <= HS_BUF_LEN);
-const _: () = assert!(HS_MSG3_LEN <= HS_BUF_LEN);
 
 /// One handshake message buffer.
 pub type HsBuf = [u8; HS_BUF_LEN];
@@ -65,41 +76,70 @@ pub fn check_len(prefix: [u8; 2], expected: usize) -> Result<(), LinkError> {
     Ok(())
 }
 
-/// The initiator, having sent `-> e`.
+/// The newest first-message timestamp accepted from each friend. Entries
+/// are made only for peers the responder accepted, so it holds at most one
+/// per friend (and friends removed since).
+#[derive(Default)]
+pub struct ReplayGuard {
+    newest: Mutex<HashMap<PeerKey, Timestamp>>,
+}
+
+impl ReplayGuard {
+    /// Record `ts` from `peer` if it is newer than any before; `false` if
+    /// it is not (a replayed or reordered first message).
+    pub fn fresh(&self, peer: PeerKey, ts: Timestamp) -> bool {
+        let mut newest = self.newest.lock().unwrap_or_else(PoisonError::into_inner);
+        match newest.get(&peer) {
+            Some(&seen) if seen >= ts => false,
+            _ => {
+                newest.insert(peer, ts);
+                true
+            }
+        }
+    }
+}
+
+/// The initiator, having sent `-> e, es, s, ss, {ts}`.
 pub struct Initiator {
     hs: HandshakeState,
-    expected: PeerKey,
+    responder: PeerKey,
 }
 
 impl Initiator {
-    /// Start a handshake with the peer whose static key must be `expected`;
-    /// writes `-> e` into `out` and returns its length.
-    pub fn start(secret: &[u8; 32], expected: PeerKey, out: &mut HsBuf) -> Step<Initiator> {
+    /// Start a handshake with the peer whose static key is `responder`;
+    /// writes the first message, carrying `ts`, into `out`.
+    pub fn start(
+        secret: &[u8; 32],
+        responder: PeerKey,
+        ts: Timestamp,
+        out: &mut HsBuf,
+    ) -> Step<Initiator> {
         let mut hs = builder(secret)?
-            .build_initiator()
+            .remote_public_key(&responder.0)
+            .and_then(|b| b.build_initiator())
             .map_err(LinkError::Handshake)?;
-        let n = write_empty(&mut hs, out)?;
-        Ok((Initiator { hs, expected }, n))
+        let n = hs
+            .write_message(&ts.to_be_bytes(), out)
+            .map_err(LinkError::Handshake)?;
+        Ok((Initiator { hs, responder }, n))
     }
 
-    /// Take `<- e, ee, s, es`; refuse a responder that is not the expected
-    /// peer before revealing our static key; write `-> s, se` into `out`.
-    /// The link is up once the responder's confirmation frame opens.
-    pub fn on_msg2(mut self, msg2: &[u8], out: &mut HsBuf) -> Step<Established> {
-        read_empty(&mut self.hs, msg2)?;
-        let got = remote_key(&self.hs)?;
-        if got != self.expected {
-            return Err(LinkError::WrongPeerKey {
-                expected: self.expected,
-                got,
-            });
+    /// Take `<- e, ee, se`: it opens only if the responder holds the key we
+    /// sealed to, and the link is up.
+    pub fn on_msg2(mut self, msg2: &[u8]) -> Result<Established, LinkError> {
+        let mut payload = [0u8; HS_BUF_LEN];
+        let n = self
+            .hs
+            .read_message(msg2, &mut payload)
+            .map_err(LinkError::Handshake)?;
+        if n != 0 {
+            return Err(LinkError::HandshakePayload(n));
         }
-        let n = write_empty(&mut self.hs, out)?;
-        Ok((finish(self.hs, got)?, n))
+        finish(self.hs, self.responder)
     }
 }
 
-/// The responder, waiting for `-> e`.
+/// The responder, waiting for the first message.
 pub struct Responder {
     hs: HandshakeState,
 }
@@ -112,33 +152,37 @@ impl Responder {
         Ok(Responder { hs })
     }
 
-    /// Take `-> e`; write `<- e, ee, s, es` into `out`.
-    pub fn on_msg1(mut self, msg1: &[u8], out: &mut HsBuf) -> Step<AwaitingMsg3> {
-        read_empty(&mut self.hs, msg1)?;
-        let n = write_empty(&mut self.hs, out)?;
-        Ok((AwaitingMsg3 { hs: self.hs }, n))
-    }
-}
-
-/// The responder, waiting for `-> s, se`.
-pub struct AwaitingMsg3 {
-    hs: HandshakeState,
-}
-
-impl AwaitingMsg3 {
-    /// Take `-> s, se` and refuse an initiator `allowed` rejects. On success
-    /// the responder confirms with one empty transport frame.
-    pub fn on_msg3(
+    /// Take the first message: refuse one that does not open (not sealed
+    /// to our key), an initiator `allowed` rejects, or a timestamp `replay`
+    /// has seen; otherwise write `<- e, ee, se` into `out`. On any error
+    /// nothing has been written: the caller closes in silence.
+    pub fn on_msg1(
         mut self,
-        msg3: &[u8],
+        msg1: &[u8],
         allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
-    ) -> Result<Established, LinkError> {
-        read_empty(&mut self.hs, msg3)?;
+        replay: &ReplayGuard,
+        out: &mut HsBuf,
+    ) -> Step<Established> {
+        let mut payload = [0u8; HS_BUF_LEN];
+        let n = self
+            .hs
+            .read_message(msg1, &mut payload)
+            .map_err(LinkError::Handshake)?;
+        let ts: [u8; TS_LEN] = payload[..n]
+            .try_into()
+            .map_err(|_| LinkError::HandshakePayload(n))?;
         let peer = remote_key(&self.hs)?;
         if !allowed(&peer) {
             return Err(LinkError::UnknownPeer(peer));
         }
-        finish(self.hs, peer)
+        if !replay.fresh(peer, Timestamp::from_be_bytes(ts)) {
+            return Err(LinkError::Replayed(peer));
+        }
+        let n = self
+            .hs
+            .write_message(&[], out)
+            .map_err(LinkError::Handshake)?;
+        Ok((finish(self.hs, peer)?, n))
     }
 }
 
@@ -148,26 +192,6 @@ fn builder(secret: &[u8; 32]) -> Result<Builder<'_>, LinkError> {
         .local_private_key(secret)
         .and_then(|b| b.prologue(PROLOGUE))
         .map_err(LinkError::Handshake)
-}
-
-/// Write our next handshake message (with an empty payload) into `out`.
-fn write_empty(hs: &mut HandshakeState, out: &mut HsBuf) -> Result<usize, LinkError> {
-    hs.write_message(&[], out).map_err(LinkError::Handshake)
-}
-
-/// Process a handshake message from the peer; the payload must be empty.
-fn read_empty(hs: &mut HandshakeState, msg: &[u8]) -> Result<(), LinkError> {
-    let mut payload = [0u8; HS_BUF_LEN];
-    let n = hs
-        .read_message(msg, &mut payload)
-        .map_err(LinkError::Handshake)?;
-    if n != 0 {
-        return Err(LinkError::HandshakeLength {
-            expected: msg.len() - n,
-            got: msg.len(),
-        });
-    }
-    Ok(())
 }
 
 fn remote_key(hs: &HandshakeState) -> Result<PeerKey, LinkError> {
@@ -200,28 +224,31 @@ mod tests {
         (Identity::generate(&mut rng), Identity::generate(&mut rng))
     }
 
-    /// Run the steps against each other in memory.
+    /// Run the steps against each other in memory: `a` dials `b`, sealing
+    /// to `sealed_to`.
     fn run(
         a: &Identity,
         b: &Identity,
-        expected: PeerKey,
+        sealed_to: PeerKey,
         allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
+        replay: &ReplayGuard,
+        ts: Timestamp,
     ) -> Result<(Established, Established), LinkError> {
-        let (mut m1, mut m2, mut m3) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
-        let (init, n1) = Initiator::start(&a.secret_bytes(), expected, &mut m1)?;
+        let (mut m1, mut m2) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
+        let (init, n1) = Initiator::start(&a.secret_bytes(), sealed_to, ts, &mut m1)?;
         assert_eq!(n1, HS_MSG1_LEN);
-        let (resp, n2) = Responder::new(&b.secret_bytes())?.on_msg1(&m1[..n1], &mut m2)?;
+        let (rb, n2) =
+            Responder::new(&b.secret_bytes())?.on_msg1(&m1[..n1], allowed, replay, &mut m2)?;
         assert_eq!(n2, HS_MSG2_LEN);
-        let (ia, n3) = init.on_msg2(&m2[..n2], &mut m3)?;
-        assert_eq!(n3, HS_MSG3_LEN);
-        let rb = resp.on_msg3(&m3[..n3], allowed)?;
+        let ia = init.on_msg2(&m2[..n2])?;
         Ok((ia, rb))
     }
 
     #[test]
     fn both_sides_agree_on_keys_and_identities() {
         let (a, b) = ids();
-        let (ia, rb) = run(&a, &b, b.public(), &|k| *k == a.public()).unwrap();
+        let guard = ReplayGuard::default();
+        let (ia, rb) = run(&a, &b, b.public(), &|k| *k == a.public(), &guard, 1).unwrap();
         assert_eq!(ia.peer, b.public());
         assert_eq!(rb.peer, a.public());
         let mut sealer = FrameSealer::new(ia.transport);
@@ -238,12 +265,20 @@ mod tests {
     }
 
     #[test]
-    fn wrong_and_unknown_keys_are_refused() {
+    fn wrong_key_unknown_peer_and_replay_are_refused() {
         let (a, b) = ids();
-        let wrong = run(&a, &b, a.public(), &|_| true);
-        assert!(matches!(wrong, Err(LinkError::WrongPeerKey { .. })));
-        let unknown = run(&a, &b, b.public(), &|_| false);
+        let guard = ReplayGuard::default();
+        // Sealed to a key the responder does not hold: it cannot open it.
+        let wrong = run(&a, &b, a.public(), &|_| true, &guard, 1);
+        assert!(matches!(wrong, Err(LinkError::Handshake(_))));
+        let unknown = run(&a, &b, b.public(), &|_| false, &guard, 1);
         assert!(matches!(unknown, Err(LinkError::UnknownPeer(k)) if k == a.public()));
+        assert!(run(&a, &b, b.public(), &|_| true, &guard, 5).is_ok());
+        for stale in [5, 4] {
+            let replayed = run(&a, &b, b.public(), &|_| true, &guard, stale);
+            assert!(matches!(replayed, Err(LinkError::Replayed(k)) if k == a.public()));
+        }
+        assert!(run(&a, &b, b.public(), &|_| true, &guard, 6).is_ok());
         assert!(matches!(
             check_len([0, 33], HS_MSG1_LEN),
             Err(LinkError::HandshakeLength {
@@ -251,7 +286,7 @@ mod tests {
                 got: 33
             })
         ));
-        assert!(check_len([0, 32], HS_MSG1_LEN).is_ok());
+        assert!(check_len([0, HS_MSG1_LEN as u8], HS_MSG1_LEN).is_ok());
     }
 
     #[test]
@@ -261,6 +296,8 @@ mod tests {
         let (a, b) = ids();
         let mut i = builder(&a.secret_bytes())
             .unwrap()
+            .remote_public_key(&b.public().0)
+            .unwrap()
             .build_initiator()
             .unwrap();
         let mut r = builder(&b.secret_bytes())
@@ -268,15 +305,10 @@ mod tests {
             .build_responder()
             .unwrap();
         let (mut buf, mut scratch) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
-        for step in 0..3 {
-            let (from, to) = if step % 2 == 0 {
-                (&mut i, &mut r)
-            } else {
-                (&mut r, &mut i)
-            };
-            let n = from.write_message(&[], &mut buf).unwrap();
-            to.read_message(&buf[..n], &mut scratch).unwrap();
-        }
+        let n = i.write_message(&7u64.to_be_bytes(), &mut buf).unwrap();
+        r.read_message(&buf[..n], &mut scratch).unwrap();
+        let n = r.write_message(&[], &mut buf).unwrap();
+        i.read_message(&buf[..n], &mut scratch).unwrap();
         let (i_to_r, r_to_i) = i.dangerously_get_raw_split();
         let noise = Arc::new(Transport::noise(i.into_stateless_transport_mode().unwrap()));
         let fixed = Arc::new(Transport::from_fixed_keys(r_to_i, i_to_r));

@@ -1,13 +1,16 @@
 //! Encrypted, mutually authenticated links between neighbours.
 //!
-//! A link is a Noise `XX` session (`Noise_XX_25519_ChaChaPoly_SHA256`,
-//! prologue `veil/link/v1`) over any byte stream: each side proves its
-//! static X25519 key ([`PeerKey`]) and the session keys come from fresh
-//! ephemerals, so recorded traffic stays sealed even if a static key leaks
-//! later. The initiator refuses a responder whose key is not the one it
-//! dialled ([`connect`]); the responder refuses an initiator its `allowed`
-//! predicate rejects ([`accept`]), and otherwise confirms with one empty
-//! transport frame, so a refused initiator learns of it inside [`connect`].
+//! A link is a Noise `IK` session (`Noise_IK_25519_ChaChaPoly_SHA256`,
+//! prologue `veil/link/v2`) over any byte stream: the initiator already
+//! knows the responder's static X25519 key ([`PeerKey`]) and seals its
+//! first message to it, each side proves its static key, and the session
+//! keys come from fresh ephemerals, so recorded traffic stays sealed even
+//! if a static key leaks later. The responder ([`accept`]) stays silent
+//! and closes on a first message it cannot open (sealed to another key,
+//! or noise), from an initiator its `allowed` predicate rejects, or whose
+//! timestamp it has seen ([`handshake::ReplayGuard`]): a prober learns
+//! nothing, and a refused initiator sees the connection close inside
+//! [`connect`].
 //!
 //! After the handshake every frame on the wire is `u16 BE length ||
 //! ciphertext` and the ciphertext is one of [`FRAME_SIZES`] bytes long:
@@ -19,7 +22,7 @@
 //! # Layers
 //!
 //! - [`frame`]: seal and open fixed-size frames over byte buffers (sans-IO).
-//! - [`handshake`]: the Noise `XX` steps over byte buffers (sans-IO).
+//! - [`handshake`]: the Noise `IK` steps over byte buffers (sans-IO).
 //! - this module: the thin tokio wrapper that moves those bytes over a
 //!   stream, with the handshake timeout ([`connect`], [`accept`], [`Link`],
 //!   [`LinkReader`], [`LinkWriter`]).
@@ -56,10 +59,18 @@ use crate::error::{ErrorKind, HasKind};
 use crate::identity::{Identity, PeerKey};
 
 pub use frame::{FRAME_SIZES, LARGE_FRAME, MAX_PAYLOAD, SMALL_FRAME, SMALL_PAYLOAD};
-pub use handshake::{NOISE_PARAMS, PROLOGUE};
+pub use handshake::{ReplayGuard, NOISE_PARAMS, PROLOGUE};
 
 use frame::{Decoded, FrameOpener, FrameSealer, MAX_WIRE_FRAME, PREFIX_LEN};
 use handshake::{Established, HsBuf, Initiator, Responder, HS_BUF_LEN};
+
+/// The initiator's handshake timestamp: nanoseconds since the Unix epoch
+/// (0 if the clock is before it).
+fn now_ts() -> handshake::Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
 
 /// Link tunables: the `[link]` table of `node.toml`. Every field has a
 /// default; see `docs/operations.md`.
@@ -72,7 +83,9 @@ pub struct LinkConfig {
     pub hello_timeout_ms: u64,
     /// Opening the TCP connection to a peer may take this long.
     pub connect_timeout_ms: u64,
-    /// A keepalive goes out after this much write silence.
+    /// A keepalive goes out after about this much write silence: each wait
+    /// is drawn uniformly between half and one and a half times it, so
+    /// keepalives do not tick like a clock.
     pub keepalive_secs: u64,
     /// A link with no frame at all for this long is dead.
     pub idle_timeout_secs: u64,
@@ -85,6 +98,12 @@ pub struct LinkConfig {
     pub write_queue: usize,
     /// Inbound handshakes in progress at once; more connections are dropped.
     pub max_handshakes: usize,
+    /// Of those, how many only connections from a configured friend's IP
+    /// address may use (less than `max_handshakes`).
+    pub reserved_handshakes: usize,
+    /// Inbound handshakes in progress from one IP address (per friend
+    /// configured there, for a friend's address).
+    pub max_handshakes_per_source: usize,
 }
 
 impl Default for LinkConfig {
@@ -99,18 +118,27 @@ impl Default for LinkConfig {
             redial_max_ms: 30_000,
             write_queue: 256,
             max_handshakes: 64,
+            reserved_handshakes: 16,
+            max_handshakes_per_source: 4,
         }
     }
 }
 
 impl LinkConfig {
+    /// The wait before the next keepalive: uniform in [1/2, 3/2] of
+    /// `keepalive_secs`.
+    pub fn keepalive_wait(&self, rng: &mut impl rand::Rng) -> Duration {
+        let base = Duration::from_secs(self.keepalive_secs);
+        base.mul_f64(rng.gen_range(0.5..=1.5))
+    }
+
     /// The handshake timeout as a `Duration`.
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_millis(self.handshake_timeout_ms)
     }
 
     /// Every timeout and bound by its `node.toml` name: none may be zero.
-    pub fn positive_settings(&self) -> [(&'static str, u64); 8] {
+    pub fn positive_settings(&self) -> [(&'static str, u64); 9] {
         [
             ("link.handshake_timeout_ms", self.handshake_timeout_ms),
             ("link.hello_timeout_ms", self.hello_timeout_ms),
@@ -120,6 +148,10 @@ impl LinkConfig {
             ("link.redial_min_ms", self.redial_min_ms),
             ("link.write_queue", self.write_queue as u64),
             ("link.max_handshakes", self.max_handshakes as u64),
+            (
+                "link.max_handshakes_per_source",
+                self.max_handshakes_per_source as u64,
+            ),
         ]
     }
 }
@@ -136,14 +168,14 @@ pub enum LinkError {
     HandshakeClosed,
     #[error("handshake message is {got} bytes; expected {expected}")]
     HandshakeLength { expected: usize, got: usize },
+    #[error("handshake payload is {0} bytes, not the expected size")]
+    HandshakePayload(usize),
     #[error("handshake failed: {0}")]
     Handshake(snow::Error),
-    #[error("peer's handshake confirmation was not an empty frame")]
-    BadConfirmation,
-    #[error("peer presented key {got}; expected {expected}")]
-    WrongPeerKey { expected: PeerKey, got: PeerKey },
     #[error("peer key {0} is not allowed")]
     UnknownPeer(PeerKey),
+    #[error("peer {0} sent a first handshake message with an old timestamp (a replay)")]
+    Replayed(PeerKey),
     #[error("frame length {0} is not one of {FRAME_SIZES:?}")]
     BadFrameLength(usize),
     #[error("frame failed authentication")]
@@ -167,10 +199,10 @@ impl HasKind for LinkError {
     fn kind(&self) -> ErrorKind {
         match self {
             LinkError::HandshakeLength { .. }
+            | LinkError::HandshakePayload(_)
             | LinkError::Handshake(_)
-            | LinkError::BadConfirmation
-            | LinkError::WrongPeerKey { .. }
             | LinkError::UnknownPeer(_)
+            | LinkError::Replayed(_)
             | LinkError::BadFrameLength(_)
             | LinkError::Decrypt
             | LinkError::BadPadding => ErrorKind::Protocol,
@@ -533,10 +565,9 @@ fn finish<S>(
     })
 }
 
-/// Open a link as the initiator. Fails with [`LinkError::WrongPeerKey`]
-/// (before revealing our own static key) if the responder is not
-/// `expected`, and with [`LinkError::HandshakeClosed`] if the responder
-/// hangs up instead of confirming (as it does when it does not accept us).
+/// Open a link as the initiator, sealing the first message to
+/// `expected`'s key. A responder that does not hold that key, or does not
+/// accept us, closes without a word: [`LinkError::HandshakeClosed`].
 pub async fn connect<S>(
     mut stream: S,
     identity: &Identity,
@@ -560,33 +591,28 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut out, mut msg) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
-    let (init, n) = Initiator::start(&identity.secret_bytes(), expected, &mut out)?;
+    let (init, n) = Initiator::start(&identity.secret_bytes(), expected, now_ts(), &mut out)?;
     write_hs(stream, &out[..n]).await?;
-    let msg2 = read_hs(stream, handshake::HS_MSG2_LEN, &mut msg).await?;
-    let (est, n) = init.on_msg2(msg2, &mut out)?;
-    write_hs(stream, &out[..n]).await?;
-
-    // The responder's confirmation: one empty transport frame.
-    let (mut rx, tx) = (RecvState::new(&est), SendState::new(&est));
-    match rx.recv(stream).await {
-        Ok(Some(p)) if p.is_empty() => Ok((est, rx, tx)),
-        Ok(Some(_)) => Err(LinkError::BadConfirmation),
-        Ok(None) | Err(LinkError::Truncated) => Err(LinkError::HandshakeClosed),
+    let msg2 = match read_hs(stream, handshake::HS_MSG2_LEN, &mut msg).await {
         Err(LinkError::Io(e)) if e.kind() == io::ErrorKind::ConnectionReset => {
-            Err(LinkError::HandshakeClosed)
+            return Err(LinkError::HandshakeClosed)
         }
-        Err(e) => Err(e),
-    }
+        other => other?,
+    };
+    let est = init.on_msg2(msg2)?;
+    let (rx, tx) = (RecvState::new(&est), SendState::new(&est));
+    Ok((est, rx, tx))
 }
 
-/// Accept a link as the responder. Fails with [`LinkError::UnknownPeer`]
-/// if `allowed` rejects the initiator's static key; the connection is then
-/// dropped without a confirmation.
+/// Accept a link as the responder, with no memory of earlier handshakes
+/// (see [`accept_guarded`]). Fails with [`LinkError::UnknownPeer`] if
+/// `allowed` rejects the initiator's static key; on any failure nothing
+/// was written and the connection is dropped.
 ///
 /// `allowed` must be `Sync` so that the returned future is `Send` and can
 /// run in a spawned task.
 pub async fn accept<S>(
-    mut stream: S,
+    stream: S,
     identity: &Identity,
     allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
     cfg: &LinkConfig,
@@ -594,7 +620,23 @@ pub async fn accept<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let steps = responder_handshake(&mut stream, identity, allowed);
+    accept_guarded(stream, identity, allowed, &ReplayGuard::default(), cfg).await
+}
+
+/// [`accept`], refusing ([`LinkError::Replayed`]) a first message whose
+/// timestamp is not newer than the last one `replay` accepted from that
+/// peer. A node keeps one guard for all its inbound handshakes.
+pub async fn accept_guarded<S>(
+    mut stream: S,
+    identity: &Identity,
+    allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
+    replay: &ReplayGuard,
+    cfg: &LinkConfig,
+) -> Result<Link<S>, LinkError>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let steps = responder_handshake(&mut stream, identity, allowed, replay);
     let result = within(cfg, steps).await;
     finish(stream, result, Side::Responder)
 }
@@ -603,6 +645,7 @@ async fn responder_handshake<S>(
     stream: &mut S,
     identity: &Identity,
     allowed: &(dyn Fn(&PeerKey) -> bool + Sync),
+    replay: &ReplayGuard,
 ) -> Result<Handshaken, LinkError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -610,13 +653,8 @@ where
     let (mut out, mut msg) = ([0u8; HS_BUF_LEN], [0u8; HS_BUF_LEN]);
     let resp = Responder::new(&identity.secret_bytes())?;
     let msg1 = read_hs(stream, handshake::HS_MSG1_LEN, &mut msg).await?;
-    let (waiting, n) = resp.on_msg1(msg1, &mut out)?;
+    let (est, n) = resp.on_msg1(msg1, allowed, replay, &mut out)?;
     write_hs(stream, &out[..n]).await?;
-    let msg3 = read_hs(stream, handshake::HS_MSG3_LEN, &mut msg).await?;
-    let est = waiting.on_msg3(msg3, allowed)?;
-
-    // Confirm: one empty transport frame.
-    let (rx, mut tx) = (RecvState::new(&est), SendState::new(&est));
-    tx.send(stream, &[]).await?;
+    let (rx, tx) = (RecvState::new(&est), SendState::new(&est));
     Ok((est, rx, tx))
 }

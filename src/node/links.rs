@@ -1,24 +1,25 @@
 //! Links of a running node: accepting and dialling peers, the hello
 //! exchange, and one reader and one writer task per established link.
 
-use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
 use super::fair::LinkInput;
+use super::handshake_slots::{HandshakeSlots, NoSlot};
 use super::{next_connection, Input};
 use crate::config::NodeConfig;
 use crate::error::{ErrorKind, HasKind};
 use crate::identity::{Identity, PeerKey};
 use crate::keys::Location;
-use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter};
+use crate::link::{self, LinkConfig, LinkError, LinkReader, LinkWriter, ReplayGuard};
 use crate::message::{DecodeError, PeerFrame};
 
 /// Shared by the tasks that set up links.
@@ -27,9 +28,11 @@ pub(super) struct LinkContext {
     /// The node's location now (it changes when the node swaps): what a new
     /// link's hello announces.
     location: Arc<AtomicU64>,
-    /// Friends whose handshakes are accepted (changed at runtime by
-    /// `add-peer` / `remove-peer`).
-    allowed: RwLock<BTreeSet<PeerKey>>,
+    /// Friends whose handshakes are accepted, with the IP address each is
+    /// configured at (changed at runtime by `add-peer` / `remove-peer`).
+    allowed: RwLock<BTreeMap<PeerKey, IpAddr>>,
+    /// The newest handshake timestamp accepted from each friend.
+    replay: ReplayGuard,
     input: mpsc::Sender<Input>,
     next_conn: AtomicU64,
     config: LinkConfig,
@@ -49,7 +52,14 @@ impl LinkContext {
         LinkContext {
             identity,
             location,
-            allowed: RwLock::new(config.peers.iter().map(|p| p.public_key).collect()),
+            allowed: RwLock::new(
+                config
+                    .peers
+                    .iter()
+                    .map(|p| (p.public_key, p.address.ip()))
+                    .collect(),
+            ),
+            replay: ReplayGuard::default(),
             input,
             next_conn: AtomicU64::new(1),
             config: config.link.clone(),
@@ -64,19 +74,25 @@ impl LinkContext {
 }
 
 impl LinkContext {
-    /// Accept (or refuse from now on) handshakes from `peer`.
-    pub(super) fn allow(&self, peer: PeerKey, on: bool) {
+    /// Accept handshakes from `peer`, configured at address `at`; `None`:
+    /// refuse them from now on.
+    pub(super) fn allow(&self, peer: PeerKey, at: Option<IpAddr>) {
         let mut allowed = self.allowed.write().unwrap_or_else(PoisonError::into_inner);
-        if on {
-            allowed.insert(peer);
-        } else {
-            allowed.remove(&peer);
-        }
+        match at {
+            Some(ip) => allowed.insert(peer, ip),
+            None => allowed.remove(&peer),
+        };
     }
 
     fn allows(&self, peer: &PeerKey) -> bool {
         let allowed = self.allowed.read().unwrap_or_else(PoisonError::into_inner);
-        allowed.contains(peer)
+        allowed.contains_key(peer)
+    }
+
+    /// How many friends are configured at `ip`.
+    fn friends_at(&self, ip: IpAddr) -> usize {
+        let allowed = self.allowed.read().unwrap_or_else(PoisonError::into_inner);
+        allowed.values().filter(|at| **at == ip).count()
     }
 }
 
@@ -132,18 +148,27 @@ pub(super) async fn accept_peers(
     ctx: Arc<LinkContext>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let handshakes = Arc::new(Semaphore::new(ctx.config.max_handshakes));
+    let slots = HandshakeSlots::new(&ctx.config);
     while let Some((stream, addr)) = next_connection(&listener, &mut shutdown).await {
-        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-            debug!(%addr, "too many handshakes in progress; dropping connection");
-            continue;
+        let ip = addr.ip().to_canonical();
+        let permit = match slots.take(ip, ctx.friends_at(ip)) {
+            Ok(slot) => slot,
+            Err(NoSlot::Full) => {
+                debug!(%addr, "every handshake slot open to it is taken; dropping connection");
+                continue;
+            }
+            Err(NoSlot::Source) => {
+                debug!(%addr, "too many handshakes from its address; dropping connection");
+                continue;
+            }
         };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let allowed = |k: &PeerKey| ctx.allows(k);
             // The slot covers the handshake and the hello only; an
             // established link lives on in its own tasks.
-            match link::accept(stream, &ctx.identity, &allowed, &ctx.config).await {
+            let (id, cfg) = (&ctx.identity, &ctx.config);
+            match link::accept_guarded(stream, id, &allowed, &ctx.replay, cfg).await {
                 Ok(link) => {
                     let peer = link.peer();
                     let established = establish(link, &ctx).await;
@@ -258,11 +283,7 @@ where
     let (tx, rx) = mpsc::channel(cfg.write_queue);
     let (done_tx, done_rx) = oneshot::channel();
     let rx = delayed(rx, ctx.link_delay, cfg.write_queue);
-    tokio::spawn(write_link(
-        writer,
-        rx,
-        Duration::from_secs(cfg.keepalive_secs),
-    ));
+    tokio::spawn(write_link(writer, rx, cfg.clone()));
     let input = ctx.input.clone();
     let (start_tx, start_rx) = oneshot::channel();
     let (queue_tx, queue) = mpsc::channel(ctx.link_queue.max(1));
@@ -329,8 +350,9 @@ fn delayed(
     out_rx
 }
 
-async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, keepalive: Duration) {
+async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, cfg: LinkConfig) {
     loop {
+        let keepalive = cfg.keepalive_wait(&mut rand::thread_rng());
         tokio::select! {
             next = rx.recv() => match next {
                 Some(payload) => {

@@ -92,7 +92,7 @@ impl Membership {
         }
         config.peers.push(peer.clone());
         config.save(&self.dir)?;
-        self.ctx.allow(key, true);
+        self.ctx.allow(key, Some(peer.address.ip()));
         self.input
             .send(Input::PeerAdded { peer: peer.clone() })
             .await
@@ -112,7 +112,7 @@ impl Membership {
             return Err(MembershipError::Unknown(key));
         }
         config.save(&self.dir)?;
-        self.ctx.allow(key, false);
+        self.ctx.allow(key, None);
         let dialer = self
             .dialers
             .lock()

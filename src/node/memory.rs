@@ -95,7 +95,7 @@ mod tests {
 
     fn config(memory: Option<&str>) -> NodeConfig {
         let addr = "127.0.0.1:0".parse().unwrap();
-        let mut c = NodeConfig::new(addr, addr, None);
+        let mut c = NodeConfig::new(addr, Some(addr), None);
         c.memory = memory.map(|m| SizeSetting::Text(m.into()));
         c
     }

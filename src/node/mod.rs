@@ -34,6 +34,7 @@
 mod client_api;
 mod client_cache;
 mod fair;
+mod handshake_slots;
 mod links;
 mod membership;
 mod memory;
@@ -51,7 +52,7 @@ use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 use crate::audit::log::AuditLog;
-use crate::client::NodeStatus;
+use crate::client::{Endpoint, NodeStatus};
 use crate::config::{ConfigError, InvalidSetting, NodeConfig, IDENTITY_FILE};
 use crate::identity::{location_from_key, Identity, IdentityError, PeerKey};
 use crate::keys::{Block, Location, RoutingKey};
@@ -92,6 +93,12 @@ pub enum NodeError {
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("client API {path}: {source}")]
+    ClientApi {
+        path: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -195,7 +202,8 @@ impl NodeSetup {
 /// A node that is running: its bound addresses and a way to stop it.
 pub struct RunningNode {
     pub listen: SocketAddr,
-    pub client: SocketAddr,
+    /// Where its client API is (and, over TCP, its cookie file).
+    pub client: Endpoint,
     pub public_key: PeerKey,
     shutdown: watch::Sender<bool>,
     router: JoinHandle<()>,
@@ -213,6 +221,7 @@ impl RunningNode {
         for t in self.tasks {
             t.abort();
         }
+        client_api::remove_socket(&self.client);
     }
 
     /// Leave the network (SIGTERM): refuse new client requests, let the
@@ -280,7 +289,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     memory::limit_allocator_arenas();
     let store = Arc::new(open_store(&dir, &config)?);
     let (listener, listen) = bind(config.listen).await?;
-    let (client_listener, client) = bind(config.client).await?;
+    let (client_listener, client) = client_api::ClientListener::bind(&dir, &config).await?;
 
     let public_key = identity.public();
     let audit = if config.testnet {
@@ -337,7 +346,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         shutdown_rx.clone(),
     )));
     if let Some(addr) = config.gateway {
-        tasks.push(start_gateway(client, addr, &config, shutdown_rx.clone()).await?);
+        tasks.push(start_gateway(client.clone(), addr, &config, shutdown_rx.clone()).await?);
     }
     info!(%listen, %client, key = %public_key, location = %location, "node started");
     Ok(RunningNode {
@@ -355,7 +364,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
 /// `gateway = "ADDR"` in node.toml: the browser gateway, in this process,
 /// talking to this node's client API.
 async fn start_gateway(
-    client: SocketAddr,
+    client: crate::client::Endpoint,
     addr: SocketAddr,
     config: &NodeConfig,
     shutdown: watch::Receiver<bool>,

@@ -120,7 +120,7 @@ async fn start_chain(dir: &Path, n: usize) -> Result<Vec<RunningNode>, BenchErro
 /// A node config whose addresses, location and peers `start_network` fills in.
 pub(crate) fn node_template() -> NodeConfig {
     let unset = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    NodeConfig::new(unset, unset, None)
+    NodeConfig::new(unset, Some(unset), None)
 }
 
 /// Start one in-process node per location under `dir`, linked along
@@ -148,7 +148,8 @@ pub(crate) async fn start_network(
     for i in 0..n {
         let node_dir = dir.join(format!("n{i}"));
         let mut config = template.clone();
-        (config.listen, config.client) = addrs[i];
+        config.listen = addrs[i].0;
+        config.client = Some(addrs[i].1);
         config.location = Some(locations[i]);
         config.testnet = true;
         config.store_size = SizeSetting::Text("128MiB".into());
@@ -179,7 +180,7 @@ pub(crate) async fn start_network(
     loop {
         let mut up = 0;
         for r in &running {
-            if let Ok(mut c) = Client::connect(r.client, Duration::from_secs(2)).await {
+            if let Ok(mut c) = Client::connect(&r.client, Duration::from_secs(2)).await {
                 if let Ok(s) = c.status().await {
                     up += s.peers.iter().filter(|p| p.connected).count();
                 }
@@ -255,7 +256,7 @@ async fn measure(
     get_mib: usize,
     on_step: &impl Fn(&str),
 ) -> Result<(Vec<f64>, f64, usize, f64), BenchError> {
-    let requester = nodes[0].client;
+    let requester = &nodes[0].client;
     let mut medians = Vec::new();
     for (d, holder) in nodes.iter().enumerate().skip(1) {
         on_step(&format!("latency: blocks {d} hop(s) away"));
@@ -264,7 +265,7 @@ async fn measure(
             // A fresh block each time, so no cache on the way can answer.
             let (chk, block) =
                 Chk::encode(format!("bench {d} {s} {:?}", Instant::now()).as_bytes())?;
-            Client::connect(holder.client, Duration::from_secs(10))
+            Client::connect(&holder.client, Duration::from_secs(10))
                 .await?
                 .place(block)
                 .await?;
@@ -296,7 +297,7 @@ async fn measure(
     let split = crate::content::split(&data)?;
     let far = nodes.len() - 1;
     {
-        let mut c = Client::connect(nodes[far].client, Duration::from_secs(10)).await?;
+        let mut c = Client::connect(&nodes[far].client, Duration::from_secs(10)).await?;
         for block in &split.blocks {
             c.place(block.clone()).await?;
         }

@@ -24,7 +24,7 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::bench::{chacha_throughput, tempfile_dir, BenchError};
-use crate::client::Client;
+use crate::client::{Client, Endpoint};
 use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
 use crate::identity::Identity;
 use crate::routing::Anonymity;
@@ -133,7 +133,7 @@ impl Drop for Processes {
 }
 
 /// Write the chain's node directories under `dir`; their client addresses.
-fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<std::net::SocketAddr>, BenchError> {
+fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError> {
     let n = CHAIN_NODES;
     let mut ids = Vec::new();
     for i in 0..n {
@@ -153,7 +153,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<std::net::SocketAddr>,
     for i in 0..n {
         let mut config = NodeConfig::new(
             ports[2 * i],
-            ports[2 * i + 1],
+            Some(ports[2 * i + 1]),
             Some((i as f64 + 0.5) / n as f64),
         );
         config.testnet = true;
@@ -178,13 +178,15 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<std::net::SocketAddr>,
             .save(&dir.join(format!("n{i}")))
             .map_err(crate::node::NodeError::from)?;
     }
-    Ok((0..n).map(|i| ports[2 * i + 1]).collect())
+    Ok((0..n)
+        .map(|i| Endpoint::of_config(&dir.join(format!("n{i}")), Some(ports[2 * i + 1])))
+        .collect())
 }
 
-async fn links_up(clients: &[std::net::SocketAddr]) -> usize {
+async fn links_up(clients: &[Endpoint]) -> usize {
     let mut up = 0;
     for c in clients {
-        if let Ok(mut c) = Client::connect(*c, Duration::from_secs(2)).await {
+        if let Ok(mut c) = Client::connect(c, Duration::from_secs(2)).await {
             if let Ok(s) = c.status().await {
                 up += s.peers.iter().filter(|p| p.connected).count();
             }
@@ -243,13 +245,13 @@ async fn run_in(
             .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ k as u8)
             .collect();
         let split = crate::content::split(&data)?;
-        let mut c = Client::connect(clients[HOLDER], Duration::from_secs(10)).await?;
+        let mut c = Client::connect(&clients[HOLDER], Duration::from_secs(10)).await?;
         for block in &split.blocks {
             c.place(block.clone()).await?;
         }
         on_step("fetching it from n0");
         let t = Instant::now();
-        let got = crate::transfer::get_file(clients[0], &split.uri, opts.concurrency).await?;
+        let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
         let seconds = t.elapsed().as_secs_f64();
         if got != data {
             return Err(BenchError::Differs);

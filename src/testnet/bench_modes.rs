@@ -258,12 +258,12 @@ async fn measure_mode(
             let split = crate::content::split(&data)?;
             {
                 let timeout = std::time::Duration::from_secs(10);
-                let mut c = Client::connect(nodes[HOLDER].client, timeout).await?;
+                let mut c = Client::connect(&nodes[HOLDER].client, timeout).await?;
                 for block in &split.blocks {
                     c.place(block.clone()).await?;
                 }
             }
-            let requester = nodes[REQUESTER].client;
+            let requester = &nodes[REQUESTER].client;
             let t = Instant::now();
             let got = crate::transfer::get_file(requester, &split.uri, options.concurrency).await?;
             let secs = t.elapsed().as_secs_f64();

@@ -23,7 +23,8 @@ pub struct NodeInfo {
     /// The node's public key.
     pub id: PeerKey,
     pub listen: SocketAddr,
-    pub client: SocketAddr,
+    /// The node's client API: a TCP address and the node's cookie file.
+    pub client: crate::client::Endpoint,
     pub pid: u32,
 }
 

@@ -294,8 +294,11 @@ async fn up_once(
     let adjacency = topology.adjacency();
     for (i, node) in topology.nodes.iter().enumerate() {
         let node_dir = dir.join(&node.name);
-        let mut config =
-            NodeConfig::new(ports[2 * i], ports[2 * i + 1], Some(node.location.as_f64()));
+        let mut config = NodeConfig::new(
+            ports[2 * i],
+            Some(ports[2 * i + 1]),
+            Some(node.location.as_f64()),
+        );
         config.testnet = true;
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
@@ -341,7 +344,10 @@ async fn up_once(
             NodeInfo {
                 id: identities[i],
                 listen: ports[2 * i],
-                client: ports[2 * i + 1],
+                client: crate::client::Endpoint::of_config(
+                    &dir.join(&node.name),
+                    Some(ports[2 * i + 1]),
+                ),
                 pid: child.id(),
             },
         );
@@ -466,7 +472,7 @@ impl Testnet {
 
     /// Per node: name, client address, peers up / peers configured (0/0 for
     /// a node that does not answer).
-    pub async fn table(&self) -> Vec<(String, SocketAddr, usize, usize)> {
+    pub async fn table(&self) -> Vec<(String, crate::client::Endpoint, usize, usize)> {
         self.peer_counts()
             .await
             .into_iter()
@@ -479,10 +485,10 @@ impl Testnet {
 
     /// Per node: name, client address, and (peers up, peers configured) from
     /// its status, or `None` when it does not answer.
-    async fn peer_counts(&self) -> Vec<(String, SocketAddr, Option<(usize, usize)>)> {
+    async fn peer_counts(&self) -> Vec<(String, crate::client::Endpoint, Option<(usize, usize)>)> {
         let mut rows = Vec::with_capacity(self.info.nodes.len());
         for (name, node) in &self.info.nodes {
-            let status = match Client::connect(node.client, Duration::from_secs(2)).await {
+            let status = match Client::connect(&node.client, Duration::from_secs(2)).await {
                 Ok(mut c) => c.status().await.ok(),
                 Err(_) => None,
             };
@@ -492,7 +498,7 @@ impl Testnet {
                     s.peers.len(),
                 )
             });
-            rows.push((name.clone(), node.client, peers));
+            rows.push((name.clone(), node.client.clone(), peers));
         }
         rows
     }

@@ -158,9 +158,9 @@ async fn client(net: &Testnet, name: &str) -> Result<Client, TestnetError> {
         .info
         .nodes
         .get(name)
-        .map(|n| n.client)
+        .map(|n| n.client.clone())
         .ok_or_else(|| TestnetError::UnknownNode(name.to_string()))?;
-    Client::connect(addr, Duration::from_secs(60))
+    Client::connect(&addr, Duration::from_secs(60))
         .await
         .map_err(|source| TestnetError::Client {
             node: name.to_string(),

@@ -3,7 +3,6 @@
 //! requester) or a random workload of files inserted and fetched.
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,19 +92,19 @@ impl WorkloadResult {
     }
 }
 
-fn client_of(testnet: &Testnet, name: &str) -> Result<SocketAddr, TestnetError> {
+fn client_of(testnet: &Testnet, name: &str) -> Result<crate::client::Endpoint, TestnetError> {
     testnet
         .info
         .nodes
         .get(name)
-        .map(|n| n.client)
+        .map(|n| n.client.clone())
         .ok_or_else(|| TestnetError::UnknownNode(name.to_string()))
 }
 
 /// Connect to `name`'s client API.
 async fn connect(testnet: &Testnet, name: &str, timeout: Duration) -> Result<Client, TestnetError> {
     let addr = client_of(testnet, name)?;
-    Client::connect(addr, timeout)
+    Client::connect(&addr, timeout)
         .await
         .map_err(|source| TestnetError::Client {
             node: name.to_string(),
@@ -185,7 +184,7 @@ struct Inserted {
     uri: Chk,
     data: Arc<Vec<u8>>,
     keys: Vec<RoutingKey>,
-    fetchers: Vec<(String, SocketAddr)>,
+    fetchers: Vec<(String, crate::client::Endpoint)>,
 }
 
 /// Insert `files` random files of `size` bytes from nodes taken in a seeded
@@ -231,7 +230,7 @@ pub async fn run_files(
         };
         let addr = client_of(testnet, &inserter)?;
         let started = std::time::Instant::now();
-        let put = put_file_with(addr, &data, WINDOW, &split, |_, _| {}).await;
+        let put = put_file_with(&addr, &data, WINDOW, &split, |_, _| {}).await;
         let millis = started.elapsed().as_millis() as u64;
         let (uri, error) = match put {
             Ok(uri) => (Some(uri), None),
@@ -385,8 +384,12 @@ const CHURN_FETCH_RETRIES: u32 = 4;
 async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
     let mut running = tokio::task::JoinSet::new();
     for (slot, (fetcher, addr)) in file.fetchers.iter().enumerate() {
-        let (uri, fetcher, addr, data) =
-            (file.uri.clone(), fetcher.clone(), *addr, file.data.clone());
+        let (uri, fetcher, addr, data) = (
+            file.uri.clone(),
+            fetcher.clone(),
+            addr.clone(),
+            file.data.clone(),
+        );
         running.spawn(async move {
             let started = std::time::Instant::now();
             let opts = FetchOptions {
@@ -395,7 +398,7 @@ async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
             };
             let mut retried = 0;
             let mut out = Vec::new();
-            let got = get_to_writer(addr, &uri, &opts, &mut out, |p| retried = p.retries).await;
+            let got = get_to_writer(&addr, &uri, &opts, &mut out, |p| retried = p.retries).await;
             let (verified, error) = match got {
                 Ok(_) if out == *data => (true, None),
                 Ok(_) => (

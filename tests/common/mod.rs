@@ -199,11 +199,39 @@ pub fn toml_set(text: &str, key: &str, value: &str) -> String {
     format!("{}\n", out.join("\n"))
 }
 
+/// A blocking stream to a node's client API.
+pub trait BlockingConn: std::io::Read + std::io::Write {}
+impl<T: std::io::Read + std::io::Write> BlockingConn for T {}
+
+/// Connect to `endpoint` with plain blocking I/O (over TCP, sending the
+/// cookie first); reads time out after `wait`. `None` if it cannot.
+pub fn connect_blocking(
+    endpoint: &veil::client::Endpoint,
+    wait: Duration,
+) -> Option<Box<dyn BlockingConn>> {
+    use std::io::Write;
+    match endpoint {
+        veil::client::Endpoint::Unix(path) => {
+            let s = std::os::unix::net::UnixStream::connect(path).ok()?;
+            s.set_read_timeout(Some(wait)).ok()?;
+            Some(Box::new(s))
+        }
+        veil::client::Endpoint::Tcp { addr, cookie } => {
+            let bytes = veil::client::endpoint::read_cookie(cookie).ok()?;
+            let mut s = std::net::TcpStream::connect_timeout(addr, wait).ok()?;
+            s.set_read_timeout(Some(wait)).ok()?;
+            s.write_all(&bytes).ok()?;
+            Some(Box::new(s))
+        }
+    }
+}
+
 /// A node directory and, while running, its process.
 pub struct TestNode {
     pub dir: PathBuf,
     pub listen: SocketAddr,
-    pub client: SocketAddr,
+    /// The node's client socket (`DIR/client.sock`).
+    pub client: veil::client::Endpoint,
     pub key: String,
     pub child: Option<Child>,
 }
@@ -223,24 +251,22 @@ impl TestNode {
 
     /// `veil init` a node under `root/name`.
     pub fn init(root: &Path, name: &str, location: f64) -> TestNode {
-        let addrs = free_addrs(2);
+        let addrs = free_addrs(1);
         let dir = root.join(name);
         let key = veil_ok(&[
             "init",
             dir.to_str().unwrap(),
             "--listen",
             &addrs[0].to_string(),
-            "--client",
-            &addrs[1].to_string(),
             "--location",
             &location.to_string(),
         ])
         .trim()
         .to_string();
         TestNode {
+            client: veil::client::Endpoint::Unix(dir.join(veil::client::endpoint::CLIENT_SOCKET)),
             dir,
             listen: addrs[0],
-            client: addrs[1],
             key,
             child: None,
         }
@@ -299,16 +325,15 @@ impl TestNode {
         use std::io::Write;
         use veil::client::{ClientRequest, ClientResponse, MAX_CLIENT_FRAME};
         let wait = Duration::from_secs(2);
-        let Ok(mut stream) = std::net::TcpStream::connect_timeout(&self.client, wait) else {
+        let Some(mut stream) = connect_blocking(&self.client, wait) else {
             return false;
         };
         let mut frame = Vec::new();
         ciborium::ser::into_writer(&ClientRequest::Status, &mut frame).unwrap();
         let mut len = [0u8; 4];
-        let sent = stream.set_read_timeout(Some(wait)).is_ok()
-            && stream
-                .write_all(&(frame.len() as u32).to_be_bytes())
-                .is_ok()
+        let sent = stream
+            .write_all(&(frame.len() as u32).to_be_bytes())
+            .is_ok()
             && stream.write_all(&frame).is_ok()
             && stream.read_exact(&mut len).is_ok();
         let len = u32::from_be_bytes(len) as usize;
@@ -325,17 +350,15 @@ impl TestNode {
         )
     }
 
-    /// Whether another process holds one of this node's ports.
+    /// Whether another process holds this node's port.
     fn ports_taken(&self) -> bool {
-        [self.listen, self.client].iter().any(
-            |a| matches!(TcpListener::bind(a), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse),
-        )
+        matches!(TcpListener::bind(self.listen), Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
     }
 
     /// Draw fresh ports for this node, and rewrite its own config and every
     /// sibling config under the same root that names its listen address.
     fn move_to_fresh_ports(&mut self) {
-        let addrs = free_addrs(2);
+        let addrs = free_addrs(1);
         let (old, new) = (format!("\"{}\"", self.listen), format!("\"{}\"", addrs[0]));
         let root = self.dir.parent().unwrap();
         for entry in std::fs::read_dir(root).unwrap().flatten() {
@@ -345,8 +368,6 @@ impl TestNode {
             }
         }
         self.listen = addrs[0];
-        self.client = addrs[1];
-        self.set(&format!("client = \"{}\"", self.client));
     }
 
     /// Start the node and wait until it answers on its client API. A node
@@ -428,7 +449,7 @@ impl TestNode {
     /// Number of connected peers according to the node's status.
     pub fn peers_up(&self, rt: &tokio::runtime::Runtime) -> Option<usize> {
         rt.block_on(async {
-            let mut c = veil::client::Client::connect(self.client, Duration::from_secs(2))
+            let mut c = veil::client::Client::connect(&self.client, Duration::from_secs(2))
                 .await
                 .ok()?;
             let s = c.status().await.ok()?;
