@@ -146,7 +146,9 @@ impl Net {
                 (
                     n.to_string(),
                     json!({"id": id_of(n), "listen": format!("127.0.0.1:{}", 7401 + i),
-                           "client": format!("127.0.0.1:{}", 8401 + i), "pid": 100 + i}),
+                           "client": {"Tcp": {"addr": format!("127.0.0.1:{}", 8401 + i),
+                                              "cookie": format!("/nonexistent/{n}/client.cookie")}},
+                           "pid": 100 + i}),
                 )
             })
             .collect();
