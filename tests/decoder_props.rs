@@ -277,21 +277,17 @@ fn identities() -> &'static (Identity, Identity) {
     })
 }
 
-/// Handshake wire bytes, `u16` prefixes included: `-> e`, `-> s, se` to
-/// the responder; `<- e, ee, s, es` and the small confirmation frame back.
-const HS_TO_RESPONDER: [usize; 2] = [2 + 32, 2 + 64];
-const HS_TO_INITIATOR: [usize; 2] = [2 + 96, 2 + 512];
+/// Handshake wire bytes, `u16` prefixes included (Noise IK): `-> e, es,
+/// s, ss, {ts}` to the responder, `<- e, ee, se` back.
+const HS_TO_RESPONDER: usize = 2 + veil::link::handshake::HS_MSG1_LEN;
+const HS_TO_INITIATOR: usize = 2 + veil::link::handshake::HS_MSG2_LEN;
 
 async fn relay_handshake(to_i: &mut DuplexStream, to_r: &mut DuplexStream) {
-    let mut buf = [0u8; 2 + 512];
-    for step in 0..2 {
-        let n = HS_TO_RESPONDER[step];
-        to_i.read_exact(&mut buf[..n]).await.unwrap();
-        to_r.write_all(&buf[..n]).await.unwrap();
-        let n = HS_TO_INITIATOR[step];
-        to_r.read_exact(&mut buf[..n]).await.unwrap();
-        to_i.write_all(&buf[..n]).await.unwrap();
-    }
+    let mut buf = [0u8; HS_TO_RESPONDER + HS_TO_INITIATOR];
+    to_i.read_exact(&mut buf[..HS_TO_RESPONDER]).await.unwrap();
+    to_r.write_all(&buf[..HS_TO_RESPONDER]).await.unwrap();
+    to_r.read_exact(&mut buf[..HS_TO_INITIATOR]).await.unwrap();
+    to_i.write_all(&buf[..HS_TO_INITIATOR]).await.unwrap();
 }
 
 /// What the responder's reader made of the wire.
