@@ -240,6 +240,10 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
 }
 
 async fn gateway(a: cli::GatewayArgs) -> Result<ExitCode> {
+    // The listen address is checked first: it needs no node.
+    if !a.public && !a.listen.ip().is_loopback() {
+        return Err(veil::gateway::GatewayError::NotLoopback(a.listen).into());
+    }
     let node = a.node.endpoint()?;
     let mut config = veil::gateway::GatewayConfig::new(node.clone(), a.listen);
     config.public = a.public;

@@ -174,14 +174,17 @@ fn a_second_fetch_from_the_same_node_comes_from_its_client_cache() {
         std::thread::sleep(Duration::from_millis(100));
     };
     let mut nodes = info.nodes.iter();
-    let (_, putter) = nodes.next().unwrap();
+    // `--node` takes a node's directory: the CLI reads its client address
+    // and cookie there.
+    let (putter, _) = nodes.next().unwrap();
+    let putter_dir = dir.join(putter);
     let data: Vec<u8> = (0..1_500_000u32).map(|i| (i * 31 % 251) as u8).collect();
     let file = tmp.path().join("file");
     std::fs::write(&file, &data).unwrap();
     let uri = veil_within(&[
         "put",
         "--node",
-        &putter.client.to_string(),
+        putter_dir.to_str().unwrap(),
         file.to_str().unwrap(),
     ]);
     let uri = uri.trim();
@@ -192,23 +195,22 @@ fn a_second_fetch_from_the_same_node_comes_from_its_client_cache() {
     // The insert may have left every block in a node's own store or cache;
     // take the first node whose fetch needed the network.
     let mut getter = None;
-    for (name, node) in nodes {
+    for (name, _) in nodes {
         let node_dir = dir.join(name);
         let before = sends(&node_dir);
         fetch(
-            &node.client.to_string(),
+            node_dir.to_str().unwrap(),
             &tmp.path().join(format!("{name}-1")),
         );
         let after_first = sends(&node_dir);
         if after_first > before {
-            getter = Some((name, node, node_dir, before, after_first));
+            getter = Some((name, node_dir, before, after_first));
             break;
         }
     }
-    let (getter_name, getter, node_dir, before, after_first) =
+    let (getter_name, node_dir, before, after_first) =
         getter.expect("every fetch was answered locally");
-    let client = getter.client.to_string();
-    fetch(&client, &tmp.path().join("second"));
+    fetch(node_dir.to_str().unwrap(), &tmp.path().join("second"));
     // Let any late message reach the log before counting.
     std::thread::sleep(Duration::from_millis(500));
     let after_second = sends(&node_dir);
