@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -95,12 +96,42 @@ impl FairInbox {
     }
 }
 
+/// A token bucket: `per_sec` tokens a second, at most `burst` held.
+#[derive(Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(burst: u32, now: Instant) -> Bucket {
+        Bucket {
+            tokens: f64::from(burst),
+            last: now,
+        }
+    }
+
+    /// Take one token now, or say how long until one is there.
+    fn take(&mut self, per_sec: u32, burst: u32, now: Instant) -> Result<(), Duration> {
+        let rate = f64::from(per_sec);
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * rate;
+        self.tokens = (self.tokens + refill).min(f64::from(burst));
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / rate))
+        }
+    }
+}
+
 /// A token bucket per peer for new requests (`DataRequest` and
 /// `InsertRequest`: the messages a `RejectedOverload` can answer).
 pub(super) struct RateLimits {
     per_sec: u32,
     burst: u32,
-    buckets: HashMap<PeerKey, (f64, Instant)>,
+    buckets: HashMap<PeerKey, Bucket>,
     /// Requests refused because their peer was over its rate.
     pub(super) refused: HashMap<PeerKey, u64>,
 }
@@ -121,13 +152,11 @@ impl RateLimits {
         if self.per_sec == 0 {
             return true;
         }
-        let burst = f64::from(self.burst);
-        let (tokens, last) = self.buckets.entry(peer).or_insert((burst, now));
-        let refill = now.saturating_duration_since(*last).as_secs_f64() * f64::from(self.per_sec);
-        *tokens = (*tokens + refill).min(burst);
-        *last = now;
-        if *tokens >= 1.0 {
-            *tokens -= 1.0;
+        let bucket = self
+            .buckets
+            .entry(peer)
+            .or_insert_with(|| Bucket::full(self.burst, now));
+        if bucket.take(self.per_sec, self.burst, now).is_ok() {
             true
         } else {
             *self.refused.entry(peer).or_default() += 1;
@@ -137,6 +166,49 @@ impl RateLimits {
 
     pub(super) fn forget(&mut self, peer: &PeerKey) {
         self.buckets.remove(peer);
+    }
+}
+
+/// How fast a link's reader takes new requests off the wire: twice the
+/// peer's rate limit (bursts of twice its burst). Up to that pace requests
+/// reach the router, which answers those beyond the rate limit
+/// `RejectedOverload`; beyond it the reader stops reading until the bucket
+/// refills, so TCP backpressure slows the flooder and its excess costs this
+/// node no decryption and no answer.
+pub(super) struct ReadPacer {
+    per_sec: u32,
+    burst: u32,
+    bucket: Option<Bucket>,
+}
+
+impl ReadPacer {
+    /// Pacing for a peer whose rate limit is `per_sec` (0: no limit, no
+    /// pacing) with bursts of `burst`.
+    pub(super) fn new(per_sec: u32, burst: u32) -> ReadPacer {
+        ReadPacer {
+            per_sec: per_sec.saturating_mul(2),
+            burst: burst.max(1).saturating_mul(2),
+            bucket: None,
+        }
+    }
+
+    /// How long the reader must wait before it takes one more new request
+    /// at `now` (zero: at once; the request is counted).
+    pub(super) fn wait(&mut self, now: Instant) -> Duration {
+        if self.per_sec == 0 {
+            return Duration::ZERO;
+        }
+        let bucket = self
+            .bucket
+            .get_or_insert_with(|| Bucket::full(self.burst, now));
+        match bucket.take(self.per_sec, self.burst, now) {
+            Ok(()) => Duration::ZERO,
+            Err(wait) => {
+                // The token is spent once the wait is over.
+                bucket.tokens -= 1.0;
+                wait
+            }
+        }
     }
 }
 
@@ -153,7 +225,6 @@ pub(super) fn new_request(msg: &Message) -> Option<crate::message::Uid> {
 mod tests {
     use super::*;
     use std::future::poll_fn;
-    use std::time::Duration;
 
     fn key(i: u8) -> PeerKey {
         PeerKey([i; 32])
@@ -208,5 +279,26 @@ mod tests {
         assert!(limits.admit(key(2), later));
         let mut off = RateLimits::new(0, 1);
         assert!((0..1000).all(|_| off.admit(key(1), t0)));
+    }
+
+    #[test]
+    fn the_reader_waits_beyond_twice_the_rate() {
+        // Rate 10/s with bursts of 5: the reader takes 10 at once, then one
+        // every 50 ms; the waits add up so a flood is held to twice the rate.
+        let mut pacer = ReadPacer::new(10, 5);
+        let t0 = Instant::now();
+        let at_once = (0..10).filter(|_| pacer.wait(t0).is_zero()).count();
+        assert_eq!(at_once, 10);
+        let first = pacer.wait(t0);
+        assert!((first.as_secs_f64() - 0.05).abs() < 1e-9, "{first:?}");
+        // A second request at the same moment waits one more interval.
+        let second = pacer.wait(t0);
+        assert!((second.as_secs_f64() - 0.10).abs() < 1e-9, "{second:?}");
+        // After those waits the bucket is empty, not in debt.
+        let later = t0 + Duration::from_millis(100);
+        assert!(!pacer.wait(later).is_zero());
+        // No limit, no pacing.
+        let mut off = ReadPacer::new(0, 5);
+        assert!((0..10_000).all(|_| off.wait(t0).is_zero()));
     }
 }

@@ -12,7 +12,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
-use super::fair::LinkInput;
+use super::fair::{new_request, LinkInput, ReadPacer};
 use super::handshake_slots::{HandshakeSlots, NoSlot};
 use super::{next_connection, Input};
 use crate::config::NodeConfig;
@@ -40,6 +40,9 @@ pub(super) struct LinkContext {
     link_queue: usize,
     /// Testnet only: how long each frame waits before it is sent.
     link_delay: Duration,
+    /// Each peer's request rate limit and burst (`runtime`), which paces
+    /// its link's reader ([`ReadPacer`]).
+    rate: (u32, u32),
 }
 
 impl LinkContext {
@@ -69,6 +72,10 @@ impl LinkContext {
             } else {
                 0
             }),
+            rate: (
+                config.runtime.peer_requests_per_sec,
+                config.runtime.peer_request_burst,
+            ),
         }
     }
 }
@@ -294,6 +301,7 @@ where
             conn,
             input: input.clone(),
             queue: queue_tx,
+            pacer: ReadPacer::new(ctx.rate.0, ctx.rate.1),
         },
         Duration::from_secs(cfg.idle_timeout_secs),
         start_rx,
@@ -379,6 +387,7 @@ struct LinkTask {
     conn: u64,
     input: mpsc::Sender<Input>,
     queue: mpsc::Sender<LinkInput>,
+    pacer: ReadPacer,
 }
 
 async fn read_link(
@@ -393,6 +402,7 @@ async fn read_link(
         conn,
         input,
         queue,
+        mut pacer,
     } = link;
     // Read nothing until the router has the LinkUp, so that no message
     // of this link can reach it first.
@@ -410,6 +420,12 @@ async fn read_link(
             Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
             Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
                 Ok(PeerFrame::Routing(msg)) => {
+                    if new_request(&msg).is_some() {
+                        let wait = pacer.wait(tokio::time::Instant::now());
+                        if !wait.is_zero() {
+                            tokio::time::sleep(wait).await;
+                        }
+                    }
                     if queue.send(LinkInput::Routing(msg)).await.is_err() {
                         break;
                     }

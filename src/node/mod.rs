@@ -39,6 +39,7 @@ mod links;
 mod membership;
 mod memory;
 mod router_task;
+mod store_share;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -90,9 +90,11 @@ pub(super) struct RouterTask {
     inbox: FairInbox,
     /// Each friend's rate of new requests.
     limits: RateLimits,
-    /// Inserts refused because the store's writer was full or the peer had
-    /// its share of it waiting.
+    /// Inserts refused because the store's writer was full, the peer had
+    /// its share of it waiting, or the peer held its share of a full store.
     store_refused: u64,
+    /// Each friend's blocks in the store (`store_share.rs`).
+    shares: super::store_share::StoreShares,
     waiters: HashMap<ClientToken, oneshot::Sender<ClientOutcome>>,
     token_uid: HashMap<ClientToken, u64>,
     next_token: ClientToken,
@@ -175,6 +177,7 @@ impl RouterTask {
                 config.runtime.peer_request_burst,
             ),
             store_refused: 0,
+            shares: Default::default(),
             waiters: HashMap::new(),
             token_uid: HashMap::new(),
             next_token: 1,
@@ -288,6 +291,7 @@ impl RouterTask {
             }
             Input::PeerRemoved { peer } => {
                 self.config.peers.retain(|p| p.public_key != peer);
+                self.shares.forget(&peer);
                 // Dropping the link's queue ends its writer, which closes
                 // the connection: the peer sees a clean close.
                 self.drop_link(peer);

@@ -157,6 +157,19 @@ impl RouterTask {
             self.store_refused += 1;
             return self.refuse(after, broken);
         }
+        if let Some(p) = peer {
+            let friends = self.config.peers.len();
+            let waiting = (
+                self.pending_writes.get(&p).copied().unwrap_or(0),
+                self.pending_writes.values().sum(),
+            );
+            let now = tokio::time::Instant::now();
+            if !self.shares.admits(p, &self.store, friends, waiting, now) {
+                debug!("peer holds its share of the full store; refusing its insert");
+                self.store_refused += 1;
+                return self.refuse(after, broken);
+            }
+        }
         let Some(writer) = &self.store_writer else {
             return self.answer(after, false, broken);
         };
@@ -187,6 +200,9 @@ impl RouterTask {
                 }
             }
             if w.stored {
+                if let AfterStore::Reply { to, .. } = &w.tag {
+                    self.shares.stored(*to, w.key, &self.store);
+                }
                 if let Some(a) = &mut self.audit {
                     a.block_stored(&w.key);
                 }

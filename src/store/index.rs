@@ -74,6 +74,12 @@ impl KeyIndex {
         parts.iter().any(|p| p.contains(&key.0))
     }
 
+    /// Whether `part` holds `key`.
+    pub(super) fn holds_in(&self, part: Part, key: &RoutingKey) -> bool {
+        let parts = self.parts.read().unwrap_or_else(|e| e.into_inner());
+        parts[slot(part)].contains(&key.0)
+    }
+
     /// Apply what a committed transaction did (adds, then removes: a key a
     /// batch stored and then evicted is not held).
     pub(super) fn apply(&self, changes: &mut Changes) {

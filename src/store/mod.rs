@@ -322,6 +322,12 @@ impl Datastore {
         self.index.holds(key)
     }
 
+    /// Whether the store part (not the cache) holds `key`, from the
+    /// in-memory index, as [`Datastore::holds`].
+    pub fn holds_stored(&self, key: &RoutingKey) -> bool {
+        self.index.holds_in(Part::Store, key)
+    }
+
     /// Look `key` up: the store first, then the cache. A hit refreshes the
     /// block's recency in that part (kept in memory and written with the
     /// next write; see `store/index.rs`). A block that fails verification
