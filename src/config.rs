@@ -45,6 +45,12 @@ pub enum ConfigError {
         source: toml::ser::Error,
     },
     #[error("{path}: {source}")]
+    Edit {
+        path: PathBuf,
+        #[source]
+        source: Box<toml_edit::TomlError>,
+    },
+    #[error("{path}: {source}")]
     Invalid {
         path: PathBuf,
         #[source]
@@ -303,6 +309,29 @@ pub struct NodeConfig {
 fn default_store_dir() -> PathBuf {
     PathBuf::from("store")
 }
+/// Edits of `node.toml` by this process, one at a time.
+static EDITS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Replace `path` with `text` atomically: written beside it, synced, and
+/// renamed over it.
+fn replace_file(path: &Path, text: &str) -> Result<(), ConfigError> {
+    use std::io::Write;
+    let tmp = path.with_extension("toml.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        ConfigError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
 fn default_store_size() -> SizeSetting {
     SizeSetting::Text("256MiB".into())
 }
@@ -355,14 +384,51 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// Write `DIR/node.toml`.
+    /// Write `DIR/node.toml` (whole: comments are not kept). The file is
+    /// replaced atomically: a crash leaves the old one or the new one.
     pub fn save(&self, dir: &Path) -> Result<(), ConfigError> {
         let path = dir.join(CONFIG_FILE);
         let text = toml::to_string_pretty(self).map_err(|source| ConfigError::Serialize {
             path: path.clone(),
             source,
         })?;
-        std::fs::write(&path, text).map_err(|source| ConfigError::Write { path, source })
+        replace_file(&path, &text)
+    }
+
+    /// Load `DIR/node.toml`, change it with `f`, and save it, while no other
+    /// edit of this process runs (runtime membership and a swapped location
+    /// both edit the file).
+    pub fn update<T, E: From<ConfigError>>(
+        dir: &Path,
+        f: impl FnOnce(&mut NodeConfig) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _edit = EDITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut config = NodeConfig::load(dir)?;
+        let out = f(&mut config)?;
+        config.save(dir)?;
+        Ok(out)
+    }
+
+    /// Write `location` into `DIR/node.toml`, keeping the rest of the file
+    /// (comments, order) as it is: a node that swapped its location keeps
+    /// it across restarts.
+    pub fn save_location(dir: &Path, location: f64) -> Result<(), ConfigError> {
+        let _edit = EDITS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let path = dir.join(CONFIG_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|source| ConfigError::Edit {
+            path: path.clone(),
+            source: Box::new(source),
+        })?;
+        doc["location"] = toml_edit::value(location);
+        replace_file(&path, &doc.to_string())
     }
 
     /// Check values that serde alone cannot.

@@ -107,6 +107,10 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
     let mut out: Vec<Observation> = Vec::new();
     for (o, node) in run.nodes.iter().enumerate() {
         let start = out.len();
+        // Where this observer believes each neighbour is: what it announced
+        // last (at its link's hello, or when it swapped), as of each line.
+        let mut seen_at: HashMap<&str, f64> = HashMap::new();
+        let mut moves = node.located.iter().peekable();
         let mut last_reply_to: HashMap<&str, u64> = HashMap::new();
         let mut seen_pair: HashSet<(&str, Uid)> = HashSet::new();
         let mut seen_flow: HashSet<Uid> = HashSet::new();
@@ -114,7 +118,10 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         // (the last reply on the flow before the next observation on it).
         let mut open: HashMap<(&str, Uid), usize> = HashMap::new();
         let mut flow_end: HashMap<usize, u64> = HashMap::new();
-        for line in &node.events {
+        for (j, line) in node.events.iter().enumerate() {
+            while let Some((_, who, l)) = moves.next_if(|(at, _, _)| *at <= j) {
+                seen_at.insert(who.as_str(), *l);
+            }
             let peer = line.peer.as_str();
             if line.sent {
                 if !line.kind.starts_flow() {
@@ -148,7 +155,8 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
             let truth = run.nodes[s]
                 .flows_started
                 .contains(&(line.flow, node.name.clone()));
-            let key_distance = match (key, location.get(peer)) {
+            let announced = seen_at.get(peer).or_else(|| location.get(peer));
+            let key_distance = match (key, announced) {
                 (Some(k), Some(l)) => Some(circular(k.location().as_f64(), *l)),
                 _ => None,
             };
@@ -228,4 +236,50 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::load::{Line, NodeData};
+
+    /// The key distance is taken from where the observer last knew the
+    /// sender to be: its hello's location, then each move it announced.
+    #[test]
+    fn the_key_distance_follows_a_neighbour_that_moved() {
+        let key = RoutingKey([0; 32]);
+        let at = key.location().as_f64();
+        let request = |flow: Uid, ts: u64| Line {
+            ts,
+            sent: false,
+            kind: MessageKind::DataRequest,
+            peer: "b".into(),
+            flow,
+            htl: Some(10),
+            keys: vec![key],
+        };
+        let mut a = NodeData {
+            name: "a".into(),
+            ..NodeData::default()
+        };
+        a.neighbours
+            .insert("b".into(), Some((at + 0.1).rem_euclid(1.0)));
+        a.located.push((0, "b".into(), (at + 0.1).rem_euclid(1.0)));
+        a.events.push(request(1, 10));
+        a.located.push((1, "b".into(), (at + 0.4).rem_euclid(1.0)));
+        a.events.push(request(2, 20));
+        let b = NodeData {
+            name: "b".into(),
+            ..NodeData::default()
+        };
+        let run = Run {
+            nodes: vec![a, b],
+            warnings: Vec::new(),
+        };
+        let seen = observe(&run, &FileKeys::default());
+        let distances: Vec<f64> = seen.iter().filter_map(|o| o.key_distance).collect();
+        assert_eq!(distances.len(), 2);
+        assert!((distances[0] - 0.1).abs() < 1e-9, "{distances:?}");
+        assert!((distances[1] - 0.4).abs() < 1e-9, "{distances:?}");
+    }
 }

@@ -72,6 +72,9 @@ pub(super) struct NodeData {
     pub held: HashMap<RoutingKey, u64>,
     /// Neighbours seen in `link_up` lines, with the location they announced.
     pub neighbours: BTreeMap<String, Option<f64>>,
+    /// Every location a neighbour announced (`link_up`, `neighbour_moved`),
+    /// in file order: (how many of `events` came before it, peer, location).
+    pub located: Vec<(usize, String, f64)>,
     /// Originated uids in file order.
     pub originated: Vec<Uid>,
     pub starts: HashMap<Uid, OriginStart>,
@@ -98,7 +101,16 @@ impl NodeData {
                 return;
             }
             AuditEvent::LinkUp { peer, location } => {
-                self.neighbours.insert(peer_name(peer), location);
+                let name = peer_name(peer);
+                if let Some(l) = location {
+                    self.located.push((self.events.len(), name.clone(), l));
+                }
+                self.neighbours.insert(name, location);
+                return;
+            }
+            AuditEvent::NeighbourMoved { peer, location } => {
+                self.located
+                    .push((self.events.len(), peer_name(peer), location));
                 return;
             }
             // Links going down, and events added later: not used by the

@@ -175,6 +175,14 @@ impl AuditLog {
         });
     }
 
+    /// `peer` announced that it moved to `location` (a swap).
+    pub fn neighbour_moved(&mut self, peer: &PeerKey, location: Location) {
+        self.write(AuditEvent::NeighbourMoved {
+            peer: *peer,
+            location: location.as_f64(),
+        });
+    }
+
     pub fn link_down(&mut self, peer: &PeerKey) {
         self.write(AuditEvent::LinkDown { peer: *peer });
     }

@@ -105,6 +105,9 @@ pub enum AuditEvent {
     },
     /// A link went down.
     LinkDown { peer: PeerKey },
+    /// A neighbour announced a new location (it swapped; public to every
+    /// neighbour, as the first one was).
+    NeighbourMoved { peer: PeerKey, location: f64 },
     /// An event this version does not know (written by a later one).
     #[serde(other)]
     Other,

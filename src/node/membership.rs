@@ -86,12 +86,13 @@ impl Membership {
         if key == self.own {
             return Err(MembershipError::Own);
         }
-        let mut config = NodeConfig::load(&self.dir)?;
-        if config.peers.iter().any(|p| p.public_key == key) {
-            return Err(MembershipError::Known(key));
-        }
-        config.peers.push(peer.clone());
-        config.save(&self.dir)?;
+        NodeConfig::update(&self.dir, |config| {
+            if config.peers.iter().any(|p| p.public_key == key) {
+                return Err(MembershipError::Known(key));
+            }
+            config.peers.push(peer.clone());
+            Ok(())
+        })?;
         self.ctx.allow(key, Some(peer.address.ip()));
         self.input
             .send(Input::PeerAdded { peer: peer.clone() })
@@ -105,13 +106,14 @@ impl Membership {
     /// Drop the friend with `key`: remove it from `node.toml`, refuse its
     /// handshakes, stop dialling it, and close its link.
     pub(super) async fn remove(&self, key: PeerKey) -> Result<(), MembershipError> {
-        let mut config = NodeConfig::load(&self.dir)?;
-        let before = config.peers.len();
-        config.peers.retain(|p| p.public_key != key);
-        if config.peers.len() == before {
-            return Err(MembershipError::Unknown(key));
-        }
-        config.save(&self.dir)?;
+        NodeConfig::update(&self.dir, |config| {
+            let before = config.peers.len();
+            config.peers.retain(|p| p.public_key != key);
+            if config.peers.len() == before {
+                return Err(MembershipError::Unknown(key));
+            }
+            Ok(())
+        })?;
         self.ctx.allow(key, None);
         let dialer = self
             .dialers

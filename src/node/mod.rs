@@ -36,6 +36,7 @@ mod client_cache;
 mod fair;
 mod handshake_slots;
 mod links;
+mod location_keeper;
 mod membership;
 mod memory;
 mod router_task;
@@ -209,6 +210,8 @@ pub struct RunningNode {
     shutdown: watch::Sender<bool>,
     router: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
+    /// `swap = true`: writes a swapped location into `node.toml`.
+    location_keeper: Option<location_keeper::LocationKeeper>,
     input: mpsc::Sender<Input>,
     membership: Arc<membership::Membership>,
 }
@@ -218,6 +221,9 @@ impl RunningNode {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.router.await;
+        if let Some(keeper) = self.location_keeper {
+            keeper.finish().await;
+        }
         self.membership.stop();
         for t in self.tasks {
             t.abort();
@@ -320,7 +326,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         audit,
         (public_key, coin_secret),
         listen,
-        shared_location,
+        shared_location.clone(),
     );
     let router = tokio::spawn(router_task.run(input_rx, shutdown_rx.clone()));
 
@@ -349,6 +355,9 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     if let Some(addr) = config.gateway {
         tasks.push(start_gateway(client.clone(), addr, &config, shutdown_rx.clone()).await?);
     }
+    let location_keeper = config
+        .swap
+        .then(|| location_keeper::LocationKeeper::spawn(dir.clone(), shared_location.clone()));
     info!(%listen, %client, key = %public_key, location = %location, "node started");
     Ok(RunningNode {
         listen,
@@ -357,6 +366,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         shutdown: shutdown_tx,
         router,
         tasks,
+        location_keeper,
         input: input_tx,
         membership,
     })

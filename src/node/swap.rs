@@ -33,6 +33,9 @@ impl RouterTask {
                 }
                 SwapAction::NeighbourMoved { peer, location } => {
                     debug!(%peer, %location, "neighbour moved");
+                    if let Some(a) = &mut self.audit {
+                        a.neighbour_moved(&peer, location);
+                    }
                 }
                 SwapAction::Misbehaved { peer, reason } => {
                     warn!(%peer, reason, "peer misbehaved; closing link");
