@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use veil::client::{Client, NodeStatus};
+use veil::client::Client;
 
 /// `VmRSS` or `VmHWM` of process `pid`, in bytes.
 fn proc_bytes(pid: u32, field: &str) -> u64 {
@@ -19,15 +19,6 @@ fn proc_bytes(pid: u32, field: &str) -> u64 {
     } else {
         rss
     }
-}
-
-fn status(rt: &tokio::runtime::Runtime, node: &TestNode) -> NodeStatus {
-    rt.block_on(async {
-        let mut c = Client::connect(&node.client, Duration::from_secs(5))
-            .await
-            .unwrap();
-        c.status().await.unwrap()
-    })
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -51,11 +42,7 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
     let _turn = one_at_a_time();
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut nodes: Vec<TestNode> = [0.2, 0.5, 0.8]
-        .iter()
-        .enumerate()
-        .map(|(i, loc)| TestNode::init(tmp.path(), &format!("n{i}"), *loc))
-        .collect();
+    let mut nodes = TestNode::at(tmp.path(), &[0.2, 0.5, 0.8]);
     nodes[0].befriend(&nodes[1]);
     nodes[1].befriend(&nodes[2]);
     for n in &nodes {
@@ -83,7 +70,7 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
     put.args(["put", "--node", &first, input.to_str().unwrap()]);
     let out = run_within(&mut put, Duration::from_secs(400));
     for n in &nodes {
-        let s = status(&rt, n);
+        let s = n.status(&rt);
         println!(
             "{}: {:?} {:?} pending {}",
             n.dir.display(),
@@ -99,7 +86,7 @@ fn a_relay_stays_within_its_memory_bound_while_256_mib_pass() {
     );
     drop(std::fs::remove_file(&input));
 
-    let s = status(&rt, &nodes[1]);
+    let s = nodes[1].status(&rt);
     let peak = proc_bytes(relay_pid, "VmHWM:");
     let now = proc_bytes(relay_pid, "VmRSS:");
     println!(
@@ -356,7 +343,7 @@ fn a_flooding_friend_leaves_the_others_their_share() {
     std::thread::sleep(Duration::from_millis(1000));
     stop.store(true, Relaxed);
     let (sent, inserts) = flood.join().unwrap();
-    let s = status(&rt, &hub);
+    let s = hub.status(&rt);
     hub.stop();
 
     let total: f64 = flooded.iter().sum();

@@ -413,15 +413,6 @@ fn a_full_writer_queue_hands_the_block_back() {
     assert_eq!(stored.load(Ordering::Relaxed), 20 - refused);
 }
 
-fn status(rt: &tokio::runtime::Runtime, node: &common::TestNode) -> veil::client::NodeStatus {
-    rt.block_on(async {
-        let mut c = veil::client::Client::connect(&node.client, Duration::from_secs(10))
-            .await
-            .unwrap();
-        c.status().await.unwrap()
-    })
-}
-
 /// Whether `node` answers `block` itself (from its own store).
 fn holds(rt: &tokio::runtime::Runtime, node: &common::TestNode, block: &Block) -> bool {
     rt.block_on(async {
@@ -498,7 +489,7 @@ fn a_node_on_a_full_disk_fails_inserts_honestly_and_restarts_healthy() {
             }
         }
     });
-    let s = status(&rt, &n1);
+    let s = n1.status(&rt);
     assert!(s.store_health.reopens >= 1, "{:?}", s.store_health);
     let last = s.store_health.last_error.clone().unwrap_or_default();
     assert!(last.contains("No space left"), "{last}");
@@ -514,7 +505,7 @@ fn a_node_on_a_full_disk_fails_inserts_honestly_and_restarts_healthy() {
 
     // Restarted, the node is healthy and still holds what it acknowledged.
     n1.restart(&rt, 1);
-    let s = status(&rt, &n1);
+    let s = n1.status(&rt);
     assert_eq!(s.store_health.state, StoreState::Ok);
     assert_eq!(s.store_health.reopens, 0);
     for b in &acked {
@@ -588,6 +579,6 @@ fn put_and_get_throughput_over_one_link() {
             100.0 * get / put
         );
     }
-    let health = status(&rt, &n1).store_health;
+    let health = n1.status(&rt).store_health;
     assert_eq!(health.failed_writes, 0);
 }

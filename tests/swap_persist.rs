@@ -18,11 +18,7 @@ const STARTS: [f64; 3] = [0.1, 0.4, 0.7];
 fn a_swapped_location_is_written_to_node_toml_and_audited() {
     let tmp = tempfile::tempdir().unwrap();
     let rt = runtime();
-    let mut nodes: Vec<TestNode> = STARTS
-        .iter()
-        .enumerate()
-        .map(|(i, loc)| TestNode::init(tmp.path(), &format!("n{i}"), *loc))
-        .collect();
+    let mut nodes = TestNode::at(tmp.path(), &STARTS);
     nodes[0].befriend(&nodes[1]);
     nodes[1].befriend(&nodes[2]);
     nodes[2].befriend(&nodes[0]);
@@ -44,15 +40,7 @@ fn a_swapped_location_is_written_to_node_toml_and_audited() {
 
     // Swap until every node has swapped at least once (bounded).
     let deadline = Instant::now() + Duration::from_secs(60);
-    let swaps = |rt: &tokio::runtime::Runtime, n: &TestNode| {
-        rt.block_on(async {
-            let mut c = Client::connect(&n.client, Duration::from_secs(5))
-                .await
-                .unwrap();
-            c.status().await.unwrap().swap.stats.swaps
-        })
-    };
-    while nodes.iter().any(|n| swaps(&rt, n) == 0) {
+    while nodes.iter().any(|n| n.status(&rt).swap.stats.swaps == 0) {
         assert!(Instant::now() < deadline, "the nodes did not all swap");
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -69,13 +57,7 @@ fn a_swapped_location_is_written_to_node_toml_and_audited() {
     }
     std::thread::sleep(Duration::from_secs(3));
     for n in &nodes {
-        let status = rt.block_on(async {
-            let mut c = Client::connect(&n.client, Duration::from_secs(5))
-                .await
-                .unwrap();
-            c.status().await.unwrap()
-        });
-        last.push(status.location);
+        last.push(n.status(&rt).location);
     }
     for n in &mut nodes {
         n.stop();
@@ -115,11 +97,5 @@ fn a_swapped_location_is_written_to_node_toml_and_audited() {
     );
     // A restarted node starts where it stopped.
     nodes[0].start(&[]);
-    let status = rt.block_on(async {
-        let mut c = Client::connect(&nodes[0].client, Duration::from_secs(5))
-            .await
-            .unwrap();
-        c.status().await.unwrap()
-    });
-    assert!((status.location - last[0]).abs() < 1e-9);
+    assert!((nodes[0].status(&rt).location - last[0]).abs() < 1e-9);
 }

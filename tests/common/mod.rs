@@ -446,6 +446,25 @@ impl TestNode {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
     }
 
+    /// The node's `veil status`.
+    pub fn status(&self, rt: &tokio::runtime::Runtime) -> veil::client::NodeStatus {
+        rt.block_on(async {
+            let mut c = veil::client::Client::connect(&self.client, Duration::from_secs(10))
+                .await
+                .unwrap();
+            c.status().await.unwrap()
+        })
+    }
+
+    /// Nodes `n0`, `n1`, ... under `root` at `locations`, not yet friends.
+    pub fn at(root: &Path, locations: &[f64]) -> Vec<TestNode> {
+        locations
+            .iter()
+            .enumerate()
+            .map(|(i, loc)| TestNode::init(root, &format!("n{i}"), *loc))
+            .collect()
+    }
+
     /// Number of connected peers according to the node's status.
     pub fn peers_up(&self, rt: &tokio::runtime::Runtime) -> Option<usize> {
         rt.block_on(async {
