@@ -228,6 +228,8 @@ pub struct Engine {
     tally: Tally,
     /// When set, every message sent: (from, to, message).
     pub trace: Option<Vec<(NodeIx, NodeIx, Message)>>,
+    /// The actions of the event being handled (reused between events).
+    actions: Vec<Action<NodeIx>>,
 }
 
 impl Engine {
@@ -272,6 +274,7 @@ impl Engine {
             answer: None,
             tally: Tally::default(),
             trace: None,
+            actions: Vec::new(),
         };
         for (i, neighbours) in adj.iter().enumerate() {
             for &j in neighbours {
@@ -485,8 +488,9 @@ impl Engine {
             blocks: &self.blocks,
             node: &self.held[n],
         };
-        let actions = self.routers[n].handle(self.now, &mut self.rng, &view, event);
-        for action in actions {
+        let mut actions = std::mem::take(&mut self.actions);
+        self.routers[n].handle_into(self.now, &mut self.rng, &view, event, &mut actions);
+        for action in actions.drain(..) {
             match action {
                 Action::Send { to, msg } => self.send(node, to, msg),
                 Action::ClientDone { token, outcome } => self.answer = Some((token, outcome)),
@@ -512,6 +516,7 @@ impl Engine {
                 | Action::Misbehaved { .. } => {}
             }
         }
+        self.actions = actions;
         if let Some(at) = self.routers[n].next_deadline() {
             self.timers.push(Reverse((at, node)));
         }
