@@ -198,11 +198,21 @@ fn make_router(
     r
 }
 
+/// What the engine keeps of one node, side by side: each message it
+/// delivers reads both, and at 100,000 nodes each separate table costs a
+/// cache miss per message.
+struct Slot {
+    router: Router<NodeIx>,
+    held: NodeBlocks,
+}
+
+/// Slots of the direct-mapped cache of link latencies (see [`Engine::send`]).
+const LATENCY_MEMO: usize = 4096;
+
 /// Many routers, one virtual clock.
 pub struct Engine {
-    routers: Vec<Router<NodeIx>>,
+    nodes: Vec<Slot>,
     blocks: Blocks,
-    held: Vec<NodeBlocks>,
     /// Online and not failed: messages to anyone else are lost.
     alive: Vec<bool>,
     /// Removed for good (`fail`); churn never brings these back.
@@ -230,6 +240,8 @@ pub struct Engine {
     pub trace: Option<Vec<(NodeIx, NodeIx, Message)>>,
     /// The actions of the event being handled (reused between events).
     actions: Vec<Action<NodeIx>>,
+    /// Recent links' latencies: (link + 1, latency), by a hash of the link.
+    latency_memo: Vec<(u64, Time)>,
 }
 
 impl Engine {
@@ -247,13 +259,15 @@ impl Engine {
         let n = adj.len();
         let max_htl = config.max_htl;
         let config = Arc::new(config);
-        let routers: Vec<Router<NodeIx>> = (0..n)
-            .map(|i| make_router(&config, locations[i], mode, seed, i))
+        let nodes: Vec<Slot> = (0..n)
+            .map(|i| Slot {
+                router: make_router(&config, locations[i], mode, seed, i),
+                held: NodeBlocks::default(),
+            })
             .collect();
         let mut engine = Engine {
-            routers,
+            nodes,
             blocks: Blocks::default(),
-            held: vec![NodeBlocks::default(); n],
             alive: vec![true; n],
             failed: vec![false; n],
             adj: Csr::new(adj),
@@ -275,6 +289,7 @@ impl Engine {
             tally: Tally::default(),
             trace: None,
             actions: Vec::new(),
+            latency_memo: vec![(0, 0); LATENCY_MEMO],
         };
         for (i, neighbours) in adj.iter().enumerate() {
             for &j in neighbours {
@@ -299,15 +314,17 @@ impl Engine {
             coins,
         };
         let empty = MemStore::default();
-        self.routers[node as usize].handle(self.now, &mut self.rng, &empty, event);
+        self.nodes[node as usize]
+            .router
+            .handle(self.now, &mut self.rng, &empty, event);
     }
 
     pub fn len(&self) -> usize {
-        self.routers.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
+        self.nodes.is_empty()
     }
 
     pub fn now(&self) -> Time {
@@ -321,7 +338,7 @@ impl Engine {
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
         let id = self.blocks.intern(block);
-        self.held[node as usize].held.insert(id);
+        self.nodes[node as usize].held.held.insert(id);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
@@ -331,7 +348,7 @@ impl Engine {
         for &n in nodes {
             self.alive[n as usize] = false;
             self.failed[n as usize] = true;
-            self.held[n as usize] = NodeBlocks::default();
+            self.nodes[n as usize].held = NodeBlocks::default();
         }
     }
 
@@ -359,7 +376,8 @@ impl Engine {
                 self.link_up(j, node);
             }
         } else {
-            self.routers[n] = make_router(&self.config, self.locations[n], self.mode, self.seed, n);
+            self.nodes[n].router =
+                make_router(&self.config, self.locations[n], self.mode, self.seed, n);
             for j in neighbours {
                 self.feed(j, Event::LinkDown { peer: node });
             }
@@ -406,7 +424,7 @@ impl Engine {
     fn next_timer(&mut self) -> Option<Time> {
         while let Some(Reverse((at, node))) = self.timers.peek().copied() {
             let n = node as usize;
-            if self.alive[n] && self.routers[n].next_deadline() == Some(at) {
+            if self.alive[n] && self.nodes[n].router.next_deadline() == Some(at) {
                 return Some(at);
             }
             self.timers.pop();
@@ -470,7 +488,7 @@ impl Engine {
         if let Some(trace) = &mut self.trace {
             trace.push((from, to, msg.clone()));
         }
-        let at = self.now + self.latency.of_link(self.seed, from, to);
+        let at = self.now + self.link_latency(from, to);
         let seq = self.seq;
         self.seq += 1;
         self.queue.push(Reverse(InFlight {
@@ -482,14 +500,33 @@ impl Engine {
         }));
     }
 
+    /// The latency of a link, drawn once per link and remembered while it
+    /// is in use: a reply crosses the link its request took, so the
+    /// memo spares the draw's logarithm, cosine and exponential on about
+    /// half the messages. The same value as [`Latency::of_link`].
+    fn link_latency(&mut self, a: NodeIx, b: NodeIx) -> Time {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let link = (u64::from(lo) << 32) | u64::from(hi);
+        let slot = (mix(link) as usize) % LATENCY_MEMO;
+        match self.latency_memo[slot] {
+            (tag, latency) if tag == link + 1 => latency,
+            _ => {
+                let latency = self.latency.of_link(self.seed, lo, hi);
+                self.latency_memo[slot] = (link + 1, latency);
+                latency
+            }
+        }
+    }
+
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
+        let Slot { router, held } = &mut self.nodes[n];
         let view = NodeView {
             blocks: &self.blocks,
-            node: &self.held[n],
+            node: held,
         };
         let mut actions = std::mem::take(&mut self.actions);
-        self.routers[n].handle_into(self.now, &mut self.rng, &view, event, &mut actions);
+        router.handle_into(self.now, &mut self.rng, &view, event, &mut actions);
         for action in actions.drain(..) {
             match action {
                 Action::Send { to, msg } => self.send(node, to, msg),
@@ -501,15 +538,15 @@ impl Engine {
                 }
                 Action::CacheBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].held.insert(id);
+                    self.nodes[n].held.held.insert(id);
                 }
                 Action::StoreBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].held.insert(id);
+                    self.nodes[n].held.held.insert(id);
                 }
                 Action::ClientCacheBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].client.insert(id);
+                    self.nodes[n].held.client.insert(id);
                 }
                 Action::Originated { .. }
                 | Action::FlowOriginated { .. }
@@ -517,7 +554,7 @@ impl Engine {
             }
         }
         self.actions = actions;
-        if let Some(at) = self.routers[n].next_deadline() {
+        if let Some(at) = self.nodes[n].router.next_deadline() {
             self.timers.push(Reverse((at, node)));
         }
     }
