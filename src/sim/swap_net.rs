@@ -56,8 +56,7 @@ pub struct SwapNet {
     swappers: Vec<Swapper<NodeIx>>,
     latency: Latency,
     seed: u64,
-    /// (arrival, send order, from, to, message): delivered in that order.
-    queue: BinaryHeap<Reverse<(Time, u64, NodeIx, NodeIx, Pending)>>,
+    queue: BinaryHeap<Reverse<InFlight>>,
     timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
     now: Time,
     seq: u64,
@@ -65,6 +64,10 @@ pub struct SwapNet {
     swaps: u64,
     messages: u64,
 }
+
+/// A swap message on a link: (arrival, send order, from, to, message),
+/// delivered in that order.
+type InFlight = (Time, u64, NodeIx, NodeIx, Pending);
 
 /// A swap message in flight, ordered only by its place in the queue.
 #[derive(Debug)]
