@@ -180,6 +180,22 @@ impl Ord for InFlight {
     }
 }
 
+/// Timers of many nodes: (when, node), earliest first; an entry is stale
+/// once its node's deadline moved.
+pub(crate) type Timers = BinaryHeap<Reverse<(Time, NodeIx)>>;
+
+/// The earliest timer that `due(node, at)` says still stands, dropping the
+/// stale ones before it.
+pub(crate) fn next_due(timers: &mut Timers, due: impl Fn(NodeIx, Time) -> bool) -> Option<Time> {
+    while let Some(Reverse((at, node))) = timers.peek().copied() {
+        if due(node, at) {
+            return Some(at);
+        }
+        timers.pop();
+    }
+    None
+}
+
 /// Events one request may cause before the engine stops it (a guard, far
 /// above any real request: HTL bounds a search's hops).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
@@ -226,7 +242,7 @@ pub struct Engine {
     latency: Latency,
     seed: u64,
     queue: BinaryHeap<Reverse<InFlight>>,
-    timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
+    timers: Timers,
     now: Time,
     seq: u64,
     rng: ChaCha8Rng,
@@ -422,14 +438,11 @@ impl Engine {
 
     /// The earliest timer that is still due at a live node.
     fn next_timer(&mut self) -> Option<Time> {
-        while let Some(Reverse((at, node))) = self.timers.peek().copied() {
+        let (alive, nodes) = (&self.alive, &self.nodes);
+        next_due(&mut self.timers, |node, at| {
             let n = node as usize;
-            if self.alive[n] && self.nodes[n].router.next_deadline() == Some(at) {
-                return Some(at);
-            }
-            self.timers.pop();
-        }
-        None
+            alive[n] && nodes[n].router.next_deadline() == Some(at)
+        })
     }
 
     /// Deliver messages and fire timers until `token` is answered (or at

@@ -28,7 +28,7 @@ use crate::routing::{Event, Router, RouterConfig, Time};
 use crate::sim::harness::MemStore;
 use crate::sim::model::{Graph, NodeIx};
 
-use super::engine::Latency;
+use super::engine::{next_due, Latency, Timers};
 
 /// Events a run may handle per virtual millisecond before it stops (a
 /// guard: a node starts an attempt about once per `interval_ms`).
@@ -57,7 +57,7 @@ pub struct SwapNet {
     latency: Latency,
     seed: u64,
     queue: BinaryHeap<Reverse<InFlight>>,
-    timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
+    timers: Timers,
     now: Time,
     seq: u64,
     rng: ChaCha8Rng,
@@ -213,13 +213,10 @@ impl SwapNet {
 
     /// The earliest timer still due (stale entries dropped).
     fn next_timer(&mut self) -> Option<Time> {
-        while let Some(Reverse((at, node))) = self.timers.peek().copied() {
-            if self.swappers[node as usize].next_deadline() == Some(at) {
-                return Some(at);
-            }
-            self.timers.pop();
-        }
-        None
+        let swappers = &self.swappers;
+        next_due(&mut self.timers, |node, at| {
+            swappers[node as usize].next_deadline() == Some(at)
+        })
     }
 
     fn schedule(&mut self, node: NodeIx) {
