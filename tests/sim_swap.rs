@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 
 use veil::sim::graphs;
 use veil::sim::runner::SimOptions;
-use veil::sim::swap::{converge, mean_link_length, round};
+use veil::sim::swap::{converge, mean_link_length, net, rounds_time};
 
 fn opts(seed: u64) -> SimOptions {
     SimOptions {
@@ -77,18 +77,27 @@ fn same_seed_same_result() {
 }
 
 #[test]
-fn rounds_only_permute_locations() {
+fn swap_messages_only_permute_locations() {
     let mut rng = ChaCha8Rng::seed_from_u64(4);
     let mut graph = graphs::swap_start(300, 8, &mut rng);
     let adj = graph.adj.clone();
     let mut before = graph.location.clone();
     before.sort_by(f64::total_cmp);
     let start = mean_link_length(&graph);
-    let mut swaps = 0;
-    for _ in 0..10 {
-        swaps += round(&mut graph, &mut rng).swaps;
-    }
-    assert!(swaps > 0);
+    let mut net = net(&graph, 4);
+    net.run_until(rounds_time(10));
+    assert_eq!(net.now(), rounds_time(10));
+    net.permute(&mut graph);
+    let tally = net.tally();
+    // About one attempt per node per round, each a walk of messages.
+    assert!(
+        tally.attempts > 2_000 && tally.attempts < 4_000,
+        "{tally:?}"
+    );
+    assert!(tally.swaps > 0 && tally.messages > 10 * tally.attempts);
+    // Partners already in their own attempt refuse: the protocol's rule,
+    // not the engine's.
+    assert!(tally.failed > 0, "{tally:?}");
     assert_eq!(graph.adj, adj, "links never change");
     let mut after = graph.location.clone();
     after.sort_by(f64::total_cmp);

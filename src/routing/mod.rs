@@ -47,6 +47,7 @@
 
 pub mod htl;
 mod neighbours;
+mod pool;
 mod search;
 pub mod swap;
 pub mod tunnel;
@@ -62,6 +63,7 @@ use crate::message::{Htl, Message, Uid};
 pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
 use crate::routing::neighbours::Neighbours;
+use crate::routing::pool::Searches;
 use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
@@ -73,16 +75,13 @@ pub use crate::routing::vocab::{
 /// One search's identity at a node: its uid *and* its key (uid scoping).
 type Flow = (Uid, RoutingKey);
 
-const KEY_MIN: RoutingKey = RoutingKey([0; 32]);
-const KEY_MAX: RoutingKey = RoutingKey([0xff; 32]);
-
 /// What one call to [`Router::handle`] works with: the driver's clock,
 /// random source and datastore, and the actions produced so far.
 struct Ctx<'a, P> {
     now: Time,
     rng: &'a mut dyn RngCore,
     store: &'a dyn BlockSource,
-    out: Vec<Action<P>>,
+    out: &'a mut Vec<Action<P>>,
 }
 
 /// One node's routing state: the pool of searches in flight, keyed by uid.
@@ -103,7 +102,7 @@ pub struct Router<P: PeerId> {
     /// Each neighbour's location, link coins (as the driver gave them at
     /// `LinkUp`) and requests in flight here.
     neighbours: Neighbours<P>,
-    searches: BTreeMap<Flow, Search<P>>,
+    searches: Searches<P>,
     stats: RouterStats,
     /// Tunnels this node originates, relays or exits (`routing/tunnel/`).
     tunnels: Box<Tunnels<P>>,
@@ -135,7 +134,7 @@ impl<P: PeerId> Router<P> {
             location,
             policy,
             neighbours: Neighbours::default(),
-            searches: BTreeMap::new(),
+            searches: Searches::default(),
             stats: RouterStats::default(),
             tunnels: Box::default(),
             tunnels_used: false,
@@ -189,7 +188,7 @@ impl<P: PeerId> Router<P> {
 
     /// The searches of one uid, in key order.
     fn flows_of(&self, uid: Uid) -> impl Iterator<Item = (&Flow, &Search<P>)> {
-        self.searches.range((uid, KEY_MIN)..=(uid, KEY_MAX))
+        self.searches.of_uid(uid)
     }
 
     /// Feed one event; the actions come back in the order they must happen.
@@ -200,11 +199,27 @@ impl<P: PeerId> Router<P> {
         store: &dyn BlockSource,
         event: Event<P>,
     ) -> Vec<Action<P>> {
+        let mut out = Vec::new();
+        self.handle_into(now, rng, store, event, &mut out);
+        out
+    }
+
+    /// [`Router::handle`] into a buffer the caller reuses between events:
+    /// the actions are appended to `out` (which is not cleared first).
+    pub fn handle_into(
+        &mut self,
+        now: Time,
+        rng: &mut dyn RngCore,
+        store: &dyn BlockSource,
+        event: Event<P>,
+        out: &mut Vec<Action<P>>,
+    ) {
+        let first = out.len();
         let mut cx = Ctx {
             now,
             rng,
             store,
-            out: Vec::new(),
+            out,
         };
         match event {
             Event::LinkUp {
@@ -248,12 +263,10 @@ impl<P: PeerId> Router<P> {
                 }
             }
         }
-        let breaches = cx
-            .out
+        let breaches = cx.out[first..]
             .iter()
             .filter(|a| matches!(a, Action::Misbehaved { .. }));
         self.stats.misbehaviours += breaches.count() as u64;
-        cx.out
     }
 
     fn on_client(&mut self, cx: &mut Ctx<'_, P>, token: ClientToken, request: Request) {
@@ -318,7 +331,7 @@ impl<P: PeerId> Router<P> {
     fn on_message(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
         match msg {
             Message::DataRequest { uid, key, htl } => {
-                self.on_request(cx, from, uid, htl, Request::Get { key })
+                self.on_request(cx, from, uid, htl, key, Request::Get { key })
             }
             Message::InsertRequest {
                 uid,
@@ -333,7 +346,8 @@ impl<P: PeerId> Router<P> {
                     });
                     return;
                 }
-                self.on_request(cx, from, uid, htl, Request::Put { block })
+                // Verified: `key` is the block's own key.
+                self.on_request(cx, from, uid, htl, key, Request::Put { block })
             }
             reply => self.on_reply(cx, from, reply),
         }
@@ -367,7 +381,16 @@ impl<P: PeerId> Router<P> {
         self.collides(cx, block).map(|_| Failure::Collision)
     }
 
-    fn on_request(&mut self, cx: &mut Ctx<'_, P>, from: P, uid: Uid, htl: Htl, request: Request) {
+    /// A request for `key` (a put's block verified against it).
+    fn on_request(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        from: P,
+        uid: Uid,
+        htl: Htl,
+        key: RoutingKey,
+        request: Request,
+    ) {
         if htl == 0 {
             cx.out.push(Action::Misbehaved {
                 peer: from,
@@ -378,10 +401,6 @@ impl<P: PeerId> Router<P> {
         self.stats.requests_received += 1;
 
         // Rule 3: a uid in flight here for the same key is a loop.
-        let key = match &request {
-            Request::Get { key } => *key,
-            Request::Put { block } => block.routing_key(),
-        };
         if let Some(search) = self.searches.get_mut(&(uid, key)) {
             search.exclude(from.clone());
             self.stats.loops_rejected += 1;
@@ -450,7 +469,7 @@ impl<P: PeerId> Router<P> {
             n.inflight += 1;
         }
         // The same uid with another key is its own request (see `take`).
-        let mut search = Search::new(uid, request, Origin::Peer(from), budget);
+        let mut search = Search::with_key(uid, request, key, Origin::Peer(from), budget);
         search.set_may_cache(may_cache);
         if op == Op::Put {
             search.set_replica(htl::stores_replica(htl, self.config.replicate_htl));
@@ -492,6 +511,13 @@ impl<P: PeerId> Router<P> {
     /// sender (not through an alias); a block names its own key.
     fn reply_flow(&self, from: &P, msg: &Message) -> Option<Flow> {
         let uid = msg.uid();
+        // A uid with one flow here (nearly always) names it, whoever waits:
+        // no need to hash the block for its key.
+        let mut flows = self.flows_of(uid);
+        let first = flows.next();
+        if flows.next().is_none() {
+            return first.map(|(f, _)| *f);
+        }
         // The flow of this uid that waits on the sender (a block names its
         // own key); failing that, the first flow, which will ignore it.
         let found_key = match &msg {

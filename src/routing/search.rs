@@ -11,8 +11,6 @@
 //! each ending is built inside the branch that knows the request's kind, so
 //! "a get that ended in `InsertSucceeded`" cannot be written down.
 
-use std::collections::BTreeSet;
-
 use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::neighbours::Neighbours;
@@ -132,8 +130,9 @@ pub(crate) struct Search<P> {
     key: RoutingKey,
     origin: Origin<P>,
     budget: Htl,
-    /// Upstream, peers tried, and peers that sent this uid while in flight.
-    excluded: BTreeSet<P>,
+    /// Upstream, peers tried, and peers that sent this uid while in flight
+    /// (sorted; at most the node's neighbours).
+    excluded: Vec<P>,
     waiting: Option<Waiting<P>>,
     /// Did any downstream peer accept the request (answer `RouteNotFound`)?
     /// Decides a local insert's outcome when no peer acknowledged it.
@@ -157,9 +156,21 @@ impl<P: Clone + Ord> Search<P> {
             Request::Get { key } => *key,
             Request::Put { block } => block.routing_key(),
         };
-        let mut excluded = BTreeSet::new();
+        Self::with_key(uid, request, key, origin, budget)
+    }
+
+    /// [`Search::new`] for a request whose key is known already (a put's
+    /// block verified against it): spares hashing the block again.
+    pub fn with_key(
+        uid: Uid,
+        request: Request,
+        key: RoutingKey,
+        origin: Origin<P>,
+        budget: Htl,
+    ) -> Self {
+        let mut excluded = Vec::new();
         if let Origin::Peer(peer) = &origin {
-            excluded.insert(peer.clone());
+            excluded.push(peer.clone());
         }
         Search {
             uid,
@@ -208,7 +219,13 @@ impl<P: Clone + Ord> Search<P> {
 
     /// Never offer this search to `peer` (it sent the same uid: a loop).
     pub fn exclude(&mut self, peer: P) {
-        self.excluded.insert(peer);
+        self.exclude_peer(peer);
+    }
+
+    fn exclude_peer(&mut self, peer: P) {
+        if let Err(at) = self.excluded.binary_search(&peer) {
+            self.excluded.insert(at, peer);
+        }
     }
 
     /// Try the best remaining candidate, or end the search.
@@ -226,7 +243,7 @@ impl<P: Clone + Ord> Search<P> {
         let best = view
             .neighbours
             .iter()
-            .filter(|(peer, _)| !self.excluded.contains(*peer))
+            .filter(|(peer, _)| self.excluded.binary_search(peer).is_err())
             .min_by(|(pa, la), (pb, lb)| {
                 (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
             })
@@ -238,7 +255,7 @@ impl<P: Clone + Ord> Search<P> {
                 Request::Put { block } => self.end_put(block, PutEnding::NoRoute(left)),
             });
         };
-        self.excluded.insert(peer.clone());
+        self.exclude_peer(peer.clone());
         self.waiting = Some(Waiting {
             peer: peer.clone(),
             deadline: view.now + view.config.timeout_for(self.budget),

@@ -10,6 +10,7 @@
 //! node's cache is bounded by bytes, the simulator's keeps every copy (4
 //! bytes each).
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -46,6 +47,10 @@ pub struct Blocks {
     /// The last block interned and its number: a request's block is cached
     /// at every hop, so this spares hashing it again at each.
     last: Option<(Block, u32)>,
+    /// The last key looked up and its number (or none): a request asks
+    /// every node on its path for the same key, and the map of a million
+    /// keys costs a cache miss per look-up.
+    last_key: Cell<Option<(RoutingKey, Option<u32>)>>,
 }
 
 impl Blocks {
@@ -62,6 +67,8 @@ impl Blocks {
             None => {
                 let id = self.blocks.len() as u32;
                 self.ids.insert(key, id);
+                // A key remembered as absent is absent no more.
+                self.last_key.set(None);
                 self.blocks.push(block.clone());
                 id
             }
@@ -72,7 +79,14 @@ impl Blocks {
 
     /// The number of the block under `key`, if any node ever held it.
     pub fn id(&self, key: &RoutingKey) -> Option<u32> {
-        self.ids.get(key).copied()
+        if let Some((last, id)) = self.last_key.get() {
+            if last == *key {
+                return id;
+            }
+        }
+        let id = self.ids.get(key).copied();
+        self.last_key.set(Some((*key, id)));
+        id
     }
 
     pub fn get(&self, id: u32) -> Option<&Block> {

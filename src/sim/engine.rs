@@ -180,6 +180,22 @@ impl Ord for InFlight {
     }
 }
 
+/// Timers of many nodes: (when, node), earliest first; an entry is stale
+/// once its node's deadline moved.
+pub(crate) type Timers = BinaryHeap<Reverse<(Time, NodeIx)>>;
+
+/// The earliest timer that `due(node, at)` says still stands, dropping the
+/// stale ones before it.
+pub(crate) fn next_due(timers: &mut Timers, due: impl Fn(NodeIx, Time) -> bool) -> Option<Time> {
+    while let Some(Reverse((at, node))) = timers.peek().copied() {
+        if due(node, at) {
+            return Some(at);
+        }
+        timers.pop();
+    }
+    None
+}
+
 /// Events one request may cause before the engine stops it (a guard, far
 /// above any real request: HTL bounds a search's hops).
 pub const MAX_EVENTS_PER_REQUEST: usize = 1_000_000;
@@ -198,11 +214,21 @@ fn make_router(
     r
 }
 
+/// What the engine keeps of one node, side by side: each message it
+/// delivers reads both, and at 100,000 nodes each separate table costs a
+/// cache miss per message.
+struct Slot {
+    router: Router<NodeIx>,
+    held: NodeBlocks,
+}
+
+/// Slots of the direct-mapped cache of link latencies (see [`Engine::send`]).
+const LATENCY_MEMO: usize = 4096;
+
 /// Many routers, one virtual clock.
 pub struct Engine {
-    routers: Vec<Router<NodeIx>>,
+    nodes: Vec<Slot>,
     blocks: Blocks,
-    held: Vec<NodeBlocks>,
     /// Online and not failed: messages to anyone else are lost.
     alive: Vec<bool>,
     /// Removed for good (`fail`); churn never brings these back.
@@ -216,7 +242,7 @@ pub struct Engine {
     latency: Latency,
     seed: u64,
     queue: BinaryHeap<Reverse<InFlight>>,
-    timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
+    timers: Timers,
     now: Time,
     seq: u64,
     rng: ChaCha8Rng,
@@ -228,6 +254,10 @@ pub struct Engine {
     tally: Tally,
     /// When set, every message sent: (from, to, message).
     pub trace: Option<Vec<(NodeIx, NodeIx, Message)>>,
+    /// The actions of the event being handled (reused between events).
+    actions: Vec<Action<NodeIx>>,
+    /// Recent links' latencies: (link + 1, latency), by a hash of the link.
+    latency_memo: Vec<(u64, Time)>,
 }
 
 impl Engine {
@@ -245,13 +275,15 @@ impl Engine {
         let n = adj.len();
         let max_htl = config.max_htl;
         let config = Arc::new(config);
-        let routers: Vec<Router<NodeIx>> = (0..n)
-            .map(|i| make_router(&config, locations[i], mode, seed, i))
+        let nodes: Vec<Slot> = (0..n)
+            .map(|i| Slot {
+                router: make_router(&config, locations[i], mode, seed, i),
+                held: NodeBlocks::default(),
+            })
             .collect();
         let mut engine = Engine {
-            routers,
+            nodes,
             blocks: Blocks::default(),
-            held: vec![NodeBlocks::default(); n],
             alive: vec![true; n],
             failed: vec![false; n],
             adj: Csr::new(adj),
@@ -272,6 +304,8 @@ impl Engine {
             answer: None,
             tally: Tally::default(),
             trace: None,
+            actions: Vec::new(),
+            latency_memo: vec![(0, 0); LATENCY_MEMO],
         };
         for (i, neighbours) in adj.iter().enumerate() {
             for &j in neighbours {
@@ -296,15 +330,17 @@ impl Engine {
             coins,
         };
         let empty = MemStore::default();
-        self.routers[node as usize].handle(self.now, &mut self.rng, &empty, event);
+        self.nodes[node as usize]
+            .router
+            .handle(self.now, &mut self.rng, &empty, event);
     }
 
     pub fn len(&self) -> usize {
-        self.routers.len()
+        self.nodes.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
+        self.nodes.is_empty()
     }
 
     pub fn now(&self) -> Time {
@@ -318,7 +354,7 @@ impl Engine {
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
         let id = self.blocks.intern(block);
-        self.held[node as usize].held.insert(id);
+        self.nodes[node as usize].held.held.insert(id);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
@@ -328,7 +364,7 @@ impl Engine {
         for &n in nodes {
             self.alive[n as usize] = false;
             self.failed[n as usize] = true;
-            self.held[n as usize] = NodeBlocks::default();
+            self.nodes[n as usize].held = NodeBlocks::default();
         }
     }
 
@@ -356,7 +392,8 @@ impl Engine {
                 self.link_up(j, node);
             }
         } else {
-            self.routers[n] = make_router(&self.config, self.locations[n], self.mode, self.seed, n);
+            self.nodes[n].router =
+                make_router(&self.config, self.locations[n], self.mode, self.seed, n);
             for j in neighbours {
                 self.feed(j, Event::LinkDown { peer: node });
             }
@@ -401,14 +438,11 @@ impl Engine {
 
     /// The earliest timer that is still due at a live node.
     fn next_timer(&mut self) -> Option<Time> {
-        while let Some(Reverse((at, node))) = self.timers.peek().copied() {
+        let (alive, nodes) = (&self.alive, &self.nodes);
+        next_due(&mut self.timers, |node, at| {
             let n = node as usize;
-            if self.alive[n] && self.routers[n].next_deadline() == Some(at) {
-                return Some(at);
-            }
-            self.timers.pop();
-        }
-        None
+            alive[n] && nodes[n].router.next_deadline() == Some(at)
+        })
     }
 
     /// Deliver messages and fire timers until `token` is answered (or at
@@ -467,7 +501,7 @@ impl Engine {
         if let Some(trace) = &mut self.trace {
             trace.push((from, to, msg.clone()));
         }
-        let at = self.now + self.latency.of_link(self.seed, from, to);
+        let at = self.now + self.link_latency(from, to);
         let seq = self.seq;
         self.seq += 1;
         self.queue.push(Reverse(InFlight {
@@ -479,14 +513,34 @@ impl Engine {
         }));
     }
 
+    /// The latency of a link, drawn once per link and remembered while it
+    /// is in use: a reply crosses the link its request took, so the
+    /// memo spares the draw's logarithm, cosine and exponential on about
+    /// half the messages. The same value as [`Latency::of_link`].
+    fn link_latency(&mut self, a: NodeIx, b: NodeIx) -> Time {
+        let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
+        let link = (u64::from(lo) << 32) | u64::from(hi);
+        let slot = (mix(link) as usize) % LATENCY_MEMO;
+        match self.latency_memo[slot] {
+            (tag, latency) if tag == link + 1 => latency,
+            _ => {
+                let latency = self.latency.of_link(self.seed, lo, hi);
+                self.latency_memo[slot] = (link + 1, latency);
+                latency
+            }
+        }
+    }
+
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
+        let Slot { router, held } = &mut self.nodes[n];
         let view = NodeView {
             blocks: &self.blocks,
-            node: &self.held[n],
+            node: held,
         };
-        let actions = self.routers[n].handle(self.now, &mut self.rng, &view, event);
-        for action in actions {
+        let mut actions = std::mem::take(&mut self.actions);
+        router.handle_into(self.now, &mut self.rng, &view, event, &mut actions);
+        for action in actions.drain(..) {
             match action {
                 Action::Send { to, msg } => self.send(node, to, msg),
                 Action::ClientDone { token, outcome } => self.answer = Some((token, outcome)),
@@ -497,22 +551,23 @@ impl Engine {
                 }
                 Action::CacheBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].held.insert(id);
+                    self.nodes[n].held.held.insert(id);
                 }
                 Action::StoreBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].held.insert(id);
+                    self.nodes[n].held.held.insert(id);
                 }
                 Action::ClientCacheBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.held[n].client.insert(id);
+                    self.nodes[n].held.client.insert(id);
                 }
                 Action::Originated { .. }
                 | Action::FlowOriginated { .. }
                 | Action::Misbehaved { .. } => {}
             }
         }
-        if let Some(at) = self.routers[n].next_deadline() {
+        self.actions = actions;
+        if let Some(at) = self.nodes[n].router.next_deadline() {
             self.timers.push(Reverse((at, node)));
         }
     }

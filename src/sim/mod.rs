@@ -24,4 +24,5 @@ pub mod plot;
 pub mod runner;
 pub mod scenario;
 pub mod swap;
+mod swap_net;
 pub mod topology;

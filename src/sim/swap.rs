@@ -1,99 +1,45 @@
-//! Location swapping at simulator scale (`veil sim --experiment swap`): the
-//! core's swap rule ([`routing::swap`](crate::routing::swap)) applied to a
-//! [`Graph`] whose `location` vector it rewrites, and lookups by the same
-//! router ([`runner::run_on_graph`]) measured after every few rounds.
+//! Location swapping at simulator scale (`veil sim --experiment swap`):
+//! the swap protocol's messages run on a [`SwapNet`] (every node's
+//! [`Swapper`](crate::routing::swap::Swapper) beside its router, the real
+//! node's state machine, on the engine's latencies), and lookups by the
+//! same router ([`runner::run_on_graph`]) measured on the locations it has
+//! reached after every few rounds.
 //!
-//! Partners: an attempt starts at a uniformly random node A and takes a
-//! random walk of [`SWAP_WALK`] hops over the friend graph (each step to a
-//! uniformly random neighbour); the node where it ends is B. Freenet sends
-//! its swap requests on a random walk too, so a node only ever swaps with
-//! nodes a few friends away. A walk that ends back at A is an attempt that
-//! does not happen. One round is N attempts (each node starts one, on
-//! average).
+//! One round is [`SwapConfig::interval_ms`] of virtual time: each node
+//! starts about one attempt in it, on a random walk of
+//! [`SwapConfig::walk_htl`] hops; busy partners, refusals and timeouts are
+//! the protocol's own.
 
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, RngCore, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::keys::Location;
-use crate::routing::swap::{decide, SwapOffer};
+use crate::routing::swap::SwapConfig;
+use crate::routing::Time;
+use crate::sim::engine::Latency;
 use crate::sim::experiments::{self, ExperimentOptions, ExperimentResult};
 use crate::sim::graphs;
-use crate::sim::model::{Graph, NodeIx};
+use crate::sim::model::Graph;
 use crate::sim::plot::{self, Panel, Series};
 use crate::sim::runner::{self, SimError, SimOptions, SimReport};
+pub use crate::sim::swap_net::{SwapNet, SwapTally};
 
-/// Hops of the random walk that finds a swap partner.
-pub const SWAP_WALK: usize = 10;
 /// Node counts of the `swap` experiment.
 pub const SWAP_NODES: &[usize] = &[1_000, 10_000, 64_000];
 /// Rounds after which the experiment measures routing.
 pub const SWAP_CHECKPOINTS: &[usize] = &[0, 1, 2, 5, 10, 20, 50, 100, 200, 500];
+/// At 64,000 nodes, the rounds run in the time (see `docs/sim.md`).
+pub const SWAP_CHECKPOINTS_LARGE: &[usize] = &[0, 1, 2, 5, 10, 20, 50, 100];
 
-/// What some attempts came to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SwapCount {
-    pub attempts: u64,
-    pub swaps: u64,
+/// A swap net on `graph` with the real node's default [`SwapConfig`].
+pub fn net(graph: &Graph, seed: u64) -> SwapNet {
+    SwapNet::new(graph, &SwapConfig::default(), Latency::default(), seed)
 }
 
-/// The end of a `len`-hop random walk from `start` (each hop to a
-/// uniformly random neighbour; a node without neighbours stops it).
-pub fn random_walk(graph: &Graph, start: NodeIx, len: usize, rng: &mut dyn RngCore) -> NodeIx {
-    let mut at = start;
-    for _ in 0..len {
-        let adj = &graph.adj[at as usize];
-        if adj.is_empty() {
-            break;
-        }
-        at = adj[rng.gen_range(0..adj.len())];
-    }
-    at
-}
-
-/// What `me` shows `partner`: its location and its neighbours' locations,
-/// the partner left out (its link cancels, see the core's docs).
-fn offer(graph: &Graph, me: NodeIx, partner: NodeIx) -> SwapOffer {
-    let neighbours: Vec<Location> = graph.adj[me as usize]
-        .iter()
-        .filter(|&&f| f != partner)
-        .map(|&f| Location::from_f64(graph.location[f as usize]))
-        .collect();
-    SwapOffer::own(Location::from_f64(graph.location[me as usize]), neighbours)
-}
-
-/// One attempt between `a` and `b` by the core's rule; swaps their
-/// locations in `graph` if they agree. Returns whether they swapped.
-pub fn attempt(graph: &mut Graph, a: NodeIx, b: NodeIx, rng: &mut dyn RngCore) -> bool {
-    if a == b {
-        return false;
-    }
-    let swapped = decide(&offer(graph, a, b), &offer(graph, b, a), rng);
-    if swapped {
-        graph.location.swap(a as usize, b as usize);
-    }
-    swapped
-}
-
-/// One round: `graph.nodes()` attempts, each from a uniformly random node
-/// to the end of its [`SWAP_WALK`]-hop random walk.
-pub fn round(graph: &mut Graph, rng: &mut dyn RngCore) -> SwapCount {
-    let n = graph.nodes();
-    let mut count = SwapCount::default();
-    if n < 2 {
-        return count;
-    }
-    for _ in 0..n {
-        let a = rng.gen_range(0..n) as NodeIx;
-        let b = random_walk(graph, a, SWAP_WALK, rng);
-        if a == b {
-            continue;
-        }
-        count.attempts += 1;
-        count.swaps += u64::from(attempt(graph, a, b, rng));
-    }
-    count
+/// Virtual time of `rounds` rounds.
+pub fn rounds_time(rounds: usize) -> Time {
+    SwapConfig::default().interval_ms * rounds as Time
 }
 
 /// Mean circular distance across the graph's links (what swapping lowers).
@@ -117,6 +63,9 @@ pub struct SwapPoint {
     pub rounds: Option<usize>,
     pub attempts: u64,
     pub swaps: u64,
+    /// Attempts rejected or cut by a lost link, and steps timed out.
+    pub failed: u64,
+    pub timed_out: u64,
     pub mean_link_length: f64,
     pub report: SimReport,
 }
@@ -128,30 +77,29 @@ pub struct SwapPoint {
 pub fn converge(opts: &SimOptions, checkpoints: &[usize]) -> Result<Vec<SwapPoint>, SimError> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut graph = graphs::swap_start(opts.nodes, opts.degree, &mut rng);
-    let measure = |graph: &Graph, rounds: Option<usize>, count: SwapCount| {
+    let mut net = net(&graph, opts.seed ^ 0x5357_4150);
+    let measure = |graph: &Graph, rounds: Option<usize>, count: SwapTally| {
         let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
         Ok::<_, SimError>(SwapPoint {
             nodes: graph.nodes(),
             rounds,
             attempts: count.attempts,
             swaps: count.swaps,
+            failed: count.failed,
+            timed_out: count.timed_out,
             mean_link_length: mean_link_length(graph),
             report,
         })
     };
-    let (mut points, mut done, mut count) = (Vec::new(), 0, SwapCount::default());
+    let mut points = Vec::new();
     for &target in checkpoints {
-        while done < target {
-            let c = round(&mut graph, &mut rng);
-            count.attempts += c.attempts;
-            count.swaps += c.swaps;
-            done += 1;
-        }
-        points.push(measure(&graph, Some(done), count)?);
+        net.run_until(rounds_time(target));
+        net.permute(&mut graph);
+        points.push(measure(&graph, Some(target), net.tally())?);
     }
     let n = graph.nodes();
     graph.location = (0..n).map(|i| i as f64 / n as f64).collect();
-    points.push(measure(&graph, None, SwapCount::default())?);
+    points.push(measure(&graph, None, SwapTally::default())?);
     Ok(points)
 }
 
@@ -169,7 +117,12 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
             topology: "swap".into(),
             ..SimOptions::default()
         };
-        let points = converge(&sim, SWAP_CHECKPOINTS)?;
+        let checkpoints = if n > 10_000 {
+            SWAP_CHECKPOINTS_LARGE
+        } else {
+            SWAP_CHECKPOINTS
+        };
+        let points = converge(&sim, checkpoints)?;
         let swapped = points.iter().filter(|p| p.rounds.is_some());
         let series = |f: &dyn Fn(&SwapPoint) -> f64| -> Vec<(f64, f64)> {
             swapped
@@ -178,7 +131,7 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
                 .collect()
         };
         let ideal = points.iter().find(|p| p.rounds.is_none());
-        let last = *SWAP_CHECKPOINTS.last().unwrap_or(&0) as f64;
+        let last = *checkpoints.last().unwrap_or(&0) as f64;
         let flat = |y: f64| vec![(0.0, y), (last, y)];
         success.push(line(
             format!("N = {n}"),
@@ -204,7 +157,7 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
     let panels = [
         Panel {
             title: "lookup success under swapping (dashed: ordered)",
-            x_label: "rounds of swapping (N attempts each)",
+            x_label: "rounds of swapping (30 s of swap messages each)",
             y_label: "success (%)",
             log_x: false,
             series: success,
@@ -234,14 +187,16 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
         };
         summary.push_str(&format!(
             "  N = {:>6} {when}: success {:5.1}%, hops mean {:5.2}, median {}, \
-             link length {:.4}, swaps {}/{}\n",
+             link length {:.4}, swaps {}/{} attempts ({} failed, {} steps timed out)\n",
             p.nodes,
             100.0 * p.report.success_rate,
             p.report.hops_mean,
             p.report.hops_median,
             p.mean_link_length,
             p.swaps,
-            p.attempts
+            p.attempts,
+            p.failed,
+            p.timed_out
         ));
     }
     Ok(ExperimentResult {
@@ -268,19 +223,21 @@ fn write(out: &Path, points: &[SwapPoint], panels: &[Panel<'_>]) -> Result<Vec<P
     std::fs::write(&json_path, json + "\n").map_err(|e| io(&json_path, e))?;
     let csv_path = out.join("swap.csv");
     let mut csv = String::from(
-        "nodes,rounds,attempts,swaps,mean_link_length,requests,success_rate,hops_mean,\
+        "nodes,rounds,attempts,swaps,failed,timed_out,mean_link_length,requests,success_rate,hops_mean,\
          hops_median,hops_p95,messages_per_lookup\n",
     );
     for p in points {
         let r = &p.report;
         csv.push_str(&format!(
-            "{},{},{},{},{:.5},{},{:.4},{:.3},{},{},{:.2}\n",
+            "{},{},{},{},{},{},{:.5},{},{:.4},{:.3},{},{},{:.2}\n",
             p.nodes,
             p.rounds
                 .map(|r| r.to_string())
                 .unwrap_or_else(|| "ordered".into()),
             p.attempts,
             p.swaps,
+            p.failed,
+            p.timed_out,
             p.mean_link_length,
             r.requests,
             r.success_rate,
