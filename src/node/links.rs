@@ -401,14 +401,17 @@ async fn read_link(
         return;
     }
     loop {
-        match tokio::time::timeout(idle_timeout, reader.recv()).await {
+        // Decoded where the link decrypted it: no copy of the payload
+        // first. A keepalive (empty) decodes to nothing.
+        let next = reader.recv_with(|b| (!b.is_empty()).then(|| PeerFrame::decode(b)));
+        match tokio::time::timeout(idle_timeout, next).await {
             Err(_) => {
                 info!(%peer, "link idle too long; closing");
                 break;
             }
             Ok(Ok(None)) => break,
-            Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
-            Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
+            Ok(Ok(Some(None))) => continue,
+            Ok(Ok(Some(Some(decoded)))) => match decoded {
                 Ok(PeerFrame::Routing(msg)) => {
                     if queue.send(LinkInput::Routing(msg)).await.is_err() {
                         break;
