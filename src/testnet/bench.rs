@@ -43,6 +43,8 @@ pub enum BenchError {
     Content(#[from] crate::content::ContentError),
     #[error("cannot start a node: {0}")]
     Spawn(String),
+    #[error("a bench task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("the fetched file differs")]
     Differs,
     #[error(transparent)]

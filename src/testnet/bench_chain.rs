@@ -361,10 +361,7 @@ async fn run_in(
             .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ k as u8)
             .collect();
         let split = crate::content::split(&data)?;
-        let mut c = Client::connect(&clients[HOLDER], Duration::from_secs(10)).await?;
-        for block in &split.blocks {
-            c.place(block.clone()).await?;
-        }
+        place_all(&clients[HOLDER], &split.blocks).await?;
         on_step("fetching it from n0");
         let t = Instant::now();
         let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
@@ -514,10 +511,7 @@ async fn relay(
             .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ salt ^ (files >> 8) as u8)
             .collect();
         let split = crate::content::split(&data)?;
-        let mut c = Client::connect(&clients[HOLDER], Duration::from_secs(10)).await?;
-        for block in &split.blocks {
-            c.place(block.clone()).await?;
-        }
+        place_all(&clients[HOLDER], &split.blocks).await?;
         drop(split.blocks);
         let t = Instant::now();
         let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
@@ -529,4 +523,29 @@ async fn relay(
         files += 1;
     }
     Ok((passed, files, seconds))
+}
+
+/// Connections a placing keeps busy: each place waits for its block to be
+/// durable, so many at once share the store's group commits.
+const PLACERS: usize = 16;
+
+/// Place every block at the node at `holder`, over [`PLACERS`] connections.
+async fn place_all(holder: &Endpoint, blocks: &[crate::keys::Block]) -> Result<(), BenchError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PLACERS.min(blocks.len()) {
+        // Clones share the blocks' bytes.
+        let mine: Vec<_> = blocks.iter().skip(i).step_by(PLACERS).cloned().collect();
+        let holder = holder.clone();
+        tasks.spawn(async move {
+            let mut c = Client::connect(&holder, Duration::from_secs(10)).await?;
+            for block in mine {
+                c.place(block).await?;
+            }
+            Ok::<(), BenchError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
 }
