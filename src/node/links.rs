@@ -162,6 +162,10 @@ pub(super) async fn accept_peers(
                 continue;
             }
         };
+        // As on a dialled link: a frame goes out when it is written, not
+        // when the previous one is acknowledged (Nagle held small frames
+        // behind large ones on the accepting side of every link).
+        let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let allowed = |k: &PeerKey| ctx.allows(k);
