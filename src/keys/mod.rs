@@ -13,11 +13,10 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use bytes::Bytes;
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -198,41 +197,38 @@ impl fmt::Display for Location {
 /// nothing: check it against a routing key with [`Block::verify`], the one
 /// check for both kinds.
 ///
-/// The bytes are shared ([`Bytes`]): a clone (for the cache, the reply and
-/// the client at once) copies no payload. A content-hash block's SHA-256 is
-/// computed once, the first time it is asked for, and kept with the bytes,
-/// so verifying a block and then keying it in the cache and the store hashes
+/// The bytes are shared: a clone (for the cache, the reply and the client
+/// at once) copies no payload. A content-hash block's SHA-256 is computed
+/// once, the first time any clone asks for it, and kept with the bytes, so
+/// verifying a block and then keying it in the cache and the store hashes
 /// it once per node.
 #[derive(Clone)]
-pub struct Block {
-    bytes: Bytes,
+pub struct Block(Arc<Shared>);
+
+struct Shared {
+    bytes: Vec<u8>,
     /// The SHA-256 of `bytes`, once computed.
     hash: OnceLock<[u8; 32]>,
 }
 
 impl PartialEq for Block {
     fn eq(&self, other: &Block) -> bool {
-        self.bytes == other.bytes
+        self.as_bytes() == other.as_bytes()
     }
 }
 
 impl Eq for Block {}
 
 impl Block {
-    fn new(bytes: Bytes) -> Block {
-        Block {
+    fn new(bytes: Vec<u8>) -> Block {
+        Block(Arc::new(Shared {
             bytes,
             hash: OnceLock::new(),
-        }
+        }))
     }
 
     /// Wrap ciphertext received from somewhere; only the length is checked.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Block, KeyError> {
-        Block::from_shared(Bytes::from(bytes))
-    }
-
-    /// As [`Block::from_bytes`], for bytes already shared (no copy).
-    pub fn from_shared(bytes: Bytes) -> Result<Block, KeyError> {
         if bytes.len() != BLOCK_LEN && bytes.len() != SSK_BLOCK_LEN {
             return Err(KeyError::BadBlockLength(bytes.len()));
         }
@@ -240,12 +236,7 @@ impl Block {
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
-    /// The bytes, shared (no copy).
-    pub fn shared(&self) -> Bytes {
-        self.bytes.clone()
+        &self.0.bytes
     }
 
     /// A short stand-in block for the simulator (`sim::engine`), whose
@@ -254,24 +245,27 @@ impl Block {
     /// blocks would not fit in memory; nothing outside the crate can make one,
     /// and the wire ([`Block::from_bytes`]) still refuses any other length.
     pub(crate) fn stand_in(content: &[u8]) -> Block {
-        Block::new(Bytes::copy_from_slice(content))
+        Block::new(content.to_vec())
     }
 
     /// Is this a signed (SSK) block?
     pub fn is_signed(&self) -> bool {
-        self.bytes.len() == SSK_BLOCK_LEN
+        self.as_bytes().len() == SSK_BLOCK_LEN
     }
 
     /// The SHA-256 of the bytes, computed at most once.
     fn digest(&self) -> [u8; 32] {
-        *self.hash.get_or_init(|| Sha256::digest(&self.bytes).into())
+        *self
+            .0
+            .hash
+            .get_or_init(|| Sha256::digest(self.as_bytes()).into())
     }
 
     /// The routing key this block is for: a content-hash block's SHA-256, or
     /// the key a signed block's public key and hashed name give (which only
     /// [`Block::verify`] checks against the signature).
     pub fn routing_key(&self) -> RoutingKey {
-        match ssk::claimed_routing_key(&self.bytes) {
+        match ssk::claimed_routing_key(self.as_bytes()) {
             Ok(key) if self.is_signed() => key,
             _ => RoutingKey(self.digest()),
         }
@@ -283,7 +277,7 @@ impl Block {
     /// before it caches, stores or forwards a block.
     pub fn verify(&self, key: &RoutingKey) -> Result<(), KeyError> {
         if self.is_signed() {
-            return ssk::verify(&self.bytes, key);
+            return ssk::verify(self.as_bytes(), key);
         }
         if self.routing_key() == *key {
             Ok(())
@@ -301,7 +295,7 @@ impl fmt::Debug for Block {
 
 impl Serialize for Block {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.bytes)
+        s.serialize_bytes(self.as_bytes())
     }
 }
 
@@ -373,7 +367,7 @@ impl Chk {
             .encrypt(Nonce::from_slice(&[0u8; 12]), padded.as_slice())
             .map_err(|_| KeyError::DecryptFailed)?;
         padded.zeroize();
-        let block = Block::new(Bytes::from(sealed));
+        let block = Block::new(sealed);
         let routing = block.routing_key();
         Ok((
             Chk {
