@@ -116,11 +116,16 @@ mod tests {
         w.congested();
         w.congested();
         assert_eq!(w.size(), 32);
-        // A window's worth of deliveries: +1, and a new signal halves again.
+        // 32 deliveries: +1 (additive now), but the window (33) has not
+        // all been delivered since the halving: still the same event.
         for _ in 0..32 {
             w.delivered();
         }
         assert_eq!(w.size(), 33);
+        w.congested();
+        assert_eq!(w.size(), 33);
+        // A whole window delivered since: a new signal halves again.
+        w.delivered();
         w.congested();
         assert_eq!(w.size(), 16);
         // Additive: 16 deliveries for +1, 17 for the next.
