@@ -179,7 +179,8 @@ pub struct BenchArgs {
     /// `veil bench files`: put/get memory and speed on one file.
     #[command(subcommand)]
     pub what: Option<BenchCommand>,
-    /// Fetches per distance for the chain's latency figure.
+    /// Fetches per distance for the chain's latency figure (with --chain,
+    /// 0 skips it).
     #[arg(long, default_value_t = 50)]
     pub samples: usize,
     /// Size of the chain's throughput file in MiB.
@@ -196,6 +197,11 @@ pub struct BenchArgs {
     /// With --chain: every node delays its link frames by this many ms.
     #[arg(long, default_value_t = 0)]
     pub link_delay_ms: u64,
+    /// With --chain: after the gets, pass this much data through the chain
+    /// (e.g. 1GiB, a 32 MiB file at a time) and check every node's peak RSS
+    /// against the default `memory`.
+    #[arg(long, value_parser = parse_file_size)]
+    pub relay_total: Option<usize>,
     /// Anonymity modes to compare (comma-separated; empty skips them).
     #[arg(long, value_delimiter = ',', default_value = "none,freenet,tunnel")]
     pub modes: Vec<Anonymity>,

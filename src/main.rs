@@ -208,6 +208,8 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
                 link_delay_ms: a.link_delay_ms,
                 sizes: a.sizes.clone(),
                 concurrency: a.concurrency,
+                latency_samples: a.samples,
+                relay_total: a.relay_total.unwrap_or(0) as u64,
             };
             let report = veil::testnet::bench_chain::run(&opts, step).await?;
             text.push_str(&report.render_text());

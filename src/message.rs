@@ -351,6 +351,25 @@ impl Message {
         encode_cbor(self)
     }
 
+    /// Bytes [`Message::encode`] needs at most beyond the blocks it
+    /// carries: the buffer is sized once, not grown while a block is written.
+    fn encoded_capacity(&self) -> usize {
+        let blocks: usize = self.carried_blocks().map(|b| b.as_bytes().len()).sum();
+        blocks + 128
+    }
+
+    /// The blocks this message carries.
+    fn carried_blocks(&self) -> impl Iterator<Item = &Block> {
+        let block = match self {
+            Message::InsertRequest { block, .. }
+            | Message::DataFound { block, .. }
+            | Message::InsertCollision { block, .. }
+            | Message::TunnelPut { block, .. } => Some(block),
+            _ => None,
+        };
+        block.into_iter()
+    }
+
     /// Decode CBOR, refusing oversized input before parsing it. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
         decode_cbor(bytes, MAX_MESSAGE_LEN, 16)
@@ -360,11 +379,16 @@ impl Message {
 /// A wire value as CBOR.
 fn encode_cbor<T: Serialize>(value: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
+    encode_cbor_into(value, &mut out);
+    out
+}
+
+/// Append `value` as CBOR to `out`.
+fn encode_cbor_into<T: Serialize>(value: &T, out: &mut Vec<u8>) {
     // Writing into a Vec cannot fail, and every field serializes.
-    if let Err(e) = ciborium::ser::into_writer(value, &mut out) {
+    if let Err(e) = ciborium::ser::into_writer(value, out) {
         unreachable!("encoding a message into memory failed: {e}");
     }
-    out
 }
 
 /// One CBOR value filling `bytes`: more than `max` bytes are refused before
@@ -460,8 +484,11 @@ impl PeerFrame {
                 out
             }
             PeerFrame::Routing(msg) => {
-                let mut out = vec![TAG_ROUTING];
-                out.extend_from_slice(&msg.encode());
+                // Tag and message in one buffer sized for the block: the
+                // payload is written once.
+                let mut out = Vec::with_capacity(1 + msg.encoded_capacity());
+                out.push(TAG_ROUTING);
+                encode_cbor_into(msg, &mut out);
                 out
             }
             PeerFrame::Swap(msg) => {

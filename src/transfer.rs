@@ -358,7 +358,7 @@ pub fn worth_retrying(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bo
 /// what [`worth_retrying`] says.
 pub fn get_options(concurrency: usize) -> FetchOptions {
     FetchOptions {
-        concurrency: concurrency.clamp(1, 64),
+        concurrency: concurrency.clamp(1, 256),
         retry_if: worth_retrying,
         ..FetchOptions::default()
     }

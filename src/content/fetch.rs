@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use super::layout::Layout;
 use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
 pub use super::segment::{FetchError, RetryIf};
+use super::window::Window;
 use super::{decode_manifest, ContentError, Manifest, ManifestEntry, ManifestError, MAX_FILE_LEN};
 use crate::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
@@ -58,7 +59,10 @@ pub struct Progress {
 /// Options for [`fetch_to_writer`].
 #[derive(Clone, Copy, Debug)]
 pub struct FetchOptions {
-    /// Most blocks in flight at once (0 is treated as 1).
+    /// Most blocks in flight at once (0 is treated as 1). A file's data
+    /// blocks are asked for through a window that starts at 8 (or this, if
+    /// lower), grows while blocks keep coming and halves when requests fail
+    /// and are retried ([`Window`]); this bounds it.
     pub concurrency: usize,
     /// Refuse files longer than this, as soon as the root says so (at most
     /// [`MAX_FILE_LEN`] is accepted regardless).
@@ -154,7 +158,9 @@ where
 pub struct Opened<F> {
     getter: Getter<F>,
     counter: Arc<AtomicU64>,
-    concurrency: usize,
+    /// Blocks in flight: adapts to the path, at most the options'
+    /// `concurrency` (see `window.rs`).
+    window: Window,
     progress: Progress,
     rng: rand::rngs::StdRng,
     hasher: Sha256,
@@ -214,7 +220,7 @@ where
     let opened = |progress, body| Opened {
         getter: getter.clone(),
         counter: counter.clone(),
-        concurrency,
+        window: Window::new(concurrency),
         progress,
         rng,
         hasher: Sha256::new(),
@@ -430,7 +436,7 @@ where
             let pieces = fetch_segment(
                 &self.getter,
                 plan,
-                self.concurrency,
+                &mut self.window,
                 &mut self.rng,
                 &mut recent,
                 &mut || {

@@ -58,6 +58,7 @@ mod segment;
 mod split;
 mod stream;
 pub mod usk;
+mod window;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,

@@ -12,6 +12,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::task::JoinSet;
 
+use super::window::Window;
 use super::{ContentError, ManifestEntry};
 use crate::keys::{Block, BlockKind, Chk, KeyError, RoutingKey, BLOCK_DATA_LEN};
 
@@ -154,14 +155,15 @@ pub(super) struct Plan<'a> {
 }
 
 /// Fetch any `plan.data` of the segment's blocks, asking in random order
-/// with at most `concurrency` requests in flight and no more than are still
-/// needed, then rebuild the data blocks that did not come. Returns the
+/// with at most `window.size()` requests in flight and no more than are
+/// still needed (every block that comes opens the window, every retried
+/// failure closes it: [`Window`]), then rebuild the data blocks that did not come. Returns the
 /// segment's data blocks in file order. `on_block` runs after every block
 /// that arrives.
 pub(super) async fn fetch_segment<F, Fut, E>(
     getter: &Getter<F>,
     plan: Plan<'_>,
-    concurrency: usize,
+    window: &mut Window,
     rng: &mut impl Rng,
     recent: &mut RecentBlocks,
     on_block: &mut impl FnMut(),
@@ -216,11 +218,9 @@ where
     let mut in_flight_places = 0usize;
     let mut next = 0usize;
     let mut last_error: Option<ContentError> = None;
+    let mut retries_seen = getter.counter.load(Ordering::Relaxed);
     while obtained < k {
-        while tasks.len() < concurrency.max(1)
-            && next < order.len()
-            && obtained + in_flight_places < k
-        {
+        while tasks.len() < window.size() && next < order.len() && obtained + in_flight_places < k {
             let key = order[next];
             let weight = places.get(&key).map_or(0, Vec::len);
             let first = places.get(&key).and_then(|at| at.first()).copied();
@@ -253,17 +253,28 @@ where
             });
         };
         let (idx, result) = joined.map_err(ContentError::TaskFailed)?;
+        // A request that failed and was asked again (overloaded, timed out,
+        // lost) since the last block: the path is congested.
+        let retries = getter.counter.load(Ordering::Relaxed);
+        if retries > retries_seen {
+            retries_seen = retries;
+            window.congested();
+        }
         let key = order[idx];
         let weight = places.get(&key).map_or(0, Vec::len);
         in_flight_places -= weight;
         match result {
             Ok(data) => {
+                window.delivered();
                 let data = Arc::new(data);
                 obtained += fill(&mut shards, &key, data.clone())?;
                 recent.put(key, data);
                 on_block();
             }
-            Err(e @ ContentError::BlockUnavailable { .. }) => last_error = Some(e),
+            Err(e @ ContentError::BlockUnavailable { .. }) => {
+                window.congested();
+                last_error = Some(e);
+            }
             Err(e) => return Err(e),
         }
     }

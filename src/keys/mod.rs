@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -195,20 +196,47 @@ impl fmt::Display for Location {
 /// or a signed block of exactly [`SSK_BLOCK_LEN`] bytes. Holding one proves
 /// nothing: check it against a routing key with [`Block::verify`], the one
 /// check for both kinds.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Block(Vec<u8>);
+///
+/// The bytes are shared: a clone (for the cache, the reply and the client
+/// at once) copies no payload. A content-hash block's SHA-256 is computed
+/// once, the first time any clone asks for it, and kept with the bytes, so
+/// verifying a block and then keying it in the cache and the store hashes
+/// it once per node.
+#[derive(Clone)]
+pub struct Block(Arc<Shared>);
+
+struct Shared {
+    bytes: Vec<u8>,
+    /// The SHA-256 of `bytes`, once computed.
+    hash: OnceLock<[u8; 32]>,
+}
+
+impl PartialEq for Block {
+    fn eq(&self, other: &Block) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Block {}
 
 impl Block {
+    fn new(bytes: Vec<u8>) -> Block {
+        Block(Arc::new(Shared {
+            bytes,
+            hash: OnceLock::new(),
+        }))
+    }
+
     /// Wrap ciphertext received from somewhere; only the length is checked.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Block, KeyError> {
         if bytes.len() != BLOCK_LEN && bytes.len() != SSK_BLOCK_LEN {
             return Err(KeyError::BadBlockLength(bytes.len()));
         }
-        Ok(Block(bytes))
+        Ok(Block::new(bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.0.bytes
     }
 
     /// A short stand-in block for the simulator (`sim::engine`), whose
@@ -217,21 +245,29 @@ impl Block {
     /// blocks would not fit in memory; nothing outside the crate can make one,
     /// and the wire ([`Block::from_bytes`]) still refuses any other length.
     pub(crate) fn stand_in(content: &[u8]) -> Block {
-        Block(content.to_vec())
+        Block::new(content.to_vec())
     }
 
     /// Is this a signed (SSK) block?
     pub fn is_signed(&self) -> bool {
-        self.0.len() == SSK_BLOCK_LEN
+        self.as_bytes().len() == SSK_BLOCK_LEN
+    }
+
+    /// The SHA-256 of the bytes, computed at most once.
+    fn digest(&self) -> [u8; 32] {
+        *self
+            .0
+            .hash
+            .get_or_init(|| Sha256::digest(self.as_bytes()).into())
     }
 
     /// The routing key this block is for: a content-hash block's SHA-256, or
     /// the key a signed block's public key and hashed name give (which only
     /// [`Block::verify`] checks against the signature).
     pub fn routing_key(&self) -> RoutingKey {
-        match ssk::claimed_routing_key(&self.0) {
+        match ssk::claimed_routing_key(self.as_bytes()) {
             Ok(key) if self.is_signed() => key,
-            _ => RoutingKey(Sha256::digest(&self.0).into()),
+            _ => RoutingKey(self.digest()),
         }
     }
 
@@ -241,7 +277,7 @@ impl Block {
     /// before it caches, stores or forwards a block.
     pub fn verify(&self, key: &RoutingKey) -> Result<(), KeyError> {
         if self.is_signed() {
-            return ssk::verify(&self.0, key);
+            return ssk::verify(self.as_bytes(), key);
         }
         if self.routing_key() == *key {
             Ok(())
@@ -259,7 +295,7 @@ impl fmt::Debug for Block {
 
 impl Serialize for Block {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        s.serialize_bytes(self.as_bytes())
     }
 }
 
@@ -331,7 +367,7 @@ impl Chk {
             .encrypt(Nonce::from_slice(&[0u8; 12]), padded.as_slice())
             .map_err(|_| KeyError::DecryptFailed)?;
         padded.zeroize();
-        let block = Block(sealed);
+        let block = Block::new(sealed);
         let routing = block.routing_key();
         Ok((
             Chk {
@@ -356,7 +392,7 @@ impl Chk {
         block.verify(&self.routing)?;
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.decryption.0));
         let mut padded = cipher
-            .decrypt(Nonce::from_slice(&[0u8; 12]), block.0.as_slice())
+            .decrypt(Nonce::from_slice(&[0u8; 12]), block.as_bytes())
             .map_err(|_| KeyError::DecryptFailed)?;
         let result = unpad(&padded, BLOCK_DATA_LEN);
         padded.zeroize();

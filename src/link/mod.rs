@@ -256,7 +256,7 @@ where
     /// The next payload; `Ok(None)` when the peer closed between frames.
     /// Cancel-safe, like [`LinkReader::recv`].
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, LinkError> {
-        self.rx.recv(&mut self.stream).await
+        self.rx.recv(&mut self.stream, <[u8]>::to_vec).await
     }
 
     /// Shut down the sending direction (see [`LinkWriter::close`]).
@@ -325,7 +325,16 @@ impl LinkReader {
     /// The next payload (a keepalive is an empty `Vec`); `Ok(None)` when the
     /// peer closed the connection cleanly between frames. Cancel-safe.
     pub async fn recv(&mut self) -> Result<Option<Vec<u8>>, LinkError> {
-        self.state.recv(&mut self.io).await
+        self.state.recv(&mut self.io, <[u8]>::to_vec).await
+    }
+
+    /// As [`LinkReader::recv`], but `take` reads the payload where it was
+    /// decrypted (a decoder, say), so it is not copied out first.
+    pub async fn recv_with<T>(
+        &mut self,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, LinkError> {
+        self.state.recv(&mut self.io, take).await
     }
 }
 
@@ -371,7 +380,11 @@ impl RecvState {
         }
     }
 
-    async fn recv<R>(&mut self, io: &mut R) -> Result<Option<Vec<u8>>, LinkError>
+    async fn recv<R, T>(
+        &mut self,
+        io: &mut R,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, LinkError>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
@@ -380,7 +393,7 @@ impl RecvState {
         }
         // Only a returned error poisons the reader; a cancelled call leaves
         // the partial frame in place for the next one.
-        let result = self.recv_frame(io).await;
+        let result = self.recv_frame(io, take).await;
         if let Err(e) = &result {
             self.failed = true;
             tracing::debug!(peer = %self.peer, error = %e, "link read failed");
@@ -388,7 +401,11 @@ impl RecvState {
         result
     }
 
-    async fn recv_frame<R>(&mut self, io: &mut R) -> Result<Option<Vec<u8>>, LinkError>
+    async fn recv_frame<R, T>(
+        &mut self,
+        io: &mut R,
+        take: impl FnOnce(&[u8]) -> T,
+    ) -> Result<Option<T>, LinkError>
     where
         R: AsyncRead + Unpin + ?Sized,
     {
@@ -399,9 +416,9 @@ impl RecvState {
                 Decoded::Incomplete { needed } => needed,
                 Decoded::Frame { consumed, payload } => {
                     tracing::trace!(peer = %self.peer, frame = consumed - PREFIX_LEN, payload = payload.len(), "link frame in");
-                    let payload = payload.to_vec();
+                    let taken = take(payload);
                     self.filled = 0;
-                    return Ok(Some(payload));
+                    return Ok(Some(taken));
                 }
             };
             let n = io.read(&mut self.buf[self.filled..needed]).await?;

@@ -169,6 +169,10 @@ pub(super) async fn accept_peers(
                 continue;
             }
         };
+        // As on a dialled link: a frame goes out when it is written, not
+        // when the previous one is acknowledged (Nagle held small frames
+        // behind large ones on the accepting side of every link).
+        let _ = stream.set_nodelay(true);
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let allowed = |k: &PeerKey| ctx.allows(k);
@@ -411,14 +415,17 @@ async fn read_link(
         return;
     }
     loop {
-        match tokio::time::timeout(idle_timeout, reader.recv()).await {
+        // Decoded where the link decrypted it: no copy of the payload
+        // first. A keepalive (empty) decodes to nothing.
+        let next = reader.recv_with(|b| (!b.is_empty()).then(|| PeerFrame::decode(b)));
+        match tokio::time::timeout(idle_timeout, next).await {
             Err(_) => {
                 info!(%peer, "link idle too long; closing");
                 break;
             }
             Ok(Ok(None)) => break,
-            Ok(Ok(Some(bytes))) if bytes.is_empty() => continue,
-            Ok(Ok(Some(bytes))) => match PeerFrame::decode(&bytes) {
+            Ok(Ok(Some(None))) => continue,
+            Ok(Ok(Some(Some(decoded)))) => match decoded {
                 Ok(PeerFrame::Routing(msg)) => {
                     if new_request(&msg).is_some() {
                         let wait = pacer.wait(tokio::time::Instant::now());

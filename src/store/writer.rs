@@ -111,6 +111,27 @@ fn run<T>(
     }
 }
 
+/// Nice value of the cache's writer thread.
+const CACHE_WRITER_NICE: libc::c_int = 10;
+
+/// Lower the calling thread's scheduling priority (Linux: the nice value is
+/// per thread): when the CPU is short, caching yields to forwarding, so its
+/// queue fills and blocks go uncached instead of slowing the data path.
+fn yield_to_forwarding() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority only changes the nice value of the thread
+        // named by its own id; no memory is touched.
+        let done = unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, CACHE_WRITER_NICE)
+        };
+        if done != 0 {
+            tracing::debug!("cannot lower the cache writer's priority");
+        }
+    }
+}
+
 /// The cache's writer: one thread that keeps the blocks passing through in
 /// batches, one non-durable commit per batch (see
 /// [`Datastore::put_cache_batch`]). Caching is best effort: a full queue
@@ -134,6 +155,7 @@ impl CacheWriter {
         std::thread::Builder::new()
             .name("veil-cache-writer".into())
             .spawn(move || {
+                yield_to_forwarding();
                 while let Ok(first) = rx.recv() {
                     let blocks = gather(&rx, first, max_batch);
                     if let Err(e) = store.put_cache_batch(&blocks) {

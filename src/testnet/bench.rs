@@ -43,6 +43,8 @@ pub enum BenchError {
     Content(#[from] crate::content::ContentError),
     #[error("cannot start a node: {0}")]
     Spawn(String),
+    #[error("a bench task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
     #[error("the fetched file differs")]
     Differs,
     #[error(transparent)]
@@ -205,7 +207,21 @@ pub(crate) async fn shutdown_all(nodes: Vec<RunningNode>) {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// Least-squares slope of `ys` over distance 1..=ys.len().
+pub(super) fn slope(ys: &[f64]) -> f64 {
+    let xs: Vec<f64> = (1..=ys.len()).map(|d| d as f64).collect();
+    let mx = xs.iter().sum::<f64>() / xs.len().max(1) as f64;
+    let my = ys.iter().sum::<f64>() / ys.len().max(1) as f64;
+    let num: f64 = xs.iter().zip(ys).map(|(x, y)| (x - mx) * (y - my)).sum();
+    let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
+    if den > 0.0 {
+        num / den
+    } else {
+        0.0
+    }
+}
+
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         0.0
@@ -276,17 +292,7 @@ async fn measure(
         }
         medians.push(median(times));
     }
-    // Least-squares slope of median latency over distance 1..=k.
-    let xs: Vec<f64> = (1..=medians.len()).map(|d| d as f64).collect();
-    let mx = xs.iter().sum::<f64>() / xs.len() as f64;
-    let my = medians.iter().sum::<f64>() / medians.len() as f64;
-    let num: f64 = xs
-        .iter()
-        .zip(&medians)
-        .map(|(x, y)| (x - mx) * (y - my))
-        .sum();
-    let den: f64 = xs.iter().map(|x| (x - mx) * (x - mx)).sum();
-    let slope = if den > 0.0 { num / den } else { 0.0 };
+    let slope = slope(&medians);
 
     on_step(&format!(
         "throughput: placing a {get_mib} MiB file at one end"

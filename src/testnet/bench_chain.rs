@@ -15,6 +15,14 @@
 //! The achieved fraction is the 8 MiB get's throughput over that limit.
 //! With `--link-delay-ms` every node delays its frames (testnet only), so
 //! the same gets show the latency-bound case.
+//!
+//! Before the gets it measures the added latency per hop: fresh single
+//! blocks placed 1..4 hops from n0 and fetched over one client connection,
+//! the slope of the median time over distance, against the loopback round
+//! trip of a TCP ping-pong between two sockets in the same run
+//! ([`LATENCY_TARGET`]). With `--relay-total` it then passes that many bytes
+//! through the chain, a fresh 32 MiB file at a time (no file is held whole),
+//! and checks every node's peak resident set against the default `memory`.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -23,10 +31,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sha2::Digest;
 
-use super::bench::{chacha_throughput, tempfile_dir, BenchError};
+use super::bench::{chacha_throughput, median, slope, tempfile_dir, BenchError};
 use crate::client::{Client, Endpoint};
-use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
+use crate::config::{NodeConfig, PeerConfig, SizeSetting, DEFAULT_MEMORY, IDENTITY_FILE};
 use crate::identity::Identity;
+use crate::keys::Chk;
 use crate::routing::Anonymity;
 
 /// Nodes in the chain.
@@ -49,6 +58,46 @@ pub struct ChainOptions {
     pub sizes: Vec<usize>,
     /// Blocks in flight per get.
     pub concurrency: usize,
+    /// Fetches per distance for the per-hop latency (0: not measured).
+    pub latency_samples: usize,
+    /// Bytes to pass through the chain for the memory run (0: none).
+    pub relay_total: u64,
+}
+
+/// The per-hop latency target: at most this many loopback round trips.
+pub const LATENCY_TARGET: f64 = 1.5;
+/// The memory run's file size: the bytes pass through a file at a time.
+const RELAY_FILE: usize = 32 << 20;
+
+/// Added latency per hop against the loopback round trip, one run.
+#[derive(Debug, Serialize)]
+pub struct HopLatency {
+    /// Median get time (ms) of a fresh block held d hops from n0, d = 1..4.
+    pub by_distance_ms: Vec<f64>,
+    pub samples: usize,
+    /// Least-squares slope of the medians over distance.
+    pub per_hop_ms: f64,
+    /// Median round trip of a small message between two loopback sockets.
+    pub loopback_rtt_ms: f64,
+    /// `per_hop_ms / loopback_rtt_ms`.
+    pub ratio: f64,
+    /// `ratio <= LATENCY_TARGET`.
+    pub met: bool,
+}
+
+/// The memory run: bytes passed through the chain and the bound.
+#[derive(Debug, Serialize)]
+pub struct Relayed {
+    pub bytes: u64,
+    pub files: usize,
+    pub seconds: f64,
+    pub mib_per_s: f64,
+    /// The default `memory` setting every node ran with.
+    pub bound_mib: f64,
+    /// The highest peak resident set of any node.
+    pub highest_peak_mib: f64,
+    /// Every node's peak within the bound.
+    pub met: bool,
 }
 
 /// One get across the chain.
@@ -72,7 +121,9 @@ pub struct NodeRss {
 pub struct ChainReport {
     pub anonymity: String,
     pub link_delay_ms: u64,
+    pub latency: Option<HopLatency>,
     pub gets: Vec<ChainGet>,
+    pub relayed: Option<Relayed>,
     pub rss: Vec<NodeRss>,
     pub sha256_mib_per_s: f64,
     pub chacha_mib_per_s: f64,
@@ -90,6 +141,21 @@ impl ChainReport {
              blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
             self.anonymity, self.link_delay_ms
         );
+        if let Some(l) = &self.latency {
+            let medians: Vec<String> = l.by_distance_ms.iter().map(|m| format!("{m:.3}")).collect();
+            out.push_str(&format!(
+                "  single block 1..{} hops away: median {} ms ({} fetches each)\n\
+                 \x20 added latency per hop {:.3} ms; loopback round trip {:.3} ms; \
+                 ratio {:.2} (target <= {LATENCY_TARGET}): {}\n",
+                l.by_distance_ms.len(),
+                medians.join(" / "),
+                l.samples,
+                l.per_hop_ms,
+                l.loopback_rtt_ms,
+                l.ratio,
+                met(l.met)
+            ));
+        }
         for g in &self.gets {
             out.push_str(&format!(
                 "  {:>5.1} MiB get: {:.3} s, {:.1} MiB/s\n",
@@ -98,10 +164,28 @@ impl ChainReport {
                 g.mib_per_s
             ));
         }
+        if let Some(r) = &self.relayed {
+            out.push_str(&format!(
+                "  relayed {:.0} MiB ({} files of {} MiB) in {:.1} s, {:.1} MiB/s\n",
+                r.bytes as f64 / MIB,
+                r.files,
+                RELAY_FILE >> 20,
+                r.seconds,
+                r.mib_per_s
+            ));
+        }
         for r in &self.rss {
             out.push_str(&format!(
                 "  {} RSS {:.1} MiB, peak {:.1} MiB\n",
                 r.name, r.rss_mib, r.peak_mib
+            ));
+        }
+        if let Some(r) = &self.relayed {
+            out.push_str(&format!(
+                "  highest peak {:.1} MiB against the default memory {:.0} MiB: {}\n",
+                r.highest_peak_mib,
+                r.bound_mib,
+                met(r.met)
             ));
         }
         out.push_str(&format!(
@@ -119,6 +203,14 @@ impl ChainReport {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+fn met(ok: bool) -> &'static str {
+    if ok {
+        "MET"
+    } else {
+        "MISSED"
+    }
+}
 
 /// The node processes; killed on drop.
 struct Processes(Vec<Child>);
@@ -235,6 +327,30 @@ async fn run_in(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let latency = match opts.latency_samples {
+        0 => None,
+        n => {
+            on_step("per-hop latency: single blocks 1..4 hops away, and a loopback ping-pong");
+            let by_distance_ms = hop_latency(&clients, n).await?;
+            let loopback_rtt_ms =
+                loopback_rtt(n.max(200))
+                    .await
+                    .map_err(|source| BenchError::Io {
+                        path: "127.0.0.1".into(),
+                        source,
+                    })?;
+            let per_hop_ms = slope(&by_distance_ms);
+            let ratio = per_hop_ms / loopback_rtt_ms;
+            Some(HopLatency {
+                by_distance_ms,
+                samples: n,
+                per_hop_ms,
+                loopback_rtt_ms,
+                ratio,
+                met: ratio <= LATENCY_TARGET,
+            })
+        }
+    };
     let mut gets = Vec::new();
     for (k, &size) in opts.sizes.iter().enumerate() {
         on_step(&format!(
@@ -245,10 +361,7 @@ async fn run_in(
             .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ k as u8)
             .collect();
         let split = crate::content::split(&data)?;
-        let mut c = Client::connect(&clients[HOLDER], Duration::from_secs(10)).await?;
-        for block in &split.blocks {
-            c.place(block.clone()).await?;
-        }
+        place_all(&clients[HOLDER], &split.blocks).await?;
         on_step("fetching it from n0");
         let t = Instant::now();
         let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
@@ -262,7 +375,11 @@ async fn run_in(
             mib_per_s: size as f64 / MIB / seconds,
         });
     }
-    let rss = procs
+    let relayed = match opts.relay_total {
+        0 => None,
+        total => Some(relay(&clients, opts, total, on_step).await?),
+    };
+    let rss: Vec<NodeRss> = procs
         .0
         .iter()
         .enumerate()
@@ -282,10 +399,25 @@ async fn run_in(
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let limit = cores as f64 / (AEAD_PASSES / chacha + HASH_PASSES / sha);
     let best = gets.last().map_or(0.0, |g| g.mib_per_s);
+    let relayed = relayed.map(|(bytes, files, seconds)| {
+        let bound_mib = DEFAULT_MEMORY as f64 / MIB;
+        let highest_peak_mib = rss.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
+        Relayed {
+            bytes,
+            files,
+            seconds,
+            mib_per_s: bytes as f64 / MIB / seconds,
+            bound_mib,
+            highest_peak_mib,
+            met: highest_peak_mib <= bound_mib,
+        }
+    });
     Ok(ChainReport {
         anonymity: opts.anonymity.to_string(),
         link_delay_ms: opts.link_delay_ms,
+        latency,
         gets,
+        relayed,
         rss,
         sha256_mib_per_s: sha,
         chacha_mib_per_s: chacha,
@@ -293,4 +425,127 @@ async fn run_in(
         limit_mib_per_s: limit,
         fraction: best / limit,
     })
+}
+
+/// Median get time (ms) of a fresh block placed `d` hops from n0, for d =
+/// 1..=HOLDER: each block is new, so no cache on the way answers, and one
+/// client connection serves every get.
+async fn hop_latency(clients: &[Endpoint], samples: usize) -> Result<Vec<f64>, BenchError> {
+    let run: u64 = rand::random();
+    let mut requester = Client::connect(&clients[0], Duration::from_secs(10)).await?;
+    let mut medians = Vec::new();
+    for (d, holder) in clients.iter().enumerate().take(HOLDER + 1).skip(1) {
+        let mut holder = Client::connect(holder, Duration::from_secs(10)).await?;
+        let mut times = Vec::with_capacity(samples);
+        for s in 0..samples {
+            let (chk, block) = Chk::encode(format!("latency {run} {d} {s}").as_bytes())?;
+            holder.place(block).await?;
+            let t = Instant::now();
+            requester.get(chk.routing).await?;
+            times.push(t.elapsed().as_secs_f64() * 1000.0);
+        }
+        medians.push(median(times));
+    }
+    Ok(medians)
+}
+
+/// Median round trip (ms) of a 64-byte message between two TCP sockets on
+/// loopback (no delay), over `rounds` round trips after a warm-up.
+async fn loopback_rtt(rounds: usize) -> std::io::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let echo = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; 64];
+        loop {
+            s.read_exact(&mut buf).await?;
+            s.write_all(&buf).await?;
+        }
+        #[allow(unreachable_code)]
+        Ok::<(), std::io::Error>(())
+    });
+    let result = async {
+        let mut c = tokio::net::TcpStream::connect(addr).await?;
+        c.set_nodelay(true)?;
+        let mut buf = [0x5au8; 64];
+        let mut times = Vec::with_capacity(rounds);
+        for i in 0..rounds + 50 {
+            let t = Instant::now();
+            c.write_all(&buf).await?;
+            c.read_exact(&mut buf).await?;
+            if i >= 50 {
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        Ok(median(times))
+    }
+    .await;
+    echo.abort();
+    result
+}
+
+/// The memory run: `total` bytes through the chain, a fresh
+/// [`RELAY_FILE`] file at a time placed at the holder and fetched from n0.
+/// Returns the bytes, the files and the seconds spent fetching.
+async fn relay(
+    clients: &[Endpoint],
+    opts: &ChainOptions,
+    total: u64,
+    on_step: &impl Fn(&str),
+) -> Result<(u64, usize, f64), BenchError> {
+    let run: u8 = rand::random();
+    let mut passed = 0u64;
+    let mut files = 0usize;
+    let mut seconds = 0.0;
+    while passed < total {
+        let size = RELAY_FILE.min((total - passed) as usize);
+        on_step(&format!(
+            "relay run: {:.0} of {:.0} MiB through the chain",
+            passed as f64 / MIB,
+            total as f64 / MIB
+        ));
+        let salt = (files as u8) ^ run;
+        let data: Vec<u8> = (0..size)
+            .map(|i| (i % 251) as u8 ^ (i / 4093) as u8 ^ salt ^ (files >> 8) as u8)
+            .collect();
+        let split = crate::content::split(&data)?;
+        place_all(&clients[HOLDER], &split.blocks).await?;
+        drop(split.blocks);
+        let t = Instant::now();
+        let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
+        seconds += t.elapsed().as_secs_f64();
+        if got != data {
+            return Err(BenchError::Differs);
+        }
+        passed += size as u64;
+        files += 1;
+    }
+    Ok((passed, files, seconds))
+}
+
+/// Connections a placing keeps busy: each place waits for its block to be
+/// durable, so many at once share the store's group commits.
+const PLACERS: usize = 16;
+
+/// Place every block at the node at `holder`, over [`PLACERS`] connections.
+async fn place_all(holder: &Endpoint, blocks: &[crate::keys::Block]) -> Result<(), BenchError> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..PLACERS.min(blocks.len()) {
+        // Clones share the blocks' bytes.
+        let mine: Vec<_> = blocks.iter().skip(i).step_by(PLACERS).cloned().collect();
+        let holder = holder.clone();
+        tasks.spawn(async move {
+            let mut c = Client::connect(&holder, Duration::from_secs(10)).await?;
+            for block in mine {
+                c.place(block).await?;
+            }
+            Ok::<(), BenchError>(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
 }
