@@ -76,9 +76,7 @@ fn killing_a_quarter_loses_nothing_with_fec_and_replication_and_files_without() 
         killed >= 7,
         "{killed} killed: a quarter of at least 28 non-fetchers"
     );
-    // Not yet "every file": a replica can sit where a get's route never
-    // goes (the reason then says every block had a live holder).
-    assert!(on_ok > off_ok, "{:?}", reasons(&on));
+    assert_eq!(on_ok, n, "with FEC and replication: {:?}", reasons(&on));
     assert!(off_ok < m, "nothing lost without FEC and replication");
     for reason in reasons(&off) {
         assert!(reason.contains("had no holder that stayed up"), "{reason}");

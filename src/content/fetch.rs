@@ -23,6 +23,10 @@ use crate::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 /// blocks.
 const WINDOW_FACTOR: usize = 4;
 
+/// The top block and the manifests get this many times the retries of
+/// a leaf ([`FetchOptions::retries`]).
+pub const TOP_RETRY_FACTOR: u32 = 2;
+
 /// Segments of a version-1 file (no check blocks): runs of this many data
 /// blocks, all of which are needed.
 const V1_SEGMENT: usize = 128;
@@ -63,7 +67,8 @@ pub struct FetchOptions {
     /// Refuse files longer than this, as soon as the root says so (at most
     /// [`MAX_FILE_LEN`] is accepted regardless).
     pub max_len: u64,
-    /// How many times a failed block request is asked again.
+    /// How many times a failed block request is asked again (the top
+    /// block and manifests: [`TOP_RETRY_FACTOR`] times as many).
     pub retries: u32,
     /// The wait before the first retry; each further one waits twice as long.
     pub backoff: Duration,
@@ -221,7 +226,14 @@ where
         body,
     };
 
-    let root_block = getter.raw(uri.routing).await?;
+    // The top block and the manifests have no check blocks to fall back
+    // on: they are asked again twice as often (the node starts each repeat
+    // on another first hop, where an insert's other copies went).
+    let top = Getter {
+        retries: getter.retries.saturating_mul(TOP_RETRY_FACTOR),
+        ..getter.clone()
+    };
+    let root_block = top.raw(uri.routing).await?;
     let (kind, root_data) = uri
         .decode_any(&root_block)
         .map_err(|e| bad_block(&uri.routing, e))?;
@@ -258,19 +270,12 @@ where
     progress.blocks_known += root.entries.len() as u64;
     on_progress(progress);
 
-    let leaves = walk_tree(
-        &getter,
-        root,
-        concurrency,
-        max_leaves,
-        file_length,
-        &mut |n| {
-            progress.blocks_done += 1;
-            progress.blocks_known += n;
-            progress.retries = counter.load(Ordering::Relaxed);
-            on_progress(progress);
-        },
-    )
+    let leaves = walk_tree(&top, root, concurrency, max_leaves, file_length, &mut |n| {
+        progress.blocks_done += 1;
+        progress.blocks_known += n;
+        progress.retries = counter.load(Ordering::Relaxed);
+        on_progress(progress);
+    })
     .await?;
 
     let segments = segments_of(layout, &leaves, file_length)?;

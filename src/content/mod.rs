@@ -61,7 +61,7 @@ pub mod usk;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,
-    DEFAULT_MAX_LEN,
+    DEFAULT_MAX_LEN, TOP_RETRY_FACTOR,
 };
 pub use layout::{Fec, Layout, Segment, DEFAULT_REDUNDANCY, MAX_REDUNDANCY, MAX_SEGMENT};
 pub use manifest::{
