@@ -57,6 +57,7 @@ mod resume;
 mod segment;
 mod split;
 mod stream;
+mod tree;
 pub mod usk;
 
 pub use fetch::{
@@ -65,8 +66,9 @@ pub use fetch::{
 };
 pub use layout::{Fec, Layout, Segment, DEFAULT_REDUNDANCY, MAX_REDUNDANCY, MAX_SEGMENT};
 pub use manifest::{
-    decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION,
-    MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FILE_LEN,
+    decode_manifest, encode_manifest, inner_split, Manifest, ManifestEntry, MANIFEST_VERSION,
+    MANIFEST_VERSION_V1, MANIFEST_VERSION_V2, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FANOUT_V2,
+    MAX_FILE_LEN,
 };
 pub use resume::{fetch_to_path, part_path, record_path, Fetched};
 pub use split::{split, split_v1, split_with, SplitFile, SplitOptions};
@@ -102,7 +104,7 @@ pub enum ContentError {
     #[error("corrupt manifest: {0}")]
     CorruptManifest(#[from] ManifestError),
     /// A manifest of a version this code does not read.
-    #[error("unsupported manifest version {0}; this reads versions 1 and {MANIFEST_VERSION}")]
+    #[error("unsupported manifest version {0}; this reads versions 1 to {MANIFEST_VERSION}")]
     UnsupportedVersion(u64),
     /// A block or subtree has a different length than its parent says.
     #[error("length mismatch: expected {expected} bytes, got {actual}")]
@@ -269,6 +271,16 @@ pub enum ManifestError {
     /// bomb, refused before the list is built.
     #[error("the manifests list more than the {max} blocks a {file_length}-byte file has")]
     TooManyBlocks { max: u64, file_length: u64 },
+    /// Check blocks in a manifest before version 3, at depth 0, more than
+    /// the redundancy limit allows, or not a block long.
+    #[error("{0} check entries where the format allows none, or not of a block each")]
+    BadChecks(usize),
+    /// A `checks` key before version 3.
+    #[error("a manifest before version 3 has no checks field")]
+    ChecksBeforeV3,
+    /// A child manifest rebuilt from check blocks does not seal to its key.
+    #[error("a child manifest rebuilt from check blocks does not match its key {key}")]
+    BadChildRecovery { key: String },
     /// A leaf whose length does not fit its place in the layout.
     #[error("leaf {index} claims {length} bytes; its place in the layout holds {expected}")]
     LeafLength {
