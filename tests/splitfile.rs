@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use veil::content::{
     decode_manifest, encode_manifest, fetch_to_writer, split_v1, split_with, ContentError, Fec,
     FetchOptions, Layout, Manifest, ManifestEntry, SplitOptions, DEFAULT_MAX_LEN, MANIFEST_VERSION,
-    MANIFEST_VERSION_V1, MAX_FANOUT, MAX_FANOUT_V1,
+    MANIFEST_VERSION_V1, MANIFEST_VERSION_V2, MAX_FANOUT, MAX_FANOUT_V1,
 };
 use veil::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
@@ -148,7 +148,7 @@ proptest! {
     /// fetch fails with an error, never a panic or a wrong file.
     #[test]
     fn any_c_of_a_manifests_children_and_checks_decode_and_fewer_fail_cleanly(
-        blocks in 6u64..24,
+        blocks in 10u64..24,
         fanout in 4usize..9,
         redundancy in prop_oneof![Just(0u16), Just(50), Just(100), Just(200), 1u16..=300],
         drop_mask in any::<u64>(),
@@ -317,6 +317,19 @@ fn old_format_files_still_fetch() {
     let old = split_v1(&data, 2).unwrap();
     let net: Net = net_of(&old.blocks);
     let (got, _) = runtime().block_on(get_counted(&old.uri, net, opts(4)));
+    assert!(got.unwrap() == data);
+    // Version 2 (check blocks over the leaves, no "checks" key): the same
+    // leaves under a root written as version 2 still fetch.
+    let (_, plain) = new.uri.decode_any(new.blocks.last().unwrap()).unwrap();
+    let mut root = decode_manifest(&plain).unwrap();
+    assert_eq!((root.version, root.depth), (MANIFEST_VERSION, 0));
+    root.version = MANIFEST_VERSION_V2;
+    let plain = encode_manifest(&root);
+    assert!(!plain.windows(7).any(|w| w == b"\x66checks"));
+    let (uri, block) = Chk::encode_kind(BlockKind::Manifest, &plain).unwrap();
+    let mut net: Net = net_of(&new.blocks);
+    net.insert(uri.routing, block);
+    let (got, _) = runtime().block_on(get_counted(&uri, net, opts(5)));
     assert!(got.unwrap() == data);
 }
 

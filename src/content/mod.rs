@@ -14,9 +14,13 @@
 //! leaves: each segment's data blocks, then its check blocks. When one
 //! manifest cannot list every leaf, the leaves are grouped under child
 //! manifests, and those under further manifests, until one root manifest
-//! remains: the file's URI is the root manifest's CHK. The root carries the
-//! format version (2), the file's SHA-256 and its erasure coding; version-1
-//! files (no check blocks) are still fetched.
+//! remains: the file's URI is the root manifest's CHK. A manifest over
+//! manifests also lists Reed-Solomon check blocks over its children, so a
+//! lost child manifest is rebuilt (`tree.rs`). The root carries the format
+//! version (3), the file's SHA-256 and its erasure coding; version-1 files
+//! (no check blocks) and version-2 files (none over manifests) are still
+//! fetched. The root itself has no check blocks: `veil put` inserts it
+//! several times, each on another route (`transfer::ROOT_COPIES`).
 //!
 //! # Rooms
 //!
