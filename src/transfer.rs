@@ -336,11 +336,26 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
             first,
         });
     }
-    inserts.pool.insert(end.root).await?;
+    inserts.pool.insert(end.root.clone()).await?;
     inserts.progress.blocks_done += 1;
     on_progress(inserts.progress);
+    // The root has no check blocks: more copies of it, each insert on
+    // another first hop (the node routes a repeated insert elsewhere), so
+    // its replicas land on other paths. Best effort: the first copy is in.
+    for _ in 1..ROOT_COPIES {
+        let _ = inserts.pool.insert(end.root.clone()).await;
+    }
     Ok(end.uri)
 }
+
+/// How many times [`put_stream`] inserts a file's top block (the URI's own
+/// key, which no check block can stand in for). The node starts each
+/// repeat on its next-best first hop, so every copy is placed by another
+/// path and stored at that path's replica nodes; a get that fails asks
+/// again the same way, up to twice its retries
+/// ([`content::TOP_RETRY_FACTOR`]). Costs two more
+/// block inserts per file. See `docs/protocol.md`, "The top block".
+pub const ROOT_COPIES: usize = 3;
 
 /// Whether a failed block request through the node is worth asking again:
 /// not found, timed out, overloaded, or the connection lost mid-request.

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 use veil::content::{
     decode_manifest, encode_manifest, fetch_to_writer, fetch_with_progress, split, split_v1,
     split_with, ContentError, Fec, FetchOptions, Manifest, ManifestEntry, Progress, SplitFile,
-    SplitOptions, MANIFEST_VERSION, MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1,
-    MAX_FILE_LEN,
+    SplitOptions, MANIFEST_VERSION, MANIFEST_VERSION_V1, MANIFEST_VERSION_V2, MAX_DEPTH,
+    MAX_FANOUT, MAX_FANOUT_V1, MAX_FANOUT_V2, MAX_FILE_LEN,
 };
 use veil::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
@@ -257,14 +257,24 @@ fn fanout_is_the_most_that_fits_in_a_block() {
                 length: u64::MAX,
             })
             .collect(),
-        fec: (version == MANIFEST_VERSION).then_some(Fec {
+        fec: (version != MANIFEST_VERSION_V1).then_some(Fec {
             file_length: u64::MAX,
             segment: u8::MAX,
             redundancy: u16::MAX,
         }),
+        checks: Vec::new(),
     };
+    // Version 3: children and checks share the fan-out.
+    let worst_v3 = |n: usize| {
+        let mut m = worst(MANIFEST_VERSION, n);
+        m.checks = m.entries.split_off(n / 2);
+        m
+    };
+    assert!(encode_manifest(&worst_v3(MAX_FANOUT)).len() <= BLOCK_DATA_LEN);
+    assert!(encode_manifest(&worst_v3(MAX_FANOUT + 1)).len() > BLOCK_DATA_LEN);
     for (version, fanout) in [
         (MANIFEST_VERSION, MAX_FANOUT),
+        (MANIFEST_VERSION_V2, MAX_FANOUT_V2),
         (MANIFEST_VERSION_V1, MAX_FANOUT_V1),
     ] {
         let fits = encode_manifest(&worst(version, fanout));
@@ -697,11 +707,11 @@ fn decode_manifest_refuses_oversized_and_bad_versions() {
     // A version this code does not read: patch the `v` value (the byte after
     // the "v" key, which follows the map head).
     let pos = good.windows(2).position(|w| w == [0x61, b'v']).unwrap();
-    let mut v3 = good.clone();
-    v3[pos + 2] = 0x03;
+    let mut v4 = good.clone();
+    v4[pos + 2] = 0x04;
     assert!(matches!(
-        decode_manifest(&v3),
-        Err(ContentError::UnsupportedVersion(3))
+        decode_manifest(&v4),
+        Err(ContentError::UnsupportedVersion(4))
     ));
     // A data entry longer than a block.
     let data = bytes(2 * BLOCK_DATA_LEN, 18);

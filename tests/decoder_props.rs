@@ -554,6 +554,7 @@ fn manifest() -> impl Strategy<Value = Manifest> {
                 depth,
                 entries,
                 fec: None,
+                checks: Vec::new(),
             }
         })
 }

@@ -25,7 +25,7 @@ const B: usize = BLOCK_DATA_LEN;
 fn small_segments() -> SplitOptions {
     SplitOptions {
         segment: 8,
-        fanout: 5,
+        fanout: 8,
         ..SplitOptions::default()
     }
 }
@@ -47,7 +47,9 @@ fn a_streamed_split_is_the_in_memory_split_and_holds_one_segment_at_a_time() {
             // The structural bound: one segment's leaves (8 data + 8 check
             // here, at most 128 + 128 by default) and the manifests it closed.
             assert!(seg.leaves.len() <= 2 * usize::from(opts.segment), "{len}");
-            assert!(seg.manifests.len() <= 1 + usize::from(veil::content::MAX_DEPTH));
+            // Each manifest closed brings its check blocks (version 3).
+            let closed = 1 + usize::from(veil::content::MAX_DEPTH);
+            assert!(seg.manifests.len() <= closed * opts.fanout);
             streamed.extend(seg.leaves);
             streamed.extend(seg.manifests.into_iter().map(|(_, b)| b));
         }

@@ -1,4 +1,4 @@
-//! The version-2 splitfile root: arbitrary bytes sealed as a root manifest
+//! The version-2 or -3 splitfile root: arbitrary bytes sealed as a root manifest
 //! and fetched from a network that holds only that root. Never a panic;
 //! an accepted root's erasure-coding layout adds up; the fetch ends in an
 //! error (every other block is missing) without fetching more than the

@@ -1,7 +1,6 @@
 //! Fetching a file back: the root, then the manifest tree a level at a time
 //! (each distinct manifest once), then the leaves a segment at a time.
 
-use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -10,19 +9,18 @@ use std::time::Duration;
 use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::task::JoinSet;
 
 use super::layout::Layout;
 use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
 pub use super::segment::{FetchError, RetryIf};
+use super::tree::walk_tree;
 use super::window::Window;
-use super::{decode_manifest, ContentError, Manifest, ManifestEntry, ManifestError, MAX_FILE_LEN};
+use super::{decode_manifest, ContentError, ManifestEntry, ManifestError, MAX_FILE_LEN};
 use crate::keys::{Block, BlockKind, Chk, RoutingKey, BLOCK_DATA_LEN};
 
-/// How far past the next manifest to hand back a fetch may run, as a
-/// multiple of its concurrency: bounds the reorder buffer to this many
-/// blocks.
-const WINDOW_FACTOR: usize = 4;
+/// The top block and the manifests get this many times the retries of
+/// a leaf ([`FetchOptions::retries`]).
+pub const TOP_RETRY_FACTOR: u32 = 2;
 
 /// Segments of a version-1 file (no check blocks): runs of this many data
 /// blocks, all of which are needed.
@@ -67,7 +65,8 @@ pub struct FetchOptions {
     /// Refuse files longer than this, as soon as the root says so (at most
     /// [`MAX_FILE_LEN`] is accepted regardless).
     pub max_len: u64,
-    /// How many times a failed block request is asked again.
+    /// How many times a failed block request is asked again (the top
+    /// block and manifests: [`TOP_RETRY_FACTOR`] times as many).
     pub retries: u32,
     /// The wait before the first retry; each further one waits twice as long.
     pub backoff: Duration,
@@ -227,7 +226,14 @@ where
         body,
     };
 
-    let root_block = getter.raw(uri.routing).await?;
+    // The top block and the manifests have no check blocks to fall back
+    // on: they are asked again twice as often (the node starts each repeat
+    // on another first hop, where an insert's other copies went).
+    let top = Getter {
+        retries: getter.retries.saturating_mul(TOP_RETRY_FACTOR),
+        ..getter.clone()
+    };
+    let root_block = top.raw(uri.routing).await?;
     let (kind, root_data) = uri
         .decode_any(&root_block)
         .map_err(|e| bad_block(&uri.routing, e))?;
@@ -264,19 +270,12 @@ where
     progress.blocks_known += root.entries.len() as u64;
     on_progress(progress);
 
-    let leaves = walk_tree(
-        &getter,
-        root,
-        concurrency,
-        max_leaves,
-        file_length,
-        &mut |n| {
-            progress.blocks_done += 1;
-            progress.blocks_known += n;
-            progress.retries = counter.load(Ordering::Relaxed);
-            on_progress(progress);
-        },
-    )
+    let leaves = walk_tree(&top, root, concurrency, max_leaves, file_length, &mut |n| {
+        progress.blocks_done += 1;
+        progress.blocks_known += n;
+        progress.retries = counter.load(Ordering::Relaxed);
+        on_progress(progress);
+    })
     .await?;
 
     let segments = segments_of(layout, &leaves, file_length)?;
@@ -468,167 +467,5 @@ where
             return Err(ContentError::HashMismatch);
         }
         Ok(file_length)
-    }
-}
-
-/// Open the tree under `root` a level at a time, fetching each distinct
-/// child manifest once, and return its leaves in order. No level may list
-/// more than `max_leaves` entries: checked before the level is built.
-/// `on_manifest` runs after each manifest with the entries it added.
-async fn walk_tree<F, Fut, E>(
-    getter: &Getter<F>,
-    root: Manifest,
-    concurrency: usize,
-    max_leaves: u64,
-    file_length: u64,
-    on_manifest: &mut impl FnMut(u64),
-) -> Result<Vec<ManifestEntry>, ContentError>
-where
-    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Block, E>> + Send + 'static,
-    E: Into<FetchError> + Send + 'static,
-{
-    let too_many = || ManifestError::TooManyBlocks {
-        max: max_leaves,
-        file_length,
-    };
-    if root.entries.len() as u64 > max_leaves {
-        return Err(too_many().into());
-    }
-    let version = root.version;
-    let mut level = root.entries;
-    let mut depth = root.depth;
-    while depth > 0 {
-        let child_depth = depth - 1;
-        // Each distinct child once, in first-seen order.
-        let mut first_seen: HashMap<(RoutingKey, [u8; 32]), usize> = HashMap::new();
-        let mut distinct: Vec<ManifestEntry> = Vec::new();
-        let mut which: Vec<usize> = Vec::with_capacity(level.len());
-        for entry in &level {
-            let key = (entry.chk.routing, *entry.chk.decryption.as_bytes());
-            let i = *first_seen.entry(key).or_insert_with(|| {
-                distinct.push(entry.clone());
-                distinct.len() - 1
-            });
-            which.push(i);
-        }
-        let mut children: Vec<Manifest> = Vec::with_capacity(distinct.len());
-        let mut fetcher = Ordered::new(&distinct, concurrency, getter.clone());
-        while let Some(bytes) = fetcher.next().await? {
-            let entry = &distinct[children.len()];
-            let child = decode_manifest(&bytes)?;
-            let key = || entry.chk.routing.to_base64();
-            if child.depth != child_depth {
-                return Err(ManifestError::ChildDepth {
-                    key: key(),
-                    found: child.depth,
-                    expected: child_depth,
-                }
-                .into());
-            }
-            if child.sha256.is_some() || child.fec.is_some() {
-                return Err(ManifestError::ChildWithHash { key: key() }.into());
-            }
-            if child.version != version {
-                return Err(ContentError::UnsupportedVersion(u64::from(child.version)));
-            }
-            on_manifest(child.entries.len() as u64);
-            children.push(child);
-        }
-        // The next level's size, from the counts alone, before building it.
-        let mut total: u64 = 0;
-        for (entry, &i) in level.iter().zip(&which) {
-            let child = &children[i];
-            if child.length != entry.length {
-                return Err(ContentError::LengthMismatch {
-                    expected: entry.length,
-                    actual: child.length,
-                });
-            }
-            total += child.entries.len() as u64;
-            if total > max_leaves {
-                return Err(too_many().into());
-            }
-        }
-        let mut next = Vec::with_capacity(total as usize);
-        for &i in &which {
-            next.extend(children[i].entries.iter().cloned());
-        }
-        level = next;
-        depth = child_depth;
-    }
-    Ok(level)
-}
-
-type TaskResult = (usize, Result<Vec<u8>, ContentError>);
-
-/// Fetches a list of manifests with at most `concurrency` in flight,
-/// handing them back in list order. Runs at most `WINDOW_FACTOR *
-/// concurrency` ahead of the next one to hand back, so the reorder buffer
-/// stays bounded. Dropping it aborts whatever is still in flight.
-struct Ordered<'a, F> {
-    items: &'a [ManifestEntry],
-    concurrency: usize,
-    window: usize,
-    getter: Getter<F>,
-    tasks: JoinSet<TaskResult>,
-    ready: BTreeMap<usize, Vec<u8>>,
-    next_spawn: usize,
-    next_out: usize,
-}
-
-impl<'a, F, Fut, E> Ordered<'a, F>
-where
-    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Block, E>> + Send + 'static,
-    E: Into<FetchError> + Send + 'static,
-{
-    fn new(items: &'a [ManifestEntry], concurrency: usize, getter: Getter<F>) -> Self {
-        Ordered {
-            items,
-            concurrency,
-            window: concurrency.saturating_mul(WINDOW_FACTOR),
-            getter,
-            tasks: JoinSet::new(),
-            ready: BTreeMap::new(),
-            next_spawn: 0,
-            next_out: 0,
-        }
-    }
-
-    /// The next manifest's plaintext in list order, or `None` when all are
-    /// done.
-    async fn next(&mut self) -> Result<Option<Vec<u8>>, ContentError> {
-        loop {
-            if self.next_out == self.items.len() {
-                return Ok(None);
-            }
-            if let Some(data) = self.ready.remove(&self.next_out) {
-                self.next_out += 1;
-                return Ok(Some(data));
-            }
-            while self.tasks.len() < self.concurrency
-                && self.next_spawn < self.items.len()
-                && self.next_spawn < self.next_out + self.window
-            {
-                let i = self.next_spawn;
-                let entry = &self.items[i];
-                let getter = self.getter.clone();
-                let (chk, len) = (entry.chk.clone(), entry.length);
-                self.tasks
-                    .spawn(async move { (i, getter.open(chk, BlockKind::Manifest, len).await) });
-                self.next_spawn += 1;
-            }
-            match self.tasks.join_next().await {
-                Some(Ok((i, result))) => {
-                    self.ready.insert(i, result?);
-                }
-                Some(Err(e)) => return Err(ContentError::TaskFailed(e)),
-                // Unreachable: the block at next_out is always spawned
-                // before we wait (next_out < next_spawn or the loop above
-                // just spawned it).
-                None => return Err(ContentError::Stalled),
-            }
-        }
     }
 }

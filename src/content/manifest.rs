@@ -1,23 +1,31 @@
 //! The manifest format: wire structs, encode/decode, and the capacity maths
 //! that fixes [`MAX_FANOUT`].
 //!
-//! # Manifest format (versions 1 and 2)
+//! # Manifest format (versions 1, 2 and 3)
 //!
 //! A CBOR map with exactly these keys:
 //!
 //! | key       | value                                                       |
 //! |-----------|-------------------------------------------------------------|
-//! | `v`       | unsigned integer: 1 (the old format, read only) or 2 ([`MANIFEST_VERSION`], written) |
-//! | `length`  | unsigned integer: bytes of the blocks under this manifest (version 1: file bytes; version 2: file bytes plus check-block bytes) |
+//! | `v`       | unsigned integer: 1 or 2 (older formats, read only) or 3 ([`MANIFEST_VERSION`], written) |
+//! | `length`  | unsigned integer: bytes of the leaves under this manifest (version 1: file bytes; versions 2 and 3: file bytes plus check-block bytes) |
 //! | `sha256`  | 32-byte string (the whole file's SHA-256) in the root; `null` in every child manifest |
 //! | `depth`   | unsigned integer: 0 if the entries are leaf blocks, `d > 0` if they are manifests of depth `d - 1` |
 //! | `entries` | array of `[routing key (32-byte string), decryption key (32-byte string), length (unsigned)]` |
-//! | `fec`     | version 2 only: `[file length, segment size, redundancy percent]` in the root, `null` in children |
+//! | `fec`     | versions 2 and 3: `[file length, segment size, redundancy percent]` in the root, `null` in children |
+//! | `checks`  | version 3 only: array of entries like `entries`, the Reed-Solomon check blocks over the child manifests (empty at depth 0); not counted in `length` |
 //!
 //! In version 2 the leaves, in tree order, are segment after segment: each
 //! segment's data blocks in file order, then its Reed-Solomon check blocks
 //! (see [`super::Layout`] for the segment sizes, which follow from the `fec`
 //! triple alone).
+//!
+//! In version 3 a manifest of depth `d > 0` also lists check blocks over its
+//! children: each child manifest's plaintext zero-padded to a block, coded
+//! as one segment (see [`inner_split`] for how many children and checks),
+//! so any `c` of its `c + m` entries rebuild its `c` children. A rebuilt
+//! child is its padded plaintext cut where its CBOR ends
+//! ([`encoded_len`]), sealed again and compared with its CHK.
 //!
 //! An encoded manifest must fit in one block. [`MAX_FANOUT`] is the largest
 //! number of entries for which the worst-case encoding (every integer at its
@@ -34,13 +42,16 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::layout::{Fec, Layout};
+use super::layout::{Fec, Layout, MAX_REDUNDANCY};
 use super::{ContentError, ManifestError};
 use crate::keys::{Chk, DecryptionKey, RoutingKey, BLOCK_DATA_LEN};
 
-/// The manifest format version this module writes. Version 1 (no erasure
-/// coding) is still read.
-pub const MANIFEST_VERSION: u8 = 2;
+/// The manifest format version this module writes. Versions 1 (no erasure
+/// coding) and 2 (check blocks over the leaves only) are still read.
+pub const MANIFEST_VERSION: u8 = 3;
+
+/// Check blocks over the leaves, none over the manifests.
+pub const MANIFEST_VERSION_V2: u8 = 2;
 
 /// The old format: a tree over the file's data blocks only.
 pub const MANIFEST_VERSION_V1: u8 = 1;
@@ -48,8 +59,9 @@ pub const MANIFEST_VERSION_V1: u8 = 1;
 /// The deepest manifest accepted: depth 0 lists leaf blocks, depth `d` lists
 /// manifests of depth `d - 1`. At [`MAX_FANOUT`] entries a tree of depth 2
 /// already covers more than [`MAX_FILE_LEN`]; the slack is for trees built
-/// with a small fan-out ([`super::split_with`]).
-pub const MAX_DEPTH: u8 = 4;
+/// with a small fan-out ([`super::split_with`]), whose inner manifests in
+/// version 3 may list as few as 2 children beside their check blocks.
+pub const MAX_DEPTH: u8 = 8;
 
 /// The largest file [`super::split`] builds and [`super::fetch`] accepts: 1 TiB.
 pub const MAX_FILE_LEN: u64 = 1 << 40;
@@ -85,26 +97,56 @@ const MANIFEST_OVERHEAD_V1: usize = 1
     + cbor_key(7) // "entries"
     + 3;
 /// Version 2 adds `"fec": [u64, u8, u16]` (the map head stays one byte).
-const MANIFEST_OVERHEAD_MAX: usize =
+const MANIFEST_OVERHEAD_V2: usize =
     MANIFEST_OVERHEAD_V1 + cbor_key(3) + 1 + CBOR_U64_MAX + CBOR_U8_MAX + CBOR_U16_MAX;
+/// Version 3 adds `"checks"` and its array head (entries and checks
+/// together are at most the fan-out).
+const MANIFEST_OVERHEAD_MAX: usize = MANIFEST_OVERHEAD_V2 + cbor_key(6) + 3;
 
-/// The most entries one version-2 manifest holds: as many as fit in one
-/// block in the worst case (418 with 32 KiB blocks).
+/// The most entries (children and checks together) one version-3
+/// manifest holds: as many as fit in one block in the worst case (418 with
+/// 32 KiB blocks).
 pub const MAX_FANOUT: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_MAX) / ENTRY_MAX_LEN;
+
+/// The most entries a version-2 manifest holds (418).
+pub const MAX_FANOUT_V2: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_V2) / ENTRY_MAX_LEN;
 
 /// The most entries a version-1 manifest holds (419).
 pub const MAX_FANOUT_V1: usize = (BLOCK_DATA_LEN - MANIFEST_OVERHEAD_V1) / ENTRY_MAX_LEN;
 
 // The array head above is 3 bytes only while the count fits in a u16.
-const _: () = assert!(MAX_FANOUT_V1 < 65_536 && MAX_FANOUT >= 2 && MAX_FANOUT <= MAX_FANOUT_V1);
+const _: () = assert!(
+    MAX_FANOUT_V1 < 65_536
+        && MAX_FANOUT >= 2
+        && MAX_FANOUT <= MAX_FANOUT_V2
+        && MAX_FANOUT_V2 <= MAX_FANOUT_V1
+);
 
 /// The fan-out a manifest of this version may have.
 pub fn max_fanout(version: u8) -> usize {
-    if version == MANIFEST_VERSION_V1 {
-        MAX_FANOUT_V1
-    } else {
-        MAX_FANOUT
+    match version {
+        MANIFEST_VERSION_V1 => MAX_FANOUT_V1,
+        MANIFEST_VERSION_V2 => MAX_FANOUT_V2,
+        _ => MAX_FANOUT,
     }
+}
+
+/// How a version-3 manifest of depth `> 0` with room for `fanout` entries
+/// splits them at `redundancy` percent: `(c, m(c))`, the most children it
+/// lists and the check blocks `c` children get. `c` is the largest count
+/// with `c + ceil(c * redundancy / 100) <= fanout`, but at least 2 (so the
+/// tree narrows); the checks are `ceil(c * redundancy / 100)`, cut to what
+/// fits beside the children.
+pub fn inner_split(fanout: usize, redundancy: u16) -> (usize, impl Fn(usize) -> usize) {
+    let r = usize::from(redundancy);
+    let want = move |c: usize| (c * r).div_ceil(100);
+    let mut c = fanout;
+    while c > 2 && c + want(c) > fanout {
+        c -= 1;
+    }
+    (c, move |children: usize| {
+        want(children).min(fanout.saturating_sub(children))
+    })
 }
 
 /// One line of a manifest: a child block and how many bytes lie under it.
@@ -126,9 +168,12 @@ pub struct Manifest {
     /// 0: entries are leaf blocks; `d > 0`: entries are manifests of depth `d - 1`.
     pub depth: u8,
     pub entries: Vec<ManifestEntry>,
-    /// Version 2 roots: the file's length and erasure coding. `None` in
-    /// children and in version 1.
+    /// Versions 2 and 3 roots: the file's length and erasure coding. `None`
+    /// in children and in version 1.
     pub fec: Option<Fec>,
+    /// Version 3: check blocks over the child manifests (each
+    /// [`BLOCK_DATA_LEN`] bytes; empty at depth 0 and before version 3).
+    pub checks: Vec<ManifestEntry>,
 }
 
 /// Exactly 32 bytes, as a CBOR byte string.
@@ -164,6 +209,7 @@ struct WireEntry(Bytes32, Bytes32, u64);
 
 /// The entry array, refusing more than [`MAX_FANOUT_V1`] entries while
 /// parsing and never reserving more than that.
+#[derive(Default)]
 struct WireEntries(Vec<WireEntry>);
 
 impl Serialize for WireEntries {
@@ -218,9 +264,11 @@ struct WireManifest {
     entries: WireEntries,
     #[serde(default, skip_serializing_if = "Skip::skip")]
     fec: Skip<Option<WireFec>>,
+    #[serde(default, skip_serializing_if = "Skip::skip")]
+    checks: Skip<Option<WireEntries>>,
 }
 
-/// A field that version 1 leaves out and version 2 writes (maybe as null).
+/// A field that an older version leaves out and a newer one writes.
 #[derive(Serialize, Deserialize, Default)]
 #[serde(transparent)]
 struct Skip<T> {
@@ -243,33 +291,43 @@ fn chk_from_parts(routing: &[u8; 32], decryption: &[u8; 32]) -> Chk {
     }
 }
 
+fn wire_entries(entries: &[ManifestEntry]) -> WireEntries {
+    WireEntries(
+        entries
+            .iter()
+            .map(|e| {
+                WireEntry(
+                    Bytes32(e.chk.routing.0),
+                    Bytes32(*e.chk.decryption.as_bytes()),
+                    e.length,
+                )
+            })
+            .collect(),
+    )
+}
+
 /// Encode a manifest as CBOR, in its `version`'s format (the `fec` key is
-/// written in version 2 only). The result fits in one block whenever the
-/// manifest has at most [`max_fanout`] entries for its version.
+/// written from version 2, `checks` in version 3 only). The result fits in
+/// one block whenever the manifest has at most [`max_fanout`] entries and
+/// checks together for its version.
 pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
     let v1 = m.version == MANIFEST_VERSION_V1;
+    let v3 = m.version >= MANIFEST_VERSION;
     let wire = WireManifest {
         v: u64::from(m.version),
         length: m.length,
         sha256: m.sha256.map(Bytes32),
         depth: u64::from(m.depth),
-        entries: WireEntries(
-            m.entries
-                .iter()
-                .map(|e| {
-                    WireEntry(
-                        Bytes32(e.chk.routing.0),
-                        Bytes32(*e.chk.decryption.as_bytes()),
-                        e.length,
-                    )
-                })
-                .collect(),
-        ),
+        entries: wire_entries(&m.entries),
         fec: Skip {
             value: m
                 .fec
                 .map(|f| WireFec(f.file_length, u64::from(f.segment), u64::from(f.redundancy))),
             omit: v1,
+        },
+        checks: Skip {
+            value: Some(wire_entries(&m.checks)),
+            omit: !v3,
         },
     };
     let mut out = Vec::with_capacity(MANIFEST_OVERHEAD_MAX + m.entries.len() * ENTRY_MAX_LEN);
@@ -278,10 +336,33 @@ pub fn encode_manifest(m: &Manifest) -> Vec<u8> {
         unreachable!("encoding a manifest into memory failed: {e}");
     }
     let mut wire = wire;
-    for e in wire.entries.0.iter_mut() {
+    let checks = wire.checks.value.iter_mut().flat_map(|c| c.0.iter_mut());
+    for e in wire.entries.0.iter_mut().chain(checks) {
         zeroize::Zeroize::zeroize(&mut e.1 .0);
     }
     out
+}
+
+/// Where the manifest at the start of `padded` ends: a child rebuilt from
+/// check blocks is its plaintext zero-padded to a block. `None` if no
+/// manifest map starts there.
+pub(super) fn encoded_len(padded: &[u8]) -> Option<usize> {
+    let mut reader = padded;
+    let _: WireManifest = ciborium::de::from_reader_with_recursion_limit(&mut reader, 8).ok()?;
+    Some(padded.len() - reader.len())
+}
+
+/// Check and convert a list of wire entries (children or checks).
+fn entries_of(wire: WireEntries) -> Vec<ManifestEntry> {
+    wire.0
+        .into_iter()
+        .map(|WireEntry(routing, decryption, length)| {
+            let mut dec = decryption.0;
+            let chk = chk_from_parts(&routing.0, &dec);
+            zeroize::Zeroize::zeroize(&mut dec);
+            ManifestEntry { chk, length }
+        })
+        .collect()
 }
 
 /// The most bytes one entry of a manifest at `depth` can stand for: a leaf
@@ -309,8 +390,15 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
     }
     let version = match wire.v {
         1 => MANIFEST_VERSION_V1,
-        2 => MANIFEST_VERSION,
+        2 => MANIFEST_VERSION_V2,
+        3 => MANIFEST_VERSION,
         v => return Err(ContentError::UnsupportedVersion(v)),
+    };
+    let checks = match (version, wire.checks.value) {
+        (MANIFEST_VERSION, Some(c)) => c,
+        (MANIFEST_VERSION, None) => WireEntries::default(),
+        (_, None) => WireEntries::default(),
+        (_, Some(_)) => return Err(ManifestError::ChecksBeforeV3.into()),
     };
     let depth = match u8::try_from(wire.depth) {
         Ok(d) if d <= MAX_DEPTH => d,
@@ -353,8 +441,18 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
     if wire.entries.0.is_empty() {
         return Err(ManifestError::NoEntries.into());
     }
-    if wire.entries.0.len() > fanout {
-        return Err(ManifestError::TooManyEntries(wire.entries.0.len()).into());
+    let listed = wire.entries.0.len() + checks.0.len();
+    if listed > fanout {
+        return Err(ManifestError::TooManyEntries(listed).into());
+    }
+    // Checks only over manifests, at most MAX_REDUNDANCY percent of them,
+    // each a full block.
+    let most_checks = wire.entries.0.len() * usize::from(MAX_REDUNDANCY) / 100;
+    if (!checks.0.is_empty() && depth == 0) || checks.0.len() > most_checks {
+        return Err(ManifestError::BadChecks(checks.0.len()).into());
+    }
+    if checks.0.iter().any(|c| c.2 != BLOCK_DATA_LEN as u64) {
+        return Err(ManifestError::BadChecks(checks.0.len()).into());
     }
     let cap = entry_capacity(depth, fanout);
     let mut sum: u64 = 0;
@@ -394,5 +492,6 @@ pub fn decode_manifest(bytes: &[u8]) -> Result<Manifest, ContentError> {
         depth,
         entries,
         fec,
+        checks: entries_of(checks),
     })
 }

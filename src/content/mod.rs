@@ -14,9 +14,13 @@
 //! leaves: each segment's data blocks, then its check blocks. When one
 //! manifest cannot list every leaf, the leaves are grouped under child
 //! manifests, and those under further manifests, until one root manifest
-//! remains: the file's URI is the root manifest's CHK. The root carries the
-//! format version (2), the file's SHA-256 and its erasure coding; version-1
-//! files (no check blocks) are still fetched.
+//! remains: the file's URI is the root manifest's CHK. A manifest over
+//! manifests also lists Reed-Solomon check blocks over its children, so a
+//! lost child manifest is rebuilt (`tree.rs`). The root carries the format
+//! version (3), the file's SHA-256 and its erasure coding; version-1 files
+//! (no check blocks) and version-2 files (none over manifests) are still
+//! fetched. The root itself has no check blocks: `veil put` inserts it
+//! several times, each on another route (`transfer::ROOT_COPIES`).
 //!
 //! # Rooms
 //!
@@ -57,17 +61,19 @@ mod resume;
 mod segment;
 mod split;
 mod stream;
+mod tree;
 pub mod usk;
 mod window;
 
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,
-    DEFAULT_MAX_LEN,
+    DEFAULT_MAX_LEN, TOP_RETRY_FACTOR,
 };
 pub use layout::{Fec, Layout, Segment, DEFAULT_REDUNDANCY, MAX_REDUNDANCY, MAX_SEGMENT};
 pub use manifest::{
-    decode_manifest, encode_manifest, Manifest, ManifestEntry, MANIFEST_VERSION,
-    MANIFEST_VERSION_V1, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FILE_LEN,
+    decode_manifest, encode_manifest, inner_split, Manifest, ManifestEntry, MANIFEST_VERSION,
+    MANIFEST_VERSION_V1, MANIFEST_VERSION_V2, MAX_DEPTH, MAX_FANOUT, MAX_FANOUT_V1, MAX_FANOUT_V2,
+    MAX_FILE_LEN,
 };
 pub use resume::{fetch_to_path, part_path, record_path, Fetched};
 pub use split::{split, split_v1, split_with, SplitFile, SplitOptions};
@@ -103,7 +109,7 @@ pub enum ContentError {
     #[error("corrupt manifest: {0}")]
     CorruptManifest(#[from] ManifestError),
     /// A manifest of a version this code does not read.
-    #[error("unsupported manifest version {0}; this reads versions 1 and {MANIFEST_VERSION}")]
+    #[error("unsupported manifest version {0}; this reads versions 1 to {MANIFEST_VERSION}")]
     UnsupportedVersion(u64),
     /// A block or subtree has a different length than its parent says.
     #[error("length mismatch: expected {expected} bytes, got {actual}")]
@@ -270,6 +276,16 @@ pub enum ManifestError {
     /// bomb, refused before the list is built.
     #[error("the manifests list more than the {max} blocks a {file_length}-byte file has")]
     TooManyBlocks { max: u64, file_length: u64 },
+    /// Check blocks in a manifest before version 3, at depth 0, more than
+    /// the redundancy limit allows, or not a block long.
+    #[error("{0} check entries where the format allows none, or not of a block each")]
+    BadChecks(usize),
+    /// A `checks` key before version 3.
+    #[error("a manifest before version 3 has no checks field")]
+    ChecksBeforeV3,
+    /// A child manifest rebuilt from check blocks does not seal to its key.
+    #[error("a child manifest rebuilt from check blocks does not match its key {key}")]
+    BadChildRecovery { key: String },
     /// A leaf whose length does not fit its place in the layout.
     #[error("leaf {index} claims {length} bytes; its place in the layout holds {expected}")]
     LeafLength {

@@ -110,9 +110,9 @@ where
 
 /// A leaf's identity: both halves of its CHK (the same routing key under
 /// another decryption key is another leaf).
-type LeafKey = (RoutingKey, [u8; 32]);
+pub(super) type LeafKey = (RoutingKey, [u8; 32]);
 
-fn leaf_key(chk: &Chk) -> LeafKey {
+pub(super) fn leaf_key(chk: &Chk) -> LeafKey {
     (chk.routing, *chk.decryption.as_bytes())
 }
 

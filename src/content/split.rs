@@ -114,13 +114,13 @@ pub fn split_v1(data: &[u8], fanout: usize) -> Result<SplitFile, ContentError> {
         return Ok(small);
     }
     let mut out = BlockList::default();
-    let mut tree = TreeBuilder::new(fanout, MANIFEST_VERSION_V1);
+    let mut tree = TreeBuilder::new(fanout, MANIFEST_VERSION_V1, 0);
     let mut manifests = Vec::new();
     for piece in data.chunks(BLOCK_DATA_LEN) {
         let (chk, block) = seal(BlockKind::Data, piece)?;
         out.push(block);
         let length = piece.len() as u64;
-        tree.push(0, ManifestEntry { chk, length }, &mut manifests)?;
+        tree.push_leaf(ManifestEntry { chk, length }, &mut manifests)?;
     }
     let root = tree.finish(Sha256::digest(data).into(), None, &mut manifests)?;
     out.manifests(manifests);

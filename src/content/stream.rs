@@ -16,6 +16,7 @@ use std::io::Read;
 use sha2::{Digest, Sha256};
 
 use super::layout::{Fec, Layout};
+use super::manifest::inner_split;
 use super::manifest::{encode_manifest, entry_capacity, MANIFEST_VERSION};
 use super::split::{check_shards, SplitOptions};
 use super::{ContentError, Manifest, ManifestEntry, MAX_DEPTH, MAX_FANOUT, MAX_FILE_LEN};
@@ -34,20 +35,61 @@ pub type SealedManifest = (u8, Block);
 /// Builds a manifest tree bottom-up as entries arrive, holding at most
 /// `fanout` entries per level. Gives exactly the tree that grouping the
 /// whole leaf list level by level would: a level is cut into manifests of
-/// `fanout` entries as soon as it is known to have more than `fanout`.
+/// [`Self::cap`] entries as soon as it is known to have more than that.
+/// In version 3 a manifest over manifests also lists check blocks over its
+/// children ([`inner_split`]), so it keeps its children's plaintexts until
+/// it is sealed (at most a fan-out of blocks per level).
 pub(super) struct TreeBuilder {
     levels: Vec<Vec<ManifestEntry>>,
+    /// The plaintexts of the manifests waiting at each level (version 3,
+    /// above the leaves).
+    texts: Vec<Vec<Vec<u8>>>,
     fanout: usize,
     version: u8,
+    redundancy: u16,
 }
 
 impl TreeBuilder {
-    pub fn new(fanout: usize, version: u8) -> TreeBuilder {
+    pub fn new(fanout: usize, version: u8, redundancy: u16) -> TreeBuilder {
         TreeBuilder {
             levels: Vec::new(),
+            texts: Vec::new(),
             fanout,
             version,
+            redundancy,
         }
+    }
+
+    /// Does a manifest at `depth` list check blocks over its children?
+    fn coded(&self, depth: usize) -> bool {
+        depth > 0 && self.version >= MANIFEST_VERSION && self.redundancy > 0
+    }
+
+    /// The most children a manifest at `depth` lists.
+    pub fn cap(&self, depth: usize) -> usize {
+        if self.coded(depth) {
+            inner_split(self.fanout, self.redundancy).0
+        } else {
+            self.fanout
+        }
+    }
+
+    /// The check blocks a manifest at `depth` with `children` gets.
+    pub fn checks_for(&self, depth: usize, children: usize) -> usize {
+        if self.coded(depth) {
+            (inner_split(self.fanout, self.redundancy).1)(children)
+        } else {
+            0
+        }
+    }
+
+    /// Add a leaf; manifests this completes are sealed into `out`.
+    pub fn push_leaf(
+        &mut self,
+        entry: ManifestEntry,
+        out: &mut Vec<SealedManifest>,
+    ) -> Result<(), ContentError> {
+        self.push(0, entry, Vec::new(), out)
     }
 
     fn too_deep(&self) -> ContentError {
@@ -57,35 +99,66 @@ impl TreeBuilder {
         }
     }
 
-    /// Add an entry at `depth` (0: a leaf); manifests this completes are
-    /// sealed into `out`.
-    pub fn push(
+    /// Add an entry at `depth` (0: a leaf; above, a manifest with its
+    /// plaintext, kept only where checks will be made over it).
+    fn push(
         &mut self,
         depth: usize,
         entry: ManifestEntry,
+        text: Vec<u8>,
         out: &mut Vec<SealedManifest>,
     ) -> Result<(), ContentError> {
         if depth > usize::from(MAX_DEPTH) {
             return Err(self.too_deep());
         }
-        if self.levels.len() <= depth {
-            self.levels.push(Vec::with_capacity(self.fanout));
+        while self.levels.len() <= depth {
+            self.levels.push(Vec::with_capacity(self.cap(depth)));
+            self.texts.push(Vec::new());
         }
-        if self.levels[depth].len() == self.fanout {
-            let full = std::mem::replace(&mut self.levels[depth], Vec::with_capacity(self.fanout));
-            let sealed = self.seal_child(depth, full, out)?;
-            self.push(depth + 1, sealed, out)?;
+        if self.levels[depth].len() == self.cap(depth) {
+            let full = std::mem::take(&mut self.levels[depth]);
+            let texts = std::mem::take(&mut self.texts[depth]);
+            let (sealed, text) = self.seal_child(depth, full, texts, out)?;
+            self.push(depth + 1, sealed, text, out)?;
         }
         self.levels[depth].push(entry);
+        if self.coded(depth) {
+            self.texts[depth].push(text);
+        }
         Ok(())
+    }
+
+    /// The check blocks over a manifest's children (their plaintexts),
+    /// sealed into `out` beside them; their entries.
+    fn checks(
+        &self,
+        depth: usize,
+        texts: &[Vec<u8>],
+        out: &mut Vec<SealedManifest>,
+    ) -> Result<Vec<ManifestEntry>, ContentError> {
+        let m = self.checks_for(depth, texts.len());
+        let group: Vec<&[u8]> = texts.iter().map(Vec::as_slice).collect();
+        let child_depth = u8::try_from(depth.saturating_sub(1)).map_err(|_| self.too_deep())?;
+        let mut entries = Vec::with_capacity(m);
+        for shard in check_shards(&group, m)? {
+            let (chk, block) = seal(BlockKind::Data, &shard)?;
+            out.push((child_depth, block));
+            entries.push(ManifestEntry {
+                chk,
+                length: BLOCK_DATA_LEN as u64,
+            });
+        }
+        Ok(entries)
     }
 
     fn seal_child(
         &self,
         depth: usize,
         entries: Vec<ManifestEntry>,
+        texts: Vec<Vec<u8>>,
         out: &mut Vec<SealedManifest>,
-    ) -> Result<ManifestEntry, ContentError> {
+    ) -> Result<(ManifestEntry, Vec<u8>), ContentError> {
+        let checks = self.checks(depth, &texts, out)?;
         let depth = u8::try_from(depth).map_err(|_| self.too_deep())?;
         let m = Manifest {
             version: self.version,
@@ -94,13 +167,16 @@ impl TreeBuilder {
             depth,
             entries,
             fec: None,
+            checks,
         };
-        let (chk, block) = seal(BlockKind::Manifest, &encode_manifest(&m))?;
+        let text = encode_manifest(&m);
+        let (chk, block) = seal(BlockKind::Manifest, &text)?;
         out.push((depth, block));
-        Ok(ManifestEntry {
+        let entry = ManifestEntry {
             chk,
             length: m.length,
-        })
+        };
+        Ok((entry, text))
     }
 
     /// Seal what remains below the top level and return the root (not yet
@@ -114,13 +190,16 @@ impl TreeBuilder {
         let mut depth = 0;
         while depth + 1 < self.levels.len() {
             let rest = std::mem::take(&mut self.levels[depth]);
+            let texts = std::mem::take(&mut self.texts[depth]);
             if !rest.is_empty() {
-                let sealed = self.seal_child(depth, rest, out)?;
-                self.push(depth + 1, sealed, out)?;
+                let (sealed, text) = self.seal_child(depth, rest, texts, out)?;
+                self.push(depth + 1, sealed, text, out)?;
             }
             depth += 1;
         }
         let entries = self.levels.pop().unwrap_or_default();
+        let texts = self.texts.pop().unwrap_or_default();
+        let checks = self.checks(depth, &texts, out)?;
         let depth = u8::try_from(depth).map_err(|_| self.too_deep())?;
         if depth > MAX_DEPTH {
             return Err(self.too_deep());
@@ -132,6 +211,7 @@ impl TreeBuilder {
             depth,
             entries,
             fec,
+            checks,
         })
     }
 }
@@ -162,7 +242,6 @@ pub struct Splitter<R> {
     input: R,
     len: u64,
     layout: Option<Layout>,
-    fanout: usize,
     next: u64,
     hasher: Sha256,
     tree: TreeBuilder,
@@ -197,10 +276,9 @@ impl<R: Read> Splitter<R> {
             input,
             len,
             layout,
-            fanout: opts.fanout,
             next: 0,
             hasher: Sha256::new(),
-            tree: TreeBuilder::new(opts.fanout, MANIFEST_VERSION),
+            tree: TreeBuilder::new(opts.fanout, MANIFEST_VERSION, opts.redundancy),
         })
     }
 
@@ -217,11 +295,17 @@ impl<R: Read> Splitter<R> {
         };
         let mut level = layout.leaves();
         let mut total = level + 1;
-        while level > self.fanout as u64 {
-            level = level.div_ceil(self.fanout as u64);
-            total += level;
+        let mut depth = 0;
+        while level > self.tree.cap(depth) as u64 {
+            let cap = self.tree.cap(depth) as u64;
+            let (full, rest) = (level / cap, level % cap);
+            let checks = |n: u64| self.tree.checks_for(depth, n as usize) as u64;
+            total +=
+                level.div_ceil(cap) + full * checks(cap) + if rest > 0 { checks(rest) } else { 0 };
+            level = level.div_ceil(cap);
+            depth += 1;
         }
-        total
+        total + self.tree.checks_for(depth, level as usize) as u64
     }
 
     /// Exactly `n` bytes of input.
@@ -278,7 +362,7 @@ impl<R: Read> Splitter<R> {
             let (chk, block) = seal(BlockKind::Data, &piece)?;
             let length = piece.len() as u64;
             self.tree
-                .push(0, ManifestEntry { chk, length }, &mut manifests)?;
+                .push_leaf(ManifestEntry { chk, length }, &mut manifests)?;
             leaves.push(block);
         }
         self.next += 1;

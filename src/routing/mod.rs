@@ -48,6 +48,7 @@
 pub mod htl;
 mod neighbours;
 mod pool;
+mod repeats;
 mod search;
 pub mod swap;
 pub mod tunnel;
@@ -64,6 +65,7 @@ pub use crate::routing::htl::{Anonymity, LinkCoins};
 use crate::routing::htl::{DeterministicHtl, HtlPolicy};
 use crate::routing::neighbours::Neighbours;
 use crate::routing::pool::Searches;
+use crate::routing::repeats::Repeats;
 use crate::routing::search::{Answer, Keep, OnReply, Origin, Request, Search, Step, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
@@ -115,6 +117,9 @@ pub struct Router<P: PeerId> {
     /// (Trees: empty, they allocate nothing; they are nearly always empty.)
     aliases: BTreeMap<(P, Uid), Flow>,
     alias_of: BTreeMap<Flow, (P, Uid)>,
+    /// The local client's failed gets and ended inserts per key, so a
+    /// repeat starts on another first hop (`repeats.rs`); null until then.
+    repeats: Option<Box<Repeats>>,
 }
 
 impl<P: PeerId> Router<P> {
@@ -140,6 +145,7 @@ impl<P: PeerId> Router<P> {
             tunnels_used: false,
             aliases: BTreeMap::new(),
             alias_of: BTreeMap::new(),
+            repeats: None,
         }
     }
 
@@ -302,7 +308,23 @@ impl<P: PeerId> Router<P> {
             Request::Get { .. } => Op::Get,
             Request::Put { .. } => Op::Put,
         };
-        let search = Search::new(uid, request, Origin::Client(token), budget);
+        let mut search = Search::new(uid, request, Origin::Client(token), budget);
+        // A repeat passes over as many of its best first hops as went before.
+        let skip = self
+            .repeats
+            .as_ref()
+            .map_or(0, |r| r.skip(op, search.key()));
+        if skip > 0 {
+            let mut first: Vec<(&P, &Location)> = self.neighbours.iter().collect();
+            let target = search.key().location();
+            first.sort_by(|(pa, la), (pb, lb)| {
+                (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
+            });
+            let skip = usize::from(skip) % first.len();
+            for (peer, _) in first.into_iter().take(skip) {
+                search.exclude(peer.clone());
+            }
+        }
         cx.out.push(Action::Originated {
             token,
             uid,
@@ -623,7 +645,10 @@ impl<P: PeerId> Router<P> {
 
     /// Forget the flow and deliver the answer upstream.
     fn finish(&mut self, cx: &mut Ctx<'_, P>, flow: Flow, answer: Answer<P>) {
-        self.searches.remove(&flow);
+        let search_op = match self.searches.remove(&flow).map(|s| s.op()) {
+            Some(op) => op,
+            None => Op::Get,
+        };
         match answer {
             Answer::Peer { peer, keep, msg } => {
                 if let Some(n) = self.neighbours.get_mut(&peer) {
@@ -646,7 +671,20 @@ impl<P: PeerId> Router<P> {
                 .flatten()
             {
                 Some(job) => self.exit_answer(cx, job, outcome),
-                None => cx.out.push(Action::ClientDone { token, outcome }),
+                None => {
+                    // A failed get, or any insert: its repeat goes elsewhere.
+                    let op = match outcome {
+                        ClientOutcome::Found(_) => None,
+                        ClientOutcome::Inserted => Some(Op::Put),
+                        ClientOutcome::Failed(_) => Some(search_op),
+                    };
+                    if let Some(op) = op {
+                        self.repeats
+                            .get_or_insert_with(Box::default)
+                            .note(op, flow.1);
+                    }
+                    cx.out.push(Action::ClientDone { token, outcome })
+                }
             },
         }
     }

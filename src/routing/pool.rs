@@ -55,13 +55,14 @@ impl<P> Searches<P> {
         }
     }
 
-    pub fn remove(&mut self, flow: &Flow) {
-        if let Ok(i) = self.find(flow) {
-            self.entries.remove(i);
-            if self.entries.is_empty() {
-                self.entries = Vec::new();
-            }
+    /// Take the search of `flow` out of the pool.
+    pub fn remove(&mut self, flow: &Flow) -> Option<Search<P>> {
+        let i = self.find(flow).ok()?;
+        let (_, search) = self.entries.remove(i);
+        if self.entries.is_empty() {
+            self.entries = Vec::new();
         }
+        Some(search)
     }
 
     /// The searches of one uid, in key order.

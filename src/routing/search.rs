@@ -14,7 +14,7 @@
 use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::neighbours::Neighbours;
-use crate::routing::{ClientOutcome, ClientToken, Failure, Misbehaviour, RouterConfig, Time};
+use crate::routing::{ClientOutcome, ClientToken, Failure, Misbehaviour, Op, RouterConfig, Time};
 
 /// What is asked: fetch a key, or insert a block (under its own key).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -205,6 +205,14 @@ impl<P: Clone + Ord> Search<P> {
 
     pub fn key(&self) -> RoutingKey {
         self.key
+    }
+
+    /// Whether this search fetches or inserts.
+    pub fn op(&self) -> Op {
+        match self.request {
+            Request::Get { .. } => Op::Get,
+            Request::Put { .. } => Op::Put,
+        }
     }
 
     /// The peer this search waits on, if any.
