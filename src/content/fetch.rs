@@ -58,7 +58,7 @@ pub struct Progress {
 #[derive(Clone, Copy, Debug)]
 pub struct FetchOptions {
     /// Most blocks in flight at once (0 is treated as 1). A file's data
-    /// blocks are asked for through a window that starts at 8 (or this, if
+    /// blocks are asked for through a window that starts at 32 (or this, if
     /// lower), grows while blocks keep coming and halves when requests fail
     /// and are retried ([`Window`]); this bounds it.
     pub concurrency: usize,

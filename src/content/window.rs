@@ -11,8 +11,10 @@
 //! opens as far as it keeps paying (up to `max`), and a path that refuses
 //! requests gets fewer. Pure logic: no clock, fed only events.
 
-/// Where a window starts.
-pub const INITIAL_WINDOW: usize = 8;
+/// Where a window starts: a quarter of `veil get`'s default bound, so that
+/// a path with a long round trip (20 ms a link over 4 links is 160 ms) is
+/// at the bound after two round trips rather than four.
+pub const INITIAL_WINDOW: usize = 32;
 
 /// An AIMD request window.
 #[derive(Clone, Debug)]
@@ -30,9 +32,14 @@ pub struct Window {
 impl Window {
     /// A window bounded by `max` (0 is treated as 1).
     pub fn new(max: usize) -> Window {
+        Window::starting_at(INITIAL_WINDOW, max)
+    }
+
+    /// A window that starts at `initial` (within `1..=max`).
+    pub fn starting_at(initial: usize, max: usize) -> Window {
         let max = max.max(1);
         Window {
-            size: INITIAL_WINDOW.min(max),
+            size: initial.clamp(1, max),
             max,
             slow_start: true,
             acked: 0,
@@ -81,8 +88,9 @@ mod tests {
 
     #[test]
     fn slow_start_doubles_per_window_up_to_the_bound() {
-        let mut w = Window::new(64);
-        assert_eq!(w.size(), INITIAL_WINDOW);
+        assert_eq!(Window::new(256).size(), INITIAL_WINDOW);
+        let mut w = Window::starting_at(8, 64);
+        assert_eq!(w.size(), 8);
         // One window of deliveries doubles it.
         for _ in 0..8 {
             w.delivered();
@@ -105,7 +113,7 @@ mod tests {
 
     #[test]
     fn congestion_halves_once_per_window_then_grows_additively() {
-        let mut w = Window::new(256);
+        let mut w = Window::starting_at(8, 256);
         for _ in 0..56 {
             w.delivered();
         }
@@ -143,13 +151,13 @@ mod tests {
 
     #[test]
     fn never_below_one() {
-        let mut w = Window::new(8);
+        let mut w = Window::starting_at(8, 8);
         for _ in 0..20 {
             w.congested();
             w.delivered();
         }
         assert!(w.size() >= 1);
-        let mut w = Window::new(1);
+        let mut w = Window::starting_at(8, 1);
         w.congested();
         assert_eq!(w.size(), 1);
     }
