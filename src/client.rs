@@ -165,27 +165,28 @@ impl NodeStatus {
         out.push_str(&format!("disk      {}\n", self.store_health.render()));
         out.push_str(&format!(
             "requests  {} received, {} originated, {} answered from store, {} loops rejected, \
-             {} overloads sent, {} timeouts, {} in flight\n",
+             {} overloads sent ({} by routing, {} over rate, {} store refused), {} timeouts, \
+             {} in flight\n",
             s.requests_received,
             s.requests_originated,
             s.answered_from_store,
             s.loops_rejected,
+            s.overloads_sent + self.load.rate_refused + self.load.store_refused,
             s.overloads_sent,
+            self.load.rate_refused,
+            self.load.store_refused,
             s.timeouts,
             self.pending
         ));
         let l = &self.load;
         out.push_str(&format!(
             "memory    rss {} / {} bytes (peak {}), db cache {}\n\
-             load      {} queued, {} over rate, {} store refused, \
-             {} reads off task, {} inline\n",
+             load      {} queued, {} reads off task, {} inline\n",
             l.rss_bytes,
             l.memory_limit,
             l.rss_peak_bytes,
             l.db_cache_bytes,
             l.link_queued,
-            l.rate_refused,
-            l.store_refused,
             l.reads_off_task,
             l.reads_inline
         ));
