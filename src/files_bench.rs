@@ -43,7 +43,14 @@ pub struct FilesReport {
     pub concurrency: usize,
     pub put: Measured,
     pub get: Measured,
+    /// Put throughput over get throughput, by file bytes (issue 10's target:
+    /// at least [`PUT_GET_TARGET`]).
+    pub put_get_ratio: f64,
 }
+
+/// Inserts should run at least this fraction of the speed of gets over the
+/// same link.
+pub const PUT_GET_TARGET: f64 = 0.5;
 
 impl FilesReport {
     pub fn render_text(&self) -> String {
@@ -53,13 +60,20 @@ impl FilesReport {
                 m.seconds, m.mib_per_s, m.peak_rss_mib
             )
         };
+        let verdict = if self.put_get_ratio >= PUT_GET_TARGET {
+            "MET"
+        } else {
+            "MISSED"
+        };
         format!(
-            "{:.1} MiB file over one link (2 in-process nodes), {}% redundancy, {} blocks in flight\n{}{}",
+            "{:.1} MiB file over one link (2 in-process nodes), {}% redundancy, {} blocks in flight\n{}{}\
+             \x20 put/get    {:.2} of get's throughput (target >= {PUT_GET_TARGET}): {verdict}\n",
             self.bytes as f64 / (1 << 20) as f64,
             self.redundancy,
             self.concurrency,
             line("put", &self.put),
-            line("get", &self.get)
+            line("get", &self.get),
+            self.put_get_ratio,
         )
     }
 }
@@ -138,6 +152,7 @@ async fn measure(
             bytes: a.size,
             redundancy: a.redundancy,
             concurrency: a.concurrency,
+            put_get_ratio: put.mib_per_s / get.mib_per_s.max(f64::MIN_POSITIVE),
             put,
             get,
         })
