@@ -16,9 +16,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use veil::link::frame::{
-    Decoded, FrameOpener, FrameSealer, Transport, MAX_WIRE_FRAME, PREFIX_LEN,
-};
+use veil::link::frame::{Decoded, FrameOpener, FrameSealer, Transport, MAX_WIRE_FRAME, PREFIX_LEN};
 use veil::link::{MAX_PAYLOAD, SMALL_PAYLOAD};
 
 /// At most this many frames per input, so the wire stays bounded.

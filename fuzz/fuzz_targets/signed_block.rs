@@ -22,7 +22,10 @@ fuzz_target!(|data: &[u8]| {
         let mut flipped = block.as_bytes().to_vec();
         flipped[SSK_BLOCK_LEN - 1] ^= 1;
         let flipped = Block::from_bytes(flipped).expect("same length");
-        assert!(flipped.verify(&claimed).is_err(), "a flipped block verified");
+        assert!(
+            flipped.verify(&claimed).is_err(),
+            "a flipped block verified"
+        );
     }
     // Opening it under some subspace never panics.
     let key = SskPrivate::from_seed([1; 32], [2; 32]).public();

@@ -16,7 +16,14 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(back, ssk, "printing and re-parsing changed the SSK");
     }
     if let Ok(insert) = text.parse::<SskInsertUri>() {
-        let back: SskInsertUri = insert.to_string().parse().expect("a printed insert URI parses");
-        assert_eq!(back.public(), insert.public(), "re-parsing changed the key pair");
+        let back: SskInsertUri = insert
+            .to_string()
+            .parse()
+            .expect("a printed insert URI parses");
+        assert_eq!(
+            back.public(),
+            insert.public(),
+            "re-parsing changed the key pair"
+        );
     }
 });

@@ -1,11 +1,12 @@
 //! The leak check: no workload file's plaintext, URI or decryption key in
 //! any file under a node's directory.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 
@@ -76,42 +77,38 @@ fn plaintext_needles(label: &str, data: &[u8], out: &mut Vec<Needle>) {
     }
 }
 
-/// Does `hay` contain `needle`? Plain search for short needles.
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+/// Which needles occur in `hay`: one pass of an Aho-Corasick automaton
+/// over all of them, overlapping matches included (a key is also the tail
+/// of its URI). An empty needle occurs nowhere.
+fn find_needles(hay: &[u8], needles: &Searcher) -> BTreeSet<usize> {
+    needles
+        .automaton
+        .find_overlapping_iter(hay)
+        .map(|m| needles.index[m.pattern().as_usize()])
+        .collect()
 }
 
-/// Which needles occur in `hay`: one pass, looking up 8-byte prefixes.
-fn find_needles(hay: &[u8], needles: &[Needle]) -> BTreeSet<usize> {
-    const P: usize = 8;
-    let mut by_prefix: HashMap<[u8; P], Vec<usize>> = HashMap::new();
-    let mut found = BTreeSet::new();
-    for (i, n) in needles.iter().enumerate() {
-        match n.bytes.get(..P).and_then(|p| <[u8; P]>::try_from(p).ok()) {
-            Some(p) => by_prefix.entry(p).or_default().push(i),
-            None => {
-                if contains(hay, &n.bytes) {
-                    found.insert(i);
-                }
-            }
-        }
+/// The non-empty needles compiled into one automaton; `index` maps each
+/// pattern back to its needle.
+struct Searcher {
+    automaton: AhoCorasick,
+    index: Vec<usize>,
+}
+
+impl Searcher {
+    /// Fails only past the automaton's size limits, far beyond a
+    /// workload's few hundred needles.
+    fn new(needles: &[Needle]) -> Result<Searcher, aho_corasick::BuildError> {
+        let index: Vec<usize> = (0..needles.len())
+            .filter(|i| !needles[*i].bytes.is_empty())
+            .collect();
+        // A DFA: node files are mostly ciphertext, where no prefilter
+        // skips ahead, and a DFA takes one table lookup per byte.
+        let automaton = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(index.iter().map(|i| &needles[*i].bytes))?;
+        Ok(Searcher { automaton, index })
     }
-    if by_prefix.is_empty() {
-        return found;
-    }
-    for start in 0..hay.len().saturating_sub(P - 1) {
-        let Ok(p) = <[u8; P]>::try_from(&hay[start..start + P]) else {
-            continue;
-        };
-        if let Some(candidates) = by_prefix.get(&p) {
-            for &i in candidates {
-                if hay[start..].starts_with(&needles[i].bytes) {
-                    found.insert(i);
-                }
-            }
-        }
-    }
-    found
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), AuditError> {
@@ -202,6 +199,14 @@ pub(super) fn check_leaks(
     // Identical needles (e.g. the same window twice) would be reported twice.
     let mut seen = HashSet::new();
     needles.retain(|n| seen.insert(n.bytes.clone()));
+    let searcher = match Searcher::new(&needles) {
+        Ok(s) => s,
+        Err(e) => {
+            warnings.push(format!("leak check not run: {e}"));
+            check.checked = false;
+            return Ok(check);
+        }
+    };
 
     for node in &run.nodes {
         let mut files = Vec::new();
@@ -222,7 +227,7 @@ pub(super) fn check_leaks(
                 .unwrap_or(&file)
                 .display()
                 .to_string();
-            for i in find_needles(&hay, &needles) {
+            for i in find_needles(&hay, &searcher) {
                 check.count += 1;
                 if check.examples.len() < MAX_EXAMPLES {
                     check
@@ -233,4 +238,34 @@ pub(super) fn check_leaks(
         }
     }
     Ok(check)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn needle(bytes: &[u8]) -> Needle {
+        Needle {
+            bytes: bytes.to_vec(),
+            what: String::new(),
+        }
+    }
+
+    #[test]
+    fn finds_every_needle_that_occurs_overlapping_ones_included() {
+        // A key is the tail of its URI; a short needle; one that is absent;
+        // an empty one (occurs nowhere).
+        let needles = [
+            needle(b"CHK@abcdefgh,KEY123"),
+            needle(b"KEY123"),
+            needle(b"ab"),
+            needle(b"missing needle"),
+            needle(b""),
+        ];
+        let searcher = Searcher::new(&needles).unwrap();
+        let hay = b"log: CHK@abcdefgh,KEY123 end";
+        let found: Vec<usize> = find_needles(hay, &searcher).into_iter().collect();
+        assert_eq!(found, vec![0, 1, 2]);
+        assert!(find_needles(b"", &searcher).is_empty());
+    }
 }

@@ -3,7 +3,7 @@
 //! originators and fails; tunnel hides them far better), and the same seed
 //! must give the same figures.
 
-mod common;
+use crate::common;
 
 use veil::routing::Anonymity;
 use veil::sim::anonymity::{rows, AnonymityOptions, AnonymityRow};

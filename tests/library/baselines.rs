@@ -409,7 +409,7 @@ fn rss_mib() -> f64 {
 }
 
 /// Not a check: prints build and lookup times and resident memory per
-/// system. `cargo test --release --test baselines -- --ignored --nocapture`
+/// system. `cargo test --release --test library -- --ignored --nocapture baselines::`
 /// (set BASELINES_N to change the node count, default 10000).
 #[test]
 #[ignore]
