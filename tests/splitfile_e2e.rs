@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use veil::client::Client;
-use veil::content::{split_with, SplitOptions};
+use veil::content::{split_with, top_copies, SplitOptions, TOP_COPIES};
 use veil::keys::{Block, BLOCK_DATA_LEN};
 
 /// Insert `blocks` through the node's client API.
@@ -123,4 +123,50 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("the limit is 1048576"), "{err}");
+}
+
+/// The top block is stored by no node, but a copy of it is (at its own
+/// keys): `veil get` of the URI finds the copy through its signed pointer
+/// and fetches the file. With neither the top block nor a copy it fails
+/// with one line saying the URI's block was not found.
+#[test]
+fn a_copy_of_the_top_block_stands_in_when_no_node_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (a, b) = TestNode::linked_pair(tmp.path(), &rt);
+    let client = b.client.to_string();
+
+    let data = bytes(5 * BLOCK_DATA_LEN + 77, 23);
+    let sf = split_with(&data, &SplitOptions::default()).unwrap();
+    let (top, rest) = sf.blocks.split_last().unwrap();
+    let copies = top_copies(&sf.uri, top, TOP_COPIES).unwrap();
+    // Only the last copy, block and pointer; never the top block itself.
+    let last = copies.last().unwrap();
+    let mut kept = rest.to_vec();
+    kept.extend([last.block.clone(), last.pointer.clone()]);
+    insert(&rt, &a, kept);
+
+    let out = tmp.path().join("copy.bin");
+    veil_ok(&[
+        "get",
+        "--node",
+        &client,
+        &sf.uri.to_uri(),
+        "-o",
+        out.to_str().unwrap(),
+        "--retries",
+        "0",
+    ]);
+    assert!(std::fs::read(&out).unwrap() == data, "the file differs");
+
+    // Another file, inserted without its top block or any copy.
+    let data = bytes(3 * BLOCK_DATA_LEN, 24);
+    let sf = split_with(&data, &SplitOptions::default()).unwrap();
+    insert(&rt, &a, sf.blocks[..sf.blocks.len() - 1].to_vec());
+    let r = veil(&["get", "--node", &client, &sf.uri.to_uri(), "--retries", "0"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&sf.uri.routing.to_base64()), "{err}");
+    assert!(err.contains("not found"), "{err}");
 }

@@ -19,8 +19,9 @@
 //! lost child manifest is rebuilt (`tree.rs`). The root carries the format
 //! version (3), the file's SHA-256 and its erasure coding; version-1 files
 //! (no check blocks) and version-2 files (none over manifests) are still
-//! fetched. The root itself has no check blocks: `veil put` inserts it
-//! several times, each on another route (`transfer::ROOT_COPIES`).
+//! fetched. The root itself has no check blocks: `veil put` also inserts
+//! copies of it at other points of the key space, which a fetch finds from
+//! the URI alone and verifies against it (`copies.rs`, [`TOP_COPIES`]).
 //!
 //! # Rooms
 //!
@@ -53,6 +54,7 @@
 
 use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 
+mod copies;
 pub mod dir;
 mod fetch;
 mod layout;
@@ -65,6 +67,7 @@ mod tree;
 pub mod usk;
 mod window;
 
+pub use copies::{pointer_key, top_copies, TopCopy, TOP_COPIES};
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,
     DEFAULT_MAX_LEN, TOP_RETRY_FACTOR,
