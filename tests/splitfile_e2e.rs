@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -22,6 +23,21 @@ fn insert(rt: &tokio::runtime::Runtime, node: &TestNode, blocks: Vec<Block>) {
             c.insert(block).await.unwrap();
         }
     });
+}
+
+/// `veil get --node CLIENT URI -o OUT --retries N`.
+fn get_into<'a>(client: &'a str, uri: &'a str, out: &'a Path, retries: &'a str) -> [&'a str; 8] {
+    let out = out.to_str().unwrap();
+    [
+        "get",
+        "--node",
+        client,
+        uri,
+        "-o",
+        out,
+        "--retries",
+        retries,
+    ]
 }
 
 #[test]
@@ -58,16 +74,7 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     let out = tmp.path().join("out.bin");
     let uri = sf.uri.to_uri();
     let client = b.client.to_string();
-    veil_ok(&[
-        "get",
-        "--node",
-        &client,
-        &uri,
-        "-o",
-        out.to_str().unwrap(),
-        "--retries",
-        "0",
-    ]);
+    veil_ok(&get_into(&client, &uri, &out, "0"));
     assert!(std::fs::read(&out).unwrap() == data, "the file differs");
 
     // Another file: its second segment keeps 12 of 26 blocks, one short
@@ -82,16 +89,7 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     }
     insert(&rt, &a, kept);
     let out = tmp.path().join("out2.bin");
-    let r = veil(&[
-        "get",
-        "--node",
-        &client,
-        &sf.uri.to_uri(),
-        "-o",
-        out.to_str().unwrap(),
-        "--retries",
-        "1",
-    ]);
+    let r = veil(&get_into(&client, &sf.uri.to_uri(), &out, "1"));
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -147,16 +145,7 @@ fn a_copy_of_the_top_block_stands_in_when_no_node_holds_it() {
     insert(&rt, &a, kept);
 
     let out = tmp.path().join("copy.bin");
-    veil_ok(&[
-        "get",
-        "--node",
-        &client,
-        &sf.uri.to_uri(),
-        "-o",
-        out.to_str().unwrap(),
-        "--retries",
-        "0",
-    ]);
+    veil_ok(&get_into(&client, &sf.uri.to_uri(), &out, "0"));
     assert!(std::fs::read(&out).unwrap() == data, "the file differs");
 
     // Another file, inserted without its top block or any copy.
