@@ -37,6 +37,8 @@
 //!   in `segment.rs`);
 //! - [`fetch_to_path`]: into a file through `FILE.veil-part`, resuming an
 //!   interrupted fetch after the segments that verify again (`resume.rs`);
+//! - `copies.rs`: the top block's copies at other points of the key space
+//!   ([`top_copies`]), looked for when it fails;
 //! - [`dir`]: directories (freesites), a document mapping paths to files;
 //! - here: the errors.
 //!
