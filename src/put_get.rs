@@ -11,6 +11,7 @@ use anyhow::{bail, Context, Result};
 use veil::client::Endpoint;
 use veil::content::{FetchOptions, SplitOptions};
 use veil::keys::Chk;
+use veil::transfer::PutProgress;
 
 use crate::cli::{progress, GetArgs, PutArgs};
 use crate::usk_cmd;
@@ -70,11 +71,16 @@ async fn put_file(
     }
     let started = std::time::Instant::now();
     let shown = bar.clone();
+    let last = std::sync::Arc::new(std::sync::Mutex::new(PutProgress::default()));
+    let seen = last.clone();
     let input = std::io::BufReader::with_capacity(1 << 16, input);
     let put = veil::transfer::put_stream(node, input, len, concurrency, split, move |p| {
         shown.set_length(p.blocks_total);
         shown.set_position(p.blocks_done);
         shown.set_message(format!("segment {}/{}", p.segments_done, p.segments_total));
+        if let Ok(mut seen) = seen.lock() {
+            *seen = p;
+        }
     })
     .await;
     let blocks = bar.length().unwrap_or(0);
@@ -85,6 +91,14 @@ async fn put_file(
         split.redundancy,
         started.elapsed()
     );
+    let p = last.lock().map(|p| *p).unwrap_or_default();
+    if p.copies_failed > 0 {
+        eprintln!(
+            "warning: {} of {} copies of the top block could not be inserted; \
+             the file is fetchable, but depends more on the nodes near its URI's key",
+            p.copies_failed, p.copies_total
+        );
+    }
     Ok(uri)
 }
 

@@ -100,6 +100,12 @@ pub struct PutProgress {
     pub segments_total: u64,
     /// Blocks the node refused to store.
     pub blocks_failed: u64,
+    /// Copies of the top block ([`content::TOP_COPIES`]), placed once
+    /// every other block is in, and how many of them were placed (block
+    /// and pointer both acknowledged) or failed.
+    pub copies_total: u64,
+    pub copies_done: u64,
+    pub copies_failed: u64,
 }
 
 /// Routing keys already sent, so a block repeated within a file (a run of
@@ -339,23 +345,29 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
     inserts.pool.insert(end.root.clone()).await?;
     inserts.progress.blocks_done += 1;
     on_progress(inserts.progress);
-    // The root has no check blocks: more copies of it, each insert on
-    // another first hop (the node routes a repeated insert elsewhere), so
-    // its replicas land on other paths. Best effort: the first copy is in.
-    for _ in 1..ROOT_COPIES {
-        let _ = inserts.pool.insert(end.root.clone()).await;
+    // The root has no check blocks: copies of it at other points of the
+    // key space. Best effort (the root is in, so the URI resolves), but
+    // counted, so the caller can say which failed.
+    let copies = content::top_copies(&end.uri, &end.root, content::TOP_COPIES)?;
+    inserts.progress.copies_total = copies.len() as u64;
+    let mut placing = JoinSet::new();
+    for copy in copies {
+        let pool = inserts.pool.clone();
+        placing.spawn(async move {
+            // The pointer only once its block is in.
+            pool.insert(copy.block).await?;
+            pool.insert(copy.pointer).await
+        });
     }
+    while let Some(joined) = placing.join_next().await {
+        match joined {
+            Ok(Ok(())) => inserts.progress.copies_done += 1,
+            Ok(Err(_)) | Err(_) => inserts.progress.copies_failed += 1,
+        }
+    }
+    on_progress(inserts.progress);
     Ok(end.uri)
 }
-
-/// How many times [`put_stream`] inserts a file's top block (the URI's own
-/// key, which no check block can stand in for). The node starts each
-/// repeat on its next-best first hop, so every copy is placed by another
-/// path and stored at that path's replica nodes; a get that fails asks
-/// again the same way, up to twice its retries
-/// ([`content::TOP_RETRY_FACTOR`]). Costs two more
-/// block inserts per file. See `docs/protocol.md`, "The top block".
-pub const ROOT_COPIES: usize = 3;
 
 /// Whether a failed block request through the node is worth asking again:
 /// not found, timed out, overloaded, or the connection lost mid-request.

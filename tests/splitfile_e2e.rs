@@ -5,11 +5,12 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use veil::client::Client;
-use veil::content::{split_with, SplitOptions};
+use veil::content::{split_with, top_copies, SplitOptions, TOP_COPIES};
 use veil::keys::{Block, BLOCK_DATA_LEN};
 
 /// Insert `blocks` through the node's client API.
@@ -22,6 +23,21 @@ fn insert(rt: &tokio::runtime::Runtime, node: &TestNode, blocks: Vec<Block>) {
             c.insert(block).await.unwrap();
         }
     });
+}
+
+/// `veil get --node CLIENT URI -o OUT --retries N`.
+fn get_into<'a>(client: &'a str, uri: &'a str, out: &'a Path, retries: &'a str) -> [&'a str; 8] {
+    let out = out.to_str().unwrap();
+    [
+        "get",
+        "--node",
+        client,
+        uri,
+        "-o",
+        out,
+        "--retries",
+        retries,
+    ]
 }
 
 #[test]
@@ -58,16 +74,7 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     let out = tmp.path().join("out.bin");
     let uri = sf.uri.to_uri();
     let client = b.client.to_string();
-    veil_ok(&[
-        "get",
-        "--node",
-        &client,
-        &uri,
-        "-o",
-        out.to_str().unwrap(),
-        "--retries",
-        "0",
-    ]);
+    veil_ok(&get_into(&client, &uri, &out, "0"));
     assert!(std::fs::read(&out).unwrap() == data, "the file differs");
 
     // Another file: its second segment keeps 12 of 26 blocks, one short
@@ -82,16 +89,7 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     }
     insert(&rt, &a, kept);
     let out = tmp.path().join("out2.bin");
-    let r = veil(&[
-        "get",
-        "--node",
-        &client,
-        &sf.uri.to_uri(),
-        "-o",
-        out.to_str().unwrap(),
-        "--retries",
-        "1",
-    ]);
+    let r = veil(&get_into(&client, &sf.uri.to_uri(), &out, "1"));
     assert!(!r.status.success());
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
@@ -123,4 +121,41 @@ fn check_blocks_stand_in_for_missing_data_blocks() {
     let err = String::from_utf8_lossy(&r.stderr);
     assert_eq!(err.trim().lines().count(), 1, "{err}");
     assert!(err.contains("the limit is 1048576"), "{err}");
+}
+
+/// The top block is stored by no node, but a copy of it is (at its own
+/// keys): `veil get` of the URI finds the copy through its signed pointer
+/// and fetches the file. With neither the top block nor a copy it fails
+/// with one line saying the URI's block was not found.
+#[test]
+fn a_copy_of_the_top_block_stands_in_when_no_node_holds_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let (a, b) = TestNode::linked_pair(tmp.path(), &rt);
+    let client = b.client.to_string();
+
+    let data = bytes(5 * BLOCK_DATA_LEN + 77, 23);
+    let sf = split_with(&data, &SplitOptions::default()).unwrap();
+    let (top, rest) = sf.blocks.split_last().unwrap();
+    let copies = top_copies(&sf.uri, top, TOP_COPIES).unwrap();
+    // Only the last copy, block and pointer; never the top block itself.
+    let last = copies.last().unwrap();
+    let mut kept = rest.to_vec();
+    kept.extend([last.block.clone(), last.pointer.clone()]);
+    insert(&rt, &a, kept);
+
+    let out = tmp.path().join("copy.bin");
+    veil_ok(&get_into(&client, &sf.uri.to_uri(), &out, "0"));
+    assert!(std::fs::read(&out).unwrap() == data, "the file differs");
+
+    // Another file, inserted without its top block or any copy.
+    let data = bytes(3 * BLOCK_DATA_LEN, 24);
+    let sf = split_with(&data, &SplitOptions::default()).unwrap();
+    insert(&rt, &a, sf.blocks[..sf.blocks.len() - 1].to_vec());
+    let r = veil(&["get", "--node", &client, &sf.uri.to_uri(), "--retries", "0"]);
+    assert!(!r.status.success());
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&sf.uri.routing.to_base64()), "{err}");
+    assert!(err.contains("not found"), "{err}");
 }

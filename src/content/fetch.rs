@@ -10,6 +10,7 @@ use rand::SeedableRng;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use super::copies::{fetch_top, TOP_COPIES};
 use super::layout::Layout;
 use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
 pub use super::segment::{FetchError, RetryIf};
@@ -74,6 +75,9 @@ pub struct FetchOptions {
     pub retry_if: RetryIf,
     /// Seeds the order blocks are asked for in; `None` draws a seed.
     pub seed: Option<u64>,
+    /// Copies of the top block to look for when it fails
+    /// ([`TOP_COPIES`] by default; 0: the block alone, with its retries).
+    pub top_copies: u8,
 }
 
 impl Default for FetchOptions {
@@ -85,6 +89,7 @@ impl Default for FetchOptions {
             backoff: Duration::from_millis(250),
             retry_if: |_| true,
             seed: None,
+            top_copies: TOP_COPIES,
         }
     }
 }
@@ -228,12 +233,12 @@ where
 
     // The top block and the manifests have no check blocks to fall back
     // on: they are asked again twice as often (the node starts each repeat
-    // on another first hop, where an insert's other copies went).
+    // on another first hop), and the top block also has copies elsewhere.
     let top = Getter {
         retries: getter.retries.saturating_mul(TOP_RETRY_FACTOR),
         ..getter.clone()
     };
-    let root_block = top.raw(uri.routing).await?;
+    let root_block = fetch_top(&top, uri, opts.top_copies).await?;
     let (kind, root_data) = uri
         .decode_any(&root_block)
         .map_err(|e| bad_block(&uri.routing, e))?;

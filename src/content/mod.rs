@@ -19,8 +19,9 @@
 //! lost child manifest is rebuilt (`tree.rs`). The root carries the format
 //! version (3), the file's SHA-256 and its erasure coding; version-1 files
 //! (no check blocks) and version-2 files (none over manifests) are still
-//! fetched. The root itself has no check blocks: `veil put` inserts it
-//! several times, each on another route (`transfer::ROOT_COPIES`).
+//! fetched. The root itself has no check blocks: `veil put` also inserts
+//! copies of it at other points of the key space, which a fetch finds from
+//! the URI alone and verifies against it (`copies.rs`, [`TOP_COPIES`]).
 //!
 //! # Rooms
 //!
@@ -36,6 +37,8 @@
 //!   in `segment.rs`);
 //! - [`fetch_to_path`]: into a file through `FILE.veil-part`, resuming an
 //!   interrupted fetch after the segments that verify again (`resume.rs`);
+//! - `copies.rs`: the top block's copies at other points of the key space
+//!   ([`top_copies`]), looked for when it fails;
 //! - [`dir`]: directories (freesites), a document mapping paths to files;
 //! - here: the errors.
 //!
@@ -53,6 +56,7 @@
 
 use crate::keys::{BlockKind, KeyError, BLOCK_DATA_LEN};
 
+mod copies;
 pub mod dir;
 mod fetch;
 mod layout;
@@ -65,6 +69,7 @@ mod tree;
 pub mod usk;
 mod window;
 
+pub use copies::{pointer_key, top_copies, TopCopy, TOP_COPIES};
 pub use fetch::{
     fetch, fetch_to_writer, fetch_with_progress, open, FetchError, FetchOptions, Opened, Progress,
     DEFAULT_MAX_LEN, TOP_RETRY_FACTOR,

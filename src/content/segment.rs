@@ -59,6 +59,17 @@ where
     Fut: Future<Output = Result<Block, E>> + Send + 'static,
     E: Into<FetchError> + Send + 'static,
 {
+    /// Count a retry and wait before it: `backoff * 2^attempt`, at most
+    /// [`MAX_BACKOFF`].
+    pub async fn pause(&self, attempt: u32) {
+        self.counter.fetch_add(1, Ordering::Relaxed);
+        let wait = self
+            .backoff
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(MAX_BACKOFF);
+        tokio::time::sleep(wait).await;
+    }
+
     /// The block under `key`, unverified.
     pub async fn raw(&self, key: RoutingKey) -> Result<Block, ContentError> {
         let mut attempt: u32 = 0;
@@ -70,12 +81,7 @@ where
             if attempt >= self.retries || !(self.retry_if)(err.as_ref()) {
                 return Err(unavailable(&key, err));
             }
-            self.counter.fetch_add(1, Ordering::Relaxed);
-            let wait = self
-                .backoff
-                .saturating_mul(1u32 << attempt.min(16))
-                .min(MAX_BACKOFF);
-            tokio::time::sleep(wait).await;
+            self.pause(attempt).await;
             attempt += 1;
         }
     }

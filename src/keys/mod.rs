@@ -356,18 +356,7 @@ impl Chk {
             return Err(KeyError::DataTooLong(data.len()));
         }
         let decryption = DecryptionKey(derive_key(kind, data));
-
-        let mut padded = vec![0u8; PADDED_LEN];
-        // BLOCK_DATA_LEN fits in u32, checked above.
-        padded[..4].copy_from_slice(&(data.len() as u32).to_be_bytes());
-        padded[4..4 + data.len()].copy_from_slice(data);
-
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&decryption.0));
-        let sealed = cipher
-            .encrypt(Nonce::from_slice(&[0u8; 12]), padded.as_slice())
-            .map_err(|_| KeyError::DecryptFailed)?;
-        padded.zeroize();
-        let block = Block::new(sealed);
+        let block = Chk::seal_under(&decryption, data)?;
         let routing = block.routing_key();
         Ok((
             Chk {
@@ -390,19 +379,49 @@ impl Chk {
     /// Open a block of either kind and say which kind it is.
     pub fn decode_any(&self, block: &Block) -> Result<(BlockKind, Vec<u8>), KeyError> {
         block.verify(&self.routing)?;
-        let cipher = ChaCha20Poly1305::new(Key::from_slice(&self.decryption.0));
-        let mut padded = cipher
-            .decrypt(Nonce::from_slice(&[0u8; 12]), block.as_bytes())
-            .map_err(|_| KeyError::DecryptFailed)?;
-        let result = unpad(&padded, BLOCK_DATA_LEN);
-        padded.zeroize();
-        let data = result?;
+        let data = Chk::open_under(&self.decryption, block)?;
         for kind in [BlockKind::Data, BlockKind::Manifest] {
             if derive_key(kind, &data) == self.decryption.0 {
                 return Ok((kind, data));
             }
         }
         Err(KeyError::DecryptFailed)
+    }
+
+    /// Seal up to [`BLOCK_DATA_LEN`] bytes under `key` with the all-zero
+    /// nonce: `len || data || zeros`, ChaCha20-Poly1305. Safe only when
+    /// `key` is used for this one plaintext, as a convergent key (and a
+    /// key derived from one and a copy number: `content::copies`) is.
+    pub fn seal_under(key: &DecryptionKey, data: &[u8]) -> Result<Block, KeyError> {
+        if data.len() > BLOCK_DATA_LEN {
+            return Err(KeyError::DataTooLong(data.len()));
+        }
+        let mut padded = vec![0u8; PADDED_LEN];
+        // BLOCK_DATA_LEN fits in u32, checked above.
+        padded[..4].copy_from_slice(&(data.len() as u32).to_be_bytes());
+        padded[4..4 + data.len()].copy_from_slice(data);
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
+        let sealed = cipher
+            .encrypt(Nonce::from_slice(&[0u8; 12]), padded.as_slice())
+            .map_err(|_| KeyError::DecryptFailed)?;
+        padded.zeroize();
+        Ok(Block::new(sealed))
+    }
+
+    /// Open a content-hash block sealed by [`Chk::seal_under`] with `key`
+    /// (authenticated, unpadded). Checks neither the routing key nor that
+    /// the plaintext derives `key`: callers do.
+    pub fn open_under(key: &DecryptionKey, block: &Block) -> Result<Vec<u8>, KeyError> {
+        if block.is_signed() {
+            return Err(KeyError::BadBlockLength(block.as_bytes().len()));
+        }
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
+        let mut padded = cipher
+            .decrypt(Nonce::from_slice(&[0u8; 12]), block.as_bytes())
+            .map_err(|_| KeyError::DecryptFailed)?;
+        let result = unpad(&padded, BLOCK_DATA_LEN);
+        padded.zeroize();
+        result
     }
 
     /// `CHK@<routing key>,<decryption key>`, both base64url without padding.
