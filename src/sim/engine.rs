@@ -8,8 +8,8 @@
 //! ([`Latency`]), a timer heap instead of a scan of every router, failed
 //! nodes, per-node load counters, and per-request tallies instead of a log
 //! of every message. Nodes keep their blocks in the compact stores of
-//! [`blocks`](crate::sim::blocks) (each distinct block once, each node a
-//! sorted list of numbers), which answer the router as the harness's
+//! [`blocks`](crate::sim::blocks) (each distinct block once, with the
+//! sorted list of nodes holding it), which answer the router as the harness's
 //! `MemStore` does.
 //!
 //! Requests run one at a time: [`Engine::get`] and [`Engine::put`] return
@@ -354,17 +354,22 @@ impl Engine {
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
         let id = self.blocks.intern(block);
-        self.nodes[node as usize].held.held.insert(id);
+        self.blocks.hold(id, node);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
     /// are lost. Their neighbours are not told (a sudden failure), so a
     /// request waiting on one times out.
     pub fn fail(&mut self, nodes: &[NodeIx]) {
+        let mut gone = vec![false; self.nodes.len()];
         for &n in nodes {
             self.alive[n as usize] = false;
             self.failed[n as usize] = true;
             self.nodes[n as usize].held = NodeBlocks::default();
+            gone[n as usize] = true;
+        }
+        if !nodes.is_empty() {
+            self.blocks.forget(&gone);
         }
     }
 
@@ -536,6 +541,7 @@ impl Engine {
         let Slot { router, held } = &mut self.nodes[n];
         let view = NodeView {
             blocks: &self.blocks,
+            index: node,
             node: held,
         };
         let mut actions = std::mem::take(&mut self.actions);
@@ -549,13 +555,9 @@ impl Engine {
                         self.answer = Some((token, first));
                     }
                 }
-                Action::CacheBlock { block } => {
+                Action::CacheBlock { block } | Action::StoreBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.nodes[n].held.held.insert(id);
-                }
-                Action::StoreBlock { block } => {
-                    let id = self.blocks.intern(block);
-                    self.nodes[n].held.held.insert(id);
+                    self.blocks.hold(id, node);
                 }
                 Action::ClientCacheBlock { block } => {
                     let id = self.blocks.intern(block);
