@@ -11,6 +11,8 @@
 //! each ending is built inside the branch that knows the request's kind, so
 //! "a get that ended in `InsertSucceeded`" cannot be written down.
 
+use smallvec::SmallVec;
+
 use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::neighbours::Neighbours;
@@ -131,8 +133,8 @@ pub(crate) struct Search<P> {
     origin: Origin<P>,
     budget: Htl,
     /// Upstream, peers tried, and peers that sent this uid while in flight
-    /// (sorted; at most the node's neighbours).
-    excluded: Vec<P>,
+    /// (sorted; at most the node's neighbours; the first few inline).
+    excluded: SmallVec<[P; 6]>,
     waiting: Option<Waiting<P>>,
     /// Did any downstream peer accept the request (answer `RouteNotFound`)?
     /// Decides a local insert's outcome when no peer acknowledged it.
@@ -168,7 +170,7 @@ impl<P: Clone + Ord> Search<P> {
         origin: Origin<P>,
         budget: Htl,
     ) -> Self {
-        let mut excluded = Vec::new();
+        let mut excluded = SmallVec::new();
         if let Origin::Peer(peer) = &origin {
             excluded.push(peer.clone());
         }

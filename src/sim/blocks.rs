@@ -1,14 +1,20 @@
 //! The simulator's datastores, compact enough for 100,000 nodes and
 //! millions of cached copies (`sim::engine`).
 //!
-//! Every distinct block is kept once, in [`Blocks`], under a small number;
-//! each node keeps only the numbers of what it stores or caches and of what
-//! it fetched for its own client ([`NodeBlocks`], sorted vectors of
-//! `u32`). A node's view ([`NodeView`]) answers the router's
-//! [`BlockSource`] queries as the harness's `MemStore` does: a block in the
-//! store or the cache, and the client cache on its own. Unbounded, as the `MemStore` is: the real
-//! node's cache is bounded by bytes, the simulator's keeps every copy (4
-//! bytes each).
+//! Every distinct block is kept once, in [`Blocks`], under a small number,
+//! with the sorted list of the nodes that store or cache it; each node
+//! keeps only the numbers of what it fetched for its own client
+//! ([`NodeBlocks`], a sorted vector of `u32`). A node's view ([`NodeView`])
+//! answers the router's [`BlockSource`] queries as the harness's `MemStore`
+//! does: a block in the store or the cache, and the client cache on its
+//! own. Unbounded, as the `MemStore` is: the real node's cache is bounded
+//! by bytes, the simulator's keeps every copy (4 bytes each).
+//!
+//! Holders are listed per block, not per node, for the cache: every node
+//! on a request's path asks for the same key, so one block's short list
+//! stays in the CPU cache for the whole request, where each node's own set
+//! (hundreds of numbers, at a random one of 100,000 nodes) cost several
+//! cache misses per hop.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -44,6 +50,8 @@ type KeyMap<V> = HashMap<RoutingKey, V, BuildHasherDefault<KeyPrefixHasher>>;
 pub struct Blocks {
     ids: KeyMap<u32>,
     blocks: Vec<Block>,
+    /// The nodes that store or cache each block (by number).
+    holders: Vec<IdSet>,
     /// The last block interned and its number: a request's block is cached
     /// at every hop, so this spares hashing it again at each.
     last: Option<(Block, u32)>,
@@ -70,6 +78,7 @@ impl Blocks {
                 // A key remembered as absent is absent no more.
                 self.last_key.set(None);
                 self.blocks.push(block.clone());
+                self.holders.push(IdSet::default());
                 id
             }
         };
@@ -91,6 +100,27 @@ impl Blocks {
 
     pub fn get(&self, id: u32) -> Option<&Block> {
         self.blocks.get(id as usize)
+    }
+
+    /// `node` stores or caches block `id` (an interned number).
+    pub fn hold(&mut self, id: u32, node: u32) {
+        if let Some(h) = self.holders.get_mut(id as usize) {
+            h.insert(node);
+        }
+    }
+
+    /// Does `node` store or cache block `id`?
+    pub fn holds(&self, id: u32, node: u32) -> bool {
+        self.holders
+            .get(id as usize)
+            .is_some_and(|h| h.contains(node))
+    }
+
+    /// The nodes `gone` (indexed by node) forget every block they hold.
+    pub fn forget(&mut self, gone: &[bool]) {
+        for h in &mut self.holders {
+            h.0.retain(|&n| !gone.get(n as usize).copied().unwrap_or(false));
+        }
     }
 
     /// Distinct blocks seen.
@@ -127,13 +157,12 @@ impl IdSet {
     }
 }
 
-/// What one node holds: its store (insert sinks) and its cache (blocks that
-/// passed through) as one set, since the router reads them as one (store
-/// first, then cache, the same block either way), and its client cache
+/// What one node keeps apart from its store and cache (which the block
+/// table lists by block, [`Blocks::holds`]; the router reads them as one,
+/// store first, then cache, the same block either way): its client cache
 /// (what its own client fetched through a tunnel).
 #[derive(Clone, Debug, Default)]
 pub struct NodeBlocks {
-    pub held: IdSet,
     pub client: IdSet,
 }
 
@@ -141,27 +170,28 @@ pub struct NodeBlocks {
 /// consults.
 pub struct NodeView<'a> {
     pub blocks: &'a Blocks,
+    /// The node's number.
+    pub index: u32,
     pub node: &'a NodeBlocks,
 }
 
-impl NodeView<'_> {
-    fn find(&self, key: &RoutingKey, set: &IdSet) -> Option<Block> {
+impl BlockSource for NodeView<'_> {
+    fn lookup(&self, key: &RoutingKey) -> Option<Block> {
         let id = self.blocks.id(key)?;
-        if set.contains(id) {
+        if self.blocks.holds(id, self.index) {
             self.blocks.get(id).cloned()
         } else {
             None
         }
     }
-}
-
-impl BlockSource for NodeView<'_> {
-    fn lookup(&self, key: &RoutingKey) -> Option<Block> {
-        self.find(key, &self.node.held)
-    }
 
     fn client_lookup(&self, key: &RoutingKey) -> Option<Block> {
-        self.find(key, &self.node.client)
+        let id = self.blocks.id(key)?;
+        if self.node.client.contains(id) {
+            self.blocks.get(id).cloned()
+        } else {
+            None
+        }
     }
 }
 
@@ -175,13 +205,14 @@ mod tests {
         let (a, b) = (Block::stand_in(b"a"), Block::stand_in(b"b"));
         let mut node = NodeBlocks::default();
         let ia = blocks.intern(a.clone());
-        node.held.insert(ia);
+        blocks.hold(ia, 7);
         let ib = blocks.intern(b.clone());
         node.client.insert(ib);
         assert_eq!(blocks.intern(a.clone()), ia);
         assert_eq!(blocks.len(), 2);
         let view = NodeView {
             blocks: &blocks,
+            index: 7,
             node: &node,
         };
         assert_eq!(view.lookup(&a.routing_key()), Some(a.clone()));
@@ -190,5 +221,27 @@ mod tests {
         assert_eq!(view.client_lookup(&a.routing_key()), None);
         let other = Block::stand_in(b"c").routing_key();
         assert_eq!(view.lookup(&other), None);
+        let elsewhere = NodeView {
+            blocks: &blocks,
+            index: 8,
+            node: &node,
+        };
+        assert_eq!(elsewhere.lookup(&a.routing_key()), None);
+    }
+
+    #[test]
+    fn forgotten_holders_hold_nothing() {
+        let mut blocks = Blocks::default();
+        let a = blocks.intern(Block::stand_in(b"a"));
+        let b = blocks.intern(Block::stand_in(b"b"));
+        for node in [3, 1, 2] {
+            blocks.hold(a, node);
+        }
+        blocks.hold(b, 2);
+        blocks.forget(&[false, false, true]);
+        assert!(blocks.holds(a, 1) && blocks.holds(a, 3));
+        assert!(!blocks.holds(a, 2) && !blocks.holds(b, 2));
+        blocks.hold(b, 2);
+        assert!(blocks.holds(b, 2), "a node that forgot may hold again");
     }
 }

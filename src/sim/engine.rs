@@ -5,18 +5,18 @@
 //! Like the [`harness`](crate::sim::harness), it drives exactly the router
 //! the real node drives and makes no routing decision of its own; it differs
 //! in what scale needs: per-link latencies drawn from a distribution
-//! ([`Latency`]), a timer heap instead of a scan of every router, failed
+//! ([`Latency`]), an ordered set of timers instead of a scan of every router, failed
 //! nodes, per-node load counters, and per-request tallies instead of a log
 //! of every message. Nodes keep their blocks in the compact stores of
-//! [`blocks`](crate::sim::blocks) (each distinct block once, each node a
-//! sorted list of numbers), which answer the router as the harness's
+//! [`blocks`](crate::sim::blocks) (each distinct block once, with the
+//! sorted list of nodes holding it), which answer the router as the harness's
 //! `MemStore` does.
 //!
 //! Requests run one at a time: [`Engine::get`] and [`Engine::put`] return
 //! once the client has its answer and no message is in flight.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BTreeSet, BinaryHeap};
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -215,11 +215,19 @@ fn make_router(
 }
 
 /// What the engine keeps of one node, side by side: each message it
-/// delivers reads both, and at 100,000 nodes each separate table costs a
-/// cache miss per message.
+/// delivers reads all of it, and at 100,000 nodes each separate table costs
+/// a cache miss per message. Aligned to cache lines, so a slot spans as
+/// few as its size allows.
+#[repr(align(64))]
 struct Slot {
     router: Router<NodeIx>,
     held: NodeBlocks,
+    /// Messages this node has sent or received.
+    load: u64,
+    /// Online and not failed: messages to anyone else are lost.
+    alive: bool,
+    /// The router's deadline as [`Engine::timers`] lists it.
+    timer: Option<Time>,
 }
 
 /// Slots of the direct-mapped cache of link latencies (see [`Engine::send`]).
@@ -229,8 +237,6 @@ const LATENCY_MEMO: usize = 4096;
 pub struct Engine {
     nodes: Vec<Slot>,
     blocks: Blocks,
-    /// Online and not failed: messages to anyone else are lost.
-    alive: Vec<bool>,
     /// Removed for good (`fail`); churn never brings these back.
     failed: Vec<bool>,
     adj: Csr,
@@ -242,12 +248,13 @@ pub struct Engine {
     latency: Latency,
     seed: u64,
     queue: BinaryHeap<Reverse<InFlight>>,
-    timers: Timers,
+    /// Every node's next deadline, (when, node), kept exact: a node's entry
+    /// moves when its deadline does, so no stale entry waits in a heap to
+    /// be checked against a router long gone from the cache.
+    timers: BTreeSet<(Time, NodeIx)>,
     now: Time,
     seq: u64,
     rng: ChaCha8Rng,
-    /// Messages each node has sent or received.
-    pub load: Vec<u64>,
     next_token: ClientToken,
     requester: NodeIx,
     answer: Option<(ClientToken, ClientOutcome)>,
@@ -279,12 +286,14 @@ impl Engine {
             .map(|i| Slot {
                 router: make_router(&config, locations[i], mode, seed, i),
                 held: NodeBlocks::default(),
+                load: 0,
+                alive: true,
+                timer: None,
             })
             .collect();
         let mut engine = Engine {
             nodes,
             blocks: Blocks::default(),
-            alive: vec![true; n],
             failed: vec![false; n],
             adj: Csr::new(adj),
             locations: locations.to_vec(),
@@ -294,11 +303,10 @@ impl Engine {
             latency,
             seed,
             queue: BinaryHeap::new(),
-            timers: BinaryHeap::new(),
+            timers: BTreeSet::new(),
             now: 0,
             seq: 0,
             rng: ChaCha8Rng::seed_from_u64(seed),
-            load: vec![0; n],
             next_token: 1,
             requester: 0,
             answer: None,
@@ -348,23 +356,33 @@ impl Engine {
     }
 
     pub fn is_alive(&self, node: NodeIx) -> bool {
-        self.alive[node as usize]
+        self.nodes[node as usize].alive
+    }
+
+    /// Messages each node has sent or received.
+    pub fn load(&self) -> Vec<u64> {
+        self.nodes.iter().map(|s| s.load).collect()
     }
 
     /// Put a block in a node's store, as if an insert had ended there.
     pub fn place(&mut self, node: NodeIx, block: Block) {
         let id = self.blocks.intern(block);
-        self.nodes[node as usize].held.held.insert(id);
+        self.blocks.hold(id, node);
     }
 
     /// Take nodes out: they hold nothing and answer nothing; messages to them
     /// are lost. Their neighbours are not told (a sudden failure), so a
     /// request waiting on one times out.
     pub fn fail(&mut self, nodes: &[NodeIx]) {
+        let mut gone = vec![false; self.nodes.len()];
         for &n in nodes {
-            self.alive[n as usize] = false;
+            self.nodes[n as usize].alive = false;
             self.failed[n as usize] = true;
             self.nodes[n as usize].held = NodeBlocks::default();
+            gone[n as usize] = true;
+        }
+        if !nodes.is_empty() {
+            self.blocks.forget(&gone);
         }
     }
 
@@ -375,16 +393,16 @@ impl Engine {
     /// is online, both ways. Failed nodes stay out. Runs until quiet.
     pub fn set_online(&mut self, node: NodeIx, online: bool) {
         let n = node as usize;
-        if self.failed[n] || self.alive[n] == online {
+        if self.failed[n] || self.nodes[n].alive == online {
             return;
         }
-        self.alive[n] = online;
+        self.nodes[n].alive = online;
         let neighbours: Vec<NodeIx> = self
             .adj
             .of(node)
             .iter()
             .copied()
-            .filter(|&j| self.alive[j as usize])
+            .filter(|&j| self.nodes[j as usize].alive)
             .collect();
         if online {
             for j in neighbours {
@@ -394,6 +412,7 @@ impl Engine {
         } else {
             self.nodes[n].router =
                 make_router(&self.config, self.locations[n], self.mode, self.seed, n);
+            self.set_timer(node, None);
             for j in neighbours {
                 self.feed(j, Event::LinkDown { peer: node });
             }
@@ -436,13 +455,30 @@ impl Engine {
         }
     }
 
-    /// The earliest timer that is still due at a live node.
+    /// The earliest timer of a live node (a failed node's is dropped).
     fn next_timer(&mut self) -> Option<Time> {
-        let (alive, nodes) = (&self.alive, &self.nodes);
-        next_due(&mut self.timers, |node, at| {
-            let n = node as usize;
-            alive[n] && nodes[n].router.next_deadline() == Some(at)
-        })
+        while let Some(&(at, node)) = self.timers.first() {
+            if self.nodes[node as usize].alive {
+                return Some(at);
+            }
+            self.set_timer(node, None);
+        }
+        None
+    }
+
+    /// List `node`'s deadline as `at` in [`Engine::timers`].
+    fn set_timer(&mut self, node: NodeIx, at: Option<Time>) {
+        let slot = &mut self.nodes[node as usize];
+        if slot.timer == at {
+            return;
+        }
+        if let Some(old) = slot.timer {
+            self.timers.remove(&(old, node));
+        }
+        if let Some(at) = at {
+            self.timers.insert((at, node));
+        }
+        slot.timer = at;
     }
 
     /// Deliver messages and fire timers until `token` is answered (or at
@@ -467,8 +503,9 @@ impl Engine {
                     return;
                 };
                 self.now = self.now.max(m.at);
-                if self.alive[m.to as usize] {
-                    self.load[m.to as usize] += 1;
+                let slot = &mut self.nodes[m.to as usize];
+                if slot.alive {
+                    slot.load += 1;
                     self.feed(
                         m.to,
                         Event::Message {
@@ -477,7 +514,8 @@ impl Engine {
                         },
                     );
                 }
-            } else if let Some(Reverse((at, node))) = self.timers.pop() {
+            } else if let Some((at, node)) = self.timers.pop_first() {
+                self.nodes[node as usize].timer = None;
                 self.now = self.now.max(at);
                 self.feed(node, Event::Tick);
             }
@@ -486,7 +524,7 @@ impl Engine {
 
     fn send(&mut self, from: NodeIx, to: NodeIx, msg: Message) {
         self.tally.messages += 1;
-        self.load[from as usize] += 1;
+        self.nodes[from as usize].load += 1;
         match &msg {
             Message::DataFound { .. } | Message::TunnelData { .. } => self.tally.found_hops += 1,
             Message::DataRequest { .. }
@@ -533,9 +571,10 @@ impl Engine {
 
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
-        let Slot { router, held } = &mut self.nodes[n];
+        let Slot { router, held, .. } = &mut self.nodes[n];
         let view = NodeView {
             blocks: &self.blocks,
+            index: node,
             node: held,
         };
         let mut actions = std::mem::take(&mut self.actions);
@@ -549,13 +588,9 @@ impl Engine {
                         self.answer = Some((token, first));
                     }
                 }
-                Action::CacheBlock { block } => {
+                Action::CacheBlock { block } | Action::StoreBlock { block } => {
                     let id = self.blocks.intern(block);
-                    self.nodes[n].held.held.insert(id);
-                }
-                Action::StoreBlock { block } => {
-                    let id = self.blocks.intern(block);
-                    self.nodes[n].held.held.insert(id);
+                    self.blocks.hold(id, node);
                 }
                 Action::ClientCacheBlock { block } => {
                     let id = self.blocks.intern(block);
@@ -567,8 +602,7 @@ impl Engine {
             }
         }
         self.actions = actions;
-        if let Some(at) = self.nodes[n].router.next_deadline() {
-            self.timers.push(Reverse((at, node)));
-        }
+        let deadline = self.nodes[n].router.next_deadline();
+        self.set_timer(node, deadline);
     }
 }

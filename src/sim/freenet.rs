@@ -8,6 +8,8 @@
 //! cannot be steered to `k / 2^64` itself). `insert` is a real insert from
 //! `from`, `lookup` a real request; both run to completion.
 
+use std::borrow::Cow;
+
 use rand::RngCore;
 
 use crate::keys::{Block, Location};
@@ -84,8 +86,8 @@ impl Model for FreenetModel {
         }
     }
 
-    fn load(&self) -> &[u64] {
-        &self.engine.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Owned(self.engine.load())
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

@@ -8,6 +8,7 @@
 //! veil routing key) under its own rules.
 
 use rand::RngCore;
+use std::borrow::Cow;
 
 /// A node's index, `0..nodes`.
 pub type NodeIx = u32;
@@ -58,8 +59,9 @@ pub trait Model {
     fn insert(&mut self, from: NodeIx, key: u64, rng: &mut dyn RngCore);
     /// Look `key` up from node `from`.
     fn lookup(&mut self, from: NodeIx, key: u64, rng: &mut dyn RngCore) -> Lookup;
-    /// Messages each node has handled (sent or received) so far.
-    fn load(&self) -> &[u64];
+    /// Messages each node has handled (sent or received) so far (borrowed
+    /// where the model keeps them in one table).
+    fn load(&self) -> Cow<'_, [u64]>;
     /// Take these nodes out: they answer nothing and hold nothing any more.
     /// The survivors keep their routing state (no repair), as a sudden
     /// failure leaves it.

@@ -321,7 +321,8 @@ fn most_loaded(
         twin.lookup(from, key, &mut warm);
     }
     let mut by_load: Vec<NodeIx> = (0..n as NodeIx).collect();
-    let load = |i: NodeIx| twin.load()[i as usize] - before[i as usize];
+    let after = twin.load();
+    let load = |i: NodeIx| after[i as usize] - before[i as usize];
     by_load.sort_by_key(|&i| (std::cmp::Reverse(load(i)), i));
     by_load.truncate(count);
     Ok((by_load, bytes_per_node))

@@ -27,6 +27,7 @@
 //! paper's expanding-ring search and zone takeover are not modelled).
 
 use rand::{Rng, RngCore};
+use std::borrow::Cow;
 
 use super::{mix64, Holdings, Nodes, Params};
 use crate::sim::model::{Lookup, Model, NodeIx};
@@ -275,8 +276,8 @@ impl Model for Can {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

@@ -19,6 +19,7 @@
 //! held the key. No stabilisation, no replicas.
 
 use rand::RngCore;
+use std::borrow::Cow;
 
 use super::{cw, distinct_ids, Holdings, Nodes, Params};
 use crate::sim::model::{Lookup, Model, NodeIx};
@@ -162,8 +163,8 @@ impl Model for Chord {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

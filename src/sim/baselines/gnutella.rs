@@ -17,6 +17,7 @@
 //! loses that branch.
 
 use rand::RngCore;
+use std::borrow::Cow;
 
 use super::{Csr, Flood, Holdings, Nodes, Params};
 use crate::sim::model::{Graph, Lookup, Model, NodeIx};
@@ -84,8 +85,8 @@ impl Model for Gnutella {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

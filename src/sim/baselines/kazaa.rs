@@ -23,6 +23,7 @@
 //! no longer indexed (no re-attachment); the flood loses failed branches.
 
 use rand::{Rng, RngCore};
+use std::borrow::Cow;
 
 use super::{Csr, Flood, Holdings, Nodes, Params};
 use crate::sim::model::{Lookup, Model, NodeIx};
@@ -191,8 +192,8 @@ impl Model for Kazaa {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

@@ -9,6 +9,7 @@
 //! failure the lecture describes.
 
 use rand::{Rng, RngCore};
+use std::borrow::Cow;
 
 use super::{Holdings, Nodes};
 use crate::sim::model::{Lookup, Model, NodeIx};
@@ -85,8 +86,8 @@ impl Model for Napster {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {

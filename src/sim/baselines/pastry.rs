@@ -32,6 +32,7 @@
 //! which does not hold the key. No table repair, no replicas.
 
 use rand::{Rng, RngCore};
+use std::borrow::Cow;
 
 use super::{circ, cw, distinct_ids, Holdings, Nodes, Params};
 use crate::sim::model::{Lookup, Model, NodeIx};
@@ -272,8 +273,8 @@ impl Model for Pastry {
         out
     }
 
-    fn load(&self) -> &[u64] {
-        &self.nodes.load
+    fn load(&self) -> Cow<'_, [u64]> {
+        Cow::Borrowed(&self.nodes.load)
     }
 
     fn fail(&mut self, nodes: &[NodeIx]) {
