@@ -45,6 +45,8 @@ pub enum BenchError {
     Spawn(String),
     #[error("a bench task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error(transparent)]
+    Floor(#[from] super::bench_floor::FloorError),
     #[error("the fetched file differs")]
     Differs,
     #[error(transparent)]

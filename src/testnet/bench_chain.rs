@@ -23,6 +23,10 @@
 //! ([`LATENCY_TARGET`]). With `--relay-total` it then passes that many bytes
 //! through the chain, a fresh 32 MiB file at a time (no file is held whole),
 //! and checks every node's peak resident set against the default `memory`.
+//! Last it measures a bare relay chain on the same machine
+//! ([`super::bench_floor`]): threads forwarding the same frames and doing
+//! only the path's cryptography, the floor any relay implementation stands
+//! on, so veil's figures can be read against what the machine allows.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
@@ -32,10 +36,11 @@ use serde::Serialize;
 use sha2::Digest;
 
 use super::bench::{chacha_throughput, median, slope, tempfile_dir, BenchError};
+use super::bench_floor::Floor;
 use crate::client::{Client, Endpoint};
 use crate::config::{NodeConfig, PeerConfig, SizeSetting, DEFAULT_MEMORY, IDENTITY_FILE};
 use crate::identity::Identity;
-use crate::keys::Chk;
+use crate::keys::{Chk, BLOCK_LEN};
 use crate::routing::Anonymity;
 
 /// Nodes in the chain.
@@ -132,6 +137,11 @@ pub struct ChainReport {
     pub limit_mib_per_s: f64,
     /// The largest get's throughput over the limit.
     pub fraction: f64,
+    /// The bare relay chain measured in the same run: what this machine
+    /// allows any relay doing the path's cryptography.
+    pub floor: Floor,
+    /// The bare chain's throughput over the limit.
+    pub floor_fraction: f64,
 }
 
 impl ChainReport {
@@ -198,11 +208,32 @@ impl ChainReport {
             self.limit_mib_per_s,
             self.fraction * 100.0
         ));
+        let f = &self.floor;
+        out.push_str(&format!(
+            "  bare relay chain (threads forwarding the same frames, doing only the path's \
+             cryptography):\n\
+             \x20   per hop {:.3} ms{}; two-thread loopback round trip {:.3} ms\n\
+             \x20   {:.1} MiB/s, {:.1}% of the path limit; veil's largest get reached {:.1}% of it\n",
+            f.per_hop_ms,
+            self.latency.as_ref().map_or(String::new(), |l| format!(
+                " (ratio {:.2} to the loopback round trip)",
+                f.per_hop_ms / l.loopback_rtt_ms
+            )),
+            f.two_thread_rtt_ms,
+            f.mib_per_s,
+            self.floor_fraction * 100.0,
+            best_of(&self.gets) / f.mib_per_s * 100.0
+        ));
         out
     }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The largest get's throughput (MiB/s), 0 without gets.
+fn best_of(gets: &[ChainGet]) -> f64 {
+    gets.last().map_or(0.0, |g| g.mib_per_s)
+}
 
 fn met(ok: bool) -> &'static str {
     if ok {
@@ -398,7 +429,14 @@ async fn run_in(
     let chacha = chacha_throughput();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let limit = cores as f64 / (AEAD_PASSES / chacha + HASH_PASSES / sha);
-    let best = gets.last().map_or(0.0, |g| g.mib_per_s);
+    let best = best_of(&gets);
+    on_step("measuring a bare relay chain on this machine");
+    let floor_samples = opts.latency_samples.max(20);
+    let floor_blocks = (opts.sizes.iter().copied().max().unwrap_or(0) / BLOCK_LEN).max(256);
+    let floor = tokio::task::spawn_blocking(move || {
+        super::bench_floor::measure(floor_samples, floor_blocks)
+    })
+    .await??;
     let relayed = relayed.map(|(bytes, files, seconds)| {
         let bound_mib = DEFAULT_MEMORY as f64 / MIB;
         let highest_peak_mib = rss.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
@@ -424,6 +462,8 @@ async fn run_in(
         cores,
         limit_mib_per_s: limit,
         fraction: best / limit,
+        floor_fraction: floor.mib_per_s / limit,
+        floor,
     })
 }
 

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod bench_chain;
+pub mod bench_floor;
 pub mod bench_modes;
 pub mod failures;
 pub mod info;
