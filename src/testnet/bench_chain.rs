@@ -212,13 +212,15 @@ impl ChainReport {
         out.push_str(&format!(
             "  bare relay chain (threads forwarding the same frames, doing only the path's \
              cryptography):\n\
-             \x20   per hop {:.3} ms{}; two-thread loopback round trip {:.3} ms\n\
+             \x20   per hop {:.3} ms{}; an empty relay (no cryptography) {:.3} ms; \
+             two-thread loopback round trip {:.3} ms\n\
              \x20   {:.1} MiB/s, {:.1}% of the path limit; veil's largest get reached {:.1}% of it\n",
             f.per_hop_ms,
             self.latency.as_ref().map_or(String::new(), |l| format!(
                 " (ratio {:.2} to the loopback round trip)",
                 f.per_hop_ms / l.loopback_rtt_ms
             )),
+            f.empty_per_hop_ms,
             f.two_thread_rtt_ms,
             f.mib_per_s,
             self.floor_fraction * 100.0,

@@ -18,7 +18,9 @@
 //!   come, as two nodes are. (The chain bench's other round trip runs both
 //!   sockets on one runtime thread, so nothing ever sleeps.)
 //! - **Per hop**: the slope over d = 1..4 of the median time to fetch a
-//!   block from r_d, as the chain bench measures it.
+//!   block from r_d, as the chain bench measures it; and the same for an
+//!   empty relay (plain frames, no cryptography, no hash), the least any
+//!   relay process adds on this machine.
 //! - **Throughput**: blocks from r4 with 128 in flight, through three relays
 //!   and r0: per byte 8 AEAD passes (a seal and an open on four links) and 6
 //!   SHA-256 passes (r4, r1..r3, r0 and the client), the path limit's count.
@@ -54,6 +56,9 @@ const WINDOW: usize = 128;
 pub struct Floor {
     /// Median 64-byte round trip between two blocking threads (ms).
     pub two_thread_rtt_ms: f64,
+    /// Per hop (ms) of the same chain doing no work at all: plain frames,
+    /// no cryptography, no hash. No relay on this machine adds less.
+    pub empty_per_hop_ms: f64,
     /// Median fetch time of a block d = 1..4 hops from r0 (ms).
     pub by_distance_ms: Vec<f64>,
     /// Slope of those medians over distance (ms).
@@ -81,31 +86,38 @@ pub enum FloorError {
 /// blocks for the throughput. Blocking: call it from a blocking thread.
 pub fn measure(samples: usize, blocks: usize) -> Result<Floor, FloorError> {
     let two_thread_rtt_ms = two_thread_rtt(samples.max(200))?;
-    let mut client = Chain::start()?;
-    let mut by_distance_ms = Vec::new();
-    for d in 1..RELAYS {
-        let mut times = Vec::with_capacity(samples);
-        for s in 0..samples + 10 {
-            let t = Instant::now();
-            client.fetch(d)?;
-            // The first few warm the path.
-            if s >= 10 {
-                times.push(t.elapsed().as_secs_f64() * 1000.0);
-            }
-        }
-        by_distance_ms.push(median(times));
-    }
+    let empty_per_hop_ms = slope(&by_distance(&mut Chain::start(false)?, samples)?);
+    let mut client = Chain::start(true)?;
+    let by_distance_ms = by_distance(&mut client, samples)?;
     let per_hop_ms = slope(&by_distance_ms);
     let t = Instant::now();
     client.stream(RELAYS - 1, blocks)?;
     let seconds = t.elapsed().as_secs_f64();
     Ok(Floor {
         two_thread_rtt_ms,
+        empty_per_hop_ms,
         by_distance_ms,
         per_hop_ms,
         blocks,
         mib_per_s: (blocks * BLOCK_LEN) as f64 / (1024.0 * 1024.0) / seconds,
     })
+}
+
+/// Median fetch time (ms) of a block from r_d, d = 1..4, after a warm-up.
+fn by_distance(client: &mut Chain, samples: usize) -> Result<Vec<f64>, FloorError> {
+    let mut medians = Vec::new();
+    for d in 1..RELAYS {
+        let mut times = Vec::with_capacity(samples);
+        for s in 0..samples + 10 {
+            let t = Instant::now();
+            client.fetch(d)?;
+            if s >= 10 {
+                times.push(t.elapsed().as_secs_f64() * 1000.0);
+            }
+        }
+        medians.push(median(times));
+    }
+    Ok(medians)
 }
 
 /// Median round trip (ms) of 64 bytes between two blocking threads over
@@ -143,8 +155,9 @@ struct Chain {
 }
 
 impl Chain {
-    /// Start r0..r4 and connect the client to r0.
-    fn start() -> Result<Chain, FloorError> {
+    /// Start r0..r4 and connect the client to r0; `crypto` false: links
+    /// carry plain frames and no relay hashes (the empty relay).
+    fn start(crypto: bool) -> Result<Chain, FloorError> {
         let listeners = (0..RELAYS)
             .map(|_| TcpListener::bind("127.0.0.1:0"))
             .collect::<Result<Vec<_>, _>>()?;
@@ -156,12 +169,18 @@ impl Chain {
             let theirs = next.accept()?.0;
             // Link i-1 -> i: one key per direction.
             let (k_down, k_up) = ([i as u8 * 2 + 1; 32], [i as u8 * 2 + 2; 32]);
-            let down = sealed_end(ours, k_down, k_up)?;
-            let next_up = sealed_end(theirs, k_up, k_down)?;
-            spawn_relay(up, Some(down))?;
+            let (down, next_up) = if crypto {
+                (
+                    sealed_end(ours, k_down, k_up)?,
+                    sealed_end(theirs, k_up, k_down)?,
+                )
+            } else {
+                (plain_end(ours)?, plain_end(theirs)?)
+            };
+            spawn_relay(up, Some(down), crypto)?;
             up = next_up;
         }
-        spawn_relay(up, None)?;
+        spawn_relay(up, None, crypto)?;
         Ok(Chain {
             to_r0,
             reply: vec![0u8; 4 + REPLY],
@@ -322,6 +341,7 @@ impl WriteHalf {
 fn spawn_relay(
     up: (ReadHalf, WriteHalf),
     down: Option<(ReadHalf, WriteHalf)>,
+    crypto: bool,
 ) -> Result<(), FloorError> {
     let (mut up_read, up_write) = up;
     let up_socket = up_write.stream.try_clone()?;
@@ -342,7 +362,9 @@ fn spawn_relay(
                 loop {
                     let reply = from_down.read()?;
                     let block = reply.get(..BLOCK_LEN).ok_or(FloorError::Ended)?;
-                    std::hint::black_box(Sha256::digest(block));
+                    if crypto {
+                        std::hint::black_box(Sha256::digest(block));
+                    }
                     let mut w = up_write.lock().map_err(|_| FloorError::Ended)?;
                     w.send(reply)?;
                 }
@@ -360,7 +382,9 @@ fn spawn_relay(
                 if left == 0 {
                     // This relay holds the block: it checks it before it
                     // answers, as a node reading its store does.
-                    std::hint::black_box(Sha256::digest(&own[..BLOCK_LEN]));
+                    if crypto {
+                        std::hint::black_box(Sha256::digest(&own[..BLOCK_LEN]));
+                    }
                     own[0] = own[0].wrapping_add(1);
                     let mut w = up_write.lock().map_err(|_| FloorError::Ended)?;
                     w.send(&own)?;
@@ -396,5 +420,6 @@ mod tests {
         assert!(floor.by_distance_ms.iter().all(|&ms| ms > 0.0));
         assert_eq!(floor.blocks, 300);
         assert!(floor.mib_per_s > 0.0 && floor.two_thread_rtt_ms > 0.0);
+        assert!(floor.empty_per_hop_ms.is_finite());
     }
 }
