@@ -13,8 +13,9 @@
 //! the queue, so the more inserts arrive at once, the fewer fsyncs each
 //! costs.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::Datastore;
 use crate::keys::{Block, RoutingKey};
@@ -132,32 +133,63 @@ fn yield_to_forwarding() {
     }
 }
 
+/// Most blocks the cache's writer puts in one commit, whatever its caller
+/// asks: the blocks it gathers wait in memory (2 MiB at most), and larger
+/// commits save little more (`tests/store_cost.rs`).
+pub const CACHE_BATCH_MAX: usize = 64;
+
+/// How long the cache's writer waits, after the first block of a batch, for
+/// more to join it. A commit costs a fixed amount besides its blocks (the
+/// B-tree's upper pages, the recency tables, redb's allocator state and
+/// header), so a writer that commits as soon as one block arrives pays it
+/// for nearly every block: under a get the relays' cache writers made
+/// commits of one or two blocks. Waiting this long gathers a batch of
+/// dozens at any speed where the cost matters; a cached block becomes
+/// visible this much later, which nothing depends on.
+pub const CACHE_LINGER: Duration = Duration::from_millis(20);
+
+/// `first` and what arrives in `rx` within [`CACHE_LINGER`] of it, up to
+/// `max_batch` in all; stops early if every sender is gone.
+fn linger<J>(rx: &Receiver<J>, first: J, max_batch: usize) -> Vec<J> {
+    let deadline = Instant::now() + CACHE_LINGER;
+    let mut jobs = vec![first];
+    while jobs.len() < max_batch {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(job) => jobs.push(job),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    jobs
+}
+
 /// The cache's writer: one thread that keeps the blocks passing through in
 /// batches, one non-durable commit per batch (see
-/// [`Datastore::put_cache_batch`]). Caching is best effort: a full queue
-/// hands the block back and it is simply not cached. One thread instead of
-/// a blocking-pool task per block keeps the node's threads (and their
-/// allocator arenas) few.
+/// [`Datastore::put_cache_batch`]); it waits up to [`CACHE_LINGER`] for a
+/// batch to gather. Caching is best effort: a full queue hands the block
+/// back and it is simply not cached. One thread instead of a blocking-pool
+/// task per block keeps the node's threads (and their allocator arenas)
+/// few.
 pub struct CacheWriter {
     tx: SyncSender<Block>,
 }
 
 impl CacheWriter {
     /// Start the thread: at most `queue` blocks wait, at most `max_batch`
-    /// go into one commit.
+    /// (and at most [`CACHE_BATCH_MAX`]) go into one commit.
     pub fn spawn(
         store: Arc<Datastore>,
         queue: usize,
         max_batch: usize,
     ) -> std::io::Result<CacheWriter> {
         let (tx, rx) = sync_channel::<Block>(queue.max(1));
-        let max_batch = max_batch.max(1);
+        let max_batch = max_batch.clamp(1, CACHE_BATCH_MAX);
         std::thread::Builder::new()
             .name("veil-cache-writer".into())
             .spawn(move || {
                 yield_to_forwarding();
                 while let Ok(first) = rx.recv() {
-                    let blocks = gather(&rx, first, max_batch);
+                    let blocks = linger(&rx, first, max_batch);
                     if let Err(e) = store.put_cache_batch(&blocks) {
                         tracing::warn!(blocks = blocks.len(), error = %e,
                             "datastore: cannot cache blocks");
