@@ -130,8 +130,8 @@ use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
 /// Most blocks written by non-durable commits before one is made durable.
 /// redb reuses the pages a commit frees only once a durable commit follows,
-/// so until then the file grows by every block written (a page of 64 KiB
-/// each): this bounds that growth to 32 MiB, whatever the batch sizes.
+/// so until then the file grows by every block written (a 32 KiB page
+/// each): this bounds that growth to 16 MiB, whatever the batch sizes.
 pub const LAZY_BLOCKS_PER_FSYNC: u64 = 512;
 
 /// Layout version written in the `meta` table. Version 2 keeps each block
