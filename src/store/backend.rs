@@ -74,10 +74,7 @@ impl StoreSource {
     /// Open for reading and writing (creating the file if needed).
     pub(super) fn open(&self, builder: &Builder) -> Result<Database, StoreError> {
         match self {
-            StoreSource::File {
-                path,
-                disk_limit: None,
-            } => {
+            StoreSource::File { path, disk_limit } => {
                 let file = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -85,30 +82,15 @@ impl StoreSource {
                     .truncate(false)
                     .open(path)
                     .map_err(|e| self.open_error(e.into()))?;
-                let backend = Reserve::new(file).map_err(|e| self.open_error(e))?;
-                builder
-                    .create_with_backend(backend)
-                    .map_err(|e| self.open_error(e))
-            }
-            StoreSource::File {
-                path,
-                disk_limit: Some(limit),
-            } => {
-                let file = std::fs::OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(path)
-                    .map_err(|e| self.open_error(e.into()))?;
-                let inner = FileBackend::new(file).map_err(|e| self.open_error(e))?;
-                let backend = DiskLimit {
-                    inner,
-                    limit: *limit,
-                };
-                builder
-                    .create_with_backend(backend)
-                    .map_err(|e| self.open_error(e))
+                let inner = Reserve::new(file).map_err(|e| self.open_error(e))?;
+                match disk_limit {
+                    None => builder.create_with_backend(inner),
+                    Some(limit) => builder.create_with_backend(DiskLimit {
+                        inner,
+                        limit: *limit,
+                    }),
+                }
+                .map_err(|e| self.open_error(e))
             }
             StoreSource::Backend { open, .. } => {
                 let backend = open().map_err(|e| self.open_error(e.into()))?;
@@ -155,7 +137,7 @@ pub fn no_space() -> std::io::Error {
 /// fail with `ENOSPC`.
 #[derive(Debug)]
 struct DiskLimit {
-    inner: FileBackend,
+    inner: Reserve,
     limit: u64,
 }
 
