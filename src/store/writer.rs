@@ -152,8 +152,8 @@ pub const CACHE_LINGER: Duration = Duration::from_millis(10);
 
 /// The cache's writer: one thread that keeps the blocks passing through in
 /// batches, one non-durable commit per batch (see
-/// [`Datastore::put_cache_batch`]); it waits up to [`CACHE_LINGER`] for a
-/// batch to gather. Caching is best effort: a full queue hands the block
+/// [`Datastore::put_cache_batch`]); after a batch's first block it sleeps
+/// [`CACHE_LINGER`] so that the rest of the batch gathers in the queue. Caching is best effort: a full queue hands the block
 /// back and it is simply not cached. One thread instead of a blocking-pool
 /// task per block keeps the node's threads (and their allocator arenas)
 /// few.
