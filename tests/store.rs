@@ -400,3 +400,112 @@ fn parse_size_rejects_nonsense() {
     let msg = parse_size("12 parsecs").unwrap_err().to_string();
     assert!(msg.contains("parsecs") && msg.contains("MiB"), "{msg}");
 }
+
+type Bytes = redb::TableDefinition<'static, &'static [u8; 32], &'static [u8]>;
+const META: redb::TableDefinition<'static, &'static str, u64> = redb::TableDefinition::new("meta");
+
+fn schema_version(path: &Path) -> u64 {
+    use redb::ReadableDatabase;
+    let db = redb::Database::open(path).unwrap();
+    let txn = db.begin_read().unwrap();
+    let meta = txn.open_table(META).unwrap();
+    let version = meta.get("version").unwrap().unwrap().value();
+    version
+}
+
+/// A block is kept as a 32,728-byte head (a leaf that fills a 32 KiB page)
+/// and a 60-byte tail; a block whose tail is gone is damaged: dropped.
+#[test]
+fn blocks_are_kept_in_two_pieces_and_a_lost_tail_is_damage() {
+    use redb::ReadableDatabase;
+    const BLOCKS: Bytes = redb::TableDefinition::new("store_blocks");
+    const TAILS: Bytes = redb::TableDefinition::new("store_tails");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ds.redb");
+    let (a, b) = (block("split", 1), block("split", 2));
+    {
+        let ds = open(&path, 4, 4);
+        ds.put_store(&a).unwrap();
+        ds.put_store(&b).unwrap();
+    }
+    assert_eq!(schema_version(&path), 2);
+    {
+        let db = redb::Database::open(&path).unwrap();
+        {
+            let txn = db.begin_read().unwrap();
+            let head = txn.open_table(BLOCKS).unwrap();
+            let tail = txn.open_table(TAILS).unwrap();
+            let k = a.routing_key().0;
+            let head = head.get(&k).unwrap().unwrap().value().to_vec();
+            let tail = tail.get(&k).unwrap().unwrap().value().to_vec();
+            assert_eq!(
+                (head.len(), tail.len()),
+                (32 * 1024 - 40, BLOCK_LEN - 32 * 1024 + 40)
+            );
+            assert_eq!([head, tail].concat(), a.as_bytes());
+        }
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TAILS)
+            .unwrap()
+            .remove(&b.routing_key().0)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let ds = open(&path, 4, 4);
+    assert_eq!(ds.get(&a.routing_key()).unwrap(), Some(a));
+    assert!(ds.holds(&b.routing_key()));
+    assert_eq!(ds.get(&b.routing_key()).unwrap(), None);
+    assert!(!ds.holds(&b.routing_key()), "the damaged block is removed");
+    assert_eq!(ds.usage().store_blocks, 1);
+}
+
+/// A file written before blocks were split (layout 1: whole blocks, no
+/// tails tables) is read as it is, evicts as before, and is marked layout 2.
+#[test]
+fn a_layout_1_file_of_whole_blocks_is_read_and_upgraded() {
+    type Recency = redb::TableDefinition<'static, &'static [u8; 32], u64>;
+    type Lru = redb::TableDefinition<'static, u64, &'static [u8; 32]>;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ds.redb");
+    let (s, c1, c2) = (block("v1", 1), block("v1", 2), block("v1", 3));
+    {
+        // What a layout 1 datastore wrote: one block in the store, two in
+        // the cache, c1 the older.
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(META).unwrap().insert("version", 1).unwrap();
+        let mut seq = 0u64;
+        for (part, blocks) in [("store", vec![&s]), ("cache", vec![&c1, &c2])] {
+            // Table names must outlive the definitions' 'static type.
+            let name = |t: &str| &*Box::leak(format!("{part}_{t}").into_boxed_str());
+            let (nb, nr, nl) = (name("blocks"), name("recency"), name("lru"));
+            let mut bt = txn.open_table(Bytes::new(nb)).unwrap();
+            let mut rt = txn.open_table(Recency::new(nr)).unwrap();
+            let mut lt = txn.open_table(Lru::new(nl)).unwrap();
+            for b in blocks {
+                let k = b.routing_key().0;
+                bt.insert(&k, b.as_bytes()).unwrap();
+                rt.insert(&k, seq).unwrap();
+                lt.insert(seq, &k).unwrap();
+                seq += 1;
+            }
+        }
+        txn.commit().unwrap();
+    }
+    {
+        let ds = open(&path, 4, 2);
+        assert_eq!(ds.get(&s.routing_key()).unwrap(), Some(s.clone()));
+        assert_eq!(ds.get(&c2.routing_key()).unwrap(), Some(c2.clone()));
+        let u = ds.usage();
+        assert_eq!((u.store_blocks, u.cache_blocks), (1, 2));
+        // A new cache block evicts the least recently used old one (c1).
+        let c3 = block("v1", 4);
+        ds.put_cache(&c3).unwrap();
+        assert_eq!(ds.get(&c1.routing_key()).unwrap(), None);
+        assert_eq!(ds.get(&c3.routing_key()).unwrap(), Some(c3));
+        assert_eq!(ds.usage().cache_blocks, 2);
+    }
+    assert_eq!(schema_version(&path), 2);
+    let ds = open(&path, 4, 2);
+    assert_eq!(ds.get(&c2.routing_key()).unwrap(), Some(c2));
+}

@@ -16,7 +16,8 @@ pub enum StoreError {
         source: redb::DatabaseError,
     },
     #[error(
-        "datastore {path} has layout version {found}; this build reads version {}",
+        "datastore {path} has layout version {found}; this build reads versions {} and {}",
+        super::SCHEMA_WHOLE_BLOCKS,
         super::SCHEMA_VERSION
     )]
     Schema {

@@ -66,8 +66,10 @@
 //!
 //! # Recency bookkeeping
 //!
-//! Each part has three tables: `key -> block bytes`, `key -> sequence number`
-//! and `sequence number -> key` (`store/tables.rs`). A put or a hit gives the
+//! Each part has four tables: `key -> block bytes` (the first 32,728; the
+//! last 60 in a `key -> tail` table, so that a block fills a 32 KiB page of
+//! the file instead of half a 64 KiB one: see `store/tables.rs`), `key ->
+//! sequence number` and `sequence number -> key`. A put or a hit gives the
 //! key the next number of a counter shared by both parts, in the same
 //! transaction as the data it describes, so the index is always consistent
 //! with the blocks and survives reopening. Eviction pops the smallest
@@ -119,16 +121,26 @@ pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
 pub use index::MAX_TOUCHES;
 pub use size::{parse_size, SizeError};
-pub use writer::{CacheWriter, GroupWriter, Written};
+pub use writer::{CacheWriter, GroupWriter, Written, CACHE_BATCH_MAX, CACHE_LINGER};
 
 use index::{Changes, KeyIndex, Touches};
 use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
+/// Most blocks written by non-durable commits before one is made durable.
+/// redb reuses the pages a commit frees only once a durable commit follows,
+/// so until then the file grows by every block written (a 32 KiB page
+/// each): this bounds that growth to 16 MiB, whatever the batch sizes.
+pub const LAZY_BLOCKS_PER_FSYNC: u64 = 512;
 
-/// Layout version written in the `meta` table.
-const SCHEMA_VERSION: u64 = 1;
+/// Layout version written in the `meta` table. Version 2 keeps each block
+/// in two pieces (`store/tables.rs`); a version 1 file (whole blocks) is
+/// read as it is and marked version 2 when opened, so that older builds,
+/// which would take the pieces for damaged blocks, refuse it.
+const SCHEMA_VERSION: u64 = 2;
+/// The older layout this build still reads.
+const SCHEMA_WHOLE_BLOCKS: u64 = 1;
 /// Memory redb may use to cache pages of the file, unless the caller says
 /// otherwise ([`Datastore::open_sized`]; the node sizes it from `memory`).
 pub const DB_CACHE_BYTES: usize = 16 * 1024 * 1024;
@@ -158,6 +170,8 @@ struct Writer {
     next_seq: u64,
     /// Non-durable commits since the last durable one.
     lazy_commits: u32,
+    /// Blocks those commits wrote.
+    lazy_blocks: u64,
     /// What the open transaction did to the key index.
     changes: Changes,
 }
@@ -275,6 +289,7 @@ impl Datastore {
             writer: Mutex::new(Writer {
                 next_seq: 0,
                 lazy_commits: 0,
+                lazy_blocks: 0,
                 changes: Changes::default(),
             }),
             health: Mutex::new(StoreHealth::default()),
@@ -297,7 +312,7 @@ impl Datastore {
                 let mut meta = txn.open_table(META)?;
                 let found = meta.get("version")?.map(|v| v.value());
                 match found {
-                    None => {
+                    None | Some(SCHEMA_WHOLE_BLOCKS) => {
                         meta.insert("version", SCHEMA_VERSION)?;
                     }
                     Some(SCHEMA_VERSION) => {}
@@ -307,6 +322,7 @@ impl Datastore {
             let mut next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
                 .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
             for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
+                txn.open_table(part.tails())?;
                 tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
                 tables::evict_over(txn, part, capacity, &mut writer.changes)?;
             }
@@ -402,6 +418,7 @@ impl Datastore {
             return Ok(());
         }
         self.write(Commit::Lazy, |txn, writer| {
+            writer.lazy_blocks = writer.lazy_blocks.saturating_add(blocks.len() as u64);
             for block in blocks {
                 let key = block.routing_key();
                 tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
@@ -534,7 +551,9 @@ impl Datastore {
         commit: Commit,
         writer: &mut Writer,
     ) -> Result<(), StoreError> {
-        let durable = commit == Commit::Durable || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC;
+        let durable = commit == Commit::Durable
+            || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC
+            || writer.lazy_blocks >= LAZY_BLOCKS_PER_FSYNC;
         if durable {
             txn.set_durability(Durability::Immediate)?;
             txn.set_quick_repair(true);
@@ -547,6 +566,7 @@ impl Datastore {
         self.index.apply(&mut writer.changes);
         if durable {
             writer.lazy_commits = 0;
+            writer.lazy_blocks = 0;
         } else {
             writer.lazy_commits = writer.lazy_commits.saturating_add(1);
         }
@@ -558,10 +578,16 @@ impl Datastore {
     fn read_part(&self, part: Part, key: &RoutingKey) -> Result<Read, StoreError> {
         self.read(|txn| {
             let blocks = txn.open_table(part.blocks())?;
-            let Some(value) = blocks.get(&key.0)? else {
+            let Some(head) = blocks.get(&key.0)? else {
                 return Ok(Read::Miss);
             };
-            Ok(match tables::check_block(key, value.value()) {
+            let tail = || {
+                let tails = txn.open_table(part.tails())?;
+                let tail = tails.get(&key.0)?.map(|v| v.value().to_vec());
+                Ok(tail)
+            };
+            let bytes = tables::join(head.value(), tail)?;
+            Ok(match tables::check_block(key, bytes) {
                 Some(block) => Read::Hit(block),
                 None => Read::Corrupt,
             })
@@ -575,11 +601,8 @@ impl Datastore {
     /// Remove a block that failed verification, if it still does.
     fn remove_corrupt(&self, part: Part, key: &RoutingKey) -> Result<(), StoreError> {
         self.write(Commit::Durable, |txn, writer| {
-            let still_bad = {
-                let blocks = txn.open_table(part.blocks())?;
-                let value = blocks.get(&key.0)?;
-                value.is_some_and(|v| tables::check_block(key, v.value()).is_none())
-            };
+            let still_bad = tables::held_bytes(txn, part, key)?
+                .is_some_and(|held| tables::check_block(key, held).is_none());
             if still_bad {
                 tracing::warn!(%key, part = part.name(),
                     "datastore: block on disk does not match its key; removed");

@@ -81,6 +81,7 @@ impl Datastore {
             }
         }
         writer.lazy_commits = 0;
+        writer.lazy_blocks = 0;
         writer.changes.clear();
         self.index.clear();
         if let Err(e) = self.reload_counts(writer) {

@@ -1,11 +1,30 @@
 //! The datastore's tables and the transaction-level helpers that keep a
-//! part's three tables (blocks, recency, LRU order) in step.
+//! part's four tables (blocks, tails, recency, LRU order) in step.
+//!
+//! # Why a block is kept in two pieces
+//!
+//! redb keeps a value in the leaf page of its key, and a page is 4 KiB
+//! times a power of two. A whole block ([`BLOCK_LEN`], 32,788 bytes) with
+//! its key and the leaf's header needs 32,828 bytes: a 64 KiB page, half of
+//! it empty, written whole on every put, and read whole (inserting a key
+//! reads the leaf next to it; evicting one reads its own). So the blocks
+//! table holds the first [`HEAD_LEN`] bytes, which with key and header fill
+//! a 32 KiB page exactly, and the tails table the last 60 under the same
+//! key (many to a 4 KiB leaf). Caching a block writes and reads about half
+//! the bytes it did (`tests/store_cost.rs`). Files written before this
+//! (layout version 1) hold whole blocks in the blocks table and no tails;
+//! they are read as they are.
 
 use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
 
 use super::index::Changes;
 use super::StoreError;
-use crate::keys::{Block, RoutingKey};
+use crate::keys::{Block, RoutingKey, BLOCK_LEN};
+
+/// Bytes of a block kept in its part's blocks table: what fills a 32 KiB
+/// leaf page with a 32-byte key and the leaf's 8 bytes of header and
+/// length. The rest of the block is its tail.
+pub(super) const HEAD_LEN: usize = 32 * 1024 - 32 - 8;
 
 pub(super) type BlocksTable = TableDefinition<'static, &'static [u8; 32], &'static [u8]>;
 type RecencyTable = TableDefinition<'static, &'static [u8; 32], u64>;
@@ -16,6 +35,8 @@ pub(super) const STORE_BLOCKS: BlocksTable = TableDefinition::new("store_blocks"
 const STORE_RECENCY: RecencyTable = TableDefinition::new("store_recency");
 const STORE_LRU: LruTable = TableDefinition::new("store_lru");
 pub(super) const CACHE_BLOCKS: BlocksTable = TableDefinition::new("cache_blocks");
+const STORE_TAILS: BlocksTable = TableDefinition::new("store_tails");
+const CACHE_TAILS: BlocksTable = TableDefinition::new("cache_tails");
 const CACHE_RECENCY: RecencyTable = TableDefinition::new("cache_recency");
 const CACHE_LRU: LruTable = TableDefinition::new("cache_lru");
 
@@ -31,6 +52,14 @@ impl Part {
         match self {
             Part::Store => STORE_BLOCKS,
             Part::Cache => CACHE_BLOCKS,
+        }
+    }
+
+    /// The last bytes of each block (past [`HEAD_LEN`]).
+    pub(super) fn tails(self) -> BlocksTable {
+        match self {
+            Part::Store => STORE_TAILS,
+            Part::Cache => CACHE_TAILS,
         }
     }
 
@@ -65,10 +94,68 @@ pub(super) fn next_seq(
 }
 
 /// The block stored under `key`, if the bytes are one and hash to the key.
-pub(super) fn check_block(key: &RoutingKey, bytes: &[u8]) -> Option<Block> {
-    let block = Block::from_bytes(bytes.to_vec()).ok()?;
+pub(super) fn check_block(key: &RoutingKey, bytes: Vec<u8>) -> Option<Block> {
+    let block = Block::from_bytes(bytes).ok()?;
     block.verify(key).ok()?;
     Some(block)
+}
+
+/// A block's bytes from its head (as the blocks table holds it) and its
+/// tail: `tail` is asked for only if the head is not a whole block (one a
+/// version 1 file holds). A missing tail leaves the bytes short, which
+/// [`check_block`] then refuses.
+pub(super) fn join(
+    head: &[u8],
+    tail: impl FnOnce() -> Result<Option<Vec<u8>>, StoreError>,
+) -> Result<Vec<u8>, StoreError> {
+    if head.len() >= BLOCK_LEN {
+        return Ok(head.to_vec());
+    }
+    let tail = tail()?.unwrap_or_default();
+    let mut bytes = Vec::with_capacity(head.len() + tail.len());
+    bytes.extend_from_slice(head);
+    bytes.extend_from_slice(&tail);
+    Ok(bytes)
+}
+
+/// The bytes `part` holds under `key` inside `txn`, head and tail joined.
+pub(super) fn held_bytes(
+    txn: &WriteTransaction,
+    part: Part,
+    key: &RoutingKey,
+) -> Result<Option<Vec<u8>>, StoreError> {
+    let head = txn
+        .open_table(part.blocks())?
+        .get(&key.0)?
+        .map(|v| v.value().to_vec());
+    let Some(head) = head else {
+        return Ok(None);
+    };
+    let tail = || {
+        let tails = txn.open_table(part.tails())?;
+        let tail = tails.get(&key.0)?.map(|v| v.value().to_vec());
+        Ok(tail)
+    };
+    join(&head, tail).map(Some)
+}
+
+/// Write `bytes` under `key` in `part`: the head in the blocks table, the
+/// rest in the tails table.
+pub(super) fn write_bytes(
+    txn: &WriteTransaction,
+    part: Part,
+    key: &RoutingKey,
+    bytes: &[u8],
+) -> Result<(), StoreError> {
+    let (head, tail) = bytes.split_at(bytes.len().min(HEAD_LEN));
+    txn.open_table(part.blocks())?.insert(&key.0, head)?;
+    let mut tails = txn.open_table(part.tails())?;
+    if tail.is_empty() {
+        tails.remove(&key.0)?;
+    } else {
+        tails.insert(&key.0, tail)?;
+    }
+    Ok(())
 }
 
 /// Write `block` into `part` unless what is held there is kept: the same
@@ -82,12 +169,10 @@ pub(super) fn insert_block(
     changes: &mut Changes,
 ) -> Result<(), StoreError> {
     changes.added(part, key);
-    let mut blocks = txn.open_table(part.blocks())?;
-    let keep = blocks
-        .get(&key.0)?
-        .is_some_and(|v| v.value() == block.as_bytes() || check_block(key, v.value()).is_some());
+    let keep = held_bytes(txn, part, key)?
+        .is_some_and(|held| held == block.as_bytes() || check_block(key, held).is_some());
     if !keep {
-        blocks.insert(&key.0, block.as_bytes())?;
+        write_bytes(txn, part, key, block.as_bytes())?;
     }
     Ok(())
 }
@@ -128,6 +213,7 @@ pub(super) fn remove_entry(
     let mut recency = txn.open_table(part.recency())?;
     let mut lru = txn.open_table(part.lru())?;
     blocks.remove(&key.0)?;
+    txn.open_table(part.tails())?.remove(&key.0)?;
     changes.removed(part, key.0);
     let old = recency.remove(&key.0)?.map(|v| v.value());
     if let Some(old) = old {
@@ -145,6 +231,7 @@ pub(super) fn evict_over(
     changes: &mut Changes,
 ) -> Result<(), StoreError> {
     let mut blocks = txn.open_table(part.blocks())?;
+    let mut tails = txn.open_table(part.tails())?;
     let mut recency = txn.open_table(part.recency())?;
     let mut lru = txn.open_table(part.lru())?;
     while blocks.len()? > capacity {
@@ -160,6 +247,7 @@ pub(super) fn evict_over(
         };
         recency.remove(&oldest)?;
         blocks.remove(&oldest)?;
+        tails.remove(&oldest)?;
         changes.removed(part, oldest);
         tracing::trace!(key = %RoutingKey(oldest), part = part.name(), "datastore: evicted");
     }

@@ -15,6 +15,7 @@
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::Datastore;
 use crate::keys::{Block, RoutingKey};
@@ -132,31 +133,50 @@ fn yield_to_forwarding() {
     }
 }
 
+/// Most blocks the cache's writer puts in one commit, whatever its caller
+/// asks: the blocks it gathers wait in memory (2 MiB at most), and larger
+/// commits save little more (`tests/store_cost.rs`).
+pub const CACHE_BATCH_MAX: usize = 64;
+
+/// How long the cache's writer waits, after the first block of a batch, for
+/// more to join it. A commit costs a fixed amount besides its blocks (the
+/// B-tree's upper pages, the recency tables, redb's allocator state and
+/// header), so a writer that commits as soon as one block arrives pays it
+/// for nearly every block: under a get the relays' cache writers made
+/// commits of one or two blocks. It sleeps rather than waits on the queue,
+/// so that the router hands over blocks without waking it for each; the
+/// queue (`runtime.cache_writes_in_flight`, 64 by default) holds what
+/// arrives meanwhile, which is all of it below about 200 MiB/s. A cached
+/// block becomes visible this much later, which nothing depends on.
+pub const CACHE_LINGER: Duration = Duration::from_millis(10);
+
 /// The cache's writer: one thread that keeps the blocks passing through in
 /// batches, one non-durable commit per batch (see
-/// [`Datastore::put_cache_batch`]). Caching is best effort: a full queue
-/// hands the block back and it is simply not cached. One thread instead of
-/// a blocking-pool task per block keeps the node's threads (and their
-/// allocator arenas) few.
+/// [`Datastore::put_cache_batch`]); after a batch's first block it sleeps
+/// [`CACHE_LINGER`] so that the rest of the batch gathers in the queue. Caching is best effort: a full queue hands the block
+/// back and it is simply not cached. One thread instead of a blocking-pool
+/// task per block keeps the node's threads (and their allocator arenas)
+/// few.
 pub struct CacheWriter {
     tx: SyncSender<Block>,
 }
 
 impl CacheWriter {
     /// Start the thread: at most `queue` blocks wait, at most `max_batch`
-    /// go into one commit.
+    /// (and at most [`CACHE_BATCH_MAX`]) go into one commit.
     pub fn spawn(
         store: Arc<Datastore>,
         queue: usize,
         max_batch: usize,
     ) -> std::io::Result<CacheWriter> {
         let (tx, rx) = sync_channel::<Block>(queue.max(1));
-        let max_batch = max_batch.max(1);
+        let max_batch = max_batch.clamp(1, CACHE_BATCH_MAX);
         std::thread::Builder::new()
             .name("veil-cache-writer".into())
             .spawn(move || {
                 yield_to_forwarding();
                 while let Ok(first) = rx.recv() {
+                    std::thread::sleep(CACHE_LINGER);
                     let blocks = gather(&rx, first, max_batch);
                     if let Err(e) = store.put_cache_batch(&blocks) {
                         tracing::warn!(blocks = blocks.len(), error = %e,
