@@ -477,24 +477,30 @@ impl PeerFrame {
     /// `TAG_HELLO || location (u64 BE)`, `TAG_ROUTING || CBOR message` or
     /// `TAG_SWAP || CBOR swap message`.
     pub fn encode(&self) -> Vec<u8> {
+        let capacity = match self {
+            PeerFrame::Routing(msg) => 1 + msg.encoded_capacity(),
+            _ => 64,
+        };
+        let mut out = Vec::with_capacity(capacity);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Append [`PeerFrame::encode`]'s bytes to `out`: a link writer encodes
+    /// straight into the frame it seals, so a block is written once.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             PeerFrame::Hello { location } => {
-                let mut out = vec![TAG_HELLO];
+                out.push(TAG_HELLO);
                 out.extend_from_slice(&location.0.to_be_bytes());
-                out
             }
             PeerFrame::Routing(msg) => {
-                // Tag and message in one buffer sized for the block: the
-                // payload is written once.
-                let mut out = Vec::with_capacity(1 + msg.encoded_capacity());
                 out.push(TAG_ROUTING);
-                encode_cbor_into(msg, &mut out);
-                out
+                encode_cbor_into(msg, out);
             }
             PeerFrame::Swap(msg) => {
-                let mut out = vec![TAG_SWAP];
-                out.extend_from_slice(&msg.encode());
-                out
+                out.push(TAG_SWAP);
+                msg.encode_into(out);
             }
         }
     }

@@ -37,13 +37,22 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Append one record as a JSON line and flush it; a failure is logged, not
-/// returned (auditing never stops the node).
-fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str) {
+/// Longest an `audit.jsonl` line waits in memory while the node is busy:
+/// a line older than this is written with the next one. An idle node's
+/// router writes what it has at once ([`AuditLog::flush`]).
+pub const AUDIT_STALE_US: u64 = 20_000;
+
+/// Buffer of `audit.jsonl`: lines are written in batches, not one write
+/// each.
+const AUDIT_BUFFER: usize = 64 * 1024;
+
+/// Append one record as a JSON line, and write it out if `flush`; a failure
+/// is logged, not returned (auditing never stops the node).
+fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str, flush: bool) {
     let result = serde_json::to_writer(&mut *out, record)
         .map_err(std::io::Error::from)
         .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
+        .and_then(|_| if flush { out.flush() } else { Ok(()) });
     if let Err(e) = result {
         tracing::warn!(error = %e, file, "cannot write audit log");
     }
@@ -110,7 +119,13 @@ pub(crate) fn message_record(peer: PeerKey, msg: &Message) -> MessageRecord {
 /// Appends audit events for one node.
 pub struct AuditLog {
     node: PeerKey,
+    /// Lines are written when the node is idle ([`AuditLog::flush`]), when
+    /// the oldest unwritten one is [`AUDIT_STALE_US`] old, or when the
+    /// buffer fills.
     audit: BufWriter<File>,
+    /// When `audit` was last written out (µs since the epoch).
+    audit_flushed_us: u64,
+    /// Every line written at once (one per local request start or end).
     origin: BufWriter<File>,
     /// The local client's requests in flight, and their operation.
     originated: Origins,
@@ -127,19 +142,38 @@ impl AuditLog {
         };
         Ok(AuditLog {
             node: *node,
-            audit: BufWriter::new(open(AUDIT_FILE)?),
+            audit: BufWriter::with_capacity(AUDIT_BUFFER, open(AUDIT_FILE)?),
+            audit_flushed_us: now_us(),
             origin: BufWriter::new(open(ORIGIN_FILE)?),
             originated: Origins::default(),
         })
     }
 
     fn write(&mut self, event: AuditEvent) {
+        let ts_us = now_us();
         let line = AuditLine {
-            ts_us: now_us(),
+            ts_us,
             node: self.node,
             event,
         };
-        append(&mut self.audit, &line, AUDIT_FILE);
+        let stale = ts_us.saturating_sub(self.audit_flushed_us) >= AUDIT_STALE_US;
+        append(&mut self.audit, &line, AUDIT_FILE, stale);
+        if stale {
+            self.audit_flushed_us = ts_us;
+        }
+    }
+
+    /// Write out the `audit.jsonl` lines still in memory. The router calls
+    /// it whenever it has nothing else to do, so a log is complete up to
+    /// the moment its node went idle; dropping the log flushes it too.
+    pub fn flush(&mut self) {
+        if self.audit.buffer().is_empty() {
+            return;
+        }
+        if let Err(e) = self.audit.flush() {
+            tracing::warn!(error = %e, file = AUDIT_FILE, "cannot write audit log");
+        }
+        self.audit_flushed_us = now_us();
     }
 
     /// A message this node received from `peer`.
@@ -193,7 +227,7 @@ impl AuditLog {
             flow,
             event,
         };
-        append(&mut self.origin, &line, ORIGIN_FILE);
+        append(&mut self.origin, &line, ORIGIN_FILE, true);
     }
 
     /// The local client started a request.
@@ -212,11 +246,13 @@ impl AuditLog {
         }
     }
 
-    /// The local client's request ended.
+    /// The local client's request ended. Both logs are written out before
+    /// the client hears the answer.
     pub fn origin_finished(&mut self, uid: Uid, outcome: &str) {
         self.originated.finish(uid);
         let outcome = outcome.to_string();
         self.write_origin(uid, OriginEvent::RequestFinished { outcome });
+        self.flush();
     }
 }
 

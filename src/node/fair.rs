@@ -90,6 +90,35 @@ impl FairInbox {
         Poll::Pending
     }
 
+    /// The next message already waiting, taking links in turn as
+    /// [`FairInbox::poll_next`] does; `None` when every queue is empty now.
+    /// Lets the router serve what is queued without a wake-up per message.
+    pub(super) fn try_next(&mut self) -> Option<(PeerKey, u64, LinkInput)> {
+        let mut tried = 0;
+        while tried < self.queues.len() {
+            let i = (self.next + tried) % self.queues.len();
+            let q = self.queues.get_mut(i)?;
+            match q.rx.try_recv() {
+                Ok(input) => {
+                    let out = (q.peer, q.conn, input);
+                    self.next = (i + 1) % self.queues.len();
+                    return Some(out);
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.queues.remove(i);
+                    if self.queues.is_empty() {
+                        self.next = 0;
+                    } else {
+                        self.next = i % self.queues.len();
+                    }
+                    tried = 0;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => tried += 1,
+            }
+        }
+        None
+    }
+
     /// Messages waiting in every link's queue (for `veil status`).
     pub(super) fn queued(&self) -> usize {
         self.queues.iter().map(|q| q.rx.len()).sum()
@@ -263,6 +292,48 @@ mod tests {
             served += 1;
         }
         assert_eq!(served, 0);
+    }
+
+    #[tokio::test]
+    async fn draining_without_waiting_keeps_the_turns() {
+        let mut inbox = FairInbox::default();
+        let mut senders = Vec::new();
+        for i in 0..3u8 {
+            let (tx, rx) = mpsc::channel(64);
+            inbox.add(key(i), u64::from(i), rx);
+            senders.push(tx);
+        }
+        assert!(inbox.try_next().is_none());
+        for (i, tx) in senders.iter().enumerate() {
+            let n = if i == 0 { 20 } else { 3 };
+            for uid in 0..n {
+                tx.try_send(LinkInput::Routing(Message::DataNotFound { uid }))
+                    .ok();
+            }
+        }
+        // One message waited for, the rest taken as they are queued: the
+        // links still alternate, and each link's messages stay in order.
+        let first = poll_fn(|cx| inbox.poll_next(cx)).await;
+        let mut order = vec![first.0 .0[0]];
+        let mut uids = [Vec::new(), Vec::new(), Vec::new()];
+        while let Some((peer, _, LinkInput::Routing(msg))) = inbox.try_next() {
+            order.push(peer.0[0]);
+            uids[usize::from(peer.0[0])].push(msg.uid());
+        }
+        assert_eq!(&order[..9], &[0, 1, 2, 0, 1, 2, 0, 1, 2]);
+        assert!(order[9..].iter().all(|&p| p == 0));
+        assert_eq!(order.len(), 26);
+        assert_eq!(uids[1], vec![0, 1, 2]);
+        assert_eq!(uids[0], (1..20).collect::<Vec<_>>());
+        // A queue whose sender is gone is dropped; the others still serve.
+        drop(senders.remove(0));
+        senders[0]
+            .try_send(LinkInput::Routing(Message::DataNotFound { uid: 9 }))
+            .ok();
+        let (peer, _, _) = inbox.try_next().expect("link 1 has a message");
+        assert_eq!(peer, key(1));
+        assert!(inbox.try_next().is_none());
+        assert_eq!(inbox.queues.len(), 2);
     }
 
     #[test]
