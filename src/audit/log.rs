@@ -46,13 +46,13 @@ pub const AUDIT_STALE_US: u64 = 20_000;
 /// each.
 const AUDIT_BUFFER: usize = 64 * 1024;
 
-/// Append one record as a JSON line, and write it out if `flush`; a failure
-/// is logged, not returned (auditing never stops the node).
-fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str, flush: bool) {
+/// Append one record as a JSON line (to the buffer; [`AuditLog::flush`]
+/// writes it out); a failure is logged, not returned (auditing never stops
+/// the node).
+fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str) {
     let result = serde_json::to_writer(&mut *out, record)
         .map_err(std::io::Error::from)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| if flush { out.flush() } else { Ok(()) });
+        .and_then(|_| out.write_all(b"\n"));
     if let Err(e) = result {
         tracing::warn!(error = %e, file, "cannot write audit log");
     }
@@ -125,7 +125,8 @@ pub struct AuditLog {
     audit: BufWriter<File>,
     /// When `audit` was last written out (µs since the epoch).
     audit_flushed_us: u64,
-    /// Every line written at once (one per local request start or end).
+    /// Written with `audit`'s lines, and always before the local client
+    /// hears an answer ([`AuditLog::origin_finished`]).
     origin: BufWriter<File>,
     /// The local client's requests in flight, and their operation.
     originated: Origins,
@@ -156,22 +157,25 @@ impl AuditLog {
             node: self.node,
             event,
         };
-        let stale = ts_us.saturating_sub(self.audit_flushed_us) >= AUDIT_STALE_US;
-        append(&mut self.audit, &line, AUDIT_FILE, stale);
-        if stale {
-            self.audit_flushed_us = ts_us;
+        append(&mut self.audit, &line, AUDIT_FILE);
+        if ts_us.saturating_sub(self.audit_flushed_us) >= AUDIT_STALE_US {
+            self.flush();
         }
     }
 
-    /// Write out the `audit.jsonl` lines still in memory. The router calls
+    /// Write out the `audit.jsonl` and `origin.jsonl` lines still in memory. The router calls
     /// it whenever it has nothing else to do, so a log is complete up to
     /// the moment its node went idle; dropping the log flushes it too.
     pub fn flush(&mut self) {
-        if self.audit.buffer().is_empty() {
-            return;
-        }
-        if let Err(e) = self.audit.flush() {
-            tracing::warn!(error = %e, file = AUDIT_FILE, "cannot write audit log");
+        for (out, file) in [
+            (&mut self.audit, AUDIT_FILE),
+            (&mut self.origin, ORIGIN_FILE),
+        ] {
+            if !out.buffer().is_empty() {
+                if let Err(e) = out.flush() {
+                    tracing::warn!(error = %e, file, "cannot write audit log");
+                }
+            }
         }
         self.audit_flushed_us = now_us();
     }
@@ -227,7 +231,7 @@ impl AuditLog {
             flow,
             event,
         };
-        append(&mut self.origin, &line, ORIGIN_FILE, true);
+        append(&mut self.origin, &line, ORIGIN_FILE);
     }
 
     /// The local client started a request.
@@ -266,6 +270,28 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn lines_are_on_disk_after_a_flush_and_before_a_clients_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let key = RoutingKey([3; 32]);
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        let on_disk = |name: &str| lines::<serde_json::Value>(&dir.path().join(name)).len();
+        log.origin_started(7, &key, Op::Get);
+        log.received(&peer, &Message::DataNotFound { uid: 9 });
+        // Buffered: a busy router writes them in batches.
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (0, 0));
+        log.flush();
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (1, 1));
+        log.received(&peer, &Message::DataNotFound { uid: 7 });
+        log.origin_finished(7, "failed: data not found");
+        // Everything logged before the client's answer is written with it.
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (2, 2));
+        log.received(&peer, &Message::DataNotFound { uid: 10 });
+        drop(log);
+        assert_eq!(on_disk(AUDIT_FILE), 3);
     }
 
     #[test]
