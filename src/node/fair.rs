@@ -61,13 +61,37 @@ impl FairInbox {
     /// empty. A queue whose reader ended is dropped (its `LinkDown` comes
     /// on the router's main input).
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(PeerKey, u64, LinkInput)> {
+        self.serve(|rx| rx.poll_recv(cx))
+    }
+
+    /// The next message already waiting, taking links in turn as
+    /// [`FairInbox::poll_next`] does; `None` when every queue is empty now.
+    /// Lets the router serve what is queued without a wake-up per message.
+    pub(super) fn try_next(&mut self) -> Option<(PeerKey, u64, LinkInput)> {
+        let taken = self.serve(|rx| match rx.try_recv() {
+            Ok(input) => Poll::Ready(Some(input)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+        });
+        match taken {
+            Poll::Ready(next) => Some(next),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Take from the queues in turn with `take`, from the one after the
+    /// last served; a closed queue (`Ready(None)`) is dropped.
+    fn serve(
+        &mut self,
+        mut take: impl FnMut(&mut mpsc::Receiver<LinkInput>) -> Poll<Option<LinkInput>>,
+    ) -> Poll<(PeerKey, u64, LinkInput)> {
         let mut tried = 0;
         while tried < self.queues.len() {
             let i = (self.next + tried) % self.queues.len();
             let Some(q) = self.queues.get_mut(i) else {
                 break;
             };
-            match q.rx.poll_recv(cx) {
+            match take(&mut q.rx) {
                 Poll::Ready(Some(input)) => {
                     let out = (q.peer, q.conn, input);
                     self.next = (i + 1) % self.queues.len();
@@ -88,35 +112,6 @@ impl FairInbox {
             }
         }
         Poll::Pending
-    }
-
-    /// The next message already waiting, taking links in turn as
-    /// [`FairInbox::poll_next`] does; `None` when every queue is empty now.
-    /// Lets the router serve what is queued without a wake-up per message.
-    pub(super) fn try_next(&mut self) -> Option<(PeerKey, u64, LinkInput)> {
-        let mut tried = 0;
-        while tried < self.queues.len() {
-            let i = (self.next + tried) % self.queues.len();
-            let q = self.queues.get_mut(i)?;
-            match q.rx.try_recv() {
-                Ok(input) => {
-                    let out = (q.peer, q.conn, input);
-                    self.next = (i + 1) % self.queues.len();
-                    return Some(out);
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.queues.remove(i);
-                    if self.queues.is_empty() {
-                        self.next = 0;
-                    } else {
-                        self.next = i % self.queues.len();
-                    }
-                    tried = 0;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => tried += 1,
-            }
-        }
-        None
     }
 
     /// Messages waiting in every link's queue (for `veil status`).
@@ -259,8 +254,8 @@ mod tests {
         PeerKey([i; 32])
     }
 
-    #[tokio::test]
-    async fn a_flooding_link_gets_one_turn_in_n() {
+    /// An inbox serving three links, and their senders.
+    fn three_links() -> (FairInbox, Vec<mpsc::Sender<LinkInput>>) {
         let mut inbox = FairInbox::default();
         let mut senders = Vec::new();
         for i in 0..3u8 {
@@ -268,6 +263,12 @@ mod tests {
             inbox.add(key(i), u64::from(i), rx);
             senders.push(tx);
         }
+        (inbox, senders)
+    }
+
+    #[tokio::test]
+    async fn a_flooding_link_gets_one_turn_in_n() {
+        let (mut inbox, mut senders) = three_links();
         // Link 0 floods 60 messages, links 1 and 2 send 5 each.
         for (i, tx) in senders.iter().enumerate() {
             let n = if i == 0 { 60 } else { 5 };
@@ -296,13 +297,7 @@ mod tests {
 
     #[tokio::test]
     async fn draining_without_waiting_keeps_the_turns() {
-        let mut inbox = FairInbox::default();
-        let mut senders = Vec::new();
-        for i in 0..3u8 {
-            let (tx, rx) = mpsc::channel(64);
-            inbox.add(key(i), u64::from(i), rx);
-            senders.push(tx);
-        }
+        let (mut inbox, mut senders) = three_links();
         assert!(inbox.try_next().is_none());
         for (i, tx) in senders.iter().enumerate() {
             let n = if i == 0 { 20 } else { 3 };
