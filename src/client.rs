@@ -350,12 +350,16 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
     w: &mut W,
     value: &T,
 ) -> Result<(), ClientError> {
-    let mut bytes = Vec::new();
+    // Length and value in one buffer, one write: the length is filled in
+    // once the value is encoded behind it.
+    let mut bytes = Vec::with_capacity(256);
+    bytes.extend_from_slice(&[0u8; 4]);
     ciborium::ser::into_writer(value, &mut bytes).map_err(ClientError::Encode)?;
-    if bytes.len() > MAX_CLIENT_FRAME {
-        return Err(ClientError::FrameTooLarge(bytes.len()));
+    let len = bytes.len() - 4;
+    if len > MAX_CLIENT_FRAME {
+        return Err(ClientError::FrameTooLarge(len));
     }
-    w.write_all(&(bytes.len() as u32).to_be_bytes()).await?;
+    bytes[..4].copy_from_slice(&(len as u32).to_be_bytes());
     w.write_all(&bytes).await?;
     w.flush().await?;
     Ok(())
@@ -367,19 +371,33 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: for<'de> Deserialize<'de>>(
 ) -> Result<Option<T>, ClientError> {
     let mut len = [0u8; 4];
     // End of stream before a frame starts is clean; inside the header it is not.
-    if r.read(&mut len[..1]).await? == 0 {
+    let got = r.read(&mut len).await?;
+    if got == 0 {
         return Ok(None);
     }
-    r.read_exact(&mut len[1..]).await?;
+    r.read_exact(&mut len[got..]).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_CLIENT_FRAME {
         return Err(ClientError::FrameTooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    r.read_exact(&mut buf).await?;
-    let value = ciborium::de::from_reader_with_recursion_limit(buf.as_slice(), 16)
-        .map_err(ClientError::Malformed)?;
-    Ok(Some(value))
+    // Read into the frame's own buffer, never zero-filled first and never
+    // past the frame's end.
+    let mut buf = Vec::with_capacity(len);
+    let mut body = r.take(len as u64);
+    while buf.len() < len {
+        if body.read_buf(&mut buf).await? == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+    let decoded = if len <= crate::message::SMALL_DECODE {
+        ciborium::de::from_reader_with_recursion_limit(buf.as_slice(), 16)
+    } else {
+        // A frame carrying a block: its bytes are copied out in one piece.
+        crate::message::with_block_scratch(|scratch| {
+            ciborium::de::from_reader_with_buffer(buf.as_slice(), scratch)
+        })
+    };
+    Ok(Some(decoded.map_err(ClientError::Malformed)?))
 }
 
 /// A byte stream of the client API: a Unix socket or a TCP connection.

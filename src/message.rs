@@ -371,9 +371,51 @@ impl Message {
     }
 
     /// Decode CBOR, refusing oversized input before parsing it. Never panics.
+    ///
+    /// A message longer than [`SMALL_DECODE`] bytes (only one carrying a
+    /// block is) is decoded with a scratch buffer that holds it whole, so
+    /// its block is copied out in one piece: ciborium's default scratch of
+    /// 4 KiB takes it in eight, growing the block's buffer three times. That
+    /// entry point has ciborium's default nesting limit (256) rather than 16.
     pub fn decode(bytes: &[u8]) -> Result<Message, DecodeError> {
-        decode_cbor(bytes, MAX_MESSAGE_LEN, 16)
+        if bytes.len() <= SMALL_DECODE {
+            return decode_cbor(bytes, MAX_MESSAGE_LEN, 16);
+        }
+        if bytes.len() > MAX_MESSAGE_LEN {
+            return Err(DecodeError::TooLong(bytes.len()));
+        }
+        let mut reader = bytes;
+        let value: Message = with_block_scratch(|scratch| {
+            ciborium::de::from_reader_with_buffer(&mut reader, scratch)
+        })
+        .map_err(|e| DecodeError::Malformed(Malformed::from(e)))?;
+        if !reader.is_empty() {
+            return Err(DecodeError::Malformed(Malformed::TrailingBytes(
+                reader.len(),
+            )));
+        }
+        Ok(value)
     }
+}
+
+/// Messages up to this long are decoded with ciborium's own 4 KiB scratch
+/// (and a nesting limit of 16); see [`Message::decode`].
+pub const SMALL_DECODE: usize = 4096;
+
+thread_local! {
+    /// Each thread's scratch for decoding messages that carry a block,
+    /// allocated the first time one is decoded there.
+    static DECODE_SCRATCH: std::cell::RefCell<Option<Box<[u8]>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Run `decode` with this thread's scratch of [`MAX_MESSAGE_LEN`] bytes, a
+/// ciborium scratch that takes a block's bytes in one piece
+/// (`ciborium::de::from_reader_with_buffer`). `decode` must not call it again.
+pub(crate) fn with_block_scratch<T>(decode: impl FnOnce(&mut [u8]) -> T) -> T {
+    DECODE_SCRATCH.with_borrow_mut(|scratch| {
+        decode(scratch.get_or_insert_with(|| vec![0u8; MAX_MESSAGE_LEN].into_boxed_slice()))
+    })
 }
 
 /// A wire value as CBOR.
@@ -477,24 +519,30 @@ impl PeerFrame {
     /// `TAG_HELLO || location (u64 BE)`, `TAG_ROUTING || CBOR message` or
     /// `TAG_SWAP || CBOR swap message`.
     pub fn encode(&self) -> Vec<u8> {
+        let capacity = match self {
+            PeerFrame::Routing(msg) => 1 + msg.encoded_capacity(),
+            _ => 64,
+        };
+        let mut out = Vec::with_capacity(capacity);
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Append [`PeerFrame::encode`]'s bytes to `out`: a link writer encodes
+    /// straight into the frame it seals, so a block is written once.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         match self {
             PeerFrame::Hello { location } => {
-                let mut out = vec![TAG_HELLO];
+                out.push(TAG_HELLO);
                 out.extend_from_slice(&location.0.to_be_bytes());
-                out
             }
             PeerFrame::Routing(msg) => {
-                // Tag and message in one buffer sized for the block: the
-                // payload is written once.
-                let mut out = Vec::with_capacity(1 + msg.encoded_capacity());
                 out.push(TAG_ROUTING);
-                encode_cbor_into(msg, &mut out);
-                out
+                encode_cbor_into(msg, out);
             }
             PeerFrame::Swap(msg) => {
-                let mut out = vec![TAG_SWAP];
-                out.extend_from_slice(&msg.encode());
-                out
+                out.push(TAG_SWAP);
+                msg.encode_into(out);
             }
         }
     }
@@ -519,154 +567,4 @@ impl PeerFrame {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::keys::Chk;
-
-    fn samples() -> Vec<Message> {
-        let (chk, block) = Chk::encode(b"sample").unwrap();
-        let key = chk.routing;
-        vec![
-            Message::DataRequest {
-                uid: 1,
-                key,
-                htl: 18,
-            },
-            Message::DataFound {
-                uid: 2,
-                block: block.clone(),
-            },
-            Message::DataNotFound { uid: 3 },
-            Message::RouteNotFound { uid: 4, htl: 9 },
-            Message::RejectedLoop { uid: 5 },
-            Message::RejectedOverload { uid: 6 },
-            Message::InsertRequest {
-                uid: 7,
-                key,
-                htl: 3,
-                block: block.clone(),
-            },
-            Message::InsertSucceeded { uid: 8 },
-            Message::InsertFailed { uid: u64::MAX },
-            Message::InsertCollision {
-                uid: 9,
-                block: block.clone(),
-            },
-            Message::TunnelBuild { tunnel: 1 << 63 },
-            Message::TunnelBuilt { tunnel: u64::MAX },
-            Message::TunnelGet {
-                tunnel: 1 << 63,
-                keys: Box::new([key; BATCH_KEYS]),
-            },
-            Message::TunnelPut {
-                tunnel: 1 << 63,
-                block: block.clone(),
-            },
-            Message::TunnelData {
-                tunnel: 1 << 63,
-                index: u32::MAX,
-                block,
-            },
-            Message::TunnelResult {
-                tunnel: 1 << 63,
-                index: 0,
-                outcome: TunnelOutcome::Inserted,
-            },
-            Message::TunnelDown { tunnel: 1 << 63 },
-        ]
-    }
-
-    #[test]
-    fn every_kind_round_trips() {
-        for m in samples() {
-            let bytes = m.encode();
-            assert!(bytes.len() <= MAX_MESSAGE_LEN);
-            assert_eq!(Message::decode(&bytes).unwrap(), m);
-        }
-    }
-
-    #[test]
-    fn truncated_input_is_an_error() {
-        for m in samples() {
-            let bytes = m.encode();
-            for cut in [0, 1, bytes.len() / 2, bytes.len() - 1] {
-                assert!(
-                    Message::decode(&bytes[..cut]).is_err(),
-                    "{} cut {cut}",
-                    m.kind()
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn unknown_kind_and_trailing_bytes_are_errors() {
-        let mut unknown = Vec::new();
-        ciborium::ser::into_writer(&serde_json::json!({"Teleport": {"uid": 1}}), &mut unknown)
-            .unwrap();
-        assert!(matches!(
-            Message::decode(&unknown),
-            Err(DecodeError::Malformed(_))
-        ));
-        let mut bytes = Message::DataNotFound { uid: 1 }.encode();
-        bytes.push(0);
-        assert!(Message::decode(&bytes).is_err());
-        assert_eq!(
-            Message::decode(&vec![0u8; MAX_MESSAGE_LEN + 1]),
-            Err(DecodeError::TooLong(MAX_MESSAGE_LEN + 1))
-        );
-    }
-
-    #[test]
-    fn huge_declared_lengths_do_not_allocate() {
-        // {"DataFound": {"uid": 1, "block": <byte string claiming 2^63 bytes>}}
-        let mut bytes = Vec::new();
-        bytes.push(0xA1);
-        bytes.push(0x69);
-        bytes.extend_from_slice(b"DataFound");
-        bytes.push(0xA2);
-        bytes.extend_from_slice(&[0x63, b'u', b'i', b'd', 0x01]);
-        bytes.extend_from_slice(&[0x65, b'b', b'l', b'o', b'c', b'k']);
-        bytes.push(0x5B);
-        bytes.extend_from_slice(&(1u64 << 63).to_be_bytes());
-        assert!(Message::decode(&bytes).is_err());
-    }
-
-    #[test]
-    fn peer_frames_round_trip_and_reject_garbage() {
-        let hello = PeerFrame::Hello {
-            location: Location(42),
-        };
-        assert_eq!(PeerFrame::decode(&hello.encode()).unwrap(), hello);
-        let msg = PeerFrame::Routing(Message::RejectedLoop { uid: 7 });
-        assert_eq!(PeerFrame::decode(&msg.encode()).unwrap(), msg);
-        let malformed = |m| Err(DecodeError::Malformed(m));
-        assert_eq!(PeerFrame::decode(&[]), malformed(Malformed::EmptyFrame));
-        assert_eq!(
-            PeerFrame::decode(&[9, 1, 2]),
-            malformed(Malformed::UnknownFrameTag(9))
-        );
-        assert_eq!(
-            PeerFrame::decode(&[TAG_HELLO, 1, 2]),
-            malformed(Malformed::HelloLength(2))
-        );
-        assert!(PeerFrame::decode(&[TAG_ROUTING, 0xff]).is_err());
-        let mut trailing = msg.encode();
-        trailing.push(0);
-        assert_eq!(
-            PeerFrame::decode(&trailing),
-            malformed(Malformed::TrailingBytes(1))
-        );
-    }
-
-    #[test]
-    fn a_wrong_sized_block_is_refused() {
-        let mut bytes = Vec::new();
-        ciborium::ser::into_writer(
-            &serde_json::json!({"DataFound": {"uid": 1, "block": []}}),
-            &mut bytes,
-        )
-        .unwrap();
-        assert!(Message::decode(&bytes).is_err());
-    }
-}
+mod tests;

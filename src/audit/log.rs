@@ -37,13 +37,22 @@ fn now_us() -> u64 {
         .unwrap_or(0)
 }
 
-/// Append one record as a JSON line and flush it; a failure is logged, not
-/// returned (auditing never stops the node).
+/// Longest an `audit.jsonl` line waits in memory while the node is busy:
+/// a line older than this is written with the next one. An idle node's
+/// router writes what it has at once ([`AuditLog::flush`]).
+pub const AUDIT_STALE_US: u64 = 20_000;
+
+/// Buffer of `audit.jsonl`: lines are written in batches, not one write
+/// each.
+const AUDIT_BUFFER: usize = 64 * 1024;
+
+/// Append one record as a JSON line (to the buffer; [`AuditLog::flush`]
+/// writes it out); a failure is logged, not returned (auditing never stops
+/// the node).
 fn append<T: Serialize>(out: &mut BufWriter<File>, record: &T, file: &str) {
     let result = serde_json::to_writer(&mut *out, record)
         .map_err(std::io::Error::from)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
+        .and_then(|_| out.write_all(b"\n"));
     if let Err(e) = result {
         tracing::warn!(error = %e, file, "cannot write audit log");
     }
@@ -110,7 +119,14 @@ pub(crate) fn message_record(peer: PeerKey, msg: &Message) -> MessageRecord {
 /// Appends audit events for one node.
 pub struct AuditLog {
     node: PeerKey,
+    /// Lines are written when the node is idle ([`AuditLog::flush`]), when
+    /// the oldest unwritten one is [`AUDIT_STALE_US`] old, or when the
+    /// buffer fills.
     audit: BufWriter<File>,
+    /// When `audit` was last written out (µs since the epoch).
+    audit_flushed_us: u64,
+    /// Written with `audit`'s lines, and always before the local client
+    /// hears an answer ([`AuditLog::origin_finished`]).
     origin: BufWriter<File>,
     /// The local client's requests in flight, and their operation.
     originated: Origins,
@@ -127,19 +143,41 @@ impl AuditLog {
         };
         Ok(AuditLog {
             node: *node,
-            audit: BufWriter::new(open(AUDIT_FILE)?),
+            audit: BufWriter::with_capacity(AUDIT_BUFFER, open(AUDIT_FILE)?),
+            audit_flushed_us: now_us(),
             origin: BufWriter::new(open(ORIGIN_FILE)?),
             originated: Origins::default(),
         })
     }
 
     fn write(&mut self, event: AuditEvent) {
+        let ts_us = now_us();
         let line = AuditLine {
-            ts_us: now_us(),
+            ts_us,
             node: self.node,
             event,
         };
         append(&mut self.audit, &line, AUDIT_FILE);
+        if ts_us.saturating_sub(self.audit_flushed_us) >= AUDIT_STALE_US {
+            self.flush();
+        }
+    }
+
+    /// Write out the `audit.jsonl` and `origin.jsonl` lines still in memory. The router calls
+    /// it whenever it has nothing else to do, so a log is complete up to
+    /// the moment its node went idle; dropping the log flushes it too.
+    pub fn flush(&mut self) {
+        for (out, file) in [
+            (&mut self.audit, AUDIT_FILE),
+            (&mut self.origin, ORIGIN_FILE),
+        ] {
+            if !out.buffer().is_empty() {
+                if let Err(e) = out.flush() {
+                    tracing::warn!(error = %e, file, "cannot write audit log");
+                }
+            }
+        }
+        self.audit_flushed_us = now_us();
     }
 
     /// A message this node received from `peer`.
@@ -212,11 +250,13 @@ impl AuditLog {
         }
     }
 
-    /// The local client's request ended.
+    /// The local client's request ended. Both logs are written out before
+    /// the client hears the answer.
     pub fn origin_finished(&mut self, uid: Uid, outcome: &str) {
         self.originated.finish(uid);
         let outcome = outcome.to_string();
         self.write_origin(uid, OriginEvent::RequestFinished { outcome });
+        self.flush();
     }
 }
 
@@ -230,6 +270,28 @@ mod tests {
         text.lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn lines_are_on_disk_after_a_flush_and_before_a_clients_answer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (me, peer) = (PeerKey([1; 32]), PeerKey([2; 32]));
+        let key = RoutingKey([3; 32]);
+        let mut log = AuditLog::open(dir.path(), &me).unwrap();
+        let on_disk = |name: &str| lines::<serde_json::Value>(&dir.path().join(name)).len();
+        log.origin_started(7, &key, Op::Get);
+        log.received(&peer, &Message::DataNotFound { uid: 9 });
+        // Buffered: a busy router writes them in batches.
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (0, 0));
+        log.flush();
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (1, 1));
+        log.received(&peer, &Message::DataNotFound { uid: 7 });
+        log.origin_finished(7, "failed: data not found");
+        // Everything logged before the client's answer is written with it.
+        assert_eq!((on_disk(AUDIT_FILE), on_disk(ORIGIN_FILE)), (2, 2));
+        log.received(&peer, &Message::DataNotFound { uid: 10 });
+        drop(log);
+        assert_eq!(on_disk(AUDIT_FILE), 3);
     }
 
     #[test]

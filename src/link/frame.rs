@@ -161,7 +161,9 @@ pub fn wire_len(buf: &[u8]) -> Result<Option<usize>, LinkError> {
 pub struct FrameSealer {
     transport: Arc<Transport>,
     nonce: u64,
-    plain: Box<[u8]>,
+    /// The plaintext of the frame being sealed: `u32 length || payload ||
+    /// zeros`. Allocated once with room for the largest frame, and reused.
+    plain: Vec<u8>,
 }
 
 impl FrameSealer {
@@ -169,7 +171,7 @@ impl FrameSealer {
         FrameSealer {
             transport,
             nonce: 0,
-            plain: vec![0u8; LARGE_FRAME - TAG_LEN].into_boxed_slice(),
+            plain: Vec::with_capacity(LARGE_FRAME - TAG_LEN),
         }
     }
 
@@ -177,23 +179,40 @@ impl FrameSealer {
     /// padded to its class) into `wire`, which must hold
     /// [`MAX_WIRE_FRAME`] bytes; returns how many bytes it took.
     pub fn seal(&mut self, payload: &[u8], wire: &mut [u8]) -> Result<usize, LinkError> {
-        let frame = frame_len_for(payload.len())?;
-        let plain_len = frame - TAG_LEN;
-        let too_large = || LinkError::PayloadTooLarge(payload.len());
-        let payload_len = u32::try_from(payload.len()).map_err(|_| too_large())?;
+        self.seal_with(|plain| plain.extend_from_slice(payload), wire)
+    }
+
+    /// As [`FrameSealer::seal`], but `write` appends the payload to the
+    /// frame's plaintext itself (an encoder, say), so it is written once,
+    /// where it is sealed, and never copied out of a buffer of its own. A
+    /// payload over [`MAX_PAYLOAD`] bytes is refused without touching the
+    /// nonce.
+    pub fn seal_with(
+        &mut self,
+        write: impl FnOnce(&mut Vec<u8>),
+        wire: &mut [u8],
+    ) -> Result<usize, LinkError> {
+        self.plain.clear();
+        self.plain.extend_from_slice(&[0u8; LEN_HEADER]);
+        write(&mut self.plain);
+        let len = self.plain.len() - LEN_HEADER;
+        let frame = frame_len_for(len).inspect_err(|_| {
+            // An oversized payload grew the buffer: give that back.
+            self.plain.clear();
+            self.plain.shrink_to(LARGE_FRAME - TAG_LEN);
+        })?;
+        let too_large = || LinkError::PayloadTooLarge(len);
+        let payload_len = u32::try_from(len).map_err(|_| too_large())?;
         let prefix = u16::try_from(frame).map_err(|_| too_large())?;
 
-        let end = LEN_HEADER + payload.len();
         self.plain[..LEN_HEADER].copy_from_slice(&payload_len.to_be_bytes());
-        self.plain[LEN_HEADER..end].copy_from_slice(payload);
-        self.plain[end..plain_len].fill(0);
+        // Zero padding up to the class; only the padding is written.
+        self.plain.resize(frame - TAG_LEN, 0);
 
         let body = wire
             .get_mut(PREFIX_LEN..PREFIX_LEN + frame)
             .ok_or(LinkError::Transport(snow::Error::Input))?;
-        let n = self
-            .transport
-            .seal(self.nonce, &self.plain[..plain_len], body)?;
+        let n = self.transport.seal(self.nonce, &self.plain, body)?;
         if n != frame {
             return Err(LinkError::Transport(snow::Error::Input));
         }

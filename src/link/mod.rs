@@ -46,6 +46,7 @@
 
 pub mod frame;
 pub mod handshake;
+mod state;
 
 use std::fmt;
 use std::future::Future;
@@ -61,8 +62,10 @@ use crate::identity::{Identity, PeerKey};
 pub use frame::{FRAME_SIZES, LARGE_FRAME, MAX_PAYLOAD, SMALL_FRAME, SMALL_PAYLOAD};
 pub use handshake::{ReplayGuard, NOISE_PARAMS, PROLOGUE};
 
-use frame::{Decoded, FrameOpener, FrameSealer, MAX_WIRE_FRAME, PREFIX_LEN};
+use frame::PREFIX_LEN;
 use handshake::{Established, HsBuf, Initiator, Responder, HS_BUF_LEN};
+pub use state::BATCH_FRAMES;
+use state::{RecvState, SendState};
 
 /// The initiator's handshake timestamp: nanoseconds since the Unix epoch
 /// (0 if the clock is before it).
@@ -190,6 +193,8 @@ pub enum LinkError {
     Transport(snow::Error),
     #[error("this link already failed; drop it")]
     Closed,
+    #[error("{BATCH_FRAMES} frames are already queued; flush them first")]
+    BatchFull,
 }
 
 impl HasKind for LinkError {
@@ -211,7 +216,9 @@ impl HasKind for LinkError {
             | LinkError::HandshakeClosed
             | LinkError::Truncated
             | LinkError::Transport(_) => ErrorKind::NodeDown,
-            LinkError::PayloadTooLarge(_) | LinkError::Closed => ErrorKind::Local,
+            LinkError::PayloadTooLarge(_) | LinkError::Closed | LinkError::BatchFull => {
+                ErrorKind::Local
+            }
         }
     }
 }
@@ -351,145 +358,32 @@ impl LinkWriter {
         self.state.send(&mut self.io, &[]).await
     }
 
+    /// Whether [`LinkWriter::queue_with`] has room for one more frame.
+    pub fn can_queue(&self) -> bool {
+        self.state.can_queue()
+    }
+
+    /// Seal one frame now and write it with the next
+    /// [`LinkWriter::flush`] (or send), together with the others queued:
+    /// `write` appends the payload (at most [`MAX_PAYLOAD`] bytes) to the
+    /// frame's plaintext, so an encoder writes it where it is sealed. At
+    /// most [`BATCH_FRAMES`] frames wait at once
+    /// ([`LinkError::BatchFull`]); a payload too large is refused
+    /// ([`LinkError::PayloadTooLarge`]) and the writer stays usable.
+    pub fn queue_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), LinkError> {
+        self.state.queue_with(write)
+    }
+
+    /// Write every queued frame, in one write. Not cancel-safe, like
+    /// [`LinkWriter::send`].
+    pub async fn flush(&mut self) -> Result<(), LinkError> {
+        self.state.flush(&mut self.io).await
+    }
+
     /// Shut down the sending direction; the peer's reader sees a clean end
     /// (`Ok(None)`) after the frames already sent.
     pub async fn close(&mut self) -> Result<(), LinkError> {
         self.state.close(&mut self.io).await
-    }
-}
-
-/// Receiving side: a [`FrameOpener`] and the bytes of the frame being read
-/// (kept across calls, which makes `recv` cancel-safe).
-struct RecvState {
-    opener: FrameOpener,
-    /// For log lines only.
-    peer: PeerKey,
-    buf: Box<[u8]>,
-    filled: usize,
-    failed: bool,
-}
-
-impl RecvState {
-    fn new(est: &Established) -> RecvState {
-        RecvState {
-            opener: FrameOpener::new(est.transport.clone()),
-            peer: est.peer,
-            buf: vec![0u8; MAX_WIRE_FRAME].into_boxed_slice(),
-            filled: 0,
-            failed: false,
-        }
-    }
-
-    async fn recv<R, T>(
-        &mut self,
-        io: &mut R,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Result<Option<T>, LinkError>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-    {
-        if self.failed {
-            return Err(LinkError::Closed);
-        }
-        // Only a returned error poisons the reader; a cancelled call leaves
-        // the partial frame in place for the next one.
-        let result = self.recv_frame(io, take).await;
-        if let Err(e) = &result {
-            self.failed = true;
-            tracing::debug!(peer = %self.peer, error = %e, "link read failed");
-        }
-        result
-    }
-
-    async fn recv_frame<R, T>(
-        &mut self,
-        io: &mut R,
-        take: impl FnOnce(&[u8]) -> T,
-    ) -> Result<Option<T>, LinkError>
-    where
-        R: AsyncRead + Unpin + ?Sized,
-    {
-        loop {
-            // The decoder says how many bytes the frame needs (checking the
-            // length prefix first); read no byte beyond them.
-            let needed = match self.opener.decode(&self.buf[..self.filled])? {
-                Decoded::Incomplete { needed } => needed,
-                Decoded::Frame { consumed, payload } => {
-                    tracing::trace!(peer = %self.peer, frame = consumed - PREFIX_LEN, payload = payload.len(), "link frame in");
-                    let taken = take(payload);
-                    self.filled = 0;
-                    return Ok(Some(taken));
-                }
-            };
-            let n = io.read(&mut self.buf[self.filled..needed]).await?;
-            if n == 0 {
-                return if self.filled == 0 {
-                    Ok(None)
-                } else {
-                    Err(LinkError::Truncated)
-                };
-            }
-            self.filled += n;
-        }
-    }
-}
-
-/// Sending side: a [`FrameSealer`] and the wire buffer.
-struct SendState {
-    sealer: FrameSealer,
-    /// For log lines only.
-    peer: PeerKey,
-    wire: Box<[u8]>,
-    failed: bool,
-}
-
-impl SendState {
-    fn new(est: &Established) -> SendState {
-        SendState {
-            sealer: FrameSealer::new(est.transport.clone()),
-            peer: est.peer,
-            wire: vec![0u8; MAX_WIRE_FRAME].into_boxed_slice(),
-            failed: false,
-        }
-    }
-
-    async fn send<W>(&mut self, io: &mut W, payload: &[u8]) -> Result<(), LinkError>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        let result = self.send_frame(io, payload).await;
-        if let Err(e) = &result {
-            tracing::debug!(peer = %self.peer, error = %e, "link write failed");
-        }
-        result
-    }
-
-    async fn send_frame<W>(&mut self, io: &mut W, payload: &[u8]) -> Result<(), LinkError>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        if self.failed {
-            return Err(LinkError::Closed);
-        }
-        frame::frame_len_for(payload.len())?;
-        // From here until the frame is fully written the writer counts as
-        // failed: an error or a cancellation leaves the stream mid-frame.
-        self.failed = true;
-        let n = self.sealer.seal(payload, &mut self.wire)?;
-        io.write_all(&self.wire[..n]).await?;
-        io.flush().await?;
-        self.failed = false;
-        tracing::trace!(peer = %self.peer, frame = n - PREFIX_LEN, payload = payload.len(), "link frame out");
-        Ok(())
-    }
-
-    async fn close<W>(&mut self, io: &mut W) -> Result<(), LinkError>
-    where
-        W: AsyncWrite + Unpin + ?Sized,
-    {
-        self.failed = true;
-        io.shutdown().await?;
-        Ok(())
     }
 }
 

@@ -111,6 +111,11 @@ impl SwapMessage {
         super::encode_cbor(self)
     }
 
+    /// Append [`SwapMessage::encode`]'s bytes to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        super::encode_cbor_into(self, out)
+    }
+
     /// Decode CBOR: oversized input is refused before parsing, an offer
     /// listing more than [`MAX_SWAP_NEIGHBOURS`] after. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<SwapMessage, DecodeError> {

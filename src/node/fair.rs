@@ -61,13 +61,37 @@ impl FairInbox {
     /// empty. A queue whose reader ended is dropped (its `LinkDown` comes
     /// on the router's main input).
     pub(super) fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<(PeerKey, u64, LinkInput)> {
+        self.serve(|rx| rx.poll_recv(cx))
+    }
+
+    /// The next message already waiting, taking links in turn as
+    /// [`FairInbox::poll_next`] does; `None` when every queue is empty now.
+    /// Lets the router serve what is queued without a wake-up per message.
+    pub(super) fn try_next(&mut self) -> Option<(PeerKey, u64, LinkInput)> {
+        let taken = self.serve(|rx| match rx.try_recv() {
+            Ok(input) => Poll::Ready(Some(input)),
+            Err(mpsc::error::TryRecvError::Disconnected) => Poll::Ready(None),
+            Err(mpsc::error::TryRecvError::Empty) => Poll::Pending,
+        });
+        match taken {
+            Poll::Ready(next) => Some(next),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Take from the queues in turn with `take`, from the one after the
+    /// last served; a closed queue (`Ready(None)`) is dropped.
+    fn serve(
+        &mut self,
+        mut take: impl FnMut(&mut mpsc::Receiver<LinkInput>) -> Poll<Option<LinkInput>>,
+    ) -> Poll<(PeerKey, u64, LinkInput)> {
         let mut tried = 0;
         while tried < self.queues.len() {
             let i = (self.next + tried) % self.queues.len();
             let Some(q) = self.queues.get_mut(i) else {
                 break;
             };
-            match q.rx.poll_recv(cx) {
+            match take(&mut q.rx) {
                 Poll::Ready(Some(input)) => {
                     let out = (q.peer, q.conn, input);
                     self.next = (i + 1) % self.queues.len();
@@ -230,8 +254,8 @@ mod tests {
         PeerKey([i; 32])
     }
 
-    #[tokio::test]
-    async fn a_flooding_link_gets_one_turn_in_n() {
+    /// An inbox serving three links, and their senders.
+    fn three_links() -> (FairInbox, Vec<mpsc::Sender<LinkInput>>) {
         let mut inbox = FairInbox::default();
         let mut senders = Vec::new();
         for i in 0..3u8 {
@@ -239,6 +263,12 @@ mod tests {
             inbox.add(key(i), u64::from(i), rx);
             senders.push(tx);
         }
+        (inbox, senders)
+    }
+
+    #[tokio::test]
+    async fn a_flooding_link_gets_one_turn_in_n() {
+        let (mut inbox, mut senders) = three_links();
         // Link 0 floods 60 messages, links 1 and 2 send 5 each.
         for (i, tx) in senders.iter().enumerate() {
             let n = if i == 0 { 60 } else { 5 };
@@ -263,6 +293,42 @@ mod tests {
             served += 1;
         }
         assert_eq!(served, 0);
+    }
+
+    #[tokio::test]
+    async fn draining_without_waiting_keeps_the_turns() {
+        let (mut inbox, mut senders) = three_links();
+        assert!(inbox.try_next().is_none());
+        for (i, tx) in senders.iter().enumerate() {
+            let n = if i == 0 { 20 } else { 3 };
+            for uid in 0..n {
+                tx.try_send(LinkInput::Routing(Message::DataNotFound { uid }))
+                    .ok();
+            }
+        }
+        // One message waited for, the rest taken as they are queued: the
+        // links still alternate, and each link's messages stay in order.
+        let first = poll_fn(|cx| inbox.poll_next(cx)).await;
+        let mut order = vec![first.0 .0[0]];
+        let mut uids = [Vec::new(), Vec::new(), Vec::new()];
+        while let Some((peer, _, LinkInput::Routing(msg))) = inbox.try_next() {
+            order.push(peer.0[0]);
+            uids[usize::from(peer.0[0])].push(msg.uid());
+        }
+        assert_eq!(&order[..9], &[0, 1, 2, 0, 1, 2, 0, 1, 2]);
+        assert!(order[9..].iter().all(|&p| p == 0));
+        assert_eq!(order.len(), 26);
+        assert_eq!(uids[1], vec![0, 1, 2]);
+        assert_eq!(uids[0], (1..20).collect::<Vec<_>>());
+        // A queue whose sender is gone is dropped; the others still serve.
+        drop(senders.remove(0));
+        senders[0]
+            .try_send(LinkInput::Routing(Message::DataNotFound { uid: 9 }))
+            .ok();
+        let (peer, _, _) = inbox.try_next().expect("link 1 has a message");
+        assert_eq!(peer, key(1));
+        assert!(inbox.try_next().is_none());
+        assert_eq!(inbox.queues.len(), 2);
     }
 
     #[test]

@@ -333,11 +333,11 @@ where
 /// frame is held until `delay` after it was queued, so the link has that
 /// much latency but its throughput is not limited. With no delay, `rx`
 /// itself.
-fn delayed(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+fn delayed<T: Send + 'static>(
+    mut rx: mpsc::Receiver<T>,
     delay: Duration,
     bound: usize,
-) -> mpsc::Receiver<Vec<u8>> {
+) -> mpsc::Receiver<T> {
     if delay.is_zero() {
         return rx;
     }
@@ -362,22 +362,45 @@ fn delayed(
     out_rx
 }
 
-async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<Vec<u8>>, cfg: LinkConfig) {
+/// A link's writer: encodes each frame the router queued straight into the
+/// frame it seals, and writes what is already waiting together (up to
+/// [`link::BATCH_FRAMES`] frames in one write).
+async fn write_link(mut writer: LinkWriter, mut rx: mpsc::Receiver<PeerFrame>, cfg: LinkConfig) {
+    // One timer for the link's life, re-armed when it fires: a frame
+    // written only moves `last_write`, it does not touch the timer.
+    let mut wait = cfg.keepalive_wait(&mut rand::thread_rng());
+    let mut last_write = tokio::time::Instant::now();
+    let keepalive = tokio::time::sleep(wait);
+    tokio::pin!(keepalive);
     loop {
-        let keepalive = cfg.keepalive_wait(&mut rand::thread_rng());
         tokio::select! {
             next = rx.recv() => match next {
-                Some(payload) => {
-                    if writer.send(&payload).await.is_err() {
+                Some(frame) => {
+                    let mut next = Some(frame);
+                    while let Some(frame) = next.take() {
+                        if writer.queue_with(|out| frame.encode_into(out)).is_err() {
+                            return;
+                        }
+                        if writer.can_queue() {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if writer.flush().await.is_err() {
                         return;
                     }
+                    last_write = tokio::time::Instant::now();
                 }
                 None => return,
             },
-            _ = tokio::time::sleep(keepalive) => {
-                if writer.send_keepalive().await.is_err() {
-                    return;
+            () = &mut keepalive => {
+                if last_write.elapsed() >= wait {
+                    if writer.send_keepalive().await.is_err() {
+                        return;
+                    }
+                    last_write = tokio::time::Instant::now();
+                    wait = cfg.keepalive_wait(&mut rand::thread_rng());
                 }
+                keepalive.as_mut().reset(last_write + wait);
             }
         }
     }

@@ -118,7 +118,7 @@ enum Input {
         peer: PeerKey,
         conn: u64,
         location: Location,
-        tx: mpsc::Sender<Vec<u8>>,
+        tx: mpsc::Sender<crate::message::PeerFrame>,
         /// The link's own queue of messages for the router.
         queue: mpsc::Receiver<fair::LinkInput>,
         reader: tokio::task::AbortHandle,

@@ -5,9 +5,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -34,10 +36,14 @@ use crate::store::{CacheWriter, Datastore, GroupWriter, Written};
 /// Most blocks one durable commit covers.
 const STORE_BATCH: usize = 256;
 
+/// Most link messages the router serves per wake-up (in turn across links;
+/// then timers, client requests and store results get their chance).
+const LINK_BATCH: usize = 32;
+
 /// The router's handle on one established link.
 struct LinkEntry {
     conn: u64,
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<PeerFrame>,
     reader: tokio::task::AbortHandle,
 }
 
@@ -212,26 +218,53 @@ impl RouterTask {
                 .map(|ms| self.started + Duration::from_millis(ms));
             let drained = self.draining.as_ref().map(|(d, _)| *d);
             let deadline = deadline.into_iter().chain(drained).min();
-            let inbox = &mut self.inbox;
-            let wake = tokio::select! {
-                _ = shutdown.changed() => Wake::Stop,
-                input = inputs.recv() => match input {
-                    Some(input) => Wake::Input(input),
-                    None => Wake::Stop,
-                },
-                Some(batch) = written.recv() => Wake::Written(batch),
-                Some(done) = reads.recv() => Wake::Read(done),
-                (peer, conn, msg) = std::future::poll_fn(|cx| inbox.poll_next(cx)) => {
-                    Wake::Link(peer, conn, msg)
+            let wake = {
+                let inbox = &mut self.inbox;
+                let next = async {
+                    tokio::select! {
+                        _ = shutdown.changed() => Wake::Stop,
+                        input = inputs.recv() => match input {
+                            Some(input) => Wake::Input(input),
+                            None => Wake::Stop,
+                        },
+                        Some(batch) = written.recv() => Wake::Written(batch),
+                        Some(done) = reads.recv() => Wake::Read(done),
+                        (peer, conn, msg) = std::future::poll_fn(|cx| inbox.poll_next(cx)) => {
+                            Wake::Link(peer, conn, msg)
+                        }
+                        _ = sleep_until_opt(deadline) => Wake::Tick,
+                    }
+                };
+                tokio::pin!(next);
+                // Audit lines are written when the task has nothing left to do
+                // (and at the latest every `audit::log::AUDIT_STALE_US`), not one write per
+                // line.
+                match std::future::poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await {
+                    Poll::Ready(wake) => wake,
+                    Poll::Pending => {
+                        if let Some(a) = &mut self.audit {
+                            a.flush();
+                        }
+                        next.await
+                    }
                 }
-                _ = sleep_until_opt(deadline) => Wake::Tick,
             };
             match wake {
                 Wake::Stop => break,
                 Wake::Input(input) => self.on_input(input),
                 Wake::Written(batch) => self.on_written(batch),
                 Wake::Read(done) => self.on_read(done),
-                Wake::Link(peer, conn, msg) => self.on_link_input(peer, conn, msg),
+                Wake::Link(peer, conn, msg) => {
+                    self.on_link_input(peer, conn, msg);
+                    // Serve what the links queued meanwhile, still in turn,
+                    // without a wake-up each.
+                    for _ in 1..LINK_BATCH {
+                        let Some((peer, conn, msg)) = self.inbox.try_next() else {
+                            break;
+                        };
+                        self.on_link_input(peer, conn, msg);
+                    }
+                }
                 Wake::Tick => {
                     self.feed(Event::Tick);
                     self.feed_swap(SwapEvent::Tick);
@@ -504,8 +537,8 @@ impl RouterTask {
         let Some(link) = self.links.get(&to) else {
             return;
         };
-        let payload = PeerFrame::Routing(msg).encode();
-        if link.tx.try_send(payload).is_err() {
+        // Encoded by the link's writer, straight into the frame it seals.
+        if link.tx.try_send(PeerFrame::Routing(msg)).is_err() {
             warn!(peer = %to, "peer is not reading its link; closing it");
             broken.push(to);
         }

@@ -53,8 +53,7 @@ impl RouterTask {
         let Some(link) = self.links.get(&to) else {
             return true;
         };
-        let payload = PeerFrame::Swap(msg).encode();
-        if link.tx.try_send(payload).is_err() {
+        if link.tx.try_send(PeerFrame::Swap(msg)).is_err() {
             warn!(peer = %to, "peer is not reading its link; closing it");
             return false;
         }

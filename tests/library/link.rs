@@ -18,7 +18,8 @@ use tokio::task::JoinHandle;
 use veil::identity::{Identity, PeerKey};
 use veil::keys::Chk;
 use veil::link::{
-    accept, connect, Link, LinkConfig, LinkError, FRAME_SIZES, MAX_PAYLOAD, SMALL_PAYLOAD,
+    accept, connect, Link, LinkConfig, LinkError, BATCH_FRAMES, FRAME_SIZES, MAX_PAYLOAD,
+    SMALL_PAYLOAD,
 };
 use veil::message::{Message, MAX_MESSAGE_LEN};
 
@@ -183,6 +184,61 @@ async fn round_trip_over_duplex_with_tiny_buffer() {
     let (s1, s2) = tokio::io::duplex(777);
     let (a, b) = linked(s1, s2, &ia, &ib).await;
     exchange_both_ways(a, b).await;
+}
+
+#[tokio::test]
+async fn queued_frames_go_out_together_and_arrive_in_order() {
+    // A pipe wider than several frames: the reader gets many frames (and
+    // pieces of frames) per read, and a frame straddling the end of its
+    // buffer is carried over.
+    let (ia, ib) = (ident(11), ident(12));
+    let (s1, s2) = tokio::io::duplex(5 * 33 * 1024 + 123);
+    let (a, b) = linked(s1, s2, &ia, &ib).await;
+    let (_ar, mut aw) = a.into_split();
+    let (mut br, _bw) = b.into_split();
+    // Every size, many times over, in batches of every length up to the
+    // limit (a batch is a run of `queue_with` and then one `flush`).
+    let all: Vec<Vec<u8>> = (0..60u64)
+        .map(|i| payload(sizes()[i as usize % sizes().len()], 50 + i))
+        .collect();
+    let sent = all.clone();
+    let send = tokio::spawn(async move {
+        let mut batch = 1;
+        let mut queue = sent.iter();
+        let mut done = false;
+        while !done {
+            for _ in 0..batch {
+                let Some(p) = queue.next() else {
+                    done = true;
+                    break;
+                };
+                assert!(aw.can_queue());
+                aw.queue_with(|out| out.extend_from_slice(p)).unwrap();
+            }
+            if batch == BATCH_FRAMES {
+                assert!(!aw.can_queue());
+                let err = aw.queue_with(|out| out.push(1)).unwrap_err();
+                assert!(matches!(err, LinkError::BatchFull), "{err:?}");
+            }
+            // An oversized payload is refused and leaves the batch intact.
+            let err = aw.queue_with(|out| out.extend_from_slice(&vec![7; MAX_PAYLOAD + 1]));
+            assert!(matches!(
+                err,
+                Err(LinkError::PayloadTooLarge(_) | LinkError::BatchFull)
+            ));
+            aw.flush().await.unwrap();
+            batch = batch % BATCH_FRAMES + 1;
+        }
+        aw.close().await.unwrap();
+    });
+    within(async {
+        for want in &all {
+            assert_eq!(&br.recv().await.unwrap().unwrap(), want);
+        }
+        assert_eq!(br.recv().await.unwrap(), None, "clean end");
+        send.await.unwrap();
+    })
+    .await;
 }
 
 #[tokio::test]
