@@ -190,8 +190,9 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_chain: bool,
     /// Only the 6-node chain of real `veil node` processes: get times of
-    /// `--sizes` across 3 relays in each of `--modes`, every node's RSS, and
-    /// the machine's computed limit for that path.
+    /// `--sizes` across 3 relays in each of `--modes`, every node's RSS, the
+    /// machine's computed limit for that path, and a bare relay chain (only
+    /// the path's cryptography) measured in the same run.
     #[arg(long)]
     pub chain: bool,
     /// With --chain: every node delays its link frames by this many ms.
