@@ -153,7 +153,7 @@ impl RouterTask {
         let cache_writer = CacheWriter::spawn(
             store.clone(),
             config.runtime.cache_writes_in_flight,
-            STORE_BATCH,
+            crate::store::CACHE_BATCH_MAX,
         )
         .inspect_err(|e| warn!(error = %e, "cannot start the cache writer; nothing is cached"))
         .ok();

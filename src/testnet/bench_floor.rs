@@ -346,15 +346,12 @@ fn spawn_relay(
     let (mut up_read, up_write) = up;
     let up_socket = up_write.stream.try_clone()?;
     let up_write = Arc::new(Mutex::new(up_write));
-    let (mut down_read, mut down_write) = match down {
-        Some((r, w)) => (Some(r), Some(w)),
-        None => (None, None),
-    };
+    let (down_read, mut down_write) = down.unzip();
     let down_socket = down_write
         .as_ref()
         .map(|w| w.stream.try_clone())
         .transpose()?;
-    if let Some(mut from_down) = down_read.take() {
+    if let Some(mut from_down) = down_read {
         let up_write = up_write.clone();
         let up_socket = up_socket.try_clone()?;
         std::thread::spawn(move || {
