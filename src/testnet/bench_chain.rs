@@ -64,6 +64,9 @@ pub struct ChainOptions {
     pub anonymity: Anonymity,
     /// Testnet `link_delay_ms` on every node (0: none).
     pub link_delay_ms: u64,
+    /// Whether the nodes write audit logs (testnet `audit_log`). Off by
+    /// default: a node outside testnet mode writes none.
+    pub audit_log: bool,
     /// File sizes fetched, in bytes.
     pub sizes: Vec<usize>,
     /// Blocks in flight per get.
@@ -131,6 +134,8 @@ pub struct NodeRss {
 pub struct ChainReport {
     pub anonymity: String,
     pub link_delay_ms: u64,
+    /// Whether the nodes wrote audit logs.
+    pub audit_log: bool,
     pub latency: Option<HopLatency>,
     pub gets: Vec<ChainGet>,
     pub relayed: Option<Relayed>,
@@ -152,9 +157,11 @@ pub struct ChainReport {
 impl ChainReport {
     pub fn render_text(&self) -> String {
         let mut out = format!(
-            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms); \
-             blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
-            self.anonymity, self.link_delay_ms
+            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms, \
+             audit logs {}); blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
+            self.anonymity,
+            self.link_delay_ms,
+            if self.audit_log { "on" } else { "off" }
         );
         if let Some(l) = &self.latency {
             let medians: Vec<String> = l.by_distance_ms.iter().map(|m| format!("{m:.3}")).collect();
@@ -287,6 +294,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
             Some((i as f64 + 0.5) / n as f64),
         );
         config.testnet = true;
+        config.audit_log = opts.audit_log;
         config.anonymity = opts.anonymity;
         config.link_delay_ms = opts.link_delay_ms;
         config.store_size = SizeSetting::Text("256MiB".into());
@@ -460,6 +468,7 @@ async fn run_in(
     Ok(ChainReport {
         anonymity: opts.anonymity.to_string(),
         link_delay_ms: opts.link_delay_ms,
+        audit_log: opts.audit_log,
         latency,
         gets,
         relayed,
