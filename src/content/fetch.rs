@@ -12,7 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::copies::{fetch_top, TOP_COPIES};
 use super::layout::Layout;
-use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
+use super::pipeline::Segments;
+use super::segment::{bad_block, Getter, Plan};
 pub use super::segment::{FetchError, RetryIf};
 use super::tree::walk_tree;
 use super::window::Window;
@@ -428,29 +429,27 @@ where
         };
         let file_length = progress.bytes_total;
         let counter = self.counter.clone();
-        let mut recent = RecentBlocks::default();
         let of = segments.len() as u64;
-        for (number, &(first, data, check)) in (1..).zip(&segments).skip(start) {
-            let plan = Plan {
+        let plans = (1..)
+            .zip(&segments)
+            .skip(start)
+            .map(|(number, &(first, data, check))| Plan {
                 number,
                 of,
                 leaves: &leaves[first..first + data + check],
                 data,
+            });
+        let mut fetching = Segments::new(&self.getter, plans, &mut self.window, &mut self.rng);
+        loop {
+            let mut on_block = || {
+                progress.blocks_done += 1;
+                progress.retries = counter.load(Ordering::Relaxed);
+                on_progress(progress);
             };
-            let pieces = fetch_segment(
-                &self.getter,
-                plan,
-                &mut self.window,
-                &mut self.rng,
-                &mut recent,
-                &mut || {
-                    progress.blocks_done += 1;
-                    progress.retries = counter.load(Ordering::Relaxed);
-                    on_progress(progress);
-                },
-            )
-            .await?;
-            for piece in pieces {
+            let Some(pieces) = fetching.next(&mut on_block).await else {
+                break;
+            };
+            for piece in pieces? {
                 self.hasher.update(&piece);
                 writer.write_all(&piece).await?;
                 progress.bytes_done += piece.len() as u64;
@@ -460,6 +459,7 @@ where
             on_segment(progress.segments_done, progress.bytes_done)?;
             on_progress(progress);
         }
+        drop(fetching);
 
         if progress.bytes_done != file_length {
             return Err(ContentError::LengthMismatch {
