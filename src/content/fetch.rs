@@ -1,5 +1,6 @@
 //! Fetching a file back: the root, then the manifest tree a level at a time
-//! (each distinct manifest once), then the leaves a segment at a time.
+//! (each distinct manifest once), then the leaves segment by segment
+//! (`pipeline.rs`), written in order.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -137,8 +138,9 @@ where
 ///
 /// The file is written a segment at a time, before its whole-file SHA-256
 /// can be checked: on any error, discard what was written. Memory stays
-/// bounded by the manifests (about 100 bytes per 32 KiB block) plus one
-/// segment (at most 128 data blocks and `concurrency` more in flight),
+/// bounded by the manifests (about 100 bytes per 32 KiB block) plus two
+/// segments (the one being completed and the next, at most 128 blocks
+/// each, and `concurrency` more in flight),
 /// whatever the file's size.
 pub async fn fetch_to_writer<F, Fut, E, W>(
     uri: &Chk,

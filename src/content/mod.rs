@@ -31,7 +31,7 @@
 //! - [`Splitter`]: a file of known length into blocks as a stream, a
 //!   segment at a time, manifests built as leaves arrive (`stream.rs`);
 //! - [`split()`]: the same over a slice, all blocks at once (`split.rs`);
-//! - [`fetch()`]: a file back, verified, a segment at a time, any `k` of
+//! - [`fetch()`]: a file back, verified, segment by segment, any `k` of
 //!   `n` blocks in random order, with bounded retries (`fetch.rs`: [`open`]
 //!   the root and the tree, then [`Opened::write_rest`]; one block and one
 //!   segment's decoding in `segment.rs`; the segments in order, the next
