@@ -452,7 +452,7 @@ where
                 break;
             };
             for piece in pieces? {
-                self.hasher.update(&piece);
+                self.hasher.update(piece.as_slice());
                 writer.write_all(&piece).await?;
                 progress.bytes_done += piece.len() as u64;
             }

@@ -197,7 +197,7 @@ where
     pub async fn next(
         &mut self,
         on_block: &mut impl FnMut(),
-    ) -> Option<Result<Vec<Vec<u8>>, ContentError>> {
+    ) -> Option<Result<Vec<Arc<Vec<u8>>>, ContentError>> {
         match self.complete_front(on_block).await {
             Ok(Some(segment)) => Some(rebuild(segment.plan, segment.shards).await),
             Ok(None) => None,

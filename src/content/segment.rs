@@ -2,6 +2,7 @@
 //! Reed-Solomon decoding of the data blocks a segment did not get
 //! (`pipeline.rs` asks for the blocks).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,30 +158,22 @@ pub(super) struct Plan<'a> {
 
 /// The segment's data blocks from the shards that came: as they are when
 /// every data block came, else Reed-Solomon decoded and each rebuilt block
-/// checked against its CHK.
+/// checked against its CHK. A data block that came is handed on as it is
+/// (shared with the recent-blocks cache), never copied; only a short one
+/// (a file's last) is padded for the decoder.
 pub(super) async fn rebuild(
     plan: Plan<'_>,
     shards: Vec<Option<Arc<Vec<u8>>>>,
-) -> Result<Vec<Vec<u8>>, ContentError> {
+) -> Result<Vec<Arc<Vec<u8>>>, ContentError> {
     let k = plan.data;
     let m = plan.leaves.len() - k;
     if shards[..k].iter().all(Option::is_some) {
-        return Ok(shards
-            .into_iter()
-            .take(k)
-            .flatten()
-            .map(Arc::unwrap_or_clone)
-            .collect());
+        return Ok(shards.into_iter().take(k).flatten().collect());
     }
     let leaves: Vec<ManifestEntry> = plan.leaves[..k].to_vec();
     let segment = plan.number;
-    let job = move || -> Result<Vec<Vec<u8>>, ContentError> {
-        let pad = |data: &[u8]| {
-            let mut shard = vec![0u8; BLOCK_DATA_LEN];
-            shard[..data.len()].copy_from_slice(data);
-            shard
-        };
-        let originals: Vec<(usize, Vec<u8>)> = shards[..k]
+    let job = move || -> Result<Vec<Arc<Vec<u8>>>, ContentError> {
+        let originals: Vec<(usize, Cow<'_, [u8]>)> = shards[..k]
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|d| (i, pad(d))))
@@ -194,7 +187,7 @@ pub(super) async fn rebuild(
         let mut out = Vec::with_capacity(k);
         for (i, shard) in shards.into_iter().take(k).enumerate() {
             if let Some(data) = shard {
-                out.push(Arc::unwrap_or_clone(data));
+                out.push(data);
                 continue;
             }
             let leaf = &leaves[i];
@@ -208,11 +201,23 @@ pub(super) async fn rebuild(
             if chk.routing != leaf.chk.routing {
                 return Err(bad());
             }
-            out.push(piece);
+            out.push(Arc::new(piece));
         }
         Ok(out)
     };
     tokio::task::spawn_blocking(job)
         .await
         .map_err(ContentError::TaskFailed)?
+}
+
+/// A data block as a Reed-Solomon shard of [`BLOCK_DATA_LEN`] bytes:
+/// itself when it is full (every block but a file's last), else a padded
+/// copy.
+fn pad(data: &[u8]) -> Cow<'_, [u8]> {
+    if data.len() == BLOCK_DATA_LEN {
+        return Cow::Borrowed(data);
+    }
+    let mut shard = vec![0u8; BLOCK_DATA_LEN];
+    shard[..data.len()].copy_from_slice(data);
+    Cow::Owned(shard)
 }
