@@ -131,8 +131,8 @@ impl<'a> OpenSegment<'a> {
         !self.done() && self.in_flight_places == 0 && self.next >= self.order.len()
     }
 
-    fn unrecoverable(self, cause: Option<ContentError>) -> ContentError {
-        let cause = self.last_error.or(cause).unwrap_or(ContentError::Stalled);
+    fn unrecoverable(self) -> ContentError {
+        let cause = self.last_error.unwrap_or(ContentError::Stalled);
         let total = self.plan.leaves.len();
         ContentError::SegmentUnrecoverable {
             segment: self.plan.number,
@@ -227,13 +227,13 @@ where
             }
             if front.stuck() {
                 let front = self.open.pop_front().ok_or(ContentError::Stalled)?;
-                return Err(front.unrecoverable(None));
+                return Err(front.unrecoverable());
             }
             let Some(joined) = self.tasks.join_next().await else {
                 // Unreachable while the front waits for blocks in flight;
                 // kept as an error rather than a panic.
                 let front = self.open.pop_front().ok_or(ContentError::Stalled)?;
-                return Err(front.unrecoverable(None));
+                return Err(front.unrecoverable());
             };
             let (key, result) = joined.map_err(ContentError::TaskFailed)?;
             self.arrived(key, result, on_block)?;
