@@ -158,7 +158,8 @@ pub(super) struct Plan<'a> {
 
 /// The segment's data blocks from the shards that came: as they are when
 /// every data block came, else Reed-Solomon decoded and each rebuilt block
-/// checked against its CHK. A data block that came is handed on as it is
+/// checked against its CHK (its plaintext hash, the CHK's decryption key:
+/// one SHA-256 pass, no sealing). A data block that came is handed on as it is
 /// (shared with the recent-blocks cache), never copied; only a short one
 /// (a file's last) is padded for the decoder.
 pub(super) async fn rebuild(
@@ -197,8 +198,7 @@ pub(super) async fn rebuild(
             };
             let mut piece = restored.remove(&i).ok_or_else(bad)?;
             piece.truncate(leaf.length as usize);
-            let (chk, _) = Chk::encode_kind(BlockKind::Data, &piece).map_err(|_| bad())?;
-            if chk.routing != leaf.chk.routing {
+            if !leaf.chk.made_from(BlockKind::Data, &piece) {
                 return Err(bad());
             }
             out.push(Arc::new(piece));

@@ -381,11 +381,19 @@ impl Chk {
         block.verify(&self.routing)?;
         let data = Chk::open_under(&self.decryption, block)?;
         for kind in [BlockKind::Data, BlockKind::Manifest] {
-            if derive_key(kind, &data) == self.decryption.0 {
+            if self.made_from(kind, &data) {
                 return Ok((kind, data));
             }
         }
         Err(KeyError::DecryptFailed)
+    }
+
+    /// Whether this key was made from `data` of `kind`: its decryption key
+    /// is the SHA-256 of the kind's domain and the plaintext (convergence),
+    /// so a match proves the plaintext without sealing it again. Used to
+    /// check a block rebuilt from others (Reed-Solomon) against its CHK.
+    pub fn made_from(&self, kind: BlockKind, data: &[u8]) -> bool {
+        data.len() <= BLOCK_DATA_LEN && derive_key(kind, data) == self.decryption.0
     }
 
     /// Seal up to [`BLOCK_DATA_LEN`] bytes under `key` with the all-zero

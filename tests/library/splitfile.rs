@@ -480,3 +480,42 @@ fn the_next_segments_requests_leave_before_the_current_one_is_complete() {
     let most = most.load(Ordering::SeqCst);
     assert!(most > 4 && most <= 8, "at most {most} requests in flight");
 }
+
+/// A file whose manifest lists check blocks made from other data (a
+/// forged insert): the block Reed-Solomon rebuilds from them is checked
+/// against its CHK and refused, never handed out as the file.
+#[test]
+fn a_rebuilt_block_that_does_not_match_its_chk_is_refused() {
+    let len = 2 * BLOCK_DATA_LEN;
+    let (data, other) = (bytes(len, 1), bytes(len, 2));
+    let options = SplitOptions {
+        redundancy: 100,
+        segment: 2,
+        fanout: MAX_FANOUT,
+    };
+    let (a, b) = (
+        split_with(&data, &options).unwrap(),
+        split_with(&other, &options).unwrap(),
+    );
+    let root_of = |sf: &veil::content::SplitFile| {
+        let (_, plain) = sf.uri.decode_any(sf.blocks.last().unwrap()).unwrap();
+        decode_manifest(&plain).unwrap()
+    };
+    let (mut forged, theirs) = (root_of(&a), root_of(&b));
+    // One segment: two data leaves, then two check leaves.
+    assert_eq!((forged.depth, forged.entries.len()), (0, 4));
+    forged.entries[2..].clone_from_slice(&theirs.entries[2..]);
+    let (uri, root) = Chk::encode_kind(BlockKind::Manifest, &encode_manifest(&forged)).unwrap();
+    let mut net = net_of(&a.blocks);
+    net.extend(net_of(&b.blocks));
+    net.insert(uri.routing, root);
+    // One data block lost: whichever two blocks come, a data block is
+    // rebuilt from a forged check block.
+    net.remove(&forged.entries[1].chk.routing);
+    let (got, _) = runtime().block_on(get_counted(&uri, net, opts(3)));
+    let err = got.unwrap_err();
+    assert!(
+        matches!(err, ContentError::BadRecovery { segment: 1, .. }),
+        "{err:?}"
+    );
+}
