@@ -108,23 +108,27 @@ use crate::keys::{Block, RoutingKey, BLOCK_LEN};
 use crate::routing::BlockSource;
 
 mod backend;
+mod cache;
 mod error;
 mod health;
 mod index;
 mod recover;
 mod size;
+mod slots;
 mod tables;
 mod writer;
 
 pub use backend::{no_space, BackendFactory, StoreSource};
+pub use cache::{CacheStats, Torn};
 pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
 pub use index::MAX_TOUCHES;
 pub use size::{parse_size, SizeError};
 pub use writer::{CacheWriter, GroupWriter, Written, CACHE_BATCH_MAX, CACHE_LINGER};
 
+use cache::SlotCache;
 use index::{Changes, KeyIndex, Touches};
-use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
+use tables::{Part, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
@@ -207,9 +211,9 @@ pub struct Datastore {
     store_limit: u64,
     cache_limit: u64,
     store_capacity: u64,
-    cache_capacity: u64,
     store_blocks: AtomicU64,
-    cache_blocks: AtomicU64,
+    /// The cache part, outside redb (`store/cache.rs`).
+    cache: SlotCache,
     writer: Mutex<Writer>,
     health: Mutex<StoreHealth>,
     /// Which keys each part holds, in memory.
@@ -277,15 +281,15 @@ impl Datastore {
         }
         let db = source.open(&builder(db_cache))?;
         let block_len = BLOCK_LEN as u64;
+        let cache = source.open_cache(cache_bytes / block_len)?;
         let store = Datastore {
             db: RwLock::new(Db::Writable(db)),
             source,
             store_limit: store_bytes,
             cache_limit: cache_bytes,
             store_capacity: store_bytes / block_len,
-            cache_capacity: cache_bytes / block_len,
             store_blocks: AtomicU64::new(0),
-            cache_blocks: AtomicU64::new(0),
+            cache,
             writer: Mutex::new(Writer {
                 next_seq: 0,
                 lazy_commits: 0,
@@ -298,15 +302,16 @@ impl Datastore {
             db_cache,
         };
         store.initialise()?;
+        store.move_old_cache()?;
         store.read(|txn| store.index.load(txn))?;
         Ok(store)
     }
 
     /// Create the tables, check the layout version, restore the sequence
-    /// counter, repair an inconsistent recency index and apply the budgets.
+    /// counter, repair an inconsistent recency index and apply the budget.
     fn initialise(&self) -> Result<(), StoreError> {
         let path = self.source.path().to_path_buf();
-        let capacities = [self.store_capacity, self.cache_capacity];
+        let capacity = self.store_capacity;
         self.write(Commit::Durable, |txn, writer| {
             {
                 let mut meta = txn.open_table(META)?;
@@ -319,13 +324,11 @@ impl Datastore {
                     Some(found) => return Err(StoreError::Schema { path, found }),
                 }
             }
-            let mut next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
-                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
-            for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
-                txn.open_table(part.tails())?;
-                tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
-                tables::evict_over(txn, part, capacity, &mut writer.changes)?;
-            }
+            let part = Part::Store;
+            let mut next_seq = tables::next_seq(&txn.open_table(part.lru())?)?;
+            txn.open_table(part.tails())?;
+            tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
+            tables::evict_over(txn, part, capacity, &mut writer.changes)?;
             writer.next_seq = next_seq;
             Ok(())
         })
@@ -335,7 +338,7 @@ impl Datastore {
     /// access. A block that is held but damaged on disk still counts until
     /// a [`Datastore::get`] finds it so.
     pub fn holds(&self, key: &RoutingKey) -> bool {
-        self.index.holds(key)
+        self.index.holds_in(Part::Store, key) || self.cache.holds(key)
     }
 
     /// Whether the store part (not the cache) holds `key`, from the
@@ -345,29 +348,38 @@ impl Datastore {
     }
 
     /// Look `key` up: the store first, then the cache. A hit refreshes the
-    /// block's recency in that part (kept in memory and written with the
-    /// next write; see `store/index.rs`). A block that fails verification
-    /// is removed and treated as missing. A closed datastore misses.
+    /// block's recency in that part (in memory; the store's is written with
+    /// its next write, see `store/index.rs`; the cache's never). A block
+    /// that fails verification is removed and treated as missing. A closed
+    /// store part misses, and the cache is still asked.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
-        let writable = self.health().state == StoreState::Ok;
-        for part in [Part::Store, Part::Cache] {
-            let found = match self.read_part(part, key) {
-                Err(StoreError::Closed) => return Ok(None),
-                found => found?,
-            };
-            match found {
-                Read::Hit(block) => {
-                    if writable && self.touches.add(part, *key) {
-                        if let Err(e) = self.write(Commit::Lazy, |_, _| Ok(())) {
-                            tracing::warn!(%key, part = part.name(), error = %e,
-                                "datastore: could not refresh block recency");
-                        }
-                    }
-                    return Ok(Some(block));
-                }
-                Read::Corrupt if writable => self.remove_corrupt(part, key)?,
-                Read::Corrupt | Read::Miss => {}
+        if self.index.holds_in(Part::Store, key) {
+            if let Some(block) = self.get_stored(key)? {
+                return Ok(Some(block));
             }
+        }
+        Ok(self.cache.get(key))
+    }
+
+    fn get_stored(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
+        let part = Part::Store;
+        let writable = self.health().state == StoreState::Ok;
+        let found = match self.read_part(part, key) {
+            Err(StoreError::Closed) => return Ok(None),
+            found => found?,
+        };
+        match found {
+            Read::Hit(block) => {
+                if writable && self.touches.add(part, *key) {
+                    if let Err(e) = self.write(Commit::Lazy, |_, _| Ok(())) {
+                        tracing::warn!(%key, part = part.name(), error = %e,
+                            "datastore: could not refresh block recency");
+                    }
+                }
+                return Ok(Some(block));
+            }
+            Read::Corrupt if writable => self.remove_corrupt(part, key)?,
+            Read::Corrupt | Read::Miss => {}
         }
         Ok(None)
     }
@@ -403,29 +415,37 @@ impl Datastore {
         })
     }
 
-    /// Keep a block that passed through. Visible at once, but a crash may
-    /// lose it (non-durable commit).
+    /// Keep a block that passed through, in the cache's slot file. Visible
+    /// at once, never fsynced: a crash may lose it.
     pub fn put_cache(&self, block: &Block) -> Result<(), StoreError> {
         self.put_cache_batch(std::slice::from_ref(block))
     }
 
-    /// Keep every block of `blocks` in the cache, in one non-durable commit
-    /// ([`CacheWriter`] gathers them).
+    /// Keep every block of `blocks` in the cache ([`CacheWriter`] gathers
+    /// them). A block whose write fails is not cached and is counted
+    /// ([`Datastore::cache_stats`]); the rest still are, and the first
+    /// error is returned ([`StoreError::CacheWrite`]). The store part is
+    /// not affected.
     pub fn put_cache_batch(&self, blocks: &[Block]) -> Result<(), StoreError> {
-        let capacity = self.cache_capacity;
-        if capacity == 0 {
+        if self.cache.capacity() == 0 {
             tracing::debug!("datastore: the cache has no room; block dropped");
             return Ok(());
         }
-        self.write(Commit::Lazy, |txn, writer| {
-            writer.lazy_blocks = writer.lazy_blocks.saturating_add(blocks.len() as u64);
-            for block in blocks {
-                let key = block.routing_key();
-                tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
-                tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+        let mut first = None;
+        for block in blocks {
+            if let Err(e) = self.cache.put(block) {
+                first.get_or_insert(e);
             }
-            tables::evict_over(txn, Part::Cache, capacity, &mut writer.changes)
-        })
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(StoreError::CacheWrite(e)),
+        }
+    }
+
+    /// The cache's error counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Whether the store holds `key`. Checks presence only; a damaged block
@@ -437,14 +457,14 @@ impl Datastore {
     /// Whether the cache holds `key`. Checks presence only, as
     /// [`Datastore::contains_store`].
     pub fn contains_cache(&self, key: &RoutingKey) -> Result<bool, StoreError> {
-        self.contains(Part::Cache, key)
+        Ok(self.cache.holds(key))
     }
 
     /// Current fill of both parts and their budgets.
     pub fn usage(&self) -> Usage {
         let block_len = BLOCK_LEN as u64;
         let store_blocks = self.store_blocks.load(Ordering::Acquire);
-        let cache_blocks = self.cache_blocks.load(Ordering::Acquire);
+        let cache_blocks = self.cache.len();
         Usage {
             store_blocks,
             store_bytes: store_blocks.saturating_mul(block_len),
@@ -561,7 +581,6 @@ impl Datastore {
             txn.set_durability(Durability::None)?;
         }
         let store_blocks = txn.open_table(STORE_BLOCKS)?.len()?;
-        let cache_blocks = txn.open_table(CACHE_BLOCKS)?.len()?;
         txn.commit()?;
         self.index.apply(&mut writer.changes);
         if durable {
@@ -571,7 +590,6 @@ impl Datastore {
             writer.lazy_commits = writer.lazy_commits.saturating_add(1);
         }
         self.store_blocks.store(store_blocks, Ordering::Release);
-        self.cache_blocks.store(cache_blocks, Ordering::Release);
         Ok(())
     }
 
