@@ -46,6 +46,10 @@ use super::slots::{Record, Slots, HEAD_LEN, RECORDS_PER_READ, RECORD_LEN, TAIL_L
 use super::tables::check_block;
 use crate::keys::{Block, RoutingKey, BLOCK_LEN};
 
+/// About what the index costs per slot in use (bytes): the [`Entry`]
+/// (80), a hash map entry (about 40) and an ordered-set entry (about 20).
+pub const CACHE_INDEX_BYTES_PER_BLOCK: u64 = 150;
+
 /// What a slot in use holds.
 #[derive(Clone, Copy)]
 struct Entry {

@@ -119,7 +119,7 @@ mod tables;
 mod writer;
 
 pub use backend::{no_space, BackendFactory, StoreSource};
-pub use cache::{CacheStats, Torn};
+pub use cache::{CacheStats, Torn, CACHE_INDEX_BYTES_PER_BLOCK};
 pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
 pub use index::MAX_TOUCHES;
