@@ -23,11 +23,23 @@
 //! room for one block refuses every put with [`StoreError::NotStored`] (the
 //! node's configuration refuses such a `store_size`). The budgets count
 //! block bytes only, not the database's own overhead (B-tree pages, keys,
-//! recency index, free space), which adds a few percent on disk.
+//! recency index, free space), which adds a few percent on disk, nor the
+//! cache's slot records (64 bytes a slot).
 //!
-//! # Storage and crash safety
+//! # The cache
 //!
-//! Everything lives in one [redb](https://docs.rs/redb) file: a pure-Rust,
+//! The cache part lives outside the database, in a flat file of fixed
+//! slots beside it (`store/cache.rs`, `store/slots.rs`): no B-tree, no
+//! transaction, no fsync; its index is in memory and rebuilt from the
+//! slots' records on open. Everything below about redb, commits and
+//! recovery concerns the store part; a cache write that fails leaves the
+//! block uncached and never touches the store's health. A database that
+//! still holds the cache tables of an older build has their blocks moved
+//! into the slot file when it opens (`store/recover.rs`).
+//!
+//! # Storage and crash safety of the store
+//!
+//! The store lives in one [redb](https://docs.rs/redb) file: a pure-Rust,
 //! ACID, copy-on-write B-tree store. A commit never overwrites live pages; it
 //! writes new ones and then flips a checksummed commit slot, so after a crash
 //! (power loss, `SIGKILL`) opening the file simply finds the last complete
@@ -44,13 +56,14 @@
 //!   and one fsync for the whole batch: this is the group commit the node's
 //!   [`GroupWriter`] drives. It reports, per block, whether the block is in
 //!   the store after the commit; only those may be acknowledged.
-//! - [`Datastore::put_cache`] and the recency updates of [`Datastore::get`]
-//!   use non-durable commits (no fsync): they are visible at once but may be
-//!   lost in a crash, which for a cache is fine. They become durable with the
-//!   next durable commit; at most [`LAZY_COMMITS_PER_FSYNC`] non-durable
-//!   commits are made in a row (redb cannot reuse pages freed by non-durable
-//!   commits until a durable one), and [`Datastore::flush`] (also run on drop)
-//!   makes everything durable.
+//! - the recency updates of [`Datastore::get`] hits in the store use
+//!   non-durable commits (no fsync): they may be lost in a crash. They
+//!   become durable with the next durable commit; at most
+//!   [`LAZY_COMMITS_PER_FSYNC`] non-durable commits are made in a row (redb
+//!   cannot reuse pages freed by non-durable commits until a durable one),
+//!   and [`Datastore::flush`] (also run on drop) makes everything durable.
+//! - [`Datastore::put_cache`] writes into the cache's slot file, never
+//!   synced: visible at once, possibly lost in a crash.
 //!
 //! # I/O errors
 //!
@@ -64,23 +77,23 @@
 //! `veil status`). A read-only datastore stays read-only until the node
 //! restarts.
 //!
-//! # Recency bookkeeping
+//! # Recency bookkeeping of the store
 //!
-//! Each part has four tables: `key -> block bytes` (the first 32,728; the
+//! The store has four tables: `key -> block bytes` (the first 32,728; the
 //! last 60 in a `key -> tail` table, so that a block fills a 32 KiB page of
 //! the file instead of half a 64 KiB one: see `store/tables.rs`), `key ->
 //! sequence number` and `sequence number -> key`. A put or a hit gives the
-//! key the next number of a counter shared by both parts, in the same
-//! transaction as the data it describes, so the index is always consistent
-//! with the blocks and survives reopening. Eviction pops the smallest
-//! sequence number.
+//! key the next number of a counter, in the same transaction as the data it
+//! describes, so the index is always consistent with the blocks and
+//! survives reopening. Eviction pops the smallest sequence number. (The
+//! cache's recency is in memory: `store/cache.rs`.)
 //!
 //! # Integrity
 //!
 //! Every block read from disk is checked: its length must be [`BLOCK_LEN`]
 //! and it must hash to its routing key ([`Block::verify`]). A block that
 //! fails is treated as missing, removed from its part and logged (the key
-//! only, never the bytes).
+//! only, never the bytes); the cache counts it too ([`CacheStats`]).
 //!
 //! # Sizes
 //!
@@ -132,11 +145,6 @@ use tables::{Part, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
-/// Most blocks written by non-durable commits before one is made durable.
-/// redb reuses the pages a commit frees only once a durable commit follows,
-/// so until then the file grows by every block written (a 32 KiB page
-/// each): this bounds that growth to 16 MiB, whatever the batch sizes.
-pub const LAZY_BLOCKS_PER_FSYNC: u64 = 512;
 
 /// Layout version written in the `meta` table. Version 2 keeps each block
 /// in two pieces (`store/tables.rs`); a version 1 file (whole blocks) is
@@ -174,8 +182,6 @@ struct Writer {
     next_seq: u64,
     /// Non-durable commits since the last durable one.
     lazy_commits: u32,
-    /// Blocks those commits wrote.
-    lazy_blocks: u64,
     /// What the open transaction did to the key index.
     changes: Changes,
 }
@@ -293,7 +299,6 @@ impl Datastore {
             writer: Mutex::new(Writer {
                 next_seq: 0,
                 lazy_commits: 0,
-                lazy_blocks: 0,
                 changes: Changes::default(),
             }),
             health: Mutex::new(StoreHealth::default()),
@@ -571,9 +576,7 @@ impl Datastore {
         commit: Commit,
         writer: &mut Writer,
     ) -> Result<(), StoreError> {
-        let durable = commit == Commit::Durable
-            || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC
-            || writer.lazy_blocks >= LAZY_BLOCKS_PER_FSYNC;
+        let durable = commit == Commit::Durable || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC;
         if durable {
             txn.set_durability(Durability::Immediate)?;
             txn.set_quick_repair(true);
@@ -585,7 +588,6 @@ impl Datastore {
         self.index.apply(&mut writer.changes);
         if durable {
             writer.lazy_commits = 0;
-            writer.lazy_blocks = 0;
         } else {
             writer.lazy_commits = writer.lazy_commits.saturating_add(1);
         }

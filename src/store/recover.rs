@@ -121,7 +121,6 @@ impl Datastore {
             }
         }
         writer.lazy_commits = 0;
-        writer.lazy_blocks = 0;
         writer.changes.clear();
         self.index.clear();
         if let Err(e) = self.reload_counts(writer) {
