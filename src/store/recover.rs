@@ -61,7 +61,7 @@ impl Datastore {
     /// database into the slot file (least recently used first, so the
     /// newest survive a smaller cache) and delete the tables.
     pub(super) fn move_old_cache(&self) -> Result<(), StoreError> {
-        if !self.read(|txn| tables::has_old_cache(txn))? {
+        if !self.read(tables::has_old_cache)? {
             return Ok(());
         }
         let cache = &self.cache;
