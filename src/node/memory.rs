@@ -130,8 +130,8 @@ mod tests {
         assert_eq!(small.store_queue, 256);
         assert_eq!(small.link_queue, 23);
         assert_eq!(small.client_cache_blocks, 191);
-        // The default 256 MiB cache: 8186 blocks.
-        assert_eq!(small.cache_index, 8186 * CACHE_INDEX_BYTES_PER_BLOCK);
+        // The default 256 MiB cache: 8187 blocks.
+        assert_eq!(small.cache_index, 8187 * CACHE_INDEX_BYTES_PER_BLOCK);
         assert!(small.cache_index < small.limit / 32);
         let big = MemoryBudget::new(&config(Some("1GiB")));
         assert_eq!(big.db_cache, 128 << 20);
