@@ -198,6 +198,11 @@ pub struct BenchArgs {
     /// With --chain: every node delays its link frames by this many ms.
     #[arg(long, default_value_t = 0)]
     pub link_delay_ms: u64,
+    /// With --chain: the nodes write their testnet audit logs, as `veil
+    /// testnet` nodes do (off by default: a node outside testnet mode
+    /// writes none, and the bench measures that node).
+    #[arg(long)]
+    pub audit_log: bool,
     /// With --chain: after the gets, pass this much data through the chain
     /// (e.g. 1GiB, a 32 MiB file at a time) and check every node's peak RSS
     /// against the default `memory`.

@@ -219,6 +219,14 @@ impl RuntimeConfig {
     }
 }
 
+fn default_true() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
@@ -274,6 +282,11 @@ pub struct NodeConfig {
     /// Testnet mode: audit logs, and the client API's `place` command.
     #[serde(default)]
     pub testnet: bool,
+    /// Testnet nodes write `audit.jsonl`/`origin.jsonl` unless this is
+    /// `false` (`veil bench --chain` turns it off to measure what a node
+    /// outside testnet mode does). Without `testnet` nothing is logged.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub audit_log: bool,
     /// Start the browser gateway on this address (`veil gateway` in the
     /// node's process); loopback unless `gateway_public`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -355,6 +368,7 @@ impl NodeConfig {
             link_delay_ms: 0,
             client_public: false,
             testnet: false,
+            audit_log: true,
             gateway: None,
             gateway_public: false,
             anonymity: Anonymity::default(),

@@ -206,6 +206,7 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
                 exe: exe()?,
                 anonymity: *mode,
                 link_delay_ms: a.link_delay_ms,
+                audit_log: a.audit_log,
                 sizes: a.sizes.clone(),
                 concurrency: a.concurrency,
                 latency_samples: a.samples,

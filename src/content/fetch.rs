@@ -1,5 +1,6 @@
 //! Fetching a file back: the root, then the manifest tree a level at a time
-//! (each distinct manifest once), then the leaves a segment at a time.
+//! (each distinct manifest once), then the leaves segment by segment
+//! (`pipeline.rs`), written in order.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::copies::{fetch_top, TOP_COPIES};
 use super::layout::Layout;
-use super::segment::{bad_block, fetch_segment, Getter, Plan, RecentBlocks};
+use super::pipeline::Segments;
+use super::segment::{bad_block, Getter, Plan};
 pub use super::segment::{FetchError, RetryIf};
 use super::tree::walk_tree;
 use super::window::Window;
@@ -136,8 +138,9 @@ where
 ///
 /// The file is written a segment at a time, before its whole-file SHA-256
 /// can be checked: on any error, discard what was written. Memory stays
-/// bounded by the manifests (about 100 bytes per 32 KiB block) plus one
-/// segment (at most 128 data blocks and `concurrency` more in flight),
+/// bounded by the manifests (about 100 bytes per 32 KiB block) plus two
+/// segments (the one being completed and the next, at most 128 blocks
+/// each, and `concurrency` more in flight),
 /// whatever the file's size.
 pub async fn fetch_to_writer<F, Fut, E, W>(
     uri: &Chk,
@@ -428,30 +431,28 @@ where
         };
         let file_length = progress.bytes_total;
         let counter = self.counter.clone();
-        let mut recent = RecentBlocks::default();
         let of = segments.len() as u64;
-        for (number, &(first, data, check)) in (1..).zip(&segments).skip(start) {
-            let plan = Plan {
+        let plans = (1..)
+            .zip(&segments)
+            .skip(start)
+            .map(|(number, &(first, data, check))| Plan {
                 number,
                 of,
                 leaves: &leaves[first..first + data + check],
                 data,
+            });
+        let mut fetching = Segments::new(&self.getter, plans, &mut self.window, &mut self.rng);
+        loop {
+            let mut on_block = || {
+                progress.blocks_done += 1;
+                progress.retries = counter.load(Ordering::Relaxed);
+                on_progress(progress);
             };
-            let pieces = fetch_segment(
-                &self.getter,
-                plan,
-                &mut self.window,
-                &mut self.rng,
-                &mut recent,
-                &mut || {
-                    progress.blocks_done += 1;
-                    progress.retries = counter.load(Ordering::Relaxed);
-                    on_progress(progress);
-                },
-            )
-            .await?;
-            for piece in pieces {
-                self.hasher.update(&piece);
+            let Some(pieces) = fetching.next(&mut on_block).await else {
+                break;
+            };
+            for piece in pieces? {
+                self.hasher.update(piece.as_slice());
                 writer.write_all(&piece).await?;
                 progress.bytes_done += piece.len() as u64;
             }
@@ -460,6 +461,7 @@ where
             on_segment(progress.segments_done, progress.bytes_done)?;
             on_progress(progress);
         }
+        drop(fetching);
 
         if progress.bytes_done != file_length {
             return Err(ContentError::LengthMismatch {

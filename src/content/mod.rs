@@ -31,10 +31,12 @@
 //! - [`Splitter`]: a file of known length into blocks as a stream, a
 //!   segment at a time, manifests built as leaves arrive (`stream.rs`);
 //! - [`split()`]: the same over a slice, all blocks at once (`split.rs`);
-//! - [`fetch()`]: a file back, verified, a segment at a time, any `k` of
+//! - [`fetch()`]: a file back, verified, segment by segment, any `k` of
 //!   `n` blocks in random order, with bounded retries (`fetch.rs`: [`open`]
-//!   the root and the tree, then [`Opened::write_rest`]; the segment work
-//!   in `segment.rs`);
+//!   the root and the tree, then [`Opened::write_rest`]; one block and one
+//!   segment's decoding in `segment.rs`; the segments in order, the next
+//!   one's requests leaving while the current one's last blocks are in
+//!   flight, in `pipeline.rs`);
 //! - [`fetch_to_path`]: into a file through `FILE.veil-part`, resuming an
 //!   interrupted fetch after the segments that verify again (`resume.rs`);
 //! - `copies.rs`: the top block's copies at other points of the key space
@@ -61,6 +63,7 @@ pub mod dir;
 mod fetch;
 mod layout;
 pub mod manifest;
+mod pipeline;
 mod resume;
 mod segment;
 mod split;

@@ -1,18 +1,14 @@
-//! One block with bounded retries, and one segment: any `k` of its `n`
-//! blocks, asked for in random order, then Reed-Solomon decoding of the
-//! data blocks that did not come.
+//! One block with bounded retries, one segment's plan, and the
+//! Reed-Solomon decoding of the data blocks a segment did not get
+//! (`pipeline.rs` asks for the blocks).
 
+use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
-use rand::Rng;
-use tokio::task::JoinSet;
-
-use super::window::Window;
 use super::{ContentError, ManifestEntry};
 use crate::keys::{Block, BlockKind, Chk, KeyError, RoutingKey, BLOCK_DATA_LEN};
 
@@ -134,11 +130,11 @@ pub(super) struct RecentBlocks {
 impl RecentBlocks {
     const CAP: usize = 64;
 
-    fn get(&self, key: &LeafKey) -> Option<Arc<Vec<u8>>> {
+    pub(super) fn get(&self, key: &LeafKey) -> Option<Arc<Vec<u8>>> {
         self.blocks.get(key).cloned()
     }
 
-    fn put(&mut self, key: LeafKey, data: Arc<Vec<u8>>) {
+    pub(super) fn put(&mut self, key: LeafKey, data: Arc<Vec<u8>>) {
         if self.blocks.insert(key, data).is_none() {
             self.order.push_back(key);
         }
@@ -160,160 +156,24 @@ pub(super) struct Plan<'a> {
     pub data: usize,
 }
 
-/// Fetch any `plan.data` of the segment's blocks, asking in random order
-/// with at most `window.size()` requests in flight and no more than are
-/// still needed (every block that comes opens the window, every retried
-/// failure closes it: [`Window`]), then rebuild the data blocks that did not come. Returns the
-/// segment's data blocks in file order. `on_block` runs after every block
-/// that arrives.
-pub(super) async fn fetch_segment<F, Fut, E>(
-    getter: &Getter<F>,
-    plan: Plan<'_>,
-    window: &mut Window,
-    rng: &mut impl Rng,
-    recent: &mut RecentBlocks,
-    on_block: &mut impl FnMut(),
-) -> Result<Vec<Vec<u8>>, ContentError>
-where
-    F: Fn(RoutingKey) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Result<Block, E>> + Send + 'static,
-    E: Into<FetchError> + Send + 'static,
-{
-    let n = plan.leaves.len();
-    let k = plan.data;
-    // Each distinct key once, with every place it fills.
-    let mut places: HashMap<LeafKey, Vec<usize>> = HashMap::new();
-    let mut distinct: Vec<LeafKey> = Vec::new();
-    for (i, leaf) in plan.leaves.iter().enumerate() {
-        let key = leaf_key(&leaf.chk);
-        let at = places.entry(key).or_default();
-        if at.is_empty() {
-            distinct.push(key);
-        }
-        at.push(i);
-    }
-    let mut shards: Vec<Option<Arc<Vec<u8>>>> = vec![None; n];
-    let mut obtained = 0usize;
-    let fill = |shards: &mut Vec<Option<Arc<Vec<u8>>>>,
-                key: &LeafKey,
-                data: Arc<Vec<u8>>|
-     -> Result<usize, ContentError> {
-        let at = places.get(key).map(Vec::as_slice).unwrap_or(&[]);
-        for &i in at {
-            let expected = plan.leaves[i].length;
-            if data.len() as u64 != expected {
-                return Err(ContentError::LengthMismatch {
-                    expected,
-                    actual: data.len() as u64,
-                });
-            }
-            shards[i] = Some(data.clone());
-        }
-        Ok(at.len())
-    };
-    let mut order = Vec::with_capacity(distinct.len());
-    for key in distinct {
-        match recent.get(&key) {
-            Some(data) if obtained < k => obtained += fill(&mut shards, &key, data)?,
-            _ => order.push(key),
-        }
-    }
-    order.shuffle(rng);
-
-    let mut tasks: JoinSet<(usize, Result<Vec<u8>, ContentError>)> = JoinSet::new();
-    let mut in_flight_places = 0usize;
-    let mut next = 0usize;
-    let mut last_error: Option<ContentError> = None;
-    let mut retries_seen = getter.counter.load(Ordering::Relaxed);
-    while obtained < k {
-        while tasks.len() < window.size() && next < order.len() && obtained + in_flight_places < k {
-            let key = order[next];
-            let weight = places.get(&key).map_or(0, Vec::len);
-            let first = places.get(&key).and_then(|at| at.first()).copied();
-            let Some(first) = first else {
-                next += 1;
-                continue;
-            };
-            let leaf = &plan.leaves[first];
-            let job = {
-                let getter = getter.clone();
-                let chk = leaf.chk.clone();
-                let len = leaf.length;
-                async move { getter.open(chk, BlockKind::Data, len).await }
-            };
-            let idx = next;
-            tasks.spawn(async move { (idx, job.await) });
-            in_flight_places += weight;
-            next += 1;
-        }
-        let Some(joined) = tasks.join_next().await else {
-            let cause = last_error.unwrap_or(ContentError::Stalled);
-            return Err(ContentError::SegmentUnrecoverable {
-                segment: plan.number,
-                segments: plan.of,
-                lost: n - obtained,
-                obtained,
-                needed: k,
-                total: n,
-                cause: Box::new(cause),
-            });
-        };
-        let (idx, result) = joined.map_err(ContentError::TaskFailed)?;
-        // A request that failed and was asked again (overloaded, timed out,
-        // lost) since the last block: the path is congested.
-        let retries = getter.counter.load(Ordering::Relaxed);
-        if retries > retries_seen {
-            retries_seen = retries;
-            window.congested();
-        }
-        let key = order[idx];
-        let weight = places.get(&key).map_or(0, Vec::len);
-        in_flight_places -= weight;
-        match result {
-            Ok(data) => {
-                window.delivered();
-                let data = Arc::new(data);
-                obtained += fill(&mut shards, &key, data.clone())?;
-                recent.put(key, data);
-                on_block();
-            }
-            Err(e @ ContentError::BlockUnavailable { .. }) => {
-                window.congested();
-                last_error = Some(e);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    drop(tasks);
-    rebuild(plan, shards).await
-}
-
 /// The segment's data blocks from the shards that came: as they are when
 /// every data block came, else Reed-Solomon decoded and each rebuilt block
-/// checked against its CHK.
-async fn rebuild(
+/// checked against its CHK. A data block that came is handed on as it is
+/// (shared with the recent-blocks cache), never copied; only a short one
+/// (a file's last) is padded for the decoder.
+pub(super) async fn rebuild(
     plan: Plan<'_>,
     shards: Vec<Option<Arc<Vec<u8>>>>,
-) -> Result<Vec<Vec<u8>>, ContentError> {
+) -> Result<Vec<Arc<Vec<u8>>>, ContentError> {
     let k = plan.data;
     let m = plan.leaves.len() - k;
     if shards[..k].iter().all(Option::is_some) {
-        return Ok(shards
-            .into_iter()
-            .take(k)
-            .flatten()
-            .map(Arc::unwrap_or_clone)
-            .collect());
+        return Ok(shards.into_iter().take(k).flatten().collect());
     }
     let leaves: Vec<ManifestEntry> = plan.leaves[..k].to_vec();
     let segment = plan.number;
-    let job = move || -> Result<Vec<Vec<u8>>, ContentError> {
-        let pad = |data: &[u8]| {
-            let mut shard = vec![0u8; BLOCK_DATA_LEN];
-            shard[..data.len()].copy_from_slice(data);
-            shard
-        };
-        let originals: Vec<(usize, Vec<u8>)> = shards[..k]
+    let job = move || -> Result<Vec<Arc<Vec<u8>>>, ContentError> {
+        let originals: Vec<(usize, Cow<'_, [u8]>)> = shards[..k]
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().map(|d| (i, pad(d))))
@@ -327,7 +187,7 @@ async fn rebuild(
         let mut out = Vec::with_capacity(k);
         for (i, shard) in shards.into_iter().take(k).enumerate() {
             if let Some(data) = shard {
-                out.push(Arc::unwrap_or_clone(data));
+                out.push(data);
                 continue;
             }
             let leaf = &leaves[i];
@@ -341,11 +201,23 @@ async fn rebuild(
             if chk.routing != leaf.chk.routing {
                 return Err(bad());
             }
-            out.push(piece);
+            out.push(Arc::new(piece));
         }
         Ok(out)
     };
     tokio::task::spawn_blocking(job)
         .await
         .map_err(ContentError::TaskFailed)?
+}
+
+/// A data block as a Reed-Solomon shard of [`BLOCK_DATA_LEN`] bytes:
+/// itself when it is full (every block but a file's last), else a padded
+/// copy.
+fn pad(data: &[u8]) -> Cow<'_, [u8]> {
+    if data.len() == BLOCK_DATA_LEN {
+        return Cow::Borrowed(data);
+    }
+    let mut shard = vec![0u8; BLOCK_DATA_LEN];
+    shard[..data.len()].copy_from_slice(data);
+    Cow::Owned(shard)
 }

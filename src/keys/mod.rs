@@ -17,8 +17,8 @@ use std::sync::{Arc, OnceLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use chacha20poly1305::aead::{Aead, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::aead::{Aead, AeadInPlace, KeyInit};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop};
@@ -416,12 +416,28 @@ impl Chk {
             return Err(KeyError::BadBlockLength(block.as_bytes().len()));
         }
         let cipher = ChaCha20Poly1305::new(Key::from_slice(&key.0));
-        let mut padded = cipher
-            .decrypt(Nonce::from_slice(&[0u8; 12]), block.as_bytes())
-            .map_err(|_| KeyError::DecryptFailed)?;
-        let result = unpad(&padded, BLOCK_DATA_LEN);
-        padded.zeroize();
-        result
+        // One copy of the ciphertext, opened and unpadded in place: no
+        // second buffer, and no plaintext left behind to wipe.
+        let bytes = block.as_bytes();
+        let sealed = bytes
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(KeyError::DecryptFailed)?;
+        let (body, tag) = bytes.split_at(sealed);
+        let mut data = body.to_vec();
+        let opened = cipher
+            .decrypt_in_place_detached(
+                Nonce::from_slice(&[0u8; 12]),
+                &[],
+                &mut data,
+                Tag::from_slice(tag),
+            )
+            .map_err(|_| KeyError::DecryptFailed)
+            .and_then(|()| unpad_in_place(&mut data, BLOCK_DATA_LEN));
+        if opened.is_err() {
+            data.zeroize();
+        }
+        opened.map(|()| data)
     }
 
     /// `CHK@<routing key>,<decryption key>`, both base64url without padding.
@@ -449,6 +465,23 @@ fn unpad(padded: &[u8], cap: usize) -> Result<Vec<u8>, KeyError> {
         return Err(KeyError::BadPadding);
     }
     Ok(padded[4..4 + len].to_vec())
+}
+
+/// As [`unpad`], in place: `padded` becomes the data. The bytes it no
+/// longer holds are zeroed.
+fn unpad_in_place(padded: &mut Vec<u8>, cap: usize) -> Result<(), KeyError> {
+    let (head, rest) = padded
+        .split_first_chunk::<4>()
+        .filter(|_| padded.len() == 4 + cap)
+        .ok_or(KeyError::BadPadding)?;
+    let len = u32::from_be_bytes(*head) as usize;
+    if len > cap || rest[len..].iter().any(|&b| b != 0) {
+        return Err(KeyError::BadPadding);
+    }
+    padded.copy_within(4..4 + len, 0);
+    padded[len..].zeroize();
+    padded.truncate(len);
+    Ok(())
 }
 
 fn decode32(text: &str, what: &'static str) -> Result<[u8; 32], KeyError> {

@@ -8,17 +8,36 @@
 //! fits. The length prefix is checked before a single body byte is taken,
 //! so nothing is ever buffered beyond [`MAX_WIRE_FRAME`] bytes.
 //!
-//! The AEAD is the Noise transport cipher (ChaChaPoly, 96-bit nonce of four
-//! zero bytes and the 64-bit little-endian counter, empty associated data)
-//! behind a [`Transport`]: either the state a Noise handshake produced or,
-//! for fuzzing and tests, two fixed keys. Nonces are explicit and counted
-//! by the [`FrameSealer`] and [`FrameOpener`], one per direction.
+//! # The cipher, in place
+//!
+//! The AEAD is exactly the Noise transport cipher of
+//! `Noise_IK_25519_ChaChaPoly_SHA256` (Noise spec sections 5.1 and 12.3):
+//! ChaCha20-Poly1305 with a 96-bit nonce of four zero bytes and the 64-bit
+//! little-endian counter, empty associated data, the 16-byte tag after the
+//! ciphertext, and the counter value 2^64 - 1 never used. The keys are the
+//! two that Noise's `Split()` gives at the end of the handshake, taken from
+//! snow with its `risky-raw-split` feature ([`Transport::from_handshake`]:
+//! the first seals what the initiator sends, the second what the responder
+//! sends), and the cipher is the reviewed `chacha20poly1305` crate's
+//! [`AeadInPlace`]. snow's own transport state would do the same but
+//! cannot work in place: it copies every frame once when it seals and once
+//! when it opens. Here a frame's plaintext is written where its ciphertext
+//! goes out ([`FrameSealer::seal_into`]) and opened where it was read
+//! ([`FrameOpener::decode_in_place`]); the bytes on the wire are exactly
+//! what snow's transport sends and accepts (`tests/library/link.rs` checks
+//! both ways, both roles, over many counters). The link never rekeys. Keys
+//! live only inside the cipher, which zeroizes them when dropped; the raw
+//! split's copies are zeroized at once, and nothing here logs a key.
+//! Nonces are explicit and counted by the [`FrameSealer`] and
+//! [`FrameOpener`], one per direction.
 
 use std::sync::Arc;
 
 use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
-use snow::StatelessTransportState;
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use snow::error::StateProblem;
+use snow::HandshakeState;
+use zeroize::Zeroizing;
 
 use super::LinkError;
 use crate::message::MAX_MESSAGE_LEN;
@@ -53,83 +72,89 @@ const _: () = assert!(LARGE_FRAME <= 65535);
 const _: () = assert!(SMALL_FRAME < LARGE_FRAME);
 
 /// The session keys of one link: what seals outgoing frames and opens
-/// incoming ones. Immutable; shared by both halves of a split link.
-pub struct Transport(Keys);
-
-enum Keys {
-    Noise(StatelessTransportState),
-    Fixed {
-        send: Box<ChaCha20Poly1305>,
-        recv: Box<ChaCha20Poly1305>,
-    },
+/// incoming ones. Immutable; shared by both halves of a split link. The
+/// ciphers zeroize their keys when dropped; there is no `Debug`.
+pub struct Transport {
+    send: Box<ChaCha20Poly1305>,
+    recv: Box<ChaCha20Poly1305>,
 }
 
 impl Transport {
-    /// The keys a finished Noise handshake agreed on.
-    pub fn noise(state: StatelessTransportState) -> Transport {
-        Transport(Keys::Noise(state))
+    /// The keys a finished Noise handshake agreed on (its `Split()`): the
+    /// initiator seals with the first and opens with the second, the
+    /// responder the other way round.
+    pub fn from_handshake(hs: &mut HandshakeState) -> Result<Transport, LinkError> {
+        if !hs.is_handshake_finished() {
+            return Err(LinkError::Handshake(snow::Error::State(
+                StateProblem::HandshakeNotFinished,
+            )));
+        }
+        let (i_to_r, r_to_i) = hs.dangerously_get_raw_split();
+        let (i_to_r, r_to_i) = (Zeroizing::new(i_to_r), Zeroizing::new(r_to_i));
+        let (send, recv) = if hs.is_initiator() {
+            (&i_to_r, &r_to_i)
+        } else {
+            (&r_to_i, &i_to_r)
+        };
+        Ok(Transport::from_keys(send, recv))
+    }
+
+    fn from_keys(send: &[u8; 32], recv: &[u8; 32]) -> Transport {
+        Transport {
+            send: Box::new(ChaCha20Poly1305::new(Key::from_slice(send))),
+            recv: Box::new(ChaCha20Poly1305::new(Key::from_slice(recv))),
+        }
     }
 
     /// Known keys, for fuzzing and tests: frames sealed by
     /// `from_fixed_keys(a, b)` open with `from_fixed_keys(b, a)`, and the
     /// wire bytes are exactly what a Noise session with those keys sends.
     pub fn from_fixed_keys(send: [u8; 32], recv: [u8; 32]) -> Transport {
-        Transport(Keys::Fixed {
-            send: Box::new(ChaCha20Poly1305::new(&send.into())),
-            recv: Box::new(ChaCha20Poly1305::new(&recv.into())),
-        })
+        let (send, recv) = (Zeroizing::new(send), Zeroizing::new(recv));
+        Transport::from_keys(&send, &recv)
     }
 
-    fn seal(&self, nonce: u64, plain: &[u8], out: &mut [u8]) -> Result<usize, LinkError> {
-        match &self.0 {
-            Keys::Noise(t) => t
-                .write_message(nonce, plain, out)
-                .map_err(LinkError::Transport),
-            Keys::Fixed { send, .. } => {
-                let total = plain.len() + TAG_LEN;
-                let out = out
-                    .get_mut(..total)
-                    .ok_or(LinkError::Transport(snow::Error::Input))?;
-                let (body, tag) = out.split_at_mut(plain.len());
-                body.copy_from_slice(plain);
-                let t = send
-                    .encrypt_in_place_detached(&noise_nonce(nonce), &[], body)
-                    .map_err(|_| LinkError::Transport(snow::Error::Input))?;
-                tag.copy_from_slice(&t);
-                Ok(total)
-            }
-        }
+    /// Seal `frame` (plaintext, then [`TAG_LEN`] bytes for the tag) in place.
+    fn seal(&self, nonce: u64, frame: &mut [u8]) -> Result<(), LinkError> {
+        let n = frame
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(LinkError::Transport(snow::Error::Input))?;
+        let (body, tag) = frame.split_at_mut(n);
+        let t = self
+            .send
+            .encrypt_in_place_detached(&noise_nonce(nonce)?, &[], body)
+            .map_err(|_| LinkError::Transport(snow::Error::Input))?;
+        tag.copy_from_slice(&t);
+        Ok(())
     }
 
-    fn open(&self, nonce: u64, sealed: &[u8], out: &mut [u8]) -> Result<usize, LinkError> {
-        match &self.0 {
-            Keys::Noise(t) => t.read_message(nonce, sealed, out).map_err(|e| match e {
-                snow::Error::Decrypt => LinkError::Decrypt,
-                other => LinkError::Transport(other),
-            }),
-            Keys::Fixed { recv, .. } => {
-                let n = sealed
-                    .len()
-                    .checked_sub(TAG_LEN)
-                    .ok_or(LinkError::Decrypt)?;
-                let (body, tag) = sealed.split_at(n);
-                let out = out
-                    .get_mut(..n)
-                    .ok_or(LinkError::Transport(snow::Error::Input))?;
-                out.copy_from_slice(body);
-                recv.decrypt_in_place_detached(&noise_nonce(nonce), &[], out, Tag::from_slice(tag))
-                    .map_err(|_| LinkError::Decrypt)?;
-                Ok(n)
-            }
-        }
+    /// Open `sealed` (ciphertext, then its tag) in place; the plaintext is
+    /// the returned slice at its start.
+    fn open<'a>(&self, nonce: u64, sealed: &'a mut [u8]) -> Result<&'a [u8], LinkError> {
+        let n = sealed
+            .len()
+            .checked_sub(TAG_LEN)
+            .ok_or(LinkError::Decrypt)?;
+        let (body, tag) = sealed.split_at_mut(n);
+        self.recv
+            .decrypt_in_place_detached(&noise_nonce(nonce)?, &[], body, Tag::from_slice(tag))
+            .map_err(|_| LinkError::Decrypt)?;
+        Ok(body)
     }
 }
 
-/// Noise's ChaChaPoly nonce: four zero bytes, then the counter little-endian.
-fn noise_nonce(n: u64) -> Nonce {
+/// Noise's ChaChaPoly nonce: four zero bytes, then the counter
+/// little-endian. 2^64 - 1 is reserved (Noise spec 5.1) and refused.
+fn noise_nonce(n: u64) -> Result<Nonce, LinkError> {
+    if n == u64::MAX {
+        return Err(LinkError::Transport(snow::Error::State(
+            StateProblem::Exhausted,
+        )));
+    }
     let mut bytes = [0u8; 12];
     bytes[4..].copy_from_slice(&n.to_le_bytes());
-    bytes.into()
+    Ok(bytes.into())
 }
 
 /// The frame class a payload of `len` bytes goes out in.
@@ -157,13 +182,11 @@ pub fn wire_len(buf: &[u8]) -> Result<Option<usize>, LinkError> {
     Ok(Some(PREFIX_LEN + len))
 }
 
-/// Seals payloads into wire frames, counting the send nonce.
+/// Seals payloads into wire frames, counting the send nonce. It keeps no
+/// buffer of its own: every frame is built and sealed where it goes out.
 pub struct FrameSealer {
     transport: Arc<Transport>,
     nonce: u64,
-    /// The plaintext of the frame being sealed: `u32 length || payload ||
-    /// zeros`. Allocated once with room for the largest frame, and reused.
-    plain: Vec<u8>,
 }
 
 impl FrameSealer {
@@ -171,7 +194,6 @@ impl FrameSealer {
         FrameSealer {
             transport,
             nonce: 0,
-            plain: Vec::with_capacity(LARGE_FRAME - TAG_LEN),
         }
     }
 
@@ -179,47 +201,63 @@ impl FrameSealer {
     /// padded to its class) into `wire`, which must hold
     /// [`MAX_WIRE_FRAME`] bytes; returns how many bytes it took.
     pub fn seal(&mut self, payload: &[u8], wire: &mut [u8]) -> Result<usize, LinkError> {
-        self.seal_with(|plain| plain.extend_from_slice(payload), wire)
+        let frame = frame_len_for(payload.len())?;
+        let out = wire
+            .get_mut(..PREFIX_LEN + frame)
+            .ok_or(LinkError::Transport(snow::Error::Input))?;
+        let start = PREFIX_LEN + LEN_HEADER;
+        out[start..start + payload.len()].copy_from_slice(payload);
+        // Zero padding up to the class; only the padding is written.
+        out[start + payload.len()..].fill(0);
+        self.finish(out, payload.len(), frame)?;
+        Ok(PREFIX_LEN + frame)
     }
 
-    /// As [`FrameSealer::seal`], but `write` appends the payload to the
-    /// frame's plaintext itself (an encoder, say), so it is written once,
-    /// where it is sealed, and never copied out of a buffer of its own. A
-    /// payload over [`MAX_PAYLOAD`] bytes is refused without touching the
-    /// nonce.
-    pub fn seal_with(
+    /// Append one whole wire frame to `wire`: `write` appends the payload
+    /// (an encoder, say), so it is written once, where it is sealed, and
+    /// never copied out of a buffer of its own. A payload over
+    /// [`MAX_PAYLOAD`] bytes is refused without touching the nonce, and
+    /// `wire` is left as it was (its capacity too). Returns the frame's
+    /// wire length.
+    pub fn seal_into(
         &mut self,
         write: impl FnOnce(&mut Vec<u8>),
-        wire: &mut [u8],
+        wire: &mut Vec<u8>,
     ) -> Result<usize, LinkError> {
-        self.plain.clear();
-        self.plain.extend_from_slice(&[0u8; LEN_HEADER]);
-        write(&mut self.plain);
-        let len = self.plain.len() - LEN_HEADER;
-        let frame = frame_len_for(len).inspect_err(|_| {
-            // An oversized payload grew the buffer: give that back.
-            self.plain.clear();
-            self.plain.shrink_to(LARGE_FRAME - TAG_LEN);
-        })?;
+        let (start, capacity) = (wire.len(), wire.capacity());
+        wire.extend_from_slice(&[0u8; PREFIX_LEN + LEN_HEADER]);
+        write(wire);
+        // `write` only appends; a buffer that shrank is refused too.
+        let (len, frame) = wire
+            .len()
+            .checked_sub(start + PREFIX_LEN + LEN_HEADER)
+            .ok_or(LinkError::Transport(snow::Error::Input))
+            .and_then(|len| Ok((len, frame_len_for(len)?)))
+            .inspect_err(|_| {
+                // An oversized payload may have grown the buffer: give
+                // that back.
+                wire.truncate(start);
+                wire.shrink_to(capacity);
+            })?;
+        // Zero padding and room for the tag; only those bytes are written.
+        wire.resize(start + PREFIX_LEN + frame, 0);
+        self.finish(&mut wire[start..], len, frame)
+            .inspect_err(|_| wire.truncate(start))?;
+        Ok(PREFIX_LEN + frame)
+    }
+
+    /// Fill in the prefix and the payload length of `out` (a whole wire
+    /// frame with its payload and padding in place), then seal it.
+    fn finish(&mut self, out: &mut [u8], len: usize, frame: usize) -> Result<(), LinkError> {
         let too_large = || LinkError::PayloadTooLarge(len);
         let payload_len = u32::try_from(len).map_err(|_| too_large())?;
         let prefix = u16::try_from(frame).map_err(|_| too_large())?;
-
-        self.plain[..LEN_HEADER].copy_from_slice(&payload_len.to_be_bytes());
-        // Zero padding up to the class; only the padding is written.
-        self.plain.resize(frame - TAG_LEN, 0);
-
-        let body = wire
-            .get_mut(PREFIX_LEN..PREFIX_LEN + frame)
-            .ok_or(LinkError::Transport(snow::Error::Input))?;
-        let n = self.transport.seal(self.nonce, &self.plain, body)?;
-        if n != frame {
-            return Err(LinkError::Transport(snow::Error::Input));
-        }
-        // The nonce never reaches u64::MAX: the AEAD refuses it first.
-        self.nonce = self.nonce.saturating_add(1);
-        wire[..PREFIX_LEN].copy_from_slice(&prefix.to_be_bytes());
-        Ok(PREFIX_LEN + frame)
+        out[..PREFIX_LEN].copy_from_slice(&prefix.to_be_bytes());
+        out[PREFIX_LEN..PREFIX_LEN + LEN_HEADER].copy_from_slice(&payload_len.to_be_bytes());
+        self.transport.seal(self.nonce, &mut out[PREFIX_LEN..])?;
+        // The nonce never reaches u64::MAX: noise_nonce refuses it first.
+        self.nonce += 1;
+        Ok(())
     }
 }
 
@@ -237,7 +275,10 @@ pub enum Decoded<'a> {
 pub struct FrameOpener {
     transport: Arc<Transport>,
     nonce: u64,
-    plain: Box<[u8]>,
+    /// Where [`FrameOpener::open`] and [`FrameOpener::decode`] copy a
+    /// frame they may not write to; allocated on their first use (the
+    /// in-place forms never need it).
+    copy: Vec<u8>,
 }
 
 impl FrameOpener {
@@ -245,12 +286,29 @@ impl FrameOpener {
         FrameOpener {
             transport,
             nonce: 0,
-            plain: vec![0u8; LARGE_FRAME - TAG_LEN].into_boxed_slice(),
+            copy: Vec::new(),
         }
     }
 
-    /// Decode the frame at the start of `buf`: more bytes needed, a
-    /// payload, or a protocol violation (which is final for the link).
+    /// Decode the frame at the start of `buf`, opening it where it lies:
+    /// more bytes needed, a payload (a slice of `buf`), or a protocol
+    /// violation (which is final for the link; `buf` may then hold
+    /// anything).
+    pub fn decode_in_place<'a>(&mut self, buf: &'a mut [u8]) -> Result<Decoded<'a>, LinkError> {
+        let Some(needed) = wire_len(buf)? else {
+            return Ok(Decoded::Incomplete { needed: PREFIX_LEN });
+        };
+        match buf.get_mut(..needed) {
+            None => Ok(Decoded::Incomplete { needed }),
+            Some(wire) => Ok(Decoded::Frame {
+                consumed: needed,
+                payload: self.open_in_place(wire)?,
+            }),
+        }
+    }
+
+    /// As [`FrameOpener::decode_in_place`], for a buffer it may not write
+    /// to: a whole frame is copied first.
     pub fn decode(&mut self, buf: &[u8]) -> Result<Decoded<'_>, LinkError> {
         let Some(needed) = wire_len(buf)? else {
             return Ok(Decoded::Incomplete { needed: PREFIX_LEN });
@@ -264,17 +322,29 @@ impl FrameOpener {
         }
     }
 
-    /// Open exactly one wire frame (`prefix || ciphertext`).
-    pub fn open(&mut self, wire: &[u8]) -> Result<&[u8], LinkError> {
+    /// Open exactly one wire frame (`prefix || ciphertext`) where it lies;
+    /// the payload is a slice of `wire`.
+    pub fn open_in_place<'a>(&mut self, wire: &'a mut [u8]) -> Result<&'a [u8], LinkError> {
         let needed = wire_len(wire)?.unwrap_or(PREFIX_LEN);
         if wire.len() != needed {
             return Err(LinkError::Truncated);
         }
-        let n = self
-            .transport
-            .open(self.nonce, &wire[PREFIX_LEN..], &mut self.plain)?;
-        self.nonce = self.nonce.saturating_add(1);
-        unpad(&self.plain[..n])
+        let plain = self.transport.open(self.nonce, &mut wire[PREFIX_LEN..])?;
+        self.nonce += 1;
+        unpad(plain)
+    }
+
+    /// As [`FrameOpener::open_in_place`], for a frame it may not write to.
+    pub fn open(&mut self, wire: &[u8]) -> Result<&[u8], LinkError> {
+        let mut copy = std::mem::take(&mut self.copy);
+        copy.clear();
+        copy.extend_from_slice(wire);
+        let result = self.open_in_place(&mut copy).map(<[u8]>::len);
+        self.copy = copy;
+        let len = result?;
+        // The payload sits after the prefix and the length header.
+        let start = PREFIX_LEN + LEN_HEADER;
+        Ok(&self.copy[start..start + len])
     }
 }
 
@@ -393,6 +463,43 @@ mod tests {
         assert!(matches!(
             sealer.seal(&vec![0u8; MAX_PAYLOAD + 1], &mut buf),
             Err(LinkError::PayloadTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn seal_into_appends_whole_frames_and_refuses_without_a_trace() {
+        let (mut sealer, mut opener) = pair();
+        let mut wire = Vec::with_capacity(2 * MAX_WIRE_FRAME);
+        let n1 = sealer.seal_into(|p| p.extend_from_slice(b"one"), &mut wire);
+        let n2 = sealer.seal_into(|p| p.extend_from_slice(&[3; SMALL_PAYLOAD + 1]), &mut wire);
+        assert_eq!(
+            (n1.unwrap(), n2.unwrap()),
+            (2 + SMALL_FRAME, 2 + LARGE_FRAME)
+        );
+        let before = wire.clone();
+        let oversized = sealer.seal_into(|p| p.resize(p.len() + MAX_PAYLOAD + 1, 1), &mut wire);
+        assert!(matches!(oversized, Err(LinkError::PayloadTooLarge(_))));
+        assert_eq!(
+            (wire.len(), wire.capacity()),
+            (before.len(), 2 * MAX_WIRE_FRAME)
+        );
+        let (first, second) = wire.split_at_mut(2 + SMALL_FRAME);
+        assert_eq!(opener.open_in_place(first).unwrap(), b"one");
+        // The refused payload did not use up a nonce.
+        assert_eq!(
+            opener.open_in_place(second).unwrap(),
+            [3u8; SMALL_PAYLOAD + 1]
+        );
+    }
+
+    #[test]
+    fn the_reserved_nonce_is_never_used() {
+        assert!(noise_nonce(u64::MAX - 1).is_ok());
+        assert!(matches!(
+            noise_nonce(u64::MAX),
+            Err(LinkError::Transport(snow::Error::State(
+                StateProblem::Exhausted
+            )))
         ));
     }
 }

@@ -21,7 +21,8 @@
 //!
 //! # Layers
 //!
-//! - [`frame`]: seal and open fixed-size frames over byte buffers (sans-IO).
+//! - [`frame`]: seal and open fixed-size frames over byte buffers, in
+//!   place, with the keys of the handshake's `Split()` (sans-IO).
 //! - [`handshake`]: the Noise `IK` steps over byte buffers (sans-IO).
 //! - this module: the thin tokio wrapper that moves those bytes over a
 //!   stream, with the handshake timeout ([`connect`], [`accept`], [`Link`],

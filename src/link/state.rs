@@ -71,8 +71,12 @@ impl RecvState {
     {
         loop {
             // The decoder checks the length prefix before it waits for a
-            // body: at most one frame (bounded) is ever buffered whole.
-            let needed = match self.opener.decode(&self.buf[self.start..self.end])? {
+            // body: at most one frame (bounded) is ever buffered whole. A
+            // whole frame is opened where it was read.
+            let needed = match self
+                .opener
+                .decode_in_place(&mut self.buf[self.start..self.end])?
+            {
                 Decoded::Incomplete { needed } => needed,
                 Decoded::Frame { consumed, payload } => {
                     tracing::trace!(peer = %self.peer, frame = consumed - PREFIX_LEN, payload = payload.len(), "link frame in");
@@ -114,10 +118,9 @@ pub(super) struct SendState {
     sealer: FrameSealer,
     /// For log lines only.
     peer: PeerKey,
-    /// Room for [`BATCH_FRAMES`] frames, allocated once.
-    wire: Box<[u8]>,
-    /// Bytes of `wire` sealed and not yet written.
-    sealed: usize,
+    /// The frames sealed and not yet written; room for [`BATCH_FRAMES`]
+    /// frames, allocated once.
+    wire: Vec<u8>,
     /// Frames among them.
     frames: usize,
     /// A write failed or was cancelled part-way: the stream is mid-frame.
@@ -129,8 +132,7 @@ impl SendState {
         SendState {
             sealer: FrameSealer::new(est.transport.clone()),
             peer: est.peer,
-            wire: vec![0u8; BATCH_FRAMES * MAX_WIRE_FRAME].into_boxed_slice(),
-            sealed: 0,
+            wire: Vec::with_capacity(BATCH_FRAMES * MAX_WIRE_FRAME),
             frames: 0,
             failed: false,
         }
@@ -141,7 +143,7 @@ impl SendState {
     }
 
     /// Seal one frame behind those already sealed; `write` appends its
-    /// payload. Nothing is written to the stream.
+    /// payload where the frame is sealed. Nothing is written to the stream.
     pub(super) fn queue_with(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Result<(), LinkError> {
         if self.failed {
             return Err(LinkError::Closed);
@@ -149,12 +151,8 @@ impl SendState {
         if self.frames >= BATCH_FRAMES {
             return Err(LinkError::BatchFull);
         }
-        let end = self.sealed + MAX_WIRE_FRAME;
-        let n = self
-            .sealer
-            .seal_with(write, &mut self.wire[self.sealed..end])?;
+        let n = self.sealer.seal_into(write, &mut self.wire)?;
         tracing::trace!(peer = %self.peer, frame = n - PREFIX_LEN, "link frame sealed");
-        self.sealed += n;
         self.frames += 1;
         Ok(())
     }
@@ -171,7 +169,7 @@ impl SendState {
         // an error or a cancellation leaves the stream mid-frame.
         self.failed = true;
         let result = async {
-            io.write_all(&self.wire[..self.sealed]).await?;
+            io.write_all(&self.wire).await?;
             io.flush().await
         }
         .await;
@@ -179,9 +177,9 @@ impl SendState {
             tracing::debug!(peer = %self.peer, error = %e, "link write failed");
             return Err(e.into());
         }
-        tracing::trace!(peer = %self.peer, frames = self.frames, bytes = self.sealed, "link frames out");
+        tracing::trace!(peer = %self.peer, frames = self.frames, bytes = self.wire.len(), "link frames out");
         self.failed = false;
-        self.sealed = 0;
+        self.wire.clear();
         self.frames = 0;
         Ok(())
     }

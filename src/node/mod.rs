@@ -299,7 +299,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     let (client_listener, client) = client_api::ClientListener::bind(&dir, &config).await?;
 
     let public_key = identity.public();
-    let audit = if config.testnet {
+    let audit = if config.testnet && config.audit_log {
         let opened = AuditLog::open(&dir, &public_key);
         Some(opened.map_err(|source| NodeError::Audit {
             path: dir.clone(),

@@ -6,9 +6,11 @@
 //!
 //! - it measures SHA-256 and ChaCha20-Poly1305 on one core;
 //! - the path needs, per byte: one seal and one open on each of its four
-//!   links ([`AEAD_PASSES`]), and one SHA-256 pass at every node that
-//!   verifies the block (holder, three relays, requester) plus the client's
-//!   own check ([`HASH_PASSES`]);
+//!   links plus the client's open of the content ([`AEAD_PASSES`]), and
+//!   one SHA-256 pass at every node that verifies the block (holder, three
+//!   relays, requester) plus the client's three: the block against its
+//!   routing key, the plaintext against its convergent key, and the whole
+//!   file against the hash its root names ([`HASH_PASSES`]);
 //! - spread over the machine's cores, that is
 //!   `cores / (aead_passes / aead_speed + hash_passes / hash_speed)`.
 //!
@@ -47,10 +49,13 @@ use crate::routing::Anonymity;
 pub const CHAIN_NODES: usize = 6;
 /// Where the file's blocks are placed (n0 fetches them).
 const HOLDER: usize = 4;
-/// AEAD passes per byte: a seal and an open on each of the 4 links.
-pub const AEAD_PASSES: f64 = 8.0;
-/// SHA-256 passes per byte: holder, 3 relays, requester, client.
-pub const HASH_PASSES: f64 = 6.0;
+/// AEAD passes per byte: a seal and an open on each of the 4 links, and
+/// the client's open of the content (`Chk::decode_any`).
+pub const AEAD_PASSES: f64 = 9.0;
+/// SHA-256 passes per byte: holder, 3 relays and requester verify the
+/// block; the client verifies it too, checks its plaintext against the
+/// convergent key and hashes the whole file against the root's hash.
+pub const HASH_PASSES: f64 = 8.0;
 
 /// What to run.
 pub struct ChainOptions {
@@ -59,6 +64,9 @@ pub struct ChainOptions {
     pub anonymity: Anonymity,
     /// Testnet `link_delay_ms` on every node (0: none).
     pub link_delay_ms: u64,
+    /// Whether the nodes write audit logs (testnet `audit_log`). Off by
+    /// default: a node outside testnet mode writes none.
+    pub audit_log: bool,
     /// File sizes fetched, in bytes.
     pub sizes: Vec<usize>,
     /// Blocks in flight per get.
@@ -126,6 +134,8 @@ pub struct NodeRss {
 pub struct ChainReport {
     pub anonymity: String,
     pub link_delay_ms: u64,
+    /// Whether the nodes wrote audit logs.
+    pub audit_log: bool,
     pub latency: Option<HopLatency>,
     pub gets: Vec<ChainGet>,
     pub relayed: Option<Relayed>,
@@ -147,9 +157,11 @@ pub struct ChainReport {
 impl ChainReport {
     pub fn render_text(&self) -> String {
         let mut out = format!(
-            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms); \
-             blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
-            self.anonymity, self.link_delay_ms
+            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms, \
+             audit logs {}); blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
+            self.anonymity,
+            self.link_delay_ms,
+            if self.audit_log { "on" } else { "off" }
         );
         if let Some(l) = &self.latency {
             let medians: Vec<String> = l.by_distance_ms.iter().map(|m| format!("{m:.3}")).collect();
@@ -282,6 +294,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
             Some((i as f64 + 0.5) / n as f64),
         );
         config.testnet = true;
+        config.audit_log = opts.audit_log;
         config.anonymity = opts.anonymity;
         config.link_delay_ms = opts.link_delay_ms;
         config.store_size = SizeSetting::Text("256MiB".into());
@@ -455,6 +468,7 @@ async fn run_in(
     Ok(ChainReport {
         anonymity: opts.anonymity.to_string(),
         link_delay_ms: opts.link_delay_ms,
+        audit_log: opts.audit_log,
         latency,
         gets,
         relayed,

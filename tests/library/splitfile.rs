@@ -428,3 +428,55 @@ fn repeated_keys_are_fetched_once() {
     assert!(got.unwrap() == zeros);
     assert_eq!(calls, distinct);
 }
+
+#[test]
+fn the_next_segments_requests_leave_before_the_current_one_is_complete() {
+    // Six segments of 4 data + 2 check blocks; every block takes 1..=5 ms
+    // to come, so they complete out of order.
+    let data = bytes(24 * BLOCK_DATA_LEN - 100, 21);
+    let sf = split_with(
+        &data,
+        &SplitOptions {
+            redundancy: 50,
+            segment: 4,
+            ..SplitOptions::default()
+        },
+    )
+    .unwrap();
+    let net = Arc::new(net_of(&sf.blocks));
+    let (now, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (n, m) = (now.clone(), most.clone());
+    let fetch_block = move |key: RoutingKey| {
+        let (net, now, most) = (net.clone(), n.clone(), m.clone());
+        async move {
+            let in_flight = now.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(in_flight, Ordering::SeqCst);
+            let ms = 1 + u64::from(key.0[0] % 5);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            now.fetch_sub(1, Ordering::SeqCst);
+            net.get(&key)
+                .cloned()
+                .ok_or_else(|| "not in the network".to_string())
+        }
+    };
+    let opts = FetchOptions {
+        concurrency: 8,
+        ..opts(9)
+    };
+    let mut out = Vec::new();
+    runtime()
+        .block_on(fetch_to_writer(
+            &sf.uri,
+            &opts,
+            fetch_block,
+            &mut out,
+            |_| {},
+        ))
+        .unwrap();
+    assert!(out == data, "the segments came back out of order or wrong");
+    // One segment alone never has more than its 4 needed blocks asked for:
+    // more in flight means the next segment's requests went out before the
+    // current one was complete (two segments open: at most 8).
+    let most = most.load(Ordering::SeqCst);
+    assert!(most > 4 && most <= 8, "at most {most} requests in flight");
+}
