@@ -4,7 +4,7 @@
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use veil::keys::{Block, Chk, BLOCK_LEN};
+use veil::keys::{Block, Chk, SskPrivate, BLOCK_LEN};
 use veil::store::{Datastore, StoreError, StoreState, Torn};
 
 const B: u64 = BLOCK_LEN as u64;
@@ -101,6 +101,48 @@ fn reopening_keeps_cached_blocks_and_applies_a_new_budget() {
     assert_eq!(ds.usage().cache_blocks, 4);
     ds.put_cache(&block("reopen", 10)).unwrap();
     assert_eq!(ds.usage().cache_blocks, 5);
+}
+
+/// Signed blocks (a site's pointer, an update) are far shorter than a
+/// slot: they are cached, read back whole, found damaged when their slot
+/// is, and survive a reopen beside full blocks.
+#[test]
+fn signed_blocks_shorter_than_a_slot_are_cached_and_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ds.redb");
+    let owner = SskPrivate::from_seed([5; 32], [6; 32]);
+    let signed: Vec<Block> = (0..3)
+        .map(|i| owner.sign(&format!("site-{i}"), b"CHK@pointer").unwrap().1)
+        .collect();
+    assert!(signed.iter().all(|b| b.as_bytes().len() < BLOCK_LEN / 4));
+    let full = [block("mixed", 0), block("mixed", 1)];
+    let all: Vec<&Block> = signed.iter().chain(&full).collect();
+    {
+        let ds = open(&path, 8);
+        for b in &all {
+            ds.put_cache(b).unwrap();
+        }
+        for b in &all {
+            assert_eq!(ds.get(&b.routing_key()).unwrap().as_ref(), Some(*b));
+        }
+    }
+    let ds = open(&path, 8);
+    assert_eq!(ds.usage().cache_blocks, 5);
+    for b in &all {
+        assert_eq!(ds.get(&b.routing_key()).unwrap().as_ref(), Some(*b));
+    }
+    // Damage to a signed block's slot is found like any other.
+    assert_eq!(
+        ds.corrupt_for_test(&signed[1].routing_key(), false)
+            .unwrap(),
+        1
+    );
+    assert_eq!(ds.get(&signed[1].routing_key()).unwrap(), None);
+    assert_eq!(ds.cache_stats().damaged, 1);
+    assert_eq!(
+        ds.get(&signed[2].routing_key()).unwrap().as_ref(),
+        Some(&signed[2])
+    );
 }
 
 /// Reopen after a put stopped half way, as after a crash.

@@ -44,7 +44,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::slots::{Record, Slots, HEAD_LEN, RECORDS_PER_READ, RECORD_LEN, TAIL_LEN};
 use super::tables::check_block;
-use crate::keys::{Block, RoutingKey, BLOCK_LEN};
+use crate::keys::{Block, RoutingKey};
 
 /// About what the index costs per slot in use (bytes): the [`Entry`]
 /// (80), a hash map entry (about 40) and an ordered-set entry (about 20).
@@ -57,6 +57,8 @@ struct Entry {
     tail: [u8; TAIL_LEN],
     /// Recency: larger is newer.
     seq: u64,
+    /// The block's length (a signed block is shorter than a slot).
+    len: u16,
     /// Changes whenever the slot is given to another block.
     gen: u64,
 }
@@ -123,6 +125,20 @@ impl Index {
         self.lru.insert((entry.seq, slot));
         self.slots[at] = Some(entry);
     }
+}
+
+/// A block's bytes as its slot keeps them: the head (all of a block no
+/// longer than [`HEAD_LEN`]), the rest zero-padded to [`TAIL_LEN`], and the
+/// length.
+fn parts(bytes: &[u8]) -> std::io::Result<(&[u8], [u8; TAIL_LEN], u16)> {
+    let (head, rest) = bytes.split_at(bytes.len().min(HEAD_LEN));
+    let too_long = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "block too long");
+    let len = u16::try_from(bytes.len()).map_err(|_| too_long())?;
+    let mut tail = [0u8; TAIL_LEN];
+    tail.get_mut(..rest.len())
+        .ok_or_else(too_long)?
+        .copy_from_slice(rest);
+    Ok((head, tail, len))
 }
 
 /// Counters `veil status` may show.
@@ -207,6 +223,7 @@ impl SlotCache {
                     key: r.key,
                     tail: r.tail,
                     seq: r.seq,
+                    len: r.len,
                     gen,
                 };
                 index.fill(slot, entry);
@@ -258,13 +275,12 @@ impl SlotCache {
             index.next_gen += 1;
             (slot, index.seq(), gen)
         };
-        let (head, tail_bytes) = block.as_bytes().split_at(HEAD_LEN);
-        let mut tail = [0u8; TAIL_LEN];
-        tail.copy_from_slice(tail_bytes);
+        let (head, tail, len) = parts(block.as_bytes())?;
         let record = Record {
             key: key.0,
             tail,
             seq,
+            len,
         };
         let written = self
             .check_writable()
@@ -277,6 +293,7 @@ impl SlotCache {
                     key: key.0,
                     tail,
                     seq,
+                    len,
                     gen,
                 };
                 index.fill(slot, entry);
@@ -306,9 +323,11 @@ impl SlotCache {
             index.touch(slot);
             (slot, index.slots.get(slot as usize).copied().flatten()?)
         };
-        let mut bytes = vec![0u8; BLOCK_LEN];
-        let read = self.slots.read_head(slot, &mut bytes[..HEAD_LEN]);
-        bytes[HEAD_LEN..].copy_from_slice(&entry.tail);
+        let len = usize::from(entry.len);
+        let mut bytes = vec![0u8; len];
+        let head_len = len.min(HEAD_LEN);
+        let read = self.slots.read_head(slot, &mut bytes[..head_len]);
+        bytes[head_len..].copy_from_slice(&entry.tail[..len - head_len]);
         let found = match read {
             Ok(()) => check_block(key, bytes),
             Err(e) => {
@@ -363,9 +382,7 @@ impl SlotCache {
             };
             (slot, index.seq())
         };
-        let (head, tail_bytes) = block.as_bytes().split_at(HEAD_LEN);
-        let mut tail = [0u8; TAIL_LEN];
-        tail.copy_from_slice(tail_bytes);
+        let (head, tail, len) = parts(block.as_bytes())?;
         match torn {
             Torn::DataOnly => self.slots.write_head(slot, head),
             Torn::RecordOnly => {
@@ -373,6 +390,7 @@ impl SlotCache {
                     key: key.0,
                     tail,
                     seq,
+                    len,
                 };
                 self.slots.write_record(slot, &record.encode())
             }
@@ -383,13 +401,21 @@ impl SlotCache {
     /// with `truncate` zero its second half). Whether it was held.
     pub(super) fn corrupt(&self, key: &RoutingKey, truncate: bool) -> std::io::Result<bool> {
         let _write = lock(&self.write);
-        let Some(slot) = lock(&self.index).keys.get(&key.0).copied() else {
+        let held = {
+            let index = lock(&self.index);
+            index
+                .keys
+                .get(&key.0)
+                .and_then(|&slot| Some((slot, index.slots.get(slot as usize).copied()??)))
+        };
+        let Some((slot, entry)) = held else {
             return Ok(false);
         };
-        let mut head = vec![0u8; HEAD_LEN];
+        let mut head = vec![0u8; usize::from(entry.len).min(HEAD_LEN)];
         self.slots.read_head(slot, &mut head)?;
         if truncate {
-            head[HEAD_LEN / 2..].fill(0);
+            let half = head.len() / 2;
+            head[half..].fill(0);
         } else {
             head[0] ^= 0x01;
         }

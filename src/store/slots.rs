@@ -10,9 +10,11 @@
 //! - `<name>.slots-meta`: a [`HEADER_LEN`]-byte header (magic, format
 //!   version, head length, slot count) and then one [`RECORD_LEN`]-byte
 //!   record per slot at `HEADER_LEN + i * RECORD_LEN`: the block's routing
-//!   key (32 bytes), its last [`TAIL_LEN`] bytes, the sequence number of
-//!   its put (8 bytes, little-endian) and the first 4 bytes of the SHA-256
-//!   of those 60 bytes. A record whose check fails (all zeros: never
+//!   key (32 bytes), its bytes past [`HEAD_LEN`] (up to [`TAIL_LEN`],
+//!   zero-padded), the sequence number of its put (6 bytes, little-endian),
+//!   the block's length (2 bytes, little-endian: a signed block is much
+//!   shorter than a slot) and the first 4 bytes of the SHA-256 of those 60
+//!   bytes. A record whose check fails (all zeros: never
 //!   written) marks a free slot.
 //!
 //! Nothing is ever fsynced: a crash may lose cached blocks or leave a slot
@@ -57,8 +59,18 @@ const CHECKED_LEN: usize = RECORD_LEN - CHECK_LEN;
 pub(super) struct Record {
     pub key: [u8; 32],
     pub tail: [u8; TAIL_LEN],
+    /// Kept to [`SEQ_BITS`] bits on disk.
     pub seq: u64,
+    /// The block's length in bytes, at most [`BLOCK_LEN`].
+    pub len: u16,
 }
+
+/// Bits of a put's sequence number a record keeps: at a million puts a
+/// second, nine years.
+const SEQ_BITS: u32 = 48;
+const SEQ_AT: usize = 32 + TAIL_LEN;
+const LEN_AT: usize = SEQ_AT + SEQ_BITS as usize / 8;
+const _: () = assert!(LEN_AT + 2 == CHECKED_LEN && BLOCK_LEN <= u16::MAX as usize);
 
 fn check(bytes: &[u8]) -> [u8; CHECK_LEN] {
     let digest = Sha256::digest(bytes);
@@ -72,7 +84,8 @@ impl Record {
         let mut out = [0u8; RECORD_LEN];
         out[..32].copy_from_slice(&self.key);
         out[32..32 + TAIL_LEN].copy_from_slice(&self.tail);
-        out[32 + TAIL_LEN..CHECKED_LEN].copy_from_slice(&self.seq.to_le_bytes());
+        out[SEQ_AT..LEN_AT].copy_from_slice(&self.seq.to_le_bytes()[..LEN_AT - SEQ_AT]);
+        out[LEN_AT..CHECKED_LEN].copy_from_slice(&self.len.to_le_bytes());
         let sum = check(&out[..CHECKED_LEN]);
         out[CHECKED_LEN..].copy_from_slice(&sum);
         out
@@ -89,11 +102,16 @@ impl Record {
         let mut tail = [0u8; TAIL_LEN];
         tail.copy_from_slice(&bytes[32..32 + TAIL_LEN]);
         let mut seq = [0u8; 8];
-        seq.copy_from_slice(&bytes[32 + TAIL_LEN..CHECKED_LEN]);
+        seq[..LEN_AT - SEQ_AT].copy_from_slice(&bytes[SEQ_AT..LEN_AT]);
+        let len = u16::from_le_bytes([bytes[LEN_AT], bytes[LEN_AT + 1]]);
+        if usize::from(len) > BLOCK_LEN {
+            return None;
+        }
         Some(Record {
             key,
             tail,
             seq: u64::from_le_bytes(seq),
+            len,
         })
     }
 }
@@ -298,10 +316,18 @@ mod tests {
         let r = Record {
             key: [7; 32],
             tail: [9; TAIL_LEN],
-            seq: 0x0102_0304_0506_0708,
+            seq: 0x0304_0506_0708,
+            len: BLOCK_LEN as u16,
         };
         let bytes = r.encode();
         assert_eq!(Record::decode(&bytes), Some(r));
+        let short = Record { len: 1200, ..r };
+        assert_eq!(Record::decode(&short.encode()), Some(short));
+        let too_long = Record {
+            len: BLOCK_LEN as u16 + 1,
+            ..r
+        };
+        assert_eq!(Record::decode(&too_long.encode()), None);
         assert_eq!(Record::decode(&[0u8; RECORD_LEN]), None);
         let mut bad = bytes;
         bad[40] ^= 1;
