@@ -5,12 +5,17 @@
 //! eighth each bounds the store writer's queue (256 to 512 blocks of 32
 //! KiB) and the tunnel client cache; each link's inbound queue holds at most
 //! `runtime.link_queue` messages and at most a 64th of `memory`. The rest
-//! is the program itself, the runtime's tasks and threads and the links'
-//! outbound queues (`link.write_queue` frames each). Settings in
-//! `[runtime]` that ask for more than the share are lowered to it.
+//! is the program itself, the runtime's tasks and threads, the links'
+//! outbound queues (`link.write_queue` frames each) and the cache's
+//! in-memory index (about [`CACHE_INDEX_BYTES_PER_BLOCK`] bytes per block
+//! of `cache_size`: 1.2 MiB for the default 256 MiB, so a cache of more
+//! than about 2 GiB needs a larger `memory`; see `store/cache.rs`; the
+//! blocks themselves are not kept in memory). Settings in `[runtime]` that
+//! ask for more than the share are lowered to it.
 
 use crate::config::NodeConfig;
 use crate::keys::BLOCK_LEN;
+pub use crate::store::CACHE_INDEX_BYTES_PER_BLOCK;
 
 /// The fewest blocks the store writer's queue holds (a client's put keeps
 /// up to 128 inserts in flight through its first hop).
@@ -31,6 +36,9 @@ pub struct MemoryBudget {
     pub link_queue: usize,
     /// Blocks in the tunnel client cache.
     pub client_cache_blocks: usize,
+    /// What the cache's index takes when the cache is full (bytes, an
+    /// estimate), part of the rest of `memory`.
+    pub cache_index: u64,
 }
 
 impl MemoryBudget {
@@ -48,6 +56,10 @@ impl MemoryBudget {
             store_queue: blocks(8).clamp(MIN_STORE_QUEUE, MAX_STORE_QUEUE),
             link_queue: config.runtime.link_queue.min(blocks(64)).max(8),
             client_cache_blocks: config.runtime.client_cache_blocks.min(blocks(8)).max(1),
+            cache_index: config
+                .cache_bytes()
+                .map_or(0, |b| b / BLOCK_LEN as u64)
+                .saturating_mul(CACHE_INDEX_BYTES_PER_BLOCK),
         }
     }
 }
@@ -118,6 +130,9 @@ mod tests {
         assert_eq!(small.store_queue, 256);
         assert_eq!(small.link_queue, 23);
         assert_eq!(small.client_cache_blocks, 191);
+        // The default 256 MiB cache: 8187 blocks.
+        assert_eq!(small.cache_index, 8187 * CACHE_INDEX_BYTES_PER_BLOCK);
+        assert!(small.cache_index < small.limit / 32);
         let big = MemoryBudget::new(&config(Some("1GiB")));
         assert_eq!(big.db_cache, 128 << 20);
         assert_eq!(big.store_queue, 512);

@@ -23,6 +23,8 @@ use std::sync::Mutex;
 use redb::backends::FileBackend;
 use redb::{BackendError, Builder, Database, StorageBackend};
 
+use super::cache::SlotCache;
+use super::slots::Slots;
 use super::StoreError;
 
 /// Makes a fresh backend over the same storage each time it is called.
@@ -99,6 +101,20 @@ impl StoreSource {
                     .map_err(|e| self.open_error(e))
             }
         }
+    }
+
+    /// Open the cache part for `slots` slots: the slot files beside the
+    /// database file, or memory for a [`StoreSource::Backend`].
+    pub(super) fn open_cache(&self, slots: u64) -> Result<SlotCache, StoreError> {
+        let slots = u32::try_from(slots).unwrap_or(u32::MAX);
+        let path = self.path().to_path_buf();
+        let opened = match self {
+            StoreSource::File { path, .. } => {
+                Slots::open(path, slots).and_then(|(s, keep)| SlotCache::new(s, slots, keep))
+            }
+            StoreSource::Backend { .. } => SlotCache::new(Slots::memory(), slots, 0),
+        };
+        opened.map_err(|source| StoreError::CacheOpen { path, source })
     }
 
     /// Open without ever writing to the storage, as a last resort when
@@ -249,7 +265,7 @@ impl Reserve {
 
 /// `fallocate(KEEP_SIZE)` over `from..to` of `file`.
 #[cfg(target_os = "linux")]
-fn allocate(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<()> {
+pub(super) fn allocate(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<()> {
     use std::os::fd::AsRawFd;
     let start = libc::off_t::try_from(from).map_err(std::io::Error::other)?;
     let len = libc::off_t::try_from(to.saturating_sub(from)).map_err(std::io::Error::other)?;
@@ -265,7 +281,7 @@ fn allocate(file: &std::fs::File, from: u64, to: u64) -> std::io::Result<()> {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn allocate(_file: &std::fs::File, _from: u64, _to: u64) -> std::io::Result<()> {
+pub(super) fn allocate(_file: &std::fs::File, _from: u64, _to: u64) -> std::io::Result<()> {
     Ok(())
 }
 

@@ -24,6 +24,14 @@ pub enum StoreError {
         path: std::path::PathBuf,
         found: u64,
     },
+    #[error("cannot open the cache's slot files beside {path}: {source}")]
+    CacheOpen {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write to the cache's slot file: {0}")]
+    CacheWrite(#[source] std::io::Error),
     #[error("datastore database error: {0}")]
     Db(#[from] redb::Error),
     #[error("the datastore is read-only after an I/O error it could not recover from")]

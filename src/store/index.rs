@@ -1,7 +1,8 @@
 //! In memory: which keys each part holds, and the recency refreshes not
 //! yet written.
 //!
-//! The **key index** lets a caller ask "is this block here?" without
+//! The **key index** (of the store part; the cache keeps its own, see
+//! `store/cache.rs`) lets a caller ask "is this block here?" without
 //! touching the disk ([`Datastore::holds`]): the node's router answers most
 //! lookups (misses) from it and sends only hits to a reader off its task.
 //! It is loaded from the file when the datastore opens (and reopens), and
@@ -68,12 +69,6 @@ pub(super) struct KeyIndex {
 }
 
 impl KeyIndex {
-    /// Whether either part holds `key`.
-    pub(super) fn holds(&self, key: &RoutingKey) -> bool {
-        let parts = self.parts.read().unwrap_or_else(|e| e.into_inner());
-        parts.iter().any(|p| p.contains(&key.0))
-    }
-
     /// Whether `part` holds `key`.
     pub(super) fn holds_in(&self, part: Part, key: &RoutingKey) -> bool {
         let parts = self.parts.read().unwrap_or_else(|e| e.into_inner());
@@ -95,7 +90,8 @@ impl KeyIndex {
     /// Replace the index with what `txn` sees on disk.
     pub(super) fn load(&self, txn: &ReadTransaction) -> Result<(), StoreError> {
         let mut loaded: [HashSet<[u8; 32]>; 2] = Default::default();
-        for part in [Part::Store, Part::Cache] {
+        // The cache part keeps its own index (`store/cache.rs`).
+        for part in [Part::Store] {
             let blocks = txn.open_table(part.blocks())?;
             for entry in blocks.iter()? {
                 let (key, _) = entry?;

@@ -23,11 +23,23 @@
 //! room for one block refuses every put with [`StoreError::NotStored`] (the
 //! node's configuration refuses such a `store_size`). The budgets count
 //! block bytes only, not the database's own overhead (B-tree pages, keys,
-//! recency index, free space), which adds a few percent on disk.
+//! recency index, free space), which adds a few percent on disk, nor the
+//! cache's slot records (64 bytes a slot).
 //!
-//! # Storage and crash safety
+//! # The cache
 //!
-//! Everything lives in one [redb](https://docs.rs/redb) file: a pure-Rust,
+//! The cache part lives outside the database, in a flat file of fixed
+//! slots beside it (`store/cache.rs`, `store/slots.rs`): no B-tree, no
+//! transaction, no fsync; its index is in memory and rebuilt from the
+//! slots' records on open. Everything below about redb, commits and
+//! recovery concerns the store part; a cache write that fails leaves the
+//! block uncached and never touches the store's health. A database that
+//! still holds the cache tables of an older build has their blocks moved
+//! into the slot file when it opens (`store/recover.rs`).
+//!
+//! # Storage and crash safety of the store
+//!
+//! The store lives in one [redb](https://docs.rs/redb) file: a pure-Rust,
 //! ACID, copy-on-write B-tree store. A commit never overwrites live pages; it
 //! writes new ones and then flips a checksummed commit slot, so after a crash
 //! (power loss, `SIGKILL`) opening the file simply finds the last complete
@@ -44,13 +56,14 @@
 //!   and one fsync for the whole batch: this is the group commit the node's
 //!   [`GroupWriter`] drives. It reports, per block, whether the block is in
 //!   the store after the commit; only those may be acknowledged.
-//! - [`Datastore::put_cache`] and the recency updates of [`Datastore::get`]
-//!   use non-durable commits (no fsync): they are visible at once but may be
-//!   lost in a crash, which for a cache is fine. They become durable with the
-//!   next durable commit; at most [`LAZY_COMMITS_PER_FSYNC`] non-durable
-//!   commits are made in a row (redb cannot reuse pages freed by non-durable
-//!   commits until a durable one), and [`Datastore::flush`] (also run on drop)
-//!   makes everything durable.
+//! - the recency updates of [`Datastore::get`] hits in the store use
+//!   non-durable commits (no fsync): they may be lost in a crash. They
+//!   become durable with the next durable commit; at most
+//!   [`LAZY_COMMITS_PER_FSYNC`] non-durable commits are made in a row (redb
+//!   cannot reuse pages freed by non-durable commits until a durable one),
+//!   and [`Datastore::flush`] (also run on drop) makes everything durable.
+//! - [`Datastore::put_cache`] writes into the cache's slot file, never
+//!   synced: visible at once, possibly lost in a crash.
 //!
 //! # I/O errors
 //!
@@ -64,23 +77,23 @@
 //! `veil status`). A read-only datastore stays read-only until the node
 //! restarts.
 //!
-//! # Recency bookkeeping
+//! # Recency bookkeeping of the store
 //!
-//! Each part has four tables: `key -> block bytes` (the first 32,728; the
+//! The store has four tables: `key -> block bytes` (the first 32,728; the
 //! last 60 in a `key -> tail` table, so that a block fills a 32 KiB page of
 //! the file instead of half a 64 KiB one: see `store/tables.rs`), `key ->
 //! sequence number` and `sequence number -> key`. A put or a hit gives the
-//! key the next number of a counter shared by both parts, in the same
-//! transaction as the data it describes, so the index is always consistent
-//! with the blocks and survives reopening. Eviction pops the smallest
-//! sequence number.
+//! key the next number of a counter, in the same transaction as the data it
+//! describes, so the index is always consistent with the blocks and
+//! survives reopening. Eviction pops the smallest sequence number. (The
+//! cache's recency is in memory: `store/cache.rs`.)
 //!
 //! # Integrity
 //!
 //! Every block read from disk is checked: its length must be [`BLOCK_LEN`]
 //! and it must hash to its routing key ([`Block::verify`]). A block that
 //! fails is treated as missing, removed from its part and logged (the key
-//! only, never the bytes).
+//! only, never the bytes); the cache counts it too ([`CacheStats`]).
 //!
 //! # Sizes
 //!
@@ -108,31 +121,30 @@ use crate::keys::{Block, RoutingKey, BLOCK_LEN};
 use crate::routing::BlockSource;
 
 mod backend;
+mod cache;
 mod error;
 mod health;
 mod index;
 mod recover;
 mod size;
+mod slots;
 mod tables;
 mod writer;
 
 pub use backend::{no_space, BackendFactory, StoreSource};
+pub use cache::{CacheStats, Torn, CACHE_INDEX_BYTES_PER_BLOCK};
 pub use error::StoreError;
 pub use health::{StoreHealth, StoreState};
 pub use index::MAX_TOUCHES;
 pub use size::{parse_size, SizeError};
 pub use writer::{CacheWriter, GroupWriter, Written, CACHE_BATCH_MAX, CACHE_LINGER};
 
+use cache::SlotCache;
 use index::{Changes, KeyIndex, Touches};
-use tables::{Part, CACHE_BLOCKS, META, STORE_BLOCKS};
+use tables::{Part, META, STORE_BLOCKS};
 
 /// Most non-durable commits made in a row before one is made durable.
 pub const LAZY_COMMITS_PER_FSYNC: u32 = 256;
-/// Most blocks written by non-durable commits before one is made durable.
-/// redb reuses the pages a commit frees only once a durable commit follows,
-/// so until then the file grows by every block written (a 32 KiB page
-/// each): this bounds that growth to 16 MiB, whatever the batch sizes.
-pub const LAZY_BLOCKS_PER_FSYNC: u64 = 512;
 
 /// Layout version written in the `meta` table. Version 2 keeps each block
 /// in two pieces (`store/tables.rs`); a version 1 file (whole blocks) is
@@ -170,8 +182,6 @@ struct Writer {
     next_seq: u64,
     /// Non-durable commits since the last durable one.
     lazy_commits: u32,
-    /// Blocks those commits wrote.
-    lazy_blocks: u64,
     /// What the open transaction did to the key index.
     changes: Changes,
 }
@@ -207,9 +217,9 @@ pub struct Datastore {
     store_limit: u64,
     cache_limit: u64,
     store_capacity: u64,
-    cache_capacity: u64,
     store_blocks: AtomicU64,
-    cache_blocks: AtomicU64,
+    /// The cache part, outside redb (`store/cache.rs`).
+    cache: SlotCache,
     writer: Mutex<Writer>,
     health: Mutex<StoreHealth>,
     /// Which keys each part holds, in memory.
@@ -277,19 +287,18 @@ impl Datastore {
         }
         let db = source.open(&builder(db_cache))?;
         let block_len = BLOCK_LEN as u64;
+        let cache = source.open_cache(cache_bytes / block_len)?;
         let store = Datastore {
             db: RwLock::new(Db::Writable(db)),
             source,
             store_limit: store_bytes,
             cache_limit: cache_bytes,
             store_capacity: store_bytes / block_len,
-            cache_capacity: cache_bytes / block_len,
             store_blocks: AtomicU64::new(0),
-            cache_blocks: AtomicU64::new(0),
+            cache,
             writer: Mutex::new(Writer {
                 next_seq: 0,
                 lazy_commits: 0,
-                lazy_blocks: 0,
                 changes: Changes::default(),
             }),
             health: Mutex::new(StoreHealth::default()),
@@ -298,15 +307,16 @@ impl Datastore {
             db_cache,
         };
         store.initialise()?;
+        store.move_old_cache()?;
         store.read(|txn| store.index.load(txn))?;
         Ok(store)
     }
 
     /// Create the tables, check the layout version, restore the sequence
-    /// counter, repair an inconsistent recency index and apply the budgets.
+    /// counter, repair an inconsistent recency index and apply the budget.
     fn initialise(&self) -> Result<(), StoreError> {
         let path = self.source.path().to_path_buf();
-        let capacities = [self.store_capacity, self.cache_capacity];
+        let capacity = self.store_capacity;
         self.write(Commit::Durable, |txn, writer| {
             {
                 let mut meta = txn.open_table(META)?;
@@ -319,13 +329,11 @@ impl Datastore {
                     Some(found) => return Err(StoreError::Schema { path, found }),
                 }
             }
-            let mut next_seq = tables::next_seq(&txn.open_table(Part::Store.lru())?)?
-                .max(tables::next_seq(&txn.open_table(Part::Cache.lru())?)?);
-            for (part, capacity) in [Part::Store, Part::Cache].into_iter().zip(capacities) {
-                txn.open_table(part.tails())?;
-                tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
-                tables::evict_over(txn, part, capacity, &mut writer.changes)?;
-            }
+            let part = Part::Store;
+            let mut next_seq = tables::next_seq(&txn.open_table(part.lru())?)?;
+            txn.open_table(part.tails())?;
+            tables::rebuild_index_if_inconsistent(txn, part, &mut next_seq)?;
+            tables::evict_over(txn, part, capacity, &mut writer.changes)?;
             writer.next_seq = next_seq;
             Ok(())
         })
@@ -335,7 +343,7 @@ impl Datastore {
     /// access. A block that is held but damaged on disk still counts until
     /// a [`Datastore::get`] finds it so.
     pub fn holds(&self, key: &RoutingKey) -> bool {
-        self.index.holds(key)
+        self.index.holds_in(Part::Store, key) || self.cache.holds(key)
     }
 
     /// Whether the store part (not the cache) holds `key`, from the
@@ -345,29 +353,38 @@ impl Datastore {
     }
 
     /// Look `key` up: the store first, then the cache. A hit refreshes the
-    /// block's recency in that part (kept in memory and written with the
-    /// next write; see `store/index.rs`). A block that fails verification
-    /// is removed and treated as missing. A closed datastore misses.
+    /// block's recency in that part (in memory; the store's is written with
+    /// its next write, see `store/index.rs`; the cache's never). A block
+    /// that fails verification is removed and treated as missing. A closed
+    /// store part misses, and the cache is still asked.
     pub fn get(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
-        let writable = self.health().state == StoreState::Ok;
-        for part in [Part::Store, Part::Cache] {
-            let found = match self.read_part(part, key) {
-                Err(StoreError::Closed) => return Ok(None),
-                found => found?,
-            };
-            match found {
-                Read::Hit(block) => {
-                    if writable && self.touches.add(part, *key) {
-                        if let Err(e) = self.write(Commit::Lazy, |_, _| Ok(())) {
-                            tracing::warn!(%key, part = part.name(), error = %e,
-                                "datastore: could not refresh block recency");
-                        }
-                    }
-                    return Ok(Some(block));
-                }
-                Read::Corrupt if writable => self.remove_corrupt(part, key)?,
-                Read::Corrupt | Read::Miss => {}
+        if self.index.holds_in(Part::Store, key) {
+            if let Some(block) = self.get_stored(key)? {
+                return Ok(Some(block));
             }
+        }
+        Ok(self.cache.get(key))
+    }
+
+    fn get_stored(&self, key: &RoutingKey) -> Result<Option<Block>, StoreError> {
+        let part = Part::Store;
+        let writable = self.health().state == StoreState::Ok;
+        let found = match self.read_part(part, key) {
+            Err(StoreError::Closed) => return Ok(None),
+            found => found?,
+        };
+        match found {
+            Read::Hit(block) => {
+                if writable && self.touches.add(part, *key) {
+                    if let Err(e) = self.write(Commit::Lazy, |_, _| Ok(())) {
+                        tracing::warn!(%key, part = part.name(), error = %e,
+                            "datastore: could not refresh block recency");
+                    }
+                }
+                return Ok(Some(block));
+            }
+            Read::Corrupt if writable => self.remove_corrupt(part, key)?,
+            Read::Corrupt | Read::Miss => {}
         }
         Ok(None)
     }
@@ -403,29 +420,37 @@ impl Datastore {
         })
     }
 
-    /// Keep a block that passed through. Visible at once, but a crash may
-    /// lose it (non-durable commit).
+    /// Keep a block that passed through, in the cache's slot file. Visible
+    /// at once, never fsynced: a crash may lose it.
     pub fn put_cache(&self, block: &Block) -> Result<(), StoreError> {
         self.put_cache_batch(std::slice::from_ref(block))
     }
 
-    /// Keep every block of `blocks` in the cache, in one non-durable commit
-    /// ([`CacheWriter`] gathers them).
+    /// Keep every block of `blocks` in the cache ([`CacheWriter`] gathers
+    /// them). A block whose write fails is not cached and is counted
+    /// ([`Datastore::cache_stats`]); the rest still are, and the first
+    /// error is returned ([`StoreError::CacheWrite`]). The store part is
+    /// not affected.
     pub fn put_cache_batch(&self, blocks: &[Block]) -> Result<(), StoreError> {
-        let capacity = self.cache_capacity;
-        if capacity == 0 {
+        if self.cache.capacity() == 0 {
             tracing::debug!("datastore: the cache has no room; block dropped");
             return Ok(());
         }
-        self.write(Commit::Lazy, |txn, writer| {
-            writer.lazy_blocks = writer.lazy_blocks.saturating_add(blocks.len() as u64);
-            for block in blocks {
-                let key = block.routing_key();
-                tables::insert_block(txn, Part::Cache, &key, block, &mut writer.changes)?;
-                tables::set_recency(txn, Part::Cache, &key, writer.next())?;
+        let mut first = None;
+        for block in blocks {
+            if let Err(e) = self.cache.put(block) {
+                first.get_or_insert(e);
             }
-            tables::evict_over(txn, Part::Cache, capacity, &mut writer.changes)
-        })
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(StoreError::CacheWrite(e)),
+        }
+    }
+
+    /// The cache's error counters.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
     }
 
     /// Whether the store holds `key`. Checks presence only; a damaged block
@@ -437,14 +462,14 @@ impl Datastore {
     /// Whether the cache holds `key`. Checks presence only, as
     /// [`Datastore::contains_store`].
     pub fn contains_cache(&self, key: &RoutingKey) -> Result<bool, StoreError> {
-        self.contains(Part::Cache, key)
+        Ok(self.cache.holds(key))
     }
 
     /// Current fill of both parts and their budgets.
     pub fn usage(&self) -> Usage {
         let block_len = BLOCK_LEN as u64;
         let store_blocks = self.store_blocks.load(Ordering::Acquire);
-        let cache_blocks = self.cache_blocks.load(Ordering::Acquire);
+        let cache_blocks = self.cache.len();
         Usage {
             store_blocks,
             store_bytes: store_blocks.saturating_mul(block_len),
@@ -551,9 +576,7 @@ impl Datastore {
         commit: Commit,
         writer: &mut Writer,
     ) -> Result<(), StoreError> {
-        let durable = commit == Commit::Durable
-            || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC
-            || writer.lazy_blocks >= LAZY_BLOCKS_PER_FSYNC;
+        let durable = commit == Commit::Durable || writer.lazy_commits >= LAZY_COMMITS_PER_FSYNC;
         if durable {
             txn.set_durability(Durability::Immediate)?;
             txn.set_quick_repair(true);
@@ -561,17 +584,14 @@ impl Datastore {
             txn.set_durability(Durability::None)?;
         }
         let store_blocks = txn.open_table(STORE_BLOCKS)?.len()?;
-        let cache_blocks = txn.open_table(CACHE_BLOCKS)?.len()?;
         txn.commit()?;
         self.index.apply(&mut writer.changes);
         if durable {
             writer.lazy_commits = 0;
-            writer.lazy_blocks = 0;
         } else {
             writer.lazy_commits = writer.lazy_commits.saturating_add(1);
         }
         self.store_blocks.store(store_blocks, Ordering::Release);
-        self.cache_blocks.store(cache_blocks, Ordering::Release);
         Ok(())
     }
 

@@ -15,7 +15,10 @@
 //! (layout version 1) hold whole blocks in the blocks table and no tails;
 //! they are read as they are.
 
-use redb::{ReadableTable, ReadableTableMetadata, TableDefinition, WriteTransaction};
+use redb::{
+    ReadTransaction, ReadableTable, ReadableTableMetadata, TableDefinition, TableHandle,
+    WriteTransaction,
+};
 
 use super::index::Changes;
 use super::StoreError;
@@ -34,7 +37,7 @@ pub(super) const META: TableDefinition<'static, &'static str, u64> = TableDefini
 pub(super) const STORE_BLOCKS: BlocksTable = TableDefinition::new("store_blocks");
 const STORE_RECENCY: RecencyTable = TableDefinition::new("store_recency");
 const STORE_LRU: LruTable = TableDefinition::new("store_lru");
-pub(super) const CACHE_BLOCKS: BlocksTable = TableDefinition::new("cache_blocks");
+const CACHE_BLOCKS: BlocksTable = TableDefinition::new("cache_blocks");
 const STORE_TAILS: BlocksTable = TableDefinition::new("store_tails");
 const CACHE_TAILS: BlocksTable = TableDefinition::new("cache_tails");
 const CACHE_RECENCY: RecencyTable = TableDefinition::new("cache_recency");
@@ -295,4 +298,52 @@ pub(super) fn rebuild_index_if_inconsistent(
         set_recency(txn, part, &RoutingKey(key), seq)?;
     }
     Ok(())
+}
+
+/// Whether `txn` sees any of the cache's tables, which layouts 1 and 2
+/// kept in the database (the cache now lives in its slot file).
+pub(super) fn has_old_cache(txn: &ReadTransaction) -> Result<bool, StoreError> {
+    let names = [
+        CACHE_BLOCKS.name(),
+        CACHE_TAILS.name(),
+        CACHE_RECENCY.name(),
+    ];
+    let found = txn
+        .list_tables()
+        .map_err(redb::Error::from)?
+        .any(|t| names.contains(&t.name()) || t.name() == CACHE_LRU.name());
+    Ok(found)
+}
+
+/// Hand every block the old cache tables hold to `put`, least recently
+/// used first, and delete the tables. Blocks that do not verify are
+/// skipped. Returns how many were handed over.
+pub(super) fn take_old_cache(
+    txn: &WriteTransaction,
+    mut put: impl FnMut(Block),
+) -> Result<u64, StoreError> {
+    let part = Part::Cache;
+    let mut moved = 0;
+    {
+        let lru = txn.open_table(part.lru())?;
+        let blocks = txn.open_table(part.blocks())?;
+        let tails = txn.open_table(part.tails())?;
+        for entry in lru.iter()? {
+            let (_, key) = entry?;
+            let key = RoutingKey(*key.value());
+            let Some(head) = blocks.get(&key.0)?.map(|v| v.value().to_vec()) else {
+                continue;
+            };
+            let tail = || Ok(tails.get(&key.0)?.map(|v| v.value().to_vec()));
+            if let Some(block) = check_block(&key, join(&head, tail)?) {
+                put(block);
+                moved += 1;
+            }
+        }
+    }
+    txn.delete_table(part.blocks())?;
+    txn.delete_table(part.tails())?;
+    txn.delete_table(part.recency())?;
+    txn.delete_table(part.lru())?;
+    Ok(moved)
 }

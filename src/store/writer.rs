@@ -133,37 +133,34 @@ fn yield_to_forwarding() {
     }
 }
 
-/// Most blocks the cache's writer puts in one commit, whatever its caller
-/// asks: the blocks it gathers wait in memory (2 MiB at most), and larger
-/// commits save little more (`tests/store_cost.rs`).
+/// Most blocks the cache's writer takes from its queue at once, whatever
+/// its caller asks: the blocks it gathers wait in memory (2 MiB at most).
 pub const CACHE_BATCH_MAX: usize = 64;
 
 /// How long the cache's writer waits, after the first block of a batch, for
-/// more to join it. A commit costs a fixed amount besides its blocks (the
-/// B-tree's upper pages, the recency tables, redb's allocator state and
-/// header), so a writer that commits as soon as one block arrives pays it
-/// for nearly every block: under a get the relays' cache writers made
-/// commits of one or two blocks. It sleeps rather than waits on the queue,
-/// so that the router hands over blocks without waking it for each; the
-/// queue (`runtime.cache_writes_in_flight`, 64 by default) holds what
-/// arrives meanwhile, which is all of it below about 200 MiB/s. A cached
-/// block becomes visible this much later, which nothing depends on.
+/// more to join it. Each block costs two positioned writes in the slot file
+/// (`store/cache.rs`) and nothing per batch, so this no longer saves disk
+/// work (it did while the cache was a redb table and each commit had a
+/// fixed cost); it saves wake-ups: the writer sleeps rather than waits on
+/// the queue, so that the router hands over blocks without waking it for
+/// each. The queue (`runtime.cache_writes_in_flight`, 64 by default) holds
+/// what arrives meanwhile, which is all of it below about 200 MiB/s. A
+/// cached block becomes visible this much later, which nothing depends on.
 pub const CACHE_LINGER: Duration = Duration::from_millis(10);
 
-/// The cache's writer: one thread that keeps the blocks passing through in
-/// batches, one non-durable commit per batch (see
-/// [`Datastore::put_cache_batch`]); after a batch's first block it sleeps
-/// [`CACHE_LINGER`] so that the rest of the batch gathers in the queue. Caching is best effort: a full queue hands the block
-/// back and it is simply not cached. One thread instead of a blocking-pool
-/// task per block keeps the node's threads (and their allocator arenas)
-/// few.
+/// The cache's writer: one thread that keeps the blocks passing through
+/// (see [`Datastore::put_cache_batch`]); after a batch's first block it
+/// sleeps [`CACHE_LINGER`] so that the rest of the batch gathers in the
+/// queue. Caching is best effort: a full queue hands the block back and it
+/// is simply not cached. One thread instead of a blocking-pool task per
+/// block keeps the node's threads (and their allocator arenas) few.
 pub struct CacheWriter {
     tx: SyncSender<Block>,
 }
 
 impl CacheWriter {
     /// Start the thread: at most `queue` blocks wait, at most `max_batch`
-    /// (and at most [`CACHE_BATCH_MAX`]) go into one commit.
+    /// (and at most [`CACHE_BATCH_MAX`]) are taken at once.
     pub fn spawn(
         store: Arc<Datastore>,
         queue: usize,
