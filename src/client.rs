@@ -32,7 +32,7 @@ use crate::identity::PeerKey;
 use crate::keys::{Block, RoutingKey};
 use crate::routing::swap::SwapStats;
 use crate::routing::{ClientOutcome, Failure, RouterStats};
-use crate::store::{StoreHealth, Usage};
+use crate::store::{CacheStats, StoreHealth, Usage};
 
 pub mod endpoint;
 pub use endpoint::{Endpoint, EndpointError};
@@ -84,6 +84,9 @@ pub struct NodeStatus {
     /// Whether the store's disk is fine, was reopened, or is read-only.
     #[serde(default)]
     pub store_health: StoreHealth,
+    /// Blocks the cache could not write, and cached blocks found damaged.
+    #[serde(default)]
+    pub cache_health: CacheStats,
     /// The routing core's counters.
     #[serde(flatten)]
     pub stats: RouterStats,
@@ -154,13 +157,16 @@ impl NodeStatus {
             ));
         }
         out.push_str(&format!(
-            "store     {} blocks, {} / {} bytes\ncache     {} blocks, {} / {} bytes\n",
+            "store     {} blocks, {} / {} bytes\ncache     {} blocks, {} / {} bytes, \
+             {} write errors, {} damaged\n",
             u.store_blocks,
             u.store_bytes,
             u.store_limit,
             u.cache_blocks,
             u.cache_bytes,
-            u.cache_limit
+            u.cache_limit,
+            self.cache_health.write_errors,
+            self.cache_health.damaged
         ));
         out.push_str(&format!("disk      {}\n", self.store_health.render()));
         out.push_str(&format!(

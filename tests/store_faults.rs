@@ -582,3 +582,77 @@ fn put_and_get_throughput_over_one_link() {
     let health = n1.status(&rt).store_health;
     assert_eq!(health.failed_writes, 0);
 }
+
+/// A relay caches what it passes on, in its slot file. Damage to that file
+/// (a failing disk) is found when a block is read, counted in `veil
+/// status`, and the block is fetched again from the node that holds it.
+#[test]
+fn a_damaged_cache_slot_is_counted_in_status_and_fetched_again() {
+    use common::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    // n0 - n1 - n2: n2 holds the blocks, n1 relays n0's gets and caches.
+    let mut nodes = TestNode::at(tmp.path(), &[0.1, 0.5, 0.9]);
+    nodes[0].befriend(&nodes[1]);
+    nodes[1].befriend(&nodes[2]);
+    for n in &nodes {
+        n.set("anonymity = \"none\"");
+        n.set("testnet = true");
+    }
+    for n in nodes.iter_mut() {
+        n.start(&[]);
+    }
+    for (n, peers) in nodes.iter().zip([1, 2, 1]) {
+        n.wait_peers(&rt, peers);
+    }
+    let blocks: Vec<Block> = (0..4).map(|i| block("cache damage", i)).collect();
+    let get = |node: &TestNode, b: &Block| {
+        rt.block_on(async {
+            let mut c = veil::client::Client::connect(&node.client, Duration::from_secs(10))
+                .await
+                .unwrap();
+            c.get(b.routing_key()).await
+        })
+    };
+    rt.block_on(async {
+        let mut c = veil::client::Client::connect(&nodes[2].client, Duration::from_secs(10))
+            .await
+            .unwrap();
+        for b in &blocks {
+            c.place(b.clone()).await.unwrap();
+        }
+    });
+    for b in &blocks {
+        assert_eq!(get(&nodes[0], b).unwrap(), *b);
+    }
+    // The cache writer runs behind the router: wait until all four are in.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while nodes[1].status(&rt).usage.cache_blocks < 4 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let s = nodes[1].status(&rt);
+    assert_eq!(s.usage.cache_blocks, 4);
+    assert_eq!(s.cache_health.damaged, 0);
+
+    // Flip a byte in every slot of the stopped relay's slot file.
+    nodes[1].stop();
+    let slots = nodes[1].dir.join("store/blocks.slots");
+    let mut bytes = std::fs::read(&slots).unwrap();
+    assert!(bytes.len() >= 4 * 32 * 1024, "{}", bytes.len());
+    for slot in bytes.chunks_mut(32 * 1024) {
+        slot[100] ^= 0x55;
+    }
+    std::fs::write(&slots, bytes).unwrap();
+    nodes[1].start(&[]);
+    nodes[1].wait_peers(&rt, 2);
+
+    // n1's own client asks: every cached copy is damage, counted and
+    // dropped; each block still comes, from n2.
+    for b in &blocks {
+        assert_eq!(get(&nodes[1], b).unwrap(), *b);
+    }
+    let s = nodes[1].status(&rt);
+    assert_eq!(s.cache_health.damaged, 4, "{:?}", s.cache_health);
+    let text = s.render_text();
+    assert!(text.contains("0 write errors, 4 damaged"), "{text}");
+}

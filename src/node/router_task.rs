@@ -569,6 +569,7 @@ impl RouterTask {
             peers,
             usage,
             store_health: self.store.health(),
+            cache_health: self.store.cache_stats(),
             stats: stats.clone(),
             pending: self.router.pending_count() as u64,
             swap: self.swap_status(),
