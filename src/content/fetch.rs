@@ -357,8 +357,9 @@ where
     }
 
     /// Accept what a partial file already holds: read up to `max_segments`
-    /// whole segments from `prefix`, in order, sealing every data block
-    /// again and comparing it with the CHK its manifest lists. Stops at the
+    /// whole segments from `prefix`, in order, checking every data block
+    /// against the CHK its manifest lists (its plaintext hash, the CHK's
+    /// decryption key: [`Chk::made_from`]). Stops at the
     /// first segment that is short or differs. Returns the bytes that
     /// verified; the fetch then goes on after them. Nothing is fetched.
     pub async fn verify_prefix<R: AsyncRead + Unpin>(
@@ -385,9 +386,8 @@ where
                 if prefix.read_exact(piece).await.is_err() {
                     break 'segments;
                 }
-                match Chk::encode_kind(BlockKind::Data, piece) {
-                    Ok((chk, _)) if chk.routing == leaf.chk.routing => {}
-                    _ => break 'segments,
+                if !leaf.chk.made_from(BlockKind::Data, piece) {
+                    break 'segments;
                 }
                 hasher.update(&*piece);
                 bytes += leaf.length;

@@ -51,7 +51,8 @@
 //!
 //! Every block is verified against its routing key and opened with its
 //! decryption key, which also proves its kind. A data block rebuilt from
-//! check blocks is sealed again and must give the CHK its manifest lists.
+//! check blocks must hash to its CHK's decryption key (the key is the
+//! plaintext's hash, so this proves it without sealing it again).
 //! The tree of CHKs is therefore already a hash tree; the root's file
 //! length and `sha256` are checked over the reassembled file as a final
 //! end-to-end check on what the uploader built.

@@ -8,8 +8,9 @@
 //!
 //! Run again after an interruption, the fetch opens the root and the
 //! manifests (fetched again: they are small), then reads the recorded
-//! segments back from the part file, sealing each data block again and
-//! comparing it with the CHK its manifest lists. Every segment that
+//! segments back from the part file, hashing each data block and comparing
+//! it with the decryption key of the CHK its manifest lists (the key is
+//! the plaintext's hash: [`crate::keys::Chk::made_from`]). Every segment that
 //! verifies is kept, and the fetch goes on after the last of them; the rest
 //! of the part file is cut off. A record for another file, or none, starts
 //! from nothing. So the record is only a hint: a torn write or a changed
