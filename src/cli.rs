@@ -203,6 +203,11 @@ pub struct BenchArgs {
     /// writes none, and the bench measures that node).
     #[arg(long)]
     pub audit_log: bool,
+    /// With --chain: each node's `runtime.worker_threads` (0: one per
+    /// core). The six nodes and the client share this machine's cores, so
+    /// by default each node runs one thread.
+    #[arg(long, default_value_t = 1)]
+    pub node_threads: usize,
     /// With --chain: after the gets, pass this much data through the chain
     /// (e.g. 1GiB, a 32 MiB file at a time) and check every node's peak RSS
     /// against the default `memory`.

@@ -120,6 +120,10 @@ pub struct LoadStatus {
     /// Store lookups read off the router task, and inline on it.
     pub reads_off_task: u64,
     pub reads_inline: u64,
+    /// Threads the node's async runtime runs on (`runtime.worker_threads`,
+    /// or one per core).
+    #[serde(default)]
+    pub worker_threads: u64,
 }
 
 /// Location swapping as `veil status` shows it.
@@ -187,14 +191,15 @@ impl NodeStatus {
         let l = &self.load;
         out.push_str(&format!(
             "memory    rss {} / {} bytes (peak {}), db cache {}\n\
-             load      {} queued, {} reads off task, {} inline\n",
+             load      {} queued, {} reads off task, {} inline; runtime threads {}\n",
             l.rss_bytes,
             l.memory_limit,
             l.rss_peak_bytes,
             l.db_cache_bytes,
             l.link_queued,
             l.reads_off_task,
-            l.reads_inline
+            l.reads_inline,
+            l.worker_threads
         ));
         let w = &self.swap;
         if w.enabled {

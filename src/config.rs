@@ -82,6 +82,8 @@ pub enum InvalidSetting {
     MemoryTooSmall(u64),
     #[error("link.reserved_handshakes must be less than link.max_handshakes")]
     ReservedHandshakes,
+    #[error("runtime.worker_threads is {0}; at most {MAX_WORKER_THREADS} (0: one per core)")]
+    TooManyThreads(usize),
     #[error("client address {0} is not loopback; set client_public = true to allow it")]
     ClientNotLoopback(SocketAddr),
     #[error("gateway address {0} is not loopback; set gateway_public = true to allow it")]
@@ -161,7 +163,16 @@ pub struct RuntimeConfig {
     pub peer_requests_per_sec: u32,
     /// How many requests beyond the rate a friend may send in one burst.
     pub peer_request_burst: u32,
+    /// Threads the node's async runtime runs its tasks on (links, router,
+    /// client API); 0: one per core. Nodes that share a machine's cores
+    /// (a testnet, `veil bench --chain`) do better with 1: a message then
+    /// passes from a link's reader to the router and on to a link's writer
+    /// without waking another thread. At most [`MAX_WORKER_THREADS`].
+    pub worker_threads: usize,
 }
+
+/// The largest `runtime.worker_threads`.
+pub const MAX_WORKER_THREADS: usize = 256;
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
@@ -177,6 +188,7 @@ impl Default for RuntimeConfig {
             link_queue: 64,
             peer_requests_per_sec: 4096,
             peer_request_burst: 1024,
+            worker_threads: 0,
         }
     }
 }
@@ -474,6 +486,9 @@ impl NodeConfig {
         }
         if self.link.reserved_handshakes >= self.link.max_handshakes {
             return Err(InvalidSetting::ReservedHandshakes);
+        }
+        if self.runtime.worker_threads > MAX_WORKER_THREADS {
+            return Err(InvalidSetting::TooManyThreads(self.runtime.worker_threads));
         }
         if self.link.redial_max_ms < self.link.redial_min_ms {
             return Err(InvalidSetting::RedialBounds);

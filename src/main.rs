@@ -72,6 +72,18 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting the async runtime")
 }
 
+/// A node's runtime: `runtime.worker_threads` threads (0: one per core).
+fn node_runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the node's async runtime")
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Trace {
@@ -83,7 +95,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Id { dir } => id(&dir),
         Command::AddPeer(a) => runtime()?.block_on(peer_cli::add_peer(a)),
         Command::RemovePeer(a) => runtime()?.block_on(peer_cli::remove_peer(a)),
-        Command::Node { dir, testnet } => runtime()?.block_on(node(&dir, testnet)),
+        Command::Node { dir, testnet } => {
+            let mut setup = veil::node::NodeSetup::load(&dir)?;
+            setup.config.testnet |= testnet;
+            node_runtime(setup.config.runtime.worker_threads)?.block_on(node(setup))
+        }
         Command::Put(a) => runtime()?.block_on(put_get::put(a)),
         Command::Keygen => usk_cmd::keygen(),
         Command::Update(a) => runtime()?.block_on(put_get::put(usk_cmd::update_args(a)?)),
@@ -166,9 +182,7 @@ fn id(dir: &Path) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn node(dir: &Path, testnet: bool) -> Result<ExitCode> {
-    let mut setup = veil::node::NodeSetup::load(dir)?;
-    setup.config.testnet |= testnet;
+async fn node(setup: veil::node::NodeSetup) -> Result<ExitCode> {
     let grace_ms = setup.config.runtime.shutdown_grace_ms;
     let running = match veil::node::start(setup).await {
         // The testnet tells this failure from others by the exit status.
@@ -207,6 +221,7 @@ async fn bench(a: cli::BenchArgs) -> Result<ExitCode> {
                 anonymity: *mode,
                 link_delay_ms: a.link_delay_ms,
                 audit_log: a.audit_log,
+                node_threads: a.node_threads,
                 sizes: a.sizes.clone(),
                 concurrency: a.concurrency,
                 latency_samples: a.samples,

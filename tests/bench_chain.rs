@@ -21,6 +21,8 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
             "96KiB",
             "--samples",
             "2",
+            "--node-threads",
+            "2",
             "--json",
         ]),
         Duration::from_secs(300),
@@ -55,7 +57,10 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
             node["peak_mib"].as_f64().unwrap(),
         );
         assert!(now > 0.0 && peak >= now, "{node}");
+        // Each node runs the runtime threads the bench gave it.
+        assert_eq!(node["runtime_threads"], 2, "{node}");
     }
+    assert_eq!(r["node_threads"], 2);
 
     // The limit follows from the measured speeds and the pass counts, and
     // the fraction from the get.

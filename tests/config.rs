@@ -109,6 +109,8 @@ fn tables_default_and_dotted_keys_set_single_fields() {
     assert_eq!(config.link, LinkConfig::default());
     assert_eq!(config.link.handshake_timeout_ms, 10_000);
     assert_eq!(config.runtime.router_queue, 1024);
+    // 0: the runtime takes one thread per core.
+    assert_eq!(config.runtime.worker_threads, 0);
 
     prepend(dir.path(), "router.max_htl = 1");
     prepend(dir.path(), "link.keepalive_secs = 3");
@@ -164,6 +166,13 @@ fn impossible_and_unknown_settings_are_refused_by_name() {
             ..
         }
     ));
+    match refused("runtime.worker_threads = 100000") {
+        ConfigError::Invalid { source, .. } => {
+            assert_eq!(source, InvalidSetting::TooManyThreads(100_000));
+            assert!(source.to_string().contains("runtime.worker_threads"));
+        }
+        other => panic!("{other:?}"),
+    }
     // The old top-level spellings and unknown keys in a table do not parse.
     for line in ["max_htl = 5", "max_inflight_per_peer = 2", "link.typo = 1"] {
         assert!(matches!(refused(line), ConfigError::Parse { .. }), "{line}");

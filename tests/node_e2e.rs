@@ -452,3 +452,35 @@ fn set_puts_a_dotted_key_where_the_config_keeps_it() {
     let got = toml_set("listen = 1\n[x]\nlisten = 2\n", "listen", "5");
     assert_eq!(got, "listen = 5\n[x]\nlisten = 2\n");
 }
+
+/// `runtime.worker_threads` sets the threads `veil node` runs its tasks
+/// on, and `veil status` says how many; unset, one per core.
+#[test]
+fn a_node_runs_the_runtime_threads_its_config_names() {
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let mut nodes = TestNode::at(tmp.path(), &[0.2, 0.7]);
+    nodes[0].befriend(&nodes[1]);
+    nodes[0].set("runtime.worker_threads = 1");
+    for n in nodes.iter_mut() {
+        n.start(&[]);
+    }
+    nodes[0].wait_peers(&rt, 1);
+    let cores = std::thread::available_parallelism().unwrap().get() as u64;
+    let one = nodes[0].status(&rt);
+    assert_eq!(one.load.worker_threads, 1);
+    assert!(one.render_text().contains("; runtime threads 1\n"));
+    assert_eq!(nodes[1].status(&rt).load.worker_threads, cores);
+    // A single-threaded node still relays: n1 holds nothing, n0 asks it.
+    let (chk, block) = Chk::encode(b"one runtime thread").unwrap();
+    rt.block_on(async {
+        let mut c = Client::connect(&nodes[1].client, Duration::from_secs(10))
+            .await
+            .unwrap();
+        c.insert(block.clone()).await.unwrap();
+        let mut c = Client::connect(&nodes[0].client, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(c.get(chk.routing).await.unwrap(), block);
+    });
+}

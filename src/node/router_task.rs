@@ -601,6 +601,7 @@ impl RouterTask {
             store_refused: self.store_refused,
             reads_off_task: self.reads_off_task,
             reads_inline: self.reads_inline.get(),
+            worker_threads: tokio::runtime::Handle::current().metrics().num_workers() as u64,
         }
     }
 }

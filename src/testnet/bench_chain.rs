@@ -67,6 +67,8 @@ pub struct ChainOptions {
     /// Whether the nodes write audit logs (testnet `audit_log`). Off by
     /// default: a node outside testnet mode writes none.
     pub audit_log: bool,
+    /// Every node's `runtime.worker_threads` (0: one per core).
+    pub node_threads: usize,
     /// File sizes fetched, in bytes.
     pub sizes: Vec<usize>,
     /// Blocks in flight per get.
@@ -127,6 +129,8 @@ pub struct NodeRss {
     pub name: String,
     pub rss_mib: f64,
     pub peak_mib: f64,
+    /// The node's runtime threads, as its `veil status` reports them.
+    pub runtime_threads: u64,
 }
 
 /// What `veil bench --chain` measured.
@@ -136,6 +140,8 @@ pub struct ChainReport {
     pub link_delay_ms: u64,
     /// Whether the nodes wrote audit logs.
     pub audit_log: bool,
+    /// Every node's `runtime.worker_threads` (0: one per core).
+    pub node_threads: usize,
     pub latency: Option<HopLatency>,
     pub gets: Vec<ChainGet>,
     pub relayed: Option<Relayed>,
@@ -158,10 +164,15 @@ impl ChainReport {
     pub fn render_text(&self) -> String {
         let mut out = format!(
             "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms, \
-             audit logs {}); blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
+             audit logs {}, {} per node); blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
             self.anonymity,
             self.link_delay_ms,
-            if self.audit_log { "on" } else { "off" }
+            if self.audit_log { "on" } else { "off" },
+            match self.node_threads {
+                0 => "a runtime thread per core".to_string(),
+                1 => "1 runtime thread".to_string(),
+                n => format!("{n} runtime threads"),
+            }
         );
         if let Some(l) = &self.latency {
             let medians: Vec<String> = l.by_distance_ms.iter().map(|m| format!("{m:.3}")).collect();
@@ -295,6 +306,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
         );
         config.testnet = true;
         config.audit_log = opts.audit_log;
+        config.runtime.worker_threads = opts.node_threads;
         config.anonymity = opts.anonymity;
         config.link_delay_ms = opts.link_delay_ms;
         config.store_size = SizeSetting::Text("256MiB".into());
@@ -425,19 +437,17 @@ async fn run_in(
         0 => None,
         total => Some(relay(&clients, opts, total, on_step).await?),
     };
-    let rss: Vec<NodeRss> = procs
-        .0
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let (rss, peak) = crate::node::rss_of(&c.id().to_string());
-            NodeRss {
-                name: format!("n{i}"),
-                rss_mib: rss as f64 / MIB,
-                peak_mib: peak as f64 / MIB,
-            }
-        })
-        .collect();
+    let mut rss = Vec::with_capacity(CHAIN_NODES);
+    for (i, (child, client)) in procs.0.iter().zip(&clients).enumerate() {
+        let (now, peak) = crate::node::rss_of(&child.id().to_string());
+        let mut c = Client::connect(client, Duration::from_secs(10)).await?;
+        rss.push(NodeRss {
+            name: format!("n{i}"),
+            rss_mib: now as f64 / MIB,
+            peak_mib: peak as f64 / MIB,
+            runtime_threads: c.status().await?.load.worker_threads,
+        });
+    }
     drop(procs);
     on_step("measuring SHA-256 and ChaCha20-Poly1305");
     let sha = sha256_throughput();
@@ -469,6 +479,7 @@ async fn run_in(
         anonymity: opts.anonymity.to_string(),
         link_delay_ms: opts.link_delay_ms,
         audit_log: opts.audit_log,
+        node_threads: opts.node_threads,
         latency,
         gets,
         relayed,
