@@ -165,7 +165,7 @@ pub struct RuntimeConfig {
     pub peer_request_burst: u32,
     /// Threads the node's async runtime runs its tasks on (links, router,
     /// client API); 0: one per core. Nodes that share a machine's cores
-    /// (a testnet, `veil bench --chain`) do better with 1: a message then
+    /// can do better with 1 (`veil bench --chain` sets it): a message then
     /// passes from a link's reader to the router and on to a link's writer
     /// without waking another thread. At most [`MAX_WORKER_THREADS`].
     pub worker_threads: usize,
