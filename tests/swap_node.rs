@@ -59,12 +59,20 @@ fn real_nodes_route_with_fewer_hops_after_swapping() {
         assert_eq!(f.hops.is_some(), f.found, "{f:?}");
     }
     assert!(swap.after.link_length < swap.before.link_length);
-    assert!(
-        swap.after.mean_hops() < swap.before.mean_hops(),
-        "mean hops {} before, {} after",
-        swap.before.mean_hops(),
-        swap.after.mean_hops()
+    // Hops per fetch, a miss counted as the whole hops-to-live: the mean
+    // over found fetches alone can rise when swapping lets the harder
+    // fetches succeed (it did once in CI: 158 → 187 found, 5.75 → 5.94
+    // mean hops, while every other figure improved).
+    assert_eq!(swap.miss_hops, u64::from(veil::routing::DEFAULT_MAX_HTL));
+    let (before, after) = (
+        swap.before.mean_hops_counting_misses(swap.miss_hops),
+        swap.after.mean_hops_counting_misses(swap.miss_hops),
     );
+    assert!(
+        after < before,
+        "hops per fetch {before} before, {after} after"
+    );
+    assert!(swap.improved());
     assert!(swap.after.mean_messages() < swap.before.mean_messages());
     assert_eq!(report.audit.violation_count(), 0);
     assert!(report.ok);

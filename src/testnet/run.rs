@@ -39,6 +39,16 @@ pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Load a topology file.
+/// The hops-to-live a testnet's nodes get: the topology's scenario's, else
+/// the default.
+pub(super) fn max_htl_of(topology: &Topology) -> Htl {
+    topology
+        .scenario
+        .as_ref()
+        .map(|s| s.htl)
+        .unwrap_or(DEFAULT_MAX_HTL)
+}
+
 pub fn load_topology(path: &Path) -> Result<Topology, TestnetError> {
     Topology::load(path).map_err(|source| TestnetError::Topology {
         path: path.to_path_buf(),
@@ -100,11 +110,7 @@ pub async fn start_with(
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
-    let max_htl = topology
-        .scenario
-        .as_ref()
-        .map(|s| s.htl)
-        .unwrap_or(DEFAULT_MAX_HTL);
+    let max_htl = max_htl_of(topology);
     let links = topology.edges.len();
     progress(Progress::Note(&format!(
         "starting {} nodes, {links} links in {} (anonymity {anonymity})",

@@ -105,6 +105,16 @@ impl Phase {
         hops.iter().sum::<u64>() as f64 / hops.len().max(1) as f64
     }
 
+    /// Mean path length per fetch, a fetch that found nothing counted as
+    /// `budget` hops (the hops-to-live it was given and spent). Unlike
+    /// [`Phase::mean_hops`] this does not rise when swapping lets the
+    /// harder fetches succeed: a fetch that failed before and succeeds
+    /// after in more hops than the average still costs fewer than a miss.
+    pub fn mean_hops_counting_misses(&self, budget: u64) -> f64 {
+        let total: u64 = self.fetches.iter().map(|f| f.hops.unwrap_or(budget)).sum();
+        total as f64 / self.fetches.len().max(1) as f64
+    }
+
     /// Mean messages per fetch, found or not.
     pub fn mean_messages(&self) -> f64 {
         let total: u64 = self.fetches.iter().map(|f| f.messages).sum();
@@ -121,12 +131,17 @@ pub struct SwapReport {
     /// Swaps done over the network (each counted once) and attempts started.
     pub swaps: u64,
     pub attempts: u64,
+    /// The hops a fetch that found nothing counts as: the nodes' largest
+    /// hops-to-live.
+    pub miss_hops: u64,
 }
 
 impl SwapReport {
-    /// Fewer hops after swapping than before, and no fewer blocks found.
+    /// Fewer hops per fetch after swapping than before (a miss counted as
+    /// [`SwapReport::miss_hops`]), and no fewer blocks found.
     pub fn improved(&self) -> bool {
-        self.after.mean_hops() < self.before.mean_hops()
+        self.after.mean_hops_counting_misses(self.miss_hops)
+            < self.before.mean_hops_counting_misses(self.miss_hops)
             && self.after.found() >= self.before.found()
     }
 
@@ -140,11 +155,13 @@ impl SwapReport {
         for (name, p) in [("before", &self.before), ("after", &self.after)] {
             let _ = writeln!(
                 out,
-                "  {name:<6} found {}/{}, mean hops {:.2}, messages per fetch {:.1}, \
-                 mean link length {:.4}",
+                "  {name:<6} found {}/{}, mean hops {:.2} ({:.2} per fetch, a miss as {}), \
+                 messages per fetch {:.1}, mean link length {:.4}",
                 p.found(),
                 p.fetches.len(),
                 p.mean_hops(),
+                p.mean_hops_counting_misses(self.miss_hops),
+                self.miss_hops,
                 p.mean_messages(),
                 p.link_length
             );
@@ -315,6 +332,7 @@ pub async fn run_swap_check(
         after,
         swaps: swaps / 2,
         attempts,
+        miss_hops: u64::from(super::run::max_htl_of(topology)),
     })
 }
 
