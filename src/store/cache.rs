@@ -261,6 +261,9 @@ impl SlotCache {
     /// Keep `block`. An error means it is not cached (and was counted).
     pub(super) fn put(&self, block: &Block) -> std::io::Result<()> {
         let key = block.routing_key();
+        // Split before a slot is taken: a block that cannot be kept must
+        // not cost another block its slot.
+        let (head, tail, len) = parts(block.as_bytes())?;
         let _write = lock(&self.write);
         let (slot, seq, gen) = {
             let mut index = lock(&self.index);
@@ -275,7 +278,6 @@ impl SlotCache {
             index.next_gen += 1;
             (slot, index.seq(), gen)
         };
-        let (head, tail, len) = parts(block.as_bytes())?;
         let record = Record {
             key: key.0,
             tail,
@@ -374,6 +376,7 @@ impl SlotCache {
     /// stop as `torn` says, as a crash would: the index is not told.
     pub(super) fn put_torn(&self, block: &Block, torn: Torn) -> std::io::Result<()> {
         let key = block.routing_key();
+        let (head, tail, len) = parts(block.as_bytes())?;
         let _write = lock(&self.write);
         let (slot, seq) = {
             let mut index = lock(&self.index);
@@ -382,7 +385,6 @@ impl SlotCache {
             };
             (slot, index.seq())
         };
-        let (head, tail, len) = parts(block.as_bytes())?;
         match torn {
             Torn::DataOnly => self.slots.write_head(slot, head),
             Torn::RecordOnly => {
