@@ -75,6 +75,15 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
         (limit - expected).abs() <= expected * 1e-9,
         "{limit} vs {expected}"
     );
+    // One relay's cryptography on one block: two AEAD passes and a hash at
+    // the measured speeds.
+    let hop = r["hop_crypto_ms"].as_f64().unwrap();
+    let block_mib = veil::keys::BLOCK_LEN as f64 / (1024.0 * 1024.0);
+    let expected_hop = block_mib * (2.0 / aead + 1.0 / sha) * 1000.0;
+    assert!(
+        hop > 0.0 && (hop - expected_hop).abs() <= expected_hop * 1e-9,
+        "{hop} vs {expected_hop}"
+    );
     let fraction = r["fraction"].as_f64().unwrap();
     assert!((fraction - mib_per_s / limit).abs() <= 1e-9, "{r}");
 

@@ -158,6 +158,16 @@ pub struct ChainReport {
     pub floor: Floor,
     /// The bare chain's throughput over the limit.
     pub floor_fraction: f64,
+    /// The cryptography one relay does on one block before it passes it
+    /// on (open, hash, seal of [`BLOCK_LEN`] bytes at the speeds above), in
+    /// ms: a floor under the added latency per hop of any relay that checks
+    /// a block before forwarding it.
+    pub hop_crypto_ms: f64,
+}
+
+/// [`ChainReport::hop_crypto_ms`] from the measured speeds (MiB/s).
+pub fn hop_crypto_ms(sha_mib_per_s: f64, aead_mib_per_s: f64) -> f64 {
+    BLOCK_LEN as f64 / MIB * (2.0 / aead_mib_per_s + 1.0 / sha_mib_per_s) * 1000.0
 }
 
 impl ChainReport {
@@ -249,6 +259,16 @@ impl ChainReport {
             self.floor_fraction * 100.0,
             best_of(&self.gets) / f.mib_per_s * 100.0
         ));
+        if let Some(l) = &self.latency {
+            out.push_str(&format!(
+                "  one relay's cryptography on one {} KiB block (open, hash, seal at the speeds \
+                 above): {:.3} ms, {:.2} loopback round trips (the per-hop target allows \
+                 {LATENCY_TARGET} for all a hop does)\n",
+                BLOCK_LEN / 1024,
+                self.hop_crypto_ms,
+                self.hop_crypto_ms / l.loopback_rtt_ms
+            ));
+        }
         out
     }
 }
@@ -294,16 +314,13 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
         identity.save(node_dir.join(IDENTITY_FILE))?;
         ids.push(identity.public());
     }
-    let ports = super::free_ports(2 * n).map_err(|source| BenchError::Io {
+    let ports = super::free_ports(n).map_err(|source| BenchError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     for i in 0..n {
-        let mut config = NodeConfig::new(
-            ports[2 * i],
-            Some(ports[2 * i + 1]),
-            Some((i as f64 + 0.5) / n as f64),
-        );
+        // The client API on its default Unix socket, as `veil get` uses it.
+        let mut config = NodeConfig::new(ports[i], None, Some((i as f64 + 0.5) / n as f64));
         config.testnet = true;
         config.audit_log = opts.audit_log;
         config.runtime.worker_threads = opts.node_threads;
@@ -318,7 +335,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
         for j in [i.wrapping_sub(1), i + 1] {
             if j < n {
                 config.peers.push(PeerConfig {
-                    address: ports[2 * j],
+                    address: ports[j],
                     public_key: ids[j],
                     name: Some(format!("n{j}")),
                 });
@@ -329,7 +346,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
             .map_err(crate::node::NodeError::from)?;
     }
     Ok((0..n)
-        .map(|i| Endpoint::of_config(&dir.join(format!("n{i}")), Some(ports[2 * i + 1])))
+        .map(|i| Endpoint::of_config(&dir.join(format!("n{i}")), None))
         .collect())
 }
 
@@ -491,6 +508,7 @@ async fn run_in(
         fraction: best / limit,
         floor_fraction: floor.mib_per_s / limit,
         floor,
+        hop_crypto_ms: hop_crypto_ms(sha, chacha),
     })
 }
 
