@@ -86,6 +86,8 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
     );
     let fraction = r["fraction"].as_f64().unwrap();
     assert!((fraction - mib_per_s / limit).abs() <= 1e-9, "{r}");
+    let of_limit = gets[0]["of_limit"].as_f64().unwrap();
+    assert!((of_limit - mib_per_s / limit).abs() <= 1e-9, "{r}");
 
     // Per-hop latency over distances 1..4, and the bare chain.
     let latency = &r["latency"];

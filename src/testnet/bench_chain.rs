@@ -121,6 +121,8 @@ pub struct ChainGet {
     pub bytes: usize,
     pub seconds: f64,
     pub mib_per_s: f64,
+    /// `mib_per_s` over the path limit measured in the same run.
+    pub of_limit: f64,
 }
 
 /// One node's resident set.
@@ -201,10 +203,11 @@ impl ChainReport {
         }
         for g in &self.gets {
             out.push_str(&format!(
-                "  {:>5.1} MiB get: {:.3} s, {:.1} MiB/s\n",
+                "  {:>5.1} MiB get: {:.3} s, {:.1} MiB/s, {:.1}% of the path limit\n",
                 g.bytes as f64 / MIB,
                 g.seconds,
-                g.mib_per_s
+                g.mib_per_s,
+                g.of_limit * 100.0
             ));
         }
         if let Some(r) = &self.relayed {
@@ -448,6 +451,7 @@ async fn run_in(
             bytes: size,
             seconds,
             mib_per_s: size as f64 / MIB / seconds,
+            of_limit: 0.0,
         });
     }
     let relayed = match opts.relay_total {
@@ -471,6 +475,9 @@ async fn run_in(
     let chacha = chacha_throughput();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let limit = cores as f64 / (AEAD_PASSES / chacha + HASH_PASSES / sha);
+    for g in &mut gets {
+        g.of_limit = g.mib_per_s / limit;
+    }
     let best = best_of(&gets);
     on_step("measuring a bare relay chain on this machine");
     let floor_samples = opts.latency_samples.max(20);
