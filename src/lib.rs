@@ -2,54 +2,51 @@
 //!
 //! # Layout
 //!
-//! One folder per layer, one job per module. Lower layers never import
-//! higher ones; the routing core imports nothing that does I/O.
+//! One folder per layer, one job per module. The layers, from the ground
+//! up; a layer imports only layers listed above it, and never one that
+//! imports it back (`tests/library/layout.rs` checks this on the code):
 //!
 //! ```text
-//! keys.rs          CHK blocks: convergent encryption, routing keys, URIs, locations
-//! identity.rs      a node's static X25519 key; peer keys; key files (0600)
-//! message.rs       the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR;
-//!                  message/swap.rs the location-swap messages
-//! error.rs         ErrorKind / HasKind: what kind of failure an error is, peer's fault or not
-//! content/         files of any size: manifest format (manifest), layout, segment (RS),
-//!                  split/stream (a segment at a time), fetch, resume (FILE.veil-part)
-//! routing/         THE sans-IO core, events in, actions out (no socket, clock, thread):
-//!   mod.rs           Router, the pool of searches: uid table, loops, limits, stats, timers
-//!   search.rs        one request's state machine: next hop, on reply, its ending
-//!   vocab.rs         Event, Action, ClientOutcome, Failure, RouterConfig, Op
-//!   htl.rs           hops-to-live policies: none (deterministic), freenet (per-link coins)
-//!   swap.rs          location swapping (Sandberg 2006): the D1/D2 rule, offers, schedule,
-//!                    the shared coin; swapper.rs the swap protocol (Swapper) beside the Router
-//!   tunnel/          random-walk tunnels: walk, relay and exit (mod), client sessions (client)
-//! link/            encrypted links between friends:
-//!   handshake.rs     Noise XX steps over byte buffers
-//!   frame.rs         sans-IO seal/open of fixed-size frames
-//!   mod.rs           the thin tokio wrapper: Link, LinkReader, LinkWriter, connect, accept
-//! store/           redb datastore: the store and the LRU cache (mod), size settings (size)
-//! config.rs        node.toml: NodeConfig embeds [router], [link], [runtime], with defaults
-//! node/            the tokio runtime, a thin driver of the core:
-//!   mod.rs           start-up: NodeSetup, start, RunningNode
-//!   links.rs         accept, dial, establish, per-link reader and writer tasks
-//!   router_task.rs   owns the Router; performs its actions (sends, store, audit, answers)
-//!   swap.rs          drives the Swapper: swap frames, a new location on a swap
-//!   client_api.rs    the local client API server
-//!   client_cache.rs  what this node's own client fetched through a tunnel
-//! client.rs        the client API protocol and client (NodeStatus, ClientError)
-//! transfer.rs      whole files over the client API (put_file, get_file)
-//! freesite.rs      directories over the client API: KEY/path addresses, put_dir, resolve
-//! gateway/         the browser gateway (veil gateway): browse, insert, status, safety
-//! sim/             the core on a virtual clock: harness, scenario (veil trace), topology;
-//!                  veil sim: engine (discrete events), freenet (veil as a Model), model,
-//!                  baselines, graphs, runner (one run), experiments, plot, swap,
-//!                  blocks (the engine's compact stores), churn (sessions)
-//! testnet/         real node processes on loopback: up/down (mod), run (veil testnet run
-//!                  and its report), workload, info (testnet.json, workload.json), bench,
-//!                  swap (hops before and after swapping)
-//! audit/           what nodes could observe: record (THE log record type), log (the
-//!                  writer), load, traffic, invariants, leaks, trace; the adversary:
-//!                  features, signals, classifier, posterior, anonymity, verdict, report
-//! main.rs, cli.rs  the binary: arguments (cli.rs), call the library, print
+//! error/      ErrorKind / HasKind: what kind of failure an error is, peer's fault or not
+//! keys/       CHK blocks (convergent encryption, routing keys, locations); ssk: signed
+//!             subspace keys; uri: SSK/USK URIs and editions
+//! identity/   a node's static X25519 key; peer keys; key files (0600)
+//! message/    the wire vocabulary: Message, MessageKind, PeerFrame, bounded CBOR;
+//!             swap: the location-swap messages
+//! routing/    THE sans-IO core, events in, actions out (no socket, clock, thread):
+//!               mod: Router, the pool of searches (uids, loops, limits, stats, timers)
+//!               search: one request's state machine; vocab: Event, Action, Failure, …
+//!               htl: hops-to-live policies (none, freenet); swap, swapper: location
+//!               swapping; tunnel/: random-walk tunnels (walk, relay, exit, sessions)
+//! link/       encrypted links between friends: handshake (Noise IK over byte
+//!             buffers), frame (sans-IO seal/open of fixed-size frames), mod (tokio)
+//! store/      the datastore: a redb index and store, a flat slot file for the cache,
+//!             a group-commit writer, size settings, disk health
+//! config/     node.toml: NodeConfig with [router], [link], [runtime], defaults, checks
+//! content/    files of any size: manifests, layout, Reed-Solomon segments, split and
+//!             fetch a segment at a time, resume; dir: freesite documents; usk: editions
+//! client/     the client layer every front end uses: endpoint, api (the node's client
+//!             API and Client), status, transfer (whole files), address, site
+//!             (freesites), usk (publishing editions)
+//! formats/    files other programs read: audit_log (audit.jsonl, origin.jsonl),
+//!             testnet (testnet.json, workload.json); schemas in docs/formats.md
+//! audit/      what nodes could observe: log (the writer), load, traffic, invariants,
+//!             leaks, trace; the adversary: features, signals, classifier, posterior,
+//!             anonymity, verdict, report
+//! gateway/    the browser gateway (veil gateway): browse, insert, status, safety
+//! node/       the tokio runtime, a thin driver of the core: links, router_task (owns
+//!             the Router, performs its actions), swap, client_api, client_cache
+//! sim/        the core on a virtual clock: harness (veil trace), scenario, topology;
+//!             veil sim: engine, freenet (veil as a Model), baselines, runner,
+//!             experiments, plot, swap, churn, anonymity
+//! testnet/    real node processes on loopback: up/down (mod), run (veil testnet run),
+//!             workload, failures (kill, churn), swap
+//! bench/      figures measured as a user runs veil (veil bench): inproc, modes,
+//!             chain (real processes), floor (the bare relay), files (put and get)
 //! ```
+//!
+//! The binary (`main.rs` and `src/cli/`, one file per command) parses
+//! arguments, calls these layers and prints.
 //!
 //! The node, the harness and the simulator (`sim::engine`) are drivers of the same
 //! [`routing::Router`]: routing logic lives only in [`routing`].
@@ -72,11 +69,12 @@
 //! [`store`], answers to the [`client`] API.
 
 pub mod audit;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
-pub mod freesite;
+pub mod formats;
 pub mod gateway;
 pub mod identity;
 pub mod keys;
@@ -87,4 +85,3 @@ pub mod routing;
 pub mod sim;
 pub mod store;
 pub mod testnet;
-pub mod transfer;

@@ -139,7 +139,7 @@ fn fetch_all(
                     let t = std::time::Instant::now();
                     let got = tokio::time::timeout(
                         Duration::from_secs(120),
-                        veil::transfer::get_file(&client, &uri, 32),
+                        veil::client::transfer::get_file(&client, &uri, 32),
                     )
                     .await
                     .expect("a friend's get took over 120 s")

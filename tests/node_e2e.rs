@@ -5,11 +5,11 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use veil::client::transfer::get_file;
 use veil::client::{Client, ClientError, Endpoint};
 use veil::error::{ErrorKind, HasKind};
 use veil::keys::Chk;
 use veil::routing::Failure;
-use veil::transfer::get_file;
 
 /// `n` nodes in a chain, started, every link up.
 fn started_chain(root: &std::path::Path, n: usize, rt: &tokio::runtime::Runtime) -> Vec<TestNode> {

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use veil::audit::record::{OriginEvent, OriginLine};
 use veil::config::NodeConfig;
+use veil::formats::audit_log::{OriginEvent, OriginLine};
 use veil::routing::Anonymity;
 
 use common::{run_within, Down, KillOnDrop, VEIL};
@@ -163,9 +163,9 @@ fn a_second_fetch_from_the_same_node_comes_from_its_client_cache() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(90);
-    let info: veil::testnet::info::TestnetInfo = loop {
+    let info: veil::formats::testnet::TestnetInfo = loop {
         let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap_or_default();
-        if let Ok(info) = serde_json::from_str::<veil::testnet::info::TestnetInfo>(&text) {
+        if let Ok(info) = serde_json::from_str::<veil::formats::testnet::TestnetInfo>(&text) {
             if info.ready {
                 break info;
             }

@@ -159,7 +159,7 @@ fn rules(obs: &[&Observation], a: &mut Anonymity) {
     rules.push((
         "op_is_put".into(),
         "an insert".into(),
-        Box::new(|o: &Observation| crate::audit::record::request_op(o.kind) == Some(Op::Put)),
+        Box::new(|o: &Observation| crate::formats::audit_log::request_op(o.kind) == Some(Op::Put)),
     ));
     for (name, description, rule) in rules {
         let (mut tp, mut fp, mut fn_, mut tn) = (0, 0, 0, 0);

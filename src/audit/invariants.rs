@@ -7,9 +7,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use super::load::{Line, Run};
-use super::record::format_uid;
 use super::report::Invariant;
 use crate::config::CONFIG_FILE;
+use crate::formats::audit_log::format_uid;
 use crate::message::{Htl, MessageKind, Uid};
 use crate::routing::{Anonymity, Op, DEFAULT_MAX_HTL};
 

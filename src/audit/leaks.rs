@@ -13,7 +13,7 @@ use base64::Engine as _;
 use super::load::{io_err, Run};
 use super::report::LeakCheck;
 use super::AuditError;
-use crate::testnet::WorkloadInfo;
+use crate::formats::testnet::WorkloadInfo;
 
 /// How many examples the check keeps.
 const MAX_EXAMPLES: usize = 5;

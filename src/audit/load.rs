@@ -9,13 +9,13 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
-use super::record::{request_op, AuditEvent, AuditLine, OriginEvent, OriginLine};
 use super::AuditError;
+use crate::formats::audit_log::{request_op, AuditEvent, AuditLine, OriginEvent, OriginLine};
+use crate::formats::testnet::{TestnetInfo, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
 use crate::identity::PeerKey;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, MessageKind, Uid};
 use crate::routing::Op;
-use crate::testnet::{TestnetInfo, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
 
 /// One message a node sent or received, peers by name.
 #[derive(Clone, Debug)]

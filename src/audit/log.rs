@@ -1,5 +1,5 @@
 //! Writing `audit.jsonl` and `origin.jsonl` (testnet mode). The format is
-//! defined by [`crate::audit::record`] (and described in
+//! defined by [`crate::formats::audit_log`] (and described in
 //! `docs/audit-log.md`); `crate::audit` reads it with the same types.
 //!
 //! Only what this node could observe is written: message kinds, uids, routing
@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::audit::record::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
+use crate::formats::audit_log::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
 use crate::keys::{Location, RoutingKey};
 use crate::message::{Message, Uid, PAD_KEY};

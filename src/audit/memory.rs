@@ -1,6 +1,6 @@
 //! The audit of a run recorded in memory (the simulator's): the same
 //! records a node's [`AuditLog`](crate::audit::log::AuditLog) writes to
-//! `audit.jsonl` and `origin.jsonl` ([`crate::audit::record`]), built by the
+//! `audit.jsonl` and `origin.jsonl` ([`crate::formats::audit_log`]), built by the
 //! same code ([`message_record`], [`Origins`]) and taken in by the same code
 //! that reads the files back, then scored by the same adversary and verdict
 //! as `veil audit`.
@@ -11,8 +11,8 @@
 
 use super::load::{NodeData, Run};
 use super::log::{message_record, Origins};
-use super::record::{AuditEvent, OriginEvent, OriginLine};
 use super::{file_keys, score, Anonymity, AuditOptions};
+use crate::formats::audit_log::{AuditEvent, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
 use crate::keys::{Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};

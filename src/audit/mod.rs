@@ -23,7 +23,6 @@ mod load;
 pub mod log;
 mod memory;
 mod posterior;
-pub mod record;
 pub mod report;
 mod signals;
 pub mod trace;

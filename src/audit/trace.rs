@@ -5,8 +5,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use super::load::load_run;
-use super::record::{format_uid, parse_uid};
 use super::AuditError;
+use crate::formats::audit_log::{format_uid, parse_uid};
 use crate::message::{Htl, Message, MessageKind};
 
 /// `FROM -> TO Kind`, with ` htl=N` for kinds that carry an HTL (an HTL

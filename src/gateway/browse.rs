@@ -10,11 +10,11 @@ use super::jobs::Stage;
 use super::pages::{error_for, error_page, index_page, Problem};
 use super::rewrite::rewrite_html;
 use super::State;
+use crate::client::site::{resolve_chk, target, Address, AddressError, Key, Resolved};
+use crate::client::transfer::{get_options, get_to_writer};
 use crate::content::FetchOptions;
 use crate::error::HasKind;
-use crate::freesite::{resolve_chk, target, Address, AddressError, Key, Resolved};
 use crate::keys::{Chk, Edition, UskUri};
-use crate::transfer::{get_options, get_to_writer};
 
 /// Blocks fetched at once for one file.
 const CONCURRENCY: usize = 32;

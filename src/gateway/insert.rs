@@ -9,11 +9,11 @@ use axum::response::{Html, IntoResponse, Response};
 use super::jobs::Stage;
 use super::pages::{error_page, page, Problem};
 use super::State;
+use crate::client::site::{put_files, Source};
+use crate::client::transfer::put_file_with;
 use crate::content::dir::{check_path, MAX_DIR_ENTRIES};
 use crate::content::SplitOptions;
 use crate::error::HasKind;
-use crate::freesite::{put_files, Source};
-use crate::transfer::put_file_with;
 
 /// Blocks inserted at once.
 const CONCURRENCY: usize = 32;

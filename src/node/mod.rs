@@ -62,7 +62,6 @@ use crate::routing::{ClientOutcome, LinkCoins};
 use crate::store::{Datastore, StoreError, StoreSource};
 
 pub use memory::{rss, rss_of, MemoryBudget};
-pub use router_task::outcome_text;
 
 /// Wait after a failed `accept` before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

@@ -25,6 +25,7 @@ use super::Input;
 use crate::audit::log::AuditLog;
 use crate::client::{LoadStatus, NodeStatus, PeerStatus};
 use crate::config::NodeConfig;
+use crate::formats::audit_log::outcome_text;
 use crate::identity::PeerKey;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Message, PeerFrame};
@@ -610,14 +611,5 @@ async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
-    }
-}
-
-/// How an outcome is written in `origin.jsonl` and client errors.
-pub fn outcome_text(outcome: &ClientOutcome) -> String {
-    match outcome {
-        ClientOutcome::Found(_) => "found".into(),
-        ClientOutcome::Inserted => "inserted".into(),
-        ClientOutcome::Failed(f) => format!("failed: {}", f.as_str()),
     }
 }

@@ -6,6 +6,7 @@
 use std::fmt::Debug;
 use std::hash::Hash;
 
+use crate::error::ErrorKind;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::htl::LinkCoins;
@@ -323,4 +324,19 @@ pub struct RouterStats {
     /// Inserts under a signed key that met a different block here.
     #[serde(default)]
     pub collisions: u64,
+}
+
+/// What kind of failure a network failure is, for callers that act on it.
+impl From<Failure> for ErrorKind {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::DataNotFound | Failure::RouteNotFound => ErrorKind::NotFound,
+            Failure::Timeout => ErrorKind::Timeout,
+            Failure::Overloaded => ErrorKind::Overloaded,
+            Failure::NoPeers => ErrorKind::NoPeers,
+            Failure::Collision => ErrorKind::Refused,
+            Failure::BadBlock => ErrorKind::BadData,
+            Failure::NotStored => ErrorKind::Refused,
+        }
+    }
 }

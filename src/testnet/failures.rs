@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 use super::{Testnet, TestnetError};
 use crate::audit::log::AUDIT_FILE;
-use crate::audit::record::{AuditEvent, AuditLine};
+use crate::formats::audit_log::{AuditEvent, AuditLine};
 use crate::keys::RoutingKey;
 
 /// Roos et al. 2014, Freenet session lengths: lognormal μ (ln minutes).

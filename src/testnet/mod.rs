@@ -5,12 +5,7 @@
 //! edges, the topology's location), starts the processes, waits until every
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
-pub mod bench;
-pub mod bench_chain;
-pub mod bench_floor;
-pub mod bench_modes;
 pub mod failures;
-pub mod info;
 pub mod run;
 pub mod swap;
 pub mod workload;
@@ -31,7 +26,7 @@ use crate::routing::swap::SwapConfig;
 use crate::routing::Anonymity;
 use crate::sim::topology::{Topology, TopologyError};
 
-pub use info::{NodeInfo, TestnetInfo, WorkloadFile, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
+use crate::formats::testnet::{NodeInfo, TestnetInfo, WorkloadInfo, TESTNET_FILE, WORKLOAD_FILE};
 
 /// Exit status of `veil node` when it cannot bind its listen or client
 /// address: the one start-up failure `up` cures by drawing new ports.

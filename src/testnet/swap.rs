@@ -29,8 +29,8 @@ use serde::Serialize;
 
 use super::{Testnet, TestnetError};
 use crate::audit::log::{AUDIT_FILE, ORIGIN_FILE};
-use crate::audit::record::{AuditEvent, AuditLine, OriginEvent, OriginLine};
 use crate::client::{Client, NodeStatus};
+use crate::formats::audit_log::{AuditEvent, AuditLine, OriginEvent, OriginLine};
 use crate::keys::{Chk, Location, RoutingKey};
 use crate::message::{MessageKind, Uid};
 use crate::routing::swap::SwapConfig;

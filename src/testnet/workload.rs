@@ -13,16 +13,17 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::audit::log::ORIGIN_FILE;
-use crate::audit::record::{format_uid, OriginEvent, OriginLine};
+use crate::client::transfer::{get_options, get_to_writer, put_file_with};
 use crate::client::Client;
 use crate::content::{FetchOptions, SplitOptions};
+use crate::formats::audit_log::{format_uid, OriginEvent, OriginLine};
+use crate::formats::testnet::{WorkloadFile, WorkloadInfo};
 use crate::keys::{Chk, RoutingKey};
 use crate::message::Htl;
 use crate::sim::harness::block_near;
 use crate::sim::topology::Topology;
 use crate::testnet::failures::{self, FailureReport, Failures, FileHolders};
-use crate::testnet::{io_err, Testnet, TestnetError, WorkloadFile, WorkloadInfo};
-use crate::transfer::{get_options, get_to_writer, put_file_with};
+use crate::testnet::{io_err, Testnet, TestnetError};
 
 /// What the scenario run saw.
 #[derive(Debug, Serialize)]

@@ -18,13 +18,13 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tempfile::TempDir;
 
-use veil::audit::record::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
 use veil::audit::{audit_dir_with, AuditOptions, AuditReport};
+use veil::formats::audit_log::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
+use veil::formats::testnet::{NodeInfo, TestnetInfo, WorkloadFile, WorkloadInfo};
 use veil::identity::PeerKey;
 use veil::keys::{Chk, RoutingKey};
 use veil::message::{Htl, MessageKind};
 use veil::routing::Op;
-use veil::testnet::{NodeInfo, TestnetInfo, WorkloadFile, WorkloadInfo};
 
 const NODES: usize = 40;
 const FILES: usize = 20;

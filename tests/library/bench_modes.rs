@@ -2,8 +2,8 @@
 //! over the bench network, one figure each and the tunnel/none ratio.
 //! Timings are printed by the bench, never asserted here.
 
+use veil::bench::modes::{self, ModesOptions, NETWORK_NODES};
 use veil::routing::Anonymity;
-use veil::testnet::bench_modes::{self, ModesOptions, NETWORK_NODES};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_mode_reports_a_figure() {
@@ -13,7 +13,7 @@ async fn every_mode_reports_a_figure() {
         ..ModesOptions::default()
     };
     let steps = std::sync::Mutex::new(Vec::new());
-    let run = bench_modes::run(&options, |s| steps.lock().unwrap().push(s.to_string()));
+    let run = modes::run(&options, |s| steps.lock().unwrap().push(s.to_string()));
     let report = tokio::time::timeout(std::time::Duration::from_secs(120), run)
         .await
         .expect("the bench finishes within 2 minutes")

@@ -16,6 +16,7 @@ mod bench_modes;
 mod content;
 mod decoder_props;
 mod gen_bounds;
+mod layout;
 mod link;
 mod malformed_input;
 mod routing_props;

@@ -16,9 +16,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::audit::MemoryAudit;
+use crate::formats::audit_log::outcome_text;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Message, Uid};
-use crate::node::outcome_text;
 use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
 use crate::sim::engine::Latency;

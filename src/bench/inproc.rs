@@ -15,52 +15,12 @@ use chacha20poly1305::aead::{AeadInPlace, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::Serialize;
 
+use super::{io_err, BenchError};
 use crate::client::Client;
 use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
 use crate::identity::Identity;
 use crate::keys::Chk;
 use crate::node::{self, NodeError, NodeSetup, RunningNode};
-
-/// Why a benchmark could not be measured: setting the chain up, then
-/// measuring on it.
-#[derive(Debug, thiserror::Error)]
-pub enum BenchError {
-    #[error("{path}: {source}")]
-    Io {
-        path: std::path::PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    Identity(#[from] crate::identity::IdentityError),
-    #[error(transparent)]
-    Node(#[from] NodeError),
-    #[error("the bench network's links did not come up within 30 s")]
-    ChainNotUp,
-    #[error(transparent)]
-    Key(#[from] crate::keys::KeyError),
-    #[error(transparent)]
-    Content(#[from] crate::content::ContentError),
-    #[error("cannot start a node: {0}")]
-    Spawn(String),
-    #[error("a bench task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-    #[error(transparent)]
-    Floor(#[from] super::bench_floor::FloorError),
-    #[error("the fetched file differs")]
-    Differs,
-    #[error(transparent)]
-    Client(#[from] crate::client::ClientError),
-    #[error(transparent)]
-    Transfer(#[from] crate::transfer::TransferError),
-}
-
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
-    move |source| BenchError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// What `veil bench` measured.
 #[derive(Debug, Serialize)]
@@ -312,7 +272,7 @@ async fn measure(
     }
     on_step("throughput: fetching it from the other end");
     let t = Instant::now();
-    let got = crate::transfer::get_file(requester, &split.uri, 8).await?;
+    let got = crate::client::transfer::get_file(requester, &split.uri, 8).await?;
     let secs = t.elapsed().as_secs_f64();
     if got != data {
         return Err(BenchError::Differs);

@@ -26,7 +26,7 @@
 //! through the chain, a fresh 32 MiB file at a time (no file is held whole),
 //! and checks every node's peak resident set against the default `memory`.
 //! Last it measures a bare relay chain on the same machine
-//! ([`super::bench_floor`]): threads forwarding the same frames and doing
+//! ([`super::floor`]): threads forwarding the same frames and doing
 //! only the path's cryptography, the floor any relay implementation stands
 //! on, so veil's figures can be read against what the machine allows.
 
@@ -37,8 +37,9 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sha2::Digest;
 
-use super::bench::{chacha_throughput, median, slope, tempfile_dir, BenchError};
-use super::bench_floor::Floor;
+use super::floor::Floor;
+use super::inproc::{chacha_throughput, median, slope, tempfile_dir};
+use super::BenchError;
 use crate::client::{Client, Endpoint};
 use crate::config::{NodeConfig, PeerConfig, SizeSetting, DEFAULT_MEMORY, IDENTITY_FILE};
 use crate::identity::Identity;
@@ -330,7 +331,7 @@ fn lay_out(dir: &Path, opts: &ChainOptions) -> Result<Vec<Endpoint>, BenchError>
         identity.save(node_dir.join(IDENTITY_FILE))?;
         ids.push(identity.public());
     }
-    let ports = super::free_ports(n).map_err(|source| BenchError::Io {
+    let ports = crate::testnet::free_ports(n).map_err(|source| BenchError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
@@ -406,7 +407,7 @@ async fn run_in(
     let clients = lay_out(dir, opts)?;
     let mut procs = Processes(Vec::new());
     for i in 0..CHAIN_NODES {
-        let child = super::spawn_node(&opts.exe, &dir.join(format!("n{i}")))
+        let child = crate::testnet::spawn_node(&opts.exe, &dir.join(format!("n{i}")))
             .map_err(|e| BenchError::Spawn(e.to_string()))?;
         procs.0.push(child);
     }
@@ -455,7 +456,8 @@ async fn run_in(
         place_all(&clients[HOLDER], &split.blocks).await?;
         on_step("fetching it from n0");
         let t = Instant::now();
-        let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
+        let got =
+            crate::client::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
         let seconds = t.elapsed().as_secs_f64();
         if got != data {
             return Err(BenchError::Differs);
@@ -495,10 +497,9 @@ async fn run_in(
     on_step("measuring a bare relay chain on this machine");
     let floor_samples = opts.latency_samples.max(20);
     let floor_blocks = (opts.sizes.iter().copied().max().unwrap_or(0) / BLOCK_LEN).max(256);
-    let floor = tokio::task::spawn_blocking(move || {
-        super::bench_floor::measure(floor_samples, floor_blocks)
-    })
-    .await??;
+    let floor =
+        tokio::task::spawn_blocking(move || super::floor::measure(floor_samples, floor_blocks))
+            .await??;
     let relayed = relayed.map(|(bytes, files, seconds)| {
         let bound_mib = DEFAULT_MEMORY as f64 / MIB;
         let highest_peak_mib = rss.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
@@ -619,7 +620,8 @@ async fn relay(
         place_all(&clients[HOLDER], &split.blocks).await?;
         drop(split.blocks);
         let t = Instant::now();
-        let got = crate::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
+        let got =
+            crate::client::transfer::get_file(&clients[0], &split.uri, opts.concurrency).await?;
         seconds += t.elapsed().as_secs_f64();
         if got != data {
             return Err(BenchError::Differs);
@@ -656,25 +658,5 @@ async fn place_all(holder: &Endpoint, blocks: &[crate::keys::Block]) -> Result<(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_positive_slope_within_the_target_meets_the_latency_target() {
-        assert!(latency_met(0.03, 0.02));
-        assert!(!latency_met(0.031, 0.02));
-        assert!(
-            !latency_met(-3.86, 0.021),
-            "a falling slope is no per-hop figure"
-        );
-        assert!(!latency_met(0.0, 0.02));
-        assert!(!latency_met(0.01, 0.0));
-    }
-
-    #[test]
-    fn hop_crypto_is_two_aead_passes_and_a_hash_over_one_block() {
-        let mib = BLOCK_LEN as f64 / MIB;
-        let ms = hop_crypto_ms(1000.0, 500.0);
-        assert!((ms - mib * (2.0 / 500.0 + 1.0 / 1000.0) * 1000.0).abs() < 1e-12);
-    }
-}
+#[path = "chain_tests.rs"]
+mod tests;

@@ -13,7 +13,36 @@ use veil::client::{Client, Endpoint};
 use veil::config::{NodeConfig, PeerConfig, CONFIG_FILE, IDENTITY_FILE};
 use veil::identity::{Identity, PeerKey};
 
-use crate::cli::{AddPeerArgs, RemovePeerArgs};
+use super::args::ClientArg;
+
+#[derive(clap::Args)]
+pub struct AddPeerArgs {
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    first: Option<String>,
+    /// The friend's listen address.
+    #[arg(value_name = "ADDRESS", allow_hyphen_values = true)]
+    second: Option<String>,
+    /// The friend's public key (from `veil id`). Keys may start with '-'.
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    third: Option<String>,
+    #[command(flatten)]
+    client: ClientArg,
+    #[arg(long)]
+    name: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct RemovePeerArgs {
+    /// NODE_DIR (absent with --client).
+    #[arg(value_name = "NODE_DIR")]
+    first: Option<String>,
+    /// The friend's public key. Keys may start with '-'.
+    #[arg(value_name = "PUBLIC_KEY", allow_hyphen_values = true)]
+    second: Option<String>,
+    #[command(flatten)]
+    client: ClientArg,
+}
 
 /// How long to wait for a node's client API.
 const CONNECT: Duration = Duration::from_secs(5);
@@ -73,7 +102,7 @@ async fn running(target: &Target) -> Result<Option<Client>> {
     }
 }
 
-pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
+pub async fn add(a: AddPeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second, a.third];
     let client = a.client.endpoint()?;
     let (target, rest) = target(client, &positionals, "ADDRESS PUBLIC_KEY")?;
@@ -107,7 +136,7 @@ pub async fn add_peer(a: AddPeerArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn remove_peer(a: RemovePeerArgs) -> Result<ExitCode> {
+pub async fn remove(a: RemovePeerArgs) -> Result<ExitCode> {
     let positionals = [a.first, a.second];
     let client = a.client.endpoint()?;
     let (target, rest) = target(client, &positionals, "PUBLIC_KEY")?;

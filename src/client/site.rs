@@ -9,8 +9,11 @@
 //! [`open_chk`], [`resolve_chk`].
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
+pub use super::address::{Address, AddressError, Key};
+use crate::client::transfer::{
+    get_to_writer, put_file_with, put_stream, TransferError, BLOCK_TIMEOUT,
+};
 use crate::client::{Client, ClientError, Endpoint};
 use crate::content::dir::{
     check_path, mime_for, DirEntry, DirError, Directory, DIR_MAGIC, MAX_DIR_DOC_LEN,
@@ -18,109 +21,8 @@ use crate::content::dir::{
 use crate::content::usk::{find_latest, open_edition, UskError, MAX_PROBES};
 use crate::content::{ContentError, FetchOptions, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey, SskUri, UskUri};
+use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey};
 use crate::routing::Failure;
-use crate::transfer::{get_to_writer, put_file_with, put_stream, TransferError, BLOCK_TIMEOUT};
-
-/// What names content: the key part of an address.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Key {
-    /// `CHK@<routing key>,<decryption key>`: a file or a directory.
-    Chk(Chk),
-    /// `SSK@<public key>,<crypto key>/<name>`: a signed block whose payload
-    /// is a CHK URI.
-    Ssk(SskUri),
-    /// `USK@<public key>,<crypto key>/<site>/<edition>`.
-    Usk(UskUri),
-}
-
-impl Key {
-    pub fn to_uri(&self) -> String {
-        match self {
-            Key::Chk(c) => c.to_uri(),
-            Key::Ssk(s) => s.to_string(),
-            Key::Usk(u) => u.to_string(),
-        }
-    }
-}
-
-/// A key and a path below it: `CHK@…,…/docs/index.html`,
-/// `USK@…,…/site/3/docs/index.html`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Address {
-    pub key: Key,
-    /// `/`-joined components, no leading or trailing `/`; `""` = the key itself.
-    pub path: String,
-    /// Whether the text ended in `/` (a folder asked for as a folder).
-    pub trailing_slash: bool,
-}
-
-/// Why an address does not parse.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AddressError {
-    #[error(
-        "not a veil URI: expected CHK@<routing key>,<decryption key>[/path], \
-         SSK@<public key>,<crypto key>/<name>[/path] or \
-         USK@<public key>,<crypto key>/<site>/<edition>[/path]"
-    )]
-    Syntax,
-    #[error("{0} keys are not supported (CHK@, SSK@ and USK@ are)")]
-    Unsupported(String),
-    #[error("bad key: {0}")]
-    Key(#[from] KeyError),
-    #[error("bad path: {0}")]
-    Path(#[from] DirError),
-}
-
-impl FromStr for Address {
-    type Err = AddressError;
-
-    fn from_str(text: &str) -> Result<Address, AddressError> {
-        let text = text.trim();
-        let text = text.strip_prefix('/').unwrap_or(text);
-        // The key spans one '/'-separated part (CHK), two (SSK: the name)
-        // or three (USK: the site and the edition).
-        let parts = match text.split_once('@') {
-            Some(("CHK", _)) => 1,
-            Some(("SSK", _)) => 2,
-            Some(("USK", _)) => 3,
-            Some((kind, _)) if kind.len() == 3 && kind.bytes().all(|b| b.is_ascii_uppercase()) => {
-                return Err(AddressError::Unsupported(kind.to_string()))
-            }
-            _ => return Err(AddressError::Syntax),
-        };
-        let (key, path) = match text.match_indices('/').nth(parts - 1) {
-            Some((i, _)) => (&text[..i], &text[i + 1..]),
-            None => (text, ""),
-        };
-        let key = match parts {
-            1 => Key::Chk(key.parse()?),
-            2 => Key::Ssk(key.parse()?),
-            _ => Key::Usk(key.parse()?),
-        };
-        // Keys hold no '/': a text ending in one asks for a folder.
-        let trailing_slash = text.ends_with('/');
-        let path = path.trim_end_matches('/').to_string();
-        if !path.is_empty() {
-            check_path(&path)?;
-        }
-        Ok(Address {
-            key,
-            path,
-            trailing_slash,
-        })
-    }
-}
-
-impl Address {
-    /// The address as text, `KEY/path` (no trailing `/`).
-    pub fn to_uri(&self) -> String {
-        match self.path.is_empty() {
-            true => self.key.to_uri(),
-            false => format!("{}/{}", self.key.to_uri(), self.path),
-        }
-    }
-}
 
 /// Why a freesite operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +53,17 @@ pub enum SiteError {
     },
     #[error("{0}: file names must be UTF-8")]
     NotUtf8(PathBuf),
+    #[error("invalid insert URI (SSK@<private>,<crypto key>/<site>): {0}")]
+    InsertUri(KeyError),
+    #[error("the insert URI must end in a site name: SSK@<private>,<crypto key>/<site>")]
+    NoSiteName,
+    #[error("edition number overflow")]
+    EditionOverflow,
+    #[error(
+        "edition {0} of this site already exists with other content (collision); \
+         the original is kept: insert another edition"
+    )]
+    Collision(u64),
 }
 
 impl HasKind for SiteError {
@@ -168,9 +81,13 @@ impl HasKind for SiteError {
             SiteError::Signed(_) | SiteError::NotARedirect(_) => ErrorKind::BadData,
             SiteError::Dir(_) => ErrorKind::BadData,
             SiteError::NoSuchPath(_) | SiteError::NotADirectory(..) => ErrorKind::NotFound,
-            SiteError::Address(_) | SiteError::Io { .. } | SiteError::NotUtf8(_) => {
-                ErrorKind::Local
-            }
+            SiteError::Address(_)
+            | SiteError::Io { .. }
+            | SiteError::NotUtf8(_)
+            | SiteError::InsertUri(_)
+            | SiteError::NoSiteName
+            | SiteError::EditionOverflow => ErrorKind::Local,
+            SiteError::Collision(_) => ErrorKind::Refused,
         }
     }
 }
@@ -594,7 +511,7 @@ mod tests {
 
     #[test]
     fn signed_addresses_span_their_name_or_their_site_and_edition() {
-        use crate::keys::{SskInsertUri, SskPrivate};
+        use crate::keys::{SskInsertUri, SskPrivate, UskUri};
         let insert = SskInsertUri {
             key: SskPrivate::from_seed([1; 32], [2; 32]),
             docname: "site".into(),

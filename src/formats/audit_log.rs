@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::identity::PeerKey;
 use crate::keys::RoutingKey;
 use crate::message::{Htl, MessageKind, Uid};
-use crate::routing::Op;
+use crate::routing::{ClientOutcome, Op};
 
 /// The identifier of a request on one link (today the request's uid; a
 /// tunnel id once tunnels exist), written as hex.
@@ -250,6 +250,15 @@ pub(crate) mod keys_text {
             .into_iter()
             .map(|w| w.0)
             .collect())
+    }
+}
+
+/// How an outcome is written in `origin.jsonl` and client errors.
+pub fn outcome_text(outcome: &ClientOutcome) -> String {
+    match outcome {
+        ClientOutcome::Found(_) => "found".into(),
+        ClientOutcome::Inserted => "inserted".into(),
+        ClientOutcome::Failed(f) => format!("failed: {}", f.as_str()),
     }
 }
 

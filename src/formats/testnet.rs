@@ -44,7 +44,7 @@ pub struct WorkloadFile {
     pub uri: String,
     /// Every routing key of the file, data blocks and manifests alike (the
     /// audit maps observed keys to files with these).
-    #[serde(default, with = "crate::audit::record::keys_text")]
+    #[serde(default, with = "crate::formats::audit_log::keys_text")]
     pub keys: Vec<RoutingKey>,
 }
 

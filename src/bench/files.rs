@@ -17,16 +17,31 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
 use rand::{RngCore, SeedableRng};
 use sha2::{Digest, Sha256};
 
-use veil::client::Client;
-use veil::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
-use veil::identity::Identity;
-use veil::node::{NodeSetup, RunningNode};
+use super::{io_err, BenchError};
+use crate::client::Client;
+use crate::config::{NodeConfig, PeerConfig, SizeSetting, IDENTITY_FILE};
+use crate::identity::Identity;
+use crate::node::{NodeSetup, RunningNode};
 
-use crate::cli::FilesBenchArgs;
+type Result<T> = std::result::Result<T, BenchError>;
+
+/// What `veil bench files` measures.
+#[derive(Clone, Debug)]
+pub struct FilesOptions {
+    /// The file's size in bytes.
+    pub size: u64,
+    /// As `veil put --redundancy`.
+    pub redundancy: u16,
+    /// As `veil put/get --concurrency`.
+    pub concurrency: usize,
+    /// Where the file and the nodes go (default: a new temporary directory).
+    pub dir: Option<PathBuf>,
+    /// Leave the directory in place afterwards.
+    pub keep: bool,
+}
 
 /// What one child process cost.
 #[derive(Debug, serde::Serialize)]
@@ -78,12 +93,12 @@ impl FilesReport {
     }
 }
 
-pub async fn run(a: &FilesBenchArgs, exe: &Path, step: impl Fn(&str)) -> Result<FilesReport> {
+pub async fn run(a: &FilesOptions, exe: &Path, step: impl Fn(&str)) -> Result<FilesReport> {
     let dir = match &a.dir {
         Some(d) => d.clone(),
         None => std::env::temp_dir().join(format!("veil-bench-files-{}", std::process::id())),
     };
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let result = measure(a, exe, &dir, &step).await;
     if !a.keep {
         let _ = std::fs::remove_dir_all(&dir);
@@ -92,7 +107,7 @@ pub async fn run(a: &FilesBenchArgs, exe: &Path, step: impl Fn(&str)) -> Result<
 }
 
 async fn measure(
-    a: &FilesBenchArgs,
+    a: &FilesOptions,
     exe: &Path,
     dir: &Path,
     step: &impl Fn(&str),
@@ -146,7 +161,7 @@ async fn measure(
         )
         .await?;
         if hash_file(&out)? != want {
-            bail!("the fetched file differs from the original");
+            return Err(BenchError::Differs);
         }
         Ok(FilesReport {
             bytes: a.size,
@@ -167,9 +182,7 @@ async fn measure(
 /// Write `size` pseudo-random bytes (incompressible, no repeated blocks);
 /// returns their SHA-256.
 fn write_file(path: &Path, size: u64) -> Result<[u8; 32]> {
-    let mut f = std::io::BufWriter::new(
-        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
-    );
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(io_err(path))?);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(size);
     let mut buf = vec![0u8; 1 << 20];
     let mut hasher = Sha256::new();
@@ -178,19 +191,19 @@ fn write_file(path: &Path, size: u64) -> Result<[u8; 32]> {
         let n = left.min(buf.len() as u64) as usize;
         rng.fill_bytes(&mut buf[..n]);
         hasher.update(&buf[..n]);
-        f.write_all(&buf[..n])?;
+        f.write_all(&buf[..n]).map_err(io_err(path))?;
         left -= n as u64;
     }
-    f.flush()?;
+    f.flush().map_err(io_err(path))?;
     Ok(hasher.finalize().into())
 }
 
 fn hash_file(path: &Path) -> Result<[u8; 32]> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut f = std::fs::File::open(path).map_err(io_err(path))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f.read(&mut buf)?;
+        let n = f.read(&mut buf).map_err(io_err(path))?;
         if n == 0 {
             return Ok(hasher.finalize().into());
         }
@@ -208,7 +221,7 @@ async fn run_measured(exe: &Path, args: &[&str], bytes: u64) -> Result<(Measured
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("running {}", exe.display()))?;
+        .map_err(io_err(exe))?;
     let started = Instant::now();
     let pipe = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -231,18 +244,23 @@ async fn run_measured(exe: &Path, args: &[&str], bytes: u64) -> Result<(Measured
             .take()
             .map(|p| Box::new(p) as Box<dyn Read + Send>),
     );
-    let status = tokio::task::spawn_blocking(move || child.wait()).await??;
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await?
+        .map_err(io_err(exe))?;
     let seconds = started.elapsed().as_secs_f64();
     let out = stdout.join().unwrap_or_default();
     let err = stderr.join().unwrap_or_default();
     if !status.success() {
-        bail!("veil {} failed ({status}): {}", args[0], err.trim());
+        return Err(BenchError::Child {
+            what: args[0].to_string(),
+            detail: format!("{status}: {}", err.trim()),
+        });
     }
     let peak_kib: u64 = err
         .lines()
         .find_map(|l| l.strip_prefix(PEAK_RSS_LINE))
         .and_then(|v| v.trim().parse().ok())
-        .context("the child did not report its peak RSS")?;
+        .ok_or_else(|| BenchError::NoPeakRss(args[0].to_string()))?;
     let mib = bytes as f64 / (1 << 20) as f64;
     Ok((
         Measured {
@@ -275,11 +293,11 @@ pub fn report_own_peak_rss() {
 
 /// Two linked in-process nodes with stores of `store` bytes each.
 async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
-    let ports = veil::testnet::free_ports(4).context("finding free ports")?;
+    let ports = crate::testnet::free_ports(4).map_err(io_err(dir))?;
     let dirs: Vec<PathBuf> = (0..2).map(|i| dir.join(format!("node{i}"))).collect();
     let mut keys = Vec::new();
     for d in &dirs {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
         let identity = Identity::generate(&mut rand::rngs::OsRng);
         identity.save(d.join(IDENTITY_FILE))?;
         keys.push(identity.public());
@@ -296,7 +314,7 @@ async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
             name: Some(format!("node{j}")),
         });
         config.save(d)?;
-        nodes.push(veil::node::start(NodeSetup::load(d)?).await?);
+        nodes.push(crate::node::start(NodeSetup::load(d)?).await?);
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -315,7 +333,7 @@ async fn start_pair(dir: &Path, store: u64) -> Result<Vec<RunningNode>> {
             for n in nodes {
                 n.shutdown().await;
             }
-            bail!("the two nodes did not link within 30 s");
+            return Err(BenchError::PairNotUp);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

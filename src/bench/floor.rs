@@ -38,7 +38,7 @@ use chacha20poly1305::ChaCha20Poly1305;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::bench::{median, slope};
+use super::inproc::{median, slope};
 use crate::keys::BLOCK_LEN;
 use crate::link::frame::{
     wire_len, FrameOpener, FrameSealer, Transport, MAX_WIRE_FRAME, PREFIX_LEN,

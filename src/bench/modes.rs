@@ -18,10 +18,11 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::inproc::{node_template, shutdown_all, start_network, tempfile_dir};
+use super::BenchError;
 use crate::client::Client;
 use crate::node::RunningNode;
 use crate::routing::{Anonymity, TunnelConfig};
-use crate::testnet::bench::{node_template, shutdown_all, start_network, tempfile_dir, BenchError};
 
 /// The per-mode network's edges (see the module's documentation).
 pub const NETWORK_EDGES: [(usize, usize); 8] = [
@@ -265,7 +266,8 @@ async fn measure_mode(
             }
             let requester = &nodes[REQUESTER].client;
             let t = Instant::now();
-            let got = crate::transfer::get_file(requester, &split.uri, options.concurrency).await?;
+            let got = crate::client::transfer::get_file(requester, &split.uri, options.concurrency)
+                .await?;
             let secs = t.elapsed().as_secs_f64();
             if got != data {
                 return Err(BenchError::Differs);

@@ -3,8 +3,6 @@
 //! [`ErrorKind::peer_at_fault`] tells a misbehaving peer (disconnect it, log
 //! it) from the network, a timeout or this machine.
 
-use crate::routing::Failure;
-
 /// What kind of failure an error is, for callers that act on it (as arti's
 /// `HasKind`): retry, tell the user to start the node, or give up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,20 +35,6 @@ impl ErrorKind {
     /// blame rather than this machine or the network's reach.
     pub fn peer_at_fault(self) -> bool {
         matches!(self, ErrorKind::BadData | ErrorKind::Protocol)
-    }
-}
-
-impl From<Failure> for ErrorKind {
-    fn from(failure: Failure) -> Self {
-        match failure {
-            Failure::DataNotFound | Failure::RouteNotFound => ErrorKind::NotFound,
-            Failure::Timeout => ErrorKind::Timeout,
-            Failure::Overloaded => ErrorKind::Overloaded,
-            Failure::NoPeers => ErrorKind::NoPeers,
-            Failure::Collision => ErrorKind::Refused,
-            Failure::BadBlock => ErrorKind::BadData,
-            Failure::NotStored => ErrorKind::Refused,
-        }
     }
 }
 

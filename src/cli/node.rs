@@ -1,0 +1,58 @@
+//! `veil node DIR`: run a node in the foreground until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use veil::node::{NodeError, NodeSetup};
+
+use super::one_line;
+
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    dir: PathBuf,
+    /// Testnet mode (audit logs, placement command) regardless of node.toml.
+    #[arg(long)]
+    testnet: bool,
+}
+
+pub fn run(a: NodeArgs) -> Result<ExitCode> {
+    let mut setup = NodeSetup::load(&a.dir)?;
+    setup.config.testnet |= a.testnet;
+    runtime(setup.config.runtime.worker_threads)?.block_on(serve(setup))
+}
+
+/// A node's runtime: `runtime.worker_threads` threads (0: one per core).
+fn runtime(worker_threads: usize) -> Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if worker_threads > 0 {
+        builder.worker_threads(worker_threads);
+    }
+    builder
+        .enable_all()
+        .build()
+        .context("starting the node's async runtime")
+}
+
+async fn serve(setup: NodeSetup) -> Result<ExitCode> {
+    let grace_ms = setup.config.runtime.shutdown_grace_ms;
+    let running = match veil::node::start(setup).await {
+        // The testnet tells this failure from others by the exit status.
+        Err(e @ NodeError::Bind { .. }) => {
+            eprintln!("veil: {}", one_line(&e.into()));
+            return Ok(ExitCode::from(veil::testnet::EXIT_CANNOT_LISTEN));
+        }
+        started => started?,
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    running.leave(Duration::from_millis(grace_ms)).await;
+    Ok(ExitCode::SUCCESS)
+}

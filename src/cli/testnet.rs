@@ -1,0 +1,250 @@
+//! `veil testnet gen|up|down|run`: topologies, real node processes on
+//! loopback, a workload, and the audit of what every node observed.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Subcommand;
+
+use veil::routing::Anonymity;
+use veil::sim::topology::Shape;
+use veil::testnet::{run, Stopped};
+
+use super::args::{parse_file_size, parse_fraction};
+use super::output::{exit_code, progress_printer, show};
+use super::{exe, runtime};
+
+#[derive(Subcommand)]
+pub enum TestnetCommand {
+    /// Write a new topology file.
+    Gen {
+        #[arg(long)]
+        nodes: usize,
+        /// Mean degree (clamped into the bounds below when they are given).
+        #[arg(long, default_value_t = 4)]
+        degree: usize,
+        #[arg(long, value_enum, default_value_t = Shape::SmallWorld)]
+        shape: Shape,
+        /// With --shape random: every node has at least this many neighbours
+        /// (default 1 when only --max-degree is given).
+        #[arg(long)]
+        min_degree: Option<usize>,
+        /// With --shape random: every node has at most this many neighbours
+        /// (default n-1 when only --min-degree is given).
+        #[arg(long)]
+        max_degree: Option<usize>,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Output file (default: stdout).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Start one node process per topology node and stay until Ctrl-C.
+    Up {
+        #[arg(long)]
+        topology: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        /// Written into every node's node.toml: tunnel, freenet or none.
+        #[arg(long, default_value_t = Anonymity::Tunnel)]
+        anonymity: Anonymity,
+    },
+    /// Stop a testnet started elsewhere.
+    Down {
+        #[arg(long)]
+        dir: PathBuf,
+    },
+    /// Bring a testnet up, run its scenario or a random workload, bring it
+    /// down, and audit the logs.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub topology: PathBuf,
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// Random files to insert (ignored when the topology has a scenario).
+    #[arg(long, default_value_t = 10)]
+    pub files: usize,
+    /// Size of each file: bytes, or with a unit such as 1MiB.
+    #[arg(long = "file-size", alias = "size", default_value = "100000", value_parser = parse_file_size)]
+    pub file_size: usize,
+    /// Fetches of each file, from other random nodes.
+    #[arg(long, default_value_t = 3)]
+    pub fetches: usize,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Every node's anonymity mode (written into its node.toml): tunnel,
+    /// freenet or none.
+    #[arg(long, default_value_t = Anonymity::Tunnel)]
+    pub anonymity: Anonymity,
+    /// Print the results and the audit as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// Also exit non-zero when the anonymity verdict is FAIL (by default
+    /// only failed fetches and invariant violations do).
+    #[arg(long)]
+    pub strict_anonymity: bool,
+    /// Start the nodes at the topology's locations shuffled among them
+    /// (seeded by --seed).
+    #[arg(long)]
+    pub random_locations: bool,
+    /// Location swapping check: measure hops, let every node swap for SECS
+    /// seconds (swap = true), measure again (instead of the workload; use
+    /// with --random-locations and --anonymity none).
+    #[arg(long, value_name = "SECS")]
+    pub swap: Option<u64>,
+    /// With --swap: mean time between one node's swap attempts.
+    #[arg(long, default_value_t = 300)]
+    pub swap_interval_ms: u64,
+    /// With --swap: blocks placed and fetched before and after.
+    #[arg(long, default_value_t = 200)]
+    pub swap_fetches: usize,
+    /// Reed-Solomon check blocks per 100 data blocks of each file (0 turns
+    /// FEC off).
+    #[arg(long, default_value_t = veil::content::DEFAULT_REDUNDANCY,
+          value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
+    pub redundancy: u16,
+    /// Every node's router.replicate_htl: relays that accept an insert at
+    /// this HTL or below store it too (0: only the sink stores).
+    #[arg(long, default_value_t = veil::routing::DEFAULT_REPLICATE_HTL)]
+    pub replicate_htl: u8,
+    /// Nodes keep no cache (cache_size = 0): relays hold no copy of what
+    /// passes through, so only the sink and the replicas hold a block.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// After the inserts, SIGKILL this fraction of the nodes that fetch
+    /// nothing, for good.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub kill: f64,
+    /// During the fetches, SIGKILL this fraction of the nodes that fetch
+    /// nothing and restart each after a seeded lognormal session length
+    /// (Roos et al. 2014, scaled by --churn-scale).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub churn: f64,
+    /// Milliseconds of the testnet per minute of a measured session length.
+    #[arg(long, default_value_t = veil::testnet::failures::DEFAULT_MS_PER_MINUTE)]
+    pub churn_scale: u64,
+}
+
+impl RunArgs {
+    /// The library's options for this run, every node running `exe`.
+    pub fn options(self, exe: PathBuf) -> run::RunOptions {
+        run::RunOptions {
+            topology: self.topology,
+            dir: self.dir,
+            files: self.files,
+            size: self.file_size,
+            fetches: self.fetches,
+            seed: self.seed,
+            anonymity: self.anonymity,
+            exe,
+            random_locations: self.random_locations,
+            swap: self.swap.map(|secs| veil::testnet::swap::SwapRun {
+                secs,
+                interval_ms: self.swap_interval_ms,
+                fetches: self.swap_fetches,
+            }),
+            redundancy: self.redundancy,
+            storing: run::Storing {
+                replicate_htl: self.replicate_htl,
+                cache: !self.no_cache,
+            },
+            failures: veil::testnet::failures::Failures {
+                kill: self.kill,
+                churn: self.churn,
+                ms_per_minute: self.churn_scale,
+            },
+        }
+    }
+}
+
+pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
+    match cmd {
+        TestnetCommand::Gen {
+            nodes,
+            degree,
+            shape,
+            min_degree,
+            max_degree,
+            seed,
+            output,
+        } => {
+            use veil::sim::topology::{generate, generate_bounded, DegreeBounds};
+            let topology = match (min_degree, max_degree) {
+                (None, None) => generate(nodes, degree, shape, seed)?,
+                _ if shape != Shape::Random => {
+                    bail!("--min-degree and --max-degree apply only to --shape random")
+                }
+                (min, max) => {
+                    let bounds = DegreeBounds {
+                        min: min.unwrap_or(1),
+                        max: max.unwrap_or(nodes.saturating_sub(1)),
+                    };
+                    generate_bounded(nodes, degree, bounds, seed)?
+                }
+            };
+            // The command that made the file, as its first line.
+            let mut made_by = format!("# made by: veil testnet gen --nodes {nodes}");
+            if let Some(v) = clap::ValueEnum::to_possible_value(&shape) {
+                made_by.push_str(&format!(" --shape {}", v.get_name()));
+            }
+            made_by.push_str(&format!(" --degree {degree}"));
+            for (flag, value) in [("min", min_degree), ("max", max_degree)] {
+                if let Some(v) = value {
+                    made_by.push_str(&format!(" --{flag}-degree {v}"));
+                }
+            }
+            let text = format!("{made_by} --seed {seed}\n{}", topology.to_toml());
+            let Some(path) = output else {
+                print!("{text}");
+                return Ok(ExitCode::SUCCESS);
+            };
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            let (n, e) = (topology.nodes.len(), topology.edges.len());
+            let degrees: Vec<usize> = topology.adjacency().iter().map(Vec::len).collect();
+            let (lo, hi) = (degrees.iter().min(), degrees.iter().max());
+            eprintln!(
+                "wrote {} ({n} nodes, {e} edges, degrees {}..{})",
+                path.display(),
+                lo.unwrap_or(&0),
+                hi.unwrap_or(&0)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        TestnetCommand::Down { dir } => {
+            let n = veil::testnet::down(&dir)?;
+            eprintln!("stopped {n} node(s)");
+            Ok(ExitCode::SUCCESS)
+        }
+        TestnetCommand::Up {
+            topology,
+            dir,
+            anonymity,
+        } => runtime()?.block_on(async {
+            let topology = run::load_topology(&topology)?;
+            let progress = progress_printer();
+            let mut net = run::start(&topology, &dir, exe()?, anonymity, None, &progress).await?;
+            print!("{}", net.table_text().await);
+            let dir = net.dir.display().to_string();
+            eprintln!("testnet up; Ctrl-C stops it (or `veil testnet down --dir {dir}`)");
+            match net.wait_until_stopped().await? {
+                Stopped::NodesExited => eprintln!("every node has exited (testnet down?); leaving"),
+                Stopped::Signal => eprintln!("stopping {} nodes", net.info.nodes.len()),
+            }
+            net.stop();
+            Ok(ExitCode::SUCCESS)
+        }),
+        TestnetCommand::Run(a) => runtime()?.block_on(async {
+            let (json, strict) = (a.json, a.strict_anonymity);
+            let report = run::run(a.options(exe()?), &progress_printer()).await?;
+            show(json, report.to_json(), report.render_text());
+            Ok(exit_code(
+                report.ok && (!strict || report.audit.anonymity.passed()),
+            ))
+        }),
+    }
+}
