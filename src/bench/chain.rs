@@ -49,7 +49,7 @@ use crate::routing::Anonymity;
 /// Nodes in the chain.
 pub const CHAIN_NODES: usize = 6;
 /// Where the file's blocks are placed (n0 fetches them).
-const HOLDER: usize = 4;
+pub(super) const HOLDER: usize = 4;
 /// AEAD passes per byte: a seal and an open on each of the 4 links, and
 /// the client's open of the content (`Chk::decode_any`).
 pub const AEAD_PASSES: f64 = 9.0;
@@ -83,7 +83,7 @@ pub struct ChainOptions {
 /// The per-hop latency target: at most this many loopback round trips.
 pub const LATENCY_TARGET: f64 = 1.5;
 /// The memory run's file size: the bytes pass through a file at a time.
-const RELAY_FILE: usize = 32 << 20;
+pub(super) const RELAY_FILE: usize = 32 << 20;
 
 /// Added latency per hop against the loopback round trip, one run.
 #[derive(Debug, Serialize)]
@@ -173,119 +173,10 @@ pub fn hop_crypto_ms(sha_mib_per_s: f64, aead_mib_per_s: f64) -> f64 {
     BLOCK_LEN as f64 / MIB * (2.0 / aead_mib_per_s + 1.0 / sha_mib_per_s) * 1000.0
 }
 
-impl ChainReport {
-    pub fn render_text(&self) -> String {
-        let mut out = format!(
-            "{CHAIN_NODES}-node chain of real processes (anonymity {}, link delay {} ms, \
-             audit logs {}, {} per node); blocks at n{HOLDER}, fetched from n0 (3 relays)\n",
-            self.anonymity,
-            self.link_delay_ms,
-            if self.audit_log { "on" } else { "off" },
-            match self.node_threads {
-                0 => "a runtime thread per core".to_string(),
-                1 => "1 runtime thread".to_string(),
-                n => format!("{n} runtime threads"),
-            }
-        );
-        if let Some(l) = &self.latency {
-            let medians: Vec<String> = l.by_distance_ms.iter().map(|m| format!("{m:.3}")).collect();
-            out.push_str(&format!(
-                "  single block 1..{} hops away: median {} ms ({} fetches each)\n\
-                 \x20 added latency per hop {:.3} ms; loopback round trip {:.3} ms; \
-                 ratio {:.2} (target <= {LATENCY_TARGET}): {}{}\n",
-                l.by_distance_ms.len(),
-                medians.join(" / "),
-                l.samples,
-                l.per_hop_ms,
-                l.loopback_rtt_ms,
-                l.ratio,
-                met(l.met),
-                if l.per_hop_ms > 0.0 {
-                    ""
-                } else {
-                    " (the times do not grow with distance: no per-hop figure)"
-                }
-            ));
-        }
-        for g in &self.gets {
-            out.push_str(&format!(
-                "  {:>5.1} MiB get: {:.3} s, {:.1} MiB/s, {:.1}% of the path limit\n",
-                g.bytes as f64 / MIB,
-                g.seconds,
-                g.mib_per_s,
-                g.of_limit * 100.0
-            ));
-        }
-        if let Some(r) = &self.relayed {
-            out.push_str(&format!(
-                "  relayed {:.0} MiB ({} files of {} MiB) in {:.1} s, {:.1} MiB/s\n",
-                r.bytes as f64 / MIB,
-                r.files,
-                RELAY_FILE >> 20,
-                r.seconds,
-                r.mib_per_s
-            ));
-        }
-        for r in &self.rss {
-            out.push_str(&format!(
-                "  {} RSS {:.1} MiB, peak {:.1} MiB\n",
-                r.name, r.rss_mib, r.peak_mib
-            ));
-        }
-        if let Some(r) = &self.relayed {
-            out.push_str(&format!(
-                "  highest peak {:.1} MiB against the default memory {:.0} MiB: {}\n",
-                r.highest_peak_mib,
-                r.bound_mib,
-                met(r.met)
-            ));
-        }
-        out.push_str(&format!(
-            "  one core: SHA-256 {:.0} MiB/s, ChaCha20-Poly1305 {:.0} MiB/s; {} cores\n\
-             \x20 path limit ({AEAD_PASSES} AEAD + {HASH_PASSES} SHA-256 passes per byte): \
-             {:.1} MiB/s; achieved {:.1}%\n",
-            self.sha256_mib_per_s,
-            self.chacha_mib_per_s,
-            self.cores,
-            self.limit_mib_per_s,
-            self.fraction * 100.0
-        ));
-        let f = &self.floor;
-        out.push_str(&format!(
-            "  bare relay chain (threads forwarding the same frames, doing only the path's \
-             cryptography):\n\
-             \x20   per hop {:.3} ms{}; an empty relay (no cryptography) {:.3} ms; \
-             two-thread loopback round trip {:.3} ms\n\
-             \x20   {:.1} MiB/s, {:.1}% of the path limit; veil's largest get reached {:.1}% of it\n",
-            f.per_hop_ms,
-            self.latency.as_ref().map_or(String::new(), |l| format!(
-                " (ratio {:.2} to the loopback round trip)",
-                f.per_hop_ms / l.loopback_rtt_ms
-            )),
-            f.empty_per_hop_ms,
-            f.two_thread_rtt_ms,
-            f.mib_per_s,
-            self.floor_fraction * 100.0,
-            best_of(&self.gets) / f.mib_per_s * 100.0
-        ));
-        if let Some(l) = &self.latency {
-            out.push_str(&format!(
-                "  one relay's cryptography on one {} KiB block (open, hash, seal at the speeds \
-                 above): {:.3} ms, {:.2} loopback round trips (the per-hop target allows \
-                 {LATENCY_TARGET} for all a hop does)\n",
-                BLOCK_LEN / 1024,
-                self.hop_crypto_ms,
-                self.hop_crypto_ms / l.loopback_rtt_ms
-            ));
-        }
-        out
-    }
-}
-
-const MIB: f64 = 1024.0 * 1024.0;
+pub(super) const MIB: f64 = 1024.0 * 1024.0;
 
 /// The largest get's throughput (MiB/s), 0 without gets.
-fn best_of(gets: &[ChainGet]) -> f64 {
+pub(super) fn best_of(gets: &[ChainGet]) -> f64 {
     gets.last().map_or(0.0, |g| g.mib_per_s)
 }
 
@@ -297,7 +188,7 @@ fn latency_met(per_hop_ms: f64, loopback_rtt_ms: f64) -> bool {
     per_hop_ms > 0.0 && loopback_rtt_ms > 0.0 && per_hop_ms / loopback_rtt_ms <= LATENCY_TARGET
 }
 
-fn met(ok: bool) -> &'static str {
+pub(super) fn met(ok: bool) -> &'static str {
     if ok {
         "MET"
     } else {

@@ -13,6 +13,7 @@
 //! ```
 
 pub mod chain;
+mod chain_text;
 pub mod files;
 pub mod floor;
 pub mod inproc;

@@ -40,6 +40,7 @@ mod location_keeper;
 mod membership;
 mod memory;
 mod router_task;
+
 mod store_share;
 
 use std::net::SocketAddr;

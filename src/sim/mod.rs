@@ -19,6 +19,7 @@ pub mod experiments;
 pub mod freenet;
 pub mod graphs;
 pub mod harness;
+pub mod latency;
 pub mod model;
 pub mod plot;
 pub mod runner;

@@ -7,8 +7,9 @@ use std::sync::atomic::Ordering;
 
 use redb::{ReadableTable, ReadableTableMetadata};
 
+use super::open::builder;
 use super::tables::{self, Part, STORE_BLOCKS};
-use super::{builder, Commit, Datastore, Db, StoreError, StoreState, Torn, Writer};
+use super::{Commit, Datastore, Db, StoreError, StoreState, Torn, Writer};
 use crate::keys::{Block, RoutingKey};
 
 impl Datastore {

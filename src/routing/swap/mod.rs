@@ -37,9 +37,12 @@ use crate::message::swap::Nonce;
 pub use crate::message::swap::MAX_SWAP_NEIGHBOURS;
 use crate::routing::Time;
 
-#[path = "swapper.rs"]
+mod offers;
 mod swapper;
-pub use swapper::{commitment, SwapAction, SwapConfig, SwapEvent, SwapStats, Swapper};
+mod vocab;
+pub use offers::commitment;
+pub use swapper::Swapper;
+pub use vocab::{SwapAction, SwapConfig, SwapEvent, SwapStats};
 
 /// Why an offer was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -208,5 +211,4 @@ impl SwapSchedule {
 }
 
 #[cfg(test)]
-#[path = "swap_tests.rs"]
 mod tests;

@@ -23,7 +23,6 @@ use super::client_cache::{ClientCache, NodeBlocks};
 use super::fair::{new_request, FairInbox, LinkInput, RateLimits};
 use super::Input;
 use crate::audit::log::AuditLog;
-use crate::client::{LoadStatus, NodeStatus, PeerStatus};
 use crate::config::NodeConfig;
 use crate::formats::audit_log::outcome_text;
 use crate::identity::PeerKey;
@@ -48,10 +47,9 @@ struct LinkEntry {
     reader: tokio::task::AbortHandle,
 }
 
-#[path = "swap.rs"]
+mod status;
 mod swap;
 
-#[path = "store_io.rs"]
 mod store_io;
 use store_io::{AfterStore, Deferred, ReadDone};
 
@@ -544,39 +542,6 @@ impl RouterTask {
             broken.push(to);
         }
     }
-
-    fn status(&self) -> NodeStatus {
-        let usage = self.store.usage();
-        let stats = self.router.stats();
-        let located: HashMap<PeerKey, Location> =
-            self.router.neighbours().map(|(k, l)| (*k, *l)).collect();
-        let peers = self
-            .config
-            .peers
-            .iter()
-            .map(|p| PeerStatus {
-                name: p.name.clone(),
-                public_key: p.public_key.to_string(),
-                address: p.address.to_string(),
-                connected: self.links.contains_key(&p.public_key),
-                location: located.get(&p.public_key).map(|l| l.as_f64()),
-            })
-            .collect();
-        NodeStatus {
-            public_key: self.public_key.to_string(),
-            listen: self.listen.to_string(),
-            location: self.router.location().as_f64(),
-            testnet: self.config.testnet,
-            peers,
-            usage,
-            store_health: self.store.health(),
-            cache_health: self.store.cache_stats(),
-            stats: stats.clone(),
-            pending: self.router.pending_count() as u64,
-            swap: self.swap_status(),
-            load: self.load_status(),
-        }
-    }
 }
 
 /// What woke the router task.
@@ -587,24 +552,6 @@ enum Wake {
     Read(ReadDone),
     Link(PeerKey, u64, LinkInput),
     Tick,
-}
-
-impl RouterTask {
-    fn load_status(&self) -> LoadStatus {
-        let (rss_bytes, rss_peak_bytes) = super::rss();
-        LoadStatus {
-            memory_limit: self.budget.limit,
-            rss_bytes,
-            rss_peak_bytes,
-            db_cache_bytes: self.budget.db_cache as u64,
-            link_queued: self.inbox.queued() as u64,
-            rate_refused: self.limits.refused.values().sum(),
-            store_refused: self.store_refused,
-            reads_off_task: self.reads_off_task,
-            reads_inline: self.reads_inline.get(),
-            worker_threads: tokio::runtime::Handle::current().metrics().num_workers() as u64,
-        }
-    }
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

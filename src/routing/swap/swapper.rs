@@ -18,84 +18,14 @@
 use std::collections::BTreeMap;
 
 use rand::{Rng, RngCore};
-use sha2::{Digest, Sha256};
 
+use super::offers::{commitment, own_offer, pick, reject, revealed, to_wire};
+use super::vocab::{SwapAction, SwapConfig, SwapEvent, SwapStats};
 use super::{coin_of, decide_with_coin, SwapOffer, SwapSchedule};
 use crate::keys::Location;
 use crate::message::swap::{Nonce, SwapMessage, WalkHtl, WireOffer};
 use crate::message::Uid;
 use crate::routing::{PeerId, Router, Time};
-
-/// Tunables of swapping (`[swapping]` in `node.toml`).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SwapConfig {
-    /// Mean time between this node's attempts (each wait is drawn from
-    /// `[interval/2, 3*interval/2)`).
-    pub interval_ms: u64,
-    /// Hops of the random walk that finds a partner (Freenet uses 10).
-    pub walk_htl: WalkHtl,
-    /// How long any step of an attempt may take before it is abandoned.
-    pub step_timeout_ms: u64,
-    /// Walks this node relays at once; more are refused.
-    pub max_relays: usize,
-    /// Start with this node's own attempts paused (it still relays and
-    /// answers); a testnet resumes them over the client API.
-    pub paused: bool,
-}
-
-impl Default for SwapConfig {
-    fn default() -> Self {
-        SwapConfig {
-            interval_ms: 30_000,
-            walk_htl: 10,
-            step_timeout_ms: 10_000,
-            max_relays: 64,
-            paused: false,
-        }
-    }
-}
-
-/// An input to the [`Swapper`].
-#[derive(Clone, Debug)]
-pub enum SwapEvent<P> {
-    /// A swap message from a neighbour.
-    Message { from: P, msg: SwapMessage },
-    /// The link to a neighbour is gone.
-    LinkDown { peer: P },
-    /// Time passed: expire steps, maybe start an attempt.
-    Tick,
-}
-
-/// An output of the [`Swapper`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SwapAction<P> {
-    /// Send a swap message to a neighbour.
-    Send { to: P, msg: SwapMessage },
-    /// This node swapped: its location (already set in the router) moved.
-    Swapped { from: Location, to: Location },
-    /// A neighbour announced a new location (already set in the router).
-    NeighbourMoved { peer: P, location: Location },
-    /// A neighbour broke the swap protocol; the driver drops the link.
-    Misbehaved { peer: P, reason: &'static str },
-}
-
-/// What this node's swapping came to, for `veil status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SwapStats {
-    /// Attempts this node started.
-    pub attempts: u64,
-    /// Swaps done, as initiator or partner.
-    pub swaps: u64,
-    /// Attempts that ended in a `SwapRejected`, a bad reveal or a lost link.
-    pub failed: u64,
-    /// Steps that timed out (own attempts, answers and relays).
-    pub timed_out: u64,
-    /// Walks relayed.
-    pub relayed: u64,
-    /// Attempts this node answered as partner.
-    pub answered: u64,
-}
 
 /// The one swap this node is in.
 #[derive(Clone, Debug)]
@@ -160,11 +90,6 @@ pub struct Swapper<P: PeerId> {
     busy: Option<Busy<P>>,
     relays: BTreeMap<Uid, Relay<P>>,
     stats: SwapStats,
-}
-
-/// `SHA-256(nonce)`: the commitment to a nonce.
-pub fn commitment(nonce: &Nonce) -> Nonce {
-    Sha256::digest(nonce).into()
 }
 
 impl<P: PeerId> Swapper<P> {
@@ -619,63 +544,4 @@ impl<P: PeerId> Swapper<P> {
         }
         out.push(SwapAction::Swapped { from, to: location });
     }
-}
-
-impl<P: PeerId> Router<P> {
-    /// This node's location is now `location` (it swapped).
-    pub fn set_location(&mut self, location: Location) {
-        self.location = location;
-    }
-
-    /// Neighbour `peer` announced a new location; unknown peers are ignored.
-    pub fn move_neighbour(&mut self, peer: &P, location: Location) {
-        if let Some(n) = self.neighbours.get_mut(peer) {
-            n.location = location;
-        }
-    }
-}
-
-fn reject<P>(out: &mut Vec<SwapAction<P>>, to: P, uid: Uid) {
-    out.push(SwapAction::Send {
-        to,
-        msg: SwapMessage::SwapRejected { uid },
-    });
-}
-
-/// A uniformly random peer among `peers`, other than `except`.
-fn pick<'a, P: PeerId + 'a>(
-    peers: impl Iterator<Item = &'a P>,
-    except: Option<&P>,
-    rng: &mut dyn RngCore,
-) -> Option<P> {
-    let candidates: Vec<&P> = peers.filter(|p| Some(*p) != except).collect();
-    if candidates.is_empty() {
-        return None;
-    }
-    Some(candidates[rng.gen_range(0..candidates.len())].clone())
-}
-
-/// This node's offer: its location and every neighbour's.
-fn own_offer<P: PeerId>(router: &Router<P>) -> SwapOffer {
-    SwapOffer::own(
-        router.location(),
-        router.neighbours.values().copied().collect(),
-    )
-}
-
-fn to_wire(offer: &SwapOffer) -> WireOffer {
-    WireOffer {
-        location: offer.location().0,
-        neighbours: offer.neighbours().iter().map(|l| l.0).collect(),
-    }
-}
-
-/// The other side's offer, if its nonce matches its commitment.
-fn revealed(offer: WireOffer, nonce: &Nonce, commit: &Nonce) -> Option<SwapOffer> {
-    from_wire(offer).filter(|_| commitment(nonce) == *commit)
-}
-
-fn from_wire(offer: WireOffer) -> Option<SwapOffer> {
-    let neighbours = offer.neighbours.into_iter().map(Location).collect();
-    SwapOffer::new(Location(offer.location), neighbours).ok()
 }
