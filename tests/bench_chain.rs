@@ -32,8 +32,15 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
         "bench --chain failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let reports = reports.as_array().unwrap();
+    if python_jsonschema() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("chain.json");
+        std::fs::write(&file, &out.stdout).unwrap();
+        python_reads("bench-chain", &[&file]);
+    }
+    let output: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(output["version"], 1);
+    let reports = output["runs"].as_array().unwrap();
     assert_eq!(reports.len(), 1, "one report per mode");
     let r = &reports[0];
     assert_eq!(r["anonymity"], "none");

@@ -104,7 +104,7 @@ fn the_default_socket_is_private_and_full_means_refused_at_once() {
     // 200 idle connections, the status request, one more idle: full.
     node.set("runtime.client_max_connections = 202");
     node.start(&[]);
-    let Endpoint::Unix(socket) = node.client.clone() else {
+    let Endpoint::Unix { path: socket } = node.client.clone() else {
         panic!("the default client API is a Unix socket");
     };
     assert_eq!(mode(&socket), 0o600, "the socket is private");

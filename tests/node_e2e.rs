@@ -419,8 +419,10 @@ fn errors_say_whether_the_node_is_down_has_no_peers_or_timed_out() {
 
     // Something that accepts but never answers is a timeout.
     let silent_dir = tempfile::tempdir().unwrap();
-    let addr = Endpoint::Unix(silent_dir.path().join("silent.sock"));
-    let Endpoint::Unix(path) = &addr else {
+    let addr = Endpoint::Unix {
+        path: silent_dir.path().join("silent.sock"),
+    };
+    let Endpoint::Unix { path } = &addr else {
         unreachable!()
     };
     let _silent = std::os::unix::net::UnixListener::bind(path).unwrap();

@@ -6,8 +6,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use veil::client::address::Address;
 use veil::content::dir::{check_path, Directory};
-use veil::freesite::Address;
 use veil::gateway::rewrite::rewrite_html;
 
 fuzz_target!(|data: &[u8]| {

@@ -9,7 +9,7 @@ use crate::message::Htl;
 const MAX_EXAMPLES: usize = 5;
 
 /// Counts split by operation.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct OpCounts {
     pub total: usize,
     pub get: usize,
@@ -17,7 +17,7 @@ pub struct OpCounts {
 }
 
 /// A distribution summary; fields are `null` when there are no samples.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Summary {
     pub count: usize,
     pub mean: Option<f64>,
@@ -52,7 +52,7 @@ impl Summary {
 }
 
 /// One invariant: how often it broke, and a few examples.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Invariant {
     pub count: usize,
     pub examples: Vec<String>,
@@ -68,7 +68,7 @@ impl Invariant {
 }
 
 /// The leak check; `checked` is false when there was no `workload.json`.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct LeakCheck {
     pub checked: bool,
     pub count: usize,
@@ -78,7 +78,7 @@ pub struct LeakCheck {
 }
 
 /// All invariant checks.
-#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 pub struct Violations {
     /// Sum of the counts below.
     pub total: usize,
@@ -89,7 +89,7 @@ pub struct Violations {
 }
 
 /// A local signal scored as a classifier of "my neighbour originated this".
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Classifier {
     pub name: String,
     /// What the signal says, as a phrase ("a request arriving with htl = max").
@@ -106,7 +106,7 @@ pub struct Classifier {
 }
 
 /// Best-observer anonymity-set entropy over originated requests.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct EntropyReport {
     /// Originated requests some other node received.
     pub requests_observed: usize,
@@ -131,7 +131,7 @@ pub struct EntropyReport {
 }
 
 /// One bin of a signal: P(originator | bin) with its Wilson 95% interval.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct SignalBin {
     pub bin: String,
     /// Observations in the bin.
@@ -144,7 +144,7 @@ pub struct SignalBin {
 }
 
 /// One feature, binned.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct SignalTable {
     pub name: String,
     pub description: String,
@@ -152,7 +152,7 @@ pub struct SignalTable {
 }
 
 /// The bin with the highest upper bound among those the verdict counts.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct WorstBin {
     pub signal: String,
     pub bin: String,
@@ -162,7 +162,7 @@ pub struct WorstBin {
 }
 
 /// What each node could infer locally about who originated a request.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Anonymity {
     /// `request_received` lines scored.
     pub observations: usize,
@@ -202,7 +202,7 @@ pub struct Anonymity {
 }
 
 /// The verdict's limits.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct Limits {
     pub max_posterior: f64,
     pub max_auc: f64,
@@ -210,8 +210,10 @@ pub struct Limits {
 }
 
 /// The result of auditing a testnet directory.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
 pub struct AuditReport {
+    /// The schema version of `veil audit --json` (docs/formats.md).
+    pub version: crate::formats::Version<1>,
     pub dir: String,
     pub nodes: usize,
     /// Originated requests (origin.jsonl start lines).

@@ -86,7 +86,7 @@ pub const LATENCY_TARGET: f64 = 1.5;
 pub(super) const RELAY_FILE: usize = 32 << 20;
 
 /// Added latency per hop against the loopback round trip, one run.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct HopLatency {
     /// Median get time (ms) of a fresh block held d hops from n0, d = 1..4.
     pub by_distance_ms: Vec<f64>,
@@ -102,7 +102,7 @@ pub struct HopLatency {
 }
 
 /// The memory run: bytes passed through the chain and the bound.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Relayed {
     pub bytes: u64,
     pub files: usize,
@@ -117,7 +117,7 @@ pub struct Relayed {
 }
 
 /// One get across the chain.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ChainGet {
     pub bytes: usize,
     pub seconds: f64,
@@ -127,7 +127,7 @@ pub struct ChainGet {
 }
 
 /// One node's resident set.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct NodeRss {
     pub name: String,
     pub rss_mib: f64,
@@ -137,7 +137,7 @@ pub struct NodeRss {
 }
 
 /// What `veil bench --chain` measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ChainReport {
     pub anonymity: String,
     pub link_delay_ms: u64,

@@ -44,22 +44,24 @@ pub struct FilesOptions {
 }
 
 /// What one child process cost.
-#[derive(Debug, serde::Serialize)]
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct Measured {
     pub seconds: f64,
     pub mib_per_s: f64,
     pub peak_rss_mib: f64,
 }
 
-#[derive(Debug, serde::Serialize)]
+/// What `veil bench files --json` prints (docs/formats.md).
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct FilesReport {
+    pub version: crate::formats::Version<1>,
     pub bytes: u64,
     pub redundancy: u16,
     pub concurrency: usize,
     pub put: Measured,
     pub get: Measured,
-    /// Put throughput over get throughput, by file bytes (issue 10's target:
-    /// at least [`PUT_GET_TARGET`]).
+    /// Put throughput over get throughput, by file bytes (the target: at
+    /// least [`PUT_GET_TARGET`]).
     pub put_get_ratio: f64,
 }
 
@@ -164,6 +166,7 @@ async fn measure(
             return Err(BenchError::Differs);
         }
         Ok(FilesReport {
+            version: Default::default(),
             bytes: a.size,
             redundancy: a.redundancy,
             concurrency: a.concurrency,

@@ -56,7 +56,7 @@ const REPLY: usize = BLOCK_LEN + 32;
 const WINDOW: usize = 128;
 
 /// What the bare chain measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct Floor {
     /// Median 64-byte round trip between two blocking threads (ms).
     pub two_thread_rtt_ms: f64,

@@ -23,7 +23,7 @@ use crate::keys::Chk;
 use crate::node::{self, NodeError, NodeSetup, RunningNode};
 
 /// What `veil bench` measured.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BenchReport {
     pub chain_nodes: usize,
     /// Median fetch latency (ms) of a block held `d` hops away, d = 1..4.

@@ -21,6 +21,27 @@ pub mod modes;
 
 use std::path::Path;
 
+use serde::Serialize;
+
+use crate::formats::Version;
+
+/// What `veil bench --json` prints: the in-process chain's figures and the
+/// per-mode gets, each absent when skipped (docs/formats.md).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BenchOutput {
+    pub version: Version<1>,
+    pub chain: Option<inproc::BenchReport>,
+    pub modes: Option<modes::ModesReport>,
+}
+
+/// What `veil bench --chain --json` prints: one report per anonymity mode,
+/// in the order of `--modes` (docs/formats.md).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ChainOutput {
+    pub version: Version<1>,
+    pub runs: Vec<chain::ChainReport>,
+}
+
 /// Why a benchmark could not be measured: setting the chain up, then
 /// measuring on it.
 #[derive(Debug, thiserror::Error)]

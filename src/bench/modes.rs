@@ -70,7 +70,7 @@ impl Default for ModesOptions {
 }
 
 /// One mode and size: the gets' wall-clock times.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ModeFigure {
     pub mode: String,
     pub size_bytes: usize,
@@ -85,7 +85,7 @@ pub struct ModeFigure {
 }
 
 /// tunnel / none at one size, against [`TARGET_RATIO`].
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct TargetCheck {
     pub size_bytes: usize,
     pub none_seconds: f64,
@@ -96,7 +96,7 @@ pub struct TargetCheck {
 }
 
 /// Everything the per-mode bench measured.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ModesReport {
     pub nodes: usize,
     pub edges: Vec<(usize, usize)>,

@@ -168,7 +168,11 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode> {
             text.push_str(&report.render_text());
             reports.push(report);
         }
-        show(a.json, serde_json::to_string_pretty(&reports)?, text);
+        let output = veil::bench::ChainOutput {
+            version: Default::default(),
+            runs: reports,
+        };
+        show(a.json, serde_json::to_string_pretty(&output)?, text);
         return Ok(ExitCode::SUCCESS);
     }
     let chain = match a.no_chain {
@@ -179,17 +183,18 @@ pub async fn run(a: BenchArgs) -> Result<ExitCode> {
         true => None,
         false => Some(veil::bench::modes::run(&a.modes_options(), step).await?),
     };
-    let json_text = serde_json::to_string_pretty(&serde_json::json!({
-        "chain": chain,
-        "modes": modes,
-    }))?;
     let mut text = String::new();
     for part in [
-        chain.map(|c| c.render_text()),
-        modes.map(|m| m.render_text()),
+        chain.as_ref().map(|c| c.render_text()),
+        modes.as_ref().map(|m| m.render_text()),
     ] {
         text.push_str(&part.unwrap_or_default());
     }
-    show(a.json, json_text, text);
+    let output = veil::bench::BenchOutput {
+        version: Default::default(),
+        chain,
+        modes,
+    };
+    show(a.json, serde_json::to_string_pretty(&output)?, text);
     Ok(ExitCode::SUCCESS)
 }

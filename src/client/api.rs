@@ -264,7 +264,7 @@ impl Client {
         };
         let opened = async {
             let stream: Box<dyn Conn> = match endpoint {
-                Endpoint::Unix(path) => {
+                Endpoint::Unix { path } => {
                     Box::new(UnixStream::connect(path).await.map_err(connect_err)?)
                 }
                 Endpoint::Tcp { addr, cookie } => {

@@ -34,12 +34,14 @@ pub const COOKIE_LEN: usize = 32;
 /// A client API cookie.
 pub type Cookie = [u8; COOKIE_LEN];
 
-/// How to reach a node's client API.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// How to reach a node's client API. In JSON (`testnet.json`):
+/// `{"kind": "unix", "path": …}` or `{"kind": "tcp", "addr": …, "cookie": …}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Endpoint {
     /// A Unix socket: its file mode (0600) and the node's user-id check
     /// authenticate the client.
-    Unix(PathBuf),
+    Unix { path: PathBuf },
     /// A TCP address; the client sends the cookie read from `cookie` first.
     Tcp { addr: SocketAddr, cookie: PathBuf },
 }
@@ -48,7 +50,7 @@ impl fmt::Display for Endpoint {
     /// The socket path, or the TCP address.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Endpoint::Unix(path) => write!(f, "{}", path.display()),
+            Endpoint::Unix { path } => write!(f, "{}", path.display()),
             Endpoint::Tcp { addr, .. } => write!(f, "{addr}"),
         }
     }
@@ -76,7 +78,9 @@ impl Endpoint {
     /// The endpoint a node in `dir` with `client` set to this serves.
     pub fn of_config(dir: &Path, client: Option<SocketAddr>) -> Endpoint {
         match client {
-            None => Endpoint::Unix(dir.join(CLIENT_SOCKET)),
+            None => Endpoint::Unix {
+                path: dir.join(CLIENT_SOCKET),
+            },
             Some(addr) => Endpoint::Tcp {
                 addr,
                 cookie: dir.join(COOKIE_FILE),
@@ -101,7 +105,9 @@ impl Endpoint {
         if path.is_dir() {
             return Endpoint::for_node_dir(path);
         }
-        Ok(Endpoint::Unix(path.to_path_buf()))
+        Ok(Endpoint::Unix {
+            path: path.to_path_buf(),
+        })
     }
 }
 
@@ -179,11 +185,13 @@ mod tests {
         let s = sock.to_str().unwrap();
         assert_eq!(
             Endpoint::parse(s, None).unwrap(),
-            Endpoint::Unix(sock.clone())
+            Endpoint::Unix { path: sock.clone() }
         );
         assert_eq!(
             Endpoint::parse("/no/such/node.sock", None).unwrap(),
-            Endpoint::Unix("/no/such/node.sock".into())
+            Endpoint::Unix {
+                path: "/no/such/node.sock".into()
+            }
         );
         assert!(matches!(
             Endpoint::parse(dir.path().to_str().unwrap(), None),

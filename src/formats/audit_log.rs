@@ -20,7 +20,7 @@ use crate::routing::{ClientOutcome, Op};
 pub type Flow = u64;
 
 /// One line of `audit.jsonl`: when, which node, and what it saw.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditLine {
     /// Microseconds since the Unix epoch, the node's wall clock.
     pub ts_us: u64,
@@ -31,13 +31,14 @@ pub struct AuditLine {
 }
 
 /// One message on a link, as the node that sent or received it saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MessageRecord {
     pub kind: MessageKind,
     /// The neighbour it came from (`recv`) or went to (`send`).
     pub peer: PeerKey,
     /// The request (or tunnel) it belongs to on that link.
     #[serde(with = "uid_text")]
+    #[schemars(with = "super::text::Uid")]
     pub flow: Flow,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub htl: Option<Htl>,
@@ -47,9 +48,11 @@ pub struct MessageRecord {
         skip_serializing_if = "Option::is_none",
         with = "opt_key_text"
     )]
+    #[schemars(with = "Option<super::text::Key>")]
     pub key: Option<RoutingKey>,
     /// The routing keys a message carrying several lists (a batch).
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "keys_text")]
+    #[schemars(with = "Vec<super::text::Key>")]
     pub keys: Vec<RoutingKey>,
 }
 
@@ -79,7 +82,7 @@ impl MessageRecord {
 }
 
 /// What a node saw, named by the line's `event` field.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum AuditEvent {
     /// A message arrived from a neighbour.
@@ -89,11 +92,13 @@ pub enum AuditEvent {
     /// A verified block entered the cache.
     BlockCached {
         #[serde(with = "key_text")]
+        #[schemars(with = "super::text::Key")]
         key: RoutingKey,
     },
     /// A block entered the store.
     BlockStored {
         #[serde(with = "key_text")]
+        #[schemars(with = "super::text::Key")]
         key: RoutingKey,
     },
     /// An authenticated link came up; `location` is the location the peer
@@ -115,23 +120,25 @@ pub enum AuditEvent {
 
 /// One line of `origin.jsonl`: ground truth about the local client's own
 /// requests. Never read as a signal, only to label observations.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OriginLine {
     /// Microseconds since the Unix epoch, the node's wall clock.
     pub ts_us: u64,
     #[serde(with = "uid_text")]
+    #[schemars(with = "super::text::Uid")]
     pub flow: Flow,
     #[serde(flatten)]
     pub event: OriginEvent,
 }
 
 /// What the local client did, named by the line's `event` field.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum OriginEvent {
     /// The local client started a request (`flow` is its uid).
     RequestStarted {
         #[serde(with = "key_text")]
+        #[schemars(with = "super::text::Key")]
         key: RoutingKey,
         op: Op,
     },

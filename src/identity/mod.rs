@@ -122,6 +122,20 @@ impl Serialize for PeerKey {
     }
 }
 
+impl schemars::JsonSchema for PeerKey {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PeerKey".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A node's public key: 32 bytes as unpadded base64url.",
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_-]{43}$",
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for PeerKey {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_str(PeerKeyVisitor)

@@ -153,7 +153,7 @@ impl HasKind for DecodeError {
 
 /// The kind of a [`Message`] without its fields: how traces and the audit
 /// log name messages.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 pub enum MessageKind {
     DataRequest,
     DataFound,

@@ -85,7 +85,10 @@ impl ClientListener {
                     source,
                 };
                 let (listener, uid) = bind_unix(&path).map_err(err)?;
-                Ok((ClientListener::Unix { listener, uid }, Endpoint::Unix(path)))
+                Ok((
+                    ClientListener::Unix { listener, uid },
+                    Endpoint::Unix { path },
+                ))
             }
             Some(addr) => {
                 let cookie_path = dir.join(endpoint::COOKIE_FILE);
@@ -174,7 +177,7 @@ fn bind_unix(path: &Path) -> std::io::Result<(UnixListener, u32)> {
 /// Remove the client socket when the node stops (a TCP endpoint leaves
 /// its cookie: it is replaced at the next start).
 pub(super) fn remove_socket(endpoint: &Endpoint) {
-    if let Endpoint::Unix(path) = endpoint {
+    if let Endpoint::Unix { path } = endpoint {
         let _ = std::fs::remove_file(path);
     }
 }

@@ -69,7 +69,7 @@ pub struct RouterConfig {
 }
 
 /// Tunables of tunnels (see `docs/protocol.md`, "Tunnels").
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TunnelConfig {
     /// Probability that a node receiving a build extends it rather than
@@ -142,7 +142,17 @@ impl RouterConfig {
 }
 
 /// Whether a request fetches or inserts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Op {
     Get,

@@ -65,7 +65,7 @@ impl Failures {
 }
 
 /// One churned node's down time.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct ChurnEvent {
     pub node: String,
     /// When it was killed, after the fetch phase began.
@@ -77,7 +77,7 @@ pub struct ChurnEvent {
 }
 
 /// Which of one file's blocks still had a holder that stayed up.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct FileHolders {
     pub file: usize,
     pub blocks: usize,
@@ -90,7 +90,7 @@ pub struct FileHolders {
 }
 
 /// What the failures did, for the run's report.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct FailureReport {
     pub kill_fraction: f64,
     pub churn_fraction: f64,

@@ -321,6 +321,7 @@ async fn up_once(
     let mut testnet = Testnet {
         dir: dir.to_path_buf(),
         info: TestnetInfo {
+            version: Default::default(),
             ready: false,
             nodes: BTreeMap::new(),
         },

@@ -178,8 +178,10 @@ pub struct RunOptions {
 }
 
 /// What `veil testnet run` found. Serialized (keys sorted) for `--json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct RunReport {
+    /// The schema version of `veil testnet run --json` (docs/formats.md).
+    pub version: crate::formats::Version<1>,
     pub audit: AuditReport,
     /// Every workload fetch verified and no invariant violated.
     pub ok: bool,
@@ -221,6 +223,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
     .await?;
     let dir = net.dir.clone();
     let mut report = RunReport {
+        version: Default::default(),
         audit: AuditReport::default(),
         ok: true,
         scenario: None,

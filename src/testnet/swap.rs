@@ -71,7 +71,7 @@ pub fn shuffle_locations(topology: &mut Topology, seed: u64) {
 }
 
 /// One fetch of a measurement.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SwapFetch {
     pub requester: String,
     pub holder: String,
@@ -86,7 +86,7 @@ pub struct SwapFetch {
 }
 
 /// One measurement (before or after swapping).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
 pub struct Phase {
     /// Mean circular distance across the friend links, at the locations
     /// the nodes reported.
@@ -123,7 +123,7 @@ impl Phase {
 }
 
 /// What the swap check found.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SwapReport {
     pub secs: u64,
     pub before: Phase,

@@ -26,7 +26,7 @@ use crate::testnet::failures::{self, FailureReport, Failures, FileHolders};
 use crate::testnet::{io_err, Testnet, TestnetError};
 
 /// What the scenario run saw.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct ScenarioResult {
     pub found: bool,
     /// The request's uid, as the requester's origin log has it.
@@ -35,7 +35,7 @@ pub struct ScenarioResult {
 }
 
 /// One fetch of the random workload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FetchResult {
     pub file: usize,
     pub node: String,
@@ -50,7 +50,7 @@ pub struct FetchResult {
 }
 
 /// One inserted file of the random workload.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct FileResult {
     pub file: usize,
     pub inserted_from: String,
@@ -61,7 +61,7 @@ pub struct FileResult {
 }
 
 /// The random workload's results.
-#[derive(Debug, Serialize, Default)]
+#[derive(Debug, Serialize, Default, schemars::JsonSchema)]
 pub struct WorkloadResult {
     pub files: Vec<FileResult>,
     pub fetches: Vec<FetchResult>,
@@ -208,6 +208,7 @@ pub async fn run_files(
     let mut rng = ChaCha8Rng::seed_from_u64(spec.seed);
     let mut result = WorkloadResult::default();
     let mut description = WorkloadInfo {
+        version: Default::default(),
         max_htl: Some(spec.max_htl),
         files: Vec::new(),
     };

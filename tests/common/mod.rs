@@ -211,7 +211,7 @@ pub fn connect_blocking(
 ) -> Option<Box<dyn BlockingConn>> {
     use std::io::Write;
     match endpoint {
-        veil::client::Endpoint::Unix(path) => {
+        veil::client::Endpoint::Unix { path } => {
             let s = std::os::unix::net::UnixStream::connect(path).ok()?;
             s.set_read_timeout(Some(wait)).ok()?;
             Some(Box::new(s))
@@ -264,7 +264,9 @@ impl TestNode {
         .trim()
         .to_string();
         TestNode {
-            client: veil::client::Endpoint::Unix(dir.join(veil::client::endpoint::CLIENT_SOCKET)),
+            client: veil::client::Endpoint::Unix {
+                path: dir.join(veil::client::endpoint::CLIENT_SOCKET),
+            },
             dir,
             listen: addrs[0],
             key,
@@ -529,4 +531,45 @@ impl Drop for Down {
             );
         }
     }
+}
+
+/// Whether `python3` with the PyPI package `jsonschema` is here. Under
+/// `CI=true` its absence fails the test (`.ci/run` installs it); elsewhere
+/// the caller skips its Python checks, saying so.
+pub fn python_jsonschema() -> bool {
+    let found = Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "python3 with jsonschema missing under CI: .ci/run must install it"
+        );
+        eprintln!("skipping the Python schema checks: no python3 with jsonschema (pip install jsonschema)");
+    }
+    found
+}
+
+/// Read `files` with `tests/formats/check.py`, a small Python program, as
+/// another program would, and check them against the published schema
+/// `docs/schemas/NAME.schema.json`; the script's output, or a panic naming
+/// what did not match.
+pub fn python_reads(name: &str, files: &[&Path]) -> String {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("python3");
+    cmd.arg(root.join("tests/formats/check.py"))
+        .arg(root.join("docs/schemas"))
+        .arg(name)
+        .args(files);
+    let out = run_within(&mut cmd, Duration::from_secs(60));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{name}: the Python reader refused it:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
 }

@@ -139,6 +139,7 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
         }
     }
     let mut workload = WorkloadInfo {
+        version: Default::default(),
         max_htl: Some(MAX_HTL),
         files: Vec::new(),
     };
@@ -243,12 +244,15 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
             NodeInfo {
                 id: id(i),
                 listen: format!("127.0.0.1:{}", 7400 + i).parse().unwrap(),
-                client: veil::client::Endpoint::Unix(node_dir.join("client.sock")),
+                client: veil::client::Endpoint::Unix {
+                    path: node_dir.join("client.sock"),
+                },
                 pid: 1000 + i as u32,
             },
         );
     }
     let info = TestnetInfo {
+        version: Default::default(),
         ready: false,
         nodes,
     };

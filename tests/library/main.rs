@@ -15,6 +15,7 @@ mod baselines;
 mod bench_modes;
 mod content;
 mod decoder_props;
+mod formats;
 mod gen_bounds;
 mod layout;
 mod link;

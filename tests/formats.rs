@@ -1,0 +1,133 @@
+//! Every JSON document veil writes for other programs, as a user makes it
+//! (`veil testnet run`, `veil audit --json`, `veil bench … --json`), read
+//! by a small Python program against its published schema
+//! (`docs/schemas/`, described in `docs/formats.md`). `tests/bench_chain.rs`
+//! does the same for `veil bench --chain --json`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{python_jsonschema, python_reads, run_within, veil_ok, VEIL};
+
+/// The files of one kind under every node directory of a testnet.
+fn node_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| Some(e.ok()?.path().join(name)))
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+fn refs(paths: &[PathBuf]) -> Vec<&Path> {
+    paths.iter().map(PathBuf::as_path).collect()
+}
+
+#[test]
+fn a_testnet_s_files_and_reports_read_from_python() {
+    if !python_jsonschema() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let topology = tmp.path().join("net.toml");
+    let topology_s = topology.to_str().unwrap();
+    veil_ok(&[
+        "testnet", "gen", "--nodes", "8", "--degree", "3", "--seed", "5", "-o", topology_s,
+    ]);
+    let dir = tmp.path().join("net");
+    let dir_s = dir.to_str().unwrap();
+    // The default anonymity mode (tunnel), with a random workload.
+    let run = veil_ok(&[
+        "testnet",
+        "run",
+        "--topology",
+        topology_s,
+        "--dir",
+        dir_s,
+        "--files",
+        "3",
+        "--fetches",
+        "1",
+        "--file-size",
+        "40000",
+        "--json",
+    ]);
+    let run_file = tmp.path().join("run.json");
+    std::fs::write(&run_file, &run).unwrap();
+    let audit = run_within(
+        std::process::Command::new(VEIL).args(["audit", dir_s, "--json"]),
+        Duration::from_secs(120),
+    );
+    let audit_file = tmp.path().join("audit.json");
+    std::fs::write(&audit_file, &audit.stdout).unwrap();
+
+    let read = python_reads("testnet", &[&dir.join("testnet.json")]);
+    assert!(read.contains("ok (1 document(s), version [1])"), "{read}");
+    python_reads("workload", &[&dir.join("workload.json")]);
+    let audit_logs = node_files(&dir, "audit.jsonl");
+    assert_eq!(audit_logs.len(), 8);
+    python_reads("audit-log", &refs(&audit_logs));
+    let origin_logs = node_files(&dir, "origin.jsonl");
+    assert!(!origin_logs.is_empty());
+    python_reads("origin-log", &refs(&origin_logs));
+    python_reads("testnet-run", &[&run_file]);
+    python_reads("audit-report", &[&audit_file]);
+
+    // The reader is not a rubber stamp: the client API in the shape Rust's
+    // default enum encoding gives is refused.
+    let bad = tmp.path().join("bad-testnet.json");
+    let text = std::fs::read_to_string(dir.join("testnet.json")).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let node = value["nodes"]
+        .as_object_mut()
+        .unwrap()
+        .values_mut()
+        .next()
+        .unwrap();
+    node["client"] = serde_json::json!({"Tcp": {"addr": "127.0.0.1:1", "cookie": "/c"}});
+    std::fs::write(&bad, value.to_string()).unwrap();
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/formats/check.py"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/schemas"))
+        .args(["testnet", bad.to_str().unwrap()]);
+    let out = run_within(&mut cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
+
+#[test]
+fn the_benches_json_reads_from_python() {
+    if !python_jsonschema() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let files = veil_ok(&[
+        "bench",
+        "files",
+        "--size",
+        "256KiB",
+        "--dir",
+        tmp.path().join("files").to_str().unwrap(),
+        "--json",
+    ]);
+    let files_json = tmp.path().join("files.json");
+    std::fs::write(&files_json, files).unwrap();
+    python_reads("bench-files", &[&files_json]);
+
+    let modes = veil_ok(&[
+        "bench",
+        "--no-chain",
+        "--modes",
+        "none",
+        "--sizes",
+        "64KiB",
+        "--repeats",
+        "1",
+        "--json",
+    ]);
+    let modes_json = tmp.path().join("bench.json");
+    std::fs::write(&modes_json, modes).unwrap();
+    python_reads("bench", &[&modes_json]);
+}
