@@ -53,20 +53,30 @@
 //!
 //! # The path of a request
 //!
-//! A client asks its node for a routing key
-//! ([`routing::Event::ClientGet`]). The node's [`routing::Router`] picks a
-//! random uid and sends a [`message::Message::DataRequest`] to the neighbour
-//! whose location is closest to the key's. Each node that accepts it either
-//! answers from its datastore, or keeps a hops-to-live budget and forwards it
-//! to its own best untried neighbour, backtracking on `RouteNotFound` and
-//! `RejectedLoop`. `DataFound` travels back along the exact reverse path;
-//! each node verifies the block against the key and caches it. No message
-//! says who asked or who answered.
+//! `veil get URI` (`src/cli/get.rs`) resolves the URI to a CHK
+//! ([`client::site::target`]) and fetches the file a segment at a time
+//! ([`client::transfer`], [`content`]), asking its node for each block's
+//! routing key over the node's client API ([`client::Client`]). The file is
+//! decrypted here, on the client's side: the node sees only routing keys
+//! and encrypted blocks.
+//!
+//! The node's [`routing::Router`] takes the request
+//! ([`routing::Event::ClientGet`]). In the default mode (`anonymity =
+//! "tunnel"`) it sends the key through a random-walk tunnel
+//! ([`routing::tunnel`]) whose exit searches for it; in `none` and
+//! `freenet` it searches itself. A search picks a random uid and sends a
+//! [`message::Message::DataRequest`] to the neighbour whose location is
+//! closest to the key's. Each node that accepts it either answers from its
+//! datastore, or keeps a hops-to-live budget and forwards it to its own best
+//! untried neighbour, backtracking on `RouteNotFound` and `RejectedLoop`.
+//! `DataFound` travels back along the exact reverse path; each node
+//! verifies the block against the key and caches it. No message says who
+//! asked or who answered.
 //!
 //! In a running node, bytes arrive on a [`link`], become a
 //! [`message::Message`], and are fed to the router by the [`node`] runtime,
 //! which carries out the actions: frames to other links, blocks to the
-//! [`store`], answers to the [`client`] API.
+//! [`store`], answers to the client API.
 
 pub mod audit;
 pub mod bench;

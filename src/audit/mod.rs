@@ -1,5 +1,5 @@
 //! `veil audit`: read a testnet directory's audit logs (format:
-//! [`record`], described in `docs/audit-log.md`) and report traffic,
+//! [`crate::formats::audit_log`], described in `docs/audit-log.md`) and report traffic,
 //! protocol invariants, leaks, and what each node could infer about who
 //! originated a request.
 //!
@@ -7,7 +7,7 @@
 //! `origin.jsonl` is ground truth, used to score those signals and to check
 //! invariants that need to know who originated a request.
 //!
-//! Rooms: [`record`] (the log line type), [`log`] (the node's writer),
+//! Rooms: [`crate::formats::audit_log`] (the log line type, shared with the node), [`log`] (the node's writer),
 //! `load` (reading a directory back), `traffic`, `invariants`, `leaks`,
 //! the adversary (`anonymity` drives `features`, `signals`, `classifier`,
 //! `posterior` and [`verdict`]; see `docs/anonymity.md`), [`report`] (the

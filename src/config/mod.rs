@@ -306,8 +306,8 @@ pub struct NodeConfig {
     /// Allow the gateway to listen on a non-loopback address.
     #[serde(default, skip_serializing_if = "is_default")]
     pub gateway_public: bool,
-    /// How the node hides who originated its client's requests: `"none"`
-    /// (the default for now), `"freenet"` or `"tunnel"`.
+    /// How the node hides who originated its client's requests: `"tunnel"`
+    /// (the default), `"freenet"` or `"none"`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub anonymity: Anonymity,
     /// Location swapping (Sandberg 2006): attempt swaps on a jittered timer

@@ -11,7 +11,7 @@
 //! values); steps time out; a node in its own attempt refuses to be a
 //! partner (busy), a relay holds at most [`SwapConfig::max_relays`] walks.
 //! Nothing here decides anything: the engine delivers messages and fires
-//! ticks, as `src/node/swap.rs` does for a real node.
+//! ticks, as `src/node/router_task/swap.rs` does for a real node.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};

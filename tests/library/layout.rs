@@ -238,3 +238,39 @@ fn the_map_in_lib_rs_names_every_layer() {
         );
     }
 }
+
+/// The layers in the order the map in `lib.rs` lists them.
+fn map_order() -> Vec<String> {
+    let lib = std::fs::read_to_string(src().join("lib.rs")).unwrap();
+    let layers: BTreeSet<String> = layers().into_iter().collect();
+    lib.lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .filter_map(|l| l.trim_start().split('/').next())
+        .filter(|name| layers.contains(*name))
+        .map(str::to_string)
+        .fold(Vec::new(), |mut seen, name| {
+            if !seen.contains(&name) {
+                seen.push(name);
+            }
+            seen
+        })
+}
+
+#[test]
+fn the_map_lists_the_layers_from_the_ground_up() {
+    let order = map_order();
+    assert_eq!(order.len(), layers().len(), "the map's layers: {order:?}");
+    let rank = |layer: &str| order.iter().position(|l| l == layer);
+    let mut upward = Vec::new();
+    for (layer, imports) in layer_graph() {
+        for other in imports {
+            if rank(&other) > rank(&layer) {
+                upward.push(format!("{layer} imports {other}, listed after it"));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "src/lib.rs's map must list a layer after every layer it imports: {upward:#?}"
+    );
+}
