@@ -274,3 +274,36 @@ fn the_map_lists_the_layers_from_the_ground_up() {
         "src/lib.rs's map must list a layer after every layer it imports: {upward:#?}"
     );
 }
+
+#[test]
+fn every_source_path_the_docs_name_exists() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            docs.push(path);
+        }
+    }
+    let mut missing = Vec::new();
+    for doc in docs {
+        let text = std::fs::read_to_string(&doc).unwrap();
+        let mut rest = text.as_str();
+        while let Some(i) = rest.find("src/") {
+            rest = &rest[i..];
+            let path: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || matches!(c, '/' | '_' | '.' | '-'))
+                .collect();
+            rest = &rest[path.len().max(1)..];
+            let path = path.trim_end_matches('.');
+            if path.ends_with(".rs") && !root.join(path).is_file() {
+                missing.push(format!("{}: {path}", doc.display()));
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "docs name files that do not exist: {missing:#?}"
+    );
+}
