@@ -175,6 +175,8 @@ fn none_mode_fails_with_an_auc_of_at_least_0_95() {
     let failures = a["failures"].as_array().expect("failures");
     assert!(failures.iter().any(names_htl), "{a}");
     assert!(f(&a["max_posterior"]["upper"], "upper") >= 0.99, "{a}");
+    // No tunnel ran: the report has no tunnel section.
+    assert!(report["audit"]["tunnels"].is_null(), "{}", report["audit"]);
     // `veil audit` on the same logs: the verdict is its exit status, and
     // limits no adversary can exceed pass.
     let dir = tmp.path().join("net");
@@ -220,4 +222,32 @@ fn tunnel_mode_is_the_default_and_passes() {
     assert!(auc <= 0.65, "auc {auc}");
     let d = f(&a["d_median"], "d_median");
     assert!(d >= 0.7, "median d {d}");
+
+    // The traffic section reads a tunnel run: tunnels, batches, the exits'
+    // searches and their outcomes (the client sends no request of its own).
+    let t = &report["audit"]["tunnels"];
+    let n = |v: &Value| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("not a count: {v} in {t}"))
+    };
+    assert!(n(&t["tunnels"]) >= 1, "{t}");
+    assert!(f(&t["mean_walk_hops"], "mean_walk_hops") >= 1.0, "{t}");
+    assert!(
+        n(&t["batches"]["get"]) >= 1 && n(&t["batches"]["put"]) >= 32,
+        "{t}"
+    );
+    // Every block put went to an exit, which stored it through a search or
+    // answered it: at least one answer per block, and nearly every insert
+    // search succeeded (all 32 files were fetched back).
+    assert!(n(&t["exit_answers"]) >= n(&t["batches"]["put"]), "{t}");
+    let (searched, stored) = (
+        n(&t["exit_searches"]["put"]),
+        n(&t["exit_succeeded"]["put"]),
+    );
+    assert!(searched >= 1 && stored * 10 >= searched * 9, "{t}");
+    assert_eq!(
+        report["audit"]["requests"]["total"], 0,
+        "{}",
+        report["audit"]
+    );
 }

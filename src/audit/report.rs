@@ -228,13 +228,68 @@ pub struct AuditReport {
     pub backtracks: usize,
     /// `RejectedLoop` replies sent.
     pub loops_rejected: usize,
+    /// Tunnel traffic (the `tunnel` mode's builds, batches and the exits'
+    /// searches); absent when no tunnel message was logged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tunnels: Option<TunnelTraffic>,
     pub violations: Violations,
     pub anonymity: Anonymity,
     pub warnings: Vec<String>,
 }
 
+/// What the tunnels carried, counted from every node's `audit.jsonl` and
+/// labelled with the originators' `origin.jsonl`.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct TunnelTraffic {
+    /// Tunnel builds the originators sent: one per tunnel.
+    pub tunnels: usize,
+    /// Builds relays sent on, extending a walk.
+    pub extensions: usize,
+    /// Hops per tunnel: (builds sent in all) / tunnels.
+    pub mean_walk_hops: Option<f64>,
+    /// Batches the originators sent (`TunnelGet` for gets, one `TunnelPut`
+    /// per block for puts).
+    pub batches: OpCounts,
+    /// Batches relays passed on.
+    pub batches_relayed: usize,
+    /// Searches the exits started for the keys and blocks they were sent.
+    pub exit_searches: OpCounts,
+    /// Exit searches that found the block, or stored the insert.
+    pub exit_succeeded: OpCounts,
+    /// Answers (`TunnelData`, `TunnelResult`) the exits sent back up.
+    pub exit_answers: usize,
+    /// `TunnelDown` messages sent (a hop gone, idle, or refused).
+    pub tunnels_down: usize,
+}
+
 fn f3(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"))
+}
+
+fn render_tunnels(out: &mut String, t: &TunnelTraffic) {
+    let (b, s, k) = (&t.batches, &t.exit_searches, &t.exit_succeeded);
+    out.push_str(&format!(
+        "  tunnels: {} built, {} extensions, {} hops per walk on average; {} torn down\n\
+         \x20 batches sent by originators: {} (get {}, put {}); relayed {} times\n\
+         \x20 exits' searches: {} (get {}, put {}); found {}/{}, inserted {}/{}; \
+         {} answers sent back\n",
+        t.tunnels,
+        t.extensions,
+        f3(t.mean_walk_hops),
+        t.tunnels_down,
+        b.total,
+        b.get,
+        b.put,
+        t.batches_relayed,
+        s.total,
+        s.get,
+        s.put,
+        k.get,
+        s.get,
+        k.put,
+        s.put,
+        t.exit_answers,
+    ));
 }
 
 fn render_invariant(out: &mut String, name: &str, inv: &Invariant) {
@@ -353,6 +408,9 @@ impl AuditReport {
             "  backtracks (RouteNotFound + RejectedLoop): {}; loops rejected: {}\n",
             self.backtracks, self.loops_rejected
         ));
+        if let Some(t) = &self.tunnels {
+            render_tunnels(&mut out, t);
+        }
 
         let v = &self.violations;
         out.push_str(&format!("\nInvariants ({} violations)\n", v.total));

@@ -1,10 +1,10 @@
 //! The traffic section: requests originated and answered, hops, messages
 //! per request, backtracks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use super::load::Run;
-use super::report::{AuditReport, Summary};
+use super::load::{NodeData, Run};
+use super::report::{AuditReport, OpCounts, Summary, TunnelTraffic};
 use crate::message::{MessageKind, Uid};
 use crate::routing::Op;
 
@@ -62,4 +62,114 @@ pub(super) fn count(run: &Run, report: &mut AuditReport) {
     }
     report.hops = Summary::of(&hops);
     report.messages_per_request = Summary::of(&per_request);
+    report.tunnels = tunnels(run);
+}
+
+fn bump(counts: &mut OpCounts, op: Op) {
+    counts.total += 1;
+    match op {
+        Op::Get => counts.get += 1,
+        Op::Put => counts.put += 1,
+    }
+}
+
+/// The tunnel section, or `None` when no node logged a tunnel message.
+/// A build or batch is the originator's when its `origin.jsonl` announced
+/// that flow on that link; a search is an exit's when its node sent the
+/// request without having received it and its client did not start it.
+fn tunnels(run: &Run) -> Option<TunnelTraffic> {
+    let mut t = TunnelTraffic::default();
+    let mut any = false;
+    for node in &run.nodes {
+        any |= node.events.iter().any(|l| is_tunnel(l.kind));
+        count_tunnel_lines(node, &mut t);
+        count_exit_searches(node, &mut t);
+    }
+    if !any {
+        return None;
+    }
+    t.mean_walk_hops =
+        (t.tunnels > 0).then(|| (t.tunnels + t.extensions) as f64 / t.tunnels as f64);
+    Some(t)
+}
+
+fn is_tunnel(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::TunnelBuild
+            | MessageKind::TunnelBuilt
+            | MessageKind::TunnelGet
+            | MessageKind::TunnelPut
+            | MessageKind::TunnelData
+            | MessageKind::TunnelResult
+            | MessageKind::TunnelDown
+    )
+}
+
+/// Builds, batches, answers and tear-downs one node sent.
+fn count_tunnel_lines(node: &NodeData, t: &mut TunnelTraffic) {
+    for line in node.events.iter().filter(|l| l.sent) {
+        let own = node.flows_started.contains(&(line.flow, line.peer.clone()));
+        match line.kind {
+            MessageKind::TunnelBuild if own => t.tunnels += 1,
+            MessageKind::TunnelBuild => t.extensions += 1,
+            MessageKind::TunnelGet if own => bump(&mut t.batches, Op::Get),
+            MessageKind::TunnelPut if own => bump(&mut t.batches, Op::Put),
+            MessageKind::TunnelGet | MessageKind::TunnelPut => t.batches_relayed += 1,
+            MessageKind::TunnelDown => t.tunnels_down += 1,
+            _ => {}
+        }
+    }
+    // Answers a node sends are its own as an exit, or relayed: one for each
+    // it received from downstream on a tunnel it relays (an answer on its
+    // own client's tunnel ends there).
+    let mut sent = 0usize;
+    let mut relayed = 0usize;
+    for line in &node.events {
+        if !matches!(
+            line.kind,
+            MessageKind::TunnelData | MessageKind::TunnelResult
+        ) {
+            continue;
+        }
+        if line.sent {
+            sent += 1;
+        } else if !node.flows_started.contains(&(line.flow, line.peer.clone())) {
+            relayed += 1;
+        }
+    }
+    t.exit_answers += sent.saturating_sub(relayed);
+}
+
+/// Searches this node started as an exit, and how they ended.
+fn count_exit_searches(node: &NodeData, t: &mut TunnelTraffic) {
+    let own: HashSet<Uid> = node.originated.iter().copied().collect();
+    let mut received: HashSet<Uid> = HashSet::new();
+    let mut started: HashMap<Uid, Op> = HashMap::new();
+    let mut succeeded: HashSet<Uid> = HashSet::new();
+    for line in &node.events {
+        let flow = line.flow;
+        match (line.sent, line.op()) {
+            (false, Some(_)) => {
+                received.insert(flow);
+            }
+            (true, Some(op)) if !received.contains(&flow) && !own.contains(&flow) => {
+                started.entry(flow).or_insert(op);
+            }
+            _ => {}
+        }
+        let success = matches!(
+            line.kind,
+            MessageKind::DataFound | MessageKind::InsertSucceeded
+        );
+        if !line.sent && success && started.contains_key(&flow) {
+            succeeded.insert(flow);
+        }
+    }
+    for (flow, op) in &started {
+        bump(&mut t.exit_searches, *op);
+        if succeeded.contains(flow) {
+            bump(&mut t.exit_succeeded, *op);
+        }
+    }
 }

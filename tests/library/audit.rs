@@ -146,15 +146,15 @@ impl Net {
                 (
                     n.to_string(),
                     json!({"id": id_of(n), "listen": format!("127.0.0.1:{}", 7401 + i),
-                           "client": {"Tcp": {"addr": format!("127.0.0.1:{}", 8401 + i),
-                                              "cookie": format!("/nonexistent/{n}/client.cookie")}},
+                           "client": {"kind": "tcp", "addr": format!("127.0.0.1:{}", 8401 + i),
+                                      "cookie": format!("/nonexistent/{n}/client.cookie")},
                            "pid": 100 + i}),
                 )
             })
             .collect();
         fs::write(
             dir.join("testnet.json"),
-            json!({"ready": true, "nodes": nodes}).to_string(),
+            json!({"version": 1, "ready": true, "nodes": nodes}).to_string(),
         )
         .unwrap();
         for n in &self.names {
@@ -172,7 +172,7 @@ impl Net {
             fs::write(dir.join("workload/f0.bin"), &self.plaintext).unwrap();
             fs::write(
                 dir.join("workload.json"),
-                json!({"max_htl": 18, "files": [{"path": "workload/f0.bin", "uri": self.uri}]})
+                json!({"version": 1, "max_htl": 18, "files": [{"path": "workload/f0.bin", "uri": self.uri}]})
                     .to_string(),
             )
             .unwrap();
