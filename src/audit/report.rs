@@ -256,6 +256,9 @@ pub struct TunnelTraffic {
     pub exit_searches: OpCounts,
     /// Exit searches that found the block, or stored the insert.
     pub exit_succeeded: OpCounts,
+    /// Hops per exit search that found its block (`DataFound` replies sent
+    /// for its uid), as `hops` counts them for a client's own gets.
+    pub exit_hops: Summary,
     /// Answers (`TunnelData`, `TunnelResult`) the exits sent back up.
     pub exit_answers: usize,
     /// `TunnelDown` messages sent (a hop gone, idle, or refused).
@@ -272,7 +275,8 @@ fn render_tunnels(out: &mut String, t: &TunnelTraffic) {
         "  tunnels: {} built, {} extensions, {} hops per walk on average; {} torn down\n\
          \x20 batches sent by originators: {} (get {}, put {}); relayed {} times\n\
          \x20 exits' searches: {} (get {}, put {}); found {}/{}, inserted {}/{}; \
-         {} answers sent back\n",
+         {} answers sent back\n\
+         \x20 hops per exit get found: median {}, p95 {}, max {}\n",
         t.tunnels,
         t.extensions,
         f3(t.mean_walk_hops),
@@ -289,6 +293,9 @@ fn render_tunnels(out: &mut String, t: &TunnelTraffic) {
         k.put,
         s.put,
         t.exit_answers,
+        f3(t.exit_hops.median),
+        f3(t.exit_hops.p95),
+        f3(t.exit_hops.max),
     ));
 }
 

@@ -62,7 +62,7 @@ pub(super) fn count(run: &Run, report: &mut AuditReport) {
     }
     report.hops = Summary::of(&hops);
     report.messages_per_request = Summary::of(&per_request);
-    report.tunnels = tunnels(run);
+    report.tunnels = tunnels(run, &found_replies);
 }
 
 fn bump(counts: &mut OpCounts, op: Op) {
@@ -77,14 +77,16 @@ fn bump(counts: &mut OpCounts, op: Op) {
 /// A build or batch is the originator's when its `origin.jsonl` announced
 /// that flow on that link; a search is an exit's when its node sent the
 /// request without having received it and its client did not start it.
-fn tunnels(run: &Run) -> Option<TunnelTraffic> {
+fn tunnels(run: &Run, found_replies: &HashMap<Uid, usize>) -> Option<TunnelTraffic> {
     let mut t = TunnelTraffic::default();
     let mut any = false;
+    let mut hops = Vec::new();
     for node in &run.nodes {
         any |= node.events.iter().any(|l| is_tunnel(l.kind));
         count_tunnel_lines(node, &mut t);
-        count_exit_searches(node, &mut t);
+        count_exit_searches(node, &mut t, found_replies, &mut hops);
     }
+    t.exit_hops = Summary::of(&hops);
     if !any {
         return None;
     }
@@ -142,7 +144,12 @@ fn count_tunnel_lines(node: &NodeData, t: &mut TunnelTraffic) {
 }
 
 /// Searches this node started as an exit, and how they ended.
-fn count_exit_searches(node: &NodeData, t: &mut TunnelTraffic) {
+fn count_exit_searches(
+    node: &NodeData,
+    t: &mut TunnelTraffic,
+    found_replies: &HashMap<Uid, usize>,
+    hops: &mut Vec<f64>,
+) {
     let own: HashSet<Uid> = node.originated.iter().copied().collect();
     let mut received: HashSet<Uid> = HashSet::new();
     let mut started: HashMap<Uid, Op> = HashMap::new();
@@ -170,6 +177,9 @@ fn count_exit_searches(node: &NodeData, t: &mut TunnelTraffic) {
         bump(&mut t.exit_searches, *op);
         if succeeded.contains(flow) {
             bump(&mut t.exit_succeeded, *op);
+            if *op == Op::Get {
+                hops.push(found_replies.get(flow).copied().unwrap_or(0) as f64);
+            }
         }
     }
 }
