@@ -39,7 +39,7 @@ fn real_nodes_route_with_fewer_hops_after_swapping() {
             fetches: 200,
         }),
         redundancy: veil::content::DEFAULT_REDUNDANCY,
-        storing: run::Storing::default(),
+        settings: run::NodeSettings::default(),
         failures: veil::testnet::failures::Failures::default(),
     };
     let progress: ProgressFn = Arc::new(|_| {});

@@ -313,6 +313,8 @@ fn testnet_up_writes_its_description_and_down_stops_it() {
         "up",
         "--topology",
         &repo("testnet/ring-16.toml"),
+        "--lookahead",
+        "foaf",
         "--dir",
     ];
     let mut args: Vec<&str> = args.to_vec();
@@ -346,6 +348,35 @@ fn testnet_up_writes_its_description_and_down_stops_it() {
             Path::new(&format!("/proc/{pid}")).exists(),
             "{name} not running"
         );
+    }
+
+    // FOAF routing: on a ring each neighbour announces its other
+    // neighbour's location (the one of this node it also lists is dropped).
+    let n00 = &nodes["n00"]["client"];
+    let (addr, cookie) = (
+        n00["addr"].as_str().unwrap(),
+        n00["cookie"].as_str().unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let text = veil_ok(
+            &["status", "--node", addr, "--cookie", cookie, "--json"],
+            None,
+        );
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let peers = status["peers"].as_array().unwrap();
+        let heard: Vec<u64> = peers
+            .iter()
+            .map(|p| p["neighbours_announced"].as_u64().unwrap())
+            .collect();
+        if peers.len() == 2 && heard == [1, 1] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "neighbourhoods not heard: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 
     veil_ok(&["testnet", "down", "--dir", dir.to_str().unwrap()], None);

@@ -33,6 +33,10 @@ pub struct SimArgs {
     /// Hops-to-live of veil's requests.
     #[arg(long, default_value_t = veil::routing::DEFAULT_MAX_HTL)]
     pub htl: u8,
+    /// How veil's searches rank candidates: none (greedy by each
+    /// neighbour's location) or foaf (also by its neighbours' locations).
+    #[arg(long, default_value_t = veil::routing::Lookahead::None)]
+    pub lookahead: veil::routing::Lookahead,
     /// Flooding TTL of the baselines that flood.
     #[arg(long, default_value_t = 7)]
     pub ttl: u32,
@@ -99,6 +103,7 @@ impl SimArgs {
             nodes: self.nodes.unwrap_or(1000),
             degree: self.degree,
             htl: self.htl,
+            lookahead: self.lookahead,
             ttl: self.ttl,
             requests: self.requests.unwrap_or(1000),
             fail: self.fail,

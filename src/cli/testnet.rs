@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use veil::routing::Anonymity;
+use veil::routing::{Anonymity, Lookahead};
 use veil::sim::topology::Shape;
 use veil::testnet::{run, Stopped};
 
@@ -49,6 +49,9 @@ pub enum TestnetCommand {
         /// Written into every node's node.toml: tunnel, freenet or none.
         #[arg(long, default_value_t = Anonymity::Tunnel)]
         anonymity: Anonymity,
+        /// Written into every node's node.toml as router.lookahead.
+        #[arg(long, default_value_t = Lookahead::default())]
+        lookahead: Lookahead,
     },
     /// Stop a testnet started elsewhere.
     Down {
@@ -116,6 +119,10 @@ pub struct RunArgs {
     /// passes through, so only the sink and the replicas hold a block.
     #[arg(long)]
     pub no_cache: bool,
+    /// Every node's router.lookahead: none (greedy by each neighbour's
+    /// location) or foaf (also by the locations its neighbours announce).
+    #[arg(long, default_value_t = Lookahead::default())]
+    pub lookahead: Lookahead,
     /// After the inserts, SIGKILL this fraction of the nodes that fetch
     /// nothing, for good.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
@@ -149,9 +156,10 @@ impl RunArgs {
                 fetches: self.swap_fetches,
             }),
             redundancy: self.redundancy,
-            storing: run::Storing {
+            settings: run::NodeSettings {
                 replicate_htl: self.replicate_htl,
                 cache: !self.no_cache,
+                lookahead: self.lookahead,
             },
             failures: veil::testnet::failures::Failures {
                 kill: self.kill,
@@ -224,10 +232,24 @@ pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
             topology,
             dir,
             anonymity,
+            lookahead,
         } => runtime()?.block_on(async {
             let topology = run::load_topology(&topology)?;
             let progress = progress_printer();
-            let mut net = run::start(&topology, &dir, exe()?, anonymity, None, &progress).await?;
+            let settings = run::NodeSettings {
+                lookahead,
+                ..Default::default()
+            };
+            let mut net = run::start_with(
+                &topology,
+                &dir,
+                exe()?,
+                anonymity,
+                settings,
+                None,
+                &progress,
+            )
+            .await?;
             print!("{}", net.table_text().await);
             let dir = net.dir.display().to_string();
             eprintln!("testnet up; Ctrl-C stops it (or `veil testnet down --dir {dir}`)");

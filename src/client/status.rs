@@ -15,6 +15,9 @@ pub struct PeerStatus {
     pub address: String,
     pub connected: bool,
     pub location: Option<f64>,
+    /// Locations of its own neighbours it announced (FOAF routing).
+    #[serde(default)]
+    pub neighbours_announced: usize,
 }
 
 /// A node's state, for `veil status`.
@@ -99,8 +102,12 @@ impl NodeStatus {
             self.peers.len()
         );
         for p in &self.peers {
+            let announced = match p.neighbours_announced {
+                0 => String::new(),
+                n => format!(" ({n} neighbours announced)"),
+            };
             out.push_str(&format!(
-                "  {} {:<8} {} {}\n",
+                "  {} {:<8} {} {}{announced}\n",
                 if p.connected { "up  " } else { "down" },
                 p.name.as_deref().unwrap_or("-"),
                 p.address,

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::{Block, Location, RoutingKey, BLOCK_LEN};
+use crate::keys::{Block, RoutingKey, BLOCK_LEN};
 
 pub mod swap;
 pub use swap::SwapMessage;
@@ -478,6 +478,9 @@ pub enum Malformed {
     HelloLength(usize),
     #[error("swap offer lists {0} neighbours (at most {max})", max = swap::MAX_SWAP_NEIGHBOURS)]
     OfferTooLarge(usize),
+    #[error("a neighbourhood of {0} bytes; it carries a 2-byte count and 8 bytes a location, \
+             at most {max} locations", max = MAX_NEIGHBOURS)]
+    NeighboursLength(usize),
 }
 
 impl From<ciborium::de::Error<std::io::Error>> for Malformed {
@@ -494,77 +497,8 @@ impl From<ciborium::de::Error<std::io::Error>> for Malformed {
     }
 }
 
-// ---------------------------------------------------------------------------
-// PeerFrame: what one link frame carries.
-
-/// What one frame on a link carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PeerFrame {
-    /// The sender's location on the key circle; the first frame each way.
-    Hello { location: Location },
-    /// A routing message.
-    Routing(Message),
-    /// A location-swap message ([`swap`]).
-    Swap(SwapMessage),
-}
-
-/// The first byte of a frame payload: which [`PeerFrame`] it is.
-pub const TAG_HELLO: u8 = 1;
-/// See [`TAG_HELLO`].
-pub const TAG_ROUTING: u8 = 2;
-/// See [`TAG_HELLO`].
-pub const TAG_SWAP: u8 = 3;
-
-impl PeerFrame {
-    /// `TAG_HELLO || location (u64 BE)`, `TAG_ROUTING || CBOR message` or
-    /// `TAG_SWAP || CBOR swap message`.
-    pub fn encode(&self) -> Vec<u8> {
-        let capacity = match self {
-            PeerFrame::Routing(msg) => 1 + msg.encoded_capacity(),
-            _ => 64,
-        };
-        let mut out = Vec::with_capacity(capacity);
-        self.encode_into(&mut out);
-        out
-    }
-
-    /// Append [`PeerFrame::encode`]'s bytes to `out`: a link writer encodes
-    /// straight into the frame it seals, so a block is written once.
-    pub fn encode_into(&self, out: &mut Vec<u8>) {
-        match self {
-            PeerFrame::Hello { location } => {
-                out.push(TAG_HELLO);
-                out.extend_from_slice(&location.0.to_be_bytes());
-            }
-            PeerFrame::Routing(msg) => {
-                out.push(TAG_ROUTING);
-                encode_cbor_into(msg, out);
-            }
-            PeerFrame::Swap(msg) => {
-                out.push(TAG_SWAP);
-                msg.encode_into(out);
-            }
-        }
-    }
-
-    /// Decode a frame payload; never panics.
-    pub fn decode(bytes: &[u8]) -> Result<PeerFrame, DecodeError> {
-        match bytes.split_first() {
-            Some((&TAG_HELLO, rest)) => {
-                let arr: [u8; 8] = rest
-                    .try_into()
-                    .map_err(|_| DecodeError::Malformed(Malformed::HelloLength(rest.len())))?;
-                Ok(PeerFrame::Hello {
-                    location: Location(u64::from_be_bytes(arr)),
-                })
-            }
-            Some((&TAG_ROUTING, rest)) => Message::decode(rest).map(PeerFrame::Routing),
-            Some((&TAG_SWAP, rest)) => SwapMessage::decode(rest).map(PeerFrame::Swap),
-            Some((&tag, _)) => Err(DecodeError::Malformed(Malformed::UnknownFrameTag(tag))),
-            None => Err(DecodeError::Malformed(Malformed::EmptyFrame)),
-        }
-    }
-}
+mod peer_frame;
+pub use peer_frame::{PeerFrame, MAX_NEIGHBOURS, TAG_HELLO, TAG_NEIGHBOURS, TAG_ROUTING, TAG_SWAP};
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,6 @@
 //! Tests of the message codec ([`super`]).
 use super::*;
-use crate::keys::Chk;
+use crate::keys::{Chk, Location};
 
 fn samples() -> Vec<Message> {
     let (chk, block) = Chk::encode(b"sample").unwrap();

@@ -18,12 +18,15 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::identity::PeerKey;
+use crate::keys::Location;
 use crate::message::{Message, SwapMessage};
 
 /// What a link's reader hands the router.
 pub(super) enum LinkInput {
     Routing(Message),
     Swap(SwapMessage),
+    /// The neighbour's neighbours' locations (FOAF routing).
+    Neighbours(Vec<Location>),
 }
 
 /// The router's end of one link's queue.

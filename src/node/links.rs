@@ -258,7 +258,9 @@ async fn receive_hello(
     };
     match PeerFrame::decode(&bytes) {
         Ok(PeerFrame::Hello { location }) => Ok(location),
-        Ok(PeerFrame::Routing(_) | PeerFrame::Swap(_)) => Err(EstablishError::NotHello),
+        Ok(PeerFrame::Routing(_) | PeerFrame::Swap(_) | PeerFrame::Neighbours { .. }) => {
+            Err(EstablishError::NotHello)
+        }
         Err(e) => Err(EstablishError::Undecodable(e)),
     }
 }
@@ -462,6 +464,11 @@ async fn read_link(
                 }
                 Ok(PeerFrame::Swap(msg)) => {
                     if queue.send(LinkInput::Swap(msg)).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(PeerFrame::Neighbours { locations }) => {
+                    if queue.send(LinkInput::Neighbours(locations)).await.is_err() {
                         break;
                     }
                 }

@@ -48,6 +48,7 @@
 mod flows;
 pub mod htl;
 mod neighbours;
+pub use neighbours::MAX_FOAF;
 mod pool;
 mod repeats;
 mod search;
@@ -70,8 +71,8 @@ use crate::routing::repeats::Repeats;
 use crate::routing::search::{OnReply, Origin, Request, Search, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
-    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Misbehaviour, Op, PeerId,
-    RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig, DEFAULT_MAX_HTL,
+    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Lookahead, Misbehaviour, Op,
+    PeerId, RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig, DEFAULT_MAX_HTL,
     DEFAULT_REPLICATE_HTL,
 };
 
@@ -171,6 +172,28 @@ impl<P: PeerId> Router<P> {
 
     pub fn neighbours(&self) -> impl Iterator<Item = (&P, &Location)> {
         self.neighbours.iter()
+    }
+
+    /// Neighbour `peer` announced the locations of its own neighbours (for
+    /// FOAF routing, [`crate::routing::Lookahead::Foaf`]): at most
+    /// [`MAX_FOAF`] are kept, this node's own
+    /// location left out (a request sent back here would only loop).
+    /// Unknown peers are ignored.
+    pub fn set_neighbour_view(&mut self, peer: &P, locations: &[Location]) {
+        let own = self.location;
+        if let Some(n) = self.neighbours.get_mut(peer) {
+            n.foaf = locations
+                .iter()
+                .copied()
+                .filter(|l| *l != own)
+                .take(MAX_FOAF)
+                .collect();
+        }
+    }
+
+    /// How many of its neighbours' locations `peer` announced (kept).
+    pub fn neighbour_view_len(&self, peer: &P) -> usize {
+        self.neighbours.get(peer).map_or(0, |n| n.foaf.len())
     }
 
     /// Requests in flight through this node.

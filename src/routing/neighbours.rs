@@ -20,7 +20,13 @@ pub(crate) struct Neighbour<P> {
     pub coins: LinkCoins,
     /// Requests from this peer being handled here (per-peer limit).
     pub inflight: usize,
+    /// The locations of this peer's own neighbours, as it announced them
+    /// (at most [`MAX_FOAF`]; empty until it does). Read by FOAF routing.
+    pub foaf: Box<[Location]>,
 }
+
+/// The most neighbours' locations kept for one neighbour.
+pub const MAX_FOAF: usize = 64;
 
 /// Every connected neighbour, sorted by peer.
 #[derive(Clone, Debug)]
@@ -71,6 +77,7 @@ impl<P: Ord> Neighbours<P> {
                     location,
                     coins,
                     inflight: 0,
+                    foaf: Box::default(),
                 },
             ),
         }
@@ -116,6 +123,11 @@ impl<P: Ord> Neighbours<P> {
     /// (peer, location), in peer order.
     pub fn iter(&self) -> impl Iterator<Item = (&P, &Location)> {
         self.entries.iter().map(|e| (&e.peer, &e.location))
+    }
+
+    /// Every neighbour, in peer order.
+    pub fn entries(&self) -> impl Iterator<Item = &Neighbour<P>> {
+        self.entries.iter()
     }
 }
 

@@ -16,7 +16,9 @@ use smallvec::SmallVec;
 use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::neighbours::Neighbours;
-use crate::routing::{ClientOutcome, ClientToken, Failure, Misbehaviour, Op, RouterConfig, Time};
+use crate::routing::{
+    ClientOutcome, ClientToken, Failure, Lookahead, Misbehaviour, Op, RouterConfig, Time,
+};
 
 /// What is asked: fetch a key, or insert a block (under its own key).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -250,14 +252,33 @@ impl<P: Clone + Ord> Search<P> {
             });
         }
         let target = self.key.location();
-        let best = view
-            .neighbours
-            .iter()
-            .filter(|(peer, _)| self.excluded.binary_search(peer).is_err())
-            .min_by(|(pa, la), (pb, lb)| {
-                (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
-            })
-            .map(|(peer, _)| peer.clone());
+        let best = match view.config.lookahead {
+            Lookahead::None => view
+                .neighbours
+                .iter()
+                .filter(|(peer, _)| self.excluded.binary_search(peer).is_err())
+                .min_by(|(pa, la), (pb, lb)| {
+                    (la.distance(target), **la, *pa).cmp(&(lb.distance(target), **lb, *pb))
+                })
+                .map(|(peer, _)| peer.clone()),
+            // The closest location a neighbour or one of its neighbours
+            // has; ties go to the neighbour itself nearer, then as above.
+            Lookahead::Foaf => view
+                .neighbours
+                .entries()
+                .filter(|n| self.excluded.binary_search(&n.peer).is_err())
+                .map(|n| {
+                    let own = n.location.distance(target);
+                    let reach = n
+                        .foaf
+                        .iter()
+                        .map(|l| l.distance(target))
+                        .fold(own, u64::min);
+                    ((reach, own, n.location), &n.peer)
+                })
+                .min_by(|(ra, pa), (rb, pb)| (ra, *pa).cmp(&(rb, *pb)))
+                .map(|(_, peer)| peer.clone()),
+        };
         let Some(peer) = best else {
             let left = self.budget.min(self.retry_cap);
             return Step::Finished(match &self.request {

@@ -386,3 +386,35 @@ fn probing_a_foreign_or_finished_uid_answers_as_a_fresh_uid_would() {
         assert!(!probed.iter().any(|a| a.contains("RejectedLoop")));
     }
 }
+
+#[test]
+fn foaf_routes_to_the_neighbour_whose_neighbour_is_closest() {
+    // The key is at 0.19: peer 2 (0.2) is closest of the three, but peer 3
+    // announced a neighbour at exactly 0.19.
+    let foaf = RouterConfig {
+        lookahead: Lookahead::Foaf,
+        ..RouterConfig::default()
+    };
+    let mut n = Node::new(foaf.clone());
+    n.router
+        .set_neighbour_view(&3, &[Location::from_f64(0.19), Location::from_f64(0.7)]);
+    // This node's own location (0) in a view is dropped: a request sent
+    // back here would only loop.
+    n.router.set_neighbour_view(&1, &[Location(0)]);
+    assert_eq!(n.router.neighbour_view_len(&3), 2);
+    assert_eq!(n.router.neighbour_view_len(&1), 0);
+    assert_eq!(n.from(1, request(9, 10)), vec![send(3, request(9, 9))]);
+
+    // Plain greedy routing ignores the views: peer 2.
+    let mut g = Node::new(RouterConfig::default());
+    g.router.set_neighbour_view(&3, &[Location::from_f64(0.19)]);
+    assert_eq!(g.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
+
+    // A neighbour that announced nothing is ranked by its own location;
+    // once peer 3 is tried, the next best is peer 2.
+    let mut m = Node::new(foaf);
+    m.router.set_neighbour_view(&3, &[Location::from_f64(0.19)]);
+    m.from(1, request(9, 10));
+    let next = m.from(3, Message::RouteNotFound { uid: 9, htl: 8 });
+    assert_eq!(next, vec![send(2, request(9, 8))]);
+}

@@ -66,6 +66,46 @@ pub struct RouterConfig {
     pub replicate_htl: Htl,
     /// Tunnel tunables (`[router.tunnel]`).
     pub tunnel: TunnelConfig,
+    /// How a search ranks its candidates: by their own locations (`"none"`,
+    /// the lecture's greedy rule) or also by their neighbours' (`"foaf"`).
+    pub lookahead: Lookahead,
+}
+
+/// How a search ranks the neighbours it may send a request to.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Lookahead {
+    /// By each neighbour's own location: plain greedy routing (the lecture's
+    /// rule, and the trace in `tests/golden/seed-a-f.trace`).
+    #[default]
+    None,
+    /// By the closest of each neighbour's location and the locations of its
+    /// own neighbours, as they announced them (Hyphanet's FOAF routing,
+    /// `PeerManager.closerPeer`; greedy with neighbour-of-neighbour
+    /// lookahead, Manku, Naor and Wieder 2004). A neighbour that announced
+    /// none is ranked by its own location.
+    Foaf,
+}
+
+impl std::str::FromStr for Lookahead {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "none" => Ok(Lookahead::None),
+            "foaf" => Ok(Lookahead::Foaf),
+            _ => Err(format!("{s:?} is not a lookahead: none or foaf")),
+        }
+    }
+}
+
+impl std::fmt::Display for Lookahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Lookahead::None => "none",
+            Lookahead::Foaf => "foaf",
+        })
+    }
 }
 
 /// Tunables of tunnels (see `docs/protocol.md`, "Tunnels").
@@ -130,6 +170,7 @@ impl Default for RouterConfig {
             max_pending: 4_096,
             replicate_htl: DEFAULT_REPLICATE_HTL,
             tunnel: TunnelConfig::default(),
+            lookahead: Lookahead::None,
         }
     }
 }

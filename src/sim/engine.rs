@@ -25,7 +25,9 @@ use rand_chacha::ChaCha8Rng;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Htl, Message};
 use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
-use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
+use crate::routing::{
+    Action, ClientOutcome, ClientToken, Event, Lookahead, Router, RouterConfig, Time,
+};
 use crate::sim::baselines::Csr;
 use crate::sim::blocks::{Blocks, NodeBlocks, NodeView};
 use crate::sim::harness::{node_secret, Harness, MemStore};
@@ -228,7 +230,23 @@ impl Engine {
                 engine.link_up(i as NodeIx, j);
             }
         }
+        if engine.config.lookahead == Lookahead::Foaf {
+            engine.announce_neighbourhoods(adj);
+        }
         engine
+    }
+
+    /// Every node learns its neighbours' neighbours' locations, as a node
+    /// hears them from its friends (FOAF routing).
+    fn announce_neighbourhoods(&mut self, adj: &[Vec<NodeIx>]) {
+        let mut view = Vec::new();
+        for (i, neighbours) in adj.iter().enumerate() {
+            for &j in neighbours {
+                view.clear();
+                view.extend(adj[j as usize].iter().map(|&k| self.locations[k as usize]));
+                self.nodes[i].router.set_neighbour_view(&j, &view);
+            }
+        }
     }
 
     /// `node` learns of its link to `peer` (the link's coins and `peer`'s

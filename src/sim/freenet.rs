@@ -13,7 +13,6 @@ use std::borrow::Cow;
 use rand::RngCore;
 
 use crate::keys::{Block, Location};
-use crate::message::Htl;
 use crate::routing::{Anonymity, ClientOutcome, RouterConfig};
 use crate::sim::engine::{Engine, Latency};
 use crate::sim::model::{Graph, Lookup, Model, NodeIx};
@@ -25,12 +24,14 @@ pub struct FreenetModel {
 }
 
 impl FreenetModel {
-    /// Every node of `graph` in `mode`, requests starting with `htl`.
-    pub fn new(graph: &Graph, mode: Anonymity, htl: Htl, latency: Latency, seed: u64) -> Self {
-        let config = RouterConfig {
-            max_htl: htl,
-            ..RouterConfig::default()
-        };
+    /// Every node of `graph` in `mode`, each router with `config`.
+    pub fn new(
+        graph: &Graph,
+        mode: Anonymity,
+        config: RouterConfig,
+        latency: Latency,
+        seed: u64,
+    ) -> Self {
         let locations: Vec<Location> = graph
             .location
             .iter()

@@ -13,7 +13,7 @@ use rand::{Rng, RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::message::Htl;
-use crate::routing::Anonymity;
+use crate::routing::{Anonymity, Lookahead, RouterConfig};
 use crate::sim::baselines;
 use crate::sim::churn::{Churn, ChurnSpec, Members};
 use crate::sim::engine::Latency;
@@ -89,6 +89,8 @@ pub struct SimOptions {
     pub nodes: usize,
     pub degree: usize,
     pub htl: Htl,
+    /// How veil's searches rank candidates (`--lookahead`).
+    pub lookahead: Lookahead,
     pub ttl: u32,
     pub requests: usize,
     pub fail: f64,
@@ -110,6 +112,7 @@ impl Default for SimOptions {
             nodes: 1000,
             degree: 10,
             htl: crate::routing::DEFAULT_MAX_HTL,
+            lookahead: Lookahead::None,
             ttl: 7,
             requests: 1000,
             fail: 0.0,
@@ -204,7 +207,12 @@ pub fn build_model(
     rng: &mut dyn RngCore,
 ) -> Result<Box<dyn Model>, SimError> {
     if opts.system == "freenet" {
-        let model = FreenetModel::new(graph, opts.anonymity, opts.htl, opts.latency, opts.seed);
+        let config = RouterConfig {
+            max_htl: opts.htl,
+            lookahead: opts.lookahead,
+            ..RouterConfig::default()
+        };
+        let model = FreenetModel::new(graph, opts.anonymity, config, opts.latency, opts.seed);
         return Ok(Box::new(model));
     }
     let params = baselines::Params {

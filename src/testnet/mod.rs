@@ -141,6 +141,8 @@ pub struct UpOptions {
     pub swap: Option<SwapConfig>,
     /// Every node's `router.replicate_htl` (0 turns replication off).
     pub replicate_htl: Htl,
+    /// Every node's `router.lookahead`.
+    pub lookahead: crate::routing::Lookahead,
     /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
     /// no copy of what passes through).
     pub cache: bool,
@@ -298,6 +300,7 @@ async fn up_once(
         config.testnet = true;
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
+        config.router.lookahead = opts.lookahead;
         config.anonymity = opts.anonymity;
         if let Some(swapping) = &opts.swap {
             config.swap = true;

@@ -18,7 +18,7 @@ use super::{up, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
 use crate::message::Htl;
 use crate::routing::swap::SwapConfig;
-use crate::routing::{Anonymity, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
+use crate::routing::{Anonymity, Lookahead, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
 use crate::sim::topology::Topology;
 
 /// Something a testnet operation tells its caller while it works.
@@ -72,40 +72,45 @@ pub async fn start(
         dir,
         exe,
         anonymity,
-        Storing::default(),
+        NodeSettings::default(),
         swap,
         progress,
     )
     .await
 }
 
-/// Where the nodes of a testnet keep copies of blocks.
+/// Settings every node of a testnet shares: where copies of blocks are
+/// kept, and how searches rank their candidates.
 #[derive(Clone, Copy, Debug)]
-pub struct Storing {
+pub struct NodeSettings {
     /// Every node's `router.replicate_htl` (0: the sink alone stores).
     pub replicate_htl: Htl,
     /// Relays cache what passes through (`false`: `cache_size = 0`).
     pub cache: bool,
+    /// Every node's `router.lookahead`.
+    pub lookahead: Lookahead,
 }
 
-impl Default for Storing {
-    /// What a node does by default: replicas at `DEFAULT_REPLICATE_HTL`, and
-    /// relays cache.
-    fn default() -> Storing {
-        Storing {
+impl Default for NodeSettings {
+    /// What a node does by default: replicas at `DEFAULT_REPLICATE_HTL`,
+    /// relays cache, the default lookahead.
+    fn default() -> NodeSettings {
+        NodeSettings {
             replicate_htl: DEFAULT_REPLICATE_HTL,
             cache: true,
+            lookahead: Lookahead::default(),
         }
     }
 }
 
-/// [`start`], with every node's replication and cache as `storing` says.
+/// [`start`], with every node's replication, cache and lookahead as
+/// `settings` says.
 pub async fn start_with(
     topology: &Topology,
     dir: &Path,
     exe: PathBuf,
     anonymity: Anonymity,
-    storing: Storing,
+    settings: NodeSettings,
     swap: Option<SwapConfig>,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
@@ -123,8 +128,9 @@ pub async fn start_with(
         max_htl,
         anonymity,
         swap,
-        replicate_htl: storing.replicate_htl,
-        cache: storing.cache,
+        replicate_htl: settings.replicate_htl,
+        cache: settings.cache,
+        lookahead: settings.lookahead,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -172,7 +178,7 @@ pub struct RunOptions {
     /// Check blocks per 100 data blocks of each workload file.
     pub redundancy: u16,
     /// Replication and caching on every node.
-    pub storing: Storing,
+    pub settings: NodeSettings,
     /// Nodes killed for good or churned during the fetches.
     pub failures: Failures,
 }
@@ -216,7 +222,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
         &opts.dir,
         opts.exe.clone(),
         opts.anonymity,
-        opts.storing,
+        opts.settings,
         opts.swap.as_ref().map(SwapRun::node_config),
         progress,
     )
@@ -259,7 +265,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
             max_htl: DEFAULT_MAX_HTL,
             redundancy: opts.redundancy,
             failures: opts.failures,
-            cached_copies: opts.storing.cache,
+            cached_copies: opts.settings.cache,
         };
         let workload = run_files(&mut net, &spec, |line| progress(Progress::Step(line))).await;
         net.stop();

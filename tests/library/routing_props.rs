@@ -387,6 +387,7 @@ proptest! {
             max_pending,
             replicate_htl: 2,
             tunnel: Default::default(),
+            lookahead: Default::default(),
         };
         let run = scenario(n, n * extra_per_node / 2, config, requests, true, seed);
         check_all(&run)?;

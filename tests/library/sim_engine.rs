@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use veil::audit::trace::format_trace_line;
-use veil::routing::{Anonymity, RouterConfig};
+use veil::routing::{Anonymity, Lookahead, RouterConfig};
 use veil::sim::engine::{Engine, Latency};
 use veil::sim::graphs::{self, is_connected, mean_degree};
 use veil::sim::harness::{block_near, run_scenario_in};
@@ -102,6 +102,34 @@ fn small(mode: Anonymity, fail: f64, seed: u64) -> SimReport {
         ..SimOptions::default()
     })
     .expect("run")
+}
+
+/// Hyphanet's routing criterion (`RealNodeRoutingTest`): 100 nodes on a
+/// Kleinberg graph of degree 10, HTL 5, at least 98% of lookups succeed.
+fn hyphanet_criterion(lookahead: Lookahead, seed: u64) -> SimReport {
+    runner::run(&SimOptions {
+        nodes: 100,
+        degree: 10,
+        htl: 5,
+        requests: 1000,
+        lookahead,
+        seed,
+        ..SimOptions::default()
+    })
+    .expect("run")
+}
+
+#[test]
+fn foaf_routing_meets_hyphanets_criterion_where_greedy_falls_short() {
+    for seed in [11, 12, 13, 14] {
+        let greedy = hyphanet_criterion(Lookahead::None, seed);
+        let foaf = hyphanet_criterion(Lookahead::Foaf, seed);
+        assert!(foaf.success_rate >= 0.98, "seed {seed}: {foaf:?}");
+        assert!(
+            foaf.success_rate > greedy.success_rate && foaf.hops_mean < greedy.hops_mean,
+            "seed {seed}: foaf {foaf:?} against greedy {greedy:?}"
+        );
+    }
 }
 
 #[test]

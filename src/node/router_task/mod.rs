@@ -47,6 +47,7 @@ struct LinkEntry {
     reader: tokio::task::AbortHandle,
 }
 
+mod neighbourhood;
 mod status;
 mod swap;
 
@@ -61,6 +62,8 @@ pub(super) struct RouterTask {
     shared_location: Arc<AtomicU64>,
     /// The location the node started at.
     initial_location: Location,
+    /// FOAF routing: the neighbourhood last announced, and links up since.
+    neighbourhood: neighbourhood::Announced,
     /// The identity's secret, from which each link's HTL coins derive.
     coin_secret: Zeroizing<[u8; 32]>,
     store: Arc<Datastore>,
@@ -161,6 +164,7 @@ impl RouterTask {
             swapper,
             shared_location,
             initial_location: location,
+            neighbourhood: Default::default(),
             coin_secret,
             store,
             client_cache: RefCell::new(ClientCache::new(budget.client_cache_blocks)),
@@ -269,6 +273,7 @@ impl RouterTask {
                     self.feed_swap(SwapEvent::Tick);
                 }
             }
+            self.announce_neighbourhood();
             self.check_drained();
         }
         // Shutdown: every waiting client gets an answer, links close, the
@@ -353,6 +358,7 @@ impl RouterTask {
                     coins,
                 });
                 self.announce_location_to(peer);
+                self.neighbourhood.link_up(peer);
             }
             Input::LinkDown { peer, conn } => {
                 if self.links.get(&peer).is_some_and(|l| l.conn == conn) {
@@ -408,6 +414,7 @@ impl RouterTask {
                 }
             }
             LinkInput::Swap(msg) => self.feed_swap(SwapEvent::Message { from: peer, msg }),
+            LinkInput::Neighbours(locations) => self.router.set_neighbour_view(&peer, &locations),
         }
     }
 

@@ -24,6 +24,7 @@ impl RouterTask {
                 address: p.address.to_string(),
                 connected: self.links.contains_key(&p.public_key),
                 location: located.get(&p.public_key).map(|l| l.as_f64()),
+                neighbours_announced: self.router.neighbour_view_len(&p.public_key),
             })
             .collect();
         NodeStatus {
