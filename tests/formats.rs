@@ -131,3 +131,34 @@ fn the_benches_json_reads_from_python() {
     std::fs::write(&modes_json, modes).unwrap();
     python_reads("bench", &[&modes_json]);
 }
+
+#[test]
+fn status_and_sim_json_read_from_python() {
+    if !python_jsonschema() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let rt = common::runtime();
+    let (a, _b) = common::TestNode::linked_pair(tmp.path(), &rt);
+    let Some(dir) = a.dir.to_str() else {
+        panic!("node dir is not UTF-8");
+    };
+    let status = veil_ok(&["status", "--node", dir, "--json"]);
+    let status_json = tmp.path().join("status.json");
+    std::fs::write(&status_json, status).unwrap();
+    python_reads("status", &[&status_json]);
+
+    let sim = veil_ok(&[
+        "sim",
+        "--system",
+        "freenet",
+        "--nodes",
+        "200",
+        "--requests",
+        "50",
+        "--json",
+    ]);
+    let sim_json = tmp.path().join("sim.json");
+    std::fs::write(&sim_json, sim).unwrap();
+    python_reads("sim", &[&sim_json]);
+}

@@ -119,7 +119,11 @@ impl SimArgs {
         };
         let report = veil::sim::runner::run(&opts)?;
         Ok(if self.json {
-            serde_json::to_string(&report)? + "\n"
+            let output = veil::sim::runner::SimOutput {
+                version: Default::default(),
+                report,
+            };
+            serde_json::to_string(&output)? + "\n"
         } else {
             report.render_text()
         })

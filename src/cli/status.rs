@@ -24,10 +24,11 @@ pub async fn run(a: StatusArgs) -> Result<ExitCode> {
         .await?
         .status()
         .await?;
-    show(
-        a.json,
-        serde_json::to_string_pretty(&status)?,
-        status.render_text(),
-    );
+    let text = status.render_text();
+    let output = veil::formats::status::StatusOutput {
+        version: Default::default(),
+        status,
+    };
+    show(a.json, serde_json::to_string_pretty(&output)?, text);
     Ok(ExitCode::SUCCESS)
 }

@@ -8,7 +8,7 @@ use crate::routing::RouterStats;
 use crate::store::{CacheStats, StoreHealth, Usage};
 
 /// A peer as `veil status` shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct PeerStatus {
     pub name: Option<String>,
     pub public_key: String,
@@ -21,7 +21,7 @@ pub struct PeerStatus {
 }
 
 /// A node's state, for `veil status`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct NodeStatus {
     pub public_key: String,
     pub listen: String,
@@ -52,7 +52,7 @@ pub struct NodeStatus {
 
 /// Memory use against the `memory` bound, and the node's load counters, as
 /// `veil status` shows them.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct LoadStatus {
     /// The `memory` setting (bytes).
     pub memory_limit: u64,
@@ -77,7 +77,7 @@ pub struct LoadStatus {
 }
 
 /// Location swapping as `veil status` shows it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SwapStatus {
     /// `swap = true` in node.toml.
     pub enabled: bool,

@@ -6,11 +6,16 @@
 //!               (written by a node's audit log, read by `veil audit`)
 //! testnet.rs    testnet.json and workload.json (written by `veil testnet`,
 //!               read by `veil audit` and by scripts)
+//! status.rs     what `veil status --json` prints
 //! ```
+//!
+//! The reports of `veil audit`, `veil testnet run`, `veil bench` and
+//! `veil sim` are versioned where their types live, with [`Version`].
 //!
 //! Each is described for other programs in `docs/formats.md`.
 
 pub mod audit_log;
+pub mod status;
 pub mod testnet;
 
 use serde::de::Error as _;

@@ -359,7 +359,9 @@ pub enum Action<P> {
 }
 
 /// Counters for status reports.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct RouterStats {
     pub requests_received: u64,
     pub requests_originated: u64,

@@ -125,8 +125,18 @@ impl Default for SimOptions {
     }
 }
 
-/// What a run measured (`--json` prints it).
-#[derive(Clone, Debug, Default, serde::Serialize)]
+/// What `veil sim --json` prints: one run's report and the document's
+/// version (docs/formats.md). The experiments' JSON files are arrays of
+/// bare [`SimReport`]s.
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SimOutput {
+    pub version: crate::formats::Version<1>,
+    #[serde(flatten)]
+    pub report: SimReport,
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, serde::Serialize, schemars::JsonSchema)]
 pub struct SimReport {
     pub system: String,
     pub anonymity: Option<String>,

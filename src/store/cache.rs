@@ -142,7 +142,17 @@ fn parts(bytes: &[u8]) -> std::io::Result<(&[u8], [u8; TAIL_LEN], u16)> {
 }
 
 /// Counters `veil status` may show.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct CacheStats {
     /// Blocks not cached because writing them failed.
     pub write_errors: u64,

@@ -4,7 +4,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Whether the datastore can still write.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreState {
     /// Reads and writes work (possibly after reopening).
@@ -27,7 +29,7 @@ impl StoreState {
 }
 
 /// The datastore's health, as `veil status` shows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoreHealth {
     pub state: StoreState,
     /// How often the database was closed and reopened after an I/O error.

@@ -159,7 +159,17 @@ const SCHEMA_WHOLE_BLOCKS: u64 = 1;
 pub const DB_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How full the two parts are. Bytes count block bytes only.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 pub struct Usage {
     pub store_blocks: u64,
     pub store_bytes: u64,

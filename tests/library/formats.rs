@@ -29,6 +29,8 @@ fn documents() -> Vec<(&'static str, Schema)> {
         ("bench", schema_for!(veil::bench::BenchOutput)),
         ("bench-chain", schema_for!(veil::bench::ChainOutput)),
         ("bench-files", schema_for!(veil::bench::files::FilesReport)),
+        ("status", schema_for!(veil::formats::status::StatusOutput)),
+        ("sim", schema_for!(veil::sim::runner::SimOutput)),
     ]
 }
 

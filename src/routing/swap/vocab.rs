@@ -59,7 +59,9 @@ pub enum SwapAction<P> {
 }
 
 /// What this node's swapping came to, for `veil status`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct SwapStats {
     /// Attempts this node started.
     pub attempts: u64,
