@@ -82,7 +82,7 @@ fn tunnels(run: &Run, found_replies: &HashMap<Uid, usize>) -> Option<TunnelTraff
     let mut any = false;
     let mut hops = Vec::new();
     for node in &run.nodes {
-        any |= node.events.iter().any(|l| is_tunnel(l.kind));
+        any |= node.events.iter().any(|l| l.kind.is_tunnel());
         count_tunnel_lines(node, &mut t);
         count_exit_searches(node, &mut t, found_replies, &mut hops);
     }
@@ -93,19 +93,6 @@ fn tunnels(run: &Run, found_replies: &HashMap<Uid, usize>) -> Option<TunnelTraff
     t.mean_walk_hops =
         (t.tunnels > 0).then(|| (t.tunnels + t.extensions) as f64 / t.tunnels as f64);
     Some(t)
-}
-
-fn is_tunnel(kind: MessageKind) -> bool {
-    matches!(
-        kind,
-        MessageKind::TunnelBuild
-            | MessageKind::TunnelBuilt
-            | MessageKind::TunnelGet
-            | MessageKind::TunnelPut
-            | MessageKind::TunnelData
-            | MessageKind::TunnelResult
-            | MessageKind::TunnelDown
-    )
 }
 
 /// Builds, batches, answers and tear-downs one node sent.
