@@ -17,6 +17,7 @@
 mod anonymity;
 mod classifier;
 mod features;
+mod holder;
 mod invariants;
 mod leaks;
 mod load;
@@ -123,6 +124,7 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
     );
     let workload_max = workload.as_ref().and_then(|w| w.max_htl);
     report.anonymity = score(&run, &files, workload_max, options);
+    report.anonymity.holder = holder::measure(&run);
     Ok(report)
 }
 

@@ -199,6 +199,24 @@ pub struct Anonymity {
     pub limits: Limits,
     /// Plain-language findings (leaks), also shown in the text report.
     pub findings: Vec<String>,
+    /// Whether the node that answered a search held the data.
+    pub holder: HolderReport,
+}
+
+/// P(holder | the node that answered): over every search that found its
+/// block, how often the neighbour the requester got it from is the node
+/// that answered from what it held (`src/audit/holder.rs`).
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct HolderReport {
+    /// Searches that found their block (requests of a client's node, or an
+    /// exit's searches).
+    pub searches: usize,
+    /// Those whose answering neighbour held the block.
+    pub from_holder: usize,
+    /// from_holder / searches.
+    pub p: Option<f64>,
+    /// Its Wilson 95% interval.
+    pub interval: Option<[f64; 2]>,
 }
 
 /// The verdict's limits.
@@ -347,6 +365,16 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
         f3(e.median_degree),
         e.originator_ranked_first,
         f3(e.originator_rank.median)
+    ));
+    let h = &a.holder;
+    out.push_str(&format!(
+        "Holder: the neighbour that answered a search held the block in {} of {} searches \
+         (P {}, 95% interval {})\n",
+        h.from_holder,
+        h.searches,
+        f3(h.p),
+        h.interval
+            .map_or_else(|| "n/a".to_string(), |[l, u]| format!("[{l:.3}, {u:.3}]"))
     ));
     if let Some(w) = &a.max_posterior {
         out.push_str(&format!(

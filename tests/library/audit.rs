@@ -264,6 +264,11 @@ fn a_correct_run_has_no_violations_and_the_expected_traffic() {
     assert_eq!(r.loops_rejected, 1);
     assert_eq!(r.backtracks, 3);
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    // The holder: A got the block from B; D held it.
+    let h = &r.anonymity.holder;
+    assert_eq!((h.searches, h.from_holder, h.p), (1, 0, Some(0.0)));
+    // No tunnel ran.
+    assert!(r.tunnels.is_none());
 }
 
 #[test]
