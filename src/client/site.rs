@@ -64,6 +64,8 @@ pub enum SiteError {
          the original is kept: insert another edition"
     )]
     Collision(u64),
+    #[error("{0} already exists with other content (collision); the original is kept")]
+    SignedCollision(String),
 }
 
 impl HasKind for SiteError {
@@ -87,7 +89,7 @@ impl HasKind for SiteError {
             | SiteError::InsertUri(_)
             | SiteError::NoSiteName
             | SiteError::EditionOverflow => ErrorKind::Local,
-            SiteError::Collision(_) => ErrorKind::Refused,
+            SiteError::Collision(_) | SiteError::SignedCollision(_) => ErrorKind::Refused,
         }
     }
 }

@@ -13,8 +13,9 @@ use zeroize::Zeroize;
 use super::site::{get_signed, SiteError};
 use super::transfer::BLOCK_TIMEOUT;
 use super::{Client, ClientError, Endpoint};
+use crate::content::usk::redirect_payload;
 use crate::content::usk::{find_latest, sign_edition};
-use crate::keys::{Chk, Edition, SskInsertUri, SskPrivate, UskUri};
+use crate::keys::{Chk, Edition, SskInsertUri, SskPrivate, SskUri, UskUri};
 use crate::routing::Failure;
 
 /// A fresh signing key pair and crypto key: the insert URI of a new site
@@ -71,6 +72,30 @@ pub async fn publish(
     match client.insert(block).await {
         Ok(()) => Ok(usk),
         Err(ClientError::Network(Failure::Collision)) => Err(SiteError::Collision(edition)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Sign the document `insert` names (`SSK@<private>,<crypto key>/<name>`)
+/// pointing at `content` and insert it; its public `SSK@` URI. A document
+/// that already exists with other content is refused
+/// ([`SiteError::SignedCollision`]), the original kept.
+pub async fn publish_ssk(
+    node: &Endpoint,
+    insert: &SskInsertUri,
+    content: &Chk,
+) -> Result<SskUri, SiteError> {
+    let payload = redirect_payload(content).map_err(SiteError::InsertUri)?;
+    let (_, block) = insert
+        .key
+        .sign(&insert.docname, &payload)
+        .map_err(SiteError::InsertUri)?;
+    let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
+    match client.insert(block).await {
+        Ok(()) => Ok(insert.public()),
+        Err(ClientError::Network(Failure::Collision)) => {
+            Err(SiteError::SignedCollision(insert.public().to_string()))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -277,7 +277,7 @@ async fn up_once(
 ) -> Result<Testnet, TestnetError> {
     prepare_dir(dir)?;
     let n = topology.nodes.len();
-    let ports = free_ports(2 * n).map_err(|e| io_err(dir, e))?;
+    let ports = free_ports(3 * n).map_err(|e| io_err(dir, e))?;
     let mut identities = Vec::with_capacity(n);
     for node in &topology.nodes {
         let node_dir = dir.join(&node.name);
@@ -296,6 +296,7 @@ async fn up_once(
             Some(node.location.as_f64()),
         );
         config.testnet = true;
+        config.fcp = Some(ports[2 * n + i]);
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
         config.anonymity = opts.anonymity;
@@ -345,6 +346,7 @@ async fn up_once(
                     &dir.join(&node.name),
                     Some(ports[2 * i + 1]),
                 ),
+                fcp: Some(ports[2 * n + i]),
                 pid: child.id(),
             },
         );

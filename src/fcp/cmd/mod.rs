@@ -1,0 +1,305 @@
+//! One file per FCP command. [`dispatch`] answers the quick ones at once
+//! and starts a job for each request that talks to the network (`ClientPut`,
+//! `ClientGet`): one job per message, served by the same client-layer calls
+//! as the CLI. A job reports through the connection's [`Outbox`] and always
+//! ends in a message naming its `Identifier`.
+
+pub mod codes;
+pub mod dda;
+pub mod get;
+pub mod hello;
+pub mod keys;
+pub mod put;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::connection::{Outbox, Payload};
+use super::frame::Message;
+use super::{Server, MAX_JOBS_PER_CONNECTION};
+use codes::Failed;
+
+/// What one connection's commands share.
+pub struct Conn {
+    pub server: Arc<Server>,
+    pub out: Outbox,
+    /// `ConnectionIdentifier` of `NodeHello` (also the salt of `FileHash`).
+    pub id: String,
+    hello: AtomicBool,
+    /// Directories this client proved it can read or write.
+    pub dda: Mutex<dda::Grants>,
+    /// Requests running, by `Identifier`.
+    jobs: Mutex<HashMap<String, AbortHandle>>,
+}
+
+impl Conn {
+    pub fn new(server: Arc<Server>, out: Outbox) -> Conn {
+        Conn {
+            server,
+            out,
+            id: format!("{:032x}", rand::random::<u128>()),
+            hello: AtomicBool::new(false),
+            dda: Mutex::new(dda::Grants::default()),
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Stop the request `identifier`; false if there is none.
+    pub fn cancel(&self, identifier: &str) -> bool {
+        let handle = self.jobs.lock().ok().and_then(|mut j| j.remove(identifier));
+        match handle {
+            Some(h) => {
+                h.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn finished(&self, identifier: &str) {
+        if let Ok(mut jobs) = self.jobs.lock() {
+            jobs.remove(identifier);
+        }
+    }
+}
+
+/// Whether the connection goes on after a message.
+pub enum Flow {
+    Continue,
+    Close,
+}
+
+/// A `ProtocolError` message.
+pub fn protocol_error(code: u32, extra: &str, identifier: Option<&str>, fatal: bool) -> Message {
+    Message::new("ProtocolError")
+        .with("Code", code)
+        .with("CodeDescription", codes::protocol_text(code))
+        .with("ExtraDescription", extra)
+        .with("Fatal", fatal)
+        .with("Global", false)
+        .with_opt("Identifier", identifier)
+}
+
+/// A request's fault, before or while it runs: a ProtocolError, or the
+/// request's own failure message.
+#[derive(Debug)]
+pub enum Refusal {
+    Protocol { code: u32, extra: String },
+    Failed(Failed),
+}
+
+impl Refusal {
+    pub fn protocol(code: u32, extra: impl Into<String>) -> Refusal {
+        Refusal::Protocol {
+            code,
+            extra: extra.into(),
+        }
+    }
+
+    pub fn missing(field: &str) -> Refusal {
+        Refusal::protocol(codes::MISSING_FIELD, format!("{field} is required"))
+    }
+
+    pub fn invalid(field: &str, why: impl std::fmt::Display) -> Refusal {
+        Refusal::protocol(codes::INVALID_FIELD, format!("{field}: {why}"))
+    }
+}
+
+/// A required field.
+pub fn field<'a>(msg: &'a Message, key: &str) -> Result<&'a str, Refusal> {
+    msg.get(key).ok_or_else(|| Refusal::missing(key))
+}
+
+/// A boolean field (default when absent).
+pub fn flag(msg: &Message, key: &str, default: bool) -> Result<bool, Refusal> {
+    msg.flag(key, default)
+        .ok_or_else(|| Refusal::invalid(key, "expected true or false"))
+}
+
+/// Answer one message. Network requests become jobs in `jobs`.
+pub async fn dispatch(
+    conn: &Arc<Conn>,
+    msg: Message,
+    payload: Option<Payload>,
+    jobs: &mut JoinSet<()>,
+) -> Flow {
+    let id = msg.identifier().map(str::to_string);
+    if !conn.hello.load(Ordering::Relaxed) && msg.name != "ClientHello" {
+        let e = protocol_error(
+            codes::CLIENT_HELLO_MUST_BE_FIRST,
+            &format!("got {} first", msg.name),
+            id.as_deref(),
+            true,
+        );
+        conn.out.send(e).await;
+        return Flow::Close;
+    }
+    match msg.name.as_str() {
+        "ClientHello" => {
+            if conn.hello.swap(true, Ordering::Relaxed) {
+                let e = protocol_error(codes::NO_LATE_CLIENT_HELLOS, "", id.as_deref(), false);
+                conn.out.send(e).await;
+            } else {
+                conn.out.send(hello::node_hello(conn, &msg)).await;
+            }
+        }
+        "Disconnect" => return Flow::Close,
+        "Void" => {}
+        "GetNode" => {
+            conn.out.send(hello::node_data(conn, &msg)).await;
+        }
+        "WatchGlobal" => {}
+        "ListPersistentRequests" => {
+            conn.out
+                .send(Message::new("EndListPersistentRequests"))
+                .await;
+        }
+        "RemoveRequest" | "RemovePersistentRequest" => {
+            let global = msg.flag("Global", false).unwrap_or(false);
+            let reply = match id.as_deref() {
+                Some(i) if conn.cancel(i) => Message::new("PersistentRequestRemoved")
+                    .with("Identifier", i)
+                    .with("Global", global),
+                _ => protocol_error(codes::NO_SUCH_IDENTIFIER, "", id.as_deref(), false),
+            };
+            conn.out.send(reply).await;
+        }
+        "GenerateSSK" => {
+            conn.out.send(keys::generate_ssk(&msg)).await;
+        }
+        "TestDDARequest" => {
+            let reply = dda::request(conn, &msg).await;
+            conn.out.send(reply).await;
+        }
+        "TestDDAResponse" => {
+            let reply = dda::response(conn, &msg).await;
+            conn.out.send(reply).await;
+        }
+        "ClientPut" => {
+            let conn2 = conn.clone();
+            let global = msg.flag("Global", false).unwrap_or(false);
+            start(conn, jobs, id, global, move |id| {
+                put::run(conn2, msg, payload, id)
+            })
+            .await;
+        }
+        "ClientGet" => {
+            let conn2 = conn.clone();
+            let global = msg.flag("Global", false).unwrap_or(false);
+            start(conn, jobs, id, global, move |id| get::run(conn2, msg, id)).await;
+        }
+        other => {
+            let e = protocol_error(
+                codes::INVALID_MESSAGE,
+                &format!("{other} is not a message veil knows (docs/fcp.md lists them)"),
+                id.as_deref(),
+                false,
+            );
+            conn.out.send(e).await;
+        }
+    }
+    Flow::Continue
+}
+
+/// Start the request `msg` as a job, unless its `Identifier` is missing or
+/// already running, or the connection has too many running.
+async fn start<F, Fut>(
+    conn: &Arc<Conn>,
+    jobs: &mut JoinSet<()>,
+    id: Option<String>,
+    global: bool,
+    job: F,
+) where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(id) = id else {
+        let e = protocol_error(codes::MISSING_FIELD, "Identifier is required", None, false);
+        conn.out.send(e).await;
+        return;
+    };
+    let refusal = {
+        let Ok(mut running) = conn.jobs.lock() else {
+            return;
+        };
+        if running.contains_key(&id) {
+            Some(
+                Message::new("IdentifierCollision")
+                    .with("Identifier", &id)
+                    .with("Global", global),
+            )
+        } else if running.len() >= MAX_JOBS_PER_CONNECTION {
+            Some(protocol_error(
+                codes::INTERNAL_ERROR,
+                &format!("at most {MAX_JOBS_PER_CONNECTION} requests at once per connection"),
+                Some(&id),
+                false,
+            ))
+        } else {
+            let fut = job(id.clone());
+            let conn2 = conn.clone();
+            let id2 = id.clone();
+            let handle = jobs.spawn(async move {
+                fut.await;
+                conn2.finished(&id2);
+            });
+            running.insert(id, handle);
+            None
+        }
+    };
+    if let Some(r) = refusal {
+        conn.out.send(r).await;
+    }
+}
+
+/// Send a refusal as the request's failure: a ProtocolError, or
+/// `failed_name` (`PutFailed`, `GetFailed`) with Freenet's code.
+pub async fn refuse(conn: &Conn, failed_name: &str, id: &str, global: bool, r: Refusal) {
+    let msg = match r {
+        Refusal::Protocol { code, extra } => protocol_error(code, &extra, Some(id), false),
+        Refusal::Failed(f) => Message::new(failed_name)
+            .with("Identifier", id)
+            .with("Code", f.code)
+            .with("ShortCodeDescription", f.short)
+            .with("CodeDescription", &f.long)
+            .with("Fatal", f.fatal)
+            .with("Global", global),
+    };
+    conn.out.send(msg).await;
+}
+
+/// `SimpleProgress` for `id` (sent only if the client asked for progress,
+/// bit 0 of `Verbosity`, and never blocking the job).
+pub fn progress(conn: &Conn, id: &str, total: u64, done: u64, failed: u64, finalized: bool) {
+    conn.out.offer(
+        Message::new("SimpleProgress")
+            .with("Identifier", id)
+            .with("Total", total)
+            .with("Required", total)
+            .with("Failed", failed)
+            .with("FatallyFailed", 0)
+            .with("Succeeded", done)
+            .with("LastProgress", now_ms())
+            .with("FinalizedTotal", finalized)
+            .with("Global", false),
+    );
+}
+
+/// Milliseconds since the Unix epoch (FCP's time fields).
+pub fn now_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// Whether the client asked for progress messages.
+pub fn wants_progress(msg: &Message) -> bool {
+    msg.get("Verbosity")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|v| v & 1 == 1)
+}
