@@ -1,6 +1,6 @@
 //! Freenet's own tools against veil nodes: the command-line programs of the
 //! PyPI package `pyfreenet3` 0.7.0 (fcpgenkey, fcpinvertkey, fcpput,
-//! fcpget), unmodified, pointed at the FCP servers of a `veil testnet up`
+//! fcpget, fcpupload), unmodified, pointed at the FCP servers of a `veil testnet up`
 //! by `FCP_HOST`/`FCP_PORT`. `.ci/run` installs the package; under
 //! `CI=true` its absence fails the test, elsewhere it is skipped.
 
@@ -179,18 +179,19 @@ fn pyfreenet_tools_work_against_veil_nodes() {
     tools.ok(f, "fcpget", &[ssk.trim(), doc_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&doc_back).unwrap(), b"a signed document\n");
 
-    // fcpput -d: the node reads the file itself after TestDDA; the URI
+    // fcpupload -w: the node reads the file itself after TestDDA; the URI
     // names the file inside a one-file directory, as Freenet's does.
     let page = tmp.path().join("page.html");
     std::fs::write(&page, b"<p>from disk</p>").unwrap();
-    let out = tools.ok(a, "fcpput", &["-d", "CHK@", page.to_str().unwrap()]);
-    let disk_uri = out.lines().last().unwrap_or_default().trim().to_string();
+    let out = tools.ok(a, "fcpupload", &["-w", page.to_str().unwrap()]);
+    let disk_uri = out.lines().last().unwrap_or_default().trim();
+    let disk_uri = disk_uri.strip_prefix("freenet:").unwrap_or(disk_uri);
     assert!(
         disk_uri.starts_with("CHK@") && disk_uri.ends_with("/page.html"),
         "{out}"
     );
     let page_back = tmp.path().join("page.out");
-    tools.ok(d, "fcpget", &[&disk_uri, page_back.to_str().unwrap()]);
+    tools.ok(d, "fcpget", &[disk_uri, page_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&page_back).unwrap(), b"<p>from disk</p>");
 
     // A key nobody inserted: a non-zero exit and Freenet's "data not

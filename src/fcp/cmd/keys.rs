@@ -30,8 +30,9 @@ pub fn strip(uri: &str) -> &str {
 /// Where a `ClientPut` inserts.
 #[derive(Debug)]
 pub enum InsertUri {
-    /// `CHK@`: the content's own hash names it.
-    Chk,
+    /// `CHK@`, or `CHK@/<name>` (the name as `TargetFilename`): the
+    /// content's own hash names it.
+    Chk(Option<String>),
     /// `SSK@<private>,<crypto key>/<name>`: a signed document.
     Ssk(SskInsertUri),
     /// `USK@<private>,<crypto key>/<site>/<edition>`: an edition of a site
@@ -44,7 +45,10 @@ pub fn parse_insert(text: &str) -> Result<InsertUri, Refusal> {
     let uri = strip(text);
     let bad = |why: String| Refusal::protocol(codes::URI_PARSE_ERROR, why);
     match uri.split_once('@').map(|(k, _)| k) {
-        Some("CHK") => Ok(InsertUri::Chk),
+        Some("CHK") => {
+            let name = uri["CHK@".len()..].trim_start_matches('/');
+            Ok(InsertUri::Chk((!name.is_empty()).then(|| name.to_string())))
+        }
         Some("SSK") => {
             check_two_parts(uri).map_err(bad)?;
             let insert: SskInsertUri = uri
@@ -103,7 +107,11 @@ mod tests {
     #[test]
     fn insert_uris_of_each_kind() {
         let insert = usk::keygen(&mut rand::rngs::OsRng);
-        assert!(matches!(parse_insert("freenet:CHK@"), Ok(InsertUri::Chk)));
+        assert!(matches!(
+            parse_insert("freenet:CHK@"),
+            Ok(InsertUri::Chk(None))
+        ));
+        assert!(matches!(parse_insert("CHK@/a.txt"), Ok(InsertUri::Chk(Some(n))) if n == "a.txt"));
         let ssk = format!("{insert}doc");
         match parse_insert(&ssk) {
             Ok(InsertUri::Ssk(i)) => assert_eq!(

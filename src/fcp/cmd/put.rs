@@ -5,7 +5,8 @@
 //! file `Filename`, after `TestDDARequest` or with `FileHash`; `redirect`:
 //! the CHK that `TargetURI` names) is inserted as `veil put` inserts a file
 //! ([`transfer::put_stream`]). With `TargetFilename` (for `disk`, the
-//! file's name unless `TargetFilename` is empty) the file is wrapped in a
+//! file's name unless `TargetFilename` is empty; for `CHK@/<name>`, the
+//! name) the file is wrapped in a
 //! one-file directory, as Freenet wraps it in a manifest, and the URI is
 //! `CHK@…/<name>`. Under an `SSK@` or `USK@` insert URI the content's CHK
 //! is then signed into the document or edition ([`usk::publish_ssk`],
@@ -141,7 +142,7 @@ async fn put(
             Content::Bytes(Box::new(reader), len)
         }
         "redirect" => {
-            if matches!(target, InsertUri::Chk) {
+            if matches!(target, InsertUri::Chk(_)) {
                 return Err(Refusal::Failed(codes::insert_failed(
                     INSERT_INVALID_URI,
                     "a redirect is inserted under an SSK@ or USK@ insert URI, not CHK@",
@@ -155,10 +156,11 @@ async fn put(
         }
         other => return Err(Refusal::invalid("UploadFrom", format!("{other:?}"))),
     };
-    let name = match msg.get("TargetFilename") {
-        Some("") => None,
-        Some(n) => Some(n.to_string()),
-        None => default_name,
+    let name = match (msg.get("TargetFilename"), &target) {
+        (Some(""), _) => None,
+        (Some(n), _) => Some(n.to_string()),
+        (None, InsertUri::Chk(Some(n))) => Some(n.clone()),
+        (None, _) => default_name,
     };
     if let Some(n) = &name {
         check_path(n).map_err(|e| Refusal::invalid("TargetFilename", e))?;
@@ -171,7 +173,7 @@ async fn put(
                 .await
                 .map_err(failed)?;
             match (&target, name) {
-                (InsertUri::Chk, Some(name)) => {
+                (InsertUri::Chk(_), Some(name)) => {
                     let uri = wrap(&node, file, len, &name, mime, chk_only, report)
                         .await
                         .map_err(failed)?;
@@ -182,7 +184,7 @@ async fn put(
         }
     };
     match target {
-        InsertUri::Chk => Ok(chk.to_uri()),
+        InsertUri::Chk(_) => Ok(chk.to_uri()),
         InsertUri::Ssk(insert) if chk_only => Ok(insert.public().to_string()),
         InsertUri::Ssk(insert) => Ok(usk::publish_ssk(&node, &insert, &chk)
             .await
