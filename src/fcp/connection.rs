@@ -120,6 +120,11 @@ impl Outbox {
             .is_ok()
     }
 
+    /// Whether the client is gone.
+    pub fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+
     /// Queue `msg` unless the queue is full (progress reports).
     pub fn offer(&self, msg: Message) {
         let _ = self.0.try_send(Out { msg, body: None });

@@ -6,12 +6,15 @@
 //! ```text
 //! frame.rs        sans-IO: Name=Value lines, EndMessage / Data + DataLength
 //! connection.rs   one client: its buffer, its writer task, its requests
+//! queue.rs        persistent and global requests: outlive connections
+//!                 and (Persistence=forever) restarts
 //! cmd/            one file per command, each calling the client layer
 //!   mod.rs          dispatch, the per-connection context, ProtocolError
 //!   codes.rs        Freenet's failure codes (FetchException, InsertException)
 //!   hello.rs        ClientHello, GetNode, WatchGlobal, the lists
 //!   keys.rs         GenerateSSK; FCP URIs as veil keys
 //!   dda.rs          TestDDARequest / TestDDAResponse (disk access)
+//!   persistent.rs   queueing, ListPersistentRequests, RemoveRequest
 //!   put.rs          ClientPut
 //!   get.rs          ClientGet
 //! ```
@@ -25,6 +28,7 @@
 pub mod cmd;
 pub mod connection;
 pub mod frame;
+pub mod queue;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -66,6 +70,8 @@ pub struct FcpConfig {
     pub node: Endpoint,
     /// A directory for payloads being received (spooled, unlinked at once).
     pub spool: PathBuf,
+    /// Where `Persistence=forever` requests are kept.
+    pub state: PathBuf,
     /// The node's public key, shown by `GetNode`.
     pub identity: String,
     /// Testnet mode, shown by `NodeHello`.
@@ -75,6 +81,7 @@ pub struct FcpConfig {
 /// What the server shares with every connection.
 pub struct Server {
     pub config: FcpConfig,
+    pub queue: Arc<queue::Queue>,
 }
 
 /// Why the server could not start.
@@ -99,7 +106,9 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, FcpError> {
 /// connection is its own task; a misbehaving one is closed without
 /// disturbing the others.
 pub async fn serve(listener: TcpListener, config: FcpConfig, mut shutdown: watch::Receiver<bool>) {
-    let server = Arc::new(Server { config });
+    let (queue, unfinished) = queue::Queue::load(&config.state);
+    let server = Arc::new(Server { config, queue });
+    cmd::persistent::resume(&server, unfinished);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {

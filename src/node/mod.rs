@@ -360,6 +360,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
             addr,
             node: client.clone(),
             spool: dir.join("fcp-spool"),
+            state: dir.join("fcp"),
             identity: public_key.to_string(),
             testnet: config.testnet,
         };

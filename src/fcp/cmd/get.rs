@@ -10,12 +10,10 @@
 //! node only ever sees routing keys and encrypted blocks.
 
 use std::path::Path;
-use std::sync::Arc;
-
 use tokio::io::AsyncWriteExt;
 
 use super::codes::{self, fetch_failed};
-use super::{field, now_ms, progress, refuse, wants_progress, Conn, Refusal};
+use super::{field, now_ms, progress, refuse, wants_progress, Job, Refusal};
 use crate::client::site::{self, Address, Resolved};
 use crate::client::transfer;
 use crate::content::dir::mime_for;
@@ -29,10 +27,10 @@ pub const CONCURRENCY: usize = 128;
 
 /// Serve one `ClientGet`; always ends in `DataFound` (and `AllData`),
 /// `GetFailed`, or a `ProtocolError` naming `id`.
-pub async fn run(conn: Arc<Conn>, msg: Message, id: String) {
-    let global = msg.flag("Global", false).unwrap_or(false);
-    if let Err(r) = get(&conn, &msg, &id, global).await {
-        refuse(&conn, "GetFailed", &id, global, r).await;
+pub async fn run(job: Job, msg: Message) {
+    let (id, global) = (job.id.clone(), job.global);
+    if let Err(r) = get(&job, &msg, &id, global).await {
+        refuse(&job.out, "GetFailed", &id, global, r).await;
     }
 }
 
@@ -48,7 +46,7 @@ struct Found {
     bytes: Option<Vec<u8>>,
 }
 
-async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<(), Refusal> {
+async fn get(job: &Job, msg: &Message, id: &str, global: bool) -> Result<(), Refusal> {
     let uri = super::keys::strip(field(msg, "URI")?);
     let addr: Address = uri.parse().map_err(|e| {
         Refusal::Failed(fetch_failed(
@@ -71,7 +69,7 @@ async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<
             if !path.is_absolute() {
                 return Err(Refusal::invalid("Filename", "must be an absolute path"));
             }
-            if !conn.dda.lock().map(|g| g.may_write(&path)).unwrap_or(false) {
+            if !job.access.may_write(&path) {
                 return Err(Refusal::protocol(
                     codes::DIRECT_DISK_ACCESS_DENIED,
                     format!(
@@ -90,14 +88,14 @@ async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<
         }
         other => return Err(Refusal::invalid("ReturnType", format!("{other:?}"))),
     };
-    let node = conn.server.config.node.clone();
+    let node = job.server.config.node.clone();
     let found = resolve(&node, &addr, &opts).await?;
     let started = now_ms();
-    let report = wants_progress(msg).then(|| (conn.clone(), id.to_string()));
+    let report = wants_progress(msg).then(|| (job.out.clone(), id.to_string()));
     let on_progress = move |p: crate::content::Progress| {
-        if let Some((conn, id)) = &report {
+        if let Some((out, id)) = &report {
             let finalized = p.segments_total > 0;
-            progress(conn, id, p.blocks_known, p.blocks_done, 0, finalized);
+            progress(out, id, p.blocks_known, p.blocks_done, 0, finalized);
         }
     };
     let found_msg = |len: u64| {
@@ -127,13 +125,13 @@ async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<
                     .len
             }
         };
-        conn.out.send(found_msg(len)).await;
+        job.out.send(found_msg(len)).await;
         return Ok(());
     }
     let body = match found.bytes.clone() {
         Some(b) => Body::Bytes(b),
         None => {
-            let spool = spool_file(&conn.server.config.spool).map_err(|e| {
+            let spool = spool_file(&job.server.config.spool).map_err(|e| {
                 Refusal::Failed(fetch_failed(codes::FETCH_INTERNAL_ERROR, e.to_string()))
             })?;
             let mut out = tokio::fs::File::from_std(spool);
@@ -154,7 +152,7 @@ async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<
         Body::Bytes(b) => b.len() as u64,
         Body::File { len, .. } => *len,
     };
-    conn.out.send(found_msg(len)).await;
+    job.out.send(found_msg(len)).await;
     if return_type == "none" {
         return Ok(());
     }
@@ -164,7 +162,7 @@ async fn get(conn: &Arc<Conn>, msg: &Message, id: &str, global: bool) -> Result<
         .with("StartupTime", started)
         .with("CompletionTime", now_ms())
         .with("Metadata.ContentType", &found.mime);
-    conn.out.send_data(all, body).await;
+    job.out.send_data(all, body).await;
     Ok(())
 }
 

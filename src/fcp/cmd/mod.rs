@@ -9,19 +9,36 @@ pub mod dda;
 pub mod get;
 pub mod hello;
 pub mod keys;
+pub mod persistent;
 pub mod put;
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::task::{AbortHandle, JoinSet};
 
 use super::connection::{Outbox, Payload};
 use super::frame::Message;
+use super::queue::Reporter;
 use super::{Server, MAX_JOBS_PER_CONNECTION};
 use codes::Failed;
+use dda::Access;
+
+/// Numbers connections, for the queue's listeners.
+static CONNECTIONS: AtomicU64 = AtomicU64::new(1);
+
+/// What one request's job works with.
+pub struct Job {
+    pub server: Arc<Server>,
+    /// Where its messages go.
+    pub out: Reporter,
+    /// What it may read and write on disk.
+    pub access: Access,
+    pub id: String,
+    pub global: bool,
+}
 
 /// What one connection's commands share.
 pub struct Conn {
@@ -29,6 +46,10 @@ pub struct Conn {
     pub out: Outbox,
     /// `ConnectionIdentifier` of `NodeHello` (also the salt of `FileHash`).
     pub id: String,
+    /// This connection's number (the queue's listeners).
+    pub num: u64,
+    /// The client's `Name` from `ClientHello`.
+    pub name: Mutex<String>,
     hello: AtomicBool,
     /// Directories this client proved it can read or write.
     pub dda: Mutex<dda::Grants>,
@@ -42,6 +63,8 @@ impl Conn {
             server,
             out,
             id: format!("{:032x}", rand::random::<u128>()),
+            num: CONNECTIONS.fetch_add(1, Ordering::Relaxed),
+            name: Mutex::new(String::new()),
             hello: AtomicBool::new(false),
             dda: Mutex::new(dda::Grants::default()),
             jobs: Mutex::new(HashMap::new()),
@@ -57,6 +80,26 @@ impl Conn {
                 true
             }
             None => false,
+        }
+    }
+
+    /// The client's name.
+    pub fn client(&self) -> String {
+        self.name.lock().map(|n| n.clone()).unwrap_or_default()
+    }
+
+    /// A job for request `id` of this connection, reporting to it.
+    pub fn job(self: &Arc<Self>, id: String, global: bool) -> Job {
+        Job {
+            server: self.server.clone(),
+            out: Reporter::Conn(self.out.clone()),
+            access: self
+                .dda
+                .lock()
+                .map(|g| g.access(&self.id))
+                .unwrap_or_default(),
+            id,
+            global,
         }
     }
 
@@ -144,6 +187,11 @@ pub async fn dispatch(
                 let e = protocol_error(codes::NO_LATE_CLIENT_HELLOS, "", id.as_deref(), false);
                 conn.out.send(e).await;
             } else {
+                let name = msg.get("Name").unwrap_or_default().to_string();
+                conn.server.queue.listen(conn.num, &name, conn.out.clone());
+                if let Ok(mut n) = conn.name.lock() {
+                    *n = name;
+                }
                 conn.out.send(hello::node_hello(conn, &msg)).await;
             }
         }
@@ -179,18 +227,18 @@ pub async fn dispatch(
             let reply = dda::response(conn, &msg).await;
             conn.out.send(reply).await;
         }
-        "ClientPut" => {
-            let conn2 = conn.clone();
+        "ClientPut" | "ClientGet" => {
             let global = msg.flag("Global", false).unwrap_or(false);
-            start(conn, jobs, id, global, move |id| {
-                put::run(conn2, msg, payload, id)
-            })
-            .await;
-        }
-        "ClientGet" => {
-            let conn2 = conn.clone();
-            let global = msg.flag("Global", false).unwrap_or(false);
-            start(conn, jobs, id, global, move |id| get::run(conn2, msg, id)).await;
+            let persistence = msg.get("Persistence").unwrap_or("connection");
+            if global || persistence != "connection" {
+                persistent::queue(conn, msg, payload).await;
+            } else {
+                let conn2 = conn.clone();
+                start(conn, jobs, id, global, move |id| {
+                    run(conn2.job(id, global), msg, payload)
+                })
+                .await;
+            }
         }
         other => {
             let e = protocol_error(
@@ -203,6 +251,14 @@ pub async fn dispatch(
         }
     }
     Flow::Continue
+}
+
+/// Serve a `ClientPut` or `ClientGet`.
+pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
+    match msg.name.as_str() {
+        "ClientPut" => put::run(job, msg, payload).await,
+        _ => get::run(job, msg).await,
+    }
 }
 
 /// Start the request `msg` as a job, unless its `Identifier` is missing or
@@ -258,7 +314,7 @@ async fn start<F, Fut>(
 
 /// Send a refusal as the request's failure: a ProtocolError, or
 /// `failed_name` (`PutFailed`, `GetFailed`) with Freenet's code.
-pub async fn refuse(conn: &Conn, failed_name: &str, id: &str, global: bool, r: Refusal) {
+pub async fn refuse(out: &Reporter, failed_name: &str, id: &str, global: bool, r: Refusal) {
     let msg = match r {
         Refusal::Protocol { code, extra } => protocol_error(code, &extra, Some(id), false),
         Refusal::Failed(f) => Message::new(failed_name)
@@ -269,13 +325,13 @@ pub async fn refuse(conn: &Conn, failed_name: &str, id: &str, global: bool, r: R
             .with("Fatal", f.fatal)
             .with("Global", global),
     };
-    conn.out.send(msg).await;
+    out.send(msg).await;
 }
 
 /// `SimpleProgress` for `id` (sent only if the client asked for progress,
 /// bit 0 of `Verbosity`, and never blocking the job).
-pub fn progress(conn: &Conn, id: &str, total: u64, done: u64, failed: u64, finalized: bool) {
-    conn.out.offer(
+pub fn progress(out: &Reporter, id: &str, total: u64, done: u64, failed: u64, finalized: bool) {
+    out.offer(
         Message::new("SimpleProgress")
             .with("Identifier", id)
             .with("Total", total)

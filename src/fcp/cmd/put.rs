@@ -16,13 +16,9 @@
 //! ([`transfer::chk_of`]) and inserts nothing: convergent encryption makes
 //! the URI a function of the content alone, so the two cannot differ.
 
-use std::io::Read;
-use std::path::Path;
-use std::sync::Arc;
-
 use super::codes::{self, INSERT_INVALID_URI};
 use super::keys::{self, InsertUri};
-use super::{field, flag, now_ms, progress, refuse, wants_progress, Conn, Refusal};
+use super::{field, flag, now_ms, progress, refuse, wants_progress, Job, Refusal};
 use crate::client::site::{self, Address, SiteError};
 use crate::client::transfer::{self, TransferError};
 use crate::client::usk;
@@ -30,32 +26,35 @@ use crate::content::dir::{check_path, mime_for, DirEntry, Directory};
 use crate::content::SplitOptions;
 use crate::fcp::connection::Payload;
 use crate::fcp::frame::Message;
+use crate::fcp::queue::Reporter;
 use crate::keys::{Chk, Edition, UskUri};
+use std::io::Read;
+use std::path::Path;
 
 /// Blocks in flight per insert, as `veil put`'s default.
 pub const CONCURRENCY: usize = 128;
 
 /// Serve one `ClientPut`; always ends in `PutSuccessful` or `PutFailed`
 /// (or a `ProtocolError` naming `id`).
-pub async fn run(conn: Arc<Conn>, msg: Message, payload: Option<Payload>, id: String) {
-    let global = msg.flag("Global", false).unwrap_or(false);
+pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
+    let (id, global) = (job.id.clone(), job.global);
     let started = now_ms();
-    match put(&conn, &msg, payload, &id).await {
+    match put(&job, &msg, payload, &id).await {
         Ok(uri) => {
             let uri_msg = Message::new("URIGenerated")
                 .with("Identifier", &id)
                 .with("URI", &uri)
                 .with("Global", global);
-            conn.out.send(uri_msg).await;
+            job.out.send(uri_msg).await;
             let done = Message::new("PutSuccessful")
                 .with("Identifier", &id)
                 .with("URI", &uri)
                 .with("Global", global)
                 .with("StartupTime", started)
                 .with("CompletionTime", now_ms());
-            conn.out.send(done).await;
+            job.out.send(done).await;
         }
-        Err(r) => refuse(&conn, "PutFailed", &id, global, r).await,
+        Err(r) => refuse(&job.out, "PutFailed", &id, global, r).await,
     }
 }
 
@@ -71,7 +70,7 @@ enum Content {
 }
 
 async fn put(
-    conn: &Arc<Conn>,
+    job: &Job,
     msg: &Message,
     payload: Option<Payload>,
     id: &str,
@@ -82,7 +81,7 @@ async fn put(
         .get("Metadata.ContentType")
         .map(str::trim)
         .filter(|m| !m.is_empty());
-    let node = conn.server.config.node.clone();
+    let node = job.server.config.node.clone();
     let upload_from = msg.get("UploadFrom").unwrap_or("direct");
     let mut default_name = None;
     let content = match upload_from {
@@ -96,11 +95,11 @@ async fn put(
             if !path.is_absolute() {
                 return Err(Refusal::invalid("Filename", "must be an absolute path"));
             }
-            let granted = conn.dda.lock().map(|g| g.may_read(&path)).unwrap_or(false);
+            let granted = job.access.may_read(&path);
             let hashed = match msg.get("FileHash") {
                 Some(hash) if !granted => {
                     let (cid, ident, p, h) = (
-                        conn.id.clone(),
+                        job.access.conn_id.clone(),
                         id.to_string(),
                         path.clone(),
                         hash.to_string(),
@@ -165,7 +164,7 @@ async fn put(
     if let Some(n) = &name {
         check_path(n).map_err(|e| Refusal::invalid("TargetFilename", e))?;
     }
-    let report = wants_progress(msg).then(|| (conn.clone(), id.to_string()));
+    let report = wants_progress(msg).then(|| (job.out.clone(), id.to_string()));
     let chk = match content {
         Content::Chk(chk) => chk,
         Content::Bytes(reader, len) => {
@@ -216,7 +215,7 @@ async fn chk_for(
     reader: Box<dyn Read + Send>,
     len: u64,
     chk_only: bool,
-    report: Option<(Arc<Conn>, String)>,
+    report: Option<(Reporter, String)>,
 ) -> Result<Chk, SiteError> {
     let split = SplitOptions::default();
     if chk_only {
@@ -225,9 +224,9 @@ async fn chk_for(
         return Ok(computed.map_err(TransferError::Worker)??);
     }
     let on_progress = move |p: transfer::PutProgress| {
-        if let Some((conn, id)) = &report {
+        if let Some((out, id)) = &report {
             progress(
-                conn,
+                out,
                 id,
                 p.blocks_total,
                 p.blocks_done,
@@ -248,7 +247,7 @@ async fn wrap(
     name: &str,
     mime: Option<&str>,
     chk_only: bool,
-    report: Option<(Arc<Conn>, String)>,
+    report: Option<(Reporter, String)>,
 ) -> Result<Chk, SiteError> {
     let entry = DirEntry {
         path: name.to_string(),
