@@ -115,7 +115,10 @@ pub async fn serve(listener: TcpListener, config: FcpConfig, mut shutdown: watch
             return;
         };
         let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
+            _ = shutdown.changed() => {
+                server.queue.close();
+                return;
+            }
             a = listener.accept() => a,
         };
         match accepted {

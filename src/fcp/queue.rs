@@ -143,6 +143,8 @@ struct Listener {
 pub struct Queue {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    /// The node is stopping: failures now are interruptions.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -189,7 +191,9 @@ impl Queue {
             if inner.entries.len() >= MAX_QUEUED {
                 break;
             }
+            let mut record = record;
             if !record.finished {
+                record.state.clear();
                 unfinished.push(record.clone());
             }
             inner.entries.insert(
@@ -203,6 +207,7 @@ impl Queue {
         let queue = Arc::new(Queue {
             dir: dir.to_path_buf(),
             inner: Mutex::new(inner),
+            closing: Default::default(),
         });
         (queue, unfinished)
     }
@@ -329,10 +334,26 @@ impl Queue {
             .collect()
     }
 
+    /// The node is stopping: a request failing from now on was
+    /// interrupted, not finished.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// A job's message: kept if it says how the request stands, and sent
-    /// to the audience (a payload only to the first of them).
+    /// to the audience (a payload only to the first of them). A failure
+    /// because the node went away (its client API closed: Freenet's
+    /// internal error) or while it stops is passed on but not kept: the
+    /// request is not finished, and starts again with the node.
     async fn deliver(&self, key: &Key, msg: Message, body: Option<Body>) {
-        if is_state(&msg.name) {
+        let interrupted = self.closing.load(std::sync::atomic::Ordering::Relaxed)
+            && matches!(msg.name.as_str(), "PutFailed" | "GetFailed")
+            || matches!(
+                (msg.name.as_str(), msg.get("Code")),
+                ("PutFailed", Some("3")) | ("GetFailed", Some("17"))
+            );
+        if is_state(&msg.name) && !interrupted {
             if let Ok(mut inner) = self.inner.lock() {
                 if let Some(e) = inner.entries.get_mut(key) {
                     e.record.state.retain(|s| s.name != msg.name);
@@ -425,4 +446,43 @@ fn persistent_message(r: &Record) -> Message {
         m = m.with("ClientName", &r.key.client);
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forever_requests_are_read_back_and_reboot_ones_are_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let (q, unfinished) = Queue::load(dir.path());
+        assert!(unfinished.is_empty());
+        let record = |id: &str, forever| Record {
+            key: Key {
+                global: true,
+                client: String::new(),
+                identifier: id.into(),
+            },
+            request: Stored::from(&Message::new("ClientPut").with("URI", "CHK@")),
+            forever,
+            state: Vec::new(),
+            finished: false,
+        };
+        assert!(q.add(record("kept", true)));
+        assert!(q.add(record("lost", false)));
+        assert!(
+            !q.add(record("kept", true)),
+            "a second one with the same key"
+        );
+        assert_eq!(q.list("anyone").len(), 2);
+        let (q2, unfinished) = Queue::load(dir.path());
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].key.identifier, "kept");
+        let listed = q2.list("someone");
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].name, "PersistentPut");
+        assert_eq!(listed[0].get("URI"), Some("CHK@"));
+        assert!(q2.remove(&unfinished[0].key));
+        assert!(Queue::load(dir.path()).1.is_empty());
+    }
 }

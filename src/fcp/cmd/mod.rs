@@ -200,22 +200,13 @@ pub async fn dispatch(
         "GetNode" => {
             conn.out.send(hello::node_data(conn, &msg)).await;
         }
-        "WatchGlobal" => {}
-        "ListPersistentRequests" => {
-            conn.out
-                .send(Message::new("EndListPersistentRequests"))
-                .await;
+        "WatchGlobal" => {
+            let on = msg.flag("Enabled", true).unwrap_or(true);
+            conn.server.queue.watch_global(conn.num, on);
         }
-        "RemoveRequest" | "RemovePersistentRequest" => {
-            let global = msg.flag("Global", false).unwrap_or(false);
-            let reply = match id.as_deref() {
-                Some(i) if conn.cancel(i) => Message::new("PersistentRequestRemoved")
-                    .with("Identifier", i)
-                    .with("Global", global),
-                _ => protocol_error(codes::NO_SUCH_IDENTIFIER, "", id.as_deref(), false),
-            };
-            conn.out.send(reply).await;
-        }
+        "ListPersistentRequests" => persistent::list(conn).await,
+        "GetRequestStatus" => persistent::status(conn, &msg).await,
+        "RemoveRequest" | "RemovePersistentRequest" => persistent::remove(conn, &msg).await,
         "GenerateSSK" => {
             conn.out.send(keys::generate_ssk(&msg)).await;
         }

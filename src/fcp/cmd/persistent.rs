@@ -47,6 +47,7 @@ pub async fn queue(conn: &Arc<Conn>, msg: Message, payload: Option<Payload>) {
         (Some(p), true) => match keep(queue.payload_path(&key), p).await {
             Ok(p) => Some(p),
             Err(e) => {
+                tracing::warn!(error = %e, "cannot keep a persistent request's payload");
                 let text = format!("cannot keep the payload: {e}");
                 let err = protocol_error(codes::INTERNAL_ERROR, &text, Some(&id), false);
                 conn.out.send(err).await;
@@ -80,6 +81,9 @@ pub async fn queue(conn: &Arc<Conn>, msg: Message, payload: Option<Payload>) {
 async fn keep(path: std::path::PathBuf, payload: Payload) -> std::io::Result<Payload> {
     tokio::task::spawn_blocking(move || {
         let (mut reader, len) = payload.into_reader();
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         let mut file = std::fs::File::create(&path)?;
         std::io::copy(&mut reader, &mut file)?;
         file.sync_all()?;
