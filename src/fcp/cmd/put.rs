@@ -185,27 +185,37 @@ async fn put(
     match target {
         InsertUri::Chk(_) => Ok(chk.to_uri()),
         InsertUri::Ssk(insert) if chk_only => Ok(insert.public().to_string()),
-        InsertUri::Ssk(insert) => Ok(usk::publish_ssk(&node, &insert, &chk)
-            .await
-            .map_err(failed)?
-            .to_string()),
+        InsertUri::Ssk(insert) => {
+            usk::refuse_request_uri(&node, &insert, false)
+                .await
+                .map_err(failed)?;
+            Ok(usk::publish_ssk(&node, &insert, &chk)
+                .await
+                .map_err(failed)?
+                .to_string())
+        }
         InsertUri::Usk(insert, n) if chk_only => Ok(UskUri::of_insert(&insert, Edition::Number(n))
             .map_err(|e| failed(SiteError::InsertUri(e)))?
             .to_string()),
-        InsertUri::Usk(insert, n) => match usk::publish(&node, &insert, n, &chk).await {
-            Ok(uri) => Ok(uri.to_string()),
-            // Freenet inserts a taken edition as the next free one.
-            Err(SiteError::Collision(_)) => {
-                let next = usk::next_edition(&node, &insert, Some(n))
-                    .await
-                    .map_err(failed)?;
-                let uri = usk::publish(&node, &insert, next, &chk)
-                    .await
-                    .map_err(failed)?;
-                Ok(uri.to_string())
+        InsertUri::Usk(insert, n) => {
+            usk::refuse_request_uri(&node, &insert, true)
+                .await
+                .map_err(failed)?;
+            match usk::publish(&node, &insert, n, &chk).await {
+                Ok(uri) => Ok(uri.to_string()),
+                // Freenet inserts a taken edition as the next free one.
+                Err(SiteError::Collision(_)) => {
+                    let next = usk::next_edition(&node, &insert, Some(n))
+                        .await
+                        .map_err(failed)?;
+                    let uri = usk::publish(&node, &insert, next, &chk)
+                        .await
+                        .map_err(failed)?;
+                    Ok(uri.to_string())
+                }
+                Err(e) => Err(failed(e)),
             }
-            Err(e) => Err(failed(e)),
-        },
+        }
     }
 }
 
