@@ -193,13 +193,16 @@ pub fn decode(buf: &[u8], max_data: u64) -> Result<Option<(Message, usize)>, Bad
         match line {
             "EndMessage" | "End" => return Ok(Some((msg, pos))),
             "Data" => {
-                let text = msg
-                    .get("DataLength")
-                    .ok_or_else(|| fail(FrameError::MissingDataLength, &msg))?;
-                let len: u64 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| fail(FrameError::BadDataLength(short(text)), &msg))?;
+                let len = match msg.get("DataLength") {
+                    Some(text) => text
+                        .trim()
+                        .parse()
+                        .map_err(|_| fail(FrameError::BadDataLength(short(text)), &msg))?,
+                    None if msg.name == "ClientPutComplexDir" => {
+                        files_length(&msg).map_err(|e| fail(e, &msg))?
+                    }
+                    None => return Err(fail(FrameError::MissingDataLength, &msg)),
+                };
                 if len > max_data {
                     return Err(fail(FrameError::DataTooLong { len, max: max_data }, &msg));
                 }
@@ -219,6 +222,35 @@ pub fn decode(buf: &[u8], max_data: u64) -> Result<Option<(Message, usize)>, Bad
         }
         msg.fields.push((k.to_string(), v.to_string()));
     }
+}
+
+/// A `ClientPutComplexDir`'s payload has no `DataLength` of its own: it
+/// is its direct files' payloads, one after another, so its length is the
+/// sum of their `Files.N.DataLength`.
+fn files_length(msg: &Message) -> Result<u64, FrameError> {
+    let mut total: u64 = 0;
+    for (k, v) in &msg.fields {
+        let Some(n) = k
+            .strip_prefix("Files.")
+            .and_then(|rest| rest.strip_suffix(".DataLength"))
+        else {
+            continue;
+        };
+        let from = msg
+            .get(&format!("Files.{n}.UploadFrom"))
+            .unwrap_or("direct");
+        if !from.eq_ignore_ascii_case("direct") {
+            continue;
+        }
+        let len: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| FrameError::BadDataLength(short(v)))?;
+        total = total
+            .checked_add(len)
+            .ok_or_else(|| FrameError::BadDataLength(short(v)))?;
+    }
+    Ok(total)
 }
 
 /// At most 80 characters of `s`, for an error message.
@@ -257,6 +289,11 @@ mod tests {
         let e = decode(b"ClientPut\nIdentifier=b\nData\n", 5).unwrap_err();
         assert_eq!(e.error, FrameError::MissingDataLength);
         assert_eq!(e.identifier.as_deref(), Some("b"));
+        let dir = b"ClientPutComplexDir\nFiles.0.Name=a\nFiles.0.DataLength=2\n\
+            Files.1.Name=b\nFiles.1.UploadFrom=disk\nFiles.1.DataLength=9\n\
+            Files.2.Name=c\nFiles.2.UploadFrom=direct\nFiles.2.DataLength=3\nData\nabcde";
+        let (msg, used) = decode(dir, 5).unwrap().unwrap();
+        assert_eq!((msg.data_len, &dir[used..]), (Some(5), &b"abcde"[..]));
         let e = decode(b"X\nDataLength=-1\nData\n", 5).unwrap_err();
         assert!(matches!(e.error, FrameError::BadDataLength(_)));
     }

@@ -419,6 +419,7 @@ fn persistent_message(r: &Record) -> Message {
     let req = Message::from(&r.request);
     let name = match req.name.as_str() {
         "ClientGet" => "PersistentGet",
+        "ClientPutComplexDir" | "ClientPutDiskDir" => "PersistentPutDir",
         _ => "PersistentPut",
     };
     let mut m = Message::new(name)

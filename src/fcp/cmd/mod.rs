@@ -11,6 +11,7 @@ pub mod hello;
 pub mod keys;
 pub mod persistent;
 pub mod put;
+pub mod putdir;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -218,7 +219,7 @@ pub async fn dispatch(
             let reply = dda::response(conn, &msg).await;
             conn.out.send(reply).await;
         }
-        "ClientPut" | "ClientGet" => {
+        "ClientPut" | "ClientGet" | "ClientPutComplexDir" | "ClientPutDiskDir" => {
             let global = msg.flag("Global", false).unwrap_or(false);
             let persistence = msg.get("Persistence").unwrap_or("connection");
             if global || persistence != "connection" {
@@ -244,10 +245,12 @@ pub async fn dispatch(
     Flow::Continue
 }
 
-/// Serve a `ClientPut` or `ClientGet`.
+/// Serve a `ClientPut`, `ClientPutComplexDir`, `ClientPutDiskDir` or
+/// `ClientGet`.
 pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
     match msg.name.as_str() {
         "ClientPut" => put::run(job, msg, payload).await,
+        "ClientPutComplexDir" | "ClientPutDiskDir" => putdir::run(job, msg, payload).await,
         _ => get::run(job, msg).await,
     }
 }

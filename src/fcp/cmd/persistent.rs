@@ -115,16 +115,12 @@ fn spawn(server: Arc<Server>, key: Key, msg: Message, payload: Option<Payload>, 
 pub fn resume(server: &Arc<Server>, unfinished: Vec<Record>) {
     for record in unfinished {
         let msg = Message::from(&record.request);
-        let payload = match msg.get("UploadFrom").unwrap_or("direct") {
-            "direct" if msg.name == "ClientPut" => {
-                let path = server.queue.payload_path(&record.key);
-                match std::fs::File::open(&path).and_then(|f| Ok((f.metadata()?.len(), f))) {
-                    Ok((len, file)) => Some(Payload::File { file, len }),
-                    Err(_) => None,
-                }
-            }
-            _ => None,
-        };
+        // A payload kept beside the record (a direct put's).
+        let path = server.queue.payload_path(&record.key);
+        let payload = std::fs::File::open(&path)
+            .and_then(|f| Ok((f.metadata()?.len(), f)))
+            .ok()
+            .map(|(len, file)| Payload::File { file, len });
         spawn(server.clone(), record.key, msg, payload, Access::trusted());
     }
 }

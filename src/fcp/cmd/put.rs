@@ -58,7 +58,7 @@ pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
     }
 }
 
-fn failed(e: SiteError) -> Refusal {
+pub fn failed(e: SiteError) -> Refusal {
     Refusal::Failed(codes::of_insert(&e))
 }
 
@@ -182,14 +182,25 @@ async fn put(
             }
         }
     };
+    publish(&node, target, chk, chk_only).await
+}
+
+/// Put `chk` under `target`: a CHK is its own URI; an SSK document or
+/// USK edition is signed to point at it (computed only, with `chk_only`).
+pub async fn publish(
+    node: &crate::client::Endpoint,
+    target: InsertUri,
+    chk: Chk,
+    chk_only: bool,
+) -> Result<String, Refusal> {
     match target {
         InsertUri::Chk(_) => Ok(chk.to_uri()),
         InsertUri::Ssk(insert) if chk_only => Ok(insert.public().to_string()),
         InsertUri::Ssk(insert) => {
-            usk::refuse_request_uri(&node, &insert, false)
+            usk::refuse_request_uri(node, &insert, false)
                 .await
                 .map_err(failed)?;
-            Ok(usk::publish_ssk(&node, &insert, &chk)
+            Ok(usk::publish_ssk(node, &insert, &chk)
                 .await
                 .map_err(failed)?
                 .to_string())
@@ -198,17 +209,17 @@ async fn put(
             .map_err(|e| failed(SiteError::InsertUri(e)))?
             .to_string()),
         InsertUri::Usk(insert, n) => {
-            usk::refuse_request_uri(&node, &insert, true)
+            usk::refuse_request_uri(node, &insert, true)
                 .await
                 .map_err(failed)?;
-            match usk::publish(&node, &insert, n, &chk).await {
+            match usk::publish(node, &insert, n, &chk).await {
                 Ok(uri) => Ok(uri.to_string()),
                 // Freenet inserts a taken edition as the next free one.
                 Err(SiteError::Collision(_)) => {
-                    let next = usk::next_edition(&node, &insert, Some(n))
+                    let next = usk::next_edition(node, &insert, Some(n))
                         .await
                         .map_err(failed)?;
-                    let uri = usk::publish(&node, &insert, next, &chk)
+                    let uri = usk::publish(node, &insert, next, &chk)
                         .await
                         .map_err(failed)?;
                     Ok(uri.to_string())
@@ -220,7 +231,7 @@ async fn put(
 }
 
 /// The CHK of `len` bytes of `reader`: inserted, or only computed.
-async fn chk_for(
+pub async fn chk_for(
     node: &crate::client::Endpoint,
     reader: Box<dyn Read + Send>,
     len: u64,
@@ -279,7 +290,10 @@ async fn wrap(
 
 /// The CHK a redirect's `TargetURI` names (a path below a directory names
 /// that file's CHK).
-async fn redirect_target(node: &crate::client::Endpoint, addr: &Address) -> Result<Chk, SiteError> {
+pub async fn redirect_target(
+    node: &crate::client::Endpoint,
+    addr: &Address,
+) -> Result<Chk, SiteError> {
     let (chk, _) = site::target(node, &addr.key, None).await?;
     if addr.path.is_empty() {
         return Ok(chk);
