@@ -1,6 +1,6 @@
 //! Freenet's own tools against veil nodes: the command-line programs of the
 //! PyPI package `pyfreenet3` 0.7.0 (fcpgenkey, fcpinvertkey, fcpput,
-//! fcpget, fcpupload), unmodified, pointed at the FCP servers of a `veil testnet up`
+//! fcpget, fcpupload, freesitemgr), unmodified, pointed at the FCP servers of a `veil testnet up`
 //! by `FCP_HOST`/`FCP_PORT`. `.ci/run` installs the package; under
 //! `CI=true` its absence fails the test, elsewhere it is skipped.
 
@@ -61,6 +61,23 @@ impl Tools {
         run_within(&mut cmd, TOOL_DEADLINE)
     }
 
+    /// Run `tool` with `input` on its stdin (through `sh`, as the tools'
+    /// prompts read it), in `dir`.
+    fn answer(&self, port: u16, dir: &Path, input: &str, tool: &str, args: &[&str]) -> Output {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg("input=$1; script=$2; shift 2; printf \"$input\" | python3 \"$script\" \"$@\"")
+            .arg("sh")
+            .arg(input)
+            .arg(self.scripts.join(tool))
+            .args(args)
+            .current_dir(dir)
+            .env("FCP_HOST", "127.0.0.1")
+            .env("FCP_PORT", port.to_string())
+            .env("HOME", &self.home);
+        run_within(&mut cmd, TOOL_DEADLINE)
+    }
+
     /// Run and expect success; its stdout.
     fn ok(&self, port: u16, tool: &str, args: &[&str]) -> String {
         let out = self.run(port, tool, args);
@@ -109,6 +126,36 @@ fn fcp_port(info: &serde_json::Value, node: &str) -> u16 {
         .as_str()
         .unwrap_or_else(|| panic!("testnet.json gives {node} no fcp address"));
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// Run `freesitemgr update` until the site's state file says its insert
+/// is done; the site's request USK without its edition.
+fn site_published(tools: &Tools, port: u16, dir: &Path, state: &Path) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let text = std::fs::read_to_string(state).unwrap_or_default();
+        if text.contains("updateInProgress = False") {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("uriPub = "))
+                .expect("the state file names the site's request URI");
+            let uri = line.split('"').nth(1).unwrap();
+            // USK@<key>,<crypto>/<site>/<edition>/
+            let parts: Vec<&str> = uri.trim_end_matches('/').rsplitn(2, '/').collect();
+            return parts[1].to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the site was never published:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+        let out = tools.answer(port, dir, "", "freesitemgr", &["update"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }
 
 #[test]
@@ -193,6 +240,62 @@ fn pyfreenet_tools_work_against_veil_nodes() {
     let page_back = tmp.path().join("page.out");
     tools.ok(d, "fcpget", &[disk_uri, page_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&page_back).unwrap(), b"<p>from disk</p>");
+
+    // freesitemgr add and update of a three-file site, fetched as
+    // USK@…/-1 from a third node.
+    let site = tmp.path().join("sites").join("blog");
+    std::fs::create_dir_all(site.join("img")).unwrap();
+    let png = bytes(3000, 5);
+    std::fs::write(site.join("index.html"), b"<h1>first</h1>").unwrap();
+    std::fs::write(site.join("style.css"), b"h1 { color: red }").unwrap();
+    std::fs::write(site.join("img/cat.png"), &png).unwrap();
+    let conf = tools.home.join(".freesitemgr");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join(".config"),
+        format!("fcpHost = '127.0.0.1'\nfcpPort = {a}\n"),
+    )
+    .unwrap();
+    let sites = site.parent().unwrap();
+    let out = tools.answer(
+        a,
+        sites,
+        "\\n",
+        "freesitemgr",
+        &["add", site.to_str().unwrap()],
+    );
+    assert!(
+        out.status.success(),
+        "freesitemgr add: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let usk = site_published(&tools, a, sites, &conf.join("blog"));
+    let got = |path: &str| {
+        let to = tmp.path().join("got");
+        let _ = std::fs::remove_file(&to);
+        tools.ok(
+            f,
+            "fcpget",
+            &[&format!("{usk}/-1/{path}"), to.to_str().unwrap()],
+        );
+        std::fs::read(&to).unwrap()
+    };
+    assert_eq!(got("index.html"), b"<h1>first</h1>");
+    assert_eq!(got("style.css"), b"h1 { color: red }");
+    assert!(got("img/cat.png") == png, "img/cat.png differs");
+    std::fs::write(site.join("index.html"), b"<h1>second</h1>").unwrap();
+    let out = tools.answer(a, sites, "", "freesitemgr", &["update", "blog"]);
+    assert!(
+        out.status.success(),
+        "freesitemgr update: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    site_published(&tools, a, sites, &conf.join("blog"));
+    assert_eq!(got("index.html"), b"<h1>second</h1>");
+    assert!(
+        got("img/cat.png") == png,
+        "img/cat.png differs after the update"
+    );
 
     // A key nobody inserted: a non-zero exit and Freenet's "data not
     // found" code (13), within the node's search timeout.
