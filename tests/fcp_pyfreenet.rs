@@ -226,6 +226,25 @@ fn pyfreenet_tools_work_against_veil_nodes() {
     tools.ok(f, "fcpget", &[ssk.trim(), doc_back.to_str().unwrap()]);
     assert_eq!(std::fs::read(&doc_back).unwrap(), b"a signed document\n");
 
+    // A KSK: the name alone inserts and requests; the first insert owns
+    // the name, a second with other content fails.
+    let ksk = tools.ok(a, "fcpput", &["KSK@veil-fcp-test", doc.to_str().unwrap()]);
+    assert_eq!(ksk.trim(), "KSK@veil-fcp-test");
+    let ksk_back = tmp.path().join("ksk.out");
+    tools.ok(
+        d,
+        "fcpget",
+        &["KSK@veil-fcp-test", ksk_back.to_str().unwrap()],
+    );
+    assert_eq!(std::fs::read(&ksk_back).unwrap(), b"a signed document\n");
+    let other = tmp.path().join("other.txt");
+    std::fs::write(&other, b"someone else").unwrap();
+    let out = tools.run(a, "fcpput", &["KSK@veil-fcp-test", other.to_str().unwrap()]);
+    assert!(
+        !out.status.success(),
+        "a second insert under a KSK succeeded"
+    );
+
     // fcpupload -w: the node reads the file itself after TestDDA; the URI
     // names the file inside a one-file directory, as Freenet's does.
     let page = tmp.path().join("page.html");

@@ -9,7 +9,7 @@
 use super::{codes, Refusal};
 use crate::client::usk;
 use crate::fcp::frame::Message;
-use crate::keys::SskInsertUri;
+use crate::keys::{KskUri, SskInsertUri};
 
 /// `GenerateSSK`: a fresh key pair, both URIs ending in `/` (append a
 /// document name, or `site/N` after swapping `SSK@` for `USK@`).
@@ -38,6 +38,8 @@ pub enum InsertUri {
     /// `USK@<private>,<crypto key>/<site>/<edition>`: an edition of a site
     /// (`site` is the insert URI's document name).
     Usk(SskInsertUri, u64),
+    /// `KSK@<name>`: the signed document the name alone derives.
+    Ksk(KskUri),
 }
 
 /// Read a `ClientPut`'s `URI`.
@@ -77,10 +79,11 @@ pub fn parse_insert(text: &str) -> Result<InsertUri, Refusal> {
                 .map_err(|e| bad(format!("{uri}: {e}")))?;
             Ok(InsertUri::Usk(insert, edition.max(0) as u64))
         }
-        Some("KSK") => Err(Refusal::protocol(
-            codes::NOT_SUPPORTED,
-            "KSK@ keys are not supported by veil yet (docs/fcp.md): use CHK@, SSK@ or USK@",
-        )),
+        Some("KSK") => {
+            Ok(InsertUri::Ksk(uri.parse().map_err(|e| {
+                bad(format!("{uri}: not a KSK@<name>: {e}"))
+            })?))
+        }
         _ => Err(bad(format!(
             "{uri}: not a URI veil inserts to (CHK@, SSK@<private>,<crypto key>/<name>, \
              USK@<private>,<crypto key>/<site>/<edition>)"
@@ -130,7 +133,8 @@ mod tests {
             parse_insert(&insert.to_string()).is_err(),
             "no document name"
         );
-        assert!(parse_insert("KSK@hello").is_err());
+        assert!(matches!(parse_insert("KSK@hello"), Ok(InsertUri::Ksk(k)) if k.name == "hello"));
+        assert!(parse_insert("KSK@").is_err());
         assert!(parse_insert("SSK@a,b,AQECAAE/x").is_err());
         assert!(parse_insert("http://x").is_err());
     }

@@ -195,6 +195,14 @@ pub async fn publish(
 ) -> Result<String, Refusal> {
     match target {
         InsertUri::Chk(_) => Ok(chk.to_uri()),
+        InsertUri::Ksk(ksk) if chk_only => Ok(ksk.to_string()),
+        // The first insert under a name owns it: another collides.
+        InsertUri::Ksk(ksk) => {
+            usk::publish_ssk(node, &ksk.insert(), &chk)
+                .await
+                .map_err(failed)?;
+            Ok(ksk.to_string())
+        }
         InsertUri::Ssk(insert) if chk_only => Ok(insert.public().to_string()),
         InsertUri::Ssk(insert) => {
             usk::refuse_request_uri(node, &insert, false)
