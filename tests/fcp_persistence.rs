@@ -181,3 +181,67 @@ fn a_persistent_global_put_outlives_its_connection_and_a_restart() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn subscribe_usk_reports_each_new_edition() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, fcp_a) = node(tmp.path(), "a", 0.25);
+    let (mut b, fcp_b) = node(tmp.path(), "b", 0.75);
+    a.befriend(&b);
+    a.start(&[]);
+    b.start(&[]);
+    a.wait_peers(&rt, 1);
+    b.wait_peers(&rt, 1);
+
+    let mut publisher = Fcp::connect(fcp_a, "publisher");
+    publisher.send(b"GenerateSSK\nIdentifier=k\nEndMessage\n");
+    let keys = publisher.read();
+    let insert = keys.fields["InsertURI"].replacen("SSK@", "USK@", 1);
+    let request = keys.fields["RequestURI"].replacen("SSK@", "USK@", 1);
+    let mut publish = |edition: u64, body: &[u8]| {
+        let mut put = format!(
+            "ClientPut\nIdentifier=e{edition}\nURI={insert}site/{edition}\nDataLength={}\nData\n",
+            body.len()
+        )
+        .into_bytes();
+        put.extend_from_slice(body);
+        publisher.send(&put);
+        loop {
+            let r = publisher.read();
+            match r.name.as_str() {
+                "PutSuccessful" => return r.fields["URI"].clone(),
+                "URIGenerated" | "SimpleProgress" => {}
+                _ => panic!("{r:?}"),
+            }
+        }
+    };
+    assert!(publish(0, b"edition zero").ends_with("/site/0"));
+
+    let mut watcher = Fcp::connect(fcp_b, "watcher");
+    watcher
+        .send(format!("SubscribeUSK\nIdentifier=s\nURI={request}site/0\nEndMessage\n").as_bytes());
+    assert_eq!(watcher.read().name, "SubscribedUSK");
+    let update = watcher.read();
+    assert_eq!(
+        (update.name.as_str(), update.fields["Edition"].as_str()),
+        ("SubscribedUSKUpdate", "0")
+    );
+    assert_eq!(watcher.read().name, "SubscribedUSKRoundFinished");
+
+    assert!(publish(1, b"edition one").ends_with("/site/1"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = watcher.read();
+        if r.name == "SubscribedUSKUpdate" {
+            assert_eq!(r.fields["Edition"], "1");
+            assert!(r.fields["URI"].ends_with("/site/1"));
+            break;
+        }
+        assert_eq!(r.name, "SubscribedUSKRoundFinished");
+        assert!(Instant::now() < deadline, "edition 1 never reported");
+    }
+    watcher.send(b"UnsubscribeUSK\nIdentifier=s\nEndMessage\n");
+    a.stop();
+    b.stop();
+}

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod persistent;
 pub mod put;
 pub mod putdir;
+pub mod subscribe;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -218,6 +219,19 @@ pub async fn dispatch(
         "TestDDAResponse" => {
             let reply = dda::response(conn, &msg).await;
             conn.out.send(reply).await;
+        }
+        "SubscribeUSK" => {
+            let conn2 = conn.clone();
+            start(conn, jobs, id, false, move |id| {
+                subscribe::run(conn2.job(id, false), msg)
+            })
+            .await;
+        }
+        "UnsubscribeUSK" => {
+            if !id.as_deref().is_some_and(|i| conn.cancel(i)) {
+                let e = protocol_error(codes::NO_SUCH_IDENTIFIER, "", id.as_deref(), false);
+                conn.out.send(e).await;
+            }
         }
         "ClientPut" | "ClientGet" | "ClientPutComplexDir" | "ClientPutDiskDir" => {
             let global = msg.flag("Global", false).unwrap_or(false);

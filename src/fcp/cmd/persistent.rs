@@ -5,8 +5,10 @@
 //! starts.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{codes, protocol_error, run, Conn, Job};
+use crate::client::Client;
 use crate::fcp::connection::Payload;
 use crate::fcp::frame::Message;
 use crate::fcp::queue::{Key, Record, Reporter, Stored};
@@ -111,9 +113,45 @@ fn spawn(server: Arc<Server>, key: Key, msg: Message, payload: Option<Payload>, 
     queue.running(&key, handle.abort_handle());
 }
 
-/// Start again the `forever` requests a restart interrupted.
+/// How long restarted requests wait for the node's first link.
+const WAIT_FOR_PEERS: Duration = Duration::from_secs(60);
+
+/// Start again the `forever` requests a restart interrupted, once the
+/// node has a link (or [`WAIT_FOR_PEERS`] has passed): started at once,
+/// they would fail for want of peers.
 pub fn resume(server: &Arc<Server>, unfinished: Vec<Record>) {
+    if unfinished.is_empty() {
+        return;
+    }
+    let server = server.clone();
+    tokio::spawn(async move {
+        wait_for_peers(&server.config.node).await;
+        restart(&server, unfinished);
+    });
+}
+
+async fn wait_for_peers(node: &crate::client::Endpoint) {
+    let deadline = tokio::time::Instant::now() + WAIT_FOR_PEERS;
+    while tokio::time::Instant::now() < deadline {
+        let status = async {
+            let mut c = Client::connect(node, Duration::from_secs(5)).await.ok()?;
+            c.status().await.ok()
+        };
+        if let Some(s) = status.await {
+            if s.peers.iter().any(|p| p.connected) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn restart(server: &Arc<Server>, unfinished: Vec<Record>) {
     for record in unfinished {
+        // Removed while waiting.
+        if !server.queue.contains(&record.key) {
+            continue;
+        }
         let msg = Message::from(&record.request);
         // A payload kept beside the record (a direct put's).
         let path = server.queue.payload_path(&record.key);
