@@ -1,6 +1,9 @@
-//! A persistent global put (`Persistence=forever`, `Global=true`) started
-//! by one FCP connection completes after that client disconnects and after
-//! the node restarts, and a new connection lists it with its outcome.
+//! FCP requests between two linked nodes, over raw sockets: a persistent
+//! global put (`Persistence=forever`, `Global=true`) started by one
+//! connection completes after that client disconnects and after the node
+//! restarts, and a new connection lists it with its outcome;
+//! `SubscribeUSK` reports new editions; `ClientPutDiskDir` inserts a
+//! directory after `TestDDARequest`, read back file by file.
 
 mod common;
 
@@ -242,6 +245,76 @@ fn subscribe_usk_reports_each_new_edition() {
         assert!(Instant::now() < deadline, "edition 1 never reported");
     }
     watcher.send(b"UnsubscribeUSK\nIdentifier=s\nEndMessage\n");
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn put_disk_dir_inserts_a_directory_after_test_dda() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut a, fcp_a) = node(tmp.path(), "a", 0.25);
+    let (mut b, fcp_b) = node(tmp.path(), "b", 0.75);
+    a.befriend(&b);
+    a.start(&[]);
+    b.start(&[]);
+    a.wait_peers(&rt, 1);
+    b.wait_peers(&rt, 1);
+    let site = tmp.path().join("site");
+    std::fs::create_dir_all(site.join("css")).unwrap();
+    std::fs::write(site.join("index.html"), b"<h1>disk dir</h1>").unwrap();
+    std::fs::write(site.join("css/a.css"), b"p {}").unwrap();
+    let dir = site.to_str().unwrap();
+
+    let mut c = Fcp::connect(fcp_a, "dirs");
+    // Without the test, the node will not read the directory.
+    c.send(
+        format!("ClientPutDiskDir\nIdentifier=d0\nURI=CHK@\nFilename={dir}\nEndMessage\n")
+            .as_bytes(),
+    );
+    let refused = c.read();
+    assert_eq!(
+        (refused.name.as_str(), refused.fields["Code"].as_str()),
+        ("ProtocolError", "25")
+    );
+    c.send(
+        format!("TestDDARequest\nDirectory={dir}\nWantReadDirectory=true\nEndMessage\n").as_bytes(),
+    );
+    let reply = c.read();
+    assert_eq!(reply.name, "TestDDAReply");
+    let token = std::fs::read_to_string(&reply.fields["ReadFilename"]).unwrap();
+    c.send(
+        format!("TestDDAResponse\nDirectory={dir}\nReadContent={token}\nEndMessage\n").as_bytes(),
+    );
+    let done = c.read();
+    assert_eq!(done.fields["ReadDirectoryAllowed"], "true");
+    // The test's file is gone again, so it is not part of the site.
+    assert!(!std::path::Path::new(&reply.fields["ReadFilename"]).exists());
+    c.send(
+        format!("ClientPutDiskDir\nIdentifier=d1\nURI=CHK@\nFilename={dir}\nEndMessage\n")
+            .as_bytes(),
+    );
+    let uri = loop {
+        let r = c.read();
+        match r.name.as_str() {
+            "PutSuccessful" => break r.fields["URI"].clone(),
+            "URIGenerated" => {}
+            _ => panic!("{r:?}"),
+        }
+    };
+    let mut getter = Fcp::connect(fcp_b, "reader");
+    for (path, body, mime) in [
+        ("", &b"<h1>disk dir</h1>"[..], "text/html"),
+        ("/css/a.css", &b"p {}"[..], "text/css"),
+    ] {
+        getter.send(
+            format!("ClientGet\nIdentifier=g{path}\nURI={uri}{path}\nEndMessage\n").as_bytes(),
+        );
+        let found = getter.read();
+        assert_eq!(found.name, "DataFound", "{found:?}");
+        assert_eq!(found.fields["Metadata.ContentType"], mime);
+        assert_eq!(getter.read().data, body);
+    }
     a.stop();
     b.stop();
 }
