@@ -173,8 +173,10 @@ pub async fn run(stream: TcpStream, server: Arc<Server>, mut shutdown: watch::Re
             }
         }
     }
-    // Requests live as long as the connection that made them.
+    // Requests live as long as the connection that made them; queued ones
+    // go on without it.
     jobs.shutdown().await;
+    conn.server.queue.forget(conn.num);
     drop(conn);
     if tokio::time::timeout(WRITE_TIMEOUT, &mut writer)
         .await

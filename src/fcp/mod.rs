@@ -111,8 +111,15 @@ pub async fn serve(listener: TcpListener, config: FcpConfig, mut shutdown: watch
     cmd::persistent::resume(&server, unfinished);
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            _ = shutdown.changed() => {
+                server.queue.close();
+                return;
+            }
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
         };
         let accepted = tokio::select! {
             _ = shutdown.changed() => {

@@ -311,6 +311,14 @@ impl Queue {
         }
     }
 
+    /// Connection `conn` ends: it gets no more messages (and its queue's
+    /// sender is let go, so its writer can finish).
+    pub fn forget(&self, conn: u64) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.listeners.retain(|l| l.conn != conn);
+        }
+    }
+
     /// `WatchGlobal`: whether connection `conn` gets global requests' messages.
     pub fn watch_global(&self, conn: u64, on: bool) {
         if let Ok(mut inner) = self.inner.lock() {
