@@ -34,6 +34,8 @@
 //!             leaks, trace; the adversary: features, signals, classifier, posterior,
 //!             anonymity, verdict, report
 //! gateway/    the browser gateway (veil gateway): browse, insert, status, safety
+//! fcp/        FCPv2 for Freenet's tools (fcpput, fcpget, site managers): frame
+//!             (sans-IO), connection, cmd/ (one file per command, over client/)
 //! node/       the tokio runtime, a thin driver of the core: links, router_task (owns
 //!             the Router, performs its actions), swap, client_api, client_cache
 //! sim/        the core on a virtual clock: harness (veil trace), scenario, topology;
@@ -84,6 +86,7 @@ pub mod client;
 pub mod config;
 pub mod content;
 pub mod error;
+pub mod fcp;
 pub mod formats;
 pub mod gateway;
 pub mod identity;

@@ -21,6 +21,10 @@ pub struct InitArgs {
     /// socket NODE_DIR/client.sock.
     #[arg(long)]
     client: Option<SocketAddr>,
+    /// Serve FCPv2, Freenet's client protocol, on this address (Freenet's
+    /// tools use 127.0.0.1:9481); loopback only (see docs/fcp.md).
+    #[arg(long, value_name = "ADDR")]
+    fcp: Option<SocketAddr>,
     /// Location in [0, 1); derived from the public key when absent.
     #[arg(long)]
     location: Option<f64>,
@@ -35,7 +39,8 @@ pub fn run(a: InitArgs) -> Result<ExitCode> {
         );
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let config = NodeConfig::new(listen, client, a.location);
+    let mut config = NodeConfig::new(listen, client, a.location);
+    config.fcp = a.fcp;
     let client = Endpoint::of_config(dir, client);
     config.validate().map_err(anyhow::Error::msg)?;
     let identity = Identity::generate(&mut rand::rngs::OsRng);

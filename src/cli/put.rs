@@ -21,7 +21,8 @@ pub struct PutArgs {
     pub node: NodeArg,
     /// The file to insert, or `-` for stdin (read as a stream; stdin is
     /// first copied to an unlinked temporary file, as the layout needs the
-    /// length before the first segment).
+    /// length before the first segment). A directory is inserted as a
+    /// freesite, as with --dir.
     #[arg(required_unless_present = "dir")]
     pub file: Option<PathBuf>,
     /// Insert a directory as a freesite: each file its own CHK and MIME
@@ -58,8 +59,15 @@ pub async fn run(a: PutArgs) -> Result<ExitCode> {
         redundancy: a.redundancy,
         ..Default::default()
     };
+    if let Some(site) = &site {
+        usk::refuse_request_uri(&node, site, true)
+            .await
+            .context("checking the insert URI")?;
+    }
     let uri = match (a.dir.as_deref(), a.file.as_deref()) {
         (Some(dir), _) => put_dir(&node, dir, a.concurrency, &split).await?,
+        // A directory given as FILE is inserted as --dir inserts it.
+        (None, Some(file)) if file.is_dir() => put_dir(&node, file, a.concurrency, &split).await?,
         (None, Some(file)) => put_file(&node, file, a.concurrency, &split).await?,
         (None, None) => bail!("give a FILE or --dir DIR"),
     };

@@ -1,11 +1,11 @@
 //! Addresses: a key and a path below it, as the CLI, the gateway and FCP
 //! take them (`CHK@…,…/docs/index.html`, `SSK@…,…/name`,
-//! `USK@…,…/site/3/docs/index.html`).
+//! `USK@…,…/site/3/docs/index.html`, `KSK@name/index.html`).
 
 use std::str::FromStr;
 
 use crate::content::dir::{check_path, DirError};
-use crate::keys::{Chk, KeyError, SskUri, UskUri};
+use crate::keys::{Chk, KeyError, KskUri, SskUri, UskUri};
 
 /// What names content: the key part of an address.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,6 +17,8 @@ pub enum Key {
     Ssk(SskUri),
     /// `USK@<public key>,<crypto key>/<site>/<edition>`.
     Usk(UskUri),
+    /// `KSK@<name>`: the signed document a name alone derives.
+    Ksk(KskUri),
 }
 
 impl Key {
@@ -25,6 +27,7 @@ impl Key {
             Key::Chk(c) => c.to_uri(),
             Key::Ssk(s) => s.to_string(),
             Key::Usk(u) => u.to_string(),
+            Key::Ksk(k) => k.to_string(),
         }
     }
 }
@@ -46,10 +49,10 @@ pub enum AddressError {
     #[error(
         "not a veil URI: expected CHK@<routing key>,<decryption key>[/path], \
          SSK@<public key>,<crypto key>/<name>[/path] or \
-         USK@<public key>,<crypto key>/<site>/<edition>[/path]"
+         USK@<public key>,<crypto key>/<site>/<edition>[/path] or KSK@<name>[/path]"
     )]
     Syntax,
-    #[error("{0} keys are not supported (CHK@, SSK@ and USK@ are)")]
+    #[error("{0} keys are not supported (CHK@, SSK@, USK@ and KSK@ are)")]
     Unsupported(String),
     #[error("bad key: {0}")]
     Key(#[from] KeyError),
@@ -67,6 +70,7 @@ impl FromStr for Address {
         // or three (USK: the site and the edition).
         let parts = match text.split_once('@') {
             Some(("CHK", _)) => 1,
+            Some(("KSK", _)) => 0,
             Some(("SSK", _)) => 2,
             Some(("USK", _)) => 3,
             Some((kind, _)) if kind.len() == 3 && kind.bytes().all(|b| b.is_ascii_uppercase()) => {
@@ -74,11 +78,12 @@ impl FromStr for Address {
             }
             _ => return Err(AddressError::Syntax),
         };
-        let (key, path) = match text.match_indices('/').nth(parts - 1) {
+        let (key, path) = match text.match_indices('/').nth(parts.max(1) - 1) {
             Some((i, _)) => (&text[..i], &text[i + 1..]),
             None => (text, ""),
         };
         let key = match parts {
+            0 => Key::Ksk(key.parse()?),
             1 => Key::Chk(key.parse()?),
             2 => Key::Ssk(key.parse()?),
             _ => Key::Usk(key.parse()?),

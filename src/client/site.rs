@@ -21,7 +21,7 @@ use crate::content::dir::{
 use crate::content::usk::{find_latest, open_edition, UskError, MAX_PROBES};
 use crate::content::{ContentError, FetchOptions, SplitOptions};
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey};
+use crate::keys::{Block, Chk, Edition, KeyError, RoutingKey, SskUri};
 use crate::routing::Failure;
 
 /// Why a freesite operation failed.
@@ -64,6 +64,14 @@ pub enum SiteError {
          the original is kept: insert another edition"
     )]
     Collision(u64),
+    #[error("{0} already exists with other content (collision); the original is kept")]
+    SignedCollision(String),
+    #[error(
+        "{0} is the request URI of an existing site (SSK@<public key>,…): publishing \
+         needs its insert URI, SSK@<private key>,<crypto key>/<site>, the first line \
+         `veil keygen` printed (or the InsertURI of GenerateSSK)"
+    )]
+    RequestNotInsert(String),
 }
 
 impl HasKind for SiteError {
@@ -86,8 +94,9 @@ impl HasKind for SiteError {
             | SiteError::NotUtf8(_)
             | SiteError::InsertUri(_)
             | SiteError::NoSiteName
-            | SiteError::EditionOverflow => ErrorKind::Local,
-            SiteError::Collision(_) => ErrorKind::Refused,
+            | SiteError::EditionOverflow
+            | SiteError::RequestNotInsert(_) => ErrorKind::Local,
+            SiteError::Collision(_) | SiteError::SignedCollision(_) => ErrorKind::Refused,
         }
     }
 }
@@ -137,20 +146,11 @@ pub async fn target(
 ) -> Result<(Chk, Option<u64>), SiteError> {
     match key {
         Key::Chk(chk) => Ok((chk.clone(), None)),
-        Key::Ssk(ssk) => {
-            let block = get_signed(node, ssk.routing_key())
-                .await?
-                .ok_or_else(|| SiteError::NoSigned(ssk.to_string()))?;
-            let payload = ssk
-                .key
-                .decode(&ssk.docname, &block)
-                .map_err(UskError::from)?;
-            let chk = std::str::from_utf8(&payload)
-                .ok()
-                .and_then(|t| t.parse().ok())
-                .ok_or_else(|| SiteError::NotARedirect(ssk.to_string()))?;
-            Ok((chk, None))
-        }
+        Key::Ksk(ksk) => Ok((
+            redirect_of(node, &ksk.request(), &ksk.to_string()).await?,
+            None,
+        )),
+        Key::Ssk(ssk) => Ok((redirect_of(node, ssk, &ssk.to_string()).await?, None)),
         Key::Usk(usk) => match usk.edition {
             Edition::Number(n) => {
                 let block = get_signed(node, usk.edition_uri(n).routing_key())
@@ -171,6 +171,21 @@ pub async fn target(
             }
         },
     }
+}
+
+/// The CHK a signed document points at (`shown` names it in errors).
+async fn redirect_of(node: &Endpoint, ssk: &SskUri, shown: &str) -> Result<Chk, SiteError> {
+    let block = get_signed(node, ssk.routing_key())
+        .await?
+        .ok_or_else(|| SiteError::NoSigned(shown.to_string()))?;
+    let payload = ssk
+        .key
+        .decode(&ssk.docname, &block)
+        .map_err(UskError::from)?;
+    std::str::from_utf8(&payload)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| SiteError::NotARedirect(shown.to_string()))
 }
 
 /// Open the content `chk` names: only a directory document (at most
@@ -495,8 +510,14 @@ mod tests {
             Err(AddressError::Path(_))
         ));
         assert_eq!(
-            "KSK@abc/site".parse::<Address>(),
-            Err(AddressError::Unsupported("KSK".into()))
+            "SVK@abc/site".parse::<Address>(),
+            Err(AddressError::Unsupported("SVK".into()))
+        );
+        let ksk: Address = "KSK@hello/a.html".parse().unwrap();
+        assert_eq!(ksk.key, Key::Ksk("KSK@hello".parse().unwrap()));
+        assert_eq!(
+            (ksk.path.as_str(), ksk.to_uri().as_str()),
+            ("a.html", "KSK@hello/a.html")
         );
         assert!(matches!(
             "SSK@abc,def/site".parse::<Address>(),

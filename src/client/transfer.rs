@@ -369,6 +369,19 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
     Ok(end.uri)
 }
 
+/// The URI [`put_stream`] would give `len` bytes of `input` with these
+/// options, computed by the same splitter without inserting anything
+/// (FCP's `GetCHKOnly`). Blocking: it reads and encodes the whole input.
+pub fn chk_of<R: std::io::Read>(
+    input: R,
+    len: u64,
+    split: &SplitOptions,
+) -> Result<Chk, TransferError> {
+    let mut splitter = Splitter::new(input, len, split)?;
+    while splitter.next_segment()?.is_some() {}
+    Ok(splitter.finish()?.uri)
+}
+
 /// Whether a failed block request through the node is worth asking again:
 /// not found, timed out, overloaded, or the connection lost mid-request.
 /// Not when the node cannot be reached at all, has no peers, refuses, or

@@ -13,8 +13,9 @@ use zeroize::Zeroize;
 use super::site::{get_signed, SiteError};
 use super::transfer::BLOCK_TIMEOUT;
 use super::{Client, ClientError, Endpoint};
+use crate::content::usk::redirect_payload;
 use crate::content::usk::{find_latest, sign_edition};
-use crate::keys::{Chk, Edition, SskInsertUri, SskPrivate, UskUri};
+use crate::keys::{Chk, Edition, SskInsertUri, SskPrivate, SskUri, UskUri};
 use crate::routing::Failure;
 
 /// A fresh signing key pair and crypto key: the insert URI of a new site
@@ -72,5 +73,62 @@ pub async fn publish(
         Ok(()) => Ok(usk),
         Err(ClientError::Network(Failure::Collision)) => Err(SiteError::Collision(edition)),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Sign the document `insert` names (`SSK@<private>,<crypto key>/<name>`)
+/// pointing at `content` and insert it; its public `SSK@` URI. A document
+/// that already exists with other content is refused
+/// ([`SiteError::SignedCollision`]), the original kept.
+pub async fn publish_ssk(
+    node: &Endpoint,
+    insert: &SskInsertUri,
+    content: &Chk,
+) -> Result<SskUri, SiteError> {
+    let payload = redirect_payload(content).map_err(SiteError::InsertUri)?;
+    let (_, block) = insert
+        .key
+        .sign(&insert.docname, &payload)
+        .map_err(SiteError::InsertUri)?;
+    let mut client = Client::connect(node, BLOCK_TIMEOUT).await?;
+    match client.insert(block).await {
+        Ok(()) => Ok(insert.public()),
+        Err(ClientError::Network(Failure::Collision)) => {
+            Err(SiteError::SignedCollision(insert.public().to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuse a request URI given where an insert URI belongs. The two look
+/// alike (`SSK@<key>,<crypto key>/<name>`), and a request URI read as an
+/// insert URI would publish, without a word, under a new key. So the
+/// insert URI is read as a request URI too: if the site it would name
+/// (`site`: true, a site's editions) or the document (false) exists, it
+/// was that request URI, and the error says to give the insert URI made
+/// with it.
+pub async fn refuse_request_uri(
+    node: &Endpoint,
+    insert: &SskInsertUri,
+    site: bool,
+) -> Result<(), SiteError> {
+    let text = insert.to_string();
+    let exists = if site {
+        let as_request = format!("{}/-1", text.replacen("SSK@", "USK@", 1));
+        match as_request.parse::<UskUri>() {
+            Ok(usk) => find_latest(&usk, 0, |key| get_signed(node, key))
+                .await?
+                .is_some(),
+            Err(_) => false,
+        }
+    } else {
+        match text.parse::<SskUri>() {
+            Ok(doc) => get_signed(node, doc.routing_key()).await?.is_some(),
+            Err(_) => false,
+        }
+    };
+    match exists {
+        true => Err(SiteError::RequestNotInsert(text)),
+        false => Ok(()),
     }
 }

@@ -88,6 +88,8 @@ pub enum InvalidSetting {
     ClientNotLoopback(SocketAddr),
     #[error("gateway address {0} is not loopback; set gateway_public = true to allow it")]
     GatewayNotLoopback(SocketAddr),
+    #[error("fcp address {0} is not loopback; set fcp_public = true to allow it")]
+    FcpNotLoopback(SocketAddr),
 }
 
 /// The default `memory` bound: what suits a small machine.
@@ -306,6 +308,15 @@ pub struct NodeConfig {
     /// Allow the gateway to listen on a non-loopback address.
     #[serde(default, skip_serializing_if = "is_default")]
     pub gateway_public: bool,
+    /// Serve FCPv2 (Freenet's client protocol, docs/fcp.md) on this address
+    /// (Freenet's port is 9481); loopback unless `fcp_public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcp: Option<SocketAddr>,
+    /// Allow FCP on a non-loopback address: anyone who reaches it can
+    /// insert and fetch through this node, and, after a TestDDARequest,
+    /// make the node read and write files in directories it can reach.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub fcp_public: bool,
     /// How the node hides who originated its client's requests: `"tunnel"`
     /// (the default), `"freenet"` or `"none"`.
     #[serde(default, skip_serializing_if = "is_default")]
@@ -383,6 +394,8 @@ impl NodeConfig {
             audit_log: true,
             gateway: None,
             gateway_public: false,
+            fcp: None,
+            fcp_public: false,
             anonymity: Anonymity::default(),
             router: RouterConfig::default(),
             link: LinkConfig::default(),
@@ -513,6 +526,12 @@ impl NodeConfig {
             .filter(|g| !g.ip().is_loopback() && !self.gateway_public)
         {
             return Err(InvalidSetting::GatewayNotLoopback(g));
+        }
+        if let Some(f) = self
+            .fcp
+            .filter(|f| !f.ip().is_loopback() && !self.fcp_public)
+        {
+            return Err(InvalidSetting::FcpNotLoopback(f));
         }
         Ok(())
     }

@@ -28,6 +28,9 @@ pub struct NodeInfo {
     /// The node's client API: a Unix socket, or a TCP address and the
     /// node's cookie file.
     pub client: crate::client::Endpoint,
+    /// The node's FCP server (docs/fcp.md), `HOST:PORT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fcp: Option<SocketAddr>,
     pub pid: u32,
 }
 

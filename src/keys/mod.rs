@@ -27,7 +27,7 @@ pub mod ssk;
 pub mod uri;
 
 pub use ssk::{CryptoKey, SskPrivate, SskPublic, SSK_BLOCK_LEN, SSK_DATA_LEN};
-pub use uri::{Edition, SskInsertUri, SskUri, UskUri};
+pub use uri::{Edition, KskUri, SskInsertUri, SskUri, UskUri};
 
 /// Plaintext bytes one block carries.
 pub const BLOCK_DATA_LEN: usize = 32 * 1024;

@@ -4,6 +4,7 @@
 //! SSK@<private seed>,<crypto key>/<name>     insert URI (keep it secret)
 //! SSK@<public key>,<crypto key>/<name>       request URI
 //! USK@<public key>,<crypto key>/<site>/<N>   edition N of a site (-1: the latest)
+//! KSK@<name>                                 a keyword-signed key (both, in one)
 //! ```
 //!
 //! Each key is 32 bytes of base64url without padding. Insert and request
@@ -223,6 +224,70 @@ impl FromStr for UskUri {
             key: public_key(first, crypto)?,
             site: site.to_string(),
             edition,
+        })
+    }
+}
+
+/// A keyword-signed key, `KSK@<name>` (Hyphanet's): the signing key and
+/// the crypto key are derived from the name alone,
+///
+/// ```text
+/// seed   = SHA-256("veil/ksk/seed/v1"   || name)
+/// crypto = SHA-256("veil/ksk/crypto/v1" || name)
+/// ```
+///
+/// and the document is the SSK `<name>` under them. So the one URI both
+/// inserts and requests. Its weakness is that: anyone who guesses the
+/// name can read the content, and whoever inserts under a name first owns
+/// it (a later insert with other content collides).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KskUri {
+    pub name: String,
+}
+
+impl KskUri {
+    /// The SSK insert URI the name derives.
+    pub fn insert(&self) -> SskInsertUri {
+        use sha2::{Digest, Sha256};
+        let derive = |label: &[u8]| -> [u8; 32] {
+            Sha256::new()
+                .chain_update(label)
+                .chain_update(self.name.as_bytes())
+                .finalize()
+                .into()
+        };
+        SskInsertUri {
+            key: SskPrivate::from_seed(derive(b"veil/ksk/seed/v1"), derive(b"veil/ksk/crypto/v1")),
+            docname: self.name.clone(),
+        }
+    }
+
+    /// The SSK request URI the name derives.
+    pub fn request(&self) -> SskUri {
+        self.insert().public()
+    }
+}
+
+impl fmt::Display for KskUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KSK@{}", self.name)
+    }
+}
+
+impl FromStr for KskUri {
+    type Err = KeyError;
+
+    fn from_str(s: &str) -> Result<KskUri, KeyError> {
+        let name = s
+            .trim()
+            .strip_prefix("KSK@")
+            .ok_or(KeyError::SskUriSyntax)?;
+        if name.is_empty() {
+            return Err(KeyError::BadDocName);
+        }
+        check_name(name, MAX_DOCNAME_LEN)?;
+        Ok(KskUri {
+            name: name.to_string(),
         })
     }
 }

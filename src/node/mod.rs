@@ -355,6 +355,17 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
     if let Some(addr) = config.gateway {
         tasks.push(start_gateway(client.clone(), addr, &config, shutdown_rx.clone()).await?);
     }
+    if let Some(addr) = config.fcp {
+        let fcp = crate::fcp::FcpConfig {
+            addr,
+            node: client.clone(),
+            spool: dir.join("fcp-spool"),
+            state: dir.join("fcp"),
+            identity: public_key.to_string(),
+            testnet: config.testnet,
+        };
+        tasks.push(start_fcp(fcp, shutdown_rx.clone()).await?);
+    }
     let location_keeper = config
         .swap
         .then(|| location_keeper::LocationKeeper::spawn(dir.clone(), shared_location.clone()));
@@ -394,6 +405,21 @@ async fn start_gateway(
             tracing::warn!(error = %e, "the gateway stopped");
         }
     }))
+}
+
+/// `fcp = "ADDR"` in node.toml: the FCP server, in this process, talking
+/// to this node's client API.
+async fn start_fcp(
+    config: crate::fcp::FcpConfig,
+    shutdown: watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, NodeError> {
+    let addr = config.addr;
+    let listener = crate::fcp::bind(addr).await.map_err(|e| NodeError::Bind {
+        addr,
+        source: std::io::Error::other(e),
+    })?;
+    info!(fcp = %addr, "FCP server started");
+    Ok(tokio::spawn(crate::fcp::serve(listener, config, shutdown)))
 }
 
 /// The next connection on `listener`, or `None` once the node shuts down.

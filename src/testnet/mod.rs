@@ -279,7 +279,7 @@ async fn up_once(
 ) -> Result<Testnet, TestnetError> {
     prepare_dir(dir)?;
     let n = topology.nodes.len();
-    let ports = free_ports(2 * n).map_err(|e| io_err(dir, e))?;
+    let ports = free_ports(3 * n).map_err(|e| io_err(dir, e))?;
     let mut identities = Vec::with_capacity(n);
     for node in &topology.nodes {
         let node_dir = dir.join(&node.name);
@@ -298,6 +298,7 @@ async fn up_once(
             Some(node.location.as_f64()),
         );
         config.testnet = true;
+        config.fcp = Some(ports[2 * n + i]);
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
         config.router.lookahead = opts.lookahead;
@@ -348,6 +349,7 @@ async fn up_once(
                     &dir.join(&node.name),
                     Some(ports[2 * i + 1]),
                 ),
+                fcp: Some(ports[2 * n + i]),
                 pid: child.id(),
             },
         );

@@ -247,6 +247,7 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
                 client: veil::client::Endpoint::Unix {
                     path: node_dir.join("client.sock"),
                 },
+                fcp: None,
                 pid: 1000 + i as u32,
             },
         );
