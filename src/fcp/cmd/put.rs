@@ -40,22 +40,26 @@ pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
     let (id, global) = (job.id.clone(), job.global);
     let started = now_ms();
     match put(&job, &msg, payload, &id).await {
-        Ok(uri) => {
-            let uri_msg = Message::new("URIGenerated")
-                .with("Identifier", &id)
-                .with("URI", &uri)
-                .with("Global", global);
-            job.out.send(uri_msg).await;
-            let done = Message::new("PutSuccessful")
-                .with("Identifier", &id)
-                .with("URI", &uri)
-                .with("Global", global)
-                .with("StartupTime", started)
-                .with("CompletionTime", now_ms());
-            job.out.send(done).await;
-        }
+        Ok(uri) => succeeded(&job.out, &id, global, &uri, started).await,
         Err(r) => refuse(&job.out, "PutFailed", &id, global, r).await,
     }
+}
+
+/// A put that ended with `uri`: `URIGenerated`, then `PutSuccessful` (a
+/// file's put and a directory's alike).
+pub(super) async fn succeeded(out: &Reporter, id: &str, global: bool, uri: &str, started: u128) {
+    let generated = Message::new("URIGenerated")
+        .with("Identifier", id)
+        .with("URI", uri)
+        .with("Global", global);
+    out.send(generated).await;
+    let done = Message::new("PutSuccessful")
+        .with("Identifier", id)
+        .with("URI", uri)
+        .with("Global", global)
+        .with("StartupTime", started)
+        .with("CompletionTime", now_ms());
+    out.send(done).await;
 }
 
 pub fn failed(e: SiteError) -> Refusal {

@@ -31,20 +31,7 @@ pub async fn run(job: Job, msg: Message, payload: Option<Payload>) {
     let (id, global) = (job.id.clone(), job.global);
     let started = now_ms();
     match put_dir(&job, &msg, payload).await {
-        Ok(uri) => {
-            let generated = Message::new("URIGenerated")
-                .with("Identifier", &id)
-                .with("URI", &uri)
-                .with("Global", global);
-            job.out.send(generated).await;
-            let done = Message::new("PutSuccessful")
-                .with("Identifier", &id)
-                .with("URI", &uri)
-                .with("Global", global)
-                .with("StartupTime", started)
-                .with("CompletionTime", now_ms());
-            job.out.send(done).await;
-        }
+        Ok(uri) => put::succeeded(&job.out, &id, global, &uri, started).await,
         Err(r) => refuse(&job.out, "PutFailed", &id, global, r).await,
     }
 }
