@@ -97,17 +97,26 @@ fn node(root: &std::path::Path, name: &str, location: f64) -> (TestNode, SocketA
     (n, fcp)
 }
 
+/// Two befriended, running nodes, each with its FCP address.
+fn linked_pair(
+    root: &std::path::Path,
+    rt: &tokio::runtime::Runtime,
+) -> ((TestNode, SocketAddr), (TestNode, SocketAddr)) {
+    let (mut a, fcp_a) = node(root, "a", 0.25);
+    let (mut b, fcp_b) = node(root, "b", 0.75);
+    a.befriend(&b);
+    a.start(&[]);
+    b.start(&[]);
+    a.wait_peers(rt, 1);
+    b.wait_peers(rt, 1);
+    ((a, fcp_a), (b, fcp_b))
+}
+
 #[test]
 fn a_persistent_global_put_outlives_its_connection_and_a_restart() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut a, fcp_a) = node(tmp.path(), "a", 0.25);
-    let (mut b, fcp_b) = node(tmp.path(), "b", 0.75);
-    a.befriend(&b);
-    a.start(&[]);
-    b.start(&[]);
-    a.wait_peers(&rt, 1);
-    b.wait_peers(&rt, 1);
+    let ((mut a, fcp_a), (mut b, fcp_b)) = linked_pair(tmp.path(), &rt);
 
     // One client starts the put and leaves at once.
     let data = bytes(3 << 20, 7);
@@ -189,13 +198,7 @@ fn a_persistent_global_put_outlives_its_connection_and_a_restart() {
 fn subscribe_usk_reports_each_new_edition() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut a, fcp_a) = node(tmp.path(), "a", 0.25);
-    let (mut b, fcp_b) = node(tmp.path(), "b", 0.75);
-    a.befriend(&b);
-    a.start(&[]);
-    b.start(&[]);
-    a.wait_peers(&rt, 1);
-    b.wait_peers(&rt, 1);
+    let ((mut a, fcp_a), (mut b, fcp_b)) = linked_pair(tmp.path(), &rt);
 
     let mut publisher = Fcp::connect(fcp_a, "publisher");
     publisher.send(b"GenerateSSK\nIdentifier=k\nEndMessage\n");
@@ -253,13 +256,7 @@ fn subscribe_usk_reports_each_new_edition() {
 fn put_disk_dir_inserts_a_directory_after_test_dda() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();
-    let (mut a, fcp_a) = node(tmp.path(), "a", 0.25);
-    let (mut b, fcp_b) = node(tmp.path(), "b", 0.75);
-    a.befriend(&b);
-    a.start(&[]);
-    b.start(&[]);
-    a.wait_peers(&rt, 1);
-    b.wait_peers(&rt, 1);
+    let ((mut a, fcp_a), (mut b, fcp_b)) = linked_pair(tmp.path(), &rt);
     let site = tmp.path().join("site");
     std::fs::create_dir_all(site.join("css")).unwrap();
     std::fs::write(site.join("index.html"), b"<h1>disk dir</h1>").unwrap();
