@@ -4,7 +4,8 @@
 //! An observation is a message a node (the observer O) received that starts
 //! a flow, or a unit of work on one, from a neighbour (the sender S): the
 //! first request or insert O receives from S on a flow, the first tunnel
-//! build on a tunnel id, and every batch (`TunnelGet`, `TunnelPut`). Its
+//! build on a tunnel id, and every cell sent away from the originator
+//! (`TunnelForward`: keys only at the exit, which opens it). Its
 //! label, "S originated it", is ground truth: S's `origin.jsonl` holds
 //! `flow_started` for (flow, to = O). On a tunnel, the flow is the tunnel id
 //! of that one link, so the build and every batch the originator sent to its
@@ -79,9 +80,10 @@ fn circular(a: f64, b: f64) -> f64 {
     d.min(1.0 - d)
 }
 
-/// Is this a batch of a tunnel (each one its own observation)?
+/// Is this a cell sent away from a tunnel's originator (each one its own
+/// observation)?
 fn is_batch(kind: MessageKind) -> bool {
-    matches!(kind, MessageKind::TunnelGet | MessageKind::TunnelPut)
+    kind == MessageKind::TunnelForward
 }
 
 /// Every observation in the run, in (observer, file order).
@@ -257,6 +259,7 @@ mod tests {
             flow,
             htl: Some(10),
             keys: vec![key],
+            opened: false,
         };
         let mut a = NodeData {
             name: "a".into(),

@@ -28,8 +28,11 @@ pub(super) struct Line {
     pub peer: String,
     pub flow: Uid,
     pub htl: Option<Htl>,
-    /// Every routing key it carries.
+    /// Every routing key it carries (for a tunnel cell: what this node,
+    /// its exit, opened in it).
     pub keys: Vec<RoutingKey>,
+    /// A tunnel cell this node opened as the exit.
+    pub opened: bool,
 }
 
 impl Line {
@@ -82,6 +85,8 @@ pub(super) struct NodeData {
     pub ends: HashMap<Uid, (u64, String)>,
     /// Ground truth: (flow, neighbour) pairs this node's client started.
     pub flows_started: HashSet<(Uid, String)>,
+    /// What this node opened as a tunnel's exit: (tunnel, from, keys).
+    pub exits: Vec<(Uid, String, Vec<RoutingKey>)>,
 }
 
 impl NodeData {
@@ -113,6 +118,23 @@ impl NodeData {
                     .push((self.events.len(), peer_name(peer), location));
                 return;
             }
+            AuditEvent::TunnelExit { peer, flow, keys } => {
+                // What the exit opened belongs to the cell it just
+                // received on that tunnel.
+                let peer = peer_name(peer);
+                let cell = self.events.iter_mut().rev().find(|l| {
+                    !l.sent
+                        && l.kind == MessageKind::TunnelForward
+                        && l.flow == flow
+                        && l.peer == peer
+                });
+                if let Some(line) = cell {
+                    line.keys.extend(keys.iter().copied());
+                    line.opened = true;
+                }
+                self.exits.push((flow, peer, keys));
+                return;
+            }
             // Links going down, and events added later: not used by the
             // audit.
             _ => return,
@@ -126,6 +148,7 @@ impl NodeData {
             flow: m.flow,
             htl: m.htl,
             keys,
+            opened: false,
         });
     }
 

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::formats::audit_log::{AuditEvent, AuditLine, MessageRecord, OriginEvent, OriginLine};
 use crate::identity::PeerKey;
 use crate::keys::{Location, RoutingKey};
-use crate::message::{Message, Uid, PAD_KEY};
+use crate::message::{Message, Uid};
 use crate::routing::Op;
 
 /// Name of the per-node routing event log.
@@ -99,21 +99,11 @@ impl Origins {
     }
 }
 
-/// The record of one message: its kind, flow and htl, and every routing
-/// key a node handling it sees (a request's key, a batch's keys without
-/// the padding, a tunnelled block's key).
+/// The record of one message: its kind, flow and htl, and the routing key
+/// a node handling it sees (a request's; a tunnel cell shows none: what an
+/// exit opens is logged by [`AuditLog::tunnel_exit`]).
 pub(crate) fn message_record(peer: PeerKey, msg: &Message) -> MessageRecord {
-    let mut record = MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key());
-    match msg {
-        Message::TunnelGet { keys, .. } => {
-            record.keys = keys.iter().filter(|k| **k != PAD_KEY).copied().collect();
-        }
-        Message::TunnelPut { block, .. } | Message::TunnelData { block, .. } => {
-            record.key = Some(block.routing_key());
-        }
-        _ => {}
-    }
-    record
+    MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key())
 }
 
 /// Appends audit events for one node.
@@ -218,6 +208,15 @@ impl AuditLog {
         self.write(AuditEvent::NeighbourMoved {
             peer: *peer,
             location: location.as_f64(),
+        });
+    }
+
+    /// As a tunnel's exit, this node opened `keys` on `flow` from `peer`.
+    pub fn tunnel_exit(&mut self, peer: &PeerKey, flow: Uid, keys: Vec<RoutingKey>) {
+        self.write(AuditEvent::TunnelExit {
+            peer: *peer,
+            flow,
+            keys,
         });
     }
 
@@ -381,10 +380,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (me, peer) = (PeerKey([1; 32]), PeerKey([2; 32]));
         let mut log = AuditLog::open(dir.path(), &me).unwrap();
-        let build = Message::TunnelBuild { tunnel: 1 << 63 };
-        let batch = Message::TunnelGet {
+        let share = crate::message::Ephemeral([5; 32]);
+        let build = Message::TunnelBuild {
             tunnel: 1 << 63,
-            keys: Box::new([crate::message::PAD_KEY; crate::message::BATCH_KEYS]),
+            ephemeral: share,
+        };
+        let cell = crate::message::Cell::from_bytes(vec![0; crate::message::SMALL_CELL]).unwrap();
+        let batch = Message::TunnelForward {
+            tunnel: 1 << 63,
+            cell,
         };
         log.flow_originated(1 << 63, Op::Get);
         log.sent(&peer, &build);
@@ -395,7 +399,13 @@ mod tests {
         log.sent(&peer, &batch);
         // Replies never start a flow, announced or not.
         log.flow_originated(9, Op::Get);
-        log.sent(&peer, &Message::TunnelBuilt { tunnel: 9 });
+        log.sent(
+            &peer,
+            &Message::TunnelBuilt {
+                tunnel: 9,
+                ephemeral: share,
+            },
+        );
         drop(log);
         let origin: Vec<(Uid, OriginEvent)> = lines::<OriginLine>(&dir.path().join(ORIGIN_FILE))
             .into_iter()

@@ -113,6 +113,19 @@ impl MemoryAudit {
         self.audit_event(node, ts_us, AuditEvent::Send(record));
     }
 
+    /// `node`, as a tunnel's exit, opened `keys` on `flow` from `peer`.
+    pub fn tunnel_exit(
+        &mut self,
+        node: usize,
+        ts_us: u64,
+        peer: usize,
+        flow: Uid,
+        keys: Vec<RoutingKey>,
+    ) {
+        let peer = Self::peer_key(peer);
+        self.audit_event(node, ts_us, AuditEvent::TunnelExit { peer, flow, keys });
+    }
+
     /// A block entered `node`'s cache.
     pub fn block_cached(&mut self, node: usize, ts_us: u64, key: RoutingKey) {
         self.audit_event(node, ts_us, AuditEvent::BlockCached { key });
@@ -213,7 +226,10 @@ mod tests {
     #[test]
     fn an_announced_tunnel_message_is_the_clients_once() {
         let mut m = MemoryAudit::new(2);
-        let build = Message::TunnelBuild { tunnel: 9 };
+        let build = Message::TunnelBuild {
+            tunnel: 9,
+            ephemeral: crate::message::Ephemeral([1; 32]),
+        };
         m.flow_originated(0, 9, Op::Get);
         m.sent(0, 1, 1, &build);
         m.sent(0, 2, 1, &build);

@@ -265,11 +265,17 @@ pub struct TunnelTraffic {
     pub extensions: usize,
     /// Hops per tunnel: (builds sent in all) / tunnels.
     pub mean_walk_hops: Option<f64>,
-    /// Batches the originators sent (`TunnelGet` for gets, one `TunnelPut`
-    /// per block for puts).
-    pub batches: OpCounts,
-    /// Batches relays passed on.
-    pub batches_relayed: usize,
+    /// Cells the originators sent into their tunnels (`TunnelForward`:
+    /// extensions, keys and blocks alike, which no relay can tell apart).
+    pub cells: usize,
+    /// Cells relays passed on, either way.
+    pub cells_relayed: usize,
+    /// Cells the exits opened, and the routing keys in them.
+    pub cells_opened: usize,
+    pub keys_opened: usize,
+    /// Cells sent or relayed whose audit record carries a routing key. A
+    /// relay cannot read a cell, so this is 0 unless a log leaks.
+    pub relayed_with_keys: usize,
     /// Searches the exits started for the keys and blocks they were sent.
     pub exit_searches: OpCounts,
     /// Exit searches that found the block, or stored the insert.
@@ -277,7 +283,7 @@ pub struct TunnelTraffic {
     /// Hops per exit search that found its block (`DataFound` replies sent
     /// for its uid), as `hops` counts them for a client's own gets.
     pub exit_hops: Summary,
-    /// Answers (`TunnelData`, `TunnelResult`) the exits sent back up.
+    /// Cells the exits (and extending last hops) sealed and sent back.
     pub exit_answers: usize,
     /// `TunnelDown` messages sent (a hop gone, idle, or refused).
     pub tunnels_down: usize,
@@ -288,10 +294,11 @@ fn f3(v: Option<f64>) -> String {
 }
 
 fn render_tunnels(out: &mut String, t: &TunnelTraffic) {
-    let (b, s, k) = (&t.batches, &t.exit_searches, &t.exit_succeeded);
+    let (s, k) = (&t.exit_searches, &t.exit_succeeded);
     out.push_str(&format!(
         "  tunnels: {} built, {} extensions, {} hops per walk on average; {} torn down\n\
-         \x20 batches sent by originators: {} (get {}, put {}); relayed {} times\n\
+         \x20 cells sent by originators: {}; relayed {} times ({} relayed cells carry a key); \
+         opened by exits: {} ({} keys)\n\
          \x20 exits' searches: {} (get {}, put {}); found {}/{}, inserted {}/{}; \
          {} answers sent back\n\
          \x20 hops per exit get found: median {}, p95 {}, max {}\n",
@@ -299,10 +306,11 @@ fn render_tunnels(out: &mut String, t: &TunnelTraffic) {
         t.extensions,
         f3(t.mean_walk_hops),
         t.tunnels_down,
-        b.total,
-        b.get,
-        b.put,
-        t.batches_relayed,
+        t.cells,
+        t.cells_relayed,
+        t.relayed_with_keys,
+        t.cells_opened,
+        t.keys_opened,
         s.total,
         s.get,
         s.put,

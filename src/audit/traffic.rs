@@ -102,23 +102,37 @@ fn count_tunnel_lines(node: &NodeData, t: &mut TunnelTraffic) {
         match line.kind {
             MessageKind::TunnelBuild if own => t.tunnels += 1,
             MessageKind::TunnelBuild => t.extensions += 1,
-            MessageKind::TunnelGet if own => bump(&mut t.batches, Op::Get),
-            MessageKind::TunnelPut if own => bump(&mut t.batches, Op::Put),
-            MessageKind::TunnelGet | MessageKind::TunnelPut => t.batches_relayed += 1,
+            MessageKind::TunnelForward if own => t.cells += 1,
             MessageKind::TunnelDown => t.tunnels_down += 1,
             _ => {}
         }
     }
+    // A cell received from downstream, or from upstream and not opened
+    // here, is relayed (a node's own tunnel's cells end or start at it).
+    for line in node.events.iter().filter(|l| !l.sent) {
+        let own = node.flows_started.contains(&(line.flow, line.peer.clone()));
+        match line.kind {
+            MessageKind::TunnelForward if line.opened => {
+                t.cells_opened += 1;
+                t.keys_opened += line.keys.len();
+            }
+            MessageKind::TunnelForward => t.cells_relayed += 1,
+            MessageKind::TunnelBackward if !own => t.cells_relayed += 1,
+            _ => {}
+        }
+    }
+    t.relayed_with_keys += node
+        .events
+        .iter()
+        .filter(|l| l.kind.is_tunnel() && !l.opened && !l.keys.is_empty())
+        .count();
     // Answers a node sends are its own as an exit, or relayed: one for each
     // it received from downstream on a tunnel it relays (an answer on its
     // own client's tunnel ends there).
     let mut sent = 0usize;
     let mut relayed = 0usize;
     for line in &node.events {
-        if !matches!(
-            line.kind,
-            MessageKind::TunnelData | MessageKind::TunnelResult
-        ) {
+        if line.kind != MessageKind::TunnelBackward {
             continue;
         }
         if line.sent {

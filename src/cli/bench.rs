@@ -66,13 +66,14 @@ pub struct BenchArgs {
     /// Blocks in flight per get, as `veil get --concurrency`.
     #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
-    /// Tunnel mode: the random delay before each batch, as MIN,MAX in ms
-    /// (default: the node's default).
+    /// Tunnel mode: the random delay before a reaction (the next level of a
+    /// file), as MIN,MAX in ms (default: the node's default).
     #[arg(long, value_parser = parse_delay_range)]
-    pub batch_delay_ms: Option<(u64, u64)>,
-    /// Tunnel mode: keys outstanding in a tunnel (default: the node's default).
+    pub delay_ms: Option<(u64, u64)>,
+    /// Tunnel mode: keys each exit searches for at once (default: the
+    /// node's default).
     #[arg(long)]
-    pub window: Option<usize>,
+    pub exit_window: Option<usize>,
     #[arg(long)]
     pub json: bool,
 }
@@ -123,12 +124,12 @@ impl BenchArgs {
     /// The per-mode bench's options.
     pub fn modes_options(&self) -> veil::bench::modes::ModesOptions {
         let mut tunnel = veil::routing::TunnelConfig::default();
-        if let Some((lo, hi)) = self.batch_delay_ms {
-            tunnel.batch_delay_min_ms = lo;
-            tunnel.batch_delay_max_ms = hi;
+        if let Some((lo, hi)) = self.delay_ms {
+            tunnel.delay_min_ms = lo;
+            tunnel.delay_max_ms = hi;
         }
-        if let Some(w) = self.window {
-            tunnel.window = w.max(1);
+        if let Some(w) = self.exit_window {
+            tunnel.exit_window = w.max(1);
         }
         veil::bench::modes::ModesOptions {
             modes: self.modes.clone(),

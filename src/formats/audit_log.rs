@@ -113,6 +113,18 @@ pub enum AuditEvent {
     /// A neighbour announced a new location (it swapped; public to every
     /// neighbour, as the first one was).
     NeighbourMoved { peer: PeerKey, location: f64 },
+    /// As a tunnel's exit, this node opened a cell holding these routing
+    /// keys (or a block with the one key) on the tunnel `flow` from `peer`:
+    /// the only place a tunnel's keys appear in any log.
+    TunnelExit {
+        peer: PeerKey,
+        #[serde(with = "uid_text")]
+        #[schemars(with = "super::text::Uid")]
+        flow: Flow,
+        #[serde(with = "keys_text")]
+        #[schemars(with = "Vec<super::text::Key>")]
+        keys: Vec<RoutingKey>,
+    },
     /// An event this version does not know (written by a later one).
     #[serde(other)]
     Other,

@@ -8,9 +8,11 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{ErrorKind, HasKind};
-use crate::keys::{Block, RoutingKey, BLOCK_LEN};
+use crate::keys::{Block, RoutingKey};
 
+pub mod cell;
 pub mod swap;
+pub use cell::{Cell, CellError, Ephemeral, Sealed, BIG_CELL, CELL_KEYS, SMALL_CELL};
 pub use swap::SwapMessage;
 
 /// Hops-to-live.
@@ -24,15 +26,8 @@ pub type Uid = u64;
 /// Its top bit is always set, so every identifier encodes to the same size.
 pub type TunnelId = u64;
 
-/// The routing keys one [`Message::TunnelGet`] carries: always exactly this
-/// many, unused slots holding [`PAD_KEY`], so every batch has the same size.
-pub const BATCH_KEYS: usize = 32;
-
-/// The key that fills a batch's unused slots (no block hashes to it).
-pub const PAD_KEY: RoutingKey = RoutingKey([0; 32]);
-
 /// The outcome of one tunnelled key that did not bring a block back
-/// ([`Message::TunnelResult`]).
+/// ([`Sealed::Outcome`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum TunnelOutcome {
     Inserted,
@@ -46,9 +41,9 @@ pub enum TunnelOutcome {
     NotStored,
 }
 
-/// The largest encoded message: an insert carrying a block, plus generous
-/// room for the CBOR framing of the other fields.
-pub const MAX_MESSAGE_LEN: usize = BLOCK_LEN + 128;
+/// The largest encoded message: a big tunnel cell (which holds a block and
+/// its framing), plus generous room for the CBOR framing of the other fields.
+pub const MAX_MESSAGE_LEN: usize = BIG_CELL + 128;
 
 /// One routing message between neighbours.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,37 +91,30 @@ pub enum Message {
         uid: Uid,
         block: Block,
     },
-    /// Build (or extend) a tunnel; the receiver extends it or becomes its
-    /// exit. Originated and extended builds are the same message.
+    /// Add a hop to a tunnel: the originator's key-agreement share for the
+    /// receiver. Sent by the originator to its first hop, and by the
+    /// tunnel's last hop when the originator asks it to extend: the two are
+    /// the same message.
     TunnelBuild {
         tunnel: TunnelId,
+        ephemeral: Ephemeral,
     },
-    /// The answer to a build, sent at once whether the node extended or exited.
+    /// The answer to a build: the new hop's key-agreement share.
     TunnelBuilt {
         tunnel: TunnelId,
+        ephemeral: Ephemeral,
     },
-    /// Routing keys for the exit to fetch: exactly [`BATCH_KEYS`] slots.
-    TunnelGet {
+    /// A cell travelling away from the originator; only the hop it is
+    /// sealed for can open it.
+    TunnelForward {
         tunnel: TunnelId,
-        keys: Box<[RoutingKey; BATCH_KEYS]>,
+        cell: Cell,
     },
-    /// A block for the exit to insert.
-    TunnelPut {
+    /// A cell travelling back to the originator; only the originator can
+    /// open it.
+    TunnelBackward {
         tunnel: TunnelId,
-        block: Block,
-    },
-    /// A verified block the exit fetched: the `index`-th key the exit
-    /// received on this tunnel.
-    TunnelData {
-        tunnel: TunnelId,
-        index: u32,
-        block: Block,
-    },
-    /// How the `index`-th key (or block) the exit received ended otherwise.
-    TunnelResult {
-        tunnel: TunnelId,
-        index: u32,
-        outcome: TunnelOutcome,
+        cell: Cell,
     },
     /// The tunnel is gone (a link on it broke, it expired, or it was refused).
     TunnelDown {
@@ -167,10 +155,8 @@ pub enum MessageKind {
     InsertCollision,
     TunnelBuild,
     TunnelBuilt,
-    TunnelGet,
-    TunnelPut,
-    TunnelData,
-    TunnelResult,
+    TunnelForward,
+    TunnelBackward,
     TunnelDown,
 }
 
@@ -190,10 +176,8 @@ impl MessageKind {
             MessageKind::InsertCollision => "InsertCollision",
             MessageKind::TunnelBuild => "TunnelBuild",
             MessageKind::TunnelBuilt => "TunnelBuilt",
-            MessageKind::TunnelGet => "TunnelGet",
-            MessageKind::TunnelPut => "TunnelPut",
-            MessageKind::TunnelData => "TunnelData",
-            MessageKind::TunnelResult => "TunnelResult",
+            MessageKind::TunnelForward => "TunnelForward",
+            MessageKind::TunnelBackward => "TunnelBackward",
             MessageKind::TunnelDown => "TunnelDown",
         }
     }
@@ -204,13 +188,10 @@ impl MessageKind {
     }
 
     /// Does a message of this kind start (or carry on) a flow for its
-    /// originator: a request, an insert, a tunnel build or a batch?
+    /// originator: a request, an insert, a tunnel build or a cell sent
+    /// away from the originator?
     pub fn starts_flow(self) -> bool {
-        self.is_request()
-            || matches!(
-                self,
-                MessageKind::TunnelBuild | MessageKind::TunnelGet | MessageKind::TunnelPut
-            )
+        self.is_request() || matches!(self, MessageKind::TunnelBuild | MessageKind::TunnelForward)
     }
 
     /// Is this a tunnel message (its flow is a [`TunnelId`], not a uid)?
@@ -219,10 +200,8 @@ impl MessageKind {
             self,
             MessageKind::TunnelBuild
                 | MessageKind::TunnelBuilt
-                | MessageKind::TunnelGet
-                | MessageKind::TunnelPut
-                | MessageKind::TunnelData
-                | MessageKind::TunnelResult
+                | MessageKind::TunnelForward
+                | MessageKind::TunnelBackward
                 | MessageKind::TunnelDown
         )
     }
@@ -255,10 +234,8 @@ impl Message {
             Message::InsertCollision { .. } => MessageKind::InsertCollision,
             Message::TunnelBuild { .. } => MessageKind::TunnelBuild,
             Message::TunnelBuilt { .. } => MessageKind::TunnelBuilt,
-            Message::TunnelGet { .. } => MessageKind::TunnelGet,
-            Message::TunnelPut { .. } => MessageKind::TunnelPut,
-            Message::TunnelData { .. } => MessageKind::TunnelData,
-            Message::TunnelResult { .. } => MessageKind::TunnelResult,
+            Message::TunnelForward { .. } => MessageKind::TunnelForward,
+            Message::TunnelBackward { .. } => MessageKind::TunnelBackward,
             Message::TunnelDown { .. } => MessageKind::TunnelDown,
         }
     }
@@ -282,12 +259,10 @@ impl Message {
             | Message::InsertSucceeded { uid }
             | Message::InsertFailed { uid }
             | Message::InsertCollision { uid, .. } => uid,
-            Message::TunnelBuild { tunnel }
-            | Message::TunnelBuilt { tunnel }
-            | Message::TunnelGet { tunnel, .. }
-            | Message::TunnelPut { tunnel, .. }
-            | Message::TunnelData { tunnel, .. }
-            | Message::TunnelResult { tunnel, .. }
+            Message::TunnelBuild { tunnel, .. }
+            | Message::TunnelBuilt { tunnel, .. }
+            | Message::TunnelForward { tunnel, .. }
+            | Message::TunnelBackward { tunnel, .. }
             | Message::TunnelDown { tunnel } => tunnel,
         }
     }
@@ -326,18 +301,6 @@ impl Message {
         self.message_kind().is_request()
     }
 
-    /// The real (unpadded) routing keys a tunnel batch carries, or the key
-    /// of a tunnelled block.
-    pub fn tunnel_keys(&self) -> Vec<RoutingKey> {
-        match self {
-            Message::TunnelGet { keys, .. } => {
-                keys.iter().filter(|k| **k != PAD_KEY).copied().collect()
-            }
-            Message::TunnelPut { block, .. } => vec![block.routing_key()],
-            _ => Vec::new(),
-        }
-    }
-
     /// The routing key a request is for.
     pub fn key(&self) -> Option<RoutingKey> {
         match self {
@@ -355,7 +318,13 @@ impl Message {
     /// carries: the buffer is sized once, not grown while a block is written.
     fn encoded_capacity(&self) -> usize {
         let blocks: usize = self.carried_blocks().map(|b| b.as_bytes().len()).sum();
-        blocks + 128
+        let cells = match self {
+            Message::TunnelForward { cell, .. } | Message::TunnelBackward { cell, .. } => {
+                cell.as_bytes().len()
+            }
+            _ => 0,
+        };
+        blocks + cells + 128
     }
 
     /// The blocks this message carries.
@@ -363,8 +332,7 @@ impl Message {
         let block = match self {
             Message::InsertRequest { block, .. }
             | Message::DataFound { block, .. }
-            | Message::InsertCollision { block, .. }
-            | Message::TunnelPut { block, .. } => Some(block),
+            | Message::InsertCollision { block, .. } => Some(block),
             _ => None,
         };
         block.into_iter()

@@ -31,25 +31,21 @@ fn samples() -> Vec<Message> {
             uid: 9,
             block: block.clone(),
         },
-        Message::TunnelBuild { tunnel: 1 << 63 },
-        Message::TunnelBuilt { tunnel: u64::MAX },
-        Message::TunnelGet {
+        Message::TunnelBuild {
             tunnel: 1 << 63,
-            keys: Box::new([key; BATCH_KEYS]),
+            ephemeral: Ephemeral([9; 32]),
         },
-        Message::TunnelPut {
-            tunnel: 1 << 63,
-            block: block.clone(),
+        Message::TunnelBuilt {
+            tunnel: u64::MAX,
+            ephemeral: Ephemeral([0; 32]),
         },
-        Message::TunnelData {
+        Message::TunnelForward {
             tunnel: 1 << 63,
-            index: u32::MAX,
-            block,
+            cell: Cell::from_bytes(vec![0xa5; SMALL_CELL]).unwrap(),
         },
-        Message::TunnelResult {
+        Message::TunnelBackward {
             tunnel: 1 << 63,
-            index: 0,
-            outcome: TunnelOutcome::Inserted,
+            cell: Cell::from_bytes(vec![0x5a; BIG_CELL]).unwrap(),
         },
         Message::TunnelDown { tunnel: 1 << 63 },
     ]

@@ -8,7 +8,7 @@ use std::hash::Hash;
 
 use crate::error::ErrorKind;
 use crate::keys::{Block, Location, RoutingKey};
-use crate::message::{Htl, Message, Uid};
+use crate::message::{Htl, Message, TunnelId, Uid};
 use crate::routing::htl::LinkCoins;
 
 /// Milliseconds on whatever clock the driver uses. Only differences matter.
@@ -112,51 +112,70 @@ impl std::fmt::Display for Lookahead {
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TunnelConfig {
-    /// Probability that a node receiving a build extends it rather than
-    /// becoming the exit. Mean walk length is `1 / (1 - p_forward)`.
-    /// Values outside `[0, 0.99]` (and NaN) are clamped into it.
-    pub p_forward: f64,
+    /// Hops every tunnel has at least. The last hop is the exit, so with 2
+    /// or more the exit is never the originator's neighbour.
+    pub min_walk: usize,
+    /// Past `min_walk`, the originator adds one more hop with this
+    /// probability each time (clamped into `[0, 0.99]`; NaN counts as 0).
+    /// Mean length is `min_walk + p / (1 - p)` below `max_walk`.
+    pub p_extend: f64,
+    /// Hops a tunnel has at most.
+    pub max_walk: usize,
     /// How long the originator reuses a tunnel for new sessions.
     pub reuse_ms: u64,
     /// A hop forgets a tunnel that carried nothing for this long.
     pub idle_ms: u64,
-    /// Before each batch the originator waits a delay drawn uniformly from
-    /// `[batch_delay_min_ms, batch_delay_max_ms]`.
-    pub batch_delay_min_ms: u64,
-    pub batch_delay_max_ms: u64,
+    /// The originator sends on a clock with this period.
+    pub tick_ms: u64,
+    /// New work within `reaction_ms` of the tunnel's last answer may be a
+    /// reaction to it: the clock then starts after a delay drawn uniformly
+    /// from `[delay_min_ms, delay_max_ms]`.
+    pub reaction_ms: u64,
+    pub delay_min_ms: u64,
+    pub delay_max_ms: u64,
     /// With keys outstanding, a tunnel silent for this long is broken.
     pub progress_timeout_ms: u64,
     /// Rebuilds one session may need before its remaining keys fail.
     pub max_rebuilds: u32,
-    /// Keys (or blocks) sent into a tunnel and not yet answered.
+    /// Keys sent into a tunnel and not yet answered, at most.
     pub window: usize,
+    /// Blocks sent into a tunnel and not yet answered, at most.
+    pub put_window: usize,
+    /// Keys (or blocks) the exit of one tunnel searches for at once.
+    pub exit_window: usize,
     /// Tunnels this node relays or exits at once.
     pub max_hops: usize,
     /// Client sessions in flight at once.
     pub max_sessions: usize,
-    /// Keys (or blocks) one session may ask for.
+    /// Keys (or blocks) one session may ask for, and one exit may queue.
     pub max_session_items: usize,
 }
 
 impl Default for TunnelConfig {
     fn default() -> Self {
         TunnelConfig {
-            p_forward: 0.8,
+            min_walk: 2,
+            p_extend: 0.5,
+            max_walk: 6,
             reuse_ms: 10 * 60 * 1000,
             idle_ms: 10 * 60 * 1000,
-            batch_delay_min_ms: 20,
-            batch_delay_max_ms: 250,
+            tick_ms: 5,
+            reaction_ms: 2_000,
+            delay_min_ms: 20,
+            delay_max_ms: 250,
             progress_timeout_ms: 60_000,
             max_rebuilds: 4,
-            window: 128,
+            window: 4096,
+            put_window: 64,
+            exit_window: 64,
             max_hops: 1024,
-            max_sessions: 256,
+            max_sessions: 8192,
             max_session_items: 65_536,
         }
     }
 }
 
-// `p_forward` is clamped (never NaN) wherever it is used, and
+// `p_extend` is clamped (never NaN) wherever it is used, and
 // configurations are compared only in tests and config round trips.
 impl Eq for TunnelConfig {}
 
@@ -356,6 +375,14 @@ pub enum Action<P> {
     /// `flow` is the id on that link, as [`Message::uid`] returns it: the
     /// driver's ground-truth log, never sent anywhere.
     FlowOriginated { flow: Uid, op: Op },
+    /// As a tunnel's exit, this node opened these keys (or a block with the
+    /// first key) on the tunnel that reaches it from `from` as `tunnel`:
+    /// what the exit observes, for the driver's audit log.
+    TunnelExit {
+        from: P,
+        tunnel: TunnelId,
+        keys: Vec<RoutingKey>,
+    },
 }
 
 /// Counters for status reports.

@@ -41,10 +41,11 @@ pub use super::latency::Latency;
 pub struct Tally {
     /// Every message sent, replies included.
     pub messages: u64,
-    /// Messages that carried the block back (`DataFound`, `TunnelData`):
+    /// Messages that carried the block back (`DataFound`, a big
+    /// `TunnelBackward` cell):
     /// the length of the path that found it.
     pub found_hops: u32,
-    /// Requests forwarded (`DataRequest`, `InsertRequest`, `TunnelGet`).
+    /// Requests forwarded (`DataRequest`, `InsertRequest`, `TunnelForward`).
     pub request_hops: u32,
     /// In mode `none`, the requester sent a request with `htl == max_htl`:
     /// its first hop knows who asked.
@@ -452,10 +453,11 @@ impl Engine {
         self.tally.messages += 1;
         self.nodes[from as usize].load += 1;
         match &msg {
-            Message::DataFound { .. } | Message::TunnelData { .. } => self.tally.found_hops += 1,
+            Message::DataFound { .. } => self.tally.found_hops += 1,
+            Message::TunnelBackward { cell, .. } if cell.is_big() => self.tally.found_hops += 1,
             Message::DataRequest { .. }
             | Message::InsertRequest { .. }
-            | Message::TunnelGet { .. } => self.tally.request_hops += 1,
+            | Message::TunnelForward { .. } => self.tally.request_hops += 1,
             _ => {}
         }
         if self.mode == Anonymity::None && from == self.requester && msg.htl() == Some(self.max_htl)
@@ -524,6 +526,7 @@ impl Engine {
                 }
                 Action::Originated { .. }
                 | Action::FlowOriginated { .. }
+                | Action::TunnelExit { .. }
                 | Action::Misbehaved { .. } => {}
             }
         }

@@ -155,10 +155,8 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
         .map(|l| format_uid(l.flow))
 }
 
-/// Blocks each workload transfer keeps in flight: a whole tunnel batch
-/// ([`crate::message::BATCH_KEYS`]), so a tunnelled download waits one
-/// batch delay per 32 blocks rather than per 8.
-const WINDOW: usize = crate::message::BATCH_KEYS;
+/// Blocks each workload transfer keeps in flight (`veil get`'s default).
+const WINDOW: usize = 128;
 
 /// What the random workload does.
 #[derive(Clone, Debug)]

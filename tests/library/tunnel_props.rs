@@ -1,8 +1,9 @@
 //! Tunnels in the sans-IO core, driven by the deterministic harness: per-link
-//! ids, builds that look alike wherever they start, the walk length, where
-//! blocks are (not) cached, the client cache, resuming after the exit dies,
-//! and properties on random graphs (one answer per session, traffic only
-//! between neighbours, same seed same run).
+//! ids, builds that look alike wherever they start, the walk length, the
+//! exit never the originator's neighbour, no key or block in any cell a
+//! relay sees, where blocks are (not) cached, the client cache, resuming
+//! after the exit dies, the send clock, and properties on random graphs (one
+//! answer per session, traffic only between neighbours, same seed same run).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -10,7 +11,7 @@ use proptest::prelude::*;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use veil::keys::{Block, Chk, RoutingKey};
-use veil::message::{Message, MessageKind, BATCH_KEYS, PAD_KEY};
+use veil::message::{Message, MessageKind, Sealed, BIG_CELL, CELL_KEYS, SMALL_CELL};
 use veil::routing::{ClientOutcome, RouterConfig, TunnelConfig};
 use veil::sim::harness::{Harness, Sent};
 use veil::sim::topology::{generate, Shape};
@@ -140,29 +141,31 @@ fn originated_and_extended_builds_look_the_same() {
             assert!((0.4..0.6).contains(&share), "bit {bit}: {share}");
         }
     }
-    // Batches have one size whatever they carry.
+    // Cells have one of two sizes whatever they carry.
     let key = b.routing_key();
-    let mut one = [PAD_KEY; BATCH_KEYS];
-    one[0] = key;
-    let full = [key; BATCH_KEYS];
-    let a = Message::TunnelGet {
-        tunnel: 1 << 63,
-        keys: Box::new(one),
-    };
-    let z = Message::TunnelGet {
-        tunnel: u64::MAX,
-        keys: Box::new(full),
-    };
-    assert_eq!(a.encode().len(), z.encode().len());
+    let one = Sealed::Get { keys: vec![key] }.to_cell_bytes().unwrap();
+    let full = Sealed::Get {
+        keys: vec![key; CELL_KEYS],
+    }
+    .to_cell_bytes()
+    .unwrap();
+    assert_eq!((one.len(), full.len()), (SMALL_CELL, SMALL_CELL));
+    for s in h.sent.iter().filter(|s| kind(s).is_tunnel()) {
+        if let Message::TunnelForward { cell, .. } | Message::TunnelBackward { cell, .. } = &s.msg {
+            let len = cell.as_bytes().len();
+            assert!(len == SMALL_CELL || len == BIG_CELL, "{len}");
+        }
+    }
 }
 
-/// Mean walk length (builds per originated tunnel) for `p`.
+/// Mean tunnel length (hops that answered a build, per tunnel) for `p`.
 fn mean_walk(p: f64, seed: u64) -> f64 {
     let tunnel = TunnelConfig {
-        p_forward: p,
+        p_extend: p,
+        max_walk: 64,
         reuse_ms: 0,
-        batch_delay_min_ms: 0,
-        batch_delay_max_ms: 0,
+        delay_min_ms: 0,
+        delay_max_ms: 0,
         ..TunnelConfig::default()
     };
     let mut h = harness(20, 25, seed, tunnel);
@@ -170,31 +173,99 @@ fn mean_walk(p: f64, seed: u64) -> f64 {
     for n in (0..20).filter(|n| *n != 3) {
         h.place(n, b.clone());
     }
-    let walks = 2_000;
+    let walks = 1_000;
     for _ in 0..walks {
         let token = h.session_get(3, vec![b.routing_key()]);
         h.run(MAX_STEPS);
         assert_eq!(h.clients[&token].answers, 1);
         h.stores[3].client.clear();
     }
-    let builds = h
+    let tunnels = h
         .sent
         .iter()
-        .filter(|s| kind(s) == MessageKind::TunnelBuild)
+        .filter(|s| s.from == 3 && kind(s) == MessageKind::TunnelBuild)
         .count();
-    builds as f64 / walks as f64
+    let hops = h
+        .sent
+        .iter()
+        .filter(|s| kind(s) == MessageKind::TunnelBuilt)
+        .count();
+    hops as f64 / tunnels as f64
 }
 
 #[test]
-fn the_mean_walk_length_is_one_over_one_minus_p() {
-    for (p, seed) in [(0.75, 3), (0.5, 4)] {
-        let expected = 1.0 / (1.0 - p);
+fn the_mean_tunnel_length_is_two_plus_p_over_one_minus_p() {
+    for (p, seed) in [(0.5, 3), (0.25, 4)] {
+        let expected = 2.0 + p / (1.0 - p);
         let mean = mean_walk(p, seed);
         assert!(
             (mean - expected).abs() <= 0.1 * expected,
             "p = {p}: mean {mean}, expected {expected}"
         );
     }
+}
+
+#[test]
+fn only_exits_open_keys_and_no_exit_is_the_originators_first_hop() {
+    let tunnel = TunnelConfig {
+        reuse_ms: 0,
+        ..TunnelConfig::default()
+    };
+    let mut h = harness(30, 40, 8, tunnel);
+    let blocks: Vec<Block> = (0..40).map(|i| block("sealed", i)).collect();
+    for b in &blocks {
+        place_near(&mut h, b);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut origins = Vec::new();
+    for round in 0..40 {
+        let origin = rng.gen_range(0..30);
+        origins.push(origin);
+        let keys = blocks
+            .iter()
+            .skip(round % 10)
+            .take(12)
+            .map(Block::routing_key)
+            .collect();
+        let token = h.session_get(origin, keys);
+        h.run(MAX_STEPS);
+        assert_eq!(h.clients[&token].answers, 1);
+        h.stores[origin].client.clear();
+        // Every exit opened its keys from a hop, never from the originator.
+        for (exit, from, _) in &h.exits {
+            assert_ne!(*exit, origin, "the originator exited its own tunnel");
+            assert_ne!(
+                *from, origin,
+                "the exit is the originator's neighbour on it"
+            );
+        }
+        h.exits.clear();
+    }
+    // No routing key and no block's bytes in any cell on any link.
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    for b in &blocks {
+        needles.push(b.routing_key().0.to_vec());
+        needles.push(b.as_bytes()[..32].to_vec());
+        needles.push(b.as_bytes()[1000..1032].to_vec());
+    }
+    let mut cells = 0;
+    for s in &h.sent {
+        let (Message::TunnelForward { cell, .. } | Message::TunnelBackward { cell, .. }) = &s.msg
+        else {
+            continue;
+        };
+        cells += 1;
+        let bytes = cell.as_bytes();
+        for n in &needles {
+            assert!(
+                !bytes.windows(32).any(|w| w == n.as_slice()),
+                "a cell from {} to {} shows a key or block",
+                s.from,
+                s.to
+            );
+        }
+    }
+    assert!(cells > 200, "{cells} cells");
 }
 
 #[test]
@@ -266,8 +337,8 @@ fn a_session_resumes_through_a_new_tunnel_after_its_exit_dies() {
     let mut survived = 0;
     for seed in 10..16 {
         let tunnel = TunnelConfig {
-            batch_delay_min_ms: 0,
-            batch_delay_max_ms: 0,
+            delay_min_ms: 0,
+            delay_max_ms: 0,
             ..TunnelConfig::default()
         };
         let mut h = harness(25, 35, seed, tunnel);
@@ -278,23 +349,13 @@ fn a_session_resumes_through_a_new_tunnel_after_its_exit_dies() {
         let origin = 0;
         let keys: Vec<RoutingKey> = blocks.iter().map(Block::routing_key).collect();
         let token = h.session_get(origin, keys);
-        // Step until the exit starts searching: the first DataRequest's sender.
+        // Step until the exit opens the keys.
         let mut exit = None;
         for _ in 0..MAX_STEPS {
             if h.run(1) == 0 {
                 break;
             }
-            let got_batch: BTreeSet<usize> = h
-                .sent
-                .iter()
-                .filter(|s| kind(s) == MessageKind::TunnelGet)
-                .map(|s| s.to)
-                .collect();
-            exit = h
-                .sent
-                .iter()
-                .find(|s| kind(s) == MessageKind::DataRequest && got_batch.contains(&s.from))
-                .map(|s| s.from);
+            exit = h.exits.first().map(|(exit, _, _)| *exit);
             if exit.is_some() {
                 break;
             }
@@ -329,7 +390,10 @@ fn a_session_resumes_through_a_new_tunnel_after_its_exit_dies() {
         assert!(hits > 0, "seed {seed}: nothing found");
         let late_data = h.sent[cut..]
             .iter()
-            .filter(|s| s.to == origin && kind(s) == MessageKind::TunnelData)
+            .filter(|s| {
+                s.to == origin
+                    && matches!(&s.msg, Message::TunnelBackward { cell, .. } if cell.is_big())
+            })
             .count();
         assert!(
             late_data > 0,
@@ -414,13 +478,9 @@ fn the_originator_announces_each_tunnel_build_and_batch_it_sends() {
         .map(|s| s.msg.uid())
         .collect();
     assert!(own.is_subset(&built_by_3), "{own:?} vs {built_by_3:?}");
-    // One announcement per build and batch the originator sent on its own
+    // One announcement per build and cell the originator sent on its own
     // tunnels (a build node 3 extends for another walk is not announced).
-    let announced_kinds = [
-        MessageKind::TunnelBuild,
-        MessageKind::TunnelGet,
-        MessageKind::TunnelPut,
-    ];
+    let announced_kinds = [MessageKind::TunnelBuild, MessageKind::TunnelForward];
     let own_sends = h
         .sent
         .iter()
@@ -431,49 +491,69 @@ fn the_originator_announces_each_tunnel_build_and_batch_it_sends() {
 }
 
 #[test]
-fn a_first_batch_waits_for_the_build_answer_and_a_random_delay() {
-    // Sent on the heels of its build, a first batch reached the first hop a
-    // few hundred microseconds after that hop's `TunnelBuilt`, sooner than a
-    // relay's copy: a timing signal. It must leave at least the minimum
-    // batch delay after the originator heard `TunnelBuilt`.
+fn a_reaction_waits_a_random_delay_and_a_fresh_request_does_not() {
+    // Keys asked within `reaction_ms` of the tunnel's last answer may be a
+    // reaction to it (a file's next level): the originator's clock starts
+    // only after a delay in [delay_min, delay_max]. Keys asked after a
+    // quiet spell leave within a tick.
     let tunnel = TunnelConfig {
-        reuse_ms: 0,
-        batch_delay_min_ms: 30,
-        batch_delay_max_ms: 60,
+        delay_min_ms: 30,
+        delay_max_ms: 60,
+        reaction_ms: 2_000,
         ..TunnelConfig::default()
     };
+    let tick = tunnel.tick_ms;
     let mut h = harness(12, 10, 9, tunnel);
-    let b = block("first batch", 0);
-    for n in 1..12 {
-        h.place(n, b.clone());
+    let blocks: Vec<Block> = (0..40).map(|i| block("reaction", i)).collect();
+    for b in &blocks {
+        place_near(&mut h, b);
     }
-    for _ in 0..20 {
-        let token = h.session_get(0, vec![b.routing_key()]);
-        h.run(MAX_STEPS);
-        assert!(found(&h.clients[&token].outcomes[0]));
-        h.stores[0].client.clear();
-    }
-    let mut checked = 0;
-    for (i, s) in h.sent.iter().enumerate() {
-        if s.from != 0 || !matches!(s.msg, Message::TunnelGet { .. }) {
+    let first_cell_after = |h: &Harness, from: usize| {
+        h.sent[from..]
+            .iter()
+            .find(|s| s.from == 0 && kind(s) == MessageKind::TunnelForward)
+            .map(|s| s.at)
+    };
+    let mut reactions = 0;
+    let mut fresh = 0;
+    for (i, pair) in blocks.chunks(2).enumerate() {
+        let quiet = i % 2 == 1;
+        if quiet {
+            // Let the tunnel go quiet past reaction_ms.
+            h.idle_for(3_000, MAX_STEPS);
+        }
+        let mark = h.sent.len();
+        let asked = h.now();
+        let token = h.session_get(0, pair.iter().map(Block::routing_key).collect());
+        // Not `run`: it would go on to the hops' idle timers, and the
+        // tunnel would be gone by the next round.
+        h.run_until(asked + 1_500, MAX_STEPS);
+        assert_eq!(h.clients[&token].answers, 1);
+        let Some(at) = first_cell_after(&h, mark) else {
+            continue;
+        };
+        // A tunnel being built sends its extensions first; count only
+        // requests on a tunnel already built.
+        let built_before = h.sent[..mark]
+            .iter()
+            .any(|s| s.from == 0 && kind(s) == MessageKind::TunnelForward);
+        if !built_before
+            || h.sent[mark..]
+                .iter()
+                .any(|s| s.from == 0 && kind(s) == MessageKind::TunnelBuild)
+        {
             continue;
         }
-        // The build answer for this tunnel, received by the originator.
-        let tunnel = s.msg.uid();
-        let built = h.sent[..i]
-            .iter()
-            .rev()
-            .find(|r| {
-                r.to == 0 && matches!(r.msg, Message::TunnelBuilt { .. }) && r.msg.uid() == tunnel
-            })
-            .unwrap_or_else(|| panic!("batch {s:?} sent before its tunnel was answered"));
-        assert!(
-            s.at >= built.at + 30,
-            "batch at {} after TunnelBuilt at {}",
-            s.at,
-            built.at
-        );
-        checked += 1;
+        if quiet {
+            assert!(at <= asked + tick, "fresh keys waited {} ms", at - asked);
+            fresh += 1;
+        } else {
+            assert!(at >= asked + 30, "a reaction left after {} ms", at - asked);
+            reactions += 1;
+        }
     }
-    assert!(checked >= 20, "{checked} first batches");
+    assert!(
+        reactions >= 5 && fresh >= 5,
+        "{reactions} reactions, {fresh} fresh"
+    );
 }

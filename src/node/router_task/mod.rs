@@ -522,6 +522,11 @@ impl RouterTask {
                         a.flow_originated(flow, op);
                     }
                 }
+                Action::TunnelExit { from, tunnel, keys } => {
+                    if let Some(a) = &mut self.audit {
+                        a.tunnel_exit(&from, tunnel, keys);
+                    }
+                }
                 // The node sends no `ClientSession` (each client get or put
                 // is its own tunnelled request), so this never comes.
                 Action::SessionDone { token, .. } => {

@@ -1,41 +1,68 @@
-//! The originator's side of tunnels: client sessions, the batch timer, the
-//! client cache, and rebuilding a broken tunnel.
+//! The originator's side of tunnels: client sessions, building its tunnel
+//! hop by hop, the send clock, and rebuilding a broken tunnel.
 //!
-//! A session's keys (or blocks) wait in `unsent` until the batch timer fires
-//! (a random delay after the previous batch); a batch takes up to
-//! [`BATCH_KEYS`] items of one kind, at most `window` outstanding. Each item
-//! sent is remembered under the index the exit will give it (the exit counts
-//! what it receives on a tunnel, in order). When the tunnel breaks (link
-//! down, `TunnelDown`, or silence past `progress_timeout_ms`) every
-//! outstanding item goes back to `unsent` and the next batch builds a new
-//! tunnel; the originator never routes a key itself.
+//! **The clock.** The originator sends nothing into its tunnel the moment
+//! something happens: every extension, key and block leaves on a tick of
+//! its own clock, `tick_ms` apart. So what a relay sees of the originator's
+//! timing is the clock, never the originator's reaction to a cell it
+//! received. A run of ticks starts when there is work and stops when there
+//! is none; it starts after a random delay in `[delay_min_ms,
+//! delay_max_ms]` when the tunnel answered something within `reaction_ms`
+//! (the new keys may be a reaction to it: the next manifest level, a page's
+//! images), and after a random fraction of a tick otherwise. So the
+//! reaction defence is paid once per level, not once per batch.
+//!
+//! **Sending.** A tick sends every waiting key, [`CELL_KEYS`] to a small
+//! cell, up to `window` keys unanswered (the exit fetches them with its own
+//! window and streams the answers back), and blocks one to a big cell, up
+//! to `put_window` unanswered. Each key or block is remembered under the
+//! number the exit gives it (it counts what it opens, in order). When the
+//! tunnel breaks (link down, `TunnelDown`, a cell that does not open, or
+//! silence past `progress_timeout_ms`) every unanswered item waits again and
+//! a new tunnel is built; the originator never routes a key itself.
 
 use std::collections::{BTreeMap, VecDeque};
 
 use rand::Rng;
 
-use crate::message::{Message, TunnelId, TunnelOutcome, BATCH_KEYS, PAD_KEY};
+use super::onion::{self, Handshake, HopCrypto};
+use crate::message::{Cell, Ephemeral, Message, Sealed, TunnelId, TunnelOutcome, CELL_KEYS};
 use crate::routing::{
-    Action, ClientOutcome, ClientToken, Ctx, Failure, Misbehaviour, Op, PeerId, Router,
-    SessionRequest, Time, TunnelConfig,
+    Action, ClientOutcome, ClientToken, Ctx, Failure, Op, PeerId, Router, SessionRequest, Time,
+    TunnelConfig,
 };
 
+/// Extensions a tunnel's last hop may fail before the originator settles
+/// for the hops it has (or rebuilds, below `min_walk`).
+const MAX_EXTEND_FAILURES: u32 = 3;
+
 /// The tunnel this node's client uses now.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 struct OwnTunnel<P> {
     first: P,
     tunnel: TunnelId,
+    /// Keys shared with each hop, the first hop first; the last is the exit.
+    path: Vec<HopCrypto>,
+    /// The key agreement with the hop being added, until it answers.
+    adding: Option<Handshake>,
+    /// The last hop answered; the next extension leaves on the next tick.
+    extend_due: bool,
+    extend_failures: u32,
+    /// Hops this tunnel is to have.
+    length: usize,
     built_at: Time,
     last_heard: Time,
     next_index: u32,
     /// Exit index -> (session, item).
     pending: BTreeMap<u32, (ClientToken, usize)>,
-    /// The first hop answered the build. No batch goes before: the first
-    /// batch then leaves a random delay after that answer, as every later
-    /// one leaves a random delay after the previous batch. Sent on the
-    /// heels of the build, it reached the first hop a few hundred
-    /// microseconds after its `TunnelBuilt`, sooner than a relay's copy did.
-    built: bool,
+    /// Blocks sent and not yet answered.
+    puts_out: usize,
+}
+
+impl<P> OwnTunnel<P> {
+    fn ready(&self) -> bool {
+        self.adding.is_none() && !self.extend_due && self.path.len() >= self.length
+    }
 }
 
 /// One client session.
@@ -50,11 +77,14 @@ struct Session {
 }
 
 /// Everything the originator keeps.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct ClientSide<P> {
     current: Option<OwnTunnel<P>>,
     sessions: BTreeMap<ClientToken, Session>,
-    next_batch_at: Option<Time>,
+    /// The next tick of the send clock, while it runs.
+    next_tick: Option<Time>,
+    /// When a cell last came back on the client's tunnel.
+    last_back: Option<Time>,
 }
 
 impl<P> Default for ClientSide<P> {
@@ -62,7 +92,8 @@ impl<P> Default for ClientSide<P> {
         ClientSide {
             current: None,
             sessions: BTreeMap::new(),
-            next_batch_at: None,
+            next_tick: None,
+            last_back: None,
         }
     }
 }
@@ -72,9 +103,9 @@ impl<P: PeerId> ClientSide<P> {
         let progress = self
             .current
             .as_ref()
-            .filter(|t| !t.pending.is_empty() || !t.built)
+            .filter(|t| !t.pending.is_empty() || t.adding.is_some())
             .map(|t| t.last_heard.saturating_add(config.progress_timeout_ms));
-        progress.into_iter().chain(self.next_batch_at).min()
+        progress.into_iter().chain(self.next_tick).min()
     }
 
     /// Is `(peer, tunnel)` the client's tunnel?
@@ -82,6 +113,15 @@ impl<P: PeerId> ClientSide<P> {
         self.current
             .as_ref()
             .is_some_and(|t| &t.first == peer && t.tunnel == tunnel)
+    }
+
+    /// Is this the share this node just sent for its own tunnel's next hop
+    /// (a walk that came back here)?
+    pub fn is_own_share(&self, share: &Ephemeral) -> bool {
+        self.current
+            .as_ref()
+            .and_then(|t| t.adding.as_ref())
+            .is_some_and(|hs| hs.public() == *share)
     }
 
     fn matches(&mut self, peer: &P, tunnel: TunnelId) -> Option<&mut OwnTunnel<P>> {
@@ -92,6 +132,15 @@ impl<P: PeerId> ClientSide<P> {
 
     fn has_unsent(&self) -> bool {
         self.sessions.values().any(|s| !s.unsent.is_empty())
+    }
+
+    /// Is there anything for the clock to do?
+    fn has_work(&self) -> bool {
+        self.has_unsent()
+            || self
+                .current
+                .as_ref()
+                .is_some_and(|t| t.extend_due || !t.pending.is_empty())
     }
 }
 
@@ -107,6 +156,23 @@ fn failure_of(outcome: TunnelOutcome) -> ClientOutcome {
         TunnelOutcome::BadBlock => Failure::BadBlock,
         TunnelOutcome::NotStored => Failure::NotStored,
     })
+}
+
+/// How many hops a new tunnel gets: `min_walk`, then one more with
+/// probability `p_extend` each time, at most `max_walk`.
+fn walk_length<P: PeerId>(cx: &mut Ctx<'_, P>, config: &TunnelConfig) -> usize {
+    let min = config.min_walk.max(1);
+    let max = config.max_walk.max(min);
+    let p = if config.p_extend.is_nan() {
+        0.0
+    } else {
+        config.p_extend.clamp(0.0, 0.99)
+    };
+    let mut length = min;
+    while length < max && cx.rng.gen::<f64>() < p {
+        length += 1;
+    }
+    length
 }
 
 impl<P: PeerId> Router<P> {
@@ -151,114 +217,212 @@ impl<P: PeerId> Router<P> {
         };
         self.tunnels.client.sessions.insert(token, session);
         self.answer_if_done(cx, token);
-        self.schedule_batch(cx);
+        self.wake(cx);
     }
 
-    /// Arm the batch timer if items wait and the window has room.
-    fn schedule_batch(&mut self, cx: &mut Ctx<'_, P>) {
+    /// Start the clock if there is work and it is not running; build a
+    /// tunnel if items wait and there is none.
+    fn wake(&mut self, cx: &mut Ctx<'_, P>) {
+        if self.tunnels.client.current.is_none() && self.tunnels.client.has_unsent() {
+            self.build_tunnel(cx);
+        }
         let config = &self.config.tunnel;
         let client = &mut self.tunnels.client;
-        let outstanding = client.current.as_ref().map_or(0, |t| t.pending.len());
-        let awaiting_built = client.current.as_ref().is_some_and(|t| !t.built);
-        if client.next_batch_at.is_some()
-            || !client.has_unsent()
-            || outstanding >= config.window
-            || awaiting_built
-        {
+        if client.next_tick.is_some() || !client.has_work() {
             return;
         }
-        let (lo, hi) = (config.batch_delay_min_ms, config.batch_delay_max_ms);
+        let reaction = client
+            .last_back
+            .is_some_and(|t| t.saturating_add(config.reaction_ms) > cx.now);
+        let (lo, hi) = if reaction {
+            (config.delay_min_ms, config.delay_max_ms)
+        } else {
+            (0, config.tick_ms)
+        };
         let delay = if hi > lo {
             cx.rng.gen_range(lo..=hi)
         } else {
             lo
         };
-        client.next_batch_at = Some(cx.now.saturating_add(delay));
+        client.next_tick = Some(cx.now.saturating_add(delay));
     }
 
-    /// The client's timers: a silent tunnel breaks; a due batch goes out.
+    /// The client's timers: a silent tunnel breaks; a due tick sends.
     pub(super) fn client_tick(&mut self, cx: &mut Ctx<'_, P>) {
         let timeout = self.config.tunnel.progress_timeout_ms;
         let stalled = self.tunnels.client.current.as_ref().is_some_and(|t| {
-            (!t.pending.is_empty() || !t.built) && t.last_heard.saturating_add(timeout) <= cx.now
+            (!t.pending.is_empty() || t.adding.is_some())
+                && t.last_heard.saturating_add(timeout) <= cx.now
         });
         if stalled {
             self.break_tunnel(cx, true);
         }
-        if self
-            .tunnels
-            .client
-            .next_batch_at
-            .is_some_and(|t| t <= cx.now)
-        {
-            self.tunnels.client.next_batch_at = None;
-            self.send_batch(cx);
-            self.schedule_batch(cx);
+        let Some(due) = self.tunnels.client.next_tick else {
+            return;
+        };
+        if due > cx.now {
+            return;
+        }
+        self.tick_send(cx);
+        let client = &mut self.tunnels.client;
+        client.next_tick = client.has_work().then(|| {
+            due.saturating_add(self.config.tunnel.tick_ms.max(1))
+                .max(cx.now)
+        });
+        if self.tunnels.client.next_tick.is_none() {
+            // Items may wait for a tunnel being built: the clock restarts
+            // when it is ready.
+            self.wake(cx);
         }
     }
 
-    /// Build a tunnel if there is none usable, then send one batch into it.
-    fn send_batch(&mut self, cx: &mut Ctx<'_, P>) {
+    /// One tick: the due extension, or every key and block the windows allow.
+    fn tick_send(&mut self, cx: &mut Ctx<'_, P>) {
         let reuse = self.config.tunnel.reuse_ms;
-        let window = self.config.tunnel.window;
         let expired = self.tunnels.client.current.as_ref().is_some_and(|t| {
             // A tunnel that has carried nothing yet has not been reused.
-            t.pending.is_empty() && t.next_index > 0 && t.built_at.saturating_add(reuse) <= cx.now
+            t.ready()
+                && t.pending.is_empty()
+                && t.next_index > 0
+                && t.built_at.saturating_add(reuse) <= cx.now
         });
         if expired {
             self.break_tunnel(cx, true);
         }
         if self.tunnels.client.current.is_none() {
-            // The batch waits for the build's answer (see `OwnTunnel::built`).
-            self.build_tunnel(cx);
+            if self.tunnels.client.has_unsent() {
+                self.build_tunnel(cx);
+            }
             return;
         }
+        let extend = self
+            .tunnels
+            .client
+            .current
+            .as_ref()
+            .is_some_and(|t| t.extend_due);
+        if extend {
+            return self.send_extend(cx);
+        }
+        if self
+            .tunnels
+            .client
+            .current
+            .as_ref()
+            .is_some_and(|t| t.ready())
+        {
+            self.send_items(cx);
+        }
+    }
+
+    /// Ask the tunnel's last hop to add one.
+    fn send_extend(&mut self, cx: &mut Ctx<'_, P>) {
+        let op = self.waiting_op();
+        let hs = Handshake::start(cx.rng);
+        let sealed = Sealed::Extend {
+            ephemeral: hs.public(),
+        };
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        t.extend_due = false;
+        t.adding = Some(hs);
+        t.last_heard = cx.now;
+        let last = t.path.len().saturating_sub(1);
+        self.send_sealed(cx, last, &sealed, op);
+    }
+
+    /// Every key and block the windows allow, sealed for the exit.
+    fn send_items(&mut self, cx: &mut Ctx<'_, P>) {
+        let window = self.config.tunnel.window;
+        let put_window = self.config.tunnel.put_window.max(1);
         let client = &mut self.tunnels.client;
         let Some(tunnel) = client.current.as_mut() else {
             return;
         };
-        let room = window.saturating_sub(tunnel.pending.len()).min(BATCH_KEYS);
-        // Items of one kind (that of the first session with any waiting).
-        let mut taken: Vec<(ClientToken, usize)> = Vec::new();
-        let mut is_get = None;
+        let exit = tunnel.path.len().saturating_sub(1);
+        let mut get_room =
+            window.saturating_sub(tunnel.pending.len().saturating_sub(tunnel.puts_out));
+        let mut put_room = put_window.saturating_sub(tunnel.puts_out);
+        let mut cells: Vec<(Sealed, Op)> = Vec::new();
+        let mut keys = Vec::new();
         for (token, session) in client.sessions.iter_mut() {
-            let get = matches!(session.request, SessionRequest::Get(_));
-            if session.unsent.is_empty() || *is_get.get_or_insert(get) != get {
-                continue;
-            }
-            while taken.len() < room {
-                let Some(i) = session.unsent.pop_front() else {
-                    break;
-                };
-                taken.push((*token, i));
-            }
-        }
-        let mut keys = [PAD_KEY; BATCH_KEYS];
-        for (slot, (token, i)) in taken.iter().enumerate() {
-            tunnel.pending.insert(tunnel.next_index, (*token, *i));
-            tunnel.next_index = tunnel.next_index.saturating_add(1);
-            match client.sessions.get(token).map(|s| &s.request) {
-                Some(SessionRequest::Get(ks)) => keys[slot] = ks[*i],
-                Some(SessionRequest::Put(blocks)) => {
-                    let msg = Message::TunnelPut {
-                        tunnel: tunnel.tunnel,
-                        block: blocks[*i].clone(),
-                    };
-                    send_own(cx, &tunnel.first, msg, Op::Put);
+            while let Some(&i) = session.unsent.front() {
+                match &session.request {
+                    SessionRequest::Get(ks) if get_room > 0 => {
+                        keys.push(ks[i]);
+                        get_room -= 1;
+                    }
+                    SessionRequest::Put(blocks) if put_room > 0 => {
+                        cells.push((
+                            Sealed::Put {
+                                block: blocks[i].clone(),
+                            },
+                            Op::Put,
+                        ));
+                        tunnel.puts_out += 1;
+                        put_room -= 1;
+                    }
+                    _ => break,
                 }
-                None => {}
+                session.unsent.pop_front();
+                tunnel.pending.insert(tunnel.next_index, (*token, i));
+                tunnel.next_index = tunnel.next_index.saturating_add(1);
+                if keys.len() == CELL_KEYS {
+                    cells.push((
+                        Sealed::Get {
+                            keys: std::mem::take(&mut keys),
+                        },
+                        Op::Get,
+                    ));
+                }
             }
         }
-        if is_get == Some(true) && !taken.is_empty() {
-            let msg = Message::TunnelGet {
-                tunnel: tunnel.tunnel,
-                keys: Box::new(keys),
-            };
-            send_own(cx, &tunnel.first, msg, Op::Get);
+        if !keys.is_empty() {
+            cells.push((Sealed::Get { keys }, Op::Get));
+        }
+        for (sealed, op) in cells {
+            self.send_sealed(cx, exit, &sealed, op);
         }
     }
 
-    /// Start a new walk from a random neighbour; when there is none, every
+    /// Seal `sealed` for hop `target` of the client's tunnel and send it.
+    fn send_sealed(&mut self, cx: &mut Ctx<'_, P>, target: usize, sealed: &Sealed, op: Op) {
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        let Ok(mut bytes) = sealed.to_cell_bytes() else {
+            return;
+        };
+        if onion::seal_forward(&mut t.path, target, &mut bytes).is_err() {
+            return;
+        }
+        let Ok(cell) = Cell::from_bytes(bytes) else {
+            return;
+        };
+        let msg = Message::TunnelForward {
+            tunnel: t.tunnel,
+            cell,
+        };
+        let first = t.first.clone();
+        send_own(cx, &first, msg, op);
+    }
+
+    /// The operation of the first session with items waiting.
+    fn waiting_op(&self) -> Op {
+        match self
+            .tunnels
+            .client
+            .sessions
+            .values()
+            .find(|s| !s.unsent.is_empty())
+        {
+            Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
+            _ => Op::Get,
+        }
+    }
+
+    /// Start a new tunnel at a random neighbour; when there is none, every
     /// waiting item fails.
     fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
         let Some(first) = self.random_neighbour(cx, None) else {
@@ -269,27 +433,29 @@ impl<P: PeerId> Router<P> {
             return;
         };
         let tunnel = self.fresh_tunnel_id(cx, &first);
-        // The build carries no operation: it is labelled with that of the
-        // first batch it will carry.
-        let op = match self
-            .tunnels
-            .client
-            .sessions
-            .values()
-            .find(|s| !s.unsent.is_empty())
-        {
-            Some(s) if matches!(s.request, SessionRequest::Put(_)) => Op::Put,
-            _ => Op::Get,
+        let length = walk_length(cx, &self.config.tunnel);
+        let hs = Handshake::start(cx.rng);
+        let msg = Message::TunnelBuild {
+            tunnel,
+            ephemeral: hs.public(),
         };
-        send_own(cx, &first, Message::TunnelBuild { tunnel }, op);
+        // The build carries no operation: it is labelled with that of the
+        // first item it will carry.
+        let op = self.waiting_op();
+        send_own(cx, &first, msg, op);
         self.tunnels.client.current = Some(OwnTunnel {
             first,
             tunnel,
+            path: Vec::new(),
+            adding: Some(hs),
+            extend_due: false,
+            extend_failures: 0,
+            length,
             built_at: cx.now,
             last_heard: cx.now,
             next_index: 0,
             pending: BTreeMap::new(),
-            built: false,
+            puts_out: 0,
         });
     }
 
@@ -306,9 +472,18 @@ impl<P: PeerId> Router<P> {
             });
         }
         let max_rebuilds = self.config.tunnel.max_rebuilds;
+        let was_ready = old.ready();
         let mut hit: BTreeMap<ClientToken, Vec<usize>> = BTreeMap::new();
         for (token, i) in old.pending.into_values() {
             hit.entry(token).or_default().push(i);
+        }
+        // A tunnel that never got ready counts against every waiting session.
+        if !was_ready {
+            for (token, s) in &self.tunnels.client.sessions {
+                if !s.unsent.is_empty() {
+                    hit.entry(*token).or_default();
+                }
+            }
         }
         for (token, items) in hit {
             let Some(session) = self.tunnels.client.sessions.get_mut(&token) else {
@@ -322,19 +497,23 @@ impl<P: PeerId> Router<P> {
                 self.fail_unanswered(cx, token, Failure::Timeout);
             }
         }
-        self.schedule_batch(cx);
+        self.wake(cx);
     }
 
     /// Fail every item of a session not answered yet, and answer it.
     fn fail_unanswered(&mut self, cx: &mut Ctx<'_, P>, token: ClientToken, failure: Failure) {
+        let mut puts = 0;
         if let Some(session) = self.tunnels.client.sessions.get_mut(&token) {
             session.unsent.clear();
             for slot in session.outcomes.iter_mut().filter(|o| o.is_none()) {
                 *slot = Some(ClientOutcome::Failed(failure));
             }
+            puts = usize::from(matches!(session.request, SessionRequest::Put(_)));
         }
         if let Some(t) = self.tunnels.client.current.as_mut() {
+            let before = t.pending.len();
             t.pending.retain(|_, (tok, _)| *tok != token);
+            t.puts_out = t.puts_out.saturating_sub(puts * (before - t.pending.len()));
         }
         self.answer_if_done(cx, token);
     }
@@ -362,15 +541,59 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// A `TunnelBuilt` reached this node.
-    pub(super) fn client_heard(&mut self, cx: &mut Ctx<'_, P>, from: &P, tunnel: TunnelId) {
-        if let Some(t) = self.tunnels.client.matches(from, tunnel) {
-            t.last_heard = cx.now;
-            if !t.built {
-                t.built = true;
-                self.schedule_batch(cx);
-            }
+    /// The first hop answered the client's build.
+    pub(super) fn client_built(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        from: &P,
+        tunnel: TunnelId,
+        ephemeral: Ephemeral,
+    ) {
+        let now = cx.now;
+        let Some(t) = self.tunnels.client.matches(from, tunnel) else {
+            return;
+        };
+        if !t.path.is_empty() {
+            return self.break_tunnel(cx, true);
         }
+        self.hop_added(cx, now, ephemeral);
+    }
+
+    /// The hop being added answered with its share.
+    fn hop_added(&mut self, cx: &mut Ctx<'_, P>, now: Time, ephemeral: Ephemeral) {
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        let Some(hs) = t.adding.take() else {
+            return self.break_tunnel(cx, true);
+        };
+        match hs.finish(ephemeral) {
+            Ok(keys) => {
+                t.path.push(keys);
+                t.last_heard = now;
+                t.extend_due = t.path.len() < t.length;
+                self.wake(cx);
+            }
+            Err(_) => self.break_tunnel(cx, true),
+        }
+    }
+
+    /// The tunnel's last hop could not add one.
+    fn extend_failed(&mut self, cx: &mut Ctx<'_, P>) {
+        let min = self.config.tunnel.min_walk.max(1);
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        t.adding = None;
+        t.extend_failures += 1;
+        if t.extend_failures < MAX_EXTEND_FAILURES {
+            t.extend_due = true;
+        } else if t.path.len() >= min {
+            t.length = t.path.len();
+        } else {
+            return self.break_tunnel(cx, true);
+        }
+        self.wake(cx);
     }
 
     /// A `TunnelDown` for no hop of this node: the client's tunnel, if any.
@@ -392,26 +615,60 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// A `TunnelData` or `TunnelResult` on the client's tunnel.
-    pub(super) fn client_reply(&mut self, cx: &mut Ctx<'_, P>, from: P, msg: Message) {
-        let (tunnel, index) = match &msg {
-            Message::TunnelData { tunnel, index, .. }
-            | Message::TunnelResult { tunnel, index, .. } => (*tunnel, *index),
-            _ => return,
-        };
+    /// A cell came back on the client's tunnel.
+    pub(super) fn client_reply(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        from: P,
+        tunnel: TunnelId,
+        mut cell: Cell,
+    ) {
         let now = cx.now;
         let Some(t) = self.tunnels.client.matches(&from, tunnel) else {
             return;
         };
         t.last_heard = now;
+        let last = t.path.len().saturating_sub(1);
+        let opened = onion::open_backward(&mut t.path, cell.as_mut_bytes());
+        self.tunnels.client.last_back = Some(now);
+        let sealed = opened.and_then(|hop| {
+            let s = Sealed::from_cell_bytes(cell.as_bytes()).ok()?;
+            // Only the last hop speaks: the exit, or the hop extending.
+            (hop == last).then_some(s)
+        });
+        match sealed {
+            Some(Sealed::Extended { ephemeral }) => self.hop_added(cx, now, ephemeral),
+            Some(Sealed::ExtendFailed) => self.extend_failed(cx),
+            Some(Sealed::Data { index, block }) => self.item_answered(cx, index, Ok(block)),
+            Some(Sealed::Outcome { index, outcome }) => self.item_answered(cx, index, Err(outcome)),
+            // A cell that opens nowhere, or that the hop had no business
+            // sending: the tunnel cannot be trusted.
+            _ => self.break_tunnel(cx, true),
+        }
+    }
+
+    /// The exit answered the `index`-th item.
+    fn item_answered(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        index: u32,
+        answer: Result<crate::keys::Block, TunnelOutcome>,
+    ) {
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
         let Some((token, i)) = t.pending.remove(&index) else {
             return;
         };
         let Some(session) = self.tunnels.client.sessions.get_mut(&token) else {
             return;
         };
-        let outcome = match (msg, &session.request) {
-            (Message::TunnelData { block, .. }, SessionRequest::Get(keys))
+        let is_put = matches!(session.request, SessionRequest::Put(_));
+        if is_put {
+            t.puts_out = t.puts_out.saturating_sub(1);
+        }
+        let outcome = match (answer, &session.request) {
+            (Ok(block), SessionRequest::Get(keys))
                 if keys.get(i).is_some_and(|k| block.verify(k).is_ok()) =>
             {
                 cx.out.push(Action::ClientCacheBlock {
@@ -419,34 +676,23 @@ impl<P: PeerId> Router<P> {
                 });
                 ClientOutcome::Found(block)
             }
-            (Message::TunnelResult { outcome, .. }, request)
-                if (outcome == TunnelOutcome::Inserted)
-                    == matches!(request, SessionRequest::Put(_)) =>
-            {
-                failure_of(outcome)
-            }
-            (Message::TunnelResult { outcome, .. }, SessionRequest::Put(_)) => failure_of(outcome),
-            _ => {
-                // A wrong block or a reply that does not fit: the tunnel
-                // cannot be trusted; the item waits for the next one.
+            (Err(TunnelOutcome::Inserted), SessionRequest::Get(_)) | (Ok(_), _) => {
+                // A wrong block, or an answer of the wrong kind: the exit
+                // cannot be trusted; the item waits for the next tunnel.
                 session.unsent.push_front(i);
-                cx.out.push(Action::Misbehaved {
-                    peer: from,
-                    reason: Misbehaviour::BadTunnel,
-                });
-                self.break_tunnel(cx, true);
-                return;
+                return self.break_tunnel(cx, true);
             }
+            (Err(outcome), _) => failure_of(outcome),
         };
         if let Some(slot) = session.outcomes.get_mut(i) {
             *slot = Some(outcome);
         }
         self.answer_if_done(cx, token);
-        self.schedule_batch(cx);
+        self.wake(cx);
     }
 }
 
-/// Send a message of the local client's own tunnel (a build or a batch),
+/// Send a message of the local client's own tunnel (a build or a cell),
 /// announced first for the driver's ground truth ([`Action::FlowOriginated`]).
 fn send_own<P: PeerId>(cx: &mut Ctx<'_, P>, to: &P, msg: Message, op: Op) {
     cx.out.push(Action::FlowOriginated {

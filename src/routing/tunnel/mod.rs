@@ -1,47 +1,53 @@
-//! Tunnels: the relay and exit side (this file) and the originator's
-//! sessions (`client.rs`). Sans-IO like the rest of the core: `now` and the
-//! random source come from the caller through the router's `Ctx`.
+//! Tunnels: the hop side (this file), the exit's fetching (`exit.rs`), the
+//! originator (`client.rs`) and the cryptography of cells (`onion.rs`).
+//! Sans-IO like the rest of the core: `now` and the random source come from
+//! the caller through the router's `Ctx`.
 //!
-//! A build walks from the originator to a uniformly random neighbour; each
-//! node that receives one answers `TunnelBuilt` at once, then extends the
-//! walk with probability `p_forward` (to a random neighbour other than the
-//! one it came from, when it has another) or becomes the exit. Every link
-//! of a tunnel has its own random [`TunnelId`], chosen by the sender of the
-//! build on that link. The exit runs each key of a `TunnelGet` (each block
-//! of a `TunnelPut`) through this router's own search pool, exactly as the
-//! local client's requests, and streams the answers back. Hops keep nothing
-//! of what they relay. See `docs/protocol.md`, "Tunnels".
+//! The originator builds a tunnel one hop at a time. It sends its first hop
+//! a `TunnelBuild` carrying a key-agreement share, and every later hop is
+//! added by a sealed `Extend` to the tunnel's last hop, which sends its own
+//! `TunnelBuild` (the same message) to a random neighbour of its own and
+//! passes the answer back sealed. Every hop shares keys with the originator
+//! and with no one else; every cell is [`crate::message::SMALL_CELL`] or
+//! [`crate::message::BIG_CELL`] bytes, layered so that only the hop it is
+//! sealed for can read it. The originator makes its last hop the exit: it
+//! is never the first, so no neighbour of the originator ever reads what the
+//! originator fetches. The exit runs each key (each block) it opens through
+//! this router's own search pool, at most `exit_window` at once, and streams
+//! the answers back as they come. Every link of a tunnel has its own random
+//! [`TunnelId`], chosen by the sender of the build on that link. Hops keep
+//! nothing of what they relay. See `docs/protocol.md`, "Tunnels".
 
 mod client;
+mod exit;
+pub mod onion;
 
 use std::collections::{BTreeMap, HashMap};
 
 use rand::Rng;
 
-use crate::message::{Message, TunnelId, TunnelOutcome, PAD_KEY};
-use crate::routing::search::{Origin, Request, Search};
+use crate::message::{Cell, Ephemeral, Message, Sealed, TunnelId};
 use crate::routing::TunnelConfig;
-use crate::routing::{Action, ClientOutcome, Ctx, Failure, Flow, PeerId, Router, Time};
+use crate::routing::{Action, Ctx, Flow, PeerId, Router, Time};
 
 pub(crate) use client::ClientSide;
+pub(crate) use exit::ExitJob;
+use exit::ExitQueue;
+use onion::HopCrypto;
 
 /// A hop's handle in its own table.
 type HopId = u64;
 
-/// A search the exit runs for a tunnel: which tunnel, which of its keys.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct ExitJob {
-    hop: HopId,
-    index: u32,
-}
-
-/// One tunnel this node relays (it has a downstream) or exits (it has none).
-#[derive(Clone, Debug)]
+/// One tunnel this node relays (it has a downstream) or is the last hop of.
+#[derive(Debug)]
 struct Hop<P> {
     up: (P, TunnelId),
     down: Option<(P, TunnelId)>,
-    /// The exit numbers the keys and blocks it receives, from 0.
-    next_index: u32,
+    crypto: HopCrypto,
+    /// A build this hop sent downstream, not yet answered.
+    extending: bool,
+    /// The keys and blocks this hop fetches as the exit.
+    exit: ExitQueue,
     last_used: Time,
 }
 
@@ -112,44 +118,9 @@ impl<P: PeerId> Tunnels<P> {
     }
 }
 
-/// `p_forward`, clamped into `[0, 0.99]` (NaN counts as 0).
-pub(crate) fn p_forward(config: &TunnelConfig) -> f64 {
-    if config.p_forward.is_nan() {
-        0.0
-    } else {
-        config.p_forward.clamp(0.0, 0.99)
-    }
-}
-
 /// A fresh tunnel identifier: random, top bit set (fixed encoded size).
 fn random_id<P: PeerId>(cx: &mut Ctx<'_, P>) -> TunnelId {
     cx.rng.next_u64() | (1 << 63)
-}
-
-fn outcome_on_wire(outcome: ClientOutcome, tunnel: TunnelId, index: u32) -> Message {
-    let outcome = match outcome {
-        ClientOutcome::Found(block) => {
-            return Message::TunnelData {
-                tunnel,
-                index,
-                block,
-            }
-        }
-        ClientOutcome::Inserted => TunnelOutcome::Inserted,
-        ClientOutcome::Failed(Failure::DataNotFound) => TunnelOutcome::DataNotFound,
-        ClientOutcome::Failed(Failure::RouteNotFound) => TunnelOutcome::RouteNotFound,
-        ClientOutcome::Failed(Failure::Timeout) => TunnelOutcome::Timeout,
-        ClientOutcome::Failed(Failure::Overloaded) => TunnelOutcome::Overloaded,
-        ClientOutcome::Failed(Failure::NoPeers) => TunnelOutcome::NoPeers,
-        ClientOutcome::Failed(Failure::Collision) => TunnelOutcome::Collision,
-        ClientOutcome::Failed(Failure::BadBlock) => TunnelOutcome::BadBlock,
-        ClientOutcome::Failed(Failure::NotStored) => TunnelOutcome::NotStored,
-    };
-    Message::TunnelResult {
-        tunnel,
-        index,
-        outcome,
-    }
 }
 
 impl<P: PeerId> Router<P> {
@@ -159,91 +130,201 @@ impl<P: PeerId> Router<P> {
         let up = self.tunnels.by_up.get(&(from.clone(), tunnel)).copied();
         let down = self.tunnels.by_down.get(&(from.clone(), tunnel)).copied();
         match msg {
-            Message::TunnelBuild { tunnel } => self.on_build(cx, from, tunnel),
-            Message::TunnelBuilt { tunnel } => self.client_heard(cx, &from, tunnel),
-            // A batch for a tunnel this node does not know: it is gone.
-            Message::TunnelGet { .. } | Message::TunnelPut { .. } if up.is_none() => {
-                cx.out.push(Action::Send {
+            Message::TunnelBuild { tunnel, ephemeral } => {
+                self.on_build(cx, from, tunnel, ephemeral)
+            }
+            Message::TunnelBuilt { ephemeral, .. } => match down {
+                Some(id) => self.on_extended(cx, id, ephemeral),
+                None => self.client_built(cx, &from, tunnel, ephemeral),
+            },
+            Message::TunnelForward { cell, .. } => match up {
+                Some(id) => self.on_forward(cx, id, cell),
+                // A cell for a tunnel this node does not know: it is gone.
+                None => cx.out.push(Action::Send {
                     to: from,
                     msg: Message::TunnelDown { tunnel },
-                });
-            }
-            Message::TunnelGet { keys, .. } => {
-                let Some(id) = up else { return };
-                let real: Vec<_> = keys.iter().filter(|k| **k != PAD_KEY).copied().collect();
-                let relayed = self.relay_down(cx, id, |t| Message::TunnelGet { tunnel: t, keys });
-                if !relayed {
-                    for key in real {
-                        self.exit_start(cx, id, Request::Get { key });
-                    }
-                }
-            }
-            Message::TunnelPut { block, .. } => {
-                let Some(id) = up else { return };
-                let copy = block.clone();
-                let relayed = self.relay_down(cx, id, |t| Message::TunnelPut {
-                    tunnel: t,
-                    block: copy,
-                });
-                if !relayed {
-                    self.exit_start(cx, id, Request::Put { block });
-                }
-            }
-            Message::TunnelData { .. } | Message::TunnelResult { .. } => match down {
-                Some(id) => self.relay_up(cx, id, msg),
-                None => self.client_reply(cx, from, msg),
+                }),
             },
-            Message::TunnelDown { tunnel } => {
-                if let Some(id) = up.or(down) {
-                    self.tear_down(cx, id);
-                } else {
-                    self.client_lost(cx, &from, tunnel);
+            Message::TunnelBackward { cell, .. } => match down {
+                Some(id) => self.relay_back(cx, id, cell),
+                None => self.client_reply(cx, from, tunnel, cell),
+            },
+            Message::TunnelDown { tunnel } => match (up, down) {
+                (_, Some(id)) if self.tunnels.hops.get(&id).is_some_and(|h| h.extending) => {
+                    self.extension_failed(cx, id)
                 }
-            }
+                (Some(id), _) | (None, Some(id)) => self.tear_down(cx, id),
+                (None, None) => self.client_lost(cx, &from, tunnel),
+            },
             _ => {}
         }
     }
 
-    /// Answer a build at once, then extend it or become its exit.
-    fn on_build(&mut self, cx: &mut Ctx<'_, P>, from: P, tunnel: TunnelId) {
-        let config = &self.config.tunnel;
+    /// Join a tunnel as its newest hop: agree keys and answer at once.
+    fn on_build(&mut self, cx: &mut Ctx<'_, P>, from: P, tunnel: TunnelId, theirs: Ephemeral) {
         let key = (from.clone(), tunnel);
-        if self.tunnels.by_up.contains_key(&key) || self.tunnels.hops.len() >= config.max_hops {
+        let refused = self.tunnels.by_up.contains_key(&key)
+            || self.tunnels.hops.len() >= self.config.tunnel.max_hops
+            // A walk that came back to this node's own tunnel: refused, as
+            // a full node refuses (the originator never carries its own keys).
+            || self.tunnels.client.is_own_share(&theirs);
+        let accepted = if refused {
+            None
+        } else {
+            onion::accept(cx.rng, theirs).ok()
+        };
+        let Some((crypto, mine)) = accepted else {
             cx.out.push(Action::Send {
                 to: from,
                 msg: Message::TunnelDown { tunnel },
             });
             return;
-        }
-        let extend = cx.rng.gen::<f64>() < p_forward(config);
+        };
         cx.out.push(Action::Send {
-            to: from.clone(),
-            msg: Message::TunnelBuilt { tunnel },
+            to: from,
+            msg: Message::TunnelBuilt {
+                tunnel,
+                ephemeral: mine,
+            },
         });
-        let mut down = None;
-        if extend {
-            if let Some(next) = self.random_neighbour(cx, Some(&from)) {
-                let id = self.fresh_tunnel_id(cx, &next);
-                cx.out.push(Action::Send {
-                    to: next.clone(),
-                    msg: Message::TunnelBuild { tunnel: id },
-                });
-                down = Some((next, id));
-            }
-        }
         let id = self.tunnels.next_hop;
         self.tunnels.next_hop += 1;
         self.tunnels.by_up.insert(key.clone(), id);
-        if let Some(d) = &down {
-            self.tunnels.by_down.insert(d.clone(), id);
-        }
         let hop = Hop {
             up: key,
-            down,
-            next_index: 0,
+            down: None,
+            crypto,
+            extending: false,
+            exit: ExitQueue::default(),
             last_used: cx.now,
         };
         self.tunnels.hops.insert(id, hop);
+    }
+
+    /// A cell from upstream: pass it on, or act on it if it is this hop's.
+    fn on_forward(&mut self, cx: &mut Ctx<'_, P>, id: HopId, mut cell: Cell) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        hop.last_used = cx.now;
+        let mine = hop.crypto.peel_forward(cell.as_mut_bytes());
+        if !mine {
+            match &hop.down {
+                Some((to, t)) => cx.out.push(Action::Send {
+                    to: to.clone(),
+                    msg: Message::TunnelForward { tunnel: *t, cell },
+                }),
+                // Sealed for no hop: the tunnel is corrupt.
+                None => self.tear_down(cx, id),
+            }
+            return;
+        }
+        match Sealed::from_cell_bytes(cell.as_bytes()) {
+            Ok(Sealed::Extend { ephemeral }) => self.extend(cx, id, ephemeral),
+            Ok(Sealed::Get { keys }) => self.exit_get(cx, id, keys),
+            Ok(Sealed::Put { block }) => self.exit_put(cx, id, block),
+            // A backward plaintext going forward, or one that does not
+            // decode: the originator broke the protocol.
+            Ok(_) | Err(_) => self.tear_down(cx, id),
+        }
+    }
+
+    /// The originator asked this hop to add one: a build with its share to
+    /// a random neighbour other than the one upstream.
+    fn extend(&mut self, cx: &mut Ctx<'_, P>, id: HopId, ephemeral: Ephemeral) {
+        let Some(hop) = self.tunnels.hops.get(&id) else {
+            return;
+        };
+        if hop.down.is_some() {
+            // Only the last hop extends.
+            return self.tear_down(cx, id);
+        }
+        let upstream = hop.up.0.clone();
+        let next = self.random_neighbour(cx, Some(&upstream));
+        match next.filter(|n| *n != upstream) {
+            Some(next) => {
+                let t = self.fresh_tunnel_id(cx, &next);
+                cx.out.push(Action::Send {
+                    to: next.clone(),
+                    msg: Message::TunnelBuild {
+                        tunnel: t,
+                        ephemeral,
+                    },
+                });
+                self.tunnels.by_down.insert((next.clone(), t), id);
+                if let Some(hop) = self.tunnels.hops.get_mut(&id) {
+                    hop.down = Some((next, t));
+                    hop.extending = true;
+                }
+            }
+            None => self.send_back(cx, id, &Sealed::ExtendFailed),
+        }
+    }
+
+    /// The next hop answered this hop's build: pass its share back sealed.
+    fn on_extended(&mut self, cx: &mut Ctx<'_, P>, id: HopId, ephemeral: Ephemeral) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        if !hop.extending {
+            return self.tear_down(cx, id);
+        }
+        hop.extending = false;
+        self.send_back(cx, id, &Sealed::Extended { ephemeral });
+    }
+
+    /// The next hop refused this hop's build: the hop is the last again.
+    fn extension_failed(&mut self, cx: &mut Ctx<'_, P>, id: HopId) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        if let Some(down) = hop.down.take() {
+            self.tunnels.by_down.remove(&down);
+        }
+        if let Some(hop) = self.tunnels.hops.get_mut(&id) {
+            hop.extending = false;
+        }
+        self.send_back(cx, id, &Sealed::ExtendFailed);
+    }
+
+    /// Seal this hop's own plaintext and send it upstream.
+    fn send_back(&mut self, cx: &mut Ctx<'_, P>, id: HopId, sealed: &Sealed) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        hop.last_used = cx.now;
+        let Ok(mut bytes) = sealed.to_cell_bytes() else {
+            return;
+        };
+        if hop.crypto.seal_backward(&mut bytes).is_err() {
+            return;
+        }
+        let Ok(cell) = Cell::from_bytes(bytes) else {
+            return;
+        };
+        let (to, tunnel) = hop.up.clone();
+        if self.neighbours.contains_key(&to) {
+            cx.out.push(Action::Send {
+                to,
+                msg: Message::TunnelBackward { tunnel, cell },
+            });
+        }
+    }
+
+    /// A cell from downstream: add this hop's layer and pass it upstream.
+    fn relay_back(&mut self, cx: &mut Ctx<'_, P>, id: HopId, mut cell: Cell) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        hop.last_used = cx.now;
+        hop.crypto.wrap_backward(cell.as_mut_bytes());
+        let (to, tunnel) = hop.up.clone();
+        if self.neighbours.contains_key(&to) {
+            cx.out.push(Action::Send {
+                to,
+                msg: Message::TunnelBackward { tunnel, cell },
+            });
+        }
     }
 
     /// A uniformly random neighbour, other than `avoid` when there is another.
@@ -270,94 +351,6 @@ impl<P: PeerId> Router<P> {
             id = random_id(cx);
         }
         id
-    }
-
-    /// Pass a message on downstream; false when this node is the exit.
-    fn relay_down(
-        &mut self,
-        cx: &mut Ctx<'_, P>,
-        id: HopId,
-        msg: impl FnOnce(TunnelId) -> Message,
-    ) -> bool {
-        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
-            return true;
-        };
-        hop.last_used = cx.now;
-        match &hop.down {
-            Some((to, t)) => {
-                cx.out.push(Action::Send {
-                    to: to.clone(),
-                    msg: msg(*t),
-                });
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Pass an answer on upstream under the upstream link's id.
-    fn relay_up(&mut self, cx: &mut Ctx<'_, P>, id: HopId, msg: Message) {
-        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
-            return;
-        };
-        hop.last_used = cx.now;
-        let (to, t) = hop.up.clone();
-        let msg = match msg {
-            Message::TunnelData { index, block, .. } => Message::TunnelData {
-                tunnel: t,
-                index,
-                block,
-            },
-            Message::TunnelResult { index, outcome, .. } => Message::TunnelResult {
-                tunnel: t,
-                index,
-                outcome,
-            },
-            _ => return,
-        };
-        if self.neighbours.contains_key(&to) {
-            cx.out.push(Action::Send { to, msg });
-        }
-    }
-
-    /// As the exit, run one key or block through this router's search pool.
-    fn exit_start(&mut self, cx: &mut Ctx<'_, P>, id: HopId, request: Request) {
-        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
-            return;
-        };
-        let index = hop.next_index;
-        hop.next_index = hop.next_index.saturating_add(1);
-        let job = ExitJob { hop: id, index };
-        if let Request::Get { key } = &request {
-            if let Some(found) = cx.store.lookup(key) {
-                return self.exit_answer(cx, job, ClientOutcome::Found(found));
-            }
-        }
-        if let Some(refused) = self.refuse_put(cx, &request) {
-            return self.exit_answer(cx, job, ClientOutcome::Failed(refused));
-        }
-        if self.searches.len() >= self.config.max_pending {
-            return self.exit_answer(cx, job, ClientOutcome::Failed(Failure::Overloaded));
-        }
-        let uid = self.fresh_uid(cx);
-        let budget = self.originate_budget(cx);
-        // The token is never seen: the exit job takes the answer.
-        let search = Search::new(uid, request, Origin::Client(0), budget);
-        self.tunnels.exit_jobs.insert((uid, search.key()), job);
-        self.start(cx, uid, search);
-    }
-
-    /// An exit search ended: send its answer back up the tunnel.
-    pub(super) fn exit_answer(&mut self, cx: &mut Ctx<'_, P>, job: ExitJob, out: ClientOutcome) {
-        let Some(hop) = self.tunnels.hops.get_mut(&job.hop) else {
-            return;
-        };
-        hop.last_used = cx.now;
-        let (to, t) = hop.up.clone();
-        if self.neighbours.contains_key(&to) {
-            let msg = outcome_on_wire(out, t, job.index);
-            cx.out.push(Action::Send { to, msg });
-        }
     }
 
     /// Forget a tunnel and tell the other side of this node about it.
@@ -397,7 +390,7 @@ impl<P: PeerId> Router<P> {
             .tunnels
             .hops
             .iter()
-            .filter(|(_, h)| h.last_used.saturating_add(idle_ms) <= cx.now)
+            .filter(|(_, h)| h.exit.is_idle() && h.last_used.saturating_add(idle_ms) <= cx.now)
             .map(|(id, _)| *id)
             .collect();
         for id in idle {

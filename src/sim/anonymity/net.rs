@@ -260,6 +260,9 @@ impl AuditedNet {
                 Action::ClientCacheBlock { block } => {
                     self.stores[n].client.insert(block.routing_key(), block);
                 }
+                Action::TunnelExit { from, tunnel, keys } => {
+                    self.audit.tunnel_exit(n, ts, from as usize, tunnel, keys);
+                }
                 Action::FlowOriginated { flow, op } => self.audit.flow_originated(n, flow, op),
                 Action::Misbehaved { .. } => self.counts.misbehaved += 1,
             }

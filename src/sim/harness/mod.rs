@@ -93,6 +93,8 @@ pub struct Harness {
     pub misbehaviour: Vec<(usize, usize)>,
     /// Ground truth of tunnel flows ([`Action::FlowOriginated`]): (node, flow).
     pub flows_originated: Vec<(usize, u64)>,
+    /// What exits opened: (exit, the neighbour the cell came from, keys).
+    pub exits: Vec<(usize, usize, Vec<crate::keys::RoutingKey>)>,
 }
 
 impl Harness {
@@ -160,6 +162,7 @@ impl Harness {
             next_token: 1,
             misbehaviour: Vec::new(),
             flows_originated: Vec::new(),
+            exits: Vec::new(),
         }
     }
 
@@ -266,7 +269,8 @@ impl Harness {
                 Action::Misbehaved { peer, .. } => self.misbehaviour.push((node, peer)),
                 action @ (Action::ClientCacheBlock { .. }
                 | Action::SessionDone { .. }
-                | Action::FlowOriginated { .. }) => self.on_tunnel_action(node, action),
+                | Action::FlowOriginated { .. }
+                | Action::TunnelExit { .. }) => self.on_tunnel_action(node, action),
             }
         }
     }

@@ -42,11 +42,22 @@ impl Harness {
             .retain(|_, (from, to, _)| *from != node && *to != node);
     }
 
-    /// Run until nothing is left, or until the virtual clock passes `until`.
+    /// Let `ms` of virtual time pass: run what falls due before, then set
+    /// the clock (idle tunnels may expire on the way).
+    pub fn idle_for(&mut self, ms: u64, max_steps: usize) {
+        let until = self.now.saturating_add(ms);
+        self.run_until(until, max_steps);
+        self.now = self.now.max(until);
+    }
+
+    /// Run until nothing is left, or until the next event falls after `until`.
     pub fn run_until(&mut self, until: u64, max_steps: usize) -> usize {
         let mut steps = 0;
-        while steps < max_steps && self.now <= until {
-            if self.run(1) == 0 {
+        while steps < max_steps {
+            let next_msg = self.queue.peek().map(|std::cmp::Reverse((t, _))| *t);
+            let next_timer = self.routers.iter().filter_map(|r| r.next_deadline()).min();
+            let next = next_msg.into_iter().chain(next_timer).min();
+            if next.is_none_or(|t| t > until) || self.run(1) == 0 {
                 break;
             }
             steps += 1;
@@ -66,6 +77,7 @@ impl Harness {
                 }
             }
             Action::FlowOriginated { flow, .. } => self.flows_originated.push((node, flow)),
+            Action::TunnelExit { from, keys, .. } => self.exits.push((node, from, keys)),
             _ => {}
         }
     }
