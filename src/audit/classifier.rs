@@ -124,7 +124,14 @@ pub(super) fn cross_validate(obs: &[&Observation], features: &[Feature], seed: u
         .iter()
         .map(|g| half.get(g).copied().unwrap_or(0))
         .collect();
-    let strata: Vec<usize> = obs.iter().map(|o| o.kind as usize).collect();
+    // A cell the observer opened as its exit is an observation of its own
+    // kind: the exit knows its sender is a relay (the tunnel's design), and
+    // the question is how well an observer ranks the neighbours it cannot
+    // tell apart by that.
+    let strata: Vec<usize> = obs
+        .iter()
+        .map(|o| 2 * o.kind as usize + usize::from(o.opened))
+        .collect();
     let kinds: BTreeSet<usize> = strata.iter().copied().collect();
     let mut score = vec![0.5; obs.len()];
     for k in 0..2 {

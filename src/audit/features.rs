@@ -47,6 +47,9 @@ pub(super) struct Observation {
     /// Ground truth: the sender's client started this flow on this link.
     pub truth: bool,
     pub kind: MessageKind,
+    /// A tunnel cell the observer opened as the tunnel's exit (which knows
+    /// it is one, and so that its sender is not the originator).
+    pub opened: bool,
     pub htl: Option<Htl>,
     /// The observer had never seen this flow from any neighbour before.
     pub first_seen: bool,
@@ -171,6 +174,7 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 group,
                 truth,
                 kind: line.kind,
+                opened: line.opened,
                 htl: line.htl,
                 first_seen,
                 key_distance,

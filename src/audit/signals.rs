@@ -104,7 +104,10 @@ pub(super) fn features() -> Vec<Feature> {
         Feature {
             name: "kind",
             description: "the message kind",
-            bin: |o| (0, o.kind.as_str().to_string()),
+            bin: |o| match o.opened {
+                true => (1, format!("{} (opened as exit)", o.kind.as_str())),
+                false => (0, o.kind.as_str().to_string()),
+            },
             per_download: false,
         },
         Feature {

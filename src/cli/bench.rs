@@ -64,7 +64,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
     /// Blocks in flight per get, as `veil get --concurrency`.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Tunnel mode: the random delay before a reaction (the next level of a
     /// file), as MIN,MAX in ms (default: the node's default).
@@ -96,7 +96,7 @@ pub struct FilesBenchArgs {
           value_parser = clap::value_parser!(u16).range(0..=veil::content::MAX_REDUNDANCY as i64))]
     pub redundancy: u16,
     /// As `veil put/get --concurrency`.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 256)]
     pub concurrency: usize,
     /// Where the file and the nodes go (default: a new temporary directory).
     #[arg(long)]
@@ -135,7 +135,9 @@ impl BenchArgs {
             modes: self.modes.clone(),
             sizes: self.sizes.clone(),
             repeats: self.repeats.max(1),
-            concurrency: self.concurrency.clamp(1, 128),
+            concurrency: self
+                .concurrency
+                .clamp(1, veil::client::transfer::MAX_CONCURRENCY),
             tunnel,
         }
     }

@@ -29,8 +29,10 @@ pub struct GetArgs {
     /// a directory: the folder to fetch its tree into (none: its listing).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Blocks fetched at once (128 fills a tunnel's window, four batches).
-    #[arg(long, default_value_t = 128)]
+    /// Blocks fetched at once. In the tunnel mode the keys in flight leave
+    /// together, so a file of up to this many blocks per level waits the
+    /// reaction delay once per level (at most 1024).
+    #[arg(long, default_value_t = 256)]
     concurrency: usize,
     /// Refuse a file whose root declares more than this (e.g. 4GiB, 100MB),
     /// before fetching anything else.

@@ -36,7 +36,7 @@ pub async fn run(a: UpdateArgs) -> Result<ExitCode> {
         node: a.node,
         file,
         dir,
-        concurrency: 128,
+        concurrency: 256,
         redundancy: veil::content::DEFAULT_REDUNDANCY,
         usk: Some(a.uri),
         edition: None,

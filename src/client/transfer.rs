@@ -284,7 +284,7 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
     let mut splitter = Splitter::new(input, len, split)?;
     let mut inserts = Inserts {
         pool: Pool::new(node),
-        limit: concurrency.clamp(1, 128),
+        limit: concurrency.clamp(1, MAX_CONCURRENCY),
         tasks: JoinSet::new(),
         outstanding: HashMap::new(),
         progress: PutProgress {
@@ -394,11 +394,15 @@ pub fn worth_retrying(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bo
     }
 }
 
+/// Blocks one transfer keeps in flight at most (each is a client API
+/// connection to the node, which serves `client_max_connections`).
+pub const MAX_CONCURRENCY: usize = 1024;
+
 /// The fetch options `veil get` starts from: the defaults, retrying only
 /// what [`worth_retrying`] says.
 pub fn get_options(concurrency: usize) -> FetchOptions {
     FetchOptions {
-        concurrency: concurrency.clamp(1, 256),
+        concurrency: concurrency.clamp(1, MAX_CONCURRENCY),
         retry_if: worth_retrying,
         ..FetchOptions::default()
     }

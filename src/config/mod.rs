@@ -181,7 +181,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             router_queue: 1024,
             cache_writes_in_flight: 64,
-            client_max_connections: 256,
+            client_max_connections: 1024,
             client_request_timeout_secs: 120,
             client_idle_timeout_secs: 300,
             client_write_timeout_secs: 10,

@@ -150,10 +150,13 @@ pub enum Sealed {
     /// Towards the exit. To the tunnel's last hop: build the next hop with
     /// this key-agreement share.
     Extend { ephemeral: Ephemeral },
-    /// To the exit: fetch these keys (numbered, in order, from 0 on this tunnel).
-    Get { keys: Vec<RoutingKey> },
-    /// To the exit: insert this block (numbered with the keys).
-    Put { block: Block },
+    /// To the exit: fetch these keys (numbered, in order, from 0 on this
+    /// tunnel). `more`: further cells of the same send follow at once; the
+    /// exit sends nothing back on the tunnel until the last has arrived.
+    Get { keys: Vec<RoutingKey>, more: bool },
+    /// To the exit: insert this block (numbered with the keys); `more` as
+    /// for `Get`.
+    Put { block: Block, more: bool },
     /// Back from the last hop: the new hop's key-agreement share.
     Extended { ephemeral: Ephemeral },
     /// Back from the last hop: it could not extend (no other neighbour, or
@@ -173,7 +176,7 @@ impl Sealed {
 
     /// The unsealed cell: length, CBOR, zeros, and room for the tag.
     pub fn to_cell_bytes(&self) -> Result<Vec<u8>, CellError> {
-        if let Sealed::Get { keys } = self {
+        if let Sealed::Get { keys, .. } = self {
             if keys.len() > CELL_KEYS {
                 return Err(CellError::TooManyKeys(keys.len()));
             }
@@ -221,7 +224,7 @@ impl Sealed {
             }
             value
         };
-        if let Sealed::Get { keys } = &sealed {
+        if let Sealed::Get { keys, .. } = &sealed {
             if keys.len() > CELL_KEYS {
                 return Err(CellError::TooManyKeys(keys.len()));
             }
@@ -240,12 +243,12 @@ mod tests {
         let keys = vec![RoutingKey([0xff; 32]); CELL_KEYS];
         let block = Chk::encode(&[7u8; 32 * 1024]).unwrap().1;
         for s in [
-            Sealed::Get { keys },
+            Sealed::Get { keys, more: true },
             Sealed::Data {
                 index: u32::MAX,
                 block: block.clone(),
             },
-            Sealed::Put { block },
+            Sealed::Put { block, more: false },
             Sealed::Extend {
                 ephemeral: Ephemeral([0xff; 32]),
             },
@@ -259,6 +262,7 @@ mod tests {
             assert_eq!(Sealed::from_cell_bytes(&bytes).unwrap(), s);
         }
         let too_many = Sealed::Get {
+            more: false,
             keys: vec![RoutingKey([1; 32]); CELL_KEYS + 1],
         };
         assert_eq!(

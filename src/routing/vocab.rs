@@ -154,9 +154,9 @@ pub struct TunnelConfig {
 impl Default for TunnelConfig {
     fn default() -> Self {
         TunnelConfig {
-            min_walk: 2,
+            min_walk: 3,
             p_extend: 0.5,
-            max_walk: 6,
+            max_walk: 8,
             reuse_ms: 10 * 60 * 1000,
             idle_ms: 10 * 60 * 1000,
             tick_ms: 5,
@@ -166,7 +166,7 @@ impl Default for TunnelConfig {
             progress_timeout_ms: 60_000,
             max_rebuilds: 4,
             window: 4096,
-            put_window: 64,
+            put_window: 256,
             exit_window: 64,
             max_hops: 1024,
             max_sessions: 8192,

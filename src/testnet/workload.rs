@@ -156,7 +156,7 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
 }
 
 /// Blocks each workload transfer keeps in flight (`veil get`'s default).
-const WINDOW: usize = 128;
+const WINDOW: usize = 256;
 
 /// What the random workload does.
 #[derive(Clone, Debug)]

@@ -143,9 +143,15 @@ fn originated_and_extended_builds_look_the_same() {
     }
     // Cells have one of two sizes whatever they carry.
     let key = b.routing_key();
-    let one = Sealed::Get { keys: vec![key] }.to_cell_bytes().unwrap();
+    let one = Sealed::Get {
+        keys: vec![key],
+        more: false,
+    }
+    .to_cell_bytes()
+    .unwrap();
     let full = Sealed::Get {
         keys: vec![key; CELL_KEYS],
+        more: true,
     }
     .to_cell_bytes()
     .unwrap();
@@ -194,9 +200,10 @@ fn mean_walk(p: f64, seed: u64) -> f64 {
 }
 
 #[test]
-fn the_mean_tunnel_length_is_two_plus_p_over_one_minus_p() {
+fn the_mean_tunnel_length_is_min_walk_plus_p_over_one_minus_p() {
+    let min = TunnelConfig::default().min_walk as f64;
     for (p, seed) in [(0.5, 3), (0.25, 4)] {
-        let expected = 2.0 + p / (1.0 - p);
+        let expected = min + p / (1.0 - p);
         let mean = mean_walk(p, seed);
         assert!(
             (mean - expected).abs() <= 0.1 * expected,

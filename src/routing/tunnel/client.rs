@@ -1,21 +1,24 @@
 //! The originator's side of tunnels: client sessions, building its tunnel
-//! hop by hop, the send clock, and rebuilding a broken tunnel.
+//! hop by hop, the send timer, and rebuilding a broken tunnel.
 //!
-//! **The clock.** The originator sends nothing into its tunnel the moment
-//! something happens: every extension, key and block leaves on a tick of
-//! its own clock, `tick_ms` apart. So what a relay sees of the originator's
-//! timing is the clock, never the originator's reaction to a cell it
-//! received. A run of ticks starts when there is work and stops when there
-//! is none; it starts after a random delay in `[delay_min_ms,
-//! delay_max_ms]` when the tunnel answered something within `reaction_ms`
-//! (the new keys may be a reaction to it: the next manifest level, a page's
-//! images), and after a random fraction of a tick otherwise. So the
-//! reaction defence is paid once per level, not once per batch.
+//! **Reactions wait.** Whatever the originator sends within `reaction_ms`
+//! of its tunnel's last answer may be a reaction to that answer (the next
+//! hop of a build, a file's next manifest level, a page's images, the next
+//! blocks of a window): a relay that saw the answer go by and the next cell
+//! come back could time it, and the time is shorter the closer the relay is
+//! to the originator. Such work waits a delay drawn uniformly from
+//! `[delay_min_ms, delay_max_ms]`, and everything that piles up meanwhile
+//! leaves together when it ends. Work after a quiet spell reacts to nothing
+//! the tunnel carried: it leaves within a random fraction of `tick_ms`. The
+//! client asks for a whole window of keys at once (`veil get`'s
+//! `--concurrency`, 512 by default), so a file of up to that many blocks
+//! pays the delay once per manifest level, never once per block.
 //!
-//! **Sending.** A tick sends every waiting key, [`CELL_KEYS`] to a small
-//! cell, up to `window` keys unanswered (the exit fetches them with its own
-//! window and streams the answers back), and blocks one to a big cell, up
-//! to `put_window` unanswered. Each key or block is remembered under the
+//! **Sending.** When the timer fires it sends the next extension, or every
+//! waiting key, [`CELL_KEYS`] to a small cell, up to `window` keys
+//! unanswered (the exit fetches them with its own window and streams the
+//! answers back), and blocks one to a big cell, up to `put_window`
+//! unanswered. Each key or block is remembered under the
 //! number the exit gives it (it counts what it opens, in order). When the
 //! tunnel breaks (link down, `TunnelDown`, a cell that does not open, or
 //! silence past `progress_timeout_ms`) every unanswered item waits again and
@@ -81,8 +84,8 @@ struct Session {
 pub(crate) struct ClientSide<P> {
     current: Option<OwnTunnel<P>>,
     sessions: BTreeMap<ClientToken, Session>,
-    /// The next tick of the send clock, while it runs.
-    next_tick: Option<Time>,
+    /// When the waiting work goes out.
+    send_at: Option<Time>,
     /// When a cell last came back on the client's tunnel.
     last_back: Option<Time>,
 }
@@ -92,7 +95,7 @@ impl<P> Default for ClientSide<P> {
         ClientSide {
             current: None,
             sessions: BTreeMap::new(),
-            next_tick: None,
+            send_at: None,
             last_back: None,
         }
     }
@@ -105,7 +108,7 @@ impl<P: PeerId> ClientSide<P> {
             .as_ref()
             .filter(|t| !t.pending.is_empty() || t.adding.is_some())
             .map(|t| t.last_heard.saturating_add(config.progress_timeout_ms));
-        progress.into_iter().chain(self.next_tick).min()
+        progress.into_iter().chain(self.send_at).min()
     }
 
     /// Is `(peer, tunnel)` the client's tunnel?
@@ -134,13 +137,13 @@ impl<P: PeerId> ClientSide<P> {
         self.sessions.values().any(|s| !s.unsent.is_empty())
     }
 
-    /// Is there anything for the clock to do?
+    /// Is there anything to send now: a build, an extension, or items on
+    /// a tunnel that is ready? (Nothing, while a hop is being added.)
     fn has_work(&self) -> bool {
-        self.has_unsent()
-            || self
-                .current
-                .as_ref()
-                .is_some_and(|t| t.extend_due || !t.pending.is_empty())
+        match &self.current {
+            None => self.has_unsent(),
+            Some(t) => t.extend_due || (t.ready() && self.has_unsent()),
+        }
     }
 }
 
@@ -220,15 +223,13 @@ impl<P: PeerId> Router<P> {
         self.wake(cx);
     }
 
-    /// Start the clock if there is work and it is not running; build a
-    /// tunnel if items wait and there is none.
+    /// Arm the send timer if there is work and it is not armed (a reaction
+    /// waits the random delay). A build, too, waits for the timer: a
+    /// rebuild right after a tunnel broke is a reaction.
     fn wake(&mut self, cx: &mut Ctx<'_, P>) {
-        if self.tunnels.client.current.is_none() && self.tunnels.client.has_unsent() {
-            self.build_tunnel(cx);
-        }
         let config = &self.config.tunnel;
         let client = &mut self.tunnels.client;
-        if client.next_tick.is_some() || !client.has_work() {
+        if client.send_at.is_some() || !client.has_work() {
             return;
         }
         let reaction = client
@@ -244,10 +245,10 @@ impl<P: PeerId> Router<P> {
         } else {
             lo
         };
-        client.next_tick = Some(cx.now.saturating_add(delay));
+        client.send_at = Some(cx.now.saturating_add(delay));
     }
 
-    /// The client's timers: a silent tunnel breaks; a due tick sends.
+    /// The client's timers: a silent tunnel breaks; due work goes out.
     pub(super) fn client_tick(&mut self, cx: &mut Ctx<'_, P>) {
         let timeout = self.config.tunnel.progress_timeout_ms;
         let stalled = self.tunnels.client.current.as_ref().is_some_and(|t| {
@@ -257,27 +258,20 @@ impl<P: PeerId> Router<P> {
         if stalled {
             self.break_tunnel(cx, true);
         }
-        let Some(due) = self.tunnels.client.next_tick else {
-            return;
-        };
-        if due > cx.now {
+        if self.tunnels.client.send_at.is_none_or(|t| t > cx.now) {
             return;
         }
-        self.tick_send(cx);
-        let client = &mut self.tunnels.client;
-        client.next_tick = client.has_work().then(|| {
-            due.saturating_add(self.config.tunnel.tick_ms.max(1))
-                .max(cx.now)
-        });
-        if self.tunnels.client.next_tick.is_none() {
-            // Items may wait for a tunnel being built: the clock restarts
-            // when it is ready.
+        self.tunnels.client.send_at = None;
+        // Work left after something went (the windows were full): it goes
+        // when the timer is next armed. When nothing could go, an answer
+        // arms it.
+        if self.tick_send(cx) {
             self.wake(cx);
         }
     }
 
-    /// One tick: the due extension, or every key and block the windows allow.
-    fn tick_send(&mut self, cx: &mut Ctx<'_, P>) {
+    /// The due extension, or every key and block the windows allow.
+    fn tick_send(&mut self, cx: &mut Ctx<'_, P>) -> bool {
         let reuse = self.config.tunnel.reuse_ms;
         let expired = self.tunnels.client.current.as_ref().is_some_and(|t| {
             // A tunnel that has carried nothing yet has not been reused.
@@ -292,8 +286,9 @@ impl<P: PeerId> Router<P> {
         if self.tunnels.client.current.is_none() {
             if self.tunnels.client.has_unsent() {
                 self.build_tunnel(cx);
+                return true;
             }
-            return;
+            return false;
         }
         let extend = self
             .tunnels
@@ -302,17 +297,16 @@ impl<P: PeerId> Router<P> {
             .as_ref()
             .is_some_and(|t| t.extend_due);
         if extend {
-            return self.send_extend(cx);
+            self.send_extend(cx);
+            return true;
         }
-        if self
+        let ready = self
             .tunnels
             .client
             .current
             .as_ref()
-            .is_some_and(|t| t.ready())
-        {
-            self.send_items(cx);
-        }
+            .is_some_and(|t| t.ready());
+        ready && self.send_items(cx)
     }
 
     /// Ask the tunnel's last hop to add one.
@@ -332,13 +326,14 @@ impl<P: PeerId> Router<P> {
         self.send_sealed(cx, last, &sealed, op);
     }
 
-    /// Every key and block the windows allow, sealed for the exit.
-    fn send_items(&mut self, cx: &mut Ctx<'_, P>) {
+    /// Every key and block the windows allow, sealed for the exit; false
+    /// when they allow none.
+    fn send_items(&mut self, cx: &mut Ctx<'_, P>) -> bool {
         let window = self.config.tunnel.window;
         let put_window = self.config.tunnel.put_window.max(1);
         let client = &mut self.tunnels.client;
         let Some(tunnel) = client.current.as_mut() else {
-            return;
+            return false;
         };
         let exit = tunnel.path.len().saturating_sub(1);
         let mut get_room =
@@ -357,6 +352,7 @@ impl<P: PeerId> Router<P> {
                         cells.push((
                             Sealed::Put {
                                 block: blocks[i].clone(),
+                                more: true,
                             },
                             Op::Put,
                         ));
@@ -372,6 +368,7 @@ impl<P: PeerId> Router<P> {
                     cells.push((
                         Sealed::Get {
                             keys: std::mem::take(&mut keys),
+                            more: true,
                         },
                         Op::Get,
                     ));
@@ -379,11 +376,17 @@ impl<P: PeerId> Router<P> {
             }
         }
         if !keys.is_empty() {
-            cells.push((Sealed::Get { keys }, Op::Get));
+            cells.push((Sealed::Get { keys, more: true }, Op::Get));
         }
+        // The last cell of the send says so: the exit answers after it.
+        if let Some((Sealed::Get { more, .. } | Sealed::Put { more, .. }, _)) = cells.last_mut() {
+            *more = false;
+        }
+        let sent = !cells.is_empty();
         for (sealed, op) in cells {
             self.send_sealed(cx, exit, &sealed, op);
         }
+        sent
     }
 
     /// Seal `sealed` for hop `target` of the client's tunnel and send it.
@@ -556,6 +559,7 @@ impl<P: PeerId> Router<P> {
         if !t.path.is_empty() {
             return self.break_tunnel(cx, true);
         }
+        self.tunnels.client.last_back = Some(now);
         self.hop_added(cx, now, ephemeral);
     }
 

@@ -27,6 +27,12 @@ pub(super) struct ExitQueue {
     next_index: u32,
     waiting: VecDeque<(u32, Request)>,
     running: usize,
+    /// The originator's send is still arriving: answers wait in `held`, so
+    /// that no cell goes back while cells of one send come forward (a relay
+    /// nearer the exit would see answers inside the send, one nearer the
+    /// originator would not: a sign of its position).
+    pub(super) holding: bool,
+    pub(super) held: Vec<Sealed>,
 }
 
 impl ExitQueue {
@@ -54,7 +60,14 @@ fn outcome_sealed(index: u32, outcome: ClientOutcome) -> Sealed {
 
 impl<P: PeerId> Router<P> {
     /// Keys opened at this exit.
-    pub(super) fn exit_get(&mut self, cx: &mut Ctx<'_, P>, id: HopId, keys: Vec<RoutingKey>) {
+    pub(super) fn exit_get(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        id: HopId,
+        keys: Vec<RoutingKey>,
+        more: bool,
+    ) {
+        self.exit_hold(cx, id, more);
         if let Some(hop) = self.tunnels.hops.get(&id) {
             cx.out.push(Action::TunnelExit {
                 from: hop.up.0.clone(),
@@ -66,10 +79,12 @@ impl<P: PeerId> Router<P> {
             self.exit_enqueue(cx, id, Request::Get { key });
         }
         self.exit_pump(cx, id);
+        self.exit_release(cx, id, more);
     }
 
     /// A block opened at this exit, to insert.
-    pub(super) fn exit_put(&mut self, cx: &mut Ctx<'_, P>, id: HopId, block: Block) {
+    pub(super) fn exit_put(&mut self, cx: &mut Ctx<'_, P>, id: HopId, block: Block, more: bool) {
+        self.exit_hold(cx, id, more);
         if let Some(hop) = self.tunnels.hops.get(&id) {
             cx.out.push(Action::TunnelExit {
                 from: hop.up.0.clone(),
@@ -79,6 +94,29 @@ impl<P: PeerId> Router<P> {
         }
         self.exit_enqueue(cx, id, Request::Put { block });
         self.exit_pump(cx, id);
+        self.exit_release(cx, id, more);
+    }
+
+    /// A cell of a send opened: hold answers while more of it follows.
+    fn exit_hold(&mut self, _cx: &mut Ctx<'_, P>, id: HopId, more: bool) {
+        if let Some(hop) = self.tunnels.hops.get_mut(&id) {
+            hop.exit.holding |= more;
+        }
+    }
+
+    /// The send's last cell was opened: send what was held, in order.
+    fn exit_release(&mut self, cx: &mut Ctx<'_, P>, id: HopId, more: bool) {
+        if more {
+            return;
+        }
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        hop.exit.holding = false;
+        let held = std::mem::take(&mut hop.exit.held);
+        for sealed in held {
+            self.send_back(cx, id, &sealed);
+        }
     }
 
     /// Number an item; one past the queue's bound is refused at once.

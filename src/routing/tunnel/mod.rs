@@ -221,8 +221,8 @@ impl<P: PeerId> Router<P> {
         }
         match Sealed::from_cell_bytes(cell.as_bytes()) {
             Ok(Sealed::Extend { ephemeral }) => self.extend(cx, id, ephemeral),
-            Ok(Sealed::Get { keys }) => self.exit_get(cx, id, keys),
-            Ok(Sealed::Put { block }) => self.exit_put(cx, id, block),
+            Ok(Sealed::Get { keys, more }) => self.exit_get(cx, id, keys, more),
+            Ok(Sealed::Put { block, more }) => self.exit_put(cx, id, block, more),
             // A backward plaintext going forward, or one that does not
             // decode: the originator broke the protocol.
             Ok(_) | Err(_) => self.tear_down(cx, id),
@@ -287,12 +287,17 @@ impl<P: PeerId> Router<P> {
         self.send_back(cx, id, &Sealed::ExtendFailed);
     }
 
-    /// Seal this hop's own plaintext and send it upstream.
+    /// Seal this hop's own plaintext and send it upstream (or, at an exit
+    /// in the middle of a send, hold it until the send's last cell).
     fn send_back(&mut self, cx: &mut Ctx<'_, P>, id: HopId, sealed: &Sealed) {
         let Some(hop) = self.tunnels.hops.get_mut(&id) else {
             return;
         };
         hop.last_used = cx.now;
+        if hop.exit.holding {
+            hop.exit.held.push(sealed.clone());
+            return;
+        }
         let Ok(mut bytes) = sealed.to_cell_bytes() else {
             return;
         };
