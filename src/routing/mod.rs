@@ -114,6 +114,9 @@ pub struct Router<P: PeerId> {
     /// state is empty and has no deadline (the `none` and `freenet` modes
     /// never look at it).
     tunnels_used: bool,
+    /// The simulator's short stand-in blocks are inserted as exits' puts
+    /// (never set outside `sim`).
+    stand_in_blocks: bool,
     /// Flows that share a uid with a flow waiting on the same peer go to
     /// that peer under a fresh alias uid: (peer, alias) -> flow, and back.
     /// (Trees: empty, they allocate nothing; they are nearly always empty.)
@@ -145,10 +148,16 @@ impl<P: PeerId> Router<P> {
             stats: RouterStats::default(),
             tunnels: Box::default(),
             tunnels_used: false,
+            stand_in_blocks: false,
             aliases: BTreeMap::new(),
             alias_of: BTreeMap::new(),
             repeats: None,
         }
+    }
+
+    /// Let exits insert the simulator's short stand-in blocks.
+    pub(crate) fn allow_stand_in_blocks(&mut self) {
+        self.stand_in_blocks = true;
     }
 
     /// Route the local client's `ClientGet` / `ClientPut` through tunnels

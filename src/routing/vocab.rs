@@ -133,6 +133,11 @@ pub struct TunnelConfig {
     pub reaction_ms: u64,
     pub delay_min_ms: u64,
     pub delay_max_ms: u64,
+    /// A reaction also waits a geometric number of the first hop's round
+    /// trips: one more with this probability each time (at most 8; NaN
+    /// counts as 0), so that how late it comes does not tell the first hop
+    /// that no hop is before it.
+    pub p_virtual_hop: f64,
     /// With keys outstanding, a tunnel silent for this long is broken.
     pub progress_timeout_ms: u64,
     /// Rebuilds one session may need before its remaining keys fail.
@@ -163,6 +168,7 @@ impl Default for TunnelConfig {
             reaction_ms: 2_000,
             delay_min_ms: 20,
             delay_max_ms: 250,
+            p_virtual_hop: 0.75,
             progress_timeout_ms: 60_000,
             max_rebuilds: 4,
             window: 4096,

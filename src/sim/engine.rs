@@ -122,6 +122,7 @@ fn make_router(
     let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
     let mut r = Router::with_policy(Arc::clone(config), location, policy);
     r.set_client_tunnels(mode == Anonymity::Tunnel);
+    r.allow_stand_in_blocks();
     r
 }
 

@@ -54,7 +54,7 @@ fn none_fails_tunnel_hides_and_the_seed_decides() {
     let (none, tunnel) = (row(&first, "none", None), row(&first, "tunnel", None));
     assert!(none.requests_exposed > 0, "{none:?}");
     assert!(none.d_median < Some(0.1), "{none:?}");
-    assert!(tunnel.d_median > Some(0.8), "{tunnel:?}");
+    assert!(tunnel.d_median > Some(0.7), "{tunnel:?}");
     // Same seed, same figures (the wall time aside); another seed differs.
     let again = rows(&small(3), &hidden).unwrap();
     let strip = |rs: &[AnonymityRow]| -> Vec<AnonymityRow> {

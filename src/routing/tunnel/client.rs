@@ -35,42 +35,43 @@ use crate::routing::{
     TunnelConfig,
 };
 
-/// Extensions a tunnel's last hop may fail before the originator settles
-/// for the hops it has (or rebuilds, below `min_walk`).
-const MAX_EXTEND_FAILURES: u32 = 3;
-
 /// The tunnel this node's client uses now.
 #[derive(Debug)]
-struct OwnTunnel<P> {
-    first: P,
-    tunnel: TunnelId,
+pub(super) struct OwnTunnel<P> {
+    pub(super) first: P,
+    pub(super) tunnel: TunnelId,
     /// Keys shared with each hop, the first hop first; the last is the exit.
-    path: Vec<HopCrypto>,
+    pub(super) path: Vec<HopCrypto>,
     /// The key agreement with the hop being added, until it answers.
-    adding: Option<Handshake>,
+    pub(super) adding: Option<Handshake>,
     /// The last hop answered; the next extension leaves on the next tick.
-    extend_due: bool,
-    extend_failures: u32,
+    pub(super) extend_due: bool,
+    pub(super) extend_failures: u32,
     /// Hops this tunnel is to have.
-    length: usize,
-    built_at: Time,
-    last_heard: Time,
-    next_index: u32,
+    pub(super) length: usize,
+    pub(super) built_at: Time,
+    /// The round trip of the build to the first hop.
+    pub(super) first_rtt: Time,
+    pub(super) last_heard: Time,
+    pub(super) next_index: u32,
     /// Exit index -> (session, item).
-    pending: BTreeMap<u32, (ClientToken, usize)>,
+    pub(super) pending: BTreeMap<u32, (ClientToken, usize)>,
     /// Blocks sent and not yet answered.
-    puts_out: usize,
+    pub(super) puts_out: usize,
 }
 
 impl<P> OwnTunnel<P> {
-    fn ready(&self) -> bool {
+    pub(super) fn ready(&self) -> bool {
         self.adding.is_none() && !self.extend_due && self.path.len() >= self.length
     }
 }
 
+/// Round trips a reaction adds at most (see [`TunnelConfig::p_virtual_hop`]).
+const MAX_VIRTUAL_HOPS: u64 = 8;
+
 /// One client session.
 #[derive(Clone, Debug)]
-struct Session {
+pub(super) struct Session {
     request: SessionRequest,
     outcomes: Vec<Option<ClientOutcome>>,
     unsent: VecDeque<usize>,
@@ -82,12 +83,12 @@ struct Session {
 /// Everything the originator keeps.
 #[derive(Debug)]
 pub(crate) struct ClientSide<P> {
-    current: Option<OwnTunnel<P>>,
-    sessions: BTreeMap<ClientToken, Session>,
+    pub(super) current: Option<OwnTunnel<P>>,
+    pub(super) sessions: BTreeMap<ClientToken, Session>,
     /// When the waiting work goes out.
     send_at: Option<Time>,
     /// When a cell last came back on the client's tunnel.
-    last_back: Option<Time>,
+    pub(super) last_back: Option<Time>,
 }
 
 impl<P> Default for ClientSide<P> {
@@ -127,7 +128,7 @@ impl<P: PeerId> ClientSide<P> {
             .is_some_and(|hs| hs.public() == *share)
     }
 
-    fn matches(&mut self, peer: &P, tunnel: TunnelId) -> Option<&mut OwnTunnel<P>> {
+    pub(super) fn matches(&mut self, peer: &P, tunnel: TunnelId) -> Option<&mut OwnTunnel<P>> {
         self.current
             .as_mut()
             .filter(|t| &t.first == peer && t.tunnel == tunnel)
@@ -159,23 +160,6 @@ fn failure_of(outcome: TunnelOutcome) -> ClientOutcome {
         TunnelOutcome::BadBlock => Failure::BadBlock,
         TunnelOutcome::NotStored => Failure::NotStored,
     })
-}
-
-/// How many hops a new tunnel gets: `min_walk`, then one more with
-/// probability `p_extend` each time, at most `max_walk`.
-fn walk_length<P: PeerId>(cx: &mut Ctx<'_, P>, config: &TunnelConfig) -> usize {
-    let min = config.min_walk.max(1);
-    let max = config.max_walk.max(min);
-    let p = if config.p_extend.is_nan() {
-        0.0
-    } else {
-        config.p_extend.clamp(0.0, 0.99)
-    };
-    let mut length = min;
-    while length < max && cx.rng.gen::<f64>() < p {
-        length += 1;
-    }
-    length
 }
 
 impl<P: PeerId> Router<P> {
@@ -226,7 +210,7 @@ impl<P: PeerId> Router<P> {
     /// Arm the send timer if there is work and it is not armed (a reaction
     /// waits the random delay). A build, too, waits for the timer: a
     /// rebuild right after a tunnel broke is a reaction.
-    fn wake(&mut self, cx: &mut Ctx<'_, P>) {
+    pub(super) fn wake(&mut self, cx: &mut Ctx<'_, P>) {
         let config = &self.config.tunnel;
         let client = &mut self.tunnels.client;
         if client.send_at.is_some() || !client.has_work() {
@@ -240,11 +224,27 @@ impl<P: PeerId> Router<P> {
         } else {
             (0, config.tick_ms)
         };
-        let delay = if hi > lo {
+        let mut delay = if hi > lo {
             cx.rng.gen_range(lo..=hi)
         } else {
             lo
         };
+        if reaction {
+            // Virtual hops: a relay k hops from the originator sees its
+            // reactions k - 1 round trips later than the first hop does.
+            // The originator adds a geometric number of its own first hop's
+            // round trips, so the first hop cannot tell "no hop before" from
+            // "some hops before" by how late a reaction comes.
+            let rtt = client.current.as_ref().map_or(0, |t| t.first_rtt);
+            let p = config.p_virtual_hop.clamp(0.0, 0.95);
+            let mut hops = 0;
+            while hops < MAX_VIRTUAL_HOPS && cx.rng.gen::<f64>() < p {
+                hops += 1;
+                // Real round trips differ from link to link.
+                let one = (rtt as f64 * cx.rng.gen_range(0.5..1.5)) as Time;
+                delay = delay.saturating_add(one);
+            }
+        }
         client.send_at = Some(cx.now.saturating_add(delay));
     }
 
@@ -307,23 +307,6 @@ impl<P: PeerId> Router<P> {
             .as_ref()
             .is_some_and(|t| t.ready());
         ready && self.send_items(cx)
-    }
-
-    /// Ask the tunnel's last hop to add one.
-    fn send_extend(&mut self, cx: &mut Ctx<'_, P>) {
-        let op = self.waiting_op();
-        let hs = Handshake::start(cx.rng);
-        let sealed = Sealed::Extend {
-            ephemeral: hs.public(),
-        };
-        let Some(t) = self.tunnels.client.current.as_mut() else {
-            return;
-        };
-        t.extend_due = false;
-        t.adding = Some(hs);
-        t.last_heard = cx.now;
-        let last = t.path.len().saturating_sub(1);
-        self.send_sealed(cx, last, &sealed, op);
     }
 
     /// Every key and block the windows allow, sealed for the exit; false
@@ -390,7 +373,13 @@ impl<P: PeerId> Router<P> {
     }
 
     /// Seal `sealed` for hop `target` of the client's tunnel and send it.
-    fn send_sealed(&mut self, cx: &mut Ctx<'_, P>, target: usize, sealed: &Sealed, op: Op) {
+    pub(super) fn send_sealed(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        target: usize,
+        sealed: &Sealed,
+        op: Op,
+    ) {
         let Some(t) = self.tunnels.client.current.as_mut() else {
             return;
         };
@@ -412,7 +401,7 @@ impl<P: PeerId> Router<P> {
     }
 
     /// The operation of the first session with items waiting.
-    fn waiting_op(&self) -> Op {
+    pub(super) fn waiting_op(&self) -> Op {
         match self
             .tunnels
             .client
@@ -425,46 +414,9 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// Start a new tunnel at a random neighbour; when there is none, every
-    /// waiting item fails.
-    fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
-        let Some(first) = self.random_neighbour(cx, None) else {
-            let tokens: Vec<ClientToken> = self.tunnels.client.sessions.keys().copied().collect();
-            for token in tokens {
-                self.fail_unanswered(cx, token, Failure::NoPeers);
-            }
-            return;
-        };
-        let tunnel = self.fresh_tunnel_id(cx, &first);
-        let length = walk_length(cx, &self.config.tunnel);
-        let hs = Handshake::start(cx.rng);
-        let msg = Message::TunnelBuild {
-            tunnel,
-            ephemeral: hs.public(),
-        };
-        // The build carries no operation: it is labelled with that of the
-        // first item it will carry.
-        let op = self.waiting_op();
-        send_own(cx, &first, msg, op);
-        self.tunnels.client.current = Some(OwnTunnel {
-            first,
-            tunnel,
-            path: Vec::new(),
-            adding: Some(hs),
-            extend_due: false,
-            extend_failures: 0,
-            length,
-            built_at: cx.now,
-            last_heard: cx.now,
-            next_index: 0,
-            pending: BTreeMap::new(),
-            puts_out: 0,
-        });
-    }
-
     /// Drop the current tunnel; its outstanding items wait again (or fail,
     /// for a session past its rebuild budget).
-    fn break_tunnel(&mut self, cx: &mut Ctx<'_, P>, notify: bool) {
+    pub(super) fn break_tunnel(&mut self, cx: &mut Ctx<'_, P>, notify: bool) {
         let Some(old) = self.tunnels.client.current.take() else {
             return;
         };
@@ -504,7 +456,12 @@ impl<P: PeerId> Router<P> {
     }
 
     /// Fail every item of a session not answered yet, and answer it.
-    fn fail_unanswered(&mut self, cx: &mut Ctx<'_, P>, token: ClientToken, failure: Failure) {
+    pub(super) fn fail_unanswered(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        token: ClientToken,
+        failure: Failure,
+    ) {
         let mut puts = 0;
         if let Some(session) = self.tunnels.client.sessions.get_mut(&token) {
             session.unsent.clear();
@@ -542,62 +499,6 @@ impl<P: PeerId> Router<P> {
         } else {
             cx.out.push(Action::SessionDone { token, outcomes });
         }
-    }
-
-    /// The first hop answered the client's build.
-    pub(super) fn client_built(
-        &mut self,
-        cx: &mut Ctx<'_, P>,
-        from: &P,
-        tunnel: TunnelId,
-        ephemeral: Ephemeral,
-    ) {
-        let now = cx.now;
-        let Some(t) = self.tunnels.client.matches(from, tunnel) else {
-            return;
-        };
-        if !t.path.is_empty() {
-            return self.break_tunnel(cx, true);
-        }
-        self.tunnels.client.last_back = Some(now);
-        self.hop_added(cx, now, ephemeral);
-    }
-
-    /// The hop being added answered with its share.
-    fn hop_added(&mut self, cx: &mut Ctx<'_, P>, now: Time, ephemeral: Ephemeral) {
-        let Some(t) = self.tunnels.client.current.as_mut() else {
-            return;
-        };
-        let Some(hs) = t.adding.take() else {
-            return self.break_tunnel(cx, true);
-        };
-        match hs.finish(ephemeral) {
-            Ok(keys) => {
-                t.path.push(keys);
-                t.last_heard = now;
-                t.extend_due = t.path.len() < t.length;
-                self.wake(cx);
-            }
-            Err(_) => self.break_tunnel(cx, true),
-        }
-    }
-
-    /// The tunnel's last hop could not add one.
-    fn extend_failed(&mut self, cx: &mut Ctx<'_, P>) {
-        let min = self.config.tunnel.min_walk.max(1);
-        let Some(t) = self.tunnels.client.current.as_mut() else {
-            return;
-        };
-        t.adding = None;
-        t.extend_failures += 1;
-        if t.extend_failures < MAX_EXTEND_FAILURES {
-            t.extend_due = true;
-        } else if t.path.len() >= min {
-            t.length = t.path.len();
-        } else {
-            return self.break_tunnel(cx, true);
-        }
-        self.wake(cx);
     }
 
     /// A `TunnelDown` for no hop of this node: the client's tunnel, if any.
@@ -698,7 +599,7 @@ impl<P: PeerId> Router<P> {
 
 /// Send a message of the local client's own tunnel (a build or a cell),
 /// announced first for the driver's ground truth ([`Action::FlowOriginated`]).
-fn send_own<P: PeerId>(cx: &mut Ctx<'_, P>, to: &P, msg: Message, op: Op) {
+pub(super) fn send_own<P: PeerId>(cx: &mut Ctx<'_, P>, to: &P, msg: Message, op: Op) {
     cx.out.push(Action::FlowOriginated {
         flow: msg.uid(),
         op,

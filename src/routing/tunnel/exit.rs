@@ -8,7 +8,7 @@
 use std::collections::VecDeque;
 
 use super::HopId;
-use crate::keys::{Block, RoutingKey};
+use crate::keys::{Block, RoutingKey, BLOCK_LEN, SSK_BLOCK_LEN};
 use crate::message::{Sealed, TunnelOutcome};
 use crate::routing::search::{Origin, Request, Search};
 use crate::routing::{Action, ClientOutcome, Ctx, Failure, PeerId, Router};
@@ -92,6 +92,14 @@ impl<P: PeerId> Router<P> {
                 keys: vec![block.routing_key()],
             });
         }
+        let len = block.as_bytes().len();
+        let wire = len == BLOCK_LEN || len == SSK_BLOCK_LEN;
+        if !wire && !self.stand_in_blocks {
+            // No neighbour would take it: refused here, numbered all the same.
+            let refused = Request::Put { block };
+            self.exit_enqueue_refused(cx, id, refused);
+            return self.exit_release(cx, id, more);
+        }
         self.exit_enqueue(cx, id, Request::Put { block });
         self.exit_pump(cx, id);
         self.exit_release(cx, id, more);
@@ -132,6 +140,17 @@ impl<P: PeerId> Router<P> {
             return self.send_back(cx, id, &outcome_sealed(index, refused));
         }
         hop.exit.waiting.push_back((index, request));
+    }
+
+    /// Number an item the exit will not insert, and say so.
+    fn exit_enqueue_refused(&mut self, cx: &mut Ctx<'_, P>, id: HopId, _request: Request) {
+        let Some(hop) = self.tunnels.hops.get_mut(&id) else {
+            return;
+        };
+        let index = hop.exit.next_index;
+        hop.exit.next_index = hop.exit.next_index.saturating_add(1);
+        let refused = ClientOutcome::Failed(Failure::BadBlock);
+        self.send_back(cx, id, &outcome_sealed(index, refused));
     }
 
     /// Start waiting items while the exit's window has room.

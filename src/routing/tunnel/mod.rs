@@ -18,6 +18,7 @@
 //! [`TunnelId`], chosen by the sender of the build on that link. Hops keep
 //! nothing of what they relay. See `docs/protocol.md`, "Tunnels".
 
+mod build;
 mod client;
 mod exit;
 pub mod onion;

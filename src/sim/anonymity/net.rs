@@ -83,6 +83,7 @@ impl AuditedNet {
                 let policy = policy_for(mode, LinkCoins::for_node(&node_secret(seed, i)));
                 let mut r = Router::with_policy(config.clone(), location[i], policy);
                 r.set_client_tunnels(mode == Anonymity::Tunnel);
+                r.allow_stand_in_blocks();
                 r
             })
             .collect();

@@ -1,0 +1,151 @@
+//! Building the originator's tunnel, one hop at a time: a `TunnelBuild`
+//! to a random neighbour with the first hop's key-agreement share, then a
+//! sealed `Extend` to the tunnel's last hop for every further hop, each
+//! after the timer (`client.rs`) lets it go. A tunnel gets `min_walk` hops,
+//! then one more with probability `p_extend` each time, up to `max_walk`.
+
+use std::collections::BTreeMap;
+
+use rand::Rng;
+
+use super::client::{send_own, OwnTunnel};
+use super::onion::Handshake;
+use crate::message::{Ephemeral, Message, Sealed, TunnelId};
+use crate::routing::{ClientToken, Ctx, Failure, PeerId, Router, Time, TunnelConfig};
+
+/// Extensions a tunnel's last hop may fail before the originator settles
+/// for the hops it has (or rebuilds, below `min_walk`).
+const MAX_EXTEND_FAILURES: u32 = 3;
+
+/// How many hops a new tunnel gets: `min_walk`, then one more with
+/// probability `p_extend` each time, at most `max_walk`.
+fn walk_length<P: PeerId>(cx: &mut Ctx<'_, P>, config: &TunnelConfig) -> usize {
+    let min = config.min_walk.max(1);
+    let max = config.max_walk.max(min);
+    let p = if config.p_extend.is_nan() {
+        0.0
+    } else {
+        config.p_extend.clamp(0.0, 0.99)
+    };
+    let mut length = min;
+    while length < max && cx.rng.gen::<f64>() < p {
+        length += 1;
+    }
+    length
+}
+
+impl<P: PeerId> Router<P> {
+    /// Ask the tunnel's last hop to add one.
+    pub(super) fn send_extend(&mut self, cx: &mut Ctx<'_, P>) {
+        let op = self.waiting_op();
+        let hs = Handshake::start(cx.rng);
+        let sealed = Sealed::Extend {
+            ephemeral: hs.public(),
+        };
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        t.extend_due = false;
+        t.adding = Some(hs);
+        t.last_heard = cx.now;
+        let last = t.path.len().saturating_sub(1);
+        self.send_sealed(cx, last, &sealed, op);
+    }
+
+    /// Start a new tunnel at a random neighbour; when there is none, every
+    /// waiting item fails.
+    pub(super) fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
+        let Some(first) = self.random_neighbour(cx, None) else {
+            let tokens: Vec<ClientToken> = self.tunnels.client.sessions.keys().copied().collect();
+            for token in tokens {
+                self.fail_unanswered(cx, token, Failure::NoPeers);
+            }
+            return;
+        };
+        let tunnel = self.fresh_tunnel_id(cx, &first);
+        let length = walk_length(cx, &self.config.tunnel);
+        let hs = Handshake::start(cx.rng);
+        let msg = Message::TunnelBuild {
+            tunnel,
+            ephemeral: hs.public(),
+        };
+        // The build carries no operation: it is labelled with that of the
+        // first item it will carry.
+        let op = self.waiting_op();
+        send_own(cx, &first, msg, op);
+        self.tunnels.client.current = Some(OwnTunnel {
+            first,
+            tunnel,
+            path: Vec::new(),
+            adding: Some(hs),
+            extend_due: false,
+            extend_failures: 0,
+            length,
+            built_at: cx.now,
+            first_rtt: 0,
+            last_heard: cx.now,
+            next_index: 0,
+            pending: BTreeMap::new(),
+            puts_out: 0,
+        });
+    }
+
+    /// The first hop answered the client's build.
+    pub(super) fn client_built(
+        &mut self,
+        cx: &mut Ctx<'_, P>,
+        from: &P,
+        tunnel: TunnelId,
+        ephemeral: Ephemeral,
+    ) {
+        let now = cx.now;
+        let Some(t) = self.tunnels.client.matches(from, tunnel) else {
+            return;
+        };
+        if !t.path.is_empty() {
+            return self.break_tunnel(cx, true);
+        }
+        self.tunnels.client.last_back = Some(now);
+        if let Some(t) = self.tunnels.client.current.as_mut() {
+            t.first_rtt = now.saturating_sub(t.built_at);
+        }
+        self.hop_added(cx, now, ephemeral);
+    }
+
+    /// The hop being added answered with its share.
+    pub(super) fn hop_added(&mut self, cx: &mut Ctx<'_, P>, now: Time, ephemeral: Ephemeral) {
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        let Some(hs) = t.adding.take() else {
+            return self.break_tunnel(cx, true);
+        };
+        match hs.finish(ephemeral) {
+            Ok(keys) => {
+                t.path.push(keys);
+                t.last_heard = now;
+                t.extend_due = t.path.len() < t.length;
+                self.wake(cx);
+            }
+            Err(_) => self.break_tunnel(cx, true),
+        }
+    }
+
+    /// The tunnel's last hop could not add one.
+    pub(super) fn extend_failed(&mut self, cx: &mut Ctx<'_, P>) {
+        let min = self.config.tunnel.min_walk.max(1);
+        let Some(t) = self.tunnels.client.current.as_mut() else {
+            return;
+        };
+        t.adding = None;
+        t.extend_failures += 1;
+        if t.extend_failures < MAX_EXTEND_FAILURES {
+            t.extend_due = true;
+        } else if t.path.len() >= min {
+            t.length = t.path.len();
+        } else {
+            return self.break_tunnel(cx, true);
+        }
+        self.wake(cx);
+    }
+}
