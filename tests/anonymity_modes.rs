@@ -172,6 +172,10 @@ fn none_mode_fails_with_an_auc_of_at_least_0_95() {
     let failures = a["failures"].as_array().expect("failures");
     assert!(failures.iter().any(names_htl), "{a}");
     assert!(f(&a["max_posterior"]["upper"], "upper") >= 0.99, "{a}");
+    // A node that knows the files names the neighbour that fetched them.
+    let k = &a["known_content"];
+    assert_eq!(k["verdict"], "fail", "{k}");
+    assert!(f(&k["auc"], "known content auc") > 0.6, "{k}");
     // No tunnel ran: the report has no tunnel section.
     assert!(report["audit"]["tunnels"].is_null(), "{}", report["audit"]);
     // `veil audit` on the same logs: the verdict is its exit status, and
@@ -219,6 +223,11 @@ fn tunnel_mode_is_the_default_and_passes() {
     assert!(auc <= 0.65, "auc {auc}");
     let d = f(&a["d_median"], "d_median");
     assert!(d >= 0.7, "median d {d}");
+    // Only exits read keys, and no exit is an originator's neighbour: a
+    // node that knows every file cannot tell which neighbour fetched one.
+    let k = &a["known_content"];
+    assert_eq!(k["verdict"], "pass", "{k}");
+    assert!(f(&k["auc"], "known content auc") <= 0.6, "{k}");
 
     // The traffic section reads a tunnel run: tunnels, batches, the exits'
     // searches and their outcomes (the client sends no request of its own).

@@ -36,13 +36,19 @@ pub(super) struct Setup<'a> {
 }
 
 /// Score the run.
-pub(super) fn score(run: &Run, setup: &Setup) -> Anonymity {
-    let all = observe(run, setup.files);
-    let pool: Option<HashSet<usize>> = setup.colluders.map(|c| {
-        let mut rng = ChaCha8Rng::seed_from_u64(setup.seed);
+/// The `--colluders` pool: `c` nodes drawn from the seed (the same pool for
+/// every adversary of one audit).
+pub(super) fn colluder_pool(run: &Run, c: Option<usize>, seed: u64) -> Option<HashSet<usize>> {
+    c.map(|c| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let n = run.nodes.len();
         sample(&mut rng, n, c.min(n)).into_iter().collect()
-    });
+    })
+}
+
+pub(super) fn score(run: &Run, setup: &Setup) -> Anonymity {
+    let all = observe(run, setup.files);
+    let pool = colluder_pool(run, setup.colluders, setup.seed);
     // With colluders, only what they saw, of requests from outside the pool.
     let obs: Vec<&Observation> = all
         .iter()

@@ -19,6 +19,7 @@ mod classifier;
 mod features;
 mod holder;
 mod invariants;
+mod known_content;
 mod leaks;
 mod load;
 pub mod log;
@@ -125,7 +126,28 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
     let workload_max = workload.as_ref().and_then(|w| w.max_htl);
     report.anonymity = score(&run, &files, workload_max, options);
     report.anonymity.holder = holder::measure(&run);
+    if let Some(w) = &workload {
+        let pool = pool_of(&run, options);
+        let known = known_content::measure(&run, w, pool.as_ref());
+        if let Some(k) = known.as_ref().filter(|k| k.verdict == "fail") {
+            let a = &mut report.anonymity;
+            a.failures.push(format!(
+                "known_content: AUC {:.3} > {}",
+                k.auc.unwrap_or(1.0),
+                k.max_auc
+            ));
+            if a.verdict == "pass" {
+                a.verdict = "fail".to_string();
+            }
+        }
+        report.anonymity.known_content = known;
+    }
     Ok(report)
+}
+
+/// The `--colluders` pool of `options`, if any.
+fn pool_of(run: &load::Run, options: &AuditOptions) -> Option<std::collections::HashSet<usize>> {
+    anonymity::colluder_pool(run, options.colluders, options.seed)
 }
 
 /// The adversary of `options` on a run (read from files or recorded in

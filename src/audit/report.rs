@@ -201,6 +201,32 @@ pub struct Anonymity {
     pub findings: Vec<String>,
     /// Whether the node that answered a search held the data.
     pub holder: HolderReport,
+    /// The known-content adversary (`src/audit/known_content.rs`), when
+    /// `workload.json` names who fetched each file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_content: Option<KnownContentReport>,
+}
+
+/// A node (or the pooled `--colluders`) that knows every key of the
+/// workload's files decides, for each neighbour and file, whether that
+/// neighbour downloaded it, from the share of the file's keys it saw come
+/// from that neighbour.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct KnownContentReport {
+    /// (observer or pool, neighbour, file) triples scored.
+    pub pairs: usize,
+    /// Those where the neighbour did fetch the file.
+    pub positives: usize,
+    /// ROC AUC of the share of keys seen (ties one half).
+    pub auc: Option<f64>,
+    /// Of the rule "the neighbour sent at least `threshold` of the file's keys".
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub threshold: f64,
+    /// The verdict's limit on `auc`.
+    pub max_auc: f64,
+    /// `"pass"`, `"fail"` or `"inconclusive"` (one class only).
+    pub verdict: String,
 }
 
 /// P(holder | the node that answered): over every search that found its
@@ -374,6 +400,19 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
         e.originator_ranked_first,
         f3(e.originator_rank.median)
     ));
+    if let Some(k) = &a.known_content {
+        out.push_str(&format!(
+            "Known content: over {} (observer, neighbour, file) triples ({} downloads), AUC {}; \
+             precision {}, recall {} at a share >= {}: {}\n",
+            k.pairs,
+            k.positives,
+            f3(k.auc),
+            f3(k.precision),
+            f3(k.recall),
+            k.threshold,
+            k.verdict.to_uppercase()
+        ));
+    }
     let h = &a.holder;
     out.push_str(&format!(
         "Holder: the neighbour that answered a search held the block in {} of {} searches \
@@ -391,8 +430,11 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
         ));
     }
     if a.passed() {
+        let known = a.known_content.as_ref().map_or_else(String::new, |k| {
+            format!(", known content AUC <= {}", k.max_auc)
+        });
         out.push_str(&format!(
-            "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {})\n",
+            "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {}{known})\n",
             a.limits.max_posterior, a.limits.max_auc
         ));
     } else if a.inconclusive() {

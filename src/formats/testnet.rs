@@ -55,6 +55,12 @@ pub struct WorkloadFile {
     #[serde(default, with = "crate::formats::audit_log::keys_text")]
     #[schemars(with = "Vec<super::text::Key>")]
     pub keys: Vec<RoutingKey>,
+    /// Ground truth for the known-content adversary (never a signal): the
+    /// node that inserted the file, and those that fetched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inserted_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetched_by: Vec<String>,
 }
 
 /// `workload.json`: what the random workload inserted, for the leak check.

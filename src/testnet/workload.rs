@@ -252,11 +252,6 @@ pub async fn run_files(
         let keys: Vec<RoutingKey> = crate::content::split_with(&data, &split)
             .map(|s| s.blocks.iter().map(|b| b.routing_key()).collect())
             .unwrap_or_default();
-        description.files.push(WorkloadFile {
-            path: format!("workload/f{i}.bin"),
-            uri: uri.to_uri(),
-            keys: keys.clone(),
-        });
         let mut others: Vec<&String> = names.iter().filter(|n| **n != inserter).collect();
         others.shuffle(&mut rng);
         let fetchers = others
@@ -264,6 +259,13 @@ pub async fn run_files(
             .take(fetches)
             .map(|n| Ok((n.clone(), client_of(testnet, n)?)))
             .collect::<Result<Vec<_>, TestnetError>>()?;
+        description.files.push(WorkloadFile {
+            path: format!("workload/f{i}.bin"),
+            uri: uri.to_uri(),
+            keys: keys.clone(),
+            inserted_by: Some(inserter.clone()),
+            fetched_by: fetchers.iter().map(|(n, _)| n.clone()).collect(),
+        });
         let file = Inserted {
             file: i,
             uri,

@@ -41,6 +41,9 @@ enum Leak {
     Share,
     Timing,
     Cache,
+    /// The workload names who fetched each file: the known-content
+    /// adversary plays, and a first hop sees every key of a download.
+    KnownContent,
 }
 
 fn name(i: usize) -> String {
@@ -165,9 +168,16 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
             path,
             uri: chk.to_uri(),
             keys: keys.clone(),
+            inserted_by: None,
+            fetched_by: Vec::new(),
         });
         for _ in 0..FETCHES {
             let originator = rng.gen_range(0..NODES);
+            if leak == Leak::KnownContent {
+                if let Some(file) = workload.files.last_mut() {
+                    file.fetched_by.push(name(originator));
+                }
+            }
             let t0 = 1_000_000 + download * 100_000_000;
             download += 1;
             // Without the share leak every key of a download takes one path
@@ -321,6 +331,38 @@ fn a_clean_run_passes() {
     assert_eq!(json["anonymity"]["verdict"], "pass");
     assert!(json["anonymity"]["max_posterior"]["signal"].is_string());
     assert!(json["anonymity"]["auc_ci"][1].is_number());
+}
+
+#[test]
+fn a_first_hop_that_sees_the_keys_fails_the_known_content_adversary() {
+    // Every download's keys all go to the originator's first hop (as in
+    // `none` mode): a node that knows the files names its neighbour.
+    let r = audit(Leak::KnownContent, &AuditOptions::default());
+    let a = &r.anonymity;
+    let k = a
+        .known_content
+        .as_ref()
+        .expect("the workload names fetchers");
+    assert_eq!(k.verdict, "fail", "{k:?}");
+    assert!(k.auc.unwrap() > 0.6, "{k:?}");
+    assert!(
+        k.recall.unwrap() > 0.1 && k.precision.unwrap() > 0.1,
+        "{k:?}"
+    );
+    assert_eq!(a.verdict, "fail");
+    assert!(
+        a.failures.iter().any(|f| f.starts_with("known_content")),
+        "{:?}",
+        a.failures
+    );
+    assert!(
+        r.render_text().contains("Known content:"),
+        "{}",
+        r.render_text()
+    );
+    // Without ground truth the adversary does not play.
+    let clean = audit(Leak::None, &AuditOptions::default());
+    assert!(clean.anonymity.known_content.is_none());
 }
 
 #[test]

@@ -17,6 +17,9 @@ use crate::routing::{ClientToken, Ctx, Failure, PeerId, Router, Time, TunnelConf
 /// for the hops it has (or rebuilds, below `min_walk`).
 const MAX_EXTEND_FAILURES: u32 = 3;
 
+/// How long a first hop that could not extend is passed over.
+const DEAD_END_MS: Time = 60_000;
+
 /// How many hops a new tunnel gets: `min_walk`, then one more with
 /// probability `p_extend` each time, at most `max_walk`.
 fn walk_length<P: PeerId>(cx: &mut Ctx<'_, P>, config: &TunnelConfig) -> usize {
@@ -52,10 +55,30 @@ impl<P: PeerId> Router<P> {
         self.send_sealed(cx, last, &sealed, op);
     }
 
-    /// Start a new tunnel at a random neighbour; when there is none, every
-    /// waiting item fails.
+    /// Start a new tunnel at a random neighbour that is not a known dead
+    /// end; when there is none, every waiting item fails.
     pub(super) fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
-        let Some(first) = self.random_neighbour(cx, None) else {
+        let now = cx.now;
+        let client = &mut self.tunnels.client;
+        client
+            .dead_ends
+            .retain(|_, at| at.saturating_add(DEAD_END_MS) > now);
+        let open: Vec<P> = self
+            .neighbours
+            .keys()
+            .filter(|p| !self.tunnels.client.dead_ends.contains_key(*p))
+            .cloned()
+            .collect();
+        let (first, length) = if open.is_empty() {
+            // Every neighbour is a dead end (or there is one neighbour,
+            // which then knows that all this node sends is its own): one
+            // hop, the only tunnel there is.
+            (self.random_neighbour(cx, None), 1)
+        } else {
+            let i = cx.rng.gen_range(0..open.len());
+            (Some(open[i].clone()), walk_length(cx, &self.config.tunnel))
+        };
+        let Some(first) = first else {
             let tokens: Vec<ClientToken> = self.tunnels.client.sessions.keys().copied().collect();
             for token in tokens {
                 self.fail_unanswered(cx, token, Failure::NoPeers);
@@ -63,7 +86,6 @@ impl<P: PeerId> Router<P> {
             return;
         };
         let tunnel = self.fresh_tunnel_id(cx, &first);
-        let length = walk_length(cx, &self.config.tunnel);
         let hs = Handshake::start(cx.rng);
         let msg = Message::TunnelBuild {
             tunnel,
@@ -131,19 +153,25 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// The tunnel's last hop could not add one.
+    /// The tunnel's last hop could not add one. After a few tries the
+    /// originator keeps the hops it has if they are two or more (the exit is
+    /// then still not its neighbour; fewer than `min_walk` only in a network
+    /// too small for more); a first hop that cannot extend at all is a dead
+    /// end, and the next tunnel starts elsewhere.
     pub(super) fn extend_failed(&mut self, cx: &mut Ctx<'_, P>) {
-        let min = self.config.tunnel.min_walk.max(1);
-        let Some(t) = self.tunnels.client.current.as_mut() else {
+        let now = cx.now;
+        let client = &mut self.tunnels.client;
+        let Some(t) = client.current.as_mut() else {
             return;
         };
         t.adding = None;
         t.extend_failures += 1;
         if t.extend_failures < MAX_EXTEND_FAILURES {
             t.extend_due = true;
-        } else if t.path.len() >= min {
+        } else if t.path.len() >= 2 {
             t.length = t.path.len();
         } else {
+            client.dead_ends.insert(t.first.clone(), now);
             return self.break_tunnel(cx, true);
         }
         self.wake(cx);

@@ -22,6 +22,7 @@ mod build;
 mod client;
 mod exit;
 pub mod onion;
+mod replies;
 
 use std::collections::{BTreeMap, HashMap};
 

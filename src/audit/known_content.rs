@@ -1,0 +1,162 @@
+//! The known-content adversary (the attack Levine et al., CCS 2020, used
+//! against Freenet): a node, or a pool of colluding nodes, that knows every
+//! routing key of the workload's files decides, for each neighbour and each
+//! file, whether that neighbour downloaded the file. Its evidence is every
+//! key of the file it could read arriving from that neighbour: the keys of
+//! requests and inserts, and what it opened as a tunnel's exit. Its score
+//! is the share of the file's keys so seen. Ground truth (never a signal)
+//! is the workload's record of who fetched each file (`fetched_by` in
+//! `workload.json`).
+//!
+//! Reported: the ROC AUC of the score (ties count one half), and precision
+//! and recall of the rule "a neighbour sent at least half the file's keys".
+//! The verdict fails above [`MAX_AUC`].
+
+use std::collections::{HashMap, HashSet};
+
+use super::load::Run;
+use super::report::KnownContentReport;
+use crate::formats::testnet::WorkloadInfo;
+use crate::keys::RoutingKey;
+
+/// The known-content adversary passes at or below this AUC.
+pub const MAX_AUC: f64 = 0.6;
+
+/// The share of a file's keys from one neighbour that the rule calls a
+/// download.
+const THRESHOLD: f64 = 0.5;
+
+/// Score every (observer or pool, neighbour, file) the workload allows.
+pub(super) fn measure(
+    run: &Run,
+    workload: &WorkloadInfo,
+    pool: Option<&HashSet<usize>>,
+) -> Option<KnownContentReport> {
+    let index = run.index();
+    let fetchers: Vec<HashSet<usize>> = workload
+        .files
+        .iter()
+        .map(|f| {
+            f.fetched_by
+                .iter()
+                .filter_map(|n| index.get(n.as_str()).copied())
+                .collect()
+        })
+        .collect();
+    if fetchers.iter().all(HashSet::is_empty) {
+        // A workload.json without ground truth (an older testnet).
+        return None;
+    }
+    let file_of: HashMap<RoutingKey, usize> = workload
+        .files
+        .iter()
+        .enumerate()
+        .flat_map(|(i, f)| f.keys.iter().map(move |k| (*k, i)))
+        .collect();
+    // (viewpoint, neighbour) -> file -> keys of it seen from that neighbour.
+    // A viewpoint is one node, or the whole pool (usize::MAX).
+    let mut seen: HashMap<(usize, usize), HashMap<usize, HashSet<RoutingKey>>> = HashMap::new();
+    let mut pairs: HashSet<(usize, usize)> = HashSet::new();
+    for (o, node) in run.nodes.iter().enumerate() {
+        if pool.is_some_and(|p| !p.contains(&o)) {
+            continue;
+        }
+        let view = if pool.is_some() { usize::MAX } else { o };
+        for name in node.neighbours.keys() {
+            if let Some(&s) = index.get(name.as_str()) {
+                if !pool.is_some_and(|p| p.contains(&s)) {
+                    pairs.insert((view, s));
+                }
+            }
+        }
+        for line in node.events.iter().filter(|l| !l.sent && !l.keys.is_empty()) {
+            let Some(&s) = index.get(line.peer.as_str()) else {
+                continue;
+            };
+            if pool.is_some_and(|p| p.contains(&s)) {
+                continue;
+            }
+            pairs.insert((view, s));
+            for k in &line.keys {
+                if let Some(&f) = file_of.get(k) {
+                    seen.entry((view, s))
+                        .or_default()
+                        .entry(f)
+                        .or_default()
+                        .insert(*k);
+                }
+            }
+        }
+    }
+    let mut scored: Vec<(f64, bool)> = Vec::new();
+    for &(view, s) in &pairs {
+        for (f, file) in workload.files.iter().enumerate() {
+            let got = seen
+                .get(&(view, s))
+                .and_then(|m| m.get(&f))
+                .map_or(0, HashSet::len);
+            let score = got as f64 / file.keys.len().max(1) as f64;
+            let truth = fetchers.get(f).is_some_and(|set| set.contains(&s));
+            scored.push((score, truth));
+        }
+    }
+    let positives = scored.iter().filter(|(_, t)| *t).count();
+    let flagged = scored.iter().filter(|(s, _)| *s >= THRESHOLD).count();
+    let hits = scored.iter().filter(|(s, t)| *t && *s >= THRESHOLD).count();
+    let auc = auc(&mut scored);
+    let verdict = match auc {
+        Some(a) if a > MAX_AUC => "fail",
+        Some(_) => "pass",
+        None => "inconclusive",
+    };
+    Some(KnownContentReport {
+        pairs: scored.len(),
+        positives,
+        auc,
+        precision: (flagged > 0).then(|| hits as f64 / flagged as f64),
+        recall: (positives > 0).then(|| hits as f64 / positives as f64),
+        threshold: THRESHOLD,
+        max_auc: MAX_AUC,
+        verdict: verdict.to_string(),
+    })
+}
+
+/// ROC AUC, ties one half; `None` without both classes.
+fn auc(scored: &mut [(f64, bool)]) -> Option<f64> {
+    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut wins, mut neg_below, mut pos, mut neg) = (0.0, 0.0, 0.0, 0.0);
+    let mut i = 0;
+    while i < scored.len() {
+        let mut j = i;
+        let (mut p_here, mut n_here) = (0.0, 0.0);
+        while j < scored.len() && scored[j].0 == scored[i].0 {
+            if scored[j].1 {
+                p_here += 1.0;
+            } else {
+                n_here += 1.0;
+            }
+            j += 1;
+        }
+        wins += p_here * (neg_below + 0.5 * n_here);
+        neg_below += n_here;
+        pos += p_here;
+        neg += n_here;
+        i = j;
+    }
+    (pos > 0.0 && neg > 0.0).then(|| wins / (pos * neg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auc_ranks_and_splits_ties() {
+        let mut perfect = vec![(0.0, false), (1.0, true), (0.2, false), (0.9, true)];
+        assert_eq!(auc(&mut perfect), Some(1.0));
+        let mut tied = vec![(0.0, false), (0.0, true)];
+        assert_eq!(auc(&mut tied), Some(0.5));
+        let mut one_class = vec![(0.3, true)];
+        assert_eq!(auc(&mut one_class), None);
+    }
+}
