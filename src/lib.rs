@@ -17,7 +17,7 @@
 //!               mod: Router, the pool of searches (uids, loops, limits, stats, timers)
 //!               search: one request's state machine; vocab: Event, Action, Failure, …
 //!               htl: hops-to-live policies (none, freenet); swap, swapper: location
-//!               swapping; tunnel/: random-walk tunnels (walk, relay, exit, sessions)
+//!               swapping; tunnel/: sealed tunnels (build, relay, exit, sessions, onion)
 //! link/       encrypted links between friends: handshake (Noise IK over byte
 //!             buffers), frame (sans-IO seal/open of fixed-size frames), mod (tokio)
 //! store/      the datastore: a redb index and store, a flat slot file for the cache,
@@ -64,8 +64,9 @@
 //!
 //! The node's [`routing::Router`] takes the request
 //! ([`routing::Event::ClientGet`]). In the default mode (`anonymity =
-//! "tunnel"`) it sends the key through a random-walk tunnel
-//! ([`routing::tunnel`]) whose exit searches for it; in `none` and
+//! "tunnel"`) it seals the key in a cell of its tunnel
+//! ([`routing::tunnel`]), three hops or more, whose exit opens and searches
+//! for it; in `none` and
 //! `freenet` it searches itself. A search picks a random uid and sends a
 //! [`message::Message::DataRequest`] to the neighbour whose location is
 //! closest to the key's. Each node that accepts it either answers from its

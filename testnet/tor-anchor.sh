@@ -330,13 +330,21 @@ start_tor() {
     wait_pidfile "$nd/pid" || die "tor for $nd wrote no pid file (see $nd/notice.log)"
 }
 
+# `up` gave up: show the client's last words, stop everything, fail.
+up_failed() {
+    local dir=$1
+    tail -n 5 "$dir/nodes/$CLIENT/notice.log" >&2 || true
+    do_down "$dir"
+    die "$2 (logs kept in $dir/nodes/*/notice.log and info.log)"
+}
+
 probe() {
     curl -sS -f --max-time "$1" --socks5-hostname "127.0.0.1:$SOCKS_PORT" \
         -o /dev/null "http://$WEB_ADDR:$HTTP_PORT/probe" 2>/dev/null
 }
 
 do_up() {
-    local dir=$1 t0 i p name nd fpr v3 cl deadline left pending summary
+    local dir=$1 t0 i p name nd fpr v3 deadline left pending summary
     t0=$(date +%s)
     for p in "$TOR" "$TOR_GENCERT" curl python3; do
         command -v "$p" >/dev/null || die "$p not found"
@@ -428,7 +436,6 @@ do_up() {
     log "up: 6 tor daemons started; waiting (at most ${UP_TIMEOUT}s) for all of them to bootstrap"
 
     deadline=$((t0 + UP_TIMEOUT))
-    cl=$dir/nodes/$CLIENT/notice.log
     while true; do
         pending=()
         for name in "${AUTHS[@]}" "${RELAYS[@]}" "$CLIENT"; do
@@ -436,21 +443,19 @@ do_up() {
         done
         ((${#pending[@]} == 0)) && break
         if (($(date +%s) >= deadline)); then
-            tail -n 5 "$cl" >&2 || true
-            die "not bootstrapped within ${UP_TIMEOUT}s: ${pending[*]} (logs in $dir/nodes/*/notice.log); run: $0 down $dir"
+            up_failed "$dir" "not bootstrapped within ${UP_TIMEOUT}s: ${pending[*]}"
         fi
         sleep 1
     done
     log "up: all bootstrapped 100% after $(($(date +%s) - t0))s; waiting for a test fetch"
     while left=$((deadline - $(date +%s))); ! probe $((left < 15 ? (left < 1 ? 1 : left) : 15)); do
         if (($(date +%s) >= deadline)); then
-            tail -n 5 "$cl" >&2 || true
-            die "no test fetch through 127.0.0.1:$SOCKS_PORT succeeded within ${UP_TIMEOUT}s; run: $0 down $dir"
+            up_failed "$dir" "no test fetch through 127.0.0.1:$SOCKS_PORT succeeded within ${UP_TIMEOUT}s"
         fi
         sleep 2
     done
     monitor_start "$dir"
-    probe 30 || die "a second test fetch failed"
+    probe 30 || up_failed "$dir" "a second test fetch failed"
     summary=$(monitor_stop "$dir")
     grep -h '^stream ' "$dir/streams.out" | sed 's/^/[tor-anchor] /' >&2
     log "up: network usable after $(($(date +%s) - t0))s (SocksPort 127.0.0.1:$SOCKS_PORT, web http://$WEB_ADDR:$HTTP_PORT/)"

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use crate::keys::RoutingKey;
 
+pub use known_content::MAX_AUC as KNOWN_CONTENT_MAX_AUC;
 pub use memory::MemoryAudit;
 pub use report::{
     Anonymity, AuditReport, Classifier, EntropyReport, Invariant, LeakCheck, Limits, OpCounts,
@@ -78,6 +79,8 @@ pub struct AuditOptions {
     pub max_posterior: f64,
     /// The verdict fails if the cross-validated AUC exceeds this.
     pub max_auc: f64,
+    /// The verdict fails if the known-content adversary's AUC exceeds this.
+    pub max_known_content_auc: f64,
 }
 
 impl Default for AuditOptions {
@@ -87,6 +90,7 @@ impl Default for AuditOptions {
             seed: 1,
             max_posterior: 0.5,
             max_auc: 0.65,
+            max_known_content_auc: known_content::MAX_AUC,
         }
     }
 }
@@ -128,7 +132,7 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
     report.anonymity.holder = holder::measure(&run);
     if let Some(w) = &workload {
         let pool = pool_of(&run, options);
-        let known = known_content::measure(&run, w, pool.as_ref());
+        let known = known_content::measure(&run, w, pool.as_ref(), options.max_known_content_auc);
         if let Some(k) = known.as_ref().filter(|k| k.verdict == "fail") {
             let a = &mut report.anonymity;
             a.failures.push(format!(

@@ -31,6 +31,9 @@ pub struct AuditArgs {
     /// FAIL when the combined adversary's cross-validated AUC exceeds this.
     #[arg(long, default_value_t = 0.65)]
     max_auc: f64,
+    /// FAIL when the known-content adversary's AUC exceeds this.
+    #[arg(long, default_value_t = veil::audit::KNOWN_CONTENT_MAX_AUC)]
+    max_known_content_auc: f64,
 }
 
 pub fn run(a: AuditArgs) -> Result<ExitCode> {
@@ -45,6 +48,7 @@ pub fn run(a: AuditArgs) -> Result<ExitCode> {
         seed: a.seed,
         max_posterior: a.max_posterior,
         max_auc: a.max_auc,
+        max_known_content_auc: a.max_known_content_auc,
     };
     let report = veil::audit::audit_dir_with(&a.dir, &options)?;
     show(a.json, report.to_json(), report.render_text());

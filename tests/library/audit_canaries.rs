@@ -426,6 +426,7 @@ fn the_limits_are_the_verdicts() {
     let lax = AuditOptions {
         max_posterior: 1.0,
         max_auc: 1.0,
+        max_known_content_auc: 1.0,
         ..AuditOptions::default()
     };
     assert!(audit(Leak::Htl, &lax).anonymity.passed());

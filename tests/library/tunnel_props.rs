@@ -564,3 +564,38 @@ fn a_reaction_waits_a_random_delay_and_a_fresh_request_does_not() {
         "{reactions} reactions, {fresh} fresh"
     );
 }
+
+#[test]
+fn two_nodes_fall_back_to_a_one_hop_tunnel_and_serve_concurrent_sessions() {
+    // A network of two: each node's only neighbour cannot extend, so after
+    // it fails to, each builds a tunnel of one hop (its neighbour already
+    // knows that everything it sends is its own). Gets and puts leave in
+    // one send, in the order the exit numbers them.
+    let topology = generate(2, 1, Shape::Random, 3).unwrap();
+    let mut h = Harness::new(&topology, config(TunnelConfig::default()), 3);
+    h.use_tunnels();
+    let stored: Vec<Block> = (0..64).map(|i| block("pair stored", i)).collect();
+    for b in &stored {
+        let token = h.put(0, b.clone());
+        h.run_until(h.now() + 60_000, MAX_STEPS);
+        assert_eq!(h.outcome(token), Some(&ClientOutcome::Inserted));
+    }
+    let mut tokens = Vec::new();
+    for b in &stored {
+        tokens.push(h.get(1, b.routing_key()));
+    }
+    for i in 0..64 {
+        tokens.push(h.put(1, block("pair fresh", i)));
+    }
+    h.run_until(h.now() + 120_000, MAX_STEPS);
+    for t in tokens {
+        let outcome = h.outcome(t);
+        assert!(
+            matches!(
+                outcome,
+                Some(ClientOutcome::Found(_) | ClientOutcome::Inserted)
+            ),
+            "{outcome:?}"
+        );
+    }
+}

@@ -321,6 +321,12 @@ impl<P: PeerId> Router<P> {
                         get_room -= 1;
                     }
                     SessionRequest::Put(blocks) if put_room > 0 => {
+                        // The exit numbers items in the order it opens
+                        // them: keys taken before this block go first.
+                        if !keys.is_empty() {
+                            let keys = std::mem::take(&mut keys);
+                            cells.push((Sealed::Get { keys, more: true }, Op::Get));
+                        }
                         cells.push((
                             Sealed::Put {
                                 block: blocks[i].clone(),
