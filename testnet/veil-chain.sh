@@ -15,6 +15,11 @@
 # Environment:
 #   VEIL        the binary (default target/release/veil)
 #   BASE_PORT   first listen port (default 7600)
+#   PUT_CONCURRENCY  `veil put --concurrency` (default 128, its default)
+#   GAP_S       seconds to wait between a file's put and its get (default
+#               0). In the tunnel mode a get more than `reaction_ms` (2 s)
+#               after the tunnel's last answer is fresh and leaves at once;
+#               one sooner may be a reaction and waits the random delay.
 #
 # Prints a table (size, each time, median) and a JSON line
 # {"mode":...,"nodes":...,"sizes":{SIZE: median seconds}}; stops the nodes.
@@ -96,9 +101,12 @@ for s in "${sizes[@]}"; do
     for r in $(seq 1 "$REPEATS"); do
         f="$DIR/f-$s-$r.bin"
         head -c "$n" /dev/urandom >"$f"
-        uri=$("$VEIL" put --node "$DIR/n$last/client.sock" "$f" 2>/dev/null | tail -1)
+        uri=$("$VEIL" put --node "$DIR/n$last/client.sock" --concurrency "${PUT_CONCURRENCY:-128}" "$f" 2>"$DIR/put.err" | tail -1) ||
+            { echo "put of $s failed: $(tail -1 "$DIR/put.err")" >&2; exit 1; }
+        sleep "${GAP_S:-0}"
         t0=$(date +%s.%N)
-        "$VEIL" get --node "$DIR/n0/client.sock" "$uri" -o "$DIR/out.bin" 2>/dev/null
+        "$VEIL" get --node "$DIR/n0/client.sock" "$uri" -o "$DIR/out.bin" 2>"$DIR/get.err" ||
+            { echo "get of $s failed: $(tail -1 "$DIR/get.err")" >&2; exit 1; }
         t1=$(date +%s.%N)
         cmp -s "$f" "$DIR/out.bin" || { echo "get of $s returned other bytes" >&2; exit 1; }
         times+=("$(python3 -c "print(f'{$t1 - $t0:.6f}')")")

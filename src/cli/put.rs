@@ -29,9 +29,10 @@ pub struct PutArgs {
     /// type, listed by path in a directory document whose URI is printed.
     #[arg(long, conflicts_with = "file")]
     pub dir: Option<PathBuf>,
-    /// Blocks inserted at once (at most 1024). In the tunnel mode fewer in
-    /// flight means more rounds, each after the reaction delay.
-    #[arg(long, default_value_t = 256)]
+    /// Blocks inserted at once (at most 1024). In the tunnel mode more in
+    /// flight means fewer rounds, each after the reaction delay; without
+    /// tunnels more than 128 overload the first hops.
+    #[arg(long, default_value_t = 128)]
     pub concurrency: usize,
     /// Reed-Solomon check blocks per 100 data blocks (0..=300; 100 = 128
     /// check blocks for each segment of 128 data blocks).

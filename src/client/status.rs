@@ -27,6 +27,10 @@ pub struct NodeStatus {
     pub listen: String,
     pub location: f64,
     pub testnet: bool,
+    /// The client's requests go through tunnels (the `tunnel` mode): a
+    /// get then asks for its whole window at once ([`crate::client::transfer`]).
+    #[serde(default)]
+    pub tunnels: bool,
     pub peers: Vec<PeerStatus>,
     /// How full the store and the cache are.
     #[serde(flatten)]

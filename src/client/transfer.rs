@@ -429,7 +429,8 @@ pub async fn get_to_writer<W: tokio::io::AsyncWrite + Unpin>(
     writer: &mut W,
     on_progress: impl FnMut(Progress),
 ) -> Result<u64, TransferError> {
-    let (opts, fetch_block) = through_node(node, uri, opts);
+    let opts = window_for(node, opts).await;
+    let (opts, fetch_block) = through_node(node, uri, &opts);
     Ok(content::fetch_to_writer(uri, &opts, fetch_block, writer, on_progress).await?)
 }
 
@@ -443,8 +444,27 @@ pub async fn get_to_path(
     path: &std::path::Path,
     on_progress: impl FnMut(Progress),
 ) -> Result<content::Fetched, TransferError> {
-    let (opts, fetch_block) = through_node(node, uri, opts);
+    let opts = window_for(node, opts).await;
+    let (opts, fetch_block) = through_node(node, uri, &opts);
     Ok(content::fetch_to_path(uri, &opts, fetch_block, path, on_progress).await?)
+}
+
+/// Where the window starts: through a node in the tunnel mode, full. Its
+/// tunnel's exit keeps the flow control, and keys the client asks for one
+/// by one as blocks arrive would be reactions, each waiting the
+/// originator's random delay (`docs/protocol.md`, "Sending: reactions
+/// wait, once"). A node that does not answer the status request keeps the
+/// default.
+async fn window_for(node: &Endpoint, opts: &FetchOptions) -> FetchOptions {
+    let mut opts = *opts;
+    if opts.initial_window.is_none() {
+        if let Ok(mut c) = Client::connect(node, BLOCK_TIMEOUT).await {
+            if c.status().await.is_ok_and(|s| s.tunnels) {
+                opts.initial_window = Some(opts.concurrency);
+            }
+        }
+    }
+    opts
 }
 
 /// The options and block fetcher of a get through the node at `node`.

@@ -80,6 +80,9 @@ pub struct FetchOptions {
     /// Copies of the top block to look for when it fails
     /// ([`TOP_COPIES`] by default; 0: the block alone, with its retries).
     pub top_copies: u8,
+    /// Where the window starts (`None`: [`INITIAL_WINDOW`]); through a
+    /// tunnel the whole window, since the exit keeps the flow control.
+    pub initial_window: Option<usize>,
 }
 
 impl Default for FetchOptions {
@@ -92,6 +95,7 @@ impl Default for FetchOptions {
             retry_if: |_| true,
             seed: None,
             top_copies: TOP_COPIES,
+            initial_window: None,
         }
     }
 }
@@ -227,7 +231,10 @@ where
     let opened = |progress, body| Opened {
         getter: getter.clone(),
         counter: counter.clone(),
-        window: Window::new(concurrency),
+        window: Window::starting_at(
+            opts.initial_window.unwrap_or(super::window::INITIAL_WINDOW),
+            concurrency,
+        ),
         progress,
         rng,
         hasher: Sha256::new(),

@@ -30,11 +30,6 @@ pub struct Window {
 }
 
 impl Window {
-    /// A window bounded by `max` (0 is treated as 1).
-    pub fn new(max: usize) -> Window {
-        Window::starting_at(INITIAL_WINDOW, max)
-    }
-
     /// A window that starts at `initial` (within `1..=max`).
     pub fn starting_at(initial: usize, max: usize) -> Window {
         let max = max.max(1);
@@ -88,7 +83,10 @@ mod tests {
 
     #[test]
     fn slow_start_doubles_per_window_up_to_the_bound() {
-        assert_eq!(Window::new(256).size(), INITIAL_WINDOW);
+        assert_eq!(
+            Window::starting_at(INITIAL_WINDOW, 256).size(),
+            INITIAL_WINDOW
+        );
         let mut w = Window::starting_at(8, 64);
         assert_eq!(w.size(), 8);
         // One window of deliveries doubles it.
@@ -104,11 +102,11 @@ mod tests {
 
     #[test]
     fn a_small_bound_caps_the_start() {
-        let mut w = Window::new(3);
+        let mut w = Window::starting_at(INITIAL_WINDOW, 3);
         assert_eq!(w.size(), 3);
         w.delivered();
         assert_eq!(w.size(), 3);
-        assert_eq!(Window::new(0).size(), 1);
+        assert_eq!(Window::starting_at(INITIAL_WINDOW, 0).size(), 1);
     }
 
     #[test]

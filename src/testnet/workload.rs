@@ -155,8 +155,11 @@ pub fn find_origin_uid(node_dir: &Path, key: &RoutingKey) -> Option<String> {
         .map(|l| format_uid(l.flow))
 }
 
-/// Blocks each workload transfer keeps in flight (`veil get`'s default).
+/// Blocks each workload get keeps in flight (`veil get`'s default).
 const WINDOW: usize = 256;
+
+/// Blocks each workload insert keeps in flight (`veil put`'s default).
+const PUT_WINDOW: usize = 128;
 
 /// What the random workload does.
 #[derive(Clone, Debug)]
@@ -230,7 +233,7 @@ pub async fn run_files(
         };
         let addr = client_of(testnet, &inserter)?;
         let started = std::time::Instant::now();
-        let put = put_file_with(&addr, &data, WINDOW, &split, |_, _| {}).await;
+        let put = put_file_with(&addr, &data, PUT_WINDOW, &split, |_, _| {}).await;
         let millis = started.elapsed().as_millis() as u64;
         let (uri, error) = match put {
             Ok(uri) => (Some(uri), None),

@@ -32,6 +32,7 @@ impl RouterTask {
             listen: self.listen.to_string(),
             location: self.router.location().as_f64(),
             testnet: self.config.testnet,
+            tunnels: self.router.client_tunnels(),
             peers,
             usage,
             store_health: self.store.health(),
