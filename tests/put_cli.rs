@@ -64,4 +64,25 @@ fn put_takes_a_directory_and_refuses_a_request_uri_for_publishing() {
         err.contains("request URI") && err.contains("insert URI"),
         "{err}"
     );
+
+    // Also for a site's first edition, where no earlier edition could give
+    // the request URI away: the two URIs look different.
+    let fresh = veil_ok(&["keygen"]);
+    let request = fresh.lines().nth(1).unwrap();
+    let out = veil(&[
+        "put",
+        "--node",
+        na,
+        "--usk-cache",
+        cache_s,
+        "--usk",
+        &format!("{request}new"),
+        site_s,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a request URI published: {err}");
+    assert!(
+        err.contains("request URI") && err.contains(",insert/"),
+        "{err}"
+    );
 }

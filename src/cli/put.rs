@@ -60,11 +60,6 @@ pub async fn run(a: PutArgs) -> Result<ExitCode> {
         redundancy: a.redundancy,
         ..Default::default()
     };
-    if let Some(site) = &site {
-        usk::refuse_request_uri(&node, site, true)
-            .await
-            .context("checking the insert URI")?;
-    }
     let uri = match (a.dir.as_deref(), a.file.as_deref()) {
         (Some(dir), _) => put_dir(&node, dir, a.concurrency, &split).await?,
         // A directory given as FILE is inserted as --dir inserts it.

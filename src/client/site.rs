@@ -66,12 +66,6 @@ pub enum SiteError {
     Collision(u64),
     #[error("{0} already exists with other content (collision); the original is kept")]
     SignedCollision(String),
-    #[error(
-        "{0} is the request URI of an existing site (SSK@<public key>,…): publishing \
-         needs its insert URI, SSK@<private key>,<crypto key>/<site>, the first line \
-         `veil keygen` printed (or the InsertURI of GenerateSSK)"
-    )]
-    RequestNotInsert(String),
 }
 
 impl HasKind for SiteError {
@@ -94,8 +88,7 @@ impl HasKind for SiteError {
             | SiteError::NotUtf8(_)
             | SiteError::InsertUri(_)
             | SiteError::NoSiteName
-            | SiteError::EditionOverflow
-            | SiteError::RequestNotInsert(_) => ErrorKind::Local,
+            | SiteError::EditionOverflow => ErrorKind::Local,
             SiteError::Collision(_) | SiteError::SignedCollision(_) => ErrorKind::Refused,
         }
     }

@@ -99,36 +99,3 @@ pub async fn publish_ssk(
         Err(e) => Err(e.into()),
     }
 }
-
-/// Refuse a request URI given where an insert URI belongs. The two look
-/// alike (`SSK@<key>,<crypto key>/<name>`), and a request URI read as an
-/// insert URI would publish, without a word, under a new key. So the
-/// insert URI is read as a request URI too: if the site it would name
-/// (`site`: true, a site's editions) or the document (false) exists, it
-/// was that request URI, and the error says to give the insert URI made
-/// with it.
-pub async fn refuse_request_uri(
-    node: &Endpoint,
-    insert: &SskInsertUri,
-    site: bool,
-) -> Result<(), SiteError> {
-    let text = insert.to_string();
-    let exists = if site {
-        let as_request = format!("{}/-1", text.replacen("SSK@", "USK@", 1));
-        match as_request.parse::<UskUri>() {
-            Ok(usk) => find_latest(&usk, 0, |key| get_signed(node, key))
-                .await?
-                .is_some(),
-            Err(_) => false,
-        }
-    } else {
-        match text.parse::<SskUri>() {
-            Ok(doc) => get_signed(node, doc.routing_key()).await?.is_some(),
-            Err(_) => false,
-        }
-    };
-    match exists {
-        true => Err(SiteError::RequestNotInsert(text)),
-        false => Ok(()),
-    }
-}

@@ -91,6 +91,10 @@ pub enum KeyError {
     BadDocName,
     #[error("URI must look like SSK@<key>,<crypto key>/<name> or USK@<key>,<crypto key>/<site>/<edition>")]
     SskUriSyntax,
+    #[error("this is a request URI; inserting needs the insert URI, SSK@<private key>,<crypto key>,insert/..., as `veil keygen` printed it")]
+    RequestNotInsert,
+    #[error("this is an insert URI (keep it secret); the request URI to share is {0}")]
+    InsertNotRequest(String),
 }
 
 /// SHA-256 of an encrypted block: what nodes route on and verify against.

@@ -75,6 +75,43 @@ fn routing_key_hides_name_and_differs_from_chk() {
 }
 
 #[test]
+fn insert_and_request_uris_never_pass_for_each_other() {
+    let insert = SskInsertUri {
+        key: pair(9),
+        docname: "site".into(),
+    };
+    let (secret, public) = (insert.to_string(), insert.public().to_string());
+    assert!(secret.contains(",insert/"), "{secret}");
+    // The request URI where the insert URI belongs: refused, saying so.
+    assert_eq!(
+        public.parse::<SskInsertUri>().err(),
+        Some(KeyError::RequestNotInsert)
+    );
+    // The insert URI where a request URI belongs: refused, naming the one
+    // to share (and never echoing the secret).
+    match secret.parse::<SskUri>() {
+        Err(KeyError::InsertNotRequest(named)) => {
+            assert_eq!(named, public);
+            assert!(!named.contains(&insert.key.seed_base64()));
+        }
+        other => panic!("{other:?}"),
+    }
+    let usk_secret = format!("{}/3", secret.replacen("SSK@", "USK@", 1));
+    let usk_public = UskUri::of_insert(&insert, Edition::Number(3)).unwrap();
+    assert_eq!(
+        usk_secret.parse::<UskUri>(),
+        Err(KeyError::InsertNotRequest(usk_public.to_string()))
+    );
+    // Any other third part (Freenet's settings bytes) is not a veil key.
+    let freenet = public.replacen("/site", ",AQECAAE/site", 1);
+    assert_eq!(freenet.parse::<SskUri>(), Err(KeyError::SskUriSyntax));
+    assert_eq!(
+        freenet.parse::<SskInsertUri>().err(),
+        Some(KeyError::SskUriSyntax)
+    );
+}
+
+#[test]
 fn uri_round_trips() {
     let key = pair(6);
     let insert = SskInsertUri {

@@ -22,14 +22,38 @@ use super::{decode32, KeyError, RoutingKey};
 pub const MAX_SITE_LEN: usize = MAX_DOCNAME_LEN - 21;
 
 /// `SSK@a,b/rest` or `USK@a,b/rest` → (a, b, rest). The `/` is required.
-fn split<'a>(s: &'a str, scheme: &str) -> Result<(&'a str, &'a str, &'a str), KeyError> {
+/// The third comma-separated part that marks an insert URI, so that an
+/// insert URI and a request URI (which has two parts) never pass for each
+/// other: `SSK@<private key>,<crypto key>,insert/<name>`.
+pub const INSERT_MARK: &str = "insert";
+
+/// `scheme<first>,<crypto>[,<extra>]/<path>`.
+struct Parts<'a> {
+    first: &'a str,
+    crypto: &'a str,
+    /// `Some(INSERT_MARK)` for an insert URI; anything else is refused.
+    insert: bool,
+    path: &'a str,
+}
+
+fn split<'a>(s: &'a str, scheme: &str) -> Result<Parts<'a>, KeyError> {
     let rest = s
         .trim()
         .strip_prefix(scheme)
         .ok_or(KeyError::SskUriSyntax)?;
     let (keys, path) = rest.split_once('/').ok_or(KeyError::SskUriSyntax)?;
     let (first, crypto) = keys.split_once(',').ok_or(KeyError::SskUriSyntax)?;
-    Ok((first, crypto, path))
+    let (crypto, insert) = match crypto.split_once(',') {
+        None => (crypto, false),
+        Some((crypto, INSERT_MARK)) => (crypto, true),
+        Some(_) => return Err(KeyError::SskUriSyntax),
+    };
+    Ok(Parts {
+        first,
+        crypto,
+        insert,
+        path,
+    })
 }
 
 fn check_name(name: &str, max: usize) -> Result<(), KeyError> {
@@ -72,7 +96,7 @@ impl fmt::Display for SskInsertUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "SSK@{},{}/{}",
+            "SSK@{},{},{INSERT_MARK}/{}",
             self.key.seed_base64(),
             self.key.crypto.to_base64(),
             self.docname
@@ -80,18 +104,26 @@ impl fmt::Display for SskInsertUri {
     }
 }
 
+/// The insert URI the parts of an insert URI name.
+fn insert_of(parts: &Parts<'_>) -> Result<SskInsertUri, KeyError> {
+    check_name(parts.path, MAX_DOCNAME_LEN)?;
+    let seed = decode32(parts.first, "private key")?;
+    let crypto = decode32(parts.crypto, "crypto key")?;
+    Ok(SskInsertUri {
+        key: SskPrivate::from_seed(seed, crypto),
+        docname: parts.path.to_string(),
+    })
+}
+
 impl FromStr for SskInsertUri {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<SskInsertUri, KeyError> {
-        let (seed, crypto, docname) = split(s, "SSK@")?;
-        check_name(docname, MAX_DOCNAME_LEN)?;
-        let seed = decode32(seed, "private key")?;
-        let crypto = decode32(crypto, "crypto key")?;
-        Ok(SskInsertUri {
-            key: SskPrivate::from_seed(seed, crypto),
-            docname: docname.to_string(),
-        })
+        let parts = split(s, "SSK@")?;
+        if !parts.insert {
+            return Err(KeyError::RequestNotInsert);
+        }
+        insert_of(&parts)
     }
 }
 
@@ -129,11 +161,15 @@ impl FromStr for SskUri {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<SskUri, KeyError> {
-        let (first, crypto, docname) = split(s, "SSK@")?;
-        check_name(docname, MAX_DOCNAME_LEN)?;
+        let parts = split(s, "SSK@")?;
+        if parts.insert {
+            let public = insert_of(&parts)?.public();
+            return Err(KeyError::InsertNotRequest(public.to_string()));
+        }
+        check_name(parts.path, MAX_DOCNAME_LEN)?;
         Ok(SskUri {
-            key: public_key(first, crypto)?,
-            docname: docname.to_string(),
+            key: public_key(parts.first, parts.crypto)?,
+            docname: parts.path.to_string(),
         })
     }
 }
@@ -180,7 +216,7 @@ impl UskUri {
         }
     }
 
-    /// A site named by an insert URI `SSK@<private>,<crypto>/<site>`: its
+    /// A site named by an insert URI `SSK@<private>,<crypto>,insert/<site>`: its
     /// public USK at `edition`.
     pub fn of_insert(insert: &SskInsertUri, edition: Edition) -> Result<UskUri, KeyError> {
         check_site(&insert.docname)?;
@@ -209,8 +245,8 @@ impl FromStr for UskUri {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<UskUri, KeyError> {
-        let (first, crypto, path) = split(s, "USK@")?;
-        let path = path.strip_suffix('/').unwrap_or(path);
+        let parts = split(s, "USK@")?;
+        let path = parts.path.strip_suffix('/').unwrap_or(parts.path);
         let (site, edition) = path.rsplit_once('/').ok_or(KeyError::SskUriSyntax)?;
         check_site(site)?;
         let edition = match edition {
@@ -220,8 +256,19 @@ impl FromStr for UskUri {
             }
             _ => return Err(KeyError::SskUriSyntax),
         };
+        if parts.insert {
+            let seed = decode32(parts.first, "private key")?;
+            let crypto = decode32(parts.crypto, "crypto key")?;
+            let key = SskPrivate::from_seed(seed, crypto).public();
+            let public = UskUri {
+                key,
+                site: site.to_string(),
+                edition,
+            };
+            return Err(KeyError::InsertNotRequest(public.to_string()));
+        }
         Ok(UskUri {
-            key: public_key(first, crypto)?,
+            key: public_key(parts.first, parts.crypto)?,
             site: site.to_string(),
             edition,
         })

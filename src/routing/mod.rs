@@ -155,16 +155,6 @@ impl<P: PeerId> Router<P> {
         }
     }
 
-    /// Does the local client's traffic go through tunnels?
-    pub fn client_tunnels(&self) -> bool {
-        self.tunnels.client_mode
-    }
-
-    /// Let exits insert the simulator's short stand-in blocks.
-    pub(crate) fn allow_stand_in_blocks(&mut self) {
-        self.stand_in_blocks = true;
-    }
-
     /// Route the local client's `ClientGet` / `ClientPut` through tunnels
     /// (the `tunnel` mode) instead of from this node.
     pub fn set_client_tunnels(&mut self, on: bool) {

@@ -174,10 +174,9 @@ pub fn insert_failed(code: u32, long: impl Into<String>) -> Failed {
 /// The insert code of a failed put.
 pub fn of_insert(e: &SiteError) -> Failed {
     let code = match e {
-        SiteError::Address(_)
-        | SiteError::InsertUri(_)
-        | SiteError::NoSiteName
-        | SiteError::RequestNotInsert(_) => INSERT_INVALID_URI,
+        SiteError::Address(_) | SiteError::InsertUri(_) | SiteError::NoSiteName => {
+            INSERT_INVALID_URI
+        }
         SiteError::Io { .. } => INSERT_BUCKET_ERROR,
         SiteError::Transfer(TransferError::InsertFailed { .. }) => {
             INSERT_TOO_MANY_RETRIES_IN_BLOCKS

@@ -9,6 +9,7 @@
 use super::{codes, Refusal};
 use crate::client::usk;
 use crate::fcp::frame::Message;
+use crate::keys::uri::INSERT_MARK;
 use crate::keys::{KskUri, SskInsertUri};
 
 /// `GenerateSSK`: a fresh key pair, both URIs ending in `/` (append a
@@ -91,12 +92,19 @@ pub fn parse_insert(text: &str) -> Result<InsertUri, Refusal> {
     }
 }
 
-/// Freenet's SSKs have three comma-separated parts; veil's have two.
+/// Freenet's SSKs have three comma-separated parts, the third a few bytes
+/// of settings; veil's have two, and its insert URIs a third that says
+/// `insert`.
 fn check_two_parts(uri: &str) -> Result<(), String> {
     let keys = uri.split('/').next().unwrap_or(uri);
-    if keys.matches(',').count() != 1 {
+    let veil = match keys.matches(',').count() {
+        1 => true,
+        2 => keys.ends_with(&format!(",{INSERT_MARK}")),
+        _ => false,
+    };
+    if !veil {
         return Err(format!(
-            "{uri}: not a veil key (two comma-separated parts, <key>,<crypto key>; \
+            "{uri}: not a veil key (<key>,<crypto key>, and ,{INSERT_MARK} for an insert URI; \
              Freenet's keys do not work on veil: make one with GenerateSSK)"
         ));
     }

@@ -208,22 +208,14 @@ pub async fn publish(
             Ok(ksk.to_string())
         }
         InsertUri::Ssk(insert) if chk_only => Ok(insert.public().to_string()),
-        InsertUri::Ssk(insert) => {
-            usk::refuse_request_uri(node, &insert, false)
-                .await
-                .map_err(failed)?;
-            Ok(usk::publish_ssk(node, &insert, &chk)
-                .await
-                .map_err(failed)?
-                .to_string())
-        }
+        InsertUri::Ssk(insert) => Ok(usk::publish_ssk(node, &insert, &chk)
+            .await
+            .map_err(failed)?
+            .to_string()),
         InsertUri::Usk(insert, n) if chk_only => Ok(UskUri::of_insert(&insert, Edition::Number(n))
             .map_err(|e| failed(SiteError::InsertUri(e)))?
             .to_string()),
         InsertUri::Usk(insert, n) => {
-            usk::refuse_request_uri(node, &insert, true)
-                .await
-                .map_err(failed)?;
             match usk::publish(node, &insert, n, &chk).await {
                 Ok(uri) => Ok(uri.to_string()),
                 // Freenet inserts a taken edition as the next free one.

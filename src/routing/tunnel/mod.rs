@@ -410,4 +410,14 @@ impl<P: PeerId> Router<P> {
     pub fn tunnel_hops(&self) -> usize {
         self.tunnels.hop_count()
     }
+
+    /// Does the local client's traffic go through tunnels?
+    pub fn client_tunnels(&self) -> bool {
+        self.tunnels.client_mode
+    }
+
+    /// Let exits insert the simulator's short stand-in blocks.
+    pub(crate) fn allow_stand_in_blocks(&mut self) {
+        self.stand_in_blocks = true;
+    }
 }
