@@ -48,16 +48,19 @@ fn put_takes_a_directory_and_refuses_a_request_uri_for_publishing() {
     assert_eq!(page, "<h1>hi</h1>");
 
     // The request URI where the insert URI belongs: refused, nothing new.
-    let out = veil(&[
-        "put",
-        "--node",
-        na,
-        "--usk-cache",
-        cache_s,
-        "--usk",
-        &format!("{request}blog"),
-        site_s,
-    ]);
+    let put_usk = |uri: String| {
+        veil(&[
+            "put",
+            "--node",
+            na,
+            "--usk-cache",
+            cache_s,
+            "--usk",
+            &uri,
+            site_s,
+        ])
+    };
+    let out = put_usk(format!("{request}blog"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a request URI published: {err}");
     assert!(
@@ -69,16 +72,7 @@ fn put_takes_a_directory_and_refuses_a_request_uri_for_publishing() {
     // the request URI away: the two URIs look different.
     let fresh = veil_ok(&["keygen"]);
     let request = fresh.lines().nth(1).unwrap();
-    let out = veil(&[
-        "put",
-        "--node",
-        na,
-        "--usk-cache",
-        cache_s,
-        "--usk",
-        &format!("{request}new"),
-        site_s,
-    ]);
+    let out = put_usk(format!("{request}new"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a request URI published: {err}");
     assert!(

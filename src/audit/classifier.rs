@@ -268,8 +268,7 @@ fn weighted_wins(score: &[f64], labels: &[bool], weight: &[f64], idx: &[usize]) 
 /// repeats), every observation weighing 1: the probability that a random
 /// originator scores above a random forwarder, ties counting one half.
 /// `None` without both classes.
-#[cfg(test)]
-fn auc(score: &[f64], labels: &[bool], idx: &[usize]) -> Option<f64> {
+pub(super) fn auc(score: &[f64], labels: &[bool], idx: &[usize]) -> Option<f64> {
     let ones = vec![1.0; score.len()];
     let (wins, pairs) = weighted_wins(score, labels, &ones, idx);
     (pairs > 0.0).then(|| wins / pairs)

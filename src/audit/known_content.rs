@@ -105,7 +105,7 @@ pub(super) fn measure(
     let positives = scored.iter().filter(|(_, t)| *t).count();
     let flagged = scored.iter().filter(|(s, _)| *s >= THRESHOLD).count();
     let hits = scored.iter().filter(|(s, t)| *t && *s >= THRESHOLD).count();
-    let auc = auc(&mut scored);
+    let auc = auc(&scored);
     let verdict = match auc {
         Some(a) if a > max_auc => "fail",
         Some(_) => "pass",
@@ -124,28 +124,10 @@ pub(super) fn measure(
 }
 
 /// ROC AUC, ties one half; `None` without both classes.
-fn auc(scored: &mut [(f64, bool)]) -> Option<f64> {
-    scored.sort_by(|a, b| a.0.total_cmp(&b.0));
-    let (mut wins, mut neg_below, mut pos, mut neg) = (0.0, 0.0, 0.0, 0.0);
-    let mut i = 0;
-    while i < scored.len() {
-        let mut j = i;
-        let (mut p_here, mut n_here) = (0.0, 0.0);
-        while j < scored.len() && scored[j].0 == scored[i].0 {
-            if scored[j].1 {
-                p_here += 1.0;
-            } else {
-                n_here += 1.0;
-            }
-            j += 1;
-        }
-        wins += p_here * (neg_below + 0.5 * n_here);
-        neg_below += n_here;
-        pos += p_here;
-        neg += n_here;
-        i = j;
-    }
-    (pos > 0.0 && neg > 0.0).then(|| wins / (pos * neg))
+fn auc(scored: &[(f64, bool)]) -> Option<f64> {
+    let (score, labels): (Vec<f64>, Vec<bool>) = scored.iter().copied().unzip();
+    let all: Vec<usize> = (0..scored.len()).collect();
+    super::classifier::auc(&score, &labels, &all)
 }
 
 #[cfg(test)]
@@ -154,11 +136,9 @@ mod tests {
 
     #[test]
     fn auc_ranks_and_splits_ties() {
-        let mut perfect = vec![(0.0, false), (1.0, true), (0.2, false), (0.9, true)];
-        assert_eq!(auc(&mut perfect), Some(1.0));
-        let mut tied = vec![(0.0, false), (0.0, true)];
-        assert_eq!(auc(&mut tied), Some(0.5));
-        let mut one_class = vec![(0.3, true)];
-        assert_eq!(auc(&mut one_class), None);
+        let perfect = [(0.0, false), (1.0, true), (0.2, false), (0.9, true)];
+        assert_eq!(auc(&perfect), Some(1.0));
+        assert_eq!(auc(&[(0.0, false), (0.0, true)]), Some(0.5));
+        assert_eq!(auc(&[(0.3, true)]), None);
     }
 }

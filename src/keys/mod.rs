@@ -311,7 +311,7 @@ impl<'de> Deserialize<'de> for Block {
 
 /// Deserialize a byte string and make a `T` of it; bytes `make` refuses
 /// are reported as a wrong length, expecting `what`.
-fn from_byte_string<'de, D: Deserializer<'de>, T>(
+pub(crate) fn from_byte_string<'de, D: Deserializer<'de>, T>(
     d: D,
     what: &'static str,
     make: impl FnOnce(Vec<u8>) -> Option<T>,

@@ -11,7 +11,7 @@ use std::fmt;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{DecodeError, Malformed, TunnelOutcome};
-use crate::keys::{Block, RoutingKey, BLOCK_LEN, SSK_BLOCK_LEN};
+use crate::keys::{from_byte_string, Block, RoutingKey, BLOCK_LEN, SSK_BLOCK_LEN};
 
 /// The authentication tag at the end of every cell (ChaCha20-Poly1305).
 pub const CELL_TAG_LEN: usize = 16;
@@ -52,12 +52,7 @@ impl Serialize for Ephemeral {
 
 impl<'de> Deserialize<'de> for Ephemeral {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = d.deserialize_byte_buf(Bytes)?;
-        let len = bytes.len();
-        bytes
-            .try_into()
-            .map(Ephemeral)
-            .map_err(|_| serde::de::Error::invalid_length(len, &"32 bytes"))
+        from_byte_string(d, "32 bytes", |b| b.try_into().ok().map(Ephemeral))
     }
 }
 
@@ -103,29 +98,9 @@ impl Serialize for Cell {
 
 impl<'de> Deserialize<'de> for Cell {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let bytes = d.deserialize_byte_buf(Bytes)?;
-        let len = bytes.len();
-        Cell::from_bytes(bytes).map_err(|_| {
-            serde::de::Error::invalid_length(len, &"a tunnel cell (1024 or the big size)")
+        from_byte_string(d, "a tunnel cell (1024 or the big size)", |b| {
+            Cell::from_bytes(b).ok()
         })
-    }
-}
-
-struct Bytes;
-
-impl<'de> serde::de::Visitor<'de> for Bytes {
-    type Value = Vec<u8>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a byte string")
-    }
-
-    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-        Ok(v.to_vec())
-    }
-
-    fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-        Ok(v)
     }
 }
 
@@ -248,23 +223,19 @@ impl Sealed {
 mod cell_block {
     use serde::{Deserializer, Serializer};
 
-    use crate::keys::{Block, BLOCK_LEN, SSK_BLOCK_LEN};
+    use crate::keys::{from_byte_string, Block, BLOCK_LEN, SSK_BLOCK_LEN};
 
     pub fn serialize<S: Serializer>(block: &Block, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(block.as_bytes())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Block, D::Error> {
-        let bytes = d.deserialize_byte_buf(super::Bytes)?;
-        let len = bytes.len();
-        if len == BLOCK_LEN || len == SSK_BLOCK_LEN {
-            return Block::from_bytes(bytes)
-                .map_err(|_| serde::de::Error::invalid_length(len, &"a block's bytes"));
-        }
-        if len == 0 || len > BLOCK_LEN.max(SSK_BLOCK_LEN) {
-            return Err(serde::de::Error::invalid_length(len, &"a block's bytes"));
-        }
-        Ok(Block::stand_in(&bytes))
+        from_byte_string(d, "a block's bytes", |bytes| match bytes.len() {
+            BLOCK_LEN | SSK_BLOCK_LEN => Block::from_bytes(bytes).ok(),
+            0 => None,
+            n if n > BLOCK_LEN.max(SSK_BLOCK_LEN) => None,
+            _ => Some(Block::stand_in(&bytes)),
+        })
     }
 }
 
