@@ -13,6 +13,9 @@ use crate::message::{Sealed, TunnelOutcome};
 use crate::routing::search::{Origin, Request, Search};
 use crate::routing::{Action, ClientOutcome, Ctx, Failure, PeerId, Router};
 
+/// Answers an exit holds during one send, at most (each may be a block).
+pub(super) const MAX_HELD: usize = 64;
+
 /// A search the exit runs for a tunnel: which tunnel, which of its items.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct ExitJob {
@@ -26,11 +29,15 @@ pub(super) struct ExitQueue {
     /// The number the next item opened gets.
     next_index: u32,
     waiting: VecDeque<(u32, Request)>,
+    /// Of `waiting`, the blocks to insert.
+    waiting_puts: usize,
     running: usize,
     /// The originator's send is still arriving: answers wait in `held`, so
     /// that no cell goes back while cells of one send come forward (a relay
     /// nearer the exit would see answers inside the send, one nearer the
-    /// originator would not: a sign of its position).
+    /// originator would not: a sign of its position). At most
+    /// [`MAX_HELD`] wait; past that they all go, and the rest of the send
+    /// is answered as it comes.
     pub(super) holding: bool,
     pub(super) held: Vec<Sealed>,
 }
@@ -128,17 +135,34 @@ impl<P: PeerId> Router<P> {
     }
 
     /// Number an item; one past the queue's bound is refused at once.
+    ///
+    /// What waits is bounded by what an honest originator has outstanding:
+    /// `window` keys, or `put_window` blocks (a block waiting holds its
+    /// 32 KiB). One more is answered `Overloaded` at once.
     fn exit_enqueue(&mut self, cx: &mut Ctx<'_, P>, id: HopId, request: Request) {
-        let bound = self.config.tunnel.max_session_items;
+        let config = &self.config.tunnel;
+        let is_put = matches!(request, Request::Put { .. });
+        let bound = if is_put {
+            config.put_window
+        } else {
+            config.window
+        };
         let Some(hop) = self.tunnels.hops.get_mut(&id) else {
             return;
         };
         let index = hop.exit.next_index;
         hop.exit.next_index = hop.exit.next_index.saturating_add(1);
-        if hop.exit.waiting.len() >= bound {
+        let puts = hop.exit.waiting_puts;
+        let waiting = if is_put {
+            puts
+        } else {
+            hop.exit.waiting.len().saturating_sub(puts)
+        };
+        if waiting >= bound {
             let refused = ClientOutcome::Failed(Failure::Overloaded);
             return self.send_back(cx, id, &outcome_sealed(index, refused));
         }
+        hop.exit.waiting_puts += usize::from(is_put);
         hop.exit.waiting.push_back((index, request));
     }
 
@@ -166,6 +190,9 @@ impl<P: PeerId> Router<P> {
             let Some((index, request)) = hop.exit.waiting.pop_front() else {
                 return;
             };
+            if matches!(request, Request::Put { .. }) {
+                hop.exit.waiting_puts = hop.exit.waiting_puts.saturating_sub(1);
+            }
             hop.exit.running += 1;
             // An answer at once (the store, a refusal) frees its slot here,
             // not through `exit_answer`, so a long run of them is a loop

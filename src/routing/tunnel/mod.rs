@@ -298,6 +298,15 @@ impl<P: PeerId> Router<P> {
         hop.last_used = cx.now;
         if hop.exit.holding {
             hop.exit.held.push(sealed.clone());
+            if hop.exit.held.len() < exit::MAX_HELD {
+                return;
+            }
+            // Memory before timing: past the bound, what is held goes now.
+            hop.exit.holding = false;
+            let held = std::mem::take(&mut hop.exit.held);
+            for sealed in held {
+                self.send_back(cx, id, &sealed);
+            }
             return;
         }
         let Ok(mut bytes) = sealed.to_cell_bytes() else {
