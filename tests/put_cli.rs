@@ -33,21 +33,6 @@ fn put_takes_a_directory_and_refuses_a_request_uri_for_publishing() {
     let keys = veil_ok(&["keygen"]);
     let mut lines = keys.lines();
     let (insert, request) = (lines.next().unwrap(), lines.next().unwrap());
-    let usk = veil_ok(&[
-        "put",
-        "--node",
-        na,
-        "--usk-cache",
-        cache_s,
-        "--usk",
-        &format!("{insert}blog"),
-        site_s,
-    ]);
-    assert!(usk.trim().ends_with("/blog/0"), "{usk}");
-    let page = veil_ok(&["get", "--node", nb, &format!("{}/index.html", usk.trim())]);
-    assert_eq!(page, "<h1>hi</h1>");
-
-    // The request URI where the insert URI belongs: refused, nothing new.
     let put_usk = |uri: String| {
         veil(&[
             "put",
@@ -60,6 +45,18 @@ fn put_takes_a_directory_and_refuses_a_request_uri_for_publishing() {
             site_s,
         ])
     };
+    let out = put_usk(format!("{insert}blog"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let usk = String::from_utf8(out.stdout).unwrap();
+    assert!(usk.trim().ends_with("/blog/0"), "{usk}");
+    let page = veil_ok(&["get", "--node", nb, &format!("{}/index.html", usk.trim())]);
+    assert_eq!(page, "<h1>hi</h1>");
+
+    // The request URI where the insert URI belongs: refused, nothing new.
     let out = put_usk(format!("{request}blog"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a request URI published: {err}");
