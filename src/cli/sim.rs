@@ -16,7 +16,7 @@ pub struct SimArgs {
     /// freenet (veil's router) or a lecture baseline.
     #[arg(long)]
     pub system: Option<String>,
-    /// scaling, failure, swap, baselines or anonymity.
+    /// scaling, failure, swap, baselines, anonymity or predecessor.
     #[arg(long, conflicts_with = "system")]
     pub experiment: Option<String>,
     /// The freenet system's anonymity mode: none, freenet or tunnel.

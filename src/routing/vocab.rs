@@ -123,6 +123,11 @@ pub struct TunnelConfig {
     pub max_walk: usize,
     /// How long the originator reuses a tunnel for new sessions.
     pub reuse_ms: u64,
+    /// How long the originator keeps a guard: every new tunnel starts at
+    /// the primary guard while it is up and can extend, else at the backup;
+    /// 0: a random first hop for every tunnel. See `docs/anonymity.md`,
+    /// "Predecessor over time".
+    pub guard_ms: u64,
     /// A hop forgets a tunnel that carried nothing for this long.
     pub idle_ms: u64,
     /// The originator sends on a clock with this period.
@@ -163,6 +168,7 @@ impl Default for TunnelConfig {
             p_extend: 0.5,
             max_walk: 8,
             reuse_ms: 10 * 60 * 1000,
+            guard_ms: 60 * 24 * 60 * 60 * 1000,
             idle_ms: 10 * 60 * 1000,
             tick_ms: 5,
             reaction_ms: 2_000,

@@ -83,6 +83,7 @@ pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, Sim
         "baselines" => baselines(opts),
         "swap" => crate::sim::swap::experiment(opts),
         "anonymity" => crate::sim::anonymity::experiment(opts),
+        "predecessor" => crate::sim::anonymity::predecessor::experiment(opts),
         other => Err(SimError::UnknownExperiment(other.into())),
     }
 }

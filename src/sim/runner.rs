@@ -33,7 +33,9 @@ pub enum SimError {
     BadArgs(String),
     #[error("experiment {0:?} is not implemented yet: {1}")]
     NotYet(String, &'static str),
-    #[error("unknown experiment {0:?} (scaling, failure, swap, baselines, anonymity)")]
+    #[error(
+        "unknown experiment {0:?} (scaling, failure, swap, baselines, anonymity, predecessor)"
+    )]
     UnknownExperiment(String),
     #[error("writing {0}: {1}")]
     Io(String, std::io::Error),

@@ -17,6 +17,10 @@ use crate::routing::{ClientToken, Ctx, Failure, PeerId, Router, Time, TunnelConf
 /// for the hops it has (or rebuilds, below `min_walk`).
 const MAX_EXTEND_FAILURES: u32 = 3;
 
+/// Guards an originator keeps at once: a primary, and a backup for when
+/// the primary is down.
+const GUARDS: usize = 2;
+
 /// How long a first hop that could not extend is passed over.
 const DEAD_END_MS: Time = 60_000;
 
@@ -55,6 +59,29 @@ impl<P: PeerId> Router<P> {
         self.send_sealed(cx, last, &sealed, op);
     }
 
+    /// The first hop of a new tunnel, among the `open` neighbours: the
+    /// first guard that is open (guards are kept for `guard_ms` whether or
+    /// not they are up, so that an adversary who cuts a guard off gains at
+    /// most one more); with none open, a new guard while there are fewer
+    /// than [`GUARDS`], else a neighbour drawn for this tunnel alone. With
+    /// `guard_ms` 0, every tunnel draws its first hop at random.
+    fn first_hop(&mut self, cx: &mut Ctx<'_, P>, open: &[P]) -> P {
+        let guard_ms = self.config.tunnel.guard_ms;
+        let now = cx.now;
+        let client = &mut self.tunnels.client;
+        client
+            .guards
+            .retain(|(_, since)| since.saturating_add(guard_ms) > now);
+        if let Some((guard, _)) = client.guards.iter().find(|(g, _)| open.contains(g)) {
+            return guard.clone();
+        }
+        let first = open[cx.rng.gen_range(0..open.len())].clone();
+        if guard_ms > 0 && client.guards.len() < GUARDS {
+            client.guards.push((first.clone(), now));
+        }
+        first
+    }
+
     /// Start a new tunnel at a random neighbour that is not a known dead
     /// end; when there is none, every waiting item fails.
     pub(super) fn build_tunnel(&mut self, cx: &mut Ctx<'_, P>) {
@@ -75,8 +102,10 @@ impl<P: PeerId> Router<P> {
             // hop, the only tunnel there is.
             (self.random_neighbour(cx, None), 1)
         } else {
-            let i = cx.rng.gen_range(0..open.len());
-            (Some(open[i].clone()), walk_length(cx, &self.config.tunnel))
+            (
+                Some(self.first_hop(cx, &open)),
+                walk_length(cx, &self.config.tunnel),
+            )
         };
         let Some(first) = first else {
             let tokens: Vec<ClientToken> = self.tunnels.client.sessions.keys().copied().collect();

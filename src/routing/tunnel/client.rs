@@ -91,6 +91,10 @@ pub(crate) struct ClientSide<P> {
     pub(super) last_back: Option<Time>,
     /// First hops that could not extend a tunnel, and when.
     pub(super) dead_ends: BTreeMap<P, Time>,
+    /// The guards, primary first, and when each was chosen (`guard_ms`):
+    /// every new tunnel starts at the first of them that is up and not a
+    /// dead end.
+    pub(super) guards: Vec<(P, Time)>,
 }
 
 impl<P> Default for ClientSide<P> {
@@ -101,6 +105,7 @@ impl<P> Default for ClientSide<P> {
             send_at: None,
             last_back: None,
             dead_ends: BTreeMap::new(),
+            guards: Vec::new(),
         }
     }
 }

@@ -31,8 +31,9 @@ use crate::sim::plot::{self, Panel, Series};
 use crate::sim::runner::SimError;
 
 mod net;
+pub mod predecessor;
 
-pub use net::{AuditedNet, Counts};
+pub use net::{AuditedNet, Counts, TunnelLink, TunnelPaths};
 
 /// Events one file's insert or fetch may take before it is cut off (far
 /// above what a file needs; a guard, not a limit that binds).

@@ -18,7 +18,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::audit::MemoryAudit;
 use crate::formats::audit_log::outcome_text;
 use crate::keys::{Block, Location, RoutingKey};
-use crate::message::{Message, Uid};
+use crate::message::{Message, TunnelId, Uid};
 use crate::routing::htl::{policy_for, Anonymity, LinkCoins};
 use crate::routing::{Action, ClientOutcome, ClientToken, Event, Router, RouterConfig, Time};
 use crate::sim::engine::Latency;
@@ -60,6 +60,42 @@ pub struct AuditedNet {
     pending: HashMap<ClientToken, Option<Uid>>,
     pub counts: Counts,
     pub audit: MemoryAudit,
+    /// Ground truth of every tunnel's path, for the experiments that score
+    /// adversaries on it (no router reads it).
+    pub tunnels: TunnelPaths,
+}
+
+/// One link of a tunnel: the build `from` sent to `to` under id `id`.
+pub type TunnelLink = (NodeIx, NodeIx, TunnelId);
+
+/// Which nodes each tunnel went through, as the driver saw the builds go
+/// out: a hop that sends a `TunnelBuild` while handling a cell of a tunnel
+/// extends that tunnel.
+#[derive(Clone, Debug, Default)]
+pub struct TunnelPaths {
+    next: HashMap<TunnelLink, TunnelLink>,
+    /// The first link of every tunnel an originator built, in order.
+    pub originated: Vec<TunnelLink>,
+}
+
+impl TunnelPaths {
+    /// Hops a path is followed for at most (above any walk's length).
+    const MAX_PATH: usize = 64;
+
+    /// The nodes of the tunnel that starts with `first`: the originator,
+    /// then each hop; the last is the exit.
+    pub fn path(&self, first: TunnelLink) -> Vec<NodeIx> {
+        let mut path = vec![first.0, first.1];
+        let mut link = first;
+        while let Some(&next) = self.next.get(&link) {
+            if path.len() >= Self::MAX_PATH {
+                break;
+            }
+            path.push(next.1);
+            link = next;
+        }
+        path
+    }
 }
 
 impl AuditedNet {
@@ -117,6 +153,7 @@ impl AuditedNet {
             pending: HashMap::new(),
             counts: Counts::default(),
             audit,
+            tunnels: TunnelPaths::default(),
         }
     }
 
@@ -132,6 +169,13 @@ impl AuditedNet {
     pub fn get(&mut self, node: NodeIx, key: RoutingKey) {
         let token = self.token();
         self.feed(node, Event::ClientGet { token, key });
+    }
+
+    /// Put `block` in `node`'s store, as if an insert had ended there.
+    pub fn place(&mut self, node: NodeIx, block: Block) {
+        self.stores[node as usize]
+            .store
+            .insert(block.routing_key(), block);
     }
 
     /// `node`'s client inserts `block`.
@@ -212,10 +256,33 @@ impl AuditedNet {
     fn feed(&mut self, node: NodeIx, event: Event<NodeIx>) {
         let n = node as usize;
         let ts = us(self.now);
+        // The tunnel link a message came in on: a build sent while handling
+        // it extends that tunnel.
+        let incoming = match &event {
+            Event::Message { from, msg } if msg.message_kind().is_tunnel() => {
+                Some((*from, node, msg.uid()))
+            }
+            _ => None,
+        };
         let actions = self.routers[n].handle(self.now, &mut self.rng, &self.stores[n], event);
+        let own: Vec<Uid> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::FlowOriginated { flow, .. } => Some(*flow),
+                _ => None,
+            })
+            .collect();
         for action in actions {
             match action {
                 Action::Send { to, msg } => {
+                    if let Message::TunnelBuild { tunnel, .. } = &msg {
+                        let link = (node, to, *tunnel);
+                        if own.contains(tunnel) {
+                            self.tunnels.originated.push(link);
+                        } else if let Some(prev) = incoming {
+                            self.tunnels.next.insert(prev, link);
+                        }
+                    }
                     self.audit.sent(n, ts, to as usize, &msg);
                     self.counts.messages += 1;
                     let at = self.now + self.latency.of_link(self.seed, node, to);
