@@ -176,8 +176,10 @@ fn none_mode_fails_with_an_auc_of_at_least_0_95() {
     let k = &a["known_content"];
     assert_eq!(k["verdict"], "fail", "{k}");
     assert!(f(&k["auc"], "known content auc") > 0.6, "{k}");
-    // No tunnel ran: the report has no tunnel section.
+    // No tunnel ran: the report has no tunnel section, and no pool exited
+    // a tunnel.
     assert!(report["audit"]["tunnels"].is_null(), "{}", report["audit"]);
+    assert!(a["first_hop_exit"].is_null(), "{a}");
     // `veil audit` on the same logs: the verdict is its exit status, and
     // limits no adversary can exceed pass.
     let dir = tmp.path().join("net");
@@ -236,6 +238,13 @@ fn tunnel_mode_is_the_default_and_passes() {
     let k = &a["known_content"];
     assert_eq!(k["verdict"], "pass", "{k}");
     assert!(f(&k["auc"], "known content auc") <= 0.6, "{k}");
+    // A pool holding a quarter of the nodes, exits among them, linked what
+    // it exited to what it entered and was right no more often than its
+    // share of first hops allows.
+    let p = &a["first_hop_exit"];
+    assert_eq!(p["verdict"], "pass", "{p}");
+    assert!(p["exited"].as_u64().is_some(), "{p}");
+    assert!(p["right"].as_u64() <= p["exited"].as_u64(), "{p}");
 
     // The traffic section reads a tunnel run: tunnels, batches, the exits'
     // searches and their outcomes (the client sends no request of its own).

@@ -17,6 +17,7 @@
 mod anonymity;
 mod classifier;
 mod features;
+mod first_hop_exit;
 mod holder;
 mod invariants;
 mod known_content;
@@ -145,6 +146,25 @@ pub fn audit_dir_with(dir: &Path, options: &AuditOptions) -> Result<AuditReport,
             }
         }
         report.anonymity.known_content = known;
+        let pair_pool = pool.unwrap_or_else(|| {
+            let c =
+                ((run.nodes.len() as f64 * first_hop_exit::DEFAULT_SHARE).round() as usize).max(2);
+            anonymity::colluder_pool(&run, Some(c), options.seed).unwrap_or_default()
+        });
+        let pair = first_hop_exit::measure(&run, w, &pair_pool);
+        if let Some(p) = pair.as_ref().filter(|p| p.verdict == "fail") {
+            let a = &mut report.anonymity;
+            a.failures.push(format!(
+                "first_hop_exit: P(right | exit) lower bound {:.3} > first-hop share {:.3} + {}",
+                p.interval.map_or(1.0, |[lo, _]| lo),
+                p.first_hop_share.unwrap_or(0.0),
+                p.max_excess
+            ));
+            if a.verdict == "pass" {
+                a.verdict = "fail".to_string();
+            }
+        }
+        report.anonymity.first_hop_exit = pair;
     }
     Ok(report)
 }

@@ -205,6 +205,40 @@ pub struct Anonymity {
     /// `workload.json` names who fetched each file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_content: Option<KnownContentReport>,
+    /// The first hop plus the exit (`src/audit/first_hop_exit.rs`), when
+    /// the workload names fetchers and the run has tunnels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hop_exit: Option<FirstHopExitReport>,
+}
+
+/// A pool of colluders (`--colluders`, else a quarter of the nodes) that
+/// links each tunnel it exits to one it entered, by timing and volume, and
+/// names who fetched the files whose keys it opened.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, schemars::JsonSchema)]
+pub struct FirstHopExitReport {
+    /// Nodes in the pool.
+    pub colluders: usize,
+    /// (tunnel the pool exited, file whose keys it opened) pairs, over
+    /// files no pool member fetched.
+    pub exited: usize,
+    /// Those the pool linked to a tunnel it entered (it named someone).
+    pub linked: usize,
+    /// Those where the named node started that tunnel and fetched the file.
+    pub right: usize,
+    /// right / exited: P(the pool names the fetcher | it is the exit).
+    pub p_right: Option<f64>,
+    /// Its Wilson 95% interval.
+    pub interval: Option<[f64; 2]>,
+    /// The mean share of a fetcher's neighbours in the pool: what the pool
+    /// gets right by holding the first hop.
+    pub first_hop_share: Option<f64>,
+    /// An opened cell is linked to an entry cell at most this far ahead.
+    pub window_ms: u64,
+    /// The verdict fails when the interval's lower bound exceeds
+    /// `first_hop_share` by more than this.
+    pub max_excess: f64,
+    /// `"pass"` or `"fail"`.
+    pub verdict: String,
 }
 
 /// A node (or the pooled `--colluders`) that knows every key of the
@@ -413,6 +447,22 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
             k.verdict.to_uppercase()
         ));
     }
+    if let Some(p) = &a.first_hop_exit {
+        out.push_str(&format!(
+            "First hop + exit: a pool of {} linked {} of the {} (tunnel it exited, file) pairs \
+             by timing and named the fetcher in {} (P {}, 95% interval {}); it holds {} of a \
+             fetcher's neighbours: {}\n",
+            p.colluders,
+            p.linked,
+            p.exited,
+            p.right,
+            f3(p.p_right),
+            p.interval
+                .map_or_else(|| "n/a".to_string(), |[l, u]| format!("[{l:.3}, {u:.3}]")),
+            f3(p.first_hop_share),
+            p.verdict.to_uppercase()
+        ));
+    }
     let h = &a.holder;
     out.push_str(&format!(
         "Holder: the neighbour that answered a search held the block in {} of {} searches \
@@ -433,8 +483,11 @@ fn render_adversary(out: &mut String, a: &Anonymity) {
         let known = a.known_content.as_ref().map_or_else(String::new, |k| {
             format!(", known content AUC <= {}", k.max_auc)
         });
+        let pair = a.first_hop_exit.as_ref().map_or_else(String::new, |p| {
+            format!(", first hop + exit within its share + {}", p.max_excess)
+        });
         out.push_str(&format!(
-            "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {}{known})\n",
+            "ANONYMITY: PASS (every counted bin's upper bound <= {}, AUC <= {}{known}{pair})\n",
             a.limits.max_posterior, a.limits.max_auc
         ));
     } else if a.inconclusive() {

@@ -1,6 +1,7 @@
 //! Canaries for `veil audit`'s adversary: synthetic testnet logs, written
 //! with the audit record types, with one leak planted at a time (HTL, file
-//! share, timing, cache). Each must fail the verdict naming its signal; a
+//! share, timing, cache, known content; and, over tunnels, an exit that is
+//! the originator's first hop). Each must fail the verdict naming its signal; a
 //! clean run, whose labels are independent of every feature, must pass.
 //!
 //! The synthetic network: 40 nodes on a ring with chords (degree 4), 20
@@ -89,6 +90,17 @@ impl Logs {
             .push(OriginLine { ts_us, flow, event });
     }
 
+    /// Every node's links, up at the start.
+    fn links(&mut self) {
+        for i in 0..NODES {
+            for n in neighbours(i) {
+                let location = Some(n as f64 / NODES as f64);
+                let peer = id(n);
+                self.audit(i, 1, AuditEvent::LinkUp { peer, location });
+            }
+        }
+    }
+
     /// One message from `from` to `to`, sent at `ts` and received 20 µs later.
     #[allow(clippy::too_many_arguments)]
     fn message(
@@ -128,49 +140,19 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
     let mut logs = Logs::default();
-    for i in 0..NODES {
-        for n in neighbours(i) {
-            let location = Some(n as f64 / NODES as f64);
-            logs.audit(
-                i,
-                1,
-                AuditEvent::LinkUp {
-                    peer: id(n),
-                    location,
-                },
-            );
-        }
-    }
+    logs.links();
     let mut workload = WorkloadInfo {
         version: Default::default(),
         max_htl: Some(MAX_HTL),
         files: Vec::new(),
     };
-    fs::create_dir_all(dir.join("workload")).unwrap();
     let mut flow = 1u64;
     let mut download = 0u64;
     // Per (observer, sender): when the observer last replied to the sender.
     let mut last_reply: BTreeMap<(usize, usize), u64> = BTreeMap::new();
     for f in 0..FILES {
-        let mut plain = vec![0u8; 64];
-        rng.fill_bytes(&mut plain);
-        let path = format!("workload/f{f}.bin");
-        fs::write(dir.join(&path), &plain).unwrap();
-        let (chk, _) = Chk::encode(&plain).unwrap();
-        let keys: Vec<RoutingKey> = (0..KEYS)
-            .map(|_| {
-                let mut k = [0u8; 32];
-                rng.fill_bytes(&mut k);
-                RoutingKey(k)
-            })
-            .collect();
-        workload.files.push(WorkloadFile {
-            path,
-            uri: chk.to_uri(),
-            keys: keys.clone(),
-            inserted_by: None,
-            fetched_by: Vec::new(),
-        });
+        let (file, keys) = workload_file(dir, &mut rng, f);
+        workload.files.push(file);
         for _ in 0..FETCHES {
             let originator = rng.gen_range(0..NODES);
             if leak == Leak::KnownContent {
@@ -239,6 +221,38 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
             }
         }
     }
+    write_run(dir, logs, &workload);
+    tmp
+}
+
+/// File `f` of a workload: random contents under `workload/`, and 32
+/// random routing keys standing for its blocks.
+fn workload_file(dir: &Path, rng: &mut ChaCha8Rng, f: usize) -> (WorkloadFile, Vec<RoutingKey>) {
+    fs::create_dir_all(dir.join("workload")).unwrap();
+    let mut plain = vec![0u8; 64];
+    rng.fill_bytes(&mut plain);
+    let path = format!("workload/f{f}.bin");
+    fs::write(dir.join(&path), &plain).unwrap();
+    let (chk, _) = Chk::encode(&plain).unwrap();
+    let keys: Vec<RoutingKey> = (0..KEYS)
+        .map(|_| {
+            let mut k = [0u8; 32];
+            rng.fill_bytes(&mut k);
+            RoutingKey(k)
+        })
+        .collect();
+    let file = WorkloadFile {
+        path,
+        uri: chk.to_uri(),
+        keys: keys.clone(),
+        inserted_by: None,
+        fetched_by: Vec::new(),
+    };
+    (file, keys)
+}
+
+/// Write every node's logs, `testnet.json` and `workload.json` under `dir`.
+fn write_run(dir: &Path, mut logs: Logs, workload: &WorkloadInfo) {
     let mut nodes = BTreeMap::new();
     for i in 0..NODES {
         let node_dir = dir.join(name(i));
@@ -274,10 +288,9 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
     .unwrap();
     fs::write(
         dir.join("workload.json"),
-        serde_json::to_string(&workload).unwrap(),
+        serde_json::to_string(workload).unwrap(),
     )
     .unwrap();
-    tmp
 }
 
 fn write_jsonl<T: serde::Serialize>(path: &Path, lines: &[T]) {
@@ -430,4 +443,106 @@ fn the_limits_are_the_verdicts() {
         ..AuditOptions::default()
     };
     assert!(audit(Leak::Htl, &lax).anonymity.passed());
+}
+
+/// Files in the tunnel run, each fetched once.
+const TUNNEL_FILES: usize = 80;
+
+/// Write a synthetic run of tunnels: every download goes through a tunnel
+/// of its own, a walk of 3 to 5 hops from its originator (with
+/// `exit_is_first_hop`, one hop: the leak), one cell per key forwarded hop
+/// by hop 200 µs apart and opened at the last hop. The workload names who
+/// fetched each file.
+fn synthetic_tunnels(exit_is_first_hop: bool, seed: u64) -> TempDir {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let tmp = TempDir::new().unwrap();
+    let mut logs = Logs::default();
+    logs.links();
+    let mut workload = WorkloadInfo {
+        version: Default::default(),
+        max_htl: Some(MAX_HTL),
+        files: Vec::new(),
+    };
+    let mut flow = 1u64;
+    for f in 0..TUNNEL_FILES {
+        let (mut file, keys) = workload_file(tmp.path(), &mut rng, f);
+        {
+            let originator = rng.gen_range(0..NODES);
+            file.fetched_by.push(name(originator));
+            let len = if exit_is_first_hop {
+                1
+            } else {
+                rng.gen_range(3..=5)
+            };
+            let path = walk(&mut rng, originator, len);
+            let flows: Vec<u64> = (0..len as u64).map(|i| flow + i).collect();
+            flow += len as u64;
+            let t0 = 1_000_000 + f as u64 * 100_000_000;
+            let to = id(path[1]);
+            logs.origin(
+                originator,
+                t0,
+                flows[0],
+                OriginEvent::FlowStarted { to, op: Op::Get },
+            );
+            for (j, key) in keys.iter().enumerate() {
+                let slot = t0 + j as u64 * SLOT_US + rng.gen_range(0..20_000);
+                for i in 0..len {
+                    let ts = slot + i as u64 * 200;
+                    let kind = MessageKind::TunnelForward;
+                    logs.message(path[i], path[i + 1], ts, kind, flows[i], None, None);
+                }
+                let exit = path[len];
+                let event = AuditEvent::TunnelExit {
+                    peer: id(path[len - 1]),
+                    flow: flows[len - 1],
+                    keys: vec![*key],
+                };
+                logs.audit(exit, slot + (len as u64 - 1) * 200 + 21, event);
+            }
+        }
+        workload.files.push(file);
+    }
+    write_run(tmp.path(), logs, &workload);
+    tmp
+}
+
+#[test]
+fn a_first_hop_exit_pair_links_only_what_the_first_hop_saw() {
+    // Tunnels of three hops or more: a pool of a quarter of the nodes is
+    // right about as often as it holds the originator's first hop.
+    let clean = synthetic_tunnels(false, 5);
+    let r = audit_dir_with(clean.path(), &AuditOptions::default()).unwrap();
+    let p = r
+        .anonymity
+        .first_hop_exit
+        .as_ref()
+        .expect("tunnels and fetchers: the pair plays");
+    assert_eq!(p.colluders, NODES / 4);
+    assert!(p.exited > 0 && p.linked > 0, "{p:?}");
+    assert!(p.right > 0, "the pool holds some first hops: {p:?}");
+    let share = p.first_hop_share.unwrap();
+    assert!(p.interval.unwrap()[0] <= share + p.max_excess, "{p:?}");
+    assert_eq!(p.verdict, "pass", "{}", r.render_text());
+    assert!(
+        r.render_text().contains("First hop + exit:"),
+        "{}",
+        r.render_text()
+    );
+    // An exit that is the originator's first hop: the pool names the
+    // fetcher whenever it holds the exit.
+    let leaky = synthetic_tunnels(true, 5);
+    let r = audit_dir_with(leaky.path(), &AuditOptions::default()).unwrap();
+    let p = r.anonymity.first_hop_exit.as_ref().unwrap();
+    assert_eq!(p.right, p.exited, "{p:?}");
+    assert_eq!(p.verdict, "fail", "{p:?}");
+    assert_eq!(r.anonymity.verdict, "fail");
+    assert!(
+        r.anonymity
+            .failures
+            .iter()
+            .any(|f| f.starts_with("first_hop_exit")),
+        "{:?}",
+        r.anonymity.failures
+    );
 }
