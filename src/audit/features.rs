@@ -51,6 +51,8 @@ pub(super) struct Observation {
     /// it is one, and so that its sender is not the originator).
     pub opened: bool,
     pub htl: Option<Htl>,
+    /// Bytes of cells and blocks the message carries.
+    pub bytes: Option<u32>,
     /// The observer had never seen this flow from any neighbour before.
     pub first_seen: bool,
     /// Circular distance from the (first) key to the sender's location, in
@@ -176,6 +178,7 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 kind: line.kind,
                 opened: line.opened,
                 htl: line.htl,
+                bytes: line.bytes,
                 first_seen,
                 key_distance,
                 share_ratio: None,
@@ -264,6 +267,7 @@ mod tests {
             htl: Some(10),
             keys: vec![key],
             opened: false,
+            bytes: None,
         };
         let mut a = NodeData {
             name: "a".into(),

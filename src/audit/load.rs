@@ -33,6 +33,8 @@ pub(super) struct Line {
     pub keys: Vec<RoutingKey>,
     /// A tunnel cell this node opened as the exit.
     pub opened: bool,
+    /// Bytes of cells and blocks it carries, if the log says.
+    pub bytes: Option<u32>,
 }
 
 impl Line {
@@ -149,6 +151,7 @@ impl NodeData {
             htl: m.htl,
             keys,
             opened: false,
+            bytes: m.bytes,
         });
     }
 

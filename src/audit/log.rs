@@ -103,7 +103,9 @@ impl Origins {
 /// a node handling it sees (a request's; a tunnel cell shows none: what an
 /// exit opens is logged by [`AuditLog::tunnel_exit`]).
 pub(crate) fn message_record(peer: PeerKey, msg: &Message) -> MessageRecord {
-    MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key())
+    let mut record = MessageRecord::new(msg.message_kind(), peer, msg.uid(), msg.htl(), msg.key());
+    record.bytes = u32::try_from(msg.payload_len()).ok();
+    record
 }
 
 /// Appends audit events for one node.

@@ -111,6 +111,15 @@ pub(super) fn features() -> Vec<Feature> {
             per_download: false,
         },
         Feature {
+            name: "size",
+            description: "bytes of cells and blocks the message carries",
+            bin: |o| match o.bytes {
+                Some(b) => (i64::from(b), format!("{b} B")),
+                None => na(),
+            },
+            per_download: false,
+        },
+        Feature {
             name: "key_distance",
             description: "distance from the key to the sender's location",
             bin: distance_bin,

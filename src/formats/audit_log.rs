@@ -54,6 +54,11 @@ pub struct MessageRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty", with = "keys_text")]
     #[schemars(with = "Vec<super::text::Key>")]
     pub keys: Vec<RoutingKey>,
+    /// Bytes of cells and blocks the message carries: its size on the
+    /// link, less a header of a few dozen bytes (absent in logs of older
+    /// versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u32>,
 }
 
 impl MessageRecord {
@@ -72,6 +77,7 @@ impl MessageRecord {
             htl,
             key,
             keys: Vec::new(),
+            bytes: None,
         }
     }
 

@@ -314,9 +314,9 @@ impl Message {
         encode_cbor(self)
     }
 
-    /// Bytes [`Message::encode`] needs at most beyond the blocks it
-    /// carries: the buffer is sized once, not grown while a block is written.
-    fn encoded_capacity(&self) -> usize {
+    /// Bytes of cells and blocks the message carries: what sets its size
+    /// on the link, beside a small header.
+    pub fn payload_len(&self) -> usize {
         let blocks: usize = self.carried_blocks().map(|b| b.as_bytes().len()).sum();
         let cells = match self {
             Message::TunnelForward { cell, .. } | Message::TunnelBackward { cell, .. } => {
@@ -324,7 +324,13 @@ impl Message {
             }
             _ => 0,
         };
-        blocks + cells + 128
+        blocks + cells
+    }
+
+    /// Bytes [`Message::encode`] needs at most beyond the blocks it
+    /// carries: the buffer is sized once, not grown while a block is written.
+    fn encoded_capacity(&self) -> usize {
+        self.payload_len() + 128
     }
 
     /// The blocks this message carries.

@@ -1,6 +1,6 @@
 //! Canaries for `veil audit`'s adversary: synthetic testnet logs, written
 //! with the audit record types, with one leak planted at a time (HTL, file
-//! share, timing, cache, known content; and, over tunnels, an exit that is
+//! share, timing, cache, size, known content; and, over tunnels, an exit that is
 //! the originator's first hop). Each must fail the verdict naming its signal; a
 //! clean run, whose labels are independent of every feature, must pass.
 //!
@@ -45,6 +45,9 @@ enum Leak {
     /// The workload names who fetched each file: the known-content
     /// adversary plays, and a first hop sees every key of a download.
     KnownContent,
+    /// An originator's requests are larger than the same requests
+    /// forwarded (Hyphanet's build 1502 fixed such a leak in inserts).
+    Size,
 }
 
 fn name(i: usize) -> String {
@@ -113,7 +116,26 @@ impl Logs {
         htl: Option<Htl>,
         key: Option<RoutingKey>,
     ) {
-        let record = |peer| MessageRecord::new(kind, peer, flow, htl, key);
+        self.message_sized(from, to, ts, kind, flow, htl, key, 0);
+    }
+
+    /// [`Logs::message`], carrying `bytes` of cells and blocks.
+    #[allow(clippy::too_many_arguments)]
+    fn message_sized(
+        &mut self,
+        from: usize,
+        to: usize,
+        ts: u64,
+        kind: MessageKind,
+        flow: u64,
+        htl: Option<Htl>,
+        key: Option<RoutingKey>,
+        bytes: u32,
+    ) {
+        let record = |peer| MessageRecord {
+            bytes: Some(bytes),
+            ..MessageRecord::new(kind, peer, flow, htl, key)
+        };
         self.audit(from, ts, AuditEvent::Send(record(id(to))));
         self.audit(to, ts + 20, AuditEvent::Recv(record(id(from))));
     }
@@ -203,7 +225,9 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
                         logs.origin(s, ts, uid, OriginEvent::FlowStarted { to, op: Op::Get });
                     }
                     let htl = Some(htl);
-                    logs.message(s, o, ts, MessageKind::DataRequest, uid, htl, Some(*key));
+                    let bytes = if leak == Leak::Size && i == 0 { 48 } else { 0 };
+                    let kind = MessageKind::DataRequest;
+                    logs.message_sized(s, o, ts, kind, uid, htl, Some(*key), bytes);
                     let reply = ts + 1_000;
                     logs.message(o, s, reply, MessageKind::DataFound, uid, None, None);
                     last_reply.insert((o, s), reply);
@@ -398,6 +422,11 @@ fn a_share_leak_fails_on_share() {
 #[test]
 fn a_timing_leak_fails_on_a_gap() {
     assert_fails_on(Leak::Timing, &["gap", "min_gap"]);
+}
+
+#[test]
+fn a_size_leak_fails_on_size() {
+    assert_fails_on(Leak::Size, &["size"]);
 }
 
 #[test]
