@@ -162,3 +162,49 @@ fn status_and_sim_json_read_from_python() {
     std::fs::write(&sim_json, sim).unwrap();
     python_reads("sim", &[&sim_json]);
 }
+
+/// `veil sim --experiment swap --nodes N --rounds R --json` ends with one
+/// JSON line that scripts read: swapping lowered the links' length from
+/// random (0.25) toward ordered locations', and routing is measured on both.
+#[test]
+fn a_one_size_swap_run_ends_with_one_json_line() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let text = veil_ok(&[
+        "sim",
+        "--experiment",
+        "swap",
+        "--nodes",
+        "400",
+        "--rounds",
+        "30",
+        "--requests",
+        "300",
+        "--seed",
+        "2",
+        "--json",
+        "--out",
+        out,
+    ]);
+    let last = text.lines().last().expect("a line");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(
+        (v["nodes"].as_u64(), v["rounds"].as_u64()),
+        (Some(400), Some(30))
+    );
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!((0.0..=1.0).contains(&f("success")), "{v}");
+    assert!(f("ideal_success") >= 0.95, "{v}");
+    assert!(f("hops_mean") > 0.0, "{v}");
+    assert!(
+        f("link_length") < 0.2 && f("link_length") > f("ideal_link_length"),
+        "{v}"
+    );
+    assert!(v["swaps"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(tmp.path().join("swap.json").exists());
+    if python_jsonschema() {
+        let line_json = tmp.path().join("swap-line.json");
+        std::fs::write(&line_json, last).unwrap();
+        python_reads("sim-swap", &[&line_json]);
+    }
+}

@@ -68,7 +68,12 @@ pub struct SimArgs {
     /// Link latency: fixed:MS, uniform:MIN-MAX or lognormal:MEDIAN,SIGMA.
     #[arg(long, default_value = "lognormal:40,0.5")]
     pub latency: veil::sim::engine::Latency,
-    /// Print one JSON object.
+    /// Rounds of swapping of a one-size `--experiment swap` run (default
+    /// 200; 30 s of swap messages each).
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Print one JSON object (for `--experiment swap` with `--nodes` or
+    /// `--rounds`: end with one JSON line).
     #[arg(long)]
     pub json: bool,
     /// Where an experiment writes its CSV, JSON and SVG.
@@ -87,14 +92,24 @@ impl SimArgs {
                 progress,
                 requests: self.requests,
                 nodes: self.nodes,
+                rounds: self.rounds,
+                lookahead: self.lookahead,
+                json: self.json,
             };
+            let json = opts.json;
             let result = veil::sim::experiments::run(&name, &opts)?;
             let files: Vec<String> = result
                 .files
                 .iter()
                 .map(|f| f.display().to_string())
                 .collect();
-            return Ok(format!("{}wrote {}\n", result.summary, files.join(", ")));
+            let wrote = format!("wrote {}\n", files.join(", "));
+            if json {
+                // The summary ends with the JSON line scripts read.
+                eprint!("{wrote}");
+                return Ok(result.summary);
+            }
+            return Ok(format!("{}{wrote}", result.summary));
         }
         let opts = veil::sim::runner::SimOptions {
             system: self.system.unwrap_or_default(),

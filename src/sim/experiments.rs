@@ -27,8 +27,15 @@ pub struct ExperimentOptions {
     /// all (a third of them files, each fetched 3 times).
     pub requests: Option<usize>,
     /// Node count (`--nodes`) of `failure`, `baselines` and `anonymity`
-    /// (`None`: [`DEFAULT_NODES`]); `scaling` and `swap` run their own sizes.
+    /// (`None`: [`DEFAULT_NODES`]); `scaling` runs its own sizes, and
+    /// `swap` runs one size when given one (else its own).
     pub nodes: Option<usize>,
+    /// Rounds of swapping (`--rounds`) of a one-size `swap` run.
+    pub rounds: Option<usize>,
+    /// How the measuring lookups rank candidates (`--lookahead`; `swap`).
+    pub lookahead: crate::routing::Lookahead,
+    /// End with one JSON line (`--json`; a one-size `swap` run).
+    pub json: bool,
 }
 
 /// Lookups per run when `--requests` is not given.
@@ -63,6 +70,9 @@ impl Default for ExperimentOptions {
             progress: false,
             requests: None,
             nodes: None,
+            rounds: None,
+            lookahead: crate::routing::Lookahead::None,
+            json: false,
         }
     }
 }

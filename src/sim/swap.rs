@@ -103,8 +103,140 @@ pub fn converge(opts: &SimOptions, checkpoints: &[usize]) -> Result<Vec<SwapPoin
     Ok(points)
 }
 
-/// `veil sim --experiment swap`.
+/// Rounds of a one-size run when `--rounds` is not given.
+pub const DEFAULT_ROUNDS: usize = 200;
+
+/// The JSON line of a one-size run (`docs/schemas/sim-swap.schema.json`).
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct SwapLine {
+    pub version: crate::formats::Version<1>,
+    pub nodes: usize,
+    pub rounds: usize,
+    pub seed: u64,
+    pub lookahead: String,
+    /// Lookup success after `rounds` rounds.
+    pub success: f64,
+    /// The same graph on ordered locations.
+    pub ideal_success: f64,
+    /// Mean hops of found lookups after `rounds` rounds.
+    pub hops_mean: f64,
+    /// Mean circular length of a link after `rounds` rounds.
+    pub link_length: f64,
+    pub ideal_link_length: f64,
+    pub attempts: u64,
+    pub swaps: u64,
+    pub seconds: f64,
+}
+
+/// `veil sim --experiment swap --nodes N --rounds R`: one size, measured
+/// at the standard checkpoints up to `R` and at `R`.
+fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    let started = std::time::Instant::now();
+    let nodes = opts.nodes();
+    let rounds = opts.rounds.unwrap_or(DEFAULT_ROUNDS);
+    let sim = SimOptions {
+        nodes,
+        requests: opts.requests(),
+        seed: opts.seed,
+        topology: "swap".into(),
+        lookahead: opts.lookahead,
+        ..SimOptions::default()
+    };
+    let mut checkpoints: Vec<usize> = SWAP_CHECKPOINTS
+        .iter()
+        .copied()
+        .filter(|&c| c < rounds)
+        .collect();
+    checkpoints.push(rounds);
+    let bar = experiments::bar(opts, 1, "swap");
+    bar.set_message(format!("N = {nodes}, {rounds} rounds"));
+    let points = converge(&sim, &checkpoints)?;
+    bar.finish_and_clear();
+    let last = points.iter().rev().find(|p| p.rounds.is_some());
+    let ideal = points.iter().find(|p| p.rounds.is_none());
+    let (Some(last), Some(ideal)) = (last, ideal) else {
+        return Err(SimError::BadArgs("swap: no measurement".into()));
+    };
+    let line = SwapLine {
+        version: Default::default(),
+        nodes,
+        rounds,
+        seed: opts.seed,
+        lookahead: opts.lookahead.to_string(),
+        success: last.report.success_rate,
+        ideal_success: ideal.report.success_rate,
+        hops_mean: last.report.hops_mean,
+        link_length: last.mean_link_length,
+        ideal_link_length: ideal.mean_link_length,
+        attempts: last.attempts,
+        swaps: last.swaps,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let series = |f: &dyn Fn(&SwapPoint) -> f64| -> Vec<(f64, f64)> {
+        points
+            .iter()
+            .filter_map(|p| p.rounds.map(|r| (r as f64, f(p))))
+            .collect()
+    };
+    let name = format!("N = {nodes}");
+    let panels = [
+        Panel {
+            title: "lookup success under swapping",
+            x_label: "rounds of swapping (30 s of swap messages each)",
+            y_label: "success (%)",
+            log_x: false,
+            series: vec![self::line(
+                name.clone(),
+                series(&|p| 100.0 * p.report.success_rate),
+            )],
+        },
+        Panel {
+            title: "mean hops of found lookups",
+            x_label: "rounds of swapping",
+            y_label: "hops",
+            log_x: false,
+            series: vec![self::line(name.clone(), series(&|p| p.report.hops_mean))],
+        },
+        Panel {
+            title: "mean link length",
+            x_label: "rounds of swapping",
+            y_label: "circular distance",
+            log_x: false,
+            series: vec![self::line(name, series(&|p| p.mean_link_length))],
+        },
+    ];
+    let files = write(&opts.out, &points, &panels)?;
+    let mut summary = String::new();
+    if !opts.json {
+        for p in &points {
+            summary.push_str(&format!(
+                "  N = {:>7} {}: success {:5.1}%, hops mean {:5.2}, link length {:.4}\n",
+                p.nodes,
+                p.rounds.map_or_else(
+                    || "ordered locations".into(),
+                    |r| format!("after {r:>4} rounds")
+                ),
+                100.0 * p.report.success_rate,
+                p.report.hops_mean,
+                p.mean_link_length
+            ));
+        }
+    }
+    summary.push_str(&serde_json::to_string(&line).unwrap_or_default());
+    summary.push('\n');
+    Ok(ExperimentResult {
+        runs: points.into_iter().map(|p| p.report).collect(),
+        files,
+        summary,
+    })
+}
+
+/// `veil sim --experiment swap`: its three sizes, or one size when given
+/// `--nodes` or `--rounds`.
 pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
+    if opts.nodes.is_some() || opts.rounds.is_some() {
+        return one_size(opts);
+    }
     let bar = experiments::bar(opts, SWAP_NODES.len(), "swap");
     let mut all = Vec::new();
     let (mut success, mut hops, mut length) = (Vec::new(), Vec::new(), Vec::new());
@@ -178,8 +310,7 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
         },
     ];
     let files = write(&opts.out, &all, &panels)?;
-    let mut summary = opts.ignored_nodes("swap");
-    summary.push_str("swap (freenet, none, Kleinberg graph, shuffled locations):\n");
+    let mut summary = String::from("swap (freenet, none, Kleinberg graph, shuffled locations):\n");
     for p in &all {
         let when = match p.rounds {
             Some(r) => format!("after {r:>3} rounds"),
