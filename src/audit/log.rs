@@ -329,7 +329,11 @@ mod tests {
         assert!(audit.iter().all(|l| l.node == me && l.ts_us > 0));
         assert!(audit.windows(2).all(|w| w[0].ts_us <= w[1].ts_us));
         let events: Vec<AuditEvent> = audit.into_iter().map(|l| l.event).collect();
-        let msg = MessageRecord::new;
+        // Requests and these replies carry no cells or blocks: 0 bytes.
+        let msg = |kind, peer, flow, htl, key| MessageRecord {
+            bytes: Some(0),
+            ..MessageRecord::new(kind, peer, flow, htl, key)
+        };
         assert_eq!(
             events,
             [
