@@ -22,11 +22,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use super::known_content::Truth;
 use super::load::Run;
 use super::report::FirstHopExitReport;
 use super::signals::wilson;
 use crate::formats::testnet::WorkloadInfo;
-use crate::keys::RoutingKey;
 use crate::message::{MessageKind, Uid};
 
 /// An opened cell must follow an entry cell by at most this much (µs).
@@ -51,25 +51,7 @@ pub(super) fn measure(
     pool: &HashSet<usize>,
 ) -> Option<FirstHopExitReport> {
     let index = run.index();
-    let file_of: HashMap<RoutingKey, usize> = workload
-        .files
-        .iter()
-        .enumerate()
-        .flat_map(|(i, f)| f.keys.iter().map(move |k| (*k, i)))
-        .collect();
-    let fetchers: Vec<HashSet<usize>> = workload
-        .files
-        .iter()
-        .map(|f| {
-            f.fetched_by
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    if fetchers.iter().all(HashSet::is_empty) {
-        return None;
-    }
+    let Truth { fetchers, file_of } = Truth::of(run, workload)?;
     // Entries: cells a pool member received from outside the pool.
     let mut entries: BTreeMap<FlowId, Vec<u64>> = BTreeMap::new();
     // Exits: per exited tunnel, the opened cells' times and the files.

@@ -27,6 +27,40 @@ pub const MAX_AUC: f64 = 0.6;
 /// download.
 const THRESHOLD: f64 = 0.5;
 
+/// The workload's ground truth, by node index: who fetched each file, and
+/// which file each routing key belongs to.
+pub(super) struct Truth {
+    pub fetchers: Vec<HashSet<usize>>,
+    pub file_of: HashMap<RoutingKey, usize>,
+}
+
+impl Truth {
+    /// `None` for a workload.json without ground truth (an older testnet).
+    pub(super) fn of(run: &Run, workload: &WorkloadInfo) -> Option<Truth> {
+        let index = run.index();
+        let fetchers: Vec<HashSet<usize>> = workload
+            .files
+            .iter()
+            .map(|f| {
+                f.fetched_by
+                    .iter()
+                    .filter_map(|n| index.get(n.as_str()).copied())
+                    .collect()
+            })
+            .collect();
+        if fetchers.iter().all(HashSet::is_empty) {
+            return None;
+        }
+        let file_of = workload
+            .files
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| f.keys.iter().map(move |k| (*k, i)))
+            .collect();
+        Some(Truth { fetchers, file_of })
+    }
+}
+
 /// Score every (observer or pool, neighbour, file) the workload allows.
 pub(super) fn measure(
     run: &Run,
@@ -35,26 +69,7 @@ pub(super) fn measure(
     max_auc: f64,
 ) -> Option<KnownContentReport> {
     let index = run.index();
-    let fetchers: Vec<HashSet<usize>> = workload
-        .files
-        .iter()
-        .map(|f| {
-            f.fetched_by
-                .iter()
-                .filter_map(|n| index.get(n.as_str()).copied())
-                .collect()
-        })
-        .collect();
-    if fetchers.iter().all(HashSet::is_empty) {
-        // A workload.json without ground truth (an older testnet).
-        return None;
-    }
-    let file_of: HashMap<RoutingKey, usize> = workload
-        .files
-        .iter()
-        .enumerate()
-        .flat_map(|(i, f)| f.keys.iter().map(move |k| (*k, i)))
-        .collect();
+    let Truth { fetchers, file_of } = Truth::of(run, workload)?;
     // (viewpoint, neighbour) -> file -> keys of it seen from that neighbour.
     // A viewpoint is one node, or the whole pool (usize::MAX).
     let mut seen: HashMap<(usize, usize), HashMap<usize, HashSet<RoutingKey>>> = HashMap::new();
