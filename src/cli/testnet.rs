@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use veil::routing::{Anonymity, Lookahead};
 use veil::sim::topology::Shape;
+use veil::testnet::net::{Bandwidth, NetTopology};
 use veil::testnet::{run, Stopped};
 
 use super::args::{parse_file_size, parse_fraction};
@@ -61,6 +62,63 @@ pub enum TestnetCommand {
     /// Bring a testnet up, run its scenario or a random workload, bring it
     /// down, and audit the logs.
     Run(RunArgs),
+    /// Write a topology as a Shadow 3.x simulation of real `veil node`
+    /// processes, with a workload and an audit script (docs/shadow.md).
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// The directory to write (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub shadow: PathBuf,
+    /// A topology file (its `[net]` table gives bandwidths, latencies, loss).
+    #[arg(long, conflicts_with_all = ["nodes"])]
+    pub topology: Option<PathBuf>,
+    /// Or a generated topology of this many nodes (as `veil testnet gen`).
+    #[arg(long, required_unless_present = "topology")]
+    pub nodes: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    pub degree: usize,
+    #[arg(long, value_enum, default_value_t = Shape::SmallWorld)]
+    pub shape: Shape,
+    /// Seeds the generated topology, the link latencies, the keys, the
+    /// files, and Shadow's own `general.seed`.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Latency of links the topology gives none: fixed:MS, uniform:MIN-MAX
+    /// or lognormal:MEDIAN,SIGMA (default: the topology's, else
+    /// lognormal:40,0.5).
+    #[arg(long)]
+    pub latency: Option<veil::sim::latency::Latency>,
+    /// Every host's bandwidth up and down unless the topology gives one.
+    #[arg(long, default_value_t = veil::testnet::shadow::DEFAULT_BANDWIDTH)]
+    pub bandwidth: Bandwidth,
+    #[arg(long, default_value_t = Anonymity::Tunnel)]
+    pub anonymity: Anonymity,
+    /// Files inserted (each from another host).
+    #[arg(long, default_value_t = 2)]
+    pub files: usize,
+    #[arg(long = "file-size", default_value = "100000", value_parser = parse_file_size)]
+    pub file_size: usize,
+    /// Hosts that fetch each file.
+    #[arg(long, default_value_t = 3)]
+    pub fetches: usize,
+    /// Simulated second the puts start at.
+    #[arg(long, default_value_t = 30)]
+    pub put_at: u64,
+    /// Simulated second the gets start at.
+    #[arg(long, default_value_t = 90)]
+    pub get_at: u64,
+    /// Simulated second Shadow stops at (the nodes get SIGTERM 15 s before).
+    #[arg(long, default_value_t = 300)]
+    pub stop_at: u64,
+    /// The veil binary the hosts run (default: this one).
+    #[arg(long)]
+    pub veil: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(clap::Args)]
@@ -260,6 +318,7 @@ pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
             net.stop();
             Ok(ExitCode::SUCCESS)
         }),
+        TestnetCommand::Export(a) => export(a),
         TestnetCommand::Run(a) => runtime()?.block_on(async {
             let (json, strict) = (a.json, a.strict_anonymity);
             let report = run::run(a.options(exe()?), &progress_printer()).await?;
@@ -269,4 +328,48 @@ pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
             ))
         }),
     }
+}
+
+fn export(a: ExportArgs) -> Result<ExitCode> {
+    let topo = match (&a.topology, a.nodes) {
+        (Some(path), _) => run::load_net_topology(path)?,
+        (None, Some(n)) => NetTopology {
+            topology: veil::sim::topology::generate(n, a.degree, a.shape, a.seed)?,
+            net: Default::default(),
+        },
+        (None, None) => bail!("give --topology FILE or --nodes N"),
+    };
+    let veil = match a.veil {
+        Some(p) => std::path::absolute(&p).with_context(|| format!("{}", p.display()))?,
+        None => exe()?,
+    };
+    let opts = veil::testnet::shadow::ExportOptions {
+        veil,
+        seed: a.seed,
+        latency: a.latency,
+        bandwidth: a.bandwidth,
+        anonymity: a.anonymity,
+        files: a.files,
+        size: a.file_size,
+        fetches: a.fetches,
+        put_at: a.put_at,
+        get_at: a.get_at,
+        stop_at: a.stop_at,
+    };
+    let r = veil::testnet::shadow::export(&topo, &a.shadow, &opts)?;
+    let [lo, mid, hi] = r.latency_ms;
+    let text = format!(
+        "wrote {dir}: {} hosts, {} links (latency {lo}/{mid}/{hi} ms min/median/max), \
+         {} files fetched {} times, stop at {} s\n\
+         run it: cd {dir} && shadow shadow.yaml > shadow.log && ./audit.sh\n",
+        r.hosts,
+        r.links,
+        r.files,
+        r.fetches,
+        r.stop_time_s,
+        dir = r.dir.display()
+    );
+    let json = serde_json::to_string_pretty(&r).context("writing the summary as JSON")?;
+    show(a.json, json, text);
+    Ok(ExitCode::SUCCESS)
 }

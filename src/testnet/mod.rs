@@ -6,7 +6,9 @@
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
 pub mod failures;
+pub mod net;
 pub mod run;
+pub mod shadow;
 pub mod swap;
 pub mod workload;
 
@@ -71,6 +73,10 @@ pub enum TestnetError {
         total: usize,
         missing: String,
     },
+    #[error("export: {0}")]
+    Export(String),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
     #[error("the topology has no [scenario]")]
     NoScenario,
     #[error("the testnet has no node {0}")]

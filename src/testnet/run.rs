@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::failures::Failures;
+use super::net::{NetError, NetTopology};
 use super::swap::{shuffle_locations, SwapReport, SwapRun};
 use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult, WorkloadSpec};
 use super::{up, Testnet, TestnetError, UpOptions};
@@ -38,7 +39,6 @@ pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
 /// How long `start` waits for every link.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Load a topology file.
 /// The hops-to-live a testnet's nodes get: the topology's scenario's, else
 /// the default.
 pub(super) fn max_htl_of(topology: &Topology) -> Htl {
@@ -49,10 +49,19 @@ pub(super) fn max_htl_of(topology: &Topology) -> Htl {
         .unwrap_or(DEFAULT_MAX_HTL)
 }
 
+/// Load a topology file (its `[net]` table, if any, left aside).
 pub fn load_topology(path: &Path) -> Result<Topology, TestnetError> {
-    Topology::load(path).map_err(|source| TestnetError::Topology {
-        path: path.to_path_buf(),
-        source,
+    load_net_topology(path).map(|t| t.topology)
+}
+
+/// Load a topology file with its `[net]` table (`testnet/net.rs`).
+pub fn load_net_topology(path: &Path) -> Result<NetTopology, TestnetError> {
+    NetTopology::load(path).map_err(|e| match e {
+        NetError::Topology(source) => TestnetError::Topology {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => TestnetError::Net(other),
     })
 }
 
