@@ -31,6 +31,7 @@ fn documents() -> Vec<(&'static str, Schema)> {
         ("bench-files", schema_for!(veil::bench::files::FilesReport)),
         ("status", schema_for!(veil::formats::status::StatusOutput)),
         ("sim", schema_for!(veil::sim::runner::SimOutput)),
+        ("node-check", schema_for!(veil::node::check::NodeCheck)),
     ]
 }
 
