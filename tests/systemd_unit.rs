@@ -34,10 +34,9 @@ fn the_unit_is_hardened_as_documented() {
     ] {
         assert!(unit.contains(line), "the unit lacks {line:?}");
     }
-    let ops = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"),
-    )
-    .unwrap();
+    let ops =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/operations.md"))
+            .unwrap();
     assert!(ops.contains("veil-node.service"));
 }
 
@@ -49,8 +48,16 @@ fn systemd_analyze_verifies_the_unit() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("veil-node.service");
-    std::fs::write(&unit, unit_text().replace("/usr/local/bin/veil", common::VEIL)).unwrap();
-    let out = Command::new(ANALYZE).arg("verify").arg(&unit).output().unwrap();
+    std::fs::write(
+        &unit,
+        unit_text().replace("/usr/local/bin/veil", common::VEIL),
+    )
+    .unwrap();
+    let out = Command::new(ANALYZE)
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

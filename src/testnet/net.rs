@@ -74,11 +74,11 @@ impl fmt::Display for Bandwidth {
     /// In the largest unit that divides it: `100 Mbit`, `1500 Kbit`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let b = self.0;
-        if b % 1_000_000_000 == 0 {
+        if b.is_multiple_of(1_000_000_000) {
             write!(f, "{} Gbit", b / 1_000_000_000)
-        } else if b % 1_000_000 == 0 {
+        } else if b.is_multiple_of(1_000_000) {
             write!(f, "{} Mbit", b / 1_000_000)
-        } else if b % 1_000 == 0 {
+        } else if b.is_multiple_of(1_000) {
             write!(f, "{} Kbit", b / 1_000)
         } else {
             write!(f, "{b} bit")
