@@ -116,8 +116,9 @@ pub struct ExportArgs {
     pub bandwidth: Bandwidth,
     #[arg(long, default_value_t = Anonymity::Tunnel)]
     pub anonymity: Anonymity,
-    /// Files inserted (each from another host).
-    #[arg(long, default_value_t = 2)]
+    /// Files inserted (each from another host); fewer than about 32 leave
+    /// the audit's classifier too little to judge.
+    #[arg(long, default_value_t = 32)]
     pub files: usize,
     #[arg(long = "file-size", default_value = "100000", value_parser = parse_file_size)]
     pub file_size: usize,

@@ -79,9 +79,7 @@ pub struct ExportOptions {
     pub stop_at: u64,
 }
 
-/// Defaults of `veil testnet export`: 100 Mbit hosts, 2 files of
-/// 100 000 bytes each fetched from 3 hosts, puts at 30 s, gets at 90 s,
-/// the end at 300 s.
+/// Every host's bandwidth unless the topology or `--bandwidth` gives one.
 pub const DEFAULT_BANDWIDTH: Bandwidth = Bandwidth(100_000_000);
 
 /// What was written (the CLI's summary; `--json`).
