@@ -41,6 +41,7 @@ fn real_nodes_route_with_fewer_hops_after_swapping() {
         redundancy: veil::content::DEFAULT_REDUNDANCY,
         settings: run::NodeSettings::default(),
         failures: veil::testnet::failures::Failures::default(),
+        netns: None,
     };
     let progress: ProgressFn = Arc::new(|_| {});
     let runtime = tokio::runtime::Runtime::new().unwrap();

@@ -1,4 +1,5 @@
-//! `veil node DIR`: run a node in the foreground until Ctrl-C or SIGTERM.
+//! `veil node DIR`: run a node in the foreground until Ctrl-C or SIGTERM;
+//! `veil node DIR --check`: load and check it without starting it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use anyhow::{Context, Result};
 use veil::node::{NodeError, NodeSetup};
 
 use super::one_line;
+use super::output::show;
 
 #[derive(clap::Args)]
 pub struct NodeArgs {
@@ -16,9 +18,23 @@ pub struct NodeArgs {
     /// Testnet mode (audit logs, placement command) regardless of node.toml.
     #[arg(long)]
     testnet: bool,
+    /// Load node.toml, identity.key and the peers as the node would, check
+    /// them, print a summary and exit (0: it would start). Opens no socket.
+    #[arg(long)]
+    check: bool,
+    /// With --check: print the summary as JSON.
+    #[arg(long, requires = "check")]
+    json: bool,
 }
 
 pub fn run(a: NodeArgs) -> Result<ExitCode> {
+    if a.check {
+        let checked = veil::node::check::check(&a.dir, a.testnet)
+            .with_context(|| format!("node {} would not start", a.dir.display()))?;
+        let json = serde_json::to_string_pretty(&checked).context("writing the summary as JSON")?;
+        show(a.json, json, checked.render_text());
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut setup = NodeSetup::load(&a.dir)?;
     setup.config.testnet |= a.testnet;
     runtime(setup.config.runtime.worker_threads)?.block_on(serve(setup))

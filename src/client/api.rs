@@ -204,7 +204,10 @@ pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
         return Err(ClientError::FrameTooLarge(len));
     }
     bytes[..4].copy_from_slice(&(len as u32).to_be_bytes());
-    w.write_all(&bytes).await?;
+    // A frame may exceed what Shadow takes in one write (crate::link::MAX_WRITE).
+    for chunk in bytes.chunks(crate::link::MAX_WRITE) {
+        w.write_all(chunk).await?;
+    }
     w.flush().await?;
     Ok(())
 }

@@ -65,8 +65,8 @@ pub use handshake::{ReplayGuard, NOISE_PARAMS, PROLOGUE};
 
 use frame::PREFIX_LEN;
 use handshake::{Established, HsBuf, Initiator, Responder, HS_BUF_LEN};
-pub use state::BATCH_FRAMES;
 use state::{RecvState, SendState};
+pub use state::{BATCH_FRAMES, MAX_WRITE};
 
 /// The initiator's handshake timestamp: nanoseconds since the Unix epoch
 /// (0 if the clock is before it).

@@ -9,6 +9,15 @@ use super::handshake::Established;
 use super::LinkError;
 use crate::identity::PeerKey;
 
+/// The most bytes handed to the socket in one write. A write the socket
+/// takes only part of makes tokio wait for the socket to turn writable
+/// again; Shadow (docs/shadow.md) takes at most 65 535 bytes of one TCP
+/// write even when its buffer has room, so the socket never turns, and a
+/// larger write stalled the link for good (until the peer's idle timeout).
+/// Below that size, a short write means a full buffer, on Linux and under
+/// Shadow alike.
+pub const MAX_WRITE: usize = 65_535;
+
 /// Bytes a reader asks the stream for at once: room for three of the
 /// largest frames, so one read takes what arrived together (a frame and the
 /// next one's prefix, or a burst), not one read for the prefix and one for
@@ -157,7 +166,7 @@ impl SendState {
         Ok(())
     }
 
-    /// Write every sealed frame, in one write.
+    /// Write every sealed frame, in writes of at most [`MAX_WRITE`] bytes.
     pub(super) async fn flush<W>(&mut self, io: &mut W) -> Result<(), LinkError>
     where
         W: AsyncWrite + Unpin + ?Sized,
@@ -169,7 +178,9 @@ impl SendState {
         // an error or a cancellation leaves the stream mid-frame.
         self.failed = true;
         let result = async {
-            io.write_all(&self.wire).await?;
+            for chunk in self.wire.chunks(MAX_WRITE) {
+                io.write_all(chunk).await?;
+            }
             io.flush().await
         }
         .await;

@@ -31,6 +31,7 @@
 //! [`Action`]: crate::routing::Action
 //! [`PeerFrame`]: crate::message::PeerFrame
 
+pub mod check;
 mod client_api;
 mod client_cache;
 mod fair;

@@ -152,7 +152,7 @@ impl Testnet {
     /// Start node `name` again from its directory (same identity, ports
     /// and store), appending to its log.
     pub fn restart_node(&mut self, name: &str) -> Result<(), TestnetError> {
-        let child = super::spawn_node(&self.exe, &self.dir.join(name))?;
+        let child = self.spawn(name)?;
         if let Some(info) = self.info.nodes.get_mut(name) {
             info.pid = child.id();
         }

@@ -6,7 +6,10 @@
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
 pub mod failures;
+pub mod net;
+pub mod netns;
 pub mod run;
+pub mod shadow;
 pub mod swap;
 pub mod workload;
 
@@ -71,6 +74,12 @@ pub enum TestnetError {
         total: usize,
         missing: String,
     },
+    #[error(transparent)]
+    Netns(#[from] netns::NetnsError),
+    #[error("export: {0}")]
+    Export(String),
+    #[error(transparent)]
+    Net(#[from] net::NetError),
     #[error("the topology has no [scenario]")]
     NoScenario,
     #[error("the testnet has no node {0}")]
@@ -146,10 +155,19 @@ pub struct UpOptions {
     /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
     /// no copy of what passes through).
     pub cache: bool,
+    /// `Some`: every node in a network namespace of its own (`netns.rs`).
+    pub netns: Option<NetnsOptions>,
     /// How long to wait for every link.
     pub ready_timeout: Duration,
     /// Called with (links up, links in total) while waiting.
     pub on_progress: Box<dyn Fn(usize, usize) + Send>,
+}
+
+/// What `--netns` asks for besides the namespaces.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetnsOptions {
+    /// Each topology node's bandwidth cap (by index; `None`: no cap).
+    pub caps: Vec<Option<net::Bandwidth>>,
 }
 
 /// Why [`Testnet::wait_until_stopped`] returned.
@@ -168,7 +186,13 @@ pub struct Testnet {
     children: Vec<(String, Child)>,
     /// The `veil` binary the nodes run (to restart one).
     exe: PathBuf,
+    /// The namespaces of a `--netns` testnet, until they are torn down.
+    netns: Option<netns::NetnsPlan>,
 }
+
+/// The port every node of a `--netns` testnet listens on (each at its own
+/// address).
+pub const NETNS_PORT: u16 = 7400;
 
 /// Listen ports are drawn from below the kernel's ephemeral range, so that
 /// no outgoing connection (which takes its local port from that range) can
@@ -232,7 +256,8 @@ fn prepare_dir(dir: &Path) -> Result<(), TestnetError> {
             .next()
             .is_none();
         if !empty {
-            if !dir.join(TESTNET_FILE).exists() {
+            let netns_state = dir.join(netns::NETNS_FILE).exists();
+            if !dir.join(TESTNET_FILE).exists() && !netns_state {
                 return Err(TestnetError::ForeignDir(dir.to_path_buf()));
             }
             down(dir)?;
@@ -280,6 +305,31 @@ async fn up_once(
     prepare_dir(dir)?;
     let n = topology.nodes.len();
     let ports = free_ports(3 * n).map_err(|e| io_err(dir, e))?;
+    // In namespaces every node has an address of its own (and one port),
+    // and its client API is its Unix socket.
+    let plan = match &opts.netns {
+        None => None,
+        Some(o) => {
+            if !netns::is_root() {
+                return Err(netns::NetnsError::NotRoot.into());
+            }
+            let names: Vec<String> = topology.nodes.iter().map(|n| n.name.clone()).collect();
+            let plan = netns::NetnsPlan::new(&names, &o.caps);
+            plan.save(dir)?;
+            plan.create()?;
+            Some(plan)
+        }
+    };
+    let listens: Vec<SocketAddr> = (0..n)
+        .map(|i| match &plan {
+            Some(p) => SocketAddr::from((p.nodes[i].address, NETNS_PORT)),
+            None => ports[2 * i],
+        })
+        .collect();
+    let loopback = plan.is_none();
+    let listen_of = |i: usize| listens[i];
+    let client_of = |i: usize| loopback.then(|| ports[2 * i + 1]);
+    let fcp_of = |i: usize| loopback.then(|| ports[2 * n + i]);
     let mut identities = Vec::with_capacity(n);
     for node in &topology.nodes {
         let node_dir = dir.join(&node.name);
@@ -292,13 +342,9 @@ async fn up_once(
     let adjacency = topology.adjacency();
     for (i, node) in topology.nodes.iter().enumerate() {
         let node_dir = dir.join(&node.name);
-        let mut config = NodeConfig::new(
-            ports[2 * i],
-            Some(ports[2 * i + 1]),
-            Some(node.location.as_f64()),
-        );
+        let mut config = NodeConfig::new(listen_of(i), client_of(i), Some(node.location.as_f64()));
         config.testnet = true;
-        config.fcp = Some(ports[2 * n + i]);
+        config.fcp = fcp_of(i);
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
         config.router.lookahead = opts.lookahead;
@@ -314,7 +360,7 @@ async fn up_once(
         config.peers = adjacency[i]
             .iter()
             .map(|&j| PeerConfig {
-                address: ports[2 * j],
+                address: listen_of(j),
                 public_key: identities[j],
                 name: Some(topology.nodes[j].name.clone()),
             })
@@ -331,9 +377,10 @@ async fn up_once(
         },
         children: Vec::new(),
         exe: opts.exe.clone(),
+        netns: plan,
     };
     for (i, node) in topology.nodes.iter().enumerate() {
-        let child = match spawn_node(&opts.exe, &dir.join(&node.name)) {
+        let child = match testnet.spawn(&node.name) {
             Ok(c) => c,
             Err(e) => {
                 testnet.stop();
@@ -344,12 +391,9 @@ async fn up_once(
             node.name.clone(),
             NodeInfo {
                 id: identities[i],
-                listen: ports[2 * i],
-                client: crate::client::Endpoint::of_config(
-                    &dir.join(&node.name),
-                    Some(ports[2 * i + 1]),
-                ),
-                fcp: Some(ports[2 * n + i]),
+                listen: listen_of(i),
+                client: crate::client::Endpoint::of_config(&dir.join(&node.name), client_of(i)),
+                fcp: fcp_of(i),
                 pid: child.id(),
             },
         );
@@ -393,6 +437,12 @@ async fn up_once(
 
 /// Start `veil node DIR --testnet` with its output appended to `DIR/node.log`.
 pub(crate) fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetError> {
+    spawn_node_in(exe, node_dir, None)
+}
+
+/// [`spawn_node`], inside network namespace `ns` when given (through
+/// `ip netns exec`, which execs the node: the child's pid is the node's).
+fn spawn_node_in(exe: &Path, node_dir: &Path, ns: Option<&str>) -> Result<Child, TestnetError> {
     let log_path = node_dir.join("node.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -400,7 +450,15 @@ pub(crate) fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetEr
         .open(&log_path)
         .map_err(|e| io_err(&log_path, e))?;
     let log2 = log.try_clone().map_err(|e| io_err(&log_path, e))?;
-    Command::new(exe)
+    let mut command = match ns {
+        None => Command::new(exe),
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+    };
+    command
         .arg("node")
         .arg(node_dir)
         .arg("--testnet")
@@ -416,6 +474,20 @@ pub(crate) fn spawn_node(exe: &Path, node_dir: &Path) -> Result<Child, TestnetEr
 }
 
 impl Testnet {
+    /// Start node `name`'s process (in its namespace under `--netns`).
+    fn spawn(&self, name: &str) -> Result<Child, TestnetError> {
+        let ns = match &self.netns {
+            Some(plan) => Some(plan.node(name)?.namespace.clone()),
+            None => None,
+        };
+        spawn_node_in(&self.exe, &self.dir.join(name), ns.as_deref())
+    }
+
+    /// The namespaces of a `--netns` testnet.
+    pub fn netns(&self) -> Option<&netns::NetnsPlan> {
+        self.netns.as_ref()
+    }
+
     /// The name and exit code of a node whose process has exited, if any.
     fn exited(&mut self) -> Option<(String, Option<i32>)> {
         for (name, child) in &mut self.children {
@@ -528,6 +600,15 @@ impl Testnet {
         self.children.clear();
         self.info.ready = false;
         let _ = self.info.save(&self.dir);
+        self.remove_netns();
+    }
+
+    /// Tear the namespaces down (once), and their state file with them.
+    fn remove_netns(&mut self) {
+        if let Some(plan) = self.netns.take() {
+            plan.teardown();
+            let _ = std::fs::remove_file(self.dir.join(netns::NETNS_FILE));
+        }
     }
 }
 
@@ -536,6 +617,7 @@ impl Drop for Testnet {
         if !self.children.is_empty() {
             self.stop();
         }
+        self.remove_netns();
     }
 }
 
@@ -561,10 +643,63 @@ fn is_our_node(pid: u32, dir: &Path) -> bool {
     args.iter().any(|a| a == "node") && args.iter().any(|a| a.starts_with(dir_text.as_ref()))
 }
 
-/// Stop a testnet started elsewhere, from its `testnet.json`. Returns how
-/// many nodes were signalled.
+/// Stop a testnet started elsewhere, from its `testnet.json`, and remove
+/// the namespaces its `netns.json` lists. Returns how many nodes were
+/// signalled.
 pub fn down(dir: &Path) -> Result<usize, TestnetError> {
     let dir = &std::path::absolute(dir).map_err(|e| io_err(dir, e))?;
+    let stopped = stop_nodes(dir);
+    if let Some(plan) = netns::NetnsPlan::load(dir)? {
+        if !netns::is_root() {
+            return Err(netns::NetnsError::NotRoot.into());
+        }
+        plan.teardown();
+        let path = dir.join(netns::NETNS_FILE);
+        match std::fs::remove_file(&path) {
+            // The `up` that made it may have removed it as its nodes exited.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path, e)),
+            _ => {}
+        }
+    }
+    stopped
+}
+
+/// SIGKILL node `name` of a testnet started elsewhere. False when it was
+/// not running.
+pub fn kill(dir: &Path, name: &str) -> Result<bool, TestnetError> {
+    let dir = &std::path::absolute(dir).map_err(|e| io_err(dir, e))?;
+    let info = TestnetInfo::load(dir)?;
+    let node = info
+        .nodes
+        .get(name)
+        .ok_or_else(|| TestnetError::UnknownNode(name.to_string()))?;
+    if !is_our_node(node.pid, dir) {
+        return Ok(false);
+    }
+    if let Ok(pid) = i32::try_from(node.pid) {
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(pid, libc::SIGKILL);
+        }
+    }
+    Ok(true)
+}
+
+/// Cut node `name` of a `--netns` testnet off (`up = false`), or reconnect it.
+pub fn set_link(dir: &Path, name: &str, up: bool) -> Result<(), TestnetError> {
+    let plan = netns::NetnsPlan::load(dir)?
+        .ok_or_else(|| netns::NetnsError::NotNetns(dir.display().to_string()))?;
+    if !netns::is_root() {
+        return Err(netns::NetnsError::NotRoot.into());
+    }
+    Ok(plan.set_link(name, up)?)
+}
+
+/// Every node `testnet.json` lists: SIGTERM, 10 s, SIGKILL.
+fn stop_nodes(dir: &Path) -> Result<usize, TestnetError> {
+    if !dir.join(TESTNET_FILE).exists() {
+        return Ok(0);
+    }
     let info = TestnetInfo::load(dir)?;
     let mut signalled = Vec::new();
     for node in info.nodes.values() {

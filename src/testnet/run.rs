@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::failures::Failures;
+use super::net::{NetError, NetTopology};
 use super::swap::{shuffle_locations, SwapReport, SwapRun};
 use super::workload::{run_files, run_scenario, ScenarioResult, WorkloadResult, WorkloadSpec};
-use super::{up, Testnet, TestnetError, UpOptions};
+use super::{up, NetnsOptions, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
 use crate::message::Htl;
 use crate::routing::swap::SwapConfig;
@@ -38,7 +39,6 @@ pub type ProgressFn = Arc<dyn Fn(Progress<'_>) + Send + Sync>;
 /// How long `start` waits for every link.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Load a topology file.
 /// The hops-to-live a testnet's nodes get: the topology's scenario's, else
 /// the default.
 pub(super) fn max_htl_of(topology: &Topology) -> Htl {
@@ -49,10 +49,19 @@ pub(super) fn max_htl_of(topology: &Topology) -> Htl {
         .unwrap_or(DEFAULT_MAX_HTL)
 }
 
+/// Load a topology file (its `[net]` table, if any, left aside).
 pub fn load_topology(path: &Path) -> Result<Topology, TestnetError> {
-    Topology::load(path).map_err(|source| TestnetError::Topology {
-        path: path.to_path_buf(),
-        source,
+    load_net_topology(path).map(|t| t.topology)
+}
+
+/// Load a topology file with its `[net]` table (`testnet/net.rs`).
+pub fn load_net_topology(path: &Path) -> Result<NetTopology, TestnetError> {
+    NetTopology::load(path).map_err(|e| match e {
+        NetError::Topology(source) => TestnetError::Topology {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => TestnetError::Net(other),
     })
 }
 
@@ -74,6 +83,7 @@ pub async fn start(
         anonymity,
         NodeSettings::default(),
         swap,
+        None,
         progress,
     )
     .await
@@ -104,7 +114,8 @@ impl Default for NodeSettings {
 }
 
 /// [`start`], with every node's replication, cache and lookahead as
-/// `settings` says.
+/// `settings` says, each in a network namespace of its own with `netns`.
+#[allow(clippy::too_many_arguments)]
 pub async fn start_with(
     topology: &Topology,
     dir: &Path,
@@ -112,15 +123,21 @@ pub async fn start_with(
     anonymity: Anonymity,
     settings: NodeSettings,
     swap: Option<SwapConfig>,
+    netns: Option<NetnsOptions>,
     progress: &ProgressFn,
 ) -> Result<Testnet, TestnetError> {
     let dir = std::path::absolute(dir).map_err(|e| super::io_err(dir, e))?;
     let max_htl = max_htl_of(topology);
     let links = topology.edges.len();
     progress(Progress::Note(&format!(
-        "starting {} nodes, {links} links in {} (anonymity {anonymity})",
+        "starting {} nodes, {links} links in {} (anonymity {anonymity}{})",
         topology.nodes.len(),
-        dir.display()
+        dir.display(),
+        if netns.is_some() {
+            ", each in a network namespace"
+        } else {
+            ""
+        }
     )));
     let on_links = Arc::clone(progress);
     let opts = UpOptions {
@@ -131,6 +148,7 @@ pub async fn start_with(
         replicate_htl: settings.replicate_htl,
         cache: settings.cache,
         lookahead: settings.lookahead,
+        netns,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
     };
@@ -181,6 +199,8 @@ pub struct RunOptions {
     pub settings: NodeSettings,
     /// Nodes killed for good or churned during the fetches.
     pub failures: Failures,
+    /// Every node in a network namespace of its own (`--netns`).
+    pub netns: Option<NetnsOptions>,
 }
 
 /// What `veil testnet run` found. Serialized (keys sorted) for `--json`.
@@ -224,6 +244,7 @@ pub async fn run(opts: RunOptions, progress: &ProgressFn) -> Result<RunReport, T
         opts.anonymity,
         opts.settings,
         opts.swap.as_ref().map(SwapRun::node_config),
+        opts.netns.clone(),
         progress,
     )
     .await?;

@@ -21,7 +21,7 @@ use veil::link::frame::{FrameOpener, FrameSealer, MAX_WIRE_FRAME};
 use veil::link::handshake::{self, Initiator, Responder, HS_BUF_LEN};
 use veil::link::{
     accept, connect, Link, LinkConfig, LinkError, ReplayGuard, BATCH_FRAMES, FRAME_SIZES,
-    MAX_PAYLOAD, NOISE_PARAMS, PROLOGUE, SMALL_PAYLOAD,
+    MAX_PAYLOAD, MAX_WRITE, NOISE_PARAMS, PROLOGUE, SMALL_PAYLOAD,
 };
 use veil::message::{Message, MAX_MESSAGE_LEN};
 
@@ -186,6 +186,85 @@ async fn round_trip_over_duplex_with_tiny_buffer() {
     let (s1, s2) = tokio::io::duplex(777);
     let (a, b) = linked(s1, s2, &ia, &ib).await;
     exchange_both_ways(a, b).await;
+}
+
+/// A stream that remembers the largest write it was handed.
+struct Recording<S> {
+    inner: S,
+    largest: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Recording<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Recording<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.largest
+            .fetch_max(buf.len(), std::sync::atomic::Ordering::Relaxed);
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A full batch of the largest frames is more than Shadow takes in one
+/// TCP write (65 535 bytes, even with room in its buffer; tokio then waits
+/// for the socket to turn writable, which under Shadow it never does): the
+/// link hands the socket at most `MAX_WRITE` bytes at a time, and every
+/// frame arrives.
+#[tokio::test]
+async fn a_full_batch_reaches_the_socket_in_writes_shadow_takes_whole() {
+    let largest = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (s1, s2) = tokio::io::duplex(1 << 20);
+    let wrap = |inner| Recording {
+        inner,
+        largest: Arc::clone(&largest),
+    };
+    let (ia, ib) = (ident(21), ident(22));
+    let (a, b) = linked(wrap(s1), wrap(s2), &ia, &ib).await;
+    let (_ar, mut aw) = a.into_split();
+    let (mut br, _bw) = b.into_split();
+    let sent: Vec<Vec<u8>> = (0..BATCH_FRAMES as u64)
+        .map(|i| payload(MAX_PAYLOAD, 70 + i))
+        .collect();
+    for p in &sent {
+        aw.queue_with(|out| out.extend_from_slice(p)).unwrap();
+    }
+    within(aw.flush()).await.unwrap();
+    for want in &sent {
+        assert_eq!(&within(br.recv()).await.unwrap().unwrap(), want);
+    }
+    const {
+        assert!(
+            BATCH_FRAMES * MAX_PAYLOAD > MAX_WRITE,
+            "the batch fits one write"
+        )
+    };
+    let largest = largest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(largest <= MAX_WRITE, "a write of {largest} bytes");
 }
 
 #[tokio::test]
