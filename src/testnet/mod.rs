@@ -5,17 +5,22 @@
 //! edges, the topology's location), starts the processes, waits until every
 //! edge is connected and writes `DIR/testnet.json`. `stop`/`down` end them.
 
+mod control;
 pub mod failures;
 pub mod net;
 pub mod netns;
+mod ports;
 pub mod run;
 pub mod shadow;
 pub mod swap;
 pub mod workload;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Seek, SeekFrom};
-use std::net::{SocketAddr, TcpListener};
+use control::terminate;
+pub use control::{down, kill, set_link};
+pub use ports::{free_ports, log_tail};
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -193,58 +198,6 @@ pub struct Testnet {
 /// The port every node of a `--netns` testnet listens on (each at its own
 /// address).
 pub const NETNS_PORT: u16 = 7400;
-
-/// Listen ports are drawn from below the kernel's ephemeral range, so that
-/// no outgoing connection (which takes its local port from that range) can
-/// grab one between the draw and the node's bind.
-const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
-
-/// `n` distinct loopback addresses that were free a moment ago: random
-/// ports from [`PORT_RANGE`], bound together to check, then released. Two
-/// testnets drawing at once collide only if they draw the same port in that
-/// moment.
-pub fn free_ports(n: usize) -> std::io::Result<Vec<SocketAddr>> {
-    use rand::Rng;
-    // Ports this process has handed out already are never drawn again: the
-    // nodes they were meant for may not have bound them yet.
-    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut handed_out = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let mut rng = rand::thread_rng();
-    let mut held: Vec<TcpListener> = Vec::with_capacity(n);
-    let mut attempts = 0usize;
-    while held.len() < n {
-        attempts += 1;
-        if attempts > 100 * n + 1000 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::AddrInUse,
-                format!("no {n} free ports in {PORT_RANGE:?}"),
-            ));
-        }
-        let port = rng.gen_range(PORT_RANGE);
-        if handed_out.contains(&port) {
-            continue;
-        }
-        if let Ok(l) = TcpListener::bind(("127.0.0.1", port)) {
-            handed_out.insert(port);
-            held.push(l);
-        }
-    }
-    held.iter().map(|l| l.local_addr()).collect()
-}
-
-/// The last `max` bytes of a log file, for error reports.
-pub fn log_tail(path: &Path, max: u64) -> String {
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return format!("(no log at {})", path.display());
-    };
-    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let _ = f.seek(SeekFrom::Start(len.saturating_sub(max)));
-    let mut text = String::new();
-    let _ = f.read_to_string(&mut text);
-    text
-}
 
 /// Make `dir` ready for a fresh testnet: create it, or clear a previous
 /// testnet's files (stopping any of its nodes still running). Anything else
@@ -619,108 +572,4 @@ impl Drop for Testnet {
         }
         self.remove_netns();
     }
-}
-
-fn terminate(pid: u32) {
-    if let Ok(pid) = i32::try_from(pid) {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, libc::SIGTERM);
-        }
-    }
-}
-
-/// Is `pid` a running `veil node` process for a directory under `dir`?
-fn is_our_node(pid: u32, dir: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    let args: Vec<String> = cmdline
-        .split(|&b| b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect();
-    let dir_text = dir.to_string_lossy();
-    args.iter().any(|a| a == "node") && args.iter().any(|a| a.starts_with(dir_text.as_ref()))
-}
-
-/// Stop a testnet started elsewhere, from its `testnet.json`, and remove
-/// the namespaces its `netns.json` lists. Returns how many nodes were
-/// signalled.
-pub fn down(dir: &Path) -> Result<usize, TestnetError> {
-    let dir = &std::path::absolute(dir).map_err(|e| io_err(dir, e))?;
-    let stopped = stop_nodes(dir);
-    if let Some(plan) = netns::NetnsPlan::load(dir)? {
-        if !netns::is_root() {
-            return Err(netns::NetnsError::NotRoot.into());
-        }
-        plan.teardown();
-        let path = dir.join(netns::NETNS_FILE);
-        match std::fs::remove_file(&path) {
-            // The `up` that made it may have removed it as its nodes exited.
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io_err(&path, e)),
-            _ => {}
-        }
-    }
-    stopped
-}
-
-/// SIGKILL node `name` of a testnet started elsewhere. False when it was
-/// not running.
-pub fn kill(dir: &Path, name: &str) -> Result<bool, TestnetError> {
-    let dir = &std::path::absolute(dir).map_err(|e| io_err(dir, e))?;
-    let info = TestnetInfo::load(dir)?;
-    let node = info
-        .nodes
-        .get(name)
-        .ok_or_else(|| TestnetError::UnknownNode(name.to_string()))?;
-    if !is_our_node(node.pid, dir) {
-        return Ok(false);
-    }
-    if let Ok(pid) = i32::try_from(node.pid) {
-        // SAFETY: kill(2) has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, libc::SIGKILL);
-        }
-    }
-    Ok(true)
-}
-
-/// Cut node `name` of a `--netns` testnet off (`up = false`), or reconnect it.
-pub fn set_link(dir: &Path, name: &str, up: bool) -> Result<(), TestnetError> {
-    let plan = netns::NetnsPlan::load(dir)?
-        .ok_or_else(|| netns::NetnsError::NotNetns(dir.display().to_string()))?;
-    if !netns::is_root() {
-        return Err(netns::NetnsError::NotRoot.into());
-    }
-    Ok(plan.set_link(name, up)?)
-}
-
-/// Every node `testnet.json` lists: SIGTERM, 10 s, SIGKILL.
-fn stop_nodes(dir: &Path) -> Result<usize, TestnetError> {
-    if !dir.join(TESTNET_FILE).exists() {
-        return Ok(0);
-    }
-    let info = TestnetInfo::load(dir)?;
-    let mut signalled = Vec::new();
-    for node in info.nodes.values() {
-        if is_our_node(node.pid, dir) {
-            terminate(node.pid);
-            signalled.push(node.pid);
-        }
-    }
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline && signalled.iter().any(|&p| is_our_node(p, dir)) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for &pid in &signalled {
-        if is_our_node(pid, dir) {
-            if let Ok(p) = i32::try_from(pid) {
-                // SAFETY: kill(2) has no memory-safety preconditions.
-                unsafe {
-                    libc::kill(p, libc::SIGKILL);
-                }
-            }
-        }
-    }
-    Ok(signalled.len())
 }
