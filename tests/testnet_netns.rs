@@ -11,15 +11,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use common::{bytes, run_within, VEIL};
-
-/// The longest one `veil` command here may run.
-const DEADLINE: Duration = Duration::from_secs(120);
+use common::{bytes, run_within, veil, veil_ok, VEIL, VEIL_DEADLINE};
 
 /// The 12-node small-world topology both tests run.
 fn topology(dir: &Path) -> PathBuf {
@@ -50,21 +47,6 @@ fn may_run() -> bool {
     );
     eprintln!("skipped: --netns needs root (not root, and not under CI)");
     false
-}
-
-fn veil(args: &[&str]) -> Output {
-    run_within(Command::new(VEIL).args(args), DEADLINE)
-}
-
-fn veil_ok(args: &[&str]) -> String {
-    let out = veil(args);
-    assert!(
-        out.status.success(),
-        "veil {args:?} failed: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
 }
 
 /// A background `veil testnet up --netns`: on drop it is killed and the
@@ -399,7 +381,7 @@ fn a_crashed_netns_testnet_is_cleared_and_a_run_audits_clean() {
             Command::new("/usr/bin/setpriv")
                 .args(["--reuid=65534", "--regid=65534", "--clear-groups", VEIL])
                 .args(["testnet", "up", "--netns", "--topology", t, "--dir", d]),
-            DEADLINE,
+            VEIL_DEADLINE,
         );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
