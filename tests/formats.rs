@@ -208,3 +208,57 @@ fn a_one_size_swap_run_ends_with_one_json_line() {
         python_reads("sim-swap", &[&line_json]);
     }
 }
+
+/// `veil sim --experiment pitch-black --nodes N --attackers F --json` ends
+/// with one JSON line that scripts read, and the defence is what keeps the
+/// attackers from pulling honest nodes' locations to their points.
+#[test]
+fn a_pitch_black_run_ends_with_one_json_line_and_the_defence_holds() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "sim",
+            "--experiment",
+            "pitch-black",
+            "--nodes",
+            "400",
+            "--rounds",
+            "40",
+            "--attackers",
+            "0.01",
+            "--requests",
+            "300",
+            "--seed",
+            "2",
+            "--json",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let text = veil_ok(&args);
+        let last = text.lines().last().expect("a line").to_string();
+        let v: serde_json::Value = serde_json::from_str(&last).unwrap();
+        (last, v)
+    };
+    let (line, on) = run(&[]);
+    let (_, off) = run(&["--no-defence"]);
+    let f = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(on["defence"], true);
+    assert_eq!(off["defence"], false);
+    assert_eq!(on["attacker_nodes"].as_u64(), Some(4), "{on}");
+    // Undefended, the attackers take most honest locations and routing
+    // with bounded stores collapses; defended, almost none, and success
+    // stays near the run without attackers.
+    assert!(f(&off, "pulled") > 0.5, "{off}");
+    assert!(f(&on, "pulled") < 0.1, "{on}");
+    assert!(f(&on, "success") > f(&off, "success") + 0.1, "{on} {off}");
+    assert!(f(&on, "ratio") >= 0.9, "{on}");
+    assert!(on["refused_crowded"].as_u64().unwrap_or(0) > 0, "{on}");
+    assert!(tmp.path().join("pitch-black.svg").exists());
+    if python_jsonschema() {
+        let line_json = tmp.path().join("pitch-black-line.json");
+        std::fs::write(&line_json, line).unwrap();
+        python_reads("sim-pitch-black", &[&line_json]);
+    }
+}

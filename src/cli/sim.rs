@@ -73,9 +73,22 @@ pub struct SimArgs {
     #[arg(long)]
     pub rounds: Option<usize>,
     /// Print one JSON object (for `--experiment swap` with `--nodes` or
-    /// `--rounds`: end with one JSON line).
+    /// `--rounds`, and `--experiment pitch-black` with `--attackers`: end
+    /// with one JSON line).
     #[arg(long)]
     pub json: bool,
+    /// Fraction of nodes that swap dishonestly (`--experiment
+    /// pitch-black`; without it, 0.001, 0.01 and 0.05).
+    #[arg(long, value_name = "FRACTION")]
+    pub attackers: Option<f64>,
+    /// Honest nodes do not refuse crowded locations (`--experiment
+    /// pitch-black` with `--attackers`).
+    #[arg(long)]
+    pub no_defence: bool,
+    /// Blocks each `freenet` node holds at most (store and cache, the
+    /// oldest dropped first); unbounded by default.
+    #[arg(long, value_name = "BLOCKS")]
+    pub store_blocks: Option<usize>,
     /// Where an experiment writes its CSV, JSON and SVG.
     #[arg(long, default_value = veil::sim::experiments::DEFAULT_OUT)]
     pub out: PathBuf,
@@ -95,6 +108,8 @@ impl SimArgs {
                 rounds: self.rounds,
                 lookahead: self.lookahead,
                 json: self.json,
+                attackers: self.attackers,
+                defence: !self.no_defence,
             };
             let json = opts.json;
             let result = veil::sim::experiments::run(&name, &opts)?;
@@ -131,6 +146,7 @@ impl SimArgs {
             seed: self.seed,
             latency: self.latency,
             progress,
+            store_blocks: self.store_blocks,
         };
         let report = veil::sim::runner::run(&opts)?;
         Ok(if self.json {

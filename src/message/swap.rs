@@ -7,16 +7,20 @@
 //! A swap between the initiator A and a partner B found by a random walk:
 //!
 //! ```text
-//! A ─SwapRequest{uid, htl, H(nA)}─> relay … ─> B   (random walk; htl falls)
-//! A <───────────SwapReply{uid, H(nB)}─────────  B   (back along the walk)
-//! A ─SwapCommit{uid, nA, A's offer}──────────>  B   (A reveals first)
-//! A <─SwapComplete{uid, nB, B's offer}───────── B   (B reveals; both decide)
+//! A ─SwapRequest{uid, htl, H(nA, A's offer)}─> relay … ─> B   (random walk)
+//! A <──────SwapReply{uid, nB, B's offer}──────────────  B   (B reveals)
+//! A ─SwapCommit{uid, nA, A's offer}──────────────────>  B   (A reveals)
+//! A <──────SwapComplete{uid}──────────────────────────  B   (both decided)
 //! any hop <─SwapRejected{uid}── (busy, refused, timed out): the attempt ends
 //! A ─LocationChanged{location}─> each neighbour (after a swap; not relayed)
 //! ```
 //!
-//! `H` is SHA-256; both sides draw the same coin from `SHA-256(nA ‖ nB)`,
-//! so neither can bias it once it has committed.
+//! `H` is SHA-256 over the nonce and the offer
+//! ([`offer_commitment`](crate::routing::swap::offer_commitment)); both
+//! sides draw the same coin from `SHA-256(nA ‖ nB)`. A committed before it
+//! saw anything of B, and B revealed before it saw anything of A, so
+//! neither can shape its nonce or its offer to the other's. Either may
+//! refuse (`SwapRejected`) before `SwapComplete`; nothing moves until then.
 //!
 //! [`PeerFrame::Swap`]: super::PeerFrame::Swap
 
@@ -53,26 +57,27 @@ pub struct WireOffer {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SwapMessage {
     /// Find a partner: a random walk of `htl` hops carrying the initiator's
-    /// commitment `H(nA)`. Originated and relayed requests look the same.
+    /// commitment to its nonce and offer. Originated and relayed requests
+    /// look the same.
     SwapRequest {
         uid: Uid,
         htl: WalkHtl,
         commit: Nonce,
     },
-    /// The partner's commitment `H(nB)`, back along the walk.
-    SwapReply { uid: Uid, commit: Nonce },
+    /// The partner's nonce and offer, back along the walk.
+    SwapReply {
+        uid: Uid,
+        nonce: Nonce,
+        offer: WireOffer,
+    },
     /// The initiator's nonce and offer, towards the partner.
     SwapCommit {
         uid: Uid,
         nonce: Nonce,
         offer: WireOffer,
     },
-    /// The partner's nonce and offer, back to the initiator.
-    SwapComplete {
-        uid: Uid,
-        nonce: Nonce,
-        offer: WireOffer,
-    },
+    /// The partner checked and decided: both take the decision now.
+    SwapComplete { uid: Uid },
     /// The attempt ends without a swap (a busy or refusing node, a broken
     /// link or a timeout on the walk).
     SwapRejected { uid: Uid },
@@ -120,9 +125,7 @@ impl SwapMessage {
     /// listing more than [`MAX_SWAP_NEIGHBOURS`] after. Never panics.
     pub fn decode(bytes: &[u8]) -> Result<SwapMessage, DecodeError> {
         let msg: SwapMessage = super::decode_cbor(bytes, MAX_SWAP_MESSAGE_LEN, 8)?;
-        if let SwapMessage::SwapCommit { offer, .. } | SwapMessage::SwapComplete { offer, .. } =
-            &msg
-        {
+        if let SwapMessage::SwapReply { offer, .. } | SwapMessage::SwapCommit { offer, .. } = &msg {
             if offer.neighbours.len() > MAX_SWAP_NEIGHBOURS {
                 return Err(DecodeError::Malformed(Malformed::OfferTooLarge(
                     offer.neighbours.len(),
@@ -150,18 +153,15 @@ mod tests {
             },
             SwapMessage::SwapReply {
                 uid: u64::MAX,
-                commit: [0xff; 32],
+                nonce: [0xff; 32],
+                offer: offer.clone(),
             },
             SwapMessage::SwapCommit {
                 uid: 3,
                 nonce: [0xff; 32],
                 offer: offer.clone(),
             },
-            SwapMessage::SwapComplete {
-                uid: 4,
-                nonce: [1; 32],
-                offer,
-            },
+            SwapMessage::SwapComplete { uid: 4 },
             SwapMessage::SwapRejected { uid: 5 },
             SwapMessage::LocationChanged { location: 42 },
         ]

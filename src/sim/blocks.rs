@@ -17,7 +17,7 @@
 //! cache misses per hop.
 
 use std::cell::Cell;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::keys::{Block, RoutingKey};
@@ -59,6 +59,10 @@ pub struct Blocks {
     /// every node on its path for the same key, and the map of a million
     /// keys costs a cache miss per look-up.
     last_key: Cell<Option<(RoutingKey, Option<u32>)>>,
+    /// At most this many blocks per node, the oldest dropped first (`None`:
+    /// unbounded, the default), and each node's blocks in arrival order.
+    capacity: Option<usize>,
+    arrivals: Vec<VecDeque<u32>>,
 }
 
 impl Blocks {
@@ -102,10 +106,35 @@ impl Blocks {
         self.blocks.get(id as usize)
     }
 
-    /// `node` stores or caches block `id` (an interned number).
+    /// Hold at most `blocks` per node from now on, dropping the oldest
+    /// (a bounded datastore, as a real node's).
+    pub fn set_capacity(&mut self, blocks: usize) {
+        self.capacity = Some(blocks.max(1));
+    }
+
+    /// `node` stores or caches block `id` (an interned number); with a
+    /// capacity, its oldest block goes if it holds too many.
     pub fn hold(&mut self, id: u32, node: u32) {
-        if let Some(h) = self.holders.get_mut(id as usize) {
-            h.insert(node);
+        let Some(h) = self.holders.get_mut(id as usize) else {
+            return;
+        };
+        let fresh = !h.contains(node);
+        h.insert(node);
+        let Some(cap) = self.capacity else { return };
+        if !fresh {
+            return;
+        }
+        let n = node as usize;
+        if self.arrivals.len() <= n {
+            self.arrivals.resize_with(n + 1, VecDeque::new);
+        }
+        self.arrivals[n].push_back(id);
+        if self.arrivals[n].len() > cap {
+            if let Some(old) = self.arrivals[n].pop_front() {
+                if let Some(h) = self.holders.get_mut(old as usize) {
+                    h.remove(node);
+                }
+            }
         }
     }
 
@@ -141,6 +170,12 @@ impl IdSet {
     pub fn insert(&mut self, id: u32) {
         if let Err(at) = self.0.binary_search(&id) {
             self.0.insert(at, id);
+        }
+    }
+
+    pub fn remove(&mut self, id: u32) {
+        if let Ok(at) = self.0.binary_search(&id) {
+            self.0.remove(at);
         }
     }
 

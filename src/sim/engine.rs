@@ -287,6 +287,12 @@ impl Engine {
         self.nodes[node as usize].alive
     }
 
+    /// Each node holds at most `blocks` (store and cache), the oldest
+    /// dropped first; unbounded unless set.
+    pub fn set_store_capacity(&mut self, blocks: usize) {
+        self.blocks.set_capacity(blocks);
+    }
+
     /// Messages each node has sent or received.
     pub fn load(&self) -> Vec<u64> {
         self.nodes.iter().map(|s| s.load).collect()

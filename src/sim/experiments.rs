@@ -34,8 +34,15 @@ pub struct ExperimentOptions {
     pub rounds: Option<usize>,
     /// How the measuring lookups rank candidates (`--lookahead`; `swap`).
     pub lookahead: crate::routing::Lookahead,
-    /// End with one JSON line (`--json`; a one-size `swap` run).
+    /// End with one JSON line (`--json`; a one-size `swap` run, a
+    /// one-fraction `pitch-black` run).
     pub json: bool,
+    /// Fraction of dishonest swappers (`--attackers`; `pitch-black` runs
+    /// one fraction when given one, else its own).
+    pub attackers: Option<f64>,
+    /// Honest swappers refuse crowded locations (`--no-defence` turns it
+    /// off; `pitch-black`).
+    pub defence: bool,
 }
 
 /// Lookups per run when `--requests` is not given.
@@ -73,6 +80,8 @@ impl Default for ExperimentOptions {
             rounds: None,
             lookahead: crate::routing::Lookahead::None,
             json: false,
+            attackers: None,
+            defence: true,
         }
     }
 }
@@ -92,6 +101,7 @@ pub fn run(name: &str, opts: &ExperimentOptions) -> Result<ExperimentResult, Sim
         "failure" => failure(opts),
         "baselines" => baselines(opts),
         "swap" => crate::sim::swap::experiment(opts),
+        "pitch-black" => crate::sim::pitch_black::experiment(opts),
         "anonymity" => crate::sim::anonymity::experiment(opts),
         "predecessor" => crate::sim::anonymity::predecessor::experiment(opts),
         other => Err(SimError::UnknownExperiment(other.into())),

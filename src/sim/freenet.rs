@@ -47,6 +47,11 @@ impl FreenetModel {
         self.mode
     }
 
+    /// Bound every node's datastore (see [`Engine::set_store_capacity`]).
+    pub fn set_store_capacity(&mut self, blocks: usize) {
+        self.engine.set_store_capacity(blocks);
+    }
+
     pub fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -21,6 +21,7 @@ pub mod graphs;
 pub mod harness;
 pub mod latency;
 pub mod model;
+pub mod pitch_black;
 pub mod plot;
 pub mod runner;
 pub mod scenario;

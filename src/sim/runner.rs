@@ -103,6 +103,9 @@ pub struct SimOptions {
     pub latency: Latency,
     /// Draw a progress bar on stderr.
     pub progress: bool,
+    /// Blocks each node of `freenet` holds at most, the oldest dropped
+    /// first (`None`: unbounded).
+    pub store_blocks: Option<usize>,
 }
 
 impl Default for SimOptions {
@@ -123,6 +126,7 @@ impl Default for SimOptions {
             seed: 1,
             latency: Latency::default(),
             progress: false,
+            store_blocks: None,
         }
     }
 }
@@ -224,7 +228,10 @@ pub fn build_model(
             lookahead: opts.lookahead,
             ..RouterConfig::default()
         };
-        let model = FreenetModel::new(graph, opts.anonymity, config, opts.latency, opts.seed);
+        let mut model = FreenetModel::new(graph, opts.anonymity, config, opts.latency, opts.seed);
+        if let Some(blocks) = opts.store_blocks {
+            model.set_store_capacity(blocks);
+        }
         return Ok(Box::new(model));
     }
     let params = baselines::Params {

@@ -14,7 +14,7 @@
 //! ticks, as `src/node/router_task/swap.rs` does for a real node.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use rand::SeedableRng;
@@ -29,6 +29,7 @@ use crate::sim::harness::MemStore;
 use crate::sim::model::{Graph, NodeIx};
 
 use super::engine::{next_due, Latency, Timers};
+use super::pitch_black::Attacker;
 
 /// Events a run may handle per virtual millisecond before it stops (a
 /// guard: a node starts an attempt about once per `interval_ms`).
@@ -54,6 +55,9 @@ pub struct SwapTally {
 pub struct SwapNet {
     routers: Vec<Router<NodeIx>>,
     swappers: Vec<Swapper<NodeIx>>,
+    /// Nodes that swap dishonestly (`sim/pitch_black/`), in place of their
+    /// swapper.
+    attackers: BTreeMap<NodeIx, Attacker<NodeIx>>,
     latency: Latency,
     seed: u64,
     queue: BinaryHeap<Reverse<InFlight>>,
@@ -121,6 +125,7 @@ impl SwapNet {
         let mut net = SwapNet {
             routers,
             swappers,
+            attackers: BTreeMap::new(),
             latency,
             seed,
             queue: BinaryHeap::new(),
@@ -137,6 +142,31 @@ impl SwapNet {
         net
     }
 
+    /// Make `node` an attacker pulling locations to `point` (its swapper
+    /// stays, unused; its router still routes).
+    pub fn add_attacker(&mut self, node: NodeIx, point: Location, config: &SwapConfig) {
+        let attacker = Attacker::new(point, config.clone(), self.now, &mut self.rng);
+        self.attackers.insert(node, attacker);
+        self.schedule(node);
+    }
+
+    /// Every honest node stops starting attempts (those under way finish).
+    pub fn pause(&mut self) {
+        for s in &mut self.swappers {
+            s.set_paused(true);
+        }
+    }
+
+    /// Offers the attackers revealed.
+    pub fn attack_offers(&self) -> u64 {
+        self.attackers.values().map(|a| a.offers).sum()
+    }
+
+    /// Per-node swap counters (attackers' swappers included, all zero).
+    pub fn stats(&self) -> impl Iterator<Item = &crate::routing::swap::SwapStats> + '_ {
+        self.swappers.iter().map(Swapper::stats)
+    }
+
     pub fn now(&self) -> Time {
         self.now
     }
@@ -147,8 +177,9 @@ impl SwapNet {
     }
 
     /// The nodes' locations as a permutation of `graph`'s: node `i` gets
-    /// the value of `graph.location` whose [`Location`] it now holds (a
-    /// swap moves locations, it never makes one).
+    /// the value of `graph.location` whose [`Location`] it now holds (an
+    /// honest swap moves locations, it never makes one), or, for one an
+    /// attacker handed out, that location itself.
     pub fn permute(&self, graph: &mut Graph) {
         let original: HashMap<u64, f64> = graph
             .location
@@ -156,9 +187,7 @@ impl SwapNet {
             .map(|&x| (Location::from_f64(x).0, x))
             .collect();
         for (slot, now) in graph.location.iter_mut().zip(self.locations()) {
-            if let Some(&x) = original.get(&now.0) {
-                *slot = x;
-            }
+            *slot = original.get(&now.0).copied().unwrap_or(now.as_f64());
         }
     }
 
@@ -213,21 +242,30 @@ impl SwapNet {
 
     /// The earliest timer still due (stale entries dropped).
     fn next_timer(&mut self) -> Option<Time> {
-        let swappers = &self.swappers;
-        next_due(&mut self.timers, |node, at| {
-            swappers[node as usize].next_deadline() == Some(at)
+        let (swappers, attackers) = (&self.swappers, &self.attackers);
+        next_due(&mut self.timers, |node, at| match attackers.get(&node) {
+            Some(a) => a.next_deadline() == Some(at),
+            None => swappers[node as usize].next_deadline() == Some(at),
         })
     }
 
     fn schedule(&mut self, node: NodeIx) {
-        if let Some(at) = self.swappers[node as usize].next_deadline() {
+        let due = match self.attackers.get(&node) {
+            Some(a) => a.next_deadline(),
+            None => self.swappers[node as usize].next_deadline(),
+        };
+        if let Some(at) = due {
             self.timers.push(Reverse((at, node)));
         }
     }
 
     fn feed(&mut self, node: NodeIx, event: SwapEvent<NodeIx>) {
         let n = node as usize;
-        let actions = self.swappers[n].handle(self.now, &mut self.rng, &mut self.routers[n], event);
+        let (now, rng, router) = (self.now, &mut self.rng, &mut self.routers[n]);
+        let actions = match self.attackers.get_mut(&node) {
+            Some(a) => a.handle(now, rng, router, event),
+            None => self.swappers[n].handle(now, rng, router, event),
+        };
         for action in actions {
             match action {
                 SwapAction::Send { to, msg } => {

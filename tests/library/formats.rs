@@ -32,6 +32,10 @@ fn documents() -> Vec<(&'static str, Schema)> {
         ("status", schema_for!(veil::formats::status::StatusOutput)),
         ("sim", schema_for!(veil::sim::runner::SimOutput)),
         ("sim-swap", schema_for!(veil::sim::swap::SwapLine)),
+        (
+            "sim-pitch-black",
+            schema_for!(veil::sim::pitch_black::PitchBlackLine),
+        ),
         ("node-check", schema_for!(veil::node::check::NodeCheck)),
         ("netns", schema_for!(veil::testnet::netns::NetnsPlan)),
     ]

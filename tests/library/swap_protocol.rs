@@ -11,7 +11,9 @@ use rand_chacha::ChaCha8Rng;
 use veil::keys::{Block, Location, RoutingKey};
 use veil::message::swap::{SwapMessage, WireOffer};
 use veil::message::PeerFrame;
-use veil::routing::swap::{commitment, SwapAction, SwapConfig, SwapEvent, Swapper};
+use veil::routing::swap::{
+    offer_commitment, SwapAction, SwapConfig, SwapEvent, SwapOffer, Swapper,
+};
 use veil::routing::{BlockSource, Event, LinkCoins, Router, RouterConfig};
 use veil::sim::graphs;
 use veil::sim::model::Graph;
@@ -155,6 +157,7 @@ fn fast() -> SwapConfig {
         step_timeout_ms: 500,
         max_relays: 64,
         paused: false,
+        ..SwapConfig::default()
     }
 }
 
@@ -303,18 +306,15 @@ fn malformed_unexpected_and_late_messages_are_refused() {
     for m in [
         SwapMessage::SwapReply {
             uid: 5,
-            commit: [1; 32],
+            nonce: [1; 32],
+            offer: offer.clone(),
         },
         SwapMessage::SwapCommit {
             uid: 5,
             nonce: [1; 32],
             offer: offer.clone(),
         },
-        SwapMessage::SwapComplete {
-            uid: 5,
-            nonce: [1; 32],
-            offer: offer.clone(),
-        },
+        SwapMessage::SwapComplete { uid: 5 },
         SwapMessage::SwapRejected { uid: 5 },
     ] {
         assert!(swapper
@@ -326,12 +326,13 @@ fn malformed_unexpected_and_late_messages_are_refused() {
         .handle(0, &mut rng, &mut router, msg(9, stranger))
         .is_empty());
 
-    // A walk ending here: the node answers with its commitment...
+    // A walk ending here: the node answers with its nonce and offer...
     let nonce = [4u8; 32];
+    let theirs = SwapOffer::new(Location(1), vec![Location(2)]).unwrap();
     let request = SwapMessage::SwapRequest {
         uid: 6,
         htl: 1,
-        commit: commitment(&nonce),
+        commit: offer_commitment(&nonce, &theirs),
     };
     let out = swapper.handle(0, &mut rng, &mut router, msg(2, request.clone()));
     assert_eq!(sent(&out), vec![(2, "SwapReply")]);
@@ -346,7 +347,8 @@ fn malformed_unexpected_and_late_messages_are_refused() {
     let out = swapper.handle(0, &mut rng, &mut router, msg(1, request));
     assert_eq!(sent(&out), vec![(1, "SwapRejected")]);
     // ... ignores the reveal from the wrong neighbour, and refuses a reveal
-    // that does not match the commitment: no swap.
+    // that does not match the commitment (a nonce or an offer other than
+    // the committed ones): no swap.
     let reveal = |nonce| SwapMessage::SwapCommit {
         uid: 6,
         nonce,
@@ -356,6 +358,23 @@ fn malformed_unexpected_and_late_messages_are_refused() {
         .handle(0, &mut rng, &mut router, msg(1, reveal(nonce)))
         .is_empty());
     let out = swapper.handle(0, &mut rng, &mut router, msg(2, reveal([5; 32])));
+    assert_eq!(sent(&out), vec![(2, "SwapRejected")]);
+    let request = SwapMessage::SwapRequest {
+        uid: 7,
+        htl: 1,
+        commit: offer_commitment(&nonce, &theirs),
+    };
+    let out = swapper.handle(0, &mut rng, &mut router, msg(2, request));
+    assert_eq!(sent(&out), vec![(2, "SwapReply")]);
+    let shaped = SwapMessage::SwapCommit {
+        uid: 7,
+        nonce,
+        offer: WireOffer {
+            location: 1,
+            neighbours: vec![3],
+        },
+    };
+    let out = swapper.handle(0, &mut rng, &mut router, msg(2, shaped));
     assert_eq!(sent(&out), vec![(2, "SwapRejected")]);
     assert_eq!(router.location(), Location::from_f64(0.5));
     assert_eq!(swapper.stats().swaps, 0);
@@ -444,4 +463,41 @@ fn a_node_that_does_not_swap_refuses_walks_but_follows_its_neighbours() {
     );
     assert_eq!(swapper.next_deadline(), None);
     let _ = rng.next_u64();
+}
+
+#[test]
+fn a_neighbour_gets_a_limited_number_of_walks_per_interval() {
+    let (mut router, mut swapper, mut rng) = lone(true);
+    let limit = SwapConfig::default().walks_per_peer;
+    // Walks below the maximum htl are relayed to the other neighbour,
+    // until neighbour 1 has used its share of this interval.
+    let walk = |uid| SwapEvent::Message {
+        from: 1,
+        msg: SwapMessage::SwapRequest {
+            uid,
+            htl: 3,
+            commit: [0; 32],
+        },
+    };
+    for uid in 0..u64::from(limit) {
+        let out = swapper.handle(10, &mut rng, &mut router, walk(uid));
+        assert_eq!(sent(&out), vec![(2, "SwapRequest")], "walk {uid}");
+    }
+    let out = swapper.handle(10, &mut rng, &mut router, walk(99));
+    assert_eq!(sent(&out), vec![(1, "SwapRejected")]);
+    assert_eq!(swapper.stats().limited, 1);
+    // The other neighbour still has its own; the next interval a new one.
+    let from2 = SwapEvent::Message {
+        from: 2,
+        msg: SwapMessage::SwapRequest {
+            uid: 100,
+            htl: 3,
+            commit: [0; 32],
+        },
+    };
+    let out = swapper.handle(10, &mut rng, &mut router, from2);
+    assert_eq!(sent(&out), vec![(1, "SwapRequest")]);
+    let next = 10 + fast().interval_ms;
+    let out = swapper.handle(next, &mut rng, &mut router, walk(101));
+    assert_eq!(sent(&out), vec![(2, "SwapRequest")]);
 }

@@ -37,10 +37,12 @@ use crate::message::swap::Nonce;
 pub use crate::message::swap::MAX_SWAP_NEIGHBOURS;
 use crate::routing::Time;
 
+mod guard;
 mod offers;
 mod swapper;
 mod vocab;
-pub use offers::commitment;
+pub use guard::SwapGuard;
+pub use offers::offer_commitment;
 pub use swapper::Swapper;
 pub use vocab::{SwapAction, SwapConfig, SwapEvent, SwapStats};
 

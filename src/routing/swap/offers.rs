@@ -1,5 +1,5 @@
 //! What a swap shows of a node, and how: its offer (its location and its
-//! neighbours'), the offer on the wire, the commitment to a nonce, and the
+//! neighbours'), the offer on the wire, the commitment to a nonce and offer, and the
 //! router's side of a swap (a new location for this node or a neighbour).
 
 use rand::{Rng, RngCore};
@@ -11,11 +11,6 @@ use crate::keys::Location;
 use crate::message::swap::{Nonce, SwapMessage, WireOffer};
 use crate::message::Uid;
 use crate::routing::{PeerId, Router};
-
-/// `SHA-256(nonce)`: the commitment to a nonce.
-pub fn commitment(nonce: &Nonce) -> Nonce {
-    Sha256::digest(nonce).into()
-}
 
 impl<P: PeerId> Router<P> {
     /// This node's location is now `location` (it swapped).
@@ -66,9 +61,24 @@ pub(super) fn to_wire(offer: &SwapOffer) -> WireOffer {
     }
 }
 
-/// The other side's offer, if its nonce matches its commitment.
+/// `SHA-256("veil swap offer" ‖ nonce ‖ location ‖ count ‖ neighbours…)`,
+/// integers big-endian: the initiator's commitment to its nonce and offer
+/// together, so that it cannot choose either after seeing the partner's.
+pub fn offer_commitment(nonce: &Nonce, offer: &SwapOffer) -> Nonce {
+    let mut h = Sha256::new()
+        .chain_update(b"veil swap offer")
+        .chain_update(nonce)
+        .chain_update(offer.location().0.to_be_bytes())
+        .chain_update((offer.neighbours().len() as u64).to_be_bytes());
+    for n in offer.neighbours() {
+        h.update(n.0.to_be_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The initiator's offer, if it and its nonce match its commitment.
 pub(super) fn revealed(offer: WireOffer, nonce: &Nonce, commit: &Nonce) -> Option<SwapOffer> {
-    from_wire(offer).filter(|_| commitment(nonce) == *commit)
+    from_wire(offer).filter(|o| offer_commitment(nonce, o) == *commit)
 }
 
 pub(super) fn from_wire(offer: WireOffer) -> Option<SwapOffer> {

@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 
 use rand::{Rng, RngCore};
 
-use super::offers::{commitment, own_offer, pick, reject, revealed, to_wire};
+use super::guard::SwapGuard;
+use super::offers::{from_wire, offer_commitment, own_offer, pick, reject, revealed, to_wire};
 use super::vocab::{SwapAction, SwapConfig, SwapEvent, SwapStats};
 use super::{coin_of, decide_with_coin, SwapOffer, SwapSchedule};
 use crate::keys::Location;
@@ -34,10 +35,10 @@ enum Busy<P> {
         uid: Uid,
         via: P,
         nonce: Nonce,
-        /// The partner's commitment, once its `SwapReply` came.
-        their_commit: Option<Nonce>,
-        /// The offer this node revealed.
-        mine: Option<SwapOffer>,
+        /// The offer this node committed to (with its nonce) in its request.
+        offer: SwapOffer,
+        /// Once the partner's `SwapReply` came: swap or not, and to where.
+        decided: Option<(bool, Location)>,
         deadline: Time,
     },
     Partner {
@@ -45,6 +46,8 @@ enum Busy<P> {
         upstream: P,
         their_commit: Nonce,
         nonce: Nonce,
+        /// The offer this node revealed in its reply.
+        offer: SwapOffer,
         deadline: Time,
     },
 }
@@ -89,6 +92,7 @@ pub struct Swapper<P: PeerId> {
     schedule: SwapSchedule,
     busy: Option<Busy<P>>,
     relays: BTreeMap<Uid, Relay<P>>,
+    guard: SwapGuard<P>,
     stats: SwapStats,
 }
 
@@ -101,6 +105,7 @@ impl<P: PeerId> Swapper<P> {
             schedule,
             busy: None,
             relays: BTreeMap::new(),
+            guard: SwapGuard::new(),
             stats: SwapStats::default(),
         }
     }
@@ -164,7 +169,7 @@ impl<P: PeerId> Swapper<P> {
         &mut self,
         now: Time,
         rng: &mut dyn RngCore,
-        router: &Router<P>,
+        router: &mut Router<P>,
         out: &mut Vec<SwapAction<P>>,
     ) {
         let expired: Vec<Uid> = self
@@ -190,6 +195,15 @@ impl<P: PeerId> Swapper<P> {
         if !self.schedule.due(now, rng) || router.neighbours.is_empty() {
             return;
         }
+        if self.config.crowding_check && self.guard.crowded(router.location()) {
+            // This node holds a location from a crowded part of the circle
+            // (a dishonest swapper's, most likely): it draws a fresh one
+            // instead of attempting, which gives the circle back what the
+            // cluster took.
+            self.stats.relocated += 1;
+            let fresh = Location(rng.next_u64());
+            return self.move_to(router, fresh, out);
+        }
         self.stats.attempts += 1;
         let Some(via) = pick(router.neighbours.keys(), None, rng) else {
             return;
@@ -197,20 +211,21 @@ impl<P: PeerId> Swapper<P> {
         let mut nonce = [0u8; 32];
         rng.fill_bytes(&mut nonce);
         let uid = self.fresh_uid(rng);
+        let offer = own_offer(router);
         out.push(SwapAction::Send {
             to: via.clone(),
             msg: SwapMessage::SwapRequest {
                 uid,
                 htl: self.config.walk_htl,
-                commit: commitment(&nonce),
+                commit: offer_commitment(&nonce, &offer),
             },
         });
         self.busy = Some(Busy::Initiator {
             uid,
             via,
             nonce,
-            their_commit: None,
-            mine: None,
+            offer,
+            decided: None,
             deadline: now + self.walk_timeout(),
         });
     }
@@ -229,6 +244,7 @@ impl<P: PeerId> Swapper<P> {
     }
 
     fn on_link_down(&mut self, peer: &P, out: &mut Vec<SwapAction<P>>) {
+        self.guard.forget(peer);
         let broken: Vec<Uid> = self
             .relays
             .iter()
@@ -294,6 +310,11 @@ impl<P: PeerId> Swapper<P> {
                 return;
             };
             relay.deadline = now + self.config.step_timeout_ms;
+            if let SwapMessage::SwapReply { offer, .. } | SwapMessage::SwapCommit { offer, .. } =
+                &msg
+            {
+                self.guard.saw(Location(offer.location));
+            }
             if matches!(
                 msg,
                 SwapMessage::SwapComplete { .. } | SwapMessage::SwapRejected { .. }
@@ -317,13 +338,11 @@ impl<P: PeerId> Swapper<P> {
                     self.stats.failed += 1;
                 }
             }
-            SwapMessage::SwapReply { commit, .. } => self.on_reply(now, router, commit, out),
+            SwapMessage::SwapReply { nonce, offer, .. } => self.on_reply(now, nonce, offer, out),
             SwapMessage::SwapCommit { nonce, offer, .. } => {
                 self.on_commit(router, nonce, offer, out)
             }
-            SwapMessage::SwapComplete { nonce, offer, .. } => {
-                self.on_complete(router, nonce, offer, out)
-            }
+            SwapMessage::SwapComplete { .. } => self.on_complete(router, out),
             SwapMessage::SwapRequest { .. } | SwapMessage::LocationChanged { .. } => {}
         }
     }
@@ -347,6 +366,11 @@ impl<P: PeerId> Swapper<P> {
         let known =
             self.relays.contains_key(&uid) || self.busy.as_ref().is_some_and(|b| b.uid() == uid);
         if !self.active || known {
+            return reject(out, from, uid);
+        }
+        let (interval, limit) = (self.config.interval_ms, self.config.walks_per_peer);
+        if !self.guard.take_walk(&from, now, interval, limit) {
+            self.stats.limited += 1;
             return reject(out, from, uid);
         }
         // At the maximum the walk's budget falls only on a coin, so the
@@ -388,11 +412,16 @@ impl<P: PeerId> Swapper<P> {
                 let mut nonce = [0u8; 32];
                 rng.fill_bytes(&mut nonce);
                 self.stats.answered += 1;
+                // Revealed at once: the initiator is bound to the nonce and
+                // offer it committed to, so neither side can shape its
+                // offer or its nonce to the other's.
+                let offer = own_offer(router);
                 out.push(SwapAction::Send {
                     to: from.clone(),
                     msg: SwapMessage::SwapReply {
                         uid,
-                        commit: commitment(&nonce),
+                        nonce,
+                        offer: to_wire(&offer),
                     },
                 });
                 self.busy = Some(Busy::Partner {
@@ -400,51 +429,63 @@ impl<P: PeerId> Swapper<P> {
                     upstream: from,
                     their_commit: commit,
                     nonce,
+                    offer,
                     deadline: now + self.walk_timeout(),
                 });
             }
         }
     }
 
-    /// The initiator has the partner's commitment: reveal nonce and offer.
+    /// The initiator has the partner's nonce and offer: decide, and reveal
+    /// its own (or refuse a crowded location before anything moved).
     fn on_reply(
         &mut self,
         now: Time,
-        router: &Router<P>,
-        commit: Nonce,
+        their_nonce: Nonce,
+        offer: WireOffer,
         out: &mut Vec<SwapAction<P>>,
     ) {
-        let step = self.config.step_timeout_ms;
+        let step = self.config.step_timeout_ms * Time::from(self.config.walk_htl.max(1));
         let Some(Busy::Initiator {
             uid,
             via,
             nonce,
-            their_commit,
-            mine,
-            deadline,
-        }) = &mut self.busy
+            offer: mine,
+            decided: None,
+            ..
+        }) = &self.busy
         else {
-            return;
-        };
-        if their_commit.is_some() {
             return; // a second reply: ignored
+        };
+        let (uid, via) = (*uid, via.clone());
+        let Some(theirs) = from_wire(offer) else {
+            self.busy = None;
+            self.stats.failed += 1;
+            return reject(out, via, uid);
+        };
+        let swap = Self::decide(mine, nonce, &theirs, &their_nonce);
+        let msg = SwapMessage::SwapCommit {
+            uid,
+            nonce: *nonce,
+            offer: to_wire(mine),
+        };
+        if self.refuses(swap, theirs.location()) {
+            self.busy = None;
+            self.stats.failed += 1;
+            return reject(out, via, uid);
         }
-        let offer = own_offer(router);
-        out.push(SwapAction::Send {
-            to: via.clone(),
-            msg: SwapMessage::SwapCommit {
-                uid: *uid,
-                nonce: *nonce,
-                offer: to_wire(&offer),
-            },
-        });
-        *their_commit = Some(commit);
-        *mine = Some(offer);
-        *deadline = now + step * Time::from(self.config.walk_htl.max(1));
+        out.push(SwapAction::Send { to: via, msg });
+        if let Some(Busy::Initiator {
+            decided, deadline, ..
+        }) = &mut self.busy
+        {
+            *decided = Some((swap, theirs.location()));
+            *deadline = now + step;
+        }
     }
 
-    /// The partner has the initiator's nonce and offer: decide, reveal, and
-    /// swap if the coin says so.
+    /// The partner has the initiator's nonce and offer: check them against
+    /// the commitment, decide, and confirm (or refuse a crowded location).
     fn on_commit(
         &mut self,
         router: &mut Router<P>,
@@ -457,6 +498,7 @@ impl<P: PeerId> Swapper<P> {
             upstream,
             their_commit,
             nonce,
+            offer: mine,
             ..
         }) = self.busy.take_if(|b| matches!(b, Busy::Partner { .. }))
         else {
@@ -467,64 +509,69 @@ impl<P: PeerId> Swapper<P> {
             // not the neighbour that relayed it, is at fault): no swap.
             return reject(out, upstream, uid);
         };
-        let mine = own_offer(router);
+        let swap = Self::decide(&theirs, &their_nonce, &mine, &nonce);
+        if self.refuses(swap, theirs.location()) {
+            return reject(out, upstream, uid);
+        }
         out.push(SwapAction::Send {
             to: upstream,
-            msg: SwapMessage::SwapComplete {
-                uid,
-                nonce,
-                offer: to_wire(&mine),
-            },
+            msg: SwapMessage::SwapComplete { uid },
         });
-        self.settle(router, (&theirs, &their_nonce), (&mine, &nonce), false, out);
-    }
-
-    /// The initiator has the partner's nonce and offer: decide and swap.
-    fn on_complete(
-        &mut self,
-        router: &mut Router<P>,
-        their_nonce: Nonce,
-        offer: WireOffer,
-        out: &mut Vec<SwapAction<P>>,
-    ) {
-        let Some(Busy::Initiator {
-            nonce,
-            their_commit: Some(their_commit),
-            mine: Some(mine),
-            ..
-        }) = self
-            .busy
-            .take_if(|b| matches!(b, Busy::Initiator { mine: Some(_), .. }))
-        else {
-            return;
-        };
-        let Some(theirs) = revealed(offer, &their_nonce, &their_commit) else {
-            self.stats.failed += 1;
-            return;
-        };
-        self.settle(router, (&mine, &nonce), (&theirs, &their_nonce), true, out);
-    }
-
-    /// Decide, the initiator's offer and nonce first on both sides (the same
-    /// numbers in the same order, so both agree), and on a swap take the
-    /// other side's location (the partner's if `initiator`).
-    fn settle(
-        &mut self,
-        router: &mut Router<P>,
-        (a, na): (&SwapOffer, &Nonce),
-        (b, nb): (&SwapOffer, &Nonce),
-        initiator: bool,
-        out: &mut Vec<SwapAction<P>>,
-    ) {
-        let (a_rest, b_rest) = SwapOffer::without_link(a, b);
-        if decide_with_coin(&a_rest, &b_rest, coin_of(na, nb)) {
-            let to = if initiator { b } else { a };
-            self.swap_to(router, to.location(), out);
+        if swap {
+            self.swap_to(router, theirs.location(), out);
         }
     }
 
-    /// Take `location`, tell every neighbour, count the swap.
+    /// The partner confirmed: the initiator swaps if the rule said so.
+    fn on_complete(&mut self, router: &mut Router<P>, out: &mut Vec<SwapAction<P>>) {
+        if let Some(Busy::Initiator {
+            decided: Some((swap, to)),
+            ..
+        }) = self.busy.take_if(|b| {
+            matches!(
+                b,
+                Busy::Initiator {
+                    decided: Some(_),
+                    ..
+                }
+            )
+        }) {
+            if swap {
+                self.swap_to(router, to, out);
+            }
+        }
+    }
+
+    /// The rule, the initiator's offer and nonce first on both sides (the
+    /// same numbers in the same order, so both agree).
+    fn decide(a: &SwapOffer, na: &Nonce, b: &SwapOffer, nb: &Nonce) -> bool {
+        let (a_rest, b_rest) = SwapOffer::without_link(a, b);
+        decide_with_coin(&a_rest, &b_rest, coin_of(na, nb))
+    }
+
+    /// Does this node refuse to take `location` (a crowded part of the
+    /// circle) when the rule says `swap`? The location joins the sample.
+    fn refuses(&mut self, swap: bool, location: Location) -> bool {
+        let crowded = swap && self.config.crowding_check && self.guard.crowded(location);
+        self.guard.saw(location);
+        self.stats.refused_crowded += u64::from(crowded);
+        crowded
+    }
+
+    /// Take `location` by a swap, tell every neighbour, count it.
     fn swap_to(
+        &mut self,
+        router: &mut Router<P>,
+        location: Location,
+        out: &mut Vec<SwapAction<P>>,
+    ) {
+        self.stats.swaps += 1;
+        self.schedule.record(true);
+        self.move_to(router, location, out);
+    }
+
+    /// Take `location` and tell every neighbour.
+    fn move_to(
         &mut self,
         router: &mut Router<P>,
         location: Location,
@@ -532,8 +579,6 @@ impl<P: PeerId> Swapper<P> {
     ) {
         let from = router.location();
         router.set_location(location);
-        self.stats.swaps += 1;
-        self.schedule.record(true);
         for peer in router.neighbours.keys() {
             out.push(SwapAction::Send {
                 to: peer.clone(),

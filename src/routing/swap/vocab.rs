@@ -17,6 +17,14 @@ pub struct SwapConfig {
     pub step_timeout_ms: u64,
     /// Walks this node relays at once; more are refused.
     pub max_relays: usize,
+    /// Walks this node takes from one neighbour per `interval_ms` (to
+    /// answer or relay); more are refused. An honest neighbour sends about
+    /// one (`routing/swap/guard.rs`).
+    pub walks_per_peer: u32,
+    /// Refuse to take a location in a crowded part of the circle, by the
+    /// offers this node has seen (the defence against Pitch Black,
+    /// `routing/swap/guard.rs`).
+    pub crowding_check: bool,
     /// Start with this node's own attempts paused (it still relays and
     /// answers); a testnet resumes them over the client API.
     pub paused: bool,
@@ -29,6 +37,8 @@ impl Default for SwapConfig {
             walk_htl: 10,
             step_timeout_ms: 10_000,
             max_relays: 64,
+            walks_per_peer: 8,
+            crowding_check: true,
             paused: false,
         }
     }
@@ -75,4 +85,13 @@ pub struct SwapStats {
     pub relayed: u64,
     /// Attempts this node answered as partner.
     pub answered: u64,
+    /// Walks refused because their neighbour sent too many.
+    #[serde(default)]
+    pub limited: u64,
+    /// Swaps refused because the location to take was crowded.
+    #[serde(default)]
+    pub refused_crowded: u64,
+    /// Fresh random locations drawn because this node's own was crowded.
+    #[serde(default)]
+    pub relocated: u64,
 }
