@@ -37,6 +37,10 @@ pub struct SimArgs {
     /// neighbour's location) or foaf (also by its neighbours' locations).
     #[arg(long, default_value_t = veil::routing::Lookahead::None)]
     pub lookahead: veil::routing::Lookahead,
+    /// What a hop costs veil's requests: hop (one HTL each) or progress
+    /// (nothing while it brings the request closer to its key).
+    #[arg(long, default_value_t = veil::routing::HtlRule::Hop)]
+    pub htl_rule: veil::routing::HtlRule,
     /// Flooding TTL of the baselines that flood.
     #[arg(long, default_value_t = 7)]
     pub ttl: u32,
@@ -107,6 +111,7 @@ impl SimArgs {
                 nodes: self.nodes,
                 rounds: self.rounds,
                 lookahead: self.lookahead,
+                htl_rule: self.htl_rule,
                 json: self.json,
                 attackers: self.attackers,
                 defence: !self.no_defence,
@@ -134,6 +139,7 @@ impl SimArgs {
             degree: self.degree,
             htl: self.htl,
             lookahead: self.lookahead,
+            htl_rule: self.htl_rule,
             ttl: self.ttl,
             requests: self.requests.unwrap_or(1000),
             fail: self.fail,

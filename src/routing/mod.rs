@@ -71,9 +71,9 @@ use crate::routing::repeats::Repeats;
 use crate::routing::search::{OnReply, Origin, Request, Search, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
-    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, Lookahead, Misbehaviour, Op,
-    PeerId, RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig, DEFAULT_MAX_HTL,
-    DEFAULT_REPLICATE_HTL,
+    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, HtlRule, Lookahead,
+    Misbehaviour, Op, PeerId, RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig,
+    DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL,
 };
 
 /// One search's identity at a node: its uid *and* its key (uid scoping).
@@ -511,10 +511,21 @@ impl<P: PeerId> Router<P> {
         // A budget of zero ends the search at once, with the answer rule 1
         // (get) or rule 7 (put, this node is the sink) prescribe.
         let coins = self.neighbours.get(&from).map(|n| n.coins);
-        let budget = self
+        let mut budget = self
             .policy
             .accept(htl, max, coins.unwrap_or_default(), cx.rng)
             .min(htl);
+        if self.config.htl_rule == HtlRule::Progress && budget < htl {
+            // A hop towards the key is free (paid back on a retry below).
+            let target = key.location();
+            let closer = self
+                .neighbours
+                .get(&from)
+                .is_some_and(|n| self.location.distance(target) < n.location.distance(target));
+            if closer {
+                budget = htl;
+            }
+        }
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.inflight += 1;
         }

@@ -349,6 +349,14 @@ impl<P: Clone + Ord> Search<P> {
                 self.budget = self.budget.min(htl);
                 None
             }
+            // Under the progress rule a loop costs nothing: the peer was
+            // already on this search, one message found it out, and each
+            // node tries each neighbour once.
+            (_, Message::RejectedLoop { .. })
+                if view.config.htl_rule == crate::routing::HtlRule::Progress =>
+            {
+                None
+            }
             (_, Message::RejectedLoop { .. } | Message::RejectedOverload { .. }) => {
                 self.budget = self.budget.saturating_sub(1);
                 None

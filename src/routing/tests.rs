@@ -418,3 +418,31 @@ fn foaf_routes_to_the_neighbour_whose_neighbour_is_closest() {
     let next = m.from(3, Message::RouteNotFound { uid: 9, htl: 8 });
     assert_eq!(next, vec![send(2, request(9, 8))]);
 }
+
+#[test]
+fn under_the_progress_rule_a_hop_towards_the_key_is_free_and_a_loop_costs_nothing() {
+    let progress = RouterConfig {
+        htl_rule: HtlRule::Progress,
+        ..RouterConfig::default()
+    };
+    // This node (at 0) is farther from the key (0.19) than its sender
+    // (0.1): the hop costs one, as under the hop rule.
+    let mut n = Node::new(progress.clone());
+    assert_eq!(n.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
+    // Peer 2 already has the request: the loop costs nothing here ...
+    let next = n.from(2, Message::RejectedLoop { uid: 9 });
+    assert_eq!(next, vec![send(3, request(9, 9))]);
+    // ... and one under the hop rule.
+    let mut h = Node::new(RouterConfig::default());
+    assert_eq!(h.from(1, request(9, 10)), vec![send(2, request(9, 9))]);
+    let next = h.from(2, Message::RejectedLoop { uid: 9 });
+    assert_eq!(next, vec![send(3, request(9, 8))]);
+
+    // A node closer to the key than its sender keeps the HTL it got ...
+    let mut c = Node::new(progress);
+    c.router.set_location(Location::from_f64(0.185));
+    assert_eq!(c.from(1, request(7, 10)), vec![send(2, request(7, 10))]);
+    // ... and pays the free hop back when it has to try another neighbour.
+    let next = c.from(2, Message::RouteNotFound { uid: 7, htl: 10 });
+    assert_eq!(next, vec![send(3, request(7, 9))]);
+}

@@ -69,6 +69,50 @@ pub struct RouterConfig {
     /// How a search ranks its candidates: by their own locations (`"none"`,
     /// the lecture's greedy rule) or also by their neighbours' (`"foaf"`).
     pub lookahead: Lookahead,
+    /// What a hop costs: one HTL each (`"hop"`, the lecture's rule) or
+    /// nothing while it brings the request closer to its key than the node
+    /// it came from (`"progress"`).
+    pub htl_rule: HtlRule,
+}
+
+/// What a hop costs of a request's hops-to-live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HtlRule {
+    /// Every node that accepts a request takes one off (under the
+    /// anonymity mode's policy): the lecture's rule, and the trace in
+    /// `tests/golden/seed-a-f.trace`.
+    #[default]
+    Hop,
+    /// A node closer to the key than the neighbour that sent the request
+    /// keeps the HTL it received: progress is free, and the budget is
+    /// spent on the hops that lead away from the key, which is where dead
+    /// ends and backtracking are. The free hop is paid back if the node
+    /// has to try a second neighbour (as any free hop, `docs/protocol.md`
+    /// §4), and a request can never revisit a node (loops are refused), so
+    /// a search still ends: every free hop strictly approaches the key.
+    Progress,
+}
+
+impl std::str::FromStr for HtlRule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "hop" => Ok(HtlRule::Hop),
+            "progress" => Ok(HtlRule::Progress),
+            _ => Err(format!("{s:?} is not an HTL rule: hop or progress")),
+        }
+    }
+}
+
+impl std::fmt::Display for HtlRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            HtlRule::Hop => "hop",
+            HtlRule::Progress => "progress",
+        })
+    }
 }
 
 /// How a search ranks the neighbours it may send a request to.
@@ -202,6 +246,7 @@ impl Default for RouterConfig {
             replicate_htl: DEFAULT_REPLICATE_HTL,
             tunnel: TunnelConfig::default(),
             lookahead: Lookahead::None,
+            htl_rule: HtlRule::Hop,
         }
     }
 }

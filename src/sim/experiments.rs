@@ -34,6 +34,8 @@ pub struct ExperimentOptions {
     pub rounds: Option<usize>,
     /// How the measuring lookups rank candidates (`--lookahead`; `swap`).
     pub lookahead: crate::routing::Lookahead,
+    /// What a hop costs (`--htl-rule`; `swap`, `pitch-black`).
+    pub htl_rule: crate::routing::HtlRule,
     /// End with one JSON line (`--json`; a one-size `swap` run, a
     /// one-fraction `pitch-black` run).
     pub json: bool,
@@ -79,6 +81,7 @@ impl Default for ExperimentOptions {
             nodes: None,
             rounds: None,
             lookahead: crate::routing::Lookahead::None,
+            htl_rule: crate::routing::HtlRule::Hop,
             json: false,
             attackers: None,
             defence: true,

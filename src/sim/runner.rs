@@ -93,6 +93,8 @@ pub struct SimOptions {
     pub htl: Htl,
     /// How veil's searches rank candidates (`--lookahead`).
     pub lookahead: Lookahead,
+    /// What a hop costs of the HTL (`--htl-rule`).
+    pub htl_rule: crate::routing::HtlRule,
     pub ttl: u32,
     pub requests: usize,
     pub fail: f64,
@@ -118,6 +120,7 @@ impl Default for SimOptions {
             degree: 10,
             htl: crate::routing::DEFAULT_MAX_HTL,
             lookahead: Lookahead::None,
+            htl_rule: crate::routing::HtlRule::Hop,
             ttl: 7,
             requests: 1000,
             fail: 0.0,
@@ -226,6 +229,7 @@ pub fn build_model(
         let config = RouterConfig {
             max_htl: opts.htl,
             lookahead: opts.lookahead,
+            htl_rule: opts.htl_rule,
             ..RouterConfig::default()
         };
         let mut model = FreenetModel::new(graph, opts.anonymity, config, opts.latency, opts.seed);

@@ -114,6 +114,9 @@ pub struct SwapLine {
     pub rounds: usize,
     pub seed: u64,
     pub lookahead: String,
+    /// What a hop of the measuring lookups costs (`hop` or `progress`).
+    #[serde(default)]
+    pub htl_rule: String,
     /// Lookup success after `rounds` rounds.
     pub success: f64,
     /// The same graph on ordered locations.
@@ -140,6 +143,7 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         seed: opts.seed,
         topology: "swap".into(),
         lookahead: opts.lookahead,
+        htl_rule: opts.htl_rule,
         ..SimOptions::default()
     };
     let mut checkpoints: Vec<usize> = SWAP_CHECKPOINTS
@@ -163,6 +167,7 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         rounds,
         seed: opts.seed,
         lookahead: opts.lookahead.to_string(),
+        htl_rule: opts.htl_rule.to_string(),
         success: last.report.success_rate,
         ideal_success: ideal.report.success_rate,
         hops_mean: last.report.hops_mean,

@@ -144,6 +144,7 @@ fn sim_options(opts: &ExperimentOptions, nodes: usize) -> SimOptions {
         seed: opts.seed,
         topology: "swap".into(),
         lookahead: opts.lookahead,
+        htl_rule: opts.htl_rule,
         ..SimOptions::default()
     }
 }
