@@ -178,6 +178,12 @@ fn a_one_size_swap_run_ends_with_one_json_line() {
         "400",
         "--rounds",
         "30",
+        "--embedding",
+        "swap",
+        "--lookahead",
+        "none",
+        "--htl-rule",
+        "hop",
         "--requests",
         "300",
         "--seed",
@@ -261,4 +267,40 @@ fn a_pitch_black_run_ends_with_one_json_line_and_the_defence_holds() {
         std::fs::write(&line_json, line).unwrap();
         python_reads("sim-pitch-black", &[&line_json]);
     }
+}
+
+/// The default one-size `swap` run: locations from the tree embedding's
+/// messages, measured with FOAF lookahead and the progress rule; at 3,000
+/// nodes it finds nearly everything after a few rounds, with short paths.
+#[test]
+fn a_one_size_tree_embedding_run_finds_its_keys() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let text = veil_ok(&[
+        "sim",
+        "--experiment",
+        "swap",
+        "--nodes",
+        "3000",
+        "--rounds",
+        "5",
+        "--requests",
+        "500",
+        "--seed",
+        "4",
+        "--json",
+        "--out",
+        out,
+    ]);
+    let last = text.lines().last().expect("a line");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    assert_eq!(v["embedding"], "tree", "{v}");
+    assert_eq!(v["lookahead"], "foaf", "{v}");
+    assert_eq!(v["htl_rule"], "progress", "{v}");
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(f("success") >= 0.95, "{v}");
+    assert!(f("hops_mean") > 1.0 && f("hops_mean") < 12.0, "{v}");
+    // Pre-order ranks are not short links: the tree does not need them.
+    assert!(f("link_length") > f("ideal_link_length"), "{v}");
+    assert_eq!(v["swaps"].as_u64(), Some(0), "{v}");
 }

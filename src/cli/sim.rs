@@ -35,12 +35,14 @@ pub struct SimArgs {
     pub htl: u8,
     /// How veil's searches rank candidates: none (greedy by each
     /// neighbour's location) or foaf (also by its neighbours' locations).
-    #[arg(long, default_value_t = veil::routing::Lookahead::None)]
-    pub lookahead: veil::routing::Lookahead,
+    /// Default none; foaf for a one-size `--experiment swap`.
+    #[arg(long)]
+    pub lookahead: Option<veil::routing::Lookahead>,
     /// What a hop costs veil's requests: hop (one HTL each) or progress
-    /// (nothing while it brings the request closer to its key).
-    #[arg(long, default_value_t = veil::routing::HtlRule::Hop)]
-    pub htl_rule: veil::routing::HtlRule,
+    /// (nothing while it brings the request closer to its key). Default
+    /// hop; progress for a one-size `--experiment swap`.
+    #[arg(long)]
+    pub htl_rule: Option<veil::routing::HtlRule>,
     /// Flooding TTL of the baselines that flood.
     #[arg(long, default_value_t = 7)]
     pub ttl: u32,
@@ -81,6 +83,10 @@ pub struct SimArgs {
     /// with one JSON line).
     #[arg(long)]
     pub json: bool,
+    /// How a one-size `--experiment swap` run finds locations: tree (a
+    /// spanning-tree embedding, the default) or swap (location swapping).
+    #[arg(long, default_value_t = veil::sim::swap::Embedding::Tree)]
+    pub embedding: veil::sim::swap::Embedding,
     /// Fraction of nodes that swap dishonestly (`--experiment
     /// pitch-black`; without it, 0.001, 0.01 and 0.05).
     #[arg(long, value_name = "FRACTION")]
@@ -103,6 +109,10 @@ impl SimArgs {
     pub fn run(self) -> anyhow::Result<String> {
         let progress = std::io::stderr().is_terminal();
         if let Some(name) = self.experiment {
+            use veil::routing::{HtlRule, Lookahead};
+            // A one-size swap run measures self-organisation at scale with
+            // the routing that scales (docs/sim.md).
+            let one_size_swap = name == "swap" && (self.nodes.is_some() || self.rounds.is_some());
             let opts = veil::sim::experiments::ExperimentOptions {
                 out: self.out,
                 seed: self.seed,
@@ -110,8 +120,17 @@ impl SimArgs {
                 requests: self.requests,
                 nodes: self.nodes,
                 rounds: self.rounds,
-                lookahead: self.lookahead,
-                htl_rule: self.htl_rule,
+                lookahead: self.lookahead.unwrap_or(if one_size_swap {
+                    Lookahead::Foaf
+                } else {
+                    Lookahead::None
+                }),
+                htl_rule: self.htl_rule.unwrap_or(if one_size_swap {
+                    HtlRule::Progress
+                } else {
+                    HtlRule::Hop
+                }),
+                embedding: self.embedding,
                 json: self.json,
                 attackers: self.attackers,
                 defence: !self.no_defence,
@@ -138,8 +157,8 @@ impl SimArgs {
             nodes: self.nodes.unwrap_or(1000),
             degree: self.degree,
             htl: self.htl,
-            lookahead: self.lookahead,
-            htl_rule: self.htl_rule,
+            lookahead: self.lookahead.unwrap_or_default(),
+            htl_rule: self.htl_rule.unwrap_or_default(),
             ttl: self.ttl,
             requests: self.requests.unwrap_or(1000),
             fail: self.fail,

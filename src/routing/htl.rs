@@ -13,6 +13,20 @@ use sha2::{Digest, Sha256};
 use crate::message::Htl;
 use crate::routing::Op;
 
+/// Does a node at `own`, which accepted a request from a neighbour at
+/// `sender` for a key at `target`, keep the HTL it received? Under
+/// [`HtlRule::Progress`](super::HtlRule::Progress), when it is closer to
+/// the key than the sender (`docs/protocol.md`, "The progress rule").
+pub fn progress_is_free(
+    rule: super::HtlRule,
+    own: crate::keys::Location,
+    sender: Option<crate::keys::Location>,
+    target: crate::keys::Location,
+) -> bool {
+    rule == super::HtlRule::Progress
+        && sender.is_some_and(|s| own.distance(target) < s.distance(target))
+}
+
 /// How a node protects the originator of its client's requests: the
 /// `anonymity` setting of `node.toml`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -49,6 +49,7 @@ mod flows;
 pub mod htl;
 mod neighbours;
 pub use neighbours::MAX_FOAF;
+pub mod embed;
 mod pool;
 mod repeats;
 mod search;
@@ -515,16 +516,11 @@ impl<P: PeerId> Router<P> {
             .policy
             .accept(htl, max, coins.unwrap_or_default(), cx.rng)
             .min(htl);
-        if self.config.htl_rule == HtlRule::Progress && budget < htl {
-            // A hop towards the key is free (paid back on a retry below).
-            let target = key.location();
-            let closer = self
-                .neighbours
-                .get(&from)
-                .is_some_and(|n| self.location.distance(target) < n.location.distance(target));
-            if closer {
-                budget = htl;
-            }
+        // Under the progress rule a hop towards the key is free (paid back
+        // on a retry below).
+        let sender = self.neighbours.get(&from).map(|n| n.location);
+        if htl::progress_is_free(self.config.htl_rule, self.location, sender, key.location()) {
+            budget = htl;
         }
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.inflight += 1;

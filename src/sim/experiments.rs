@@ -36,6 +36,8 @@ pub struct ExperimentOptions {
     pub lookahead: crate::routing::Lookahead,
     /// What a hop costs (`--htl-rule`; `swap`, `pitch-black`).
     pub htl_rule: crate::routing::HtlRule,
+    /// How a one-size `swap` run finds locations (`--embedding`).
+    pub embedding: crate::sim::swap::Embedding,
     /// End with one JSON line (`--json`; a one-size `swap` run, a
     /// one-fraction `pitch-black` run).
     pub json: bool,
@@ -82,6 +84,7 @@ impl Default for ExperimentOptions {
             rounds: None,
             lookahead: crate::routing::Lookahead::None,
             htl_rule: crate::routing::HtlRule::Hop,
+            embedding: crate::sim::swap::Embedding::Swap,
             json: false,
             attackers: None,
             defence: true,

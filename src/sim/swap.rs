@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::routing::swap::SwapConfig;
 use crate::routing::Time;
+pub use crate::sim::embed_net::EmbedNet;
 use crate::sim::engine::Latency;
 use crate::sim::experiments::{self, ExperimentOptions, ExperimentResult};
 use crate::sim::graphs;
@@ -75,8 +76,52 @@ pub struct SwapPoint {
 /// each of `checkpoints` (ascending round counts). The last point is the
 /// same graph with its ideal ordered locations, `i / N`.
 pub fn converge(opts: &SimOptions, checkpoints: &[usize]) -> Result<Vec<SwapPoint>, SimError> {
+    converge_with(opts, checkpoints, Embedding::Swap)
+}
+
+/// How the nodes find their locations (`--embedding`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Embedding {
+    /// Location swapping (Sandberg 2006; `routing::swap`).
+    #[default]
+    Swap,
+    /// Pre-order ranks of a breadth-first spanning tree
+    /// (`routing::embed`), no swapping.
+    Tree,
+}
+
+impl std::str::FromStr for Embedding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "swap" => Ok(Embedding::Swap),
+            "tree" => Ok(Embedding::Tree),
+            _ => Err(format!("{s:?} is not an embedding: swap or tree")),
+        }
+    }
+}
+
+impl std::fmt::Display for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Embedding::Swap => "swap",
+            Embedding::Tree => "tree",
+        })
+    }
+}
+
+/// [`converge`] with the locations found by `embedding`: swapping, or the
+/// tree embedding's messages run for the same virtual time.
+pub fn converge_with(
+    opts: &SimOptions,
+    checkpoints: &[usize],
+    embedding: Embedding,
+) -> Result<Vec<SwapPoint>, SimError> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut graph = graphs::swap_start(opts.nodes, opts.degree, &mut rng);
+    if embedding == Embedding::Tree {
+        return converge_tree(opts, checkpoints, graph);
+    }
     let mut net = net(&graph, opts.seed ^ 0x5357_4150);
     let measure = |graph: &Graph, rounds: Option<usize>, count: SwapTally| {
         let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
@@ -103,6 +148,39 @@ pub fn converge(opts: &SimOptions, checkpoints: &[usize]) -> Result<Vec<SwapPoin
     Ok(points)
 }
 
+fn converge_tree(
+    opts: &SimOptions,
+    checkpoints: &[usize],
+    mut graph: Graph,
+) -> Result<Vec<SwapPoint>, SimError> {
+    let config = crate::routing::embed::EmbedConfig::default();
+    let mut net = EmbedNet::new(&graph, &config, Latency::default(), opts.seed ^ 0x7472_6565);
+    let mut points = Vec::new();
+    let mut measure = |graph: &Graph, rounds: Option<usize>, messages: u64| {
+        let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
+        points.push(SwapPoint {
+            nodes: graph.nodes(),
+            rounds,
+            attempts: messages,
+            swaps: 0,
+            failed: 0,
+            timed_out: 0,
+            mean_link_length: mean_link_length(graph),
+            report,
+        });
+        Ok::<_, SimError>(())
+    };
+    for &target in checkpoints {
+        net.run_until(rounds_time(target));
+        net.apply(&mut graph);
+        measure(&graph, Some(target), net.delivered)?;
+    }
+    let n = graph.nodes();
+    graph.location = (0..n).map(|i| i as f64 / n as f64).collect();
+    measure(&graph, None, 0)?;
+    Ok(points)
+}
+
 /// Rounds of a one-size run when `--rounds` is not given.
 pub const DEFAULT_ROUNDS: usize = 200;
 
@@ -117,6 +195,9 @@ pub struct SwapLine {
     /// What a hop of the measuring lookups costs (`hop` or `progress`).
     #[serde(default)]
     pub htl_rule: String,
+    /// How the locations were found: `swap` or `tree`.
+    #[serde(default)]
+    pub embedding: String,
     /// Lookup success after `rounds` rounds.
     pub success: f64,
     /// The same graph on ordered locations.
@@ -146,6 +227,7 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         htl_rule: opts.htl_rule,
         ..SimOptions::default()
     };
+    let embedding = opts.embedding;
     let mut checkpoints: Vec<usize> = SWAP_CHECKPOINTS
         .iter()
         .copied()
@@ -154,7 +236,7 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     checkpoints.push(rounds);
     let bar = experiments::bar(opts, 1, "swap");
     bar.set_message(format!("N = {nodes}, {rounds} rounds"));
-    let points = converge(&sim, &checkpoints)?;
+    let points = converge_with(&sim, &checkpoints, embedding)?;
     bar.finish_and_clear();
     let last = points.iter().rev().find(|p| p.rounds.is_some());
     let ideal = points.iter().find(|p| p.rounds.is_none());
@@ -168,6 +250,7 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         seed: opts.seed,
         lookahead: opts.lookahead.to_string(),
         htl_rule: opts.htl_rule.to_string(),
+        embedding: embedding.to_string(),
         success: last.report.success_rate,
         ideal_success: ideal.report.success_rate,
         hops_mean: last.report.hops_mean,

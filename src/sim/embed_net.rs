@@ -1,0 +1,139 @@
+//! The tree embedding by its messages (`routing::embed::Embedder`, one
+//! per node) on one virtual clock with the engine's link latencies: what
+//! `veil sim --experiment swap --embedding tree` runs instead of swapping.
+//! Nothing here decides anything: it delivers messages and fires ticks.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::keys::Location;
+use crate::routing::embed::{EmbedAction, EmbedConfig, EmbedEvent, EmbedMessage, Embedder};
+use crate::routing::Time;
+use crate::sim::engine::Latency;
+use crate::sim::model::{Graph, NodeIx};
+
+/// Events a run may handle per virtual millisecond before it stops (a
+/// guard against a message storm).
+const MAX_EVENTS_PER_MS: u64 = 1_000;
+
+/// Every node's embedder, one clock.
+pub struct EmbedNet {
+    nodes: Vec<Embedder<NodeIx>>,
+    latency: Latency,
+    seed: u64,
+    /// (arrival, order, slot in `messages`).
+    queue: BinaryHeap<Reverse<(Time, u64, usize)>>,
+    messages: Vec<Option<(NodeIx, NodeIx, EmbedMessage)>>,
+    free: Vec<usize>,
+    timers: BinaryHeap<Reverse<(Time, NodeIx)>>,
+    now: Time,
+    seq: u64,
+    /// Messages delivered.
+    pub delivered: u64,
+}
+
+impl EmbedNet {
+    /// An embedder per node of `graph`, linked along its edges.
+    pub fn new(graph: &Graph, config: &EmbedConfig, latency: Latency, seed: u64) -> EmbedNet {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let nodes = (0..graph.nodes())
+            .map(|_| Embedder::new(config.clone(), 0, &mut rng))
+            .collect();
+        let mut net = EmbedNet {
+            nodes,
+            latency,
+            seed,
+            queue: BinaryHeap::new(),
+            messages: Vec::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            now: 0,
+            seq: 0,
+            delivered: 0,
+        };
+        for (i, adj) in graph.adj.iter().enumerate() {
+            for &peer in adj {
+                net.feed(i as NodeIx, EmbedEvent::LinkUp { peer });
+            }
+            let at = net.nodes[i].next_deadline();
+            net.timers.push(Reverse((at, i as NodeIx)));
+        }
+        net
+    }
+
+    /// Each node's location so far (`None` until its first interval).
+    pub fn locations(&self) -> impl Iterator<Item = Option<Location>> + '_ {
+        self.nodes.iter().map(Embedder::location)
+    }
+
+    /// Write the locations reached into `graph` (nodes without one keep
+    /// theirs).
+    pub fn apply(&self, graph: &mut Graph) {
+        for (slot, at) in graph.location.iter_mut().zip(self.locations()) {
+            if let Some(at) = at {
+                *slot = at.as_f64();
+            }
+        }
+    }
+
+    /// Deliver messages and fire ticks until virtual time `until`.
+    pub fn run_until(&mut self, until: Time) {
+        let budget = until
+            .saturating_sub(self.now)
+            .saturating_mul(MAX_EVENTS_PER_MS);
+        for _ in 0..budget.max(1) {
+            let msg = self.queue.peek().map(|Reverse(m)| m.0);
+            let timer = self.timers.peek().map(|Reverse(t)| t.0);
+            let deliver = match (msg, timer) {
+                (None, None) => break,
+                (Some(m), t) => t.is_none_or(|t| m <= t),
+                (None, Some(_)) => false,
+            };
+            let at = if deliver { msg } else { timer };
+            if at.is_none_or(|at| at > until) {
+                break;
+            }
+            if deliver {
+                let Some(Reverse((at, _, slot))) = self.queue.pop() else {
+                    break;
+                };
+                self.now = self.now.max(at);
+                if let Some((from, to, msg)) = self.messages[slot].take() {
+                    self.free.push(slot);
+                    self.delivered += 1;
+                    self.feed(to, EmbedEvent::Message { from, msg });
+                }
+            } else if let Some(Reverse((at, node))) = self.timers.pop() {
+                self.now = self.now.max(at);
+                self.feed(node, EmbedEvent::Tick);
+                let next = self.nodes[node as usize].next_deadline();
+                self.timers.push(Reverse((next, node)));
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    fn feed(&mut self, node: NodeIx, event: EmbedEvent<NodeIx>) {
+        let actions = self.nodes[node as usize].handle(self.now, event);
+        for action in actions {
+            if let EmbedAction::Send { to, msg } = action {
+                let at = self.now + self.latency.of_link(self.seed, node, to);
+                let slot = match self.free.pop() {
+                    Some(s) => {
+                        self.messages[s] = Some((node, to, msg));
+                        s
+                    }
+                    None => {
+                        self.messages.push(Some((node, to, msg)));
+                        self.messages.len() - 1
+                    }
+                };
+                self.queue.push(Reverse((at, self.seq, slot)));
+                self.seq += 1;
+            }
+        }
+    }
+}
