@@ -304,3 +304,57 @@ fn a_one_size_tree_embedding_run_finds_its_keys() {
     assert!(f("link_length") > f("ideal_link_length"), "{v}");
     assert_eq!(v["swaps"].as_u64(), Some(0), "{v}");
 }
+
+/// Churn while the tree forms and during the lookups: nodes leave and come
+/// back on Freenet's session model, and a returning node learns its place
+/// again; the run still finds most keys, and says how many were online.
+#[test]
+fn a_tree_embedding_run_under_churn_still_finds_its_keys() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let text = veil_ok(&[
+        "sim",
+        "--experiment",
+        "swap",
+        "--nodes",
+        "2000",
+        "--rounds",
+        "20",
+        "--churn",
+        "60",
+        "--requests",
+        "400",
+        "--seed",
+        "5",
+        "--json",
+        "--out",
+        out,
+    ]);
+    let v: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(f("churn_minutes"), 60.0, "{v}");
+    assert!(
+        f("online_fraction") > 0.5 && f("online_fraction") < 0.95,
+        "{v}"
+    );
+    assert!(f("success") >= 0.85, "{v}");
+    // Swapping under churn is not simulated: refused, not ignored.
+    let refused = common::veil(&[
+        "sim",
+        "--experiment",
+        "swap",
+        "--nodes",
+        "500",
+        "--rounds",
+        "2",
+        "--churn",
+        "60",
+        "--embedding",
+        "swap",
+        "--out",
+        out,
+    ]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("tree embedding only"), "{err}");
+}

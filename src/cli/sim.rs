@@ -131,6 +131,11 @@ impl SimArgs {
                     HtlRule::Hop
                 }),
                 embedding: self.embedding,
+                churn: veil::sim::churn::ChurnSpec {
+                    minutes: self.churn,
+                    session: self.session,
+                    downtime: self.downtime,
+                },
                 json: self.json,
                 attackers: self.attackers,
                 defence: !self.no_defence,

@@ -20,8 +20,14 @@ use crate::sim::model::{Graph, NodeIx};
 const MAX_EVENTS_PER_MS: u64 = 1_000;
 
 /// Every node's embedder, one clock.
+#[derive(Clone)]
 pub struct EmbedNet {
     nodes: Vec<Embedder<NodeIx>>,
+    adj: Vec<Vec<NodeIx>>,
+    /// Nodes away (churn): they get no messages and fire no ticks.
+    offline: Vec<bool>,
+    /// Does the node have a timer in `timers`? (An away node's lapses.)
+    armed: Vec<bool>,
     latency: Latency,
     seed: u64,
     /// (arrival, order, slot in `messages`).
@@ -44,6 +50,9 @@ impl EmbedNet {
             .collect();
         let mut net = EmbedNet {
             nodes,
+            adj: graph.adj.clone(),
+            offline: vec![false; graph.nodes()],
+            armed: vec![true; graph.nodes()],
             latency,
             seed,
             queue: BinaryHeap::new(),
@@ -62,6 +71,48 @@ impl EmbedNet {
             net.timers.push(Reverse((at, i as NodeIx)));
         }
         net
+    }
+
+    /// `node` leaves (its neighbours see their links go down; it keeps its
+    /// state) or comes back (the links come up again both ways, and it
+    /// learns the tree as a new neighbour would, keeping its location
+    /// until a new interval comes).
+    pub fn set_online(&mut self, node: NodeIx, online: bool) {
+        let n = node as usize;
+        if self.offline[n] != online {
+            return;
+        }
+        self.offline[n] = !online;
+        if online && !self.armed[n] {
+            self.armed[n] = true;
+            let at = self.nodes[n].next_deadline().max(self.now);
+            self.timers.push(Reverse((at, node)));
+        }
+        let peers: Vec<NodeIx> = self.adj[n]
+            .iter()
+            .copied()
+            .filter(|&p| !self.offline[p as usize])
+            .collect();
+        for peer in peers {
+            if online {
+                self.feed(node, EmbedEvent::LinkUp { peer });
+                self.feed(peer, EmbedEvent::LinkUp { peer: node });
+            } else {
+                self.feed(node, EmbedEvent::LinkDown { peer });
+                self.feed(peer, EmbedEvent::LinkDown { peer: node });
+            }
+        }
+    }
+
+    /// Every node that is away comes back.
+    pub fn all_online(&mut self) {
+        for n in 0..self.nodes.len() {
+            self.set_online(n as NodeIx, true);
+        }
+    }
+
+    pub fn now(&self) -> Time {
+        self.now
     }
 
     /// Each node's location so far (`None` until its first interval).
@@ -103,11 +154,18 @@ impl EmbedNet {
                 self.now = self.now.max(at);
                 if let Some((from, to, msg)) = self.messages[slot].take() {
                     self.free.push(slot);
-                    self.delivered += 1;
-                    self.feed(to, EmbedEvent::Message { from, msg });
+                    // A message to or from a node that left is lost.
+                    if !self.offline[to as usize] && !self.offline[from as usize] {
+                        self.delivered += 1;
+                        self.feed(to, EmbedEvent::Message { from, msg });
+                    }
                 }
             } else if let Some(Reverse((at, node))) = self.timers.pop() {
                 self.now = self.now.max(at);
+                if self.offline[node as usize] {
+                    self.armed[node as usize] = false;
+                    continue;
+                }
                 self.feed(node, EmbedEvent::Tick);
                 let next = self.nodes[node as usize].next_deadline();
                 self.timers.push(Reverse((next, node)));

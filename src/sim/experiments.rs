@@ -38,6 +38,9 @@ pub struct ExperimentOptions {
     pub htl_rule: crate::routing::HtlRule,
     /// How a one-size `swap` run finds locations (`--embedding`).
     pub embedding: crate::sim::swap::Embedding,
+    /// Nodes leaving and rejoining (`--churn`; a one-size `swap` run with
+    /// the tree embedding: while it forms and during the lookups).
+    pub churn: crate::sim::churn::ChurnSpec,
     /// End with one JSON line (`--json`; a one-size `swap` run, a
     /// one-fraction `pitch-black` run).
     pub json: bool,
@@ -85,6 +88,7 @@ impl Default for ExperimentOptions {
             lookahead: crate::routing::Lookahead::None,
             htl_rule: crate::routing::HtlRule::Hop,
             embedding: crate::sim::swap::Embedding::Swap,
+            churn: crate::sim::churn::ChurnSpec::default(),
             json: false,
             attackers: None,
             defence: true,

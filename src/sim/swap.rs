@@ -17,11 +17,13 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::routing::swap::SwapConfig;
 use crate::routing::Time;
+use crate::sim::churn::Churn;
 pub use crate::sim::embed_net::EmbedNet;
 use crate::sim::engine::Latency;
 use crate::sim::experiments::{self, ExperimentOptions, ExperimentResult};
 use crate::sim::graphs;
 use crate::sim::model::Graph;
+use crate::sim::model::NodeIx;
 use crate::sim::plot::{self, Panel, Series};
 use crate::sim::runner::{self, SimError, SimOptions, SimReport};
 pub use crate::sim::swap_net::{SwapNet, SwapTally};
@@ -148,6 +150,10 @@ pub fn converge_with(
     Ok(points)
 }
 
+/// With churn, departures and returns are applied at this granularity of
+/// virtual time while the tree forms.
+const CHURN_STEP_MS: Time = 1_000;
+
 fn converge_tree(
     opts: &SimOptions,
     checkpoints: &[usize],
@@ -155,6 +161,12 @@ fn converge_tree(
 ) -> Result<Vec<SwapPoint>, SimError> {
     let config = crate::routing::embed::EmbedConfig::default();
     let mut net = EmbedNet::new(&graph, &config, Latency::default(), opts.seed ^ 0x7472_6565);
+    // Churn while the tree forms: nodes leave and come back on the
+    // simulator's session model, on the embedding's clock.
+    let mut churn = opts
+        .churn
+        .is_on()
+        .then(|| Churn::new(opts.churn, 0..graph.nodes() as NodeIx, opts.seed ^ 0xe3b));
     let mut points = Vec::new();
     let mut measure = |graph: &Graph, rounds: Option<usize>, messages: u64| {
         let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
@@ -171,8 +183,30 @@ fn converge_tree(
         Ok::<_, SimError>(())
     };
     for &target in checkpoints {
-        net.run_until(rounds_time(target));
-        net.apply(&mut graph);
+        let end = rounds_time(target);
+        match churn.as_mut() {
+            Some(churn) => {
+                while net.now() < end {
+                    let step = (net.now() + CHURN_STEP_MS).min(end);
+                    while let Some(e) = churn.due(step) {
+                        net.set_online(e.node, e.online);
+                    }
+                    net.run_until(step);
+                }
+                // The lookups' own churn starts with every node online:
+                // the nodes away come back first, on a copy, and get
+                // three periods to learn their place, as a returning node
+                // does; the run itself goes on from where it was.
+                let mut back = net.clone();
+                back.all_online();
+                back.run_until(end + 3 * config.period_ms);
+                back.apply(&mut graph);
+            }
+            None => {
+                net.run_until(end);
+                net.apply(&mut graph);
+            }
+        }
         measure(&graph, Some(target), net.delivered)?;
     }
     let n = graph.nodes();
@@ -198,6 +232,13 @@ pub struct SwapLine {
     /// How the locations were found: `swap` or `tree`.
     #[serde(default)]
     pub embedding: String,
+    /// Churn: the session time the lookups were spread over (0: none);
+    /// nodes also left and came back while the locations formed.
+    #[serde(default)]
+    pub churn_minutes: f64,
+    /// Mean fraction of nodes online when a lookup started.
+    #[serde(default)]
+    pub online_fraction: f64,
     /// Lookup success after `rounds` rounds.
     pub success: f64,
     /// The same graph on ordered locations.
@@ -225,9 +266,15 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         topology: "swap".into(),
         lookahead: opts.lookahead,
         htl_rule: opts.htl_rule,
+        churn: opts.churn,
         ..SimOptions::default()
     };
     let embedding = opts.embedding;
+    if opts.churn.is_on() && embedding == Embedding::Swap {
+        return Err(SimError::BadArgs(
+            "--churn with --experiment swap runs with the tree embedding only".into(),
+        ));
+    }
     let mut checkpoints: Vec<usize> = SWAP_CHECKPOINTS
         .iter()
         .copied()
@@ -251,6 +298,8 @@ fn one_size(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
         lookahead: opts.lookahead.to_string(),
         htl_rule: opts.htl_rule.to_string(),
         embedding: embedding.to_string(),
+        churn_minutes: opts.churn.minutes,
+        online_fraction: last.report.online_fraction,
         success: last.report.success_rate,
         ideal_success: ideal.report.success_rate,
         hops_mean: last.report.hops_mean,

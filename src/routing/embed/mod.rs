@@ -102,6 +102,7 @@ struct Peer {
 }
 
 /// One node's side of the tree embedding.
+#[derive(Clone)]
 pub struct Embedder<P: PeerId> {
     config: EmbedConfig,
     ticket: u64,
@@ -165,6 +166,8 @@ impl<P: PeerId> Embedder<P> {
         let mut out = Vec::new();
         match event {
             EmbedEvent::LinkUp { peer } => {
+                // A new link knows nothing of what was said on an old one.
+                self.forget_sent(&peer);
                 self.peers.insert(peer.clone(), Peer::default());
                 let (root, depth) = self.root();
                 out.push(EmbedAction::Send {
@@ -174,7 +177,7 @@ impl<P: PeerId> Embedder<P> {
             }
             EmbedEvent::LinkDown { peer } => {
                 self.peers.remove(&peer);
-                self.sent_intervals.remove(&peer);
+                self.forget_sent(&peer);
                 self.choose(&mut out);
             }
             EmbedEvent::Message { from, msg } => {
@@ -204,6 +207,14 @@ impl<P: PeerId> Embedder<P> {
             }
         }
         out
+    }
+
+    /// What this node told `peer` is to be told again.
+    fn forget_sent(&mut self, peer: &P) {
+        self.sent_intervals.remove(peer);
+        if self.sent_size.as_ref().is_some_and(|(p, _, _)| p == peer) {
+            self.sent_size = None;
+        }
     }
 
     /// Take the best offer as parent; tell everyone if it changed.
