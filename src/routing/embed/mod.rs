@@ -253,45 +253,32 @@ impl<P: PeerId> Embedder<P> {
     fn period(&mut self, out: &mut Vec<EmbedAction<P>>) {
         let root = self.best.0;
         let size = self.size();
-        match self.best.2.clone() {
-            Some(parent) => {
-                if self.sent_size.as_ref() != Some(&(parent.clone(), root, size)) {
-                    if let Some((old, r, _)) = self.sent_size.take() {
-                        if old != parent {
-                            out.push(EmbedAction::Send {
-                                to: old,
-                                msg: EmbedMessage::Size {
-                                    root: r,
-                                    size: 0,
-                                    child: false,
-                                },
-                            });
-                        }
-                    }
-                    out.push(EmbedAction::Send {
-                        to: parent.clone(),
-                        msg: EmbedMessage::Size {
-                            root,
-                            size,
-                            child: true,
-                        },
-                    });
-                    self.sent_size = Some((parent, root, size));
+        let parent = self.best.2.clone();
+        let now = parent.clone().map(|p| (p, root, size));
+        if self.sent_size != now {
+            // A former parent hears that this node is its child no more.
+            if let Some((old, r, _)) = self.sent_size.take() {
+                if parent.as_ref() != Some(&old) {
+                    let msg = EmbedMessage::Size {
+                        root: r,
+                        size: 0,
+                        child: false,
+                    };
+                    out.push(EmbedAction::Send { to: old, msg });
                 }
             }
-            None => {
-                if let Some((old, r, _)) = self.sent_size.take() {
-                    out.push(EmbedAction::Send {
-                        to: old,
-                        msg: EmbedMessage::Size {
-                            root: r,
-                            size: 0,
-                            child: false,
-                        },
-                    });
-                }
-                self.interval = Some((0, 1u128 << 64));
+            if let Some(to) = parent.clone() {
+                let msg = EmbedMessage::Size {
+                    root,
+                    size,
+                    child: true,
+                };
+                out.push(EmbedAction::Send { to, msg });
             }
+            self.sent_size = now;
+        }
+        if parent.is_none() {
+            self.interval = Some((0, 1u128 << 64));
         }
         let Some((start, width)) = self.interval else {
             return;
