@@ -64,6 +64,7 @@ pub struct SwapPoint {
     pub nodes: usize,
     /// Rounds of swapping done so far (`None`: the ideal, ordered locations).
     pub rounds: Option<usize>,
+    /// Swap attempts started (with the tree embedding: its messages).
     pub attempts: u64,
     pub swaps: u64,
     /// Attempts rejected or cut by a lost link, and steps timed out.
@@ -125,19 +126,7 @@ pub fn converge_with(
         return converge_tree(opts, checkpoints, graph);
     }
     let mut net = net(&graph, opts.seed ^ 0x5357_4150);
-    let measure = |graph: &Graph, rounds: Option<usize>, count: SwapTally| {
-        let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
-        Ok::<_, SimError>(SwapPoint {
-            nodes: graph.nodes(),
-            rounds,
-            attempts: count.attempts,
-            swaps: count.swaps,
-            failed: count.failed,
-            timed_out: count.timed_out,
-            mean_link_length: mean_link_length(graph),
-            report,
-        })
-    };
+    let measure = |graph: &Graph, rounds, count| measure(opts, graph, rounds, count);
     let mut points = Vec::new();
     for &target in checkpoints {
         net.run_until(rounds_time(target));
@@ -148,6 +137,26 @@ pub fn converge_with(
     graph.location = (0..n).map(|i| i as f64 / n as f64).collect();
     points.push(measure(&graph, None, SwapTally::default())?);
     Ok(points)
+}
+
+/// Routing measured on `graph` after `rounds` (`None`: ordered locations).
+fn measure(
+    opts: &SimOptions,
+    graph: &Graph,
+    rounds: Option<usize>,
+    count: SwapTally,
+) -> Result<SwapPoint, SimError> {
+    let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
+    Ok(SwapPoint {
+        nodes: graph.nodes(),
+        rounds,
+        attempts: count.attempts,
+        swaps: count.swaps,
+        failed: count.failed,
+        timed_out: count.timed_out,
+        mean_link_length: mean_link_length(graph),
+        report,
+    })
 }
 
 /// With churn, departures and returns are applied at this granularity of
@@ -168,18 +177,13 @@ fn converge_tree(
         .is_on()
         .then(|| Churn::new(opts.churn, 0..graph.nodes() as NodeIx, opts.seed ^ 0xe3b));
     let mut points = Vec::new();
-    let mut measure = |graph: &Graph, rounds: Option<usize>, messages: u64| {
-        let report = runner::run_on_graph(opts, graph, opts.seed ^ 0x5757)?;
-        points.push(SwapPoint {
-            nodes: graph.nodes(),
-            rounds,
+    // The tree's messages stand where swapping's attempts do.
+    let mut measure = |graph: &Graph, rounds, messages| {
+        let count = SwapTally {
             attempts: messages,
-            swaps: 0,
-            failed: 0,
-            timed_out: 0,
-            mean_link_length: mean_link_length(graph),
-            report,
-        });
+            ..SwapTally::default()
+        };
+        points.push(measure(opts, graph, rounds, count)?);
         Ok::<_, SimError>(())
     };
     for &target in checkpoints {
@@ -248,6 +252,7 @@ pub struct SwapLine {
     /// Mean circular length of a link after `rounds` rounds.
     pub link_length: f64,
     pub ideal_link_length: f64,
+    /// Swap attempts started (with the tree embedding: its messages).
     pub attempts: u64,
     pub swaps: u64,
     pub seconds: f64,
