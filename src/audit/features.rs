@@ -268,6 +268,7 @@ mod tests {
             keys: vec![key],
             opened: false,
             bytes: None,
+            progress: false,
         };
         let mut a = NodeData {
             name: "a".into(),

@@ -3,7 +3,7 @@
 //! `freenet` mode allows), and a node rejects
 //! a loop only for a uid it is handling.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::load::{Line, Run};
@@ -95,6 +95,7 @@ pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
     let chain_limit = run.nodes.len().saturating_sub(1);
     // Per uid: gets sent, and those sent at the receiver's maximum and at 1.
     let mut sent_gets: HashMap<Uid, (usize, usize, usize)> = HashMap::new();
+    let progress = progress_allowance(run);
     for node in &run.nodes {
         for line in &node.events {
             if line.sent && line.op() == Some(Op::Get) {
@@ -120,17 +121,23 @@ pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
             let first_htl = first_sent.get(uid).copied();
             let Some(htl) = first_htl else { continue };
             let (sent, at_max, at_one) = sent_gets.get(uid).copied().unwrap_or_default();
+            // Hops the progress rule made free, and loops it refunded.
+            let free = progress.get(uid).copied().unwrap_or(0);
             let uid = format_uid(*uid);
             if !freenet {
-                if sent > htl as usize {
+                if sent > htl as usize + free {
+                    let more = match free {
+                        0 => String::new(),
+                        n => format!(" (htl + {n} free under the progress rule)"),
+                    };
                     inv.add(format!(
-                        "{}: uid {uid} started with htl {htl} but {sent} get requests were sent for it",
+                        "{}: uid {uid} started with htl {htl} but {sent} get requests were sent for it{more}",
                         node.name
                     ));
                 }
                 continue;
             }
-            let bound = htl as usize + at_max + at_one;
+            let bound = htl as usize + at_max + at_one + free;
             if sent > bound {
                 inv.add(format!(
                     "{}: uid {uid} started with htl {htl}; {sent} get requests were sent for it, more than htl + {at_max} at max + {at_one} at 1",
@@ -146,6 +153,37 @@ pub(super) fn check_overspent(run: &Run, dir: &Path) -> Invariant {
         }
     }
     inv
+}
+
+/// Per uid, the get requests the progress rule lets a search send beyond
+/// its first HTL: at a node that routed by it, the first get sent at the
+/// HTL the node received (a hop towards the key is free), and every
+/// `RejectedLoop` it received (a loop costs nothing). Under the hop rule
+/// both are zero, so the bound stays the first HTL.
+fn progress_allowance(run: &Run) -> HashMap<Uid, usize> {
+    let mut free: HashMap<Uid, usize> = HashMap::new();
+    for node in &run.nodes {
+        let mut received: HashMap<Uid, Htl> = HashMap::new();
+        let mut kept: HashSet<Uid> = HashSet::new();
+        for line in node.events.iter().filter(|l| l.progress) {
+            match (line.sent, line.kind) {
+                (false, MessageKind::RejectedLoop) => *free.entry(line.flow).or_default() += 1,
+                (false, _) if line.op() == Some(Op::Get) => {
+                    if let Some(htl) = line.htl {
+                        received.entry(line.flow).or_insert(htl);
+                    }
+                }
+                (true, _) if line.op() == Some(Op::Get) => {
+                    let at_received = received.get(&line.flow) == line.htl.as_ref();
+                    if at_received && line.htl.is_some() && kept.insert(line.flow) {
+                        *free.entry(line.flow).or_default() += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    free
 }
 
 /// Invariant 3: `RejectedLoop` only for a uid the node is handling.

@@ -35,6 +35,9 @@ pub(super) struct Line {
     pub opened: bool,
     /// Bytes of cells and blocks it carries, if the log says.
     pub bytes: Option<u32>,
+    /// The node routed by the progress rule when it logged this
+    /// (`routing_rules` lines).
+    pub progress: bool,
 }
 
 impl Line {
@@ -89,6 +92,8 @@ pub(super) struct NodeData {
     pub flows_started: HashSet<(Uid, String)>,
     /// What this node opened as a tunnel's exit: (tunnel, from, keys).
     pub exits: Vec<(Uid, String, Vec<RoutingKey>)>,
+    /// The node routes by the progress rule now (its last `routing_rules`).
+    pub progress: bool,
 }
 
 impl NodeData {
@@ -118,6 +123,10 @@ impl NodeData {
             AuditEvent::NeighbourMoved { peer, location } => {
                 self.located
                     .push((self.events.len(), peer_name(peer), location));
+                return;
+            }
+            AuditEvent::RoutingRules { htl_rule, .. } => {
+                self.progress = htl_rule == crate::routing::HtlRule::Progress;
                 return;
             }
             AuditEvent::TunnelExit { peer, flow, keys } => {
@@ -152,6 +161,7 @@ impl NodeData {
             keys,
             opened: false,
             bytes: m.bytes,
+            progress: self.progress,
         });
     }
 

@@ -197,6 +197,18 @@ impl AuditLog {
         self.write(AuditEvent::BlockStored { key: *key });
     }
 
+    /// From now on this node routes by these rules.
+    pub fn routing_rules(
+        &mut self,
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+    ) {
+        self.write(AuditEvent::RoutingRules {
+            lookahead,
+            htl_rule,
+        });
+    }
+
     /// A link came up to `peer`, which announced `location`.
     pub fn link_up(&mut self, peer: &PeerKey, location: Location) {
         self.write(AuditEvent::LinkUp {

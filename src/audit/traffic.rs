@@ -11,22 +11,33 @@ use crate::routing::Op;
 /// Fill in the traffic section: requests, successes, hops, messages,
 /// backtracks.
 pub(super) fn count(run: &Run, report: &mut AuditReport) {
-    // Per uid: messages sent, DataFound replies sent.
+    // Per uid: messages sent, DataFound replies sent, the operation.
     let mut messages: HashMap<Uid, usize> = HashMap::new();
     let mut found_replies: HashMap<Uid, usize> = HashMap::new();
+    let mut op_of: HashMap<Uid, Op> = HashMap::new();
+    let mut loops: Vec<Uid> = Vec::new();
     for node in &run.nodes {
         for line in node.events.iter().filter(|l| l.sent) {
             let uid = line.flow;
             *messages.entry(uid).or_default() += 1;
+            if let Some(op) = line.op() {
+                op_of.insert(uid, op);
+            }
             match line.kind {
                 MessageKind::DataFound => *found_replies.entry(uid).or_default() += 1,
                 MessageKind::RouteNotFound => report.backtracks += 1,
                 MessageKind::RejectedLoop => {
                     report.backtracks += 1;
                     report.loops_rejected += 1;
+                    loops.push(uid);
                 }
                 _ => {}
             }
+        }
+    }
+    for uid in loops {
+        if let Some(&op) = op_of.get(&uid) {
+            bump(&mut report.loops_by_op, op);
         }
     }
     let mut hops = Vec::new();
@@ -63,6 +74,13 @@ pub(super) fn count(run: &Run, report: &mut AuditReport) {
     report.hops = Summary::of(&hops);
     report.messages_per_request = Summary::of(&per_request);
     report.tunnels = tunnels(run, &found_replies);
+    let exits = report.tunnels.as_ref().map(|t| t.exit_searches.clone());
+    let (r, e) = (&report.requests, exits.unwrap_or_default());
+    report.block_requests = OpCounts {
+        total: r.total + e.total,
+        get: r.get + e.get,
+        put: r.put + e.put,
+    };
 }
 
 fn bump(counts: &mut OpCounts, op: Op) {

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use veil::routing::{Anonymity, Lookahead};
+use veil::routing::{Anonymity, HtlRule, Lookahead};
 use veil::sim::topology::Shape;
 use veil::testnet::net::{Bandwidth, NetTopology};
 use veil::testnet::{run, NetnsOptions, Stopped};
@@ -53,6 +53,9 @@ pub enum TestnetCommand {
         /// Written into every node's node.toml as router.lookahead.
         #[arg(long, default_value_t = Lookahead::default())]
         lookahead: Lookahead,
+        /// Written into every node's node.toml as router.htl_rule.
+        #[arg(long, default_value_t = HtlRule::default())]
+        htl_rule: HtlRule,
         #[command(flatten)]
         net: NetnsArgs,
     },
@@ -202,6 +205,14 @@ pub struct RunArgs {
     /// location) or foaf (also by the locations its neighbours announce).
     #[arg(long, default_value_t = Lookahead::default())]
     pub lookahead: Lookahead,
+    /// Every node's router.htl_rule: hop (every hop costs one) or progress
+    /// (a hop that gets closer to the key is free).
+    #[arg(long, default_value_t = HtlRule::default())]
+    pub htl_rule: HtlRule,
+    /// With --swap: how the nodes find their locations, tree (a spanning
+    /// tree's embedding) or swap (location swapping).
+    #[arg(long, default_value_t = veil::routing::embed::Embedding::Tree)]
+    pub embedding: veil::routing::embed::Embedding,
     /// After the inserts, SIGKILL this fraction of the nodes that fetch
     /// nothing, for good.
     #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
@@ -303,12 +314,14 @@ impl RunArgs {
                 secs,
                 interval_ms: self.swap_interval_ms,
                 fetches: self.swap_fetches,
+                embedding: self.embedding,
             }),
             redundancy: self.redundancy,
             settings: run::NodeSettings {
                 replicate_htl: self.replicate_htl,
                 cache: !self.no_cache,
                 lookahead: self.lookahead,
+                htl_rule: self.htl_rule,
             },
             failures: veil::testnet::failures::Failures {
                 kill: self.kill,
@@ -405,6 +418,7 @@ pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
             dir,
             anonymity,
             lookahead,
+            htl_rule,
             net,
         } => runtime()?.block_on(async {
             let netns = net.options(&topology_path)?;
@@ -412,6 +426,7 @@ pub fn run(cmd: TestnetCommand) -> Result<ExitCode> {
             let progress = progress_printer();
             let settings = run::NodeSettings {
                 lookahead,
+                htl_rule,
                 ..Default::default()
             };
             // Ctrl-C while the nodes start drops the half-made testnet,

@@ -52,6 +52,12 @@ pub enum ClientRequest {
     /// Testnet only: pause (`on = false`) or resume this node's swap
     /// attempts; answered with the status.
     Swapping { on: bool },
+    /// Testnet only: route from now on by these rules; answered with the
+    /// status.
+    Routing {
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+    },
     /// Befriend a peer now, and write it to `node.toml`.
     AddPeer { peer: PeerConfig },
     /// Drop a friend now (closing its link), and from `node.toml`.
@@ -334,6 +340,24 @@ impl Client {
     /// Testnet only: pause or resume the node's swap attempts.
     pub async fn set_swapping(&mut self, on: bool) -> Result<NodeStatus, ClientError> {
         match self.call(&ClientRequest::Swapping { on }).await? {
+            ClientResponse::Status(s) => Ok(*s),
+            _ => Err(ClientError::Unexpected),
+        }
+    }
+
+    /// Testnet only: route from now on by these rules.
+    pub async fn set_routing(
+        &mut self,
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+    ) -> Result<NodeStatus, ClientError> {
+        match self
+            .call(&ClientRequest::Routing {
+                lookahead,
+                htl_rule,
+            })
+            .await?
+        {
             ClientResponse::Status(s) => Ok(*s),
             _ => Err(ClientError::Unexpected),
         }

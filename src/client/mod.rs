@@ -29,4 +29,4 @@ pub use api::{
     Conn, MAX_CLIENT_FRAME,
 };
 pub use endpoint::{Endpoint, EndpointError};
-pub use status::{LoadStatus, NodeStatus, PeerStatus, SwapStatus};
+pub use status::{LoadStatus, NodeStatus, PeerStatus, SwapStatus, TreeStatus};

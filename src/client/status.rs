@@ -83,12 +83,34 @@ pub struct LoadStatus {
 /// Location swapping as `veil status` shows it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 pub struct SwapStatus {
-    /// `swap = true` in node.toml.
+    /// `swap = true` in node.toml: the node finds its own location.
     pub enabled: bool,
-    /// Own attempts paused (the node still relays and answers).
+    /// Own attempts paused (the node still relays and answers); under the
+    /// tree embedding, the node takes no part in the tree.
     pub paused: bool,
+    /// How the node finds its location (`[swapping] embedding`).
+    #[serde(default)]
+    pub embedding: crate::routing::embed::Embedding,
+    /// The tree embedding's state, while the node takes part in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<TreeStatus>,
     #[serde(flatten)]
     pub stats: SwapStats,
+}
+
+/// Where a node sits in the tree embedding (`routing/embed/`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
+pub struct TreeStatus {
+    /// It takes part in the tree now (not paused).
+    pub taking_part: bool,
+    /// Hops below the root it follows (0: it is the root).
+    pub depth: u32,
+    /// Nodes in its subtree, itself included.
+    pub size: u64,
+    /// Whether its parent has given it an interval (so it has a location).
+    pub located: bool,
+    /// Times the tree moved its location.
+    pub moves: u64,
 }
 
 impl NodeStatus {

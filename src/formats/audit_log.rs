@@ -131,6 +131,13 @@ pub enum AuditEvent {
         #[schemars(with = "Vec<super::text::Key>")]
         keys: Vec<RoutingKey>,
     },
+    /// The rules this node routes by from now on: written when the node
+    /// starts and whenever they change (a testnet compares rules on one
+    /// set of locations). The audit's HTL bound depends on them.
+    RoutingRules {
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+    },
     /// An event this version does not know (written by a later one).
     #[serde(other)]
     Other,

@@ -452,6 +452,8 @@ pub enum Malformed {
     HelloLength(usize),
     #[error("swap offer lists {0} neighbours (at most {max})", max = swap::MAX_SWAP_NEIGHBOURS)]
     OfferTooLarge(usize),
+    #[error("a tree interval {0} wide (at most 2^64, the whole circle)")]
+    TreeWidth(u128),
     #[error("a neighbourhood of {0} bytes; it carries a 2-byte count and 8 bytes a location, \
              at most {max} locations", max = MAX_NEIGHBOURS)]
     NeighboursLength(usize),

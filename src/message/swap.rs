@@ -39,6 +39,9 @@ pub const MAX_SWAP_NEIGHBOURS: usize = 1024;
 /// locations (at most 9 bytes each in CBOR) plus the other fields.
 pub const MAX_SWAP_MESSAGE_LEN: usize = 9 * MAX_SWAP_NEIGHBOURS + 512;
 
+/// The widest interval a `TreeInterval` may carry: the whole circle.
+pub const MAX_TREE_WIDTH: u128 = 1 << 64;
+
 // A swap message always fits a link frame's payload.
 const _: () = assert!(MAX_SWAP_MESSAGE_LEN < super::MAX_MESSAGE_LEN);
 
@@ -82,8 +85,17 @@ pub enum SwapMessage {
     /// link or a timeout on the walk).
     SwapRejected { uid: Uid },
     /// The sender's location is now `location` (sent to every neighbour
-    /// after a swap).
+    /// after a swap or when the tree embedding moves it).
     LocationChanged { location: u64 },
+    /// Tree embedding (`routing/embed/`): the smallest root ticket the
+    /// sender knows and its depth below it.
+    TreeRoot { root: u64, depth: u32 },
+    /// Tree embedding: the sender's subtree size under `root`, and whether
+    /// the receiver is its parent.
+    TreeSize { root: u64, size: u64, child: bool },
+    /// Tree embedding: the receiver's interval of the circle under `root`,
+    /// `[start, start + width)` in 2^-64 of a turn (`width` up to 2^64).
+    TreeInterval { root: u64, start: u64, width: u128 },
 }
 
 impl SwapMessage {
@@ -95,7 +107,10 @@ impl SwapMessage {
             | SwapMessage::SwapCommit { uid, .. }
             | SwapMessage::SwapComplete { uid, .. }
             | SwapMessage::SwapRejected { uid } => Some(uid),
-            SwapMessage::LocationChanged { .. } => None,
+            SwapMessage::LocationChanged { .. }
+            | SwapMessage::TreeRoot { .. }
+            | SwapMessage::TreeSize { .. }
+            | SwapMessage::TreeInterval { .. } => None,
         }
     }
 
@@ -108,6 +123,9 @@ impl SwapMessage {
             SwapMessage::SwapComplete { .. } => "SwapComplete",
             SwapMessage::SwapRejected { .. } => "SwapRejected",
             SwapMessage::LocationChanged { .. } => "LocationChanged",
+            SwapMessage::TreeRoot { .. } => "TreeRoot",
+            SwapMessage::TreeSize { .. } => "TreeSize",
+            SwapMessage::TreeInterval { .. } => "TreeInterval",
         }
     }
 
@@ -130,6 +148,11 @@ impl SwapMessage {
                 return Err(DecodeError::Malformed(Malformed::OfferTooLarge(
                     offer.neighbours.len(),
                 )));
+            }
+        }
+        if let SwapMessage::TreeInterval { width, .. } = msg {
+            if width > MAX_TREE_WIDTH {
+                return Err(DecodeError::Malformed(Malformed::TreeWidth(width)));
             }
         }
         Ok(msg)
@@ -164,7 +187,39 @@ mod tests {
             SwapMessage::SwapComplete { uid: 4 },
             SwapMessage::SwapRejected { uid: 5 },
             SwapMessage::LocationChanged { location: 42 },
+            SwapMessage::TreeRoot {
+                root: u64::MAX,
+                depth: u32::MAX,
+            },
+            SwapMessage::TreeSize {
+                root: 9,
+                size: u64::MAX,
+                child: true,
+            },
+            SwapMessage::TreeInterval {
+                root: 9,
+                start: u64::MAX,
+                width: MAX_TREE_WIDTH,
+            },
+            SwapMessage::TreeInterval {
+                root: 9,
+                start: 0,
+                width: 12345,
+            },
         ]
+    }
+
+    #[test]
+    fn a_tree_interval_wider_than_the_circle_is_refused() {
+        let m = SwapMessage::TreeInterval {
+            root: 1,
+            start: 0,
+            width: MAX_TREE_WIDTH + 1,
+        };
+        assert!(matches!(
+            SwapMessage::decode(&m.encode()),
+            Err(DecodeError::Malformed(Malformed::TreeWidth(_)))
+        ));
     }
 
     #[test]

@@ -348,6 +348,23 @@ async fn answer(
                 Err(response) => response,
             };
         }
+        ClientRequest::Routing {
+            lookahead,
+            htl_rule,
+        } => {
+            if !api.testnet {
+                return failed("routing rules are refused: the node is not in testnet mode");
+            }
+            let set = |reply| Input::SetRouting {
+                lookahead,
+                htl_rule,
+                reply,
+            };
+            return match ask(input, set, None).await {
+                Ok(s) => ClientResponse::Status(Box::new(s)),
+                Err(response) => response,
+            };
+        }
         ClientRequest::AddPeer { peer } => {
             return match api.membership.add(peer).await {
                 Ok(()) => ClientResponse::PeersChanged,

@@ -133,6 +133,12 @@ enum Input {
         on: bool,
         reply: oneshot::Sender<NodeStatus>,
     },
+    /// Testnet only: route from now on by these rules.
+    SetRouting {
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+        reply: oneshot::Sender<NodeStatus>,
+    },
     ClientGet {
         key: RoutingKey,
         reply: oneshot::Sender<ClientOutcome>,
@@ -301,11 +307,12 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
 
     let public_key = identity.public();
     let audit = if config.testnet && config.audit_log {
-        let opened = AuditLog::open(&dir, &public_key);
-        Some(opened.map_err(|source| NodeError::Audit {
+        let mut opened = AuditLog::open(&dir, &public_key).map_err(|source| NodeError::Audit {
             path: dir.clone(),
             source,
-        })?)
+        })?;
+        opened.routing_rules(config.router.lookahead, config.router.htl_rule);
+        Some(opened)
     } else {
         None
     };

@@ -274,6 +274,20 @@ pub fn policy_for(mode: Anonymity, node: LinkCoins) -> Box<dyn HtlPolicy> {
     }
 }
 
+impl<P: crate::routing::PeerId> crate::routing::Router<P> {
+    /// Route from now on by these rules (a testnet compares them on the
+    /// same locations, `testnet/swap.rs`).
+    pub fn set_rules(
+        &mut self,
+        lookahead: crate::routing::Lookahead,
+        htl_rule: crate::routing::HtlRule,
+    ) {
+        let config = std::sync::Arc::make_mut(&mut self.config);
+        config.lookahead = lookahead;
+        config.htl_rule = htl_rule;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::SeedableRng;

@@ -76,7 +76,17 @@ pub struct RouterConfig {
 }
 
 /// What a hop costs of a request's hops-to-live.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum HtlRule {
     /// Every node that accepts a request takes one off (under the
@@ -116,7 +126,17 @@ impl std::fmt::Display for HtlRule {
 }
 
 /// How a search ranks the neighbours it may send a request to.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Lookahead {
     /// By each neighbour's own location: plain greedy routing (the lecture's

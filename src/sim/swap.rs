@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+pub use crate::routing::embed::Embedding;
 use crate::routing::swap::SwapConfig;
 use crate::routing::Time;
 use crate::sim::churn::Churn;
@@ -80,37 +81,6 @@ pub struct SwapPoint {
 /// same graph with its ideal ordered locations, `i / N`.
 pub fn converge(opts: &SimOptions, checkpoints: &[usize]) -> Result<Vec<SwapPoint>, SimError> {
     converge_with(opts, checkpoints, Embedding::Swap)
-}
-
-/// How the nodes find their locations (`--embedding`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Embedding {
-    /// Location swapping (Sandberg 2006; `routing::swap`).
-    #[default]
-    Swap,
-    /// Pre-order ranks of a breadth-first spanning tree
-    /// (`routing::embed`), no swapping.
-    Tree,
-}
-
-impl std::str::FromStr for Embedding {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "swap" => Ok(Embedding::Swap),
-            "tree" => Ok(Embedding::Tree),
-            _ => Err(format!("{s:?} is not an embedding: swap or tree")),
-        }
-    }
-}
-
-impl std::fmt::Display for Embedding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Embedding::Swap => "swap",
-            Embedding::Tree => "tree",
-        })
-    }
 }
 
 /// [`converge`] with the locations found by `embedding`: swapping, or the

@@ -157,6 +157,8 @@ pub struct UpOptions {
     pub replicate_htl: Htl,
     /// Every node's `router.lookahead`.
     pub lookahead: crate::routing::Lookahead,
+    /// Every node's `router.htl_rule`.
+    pub htl_rule: crate::routing::HtlRule,
     /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
     /// no copy of what passes through).
     pub cache: bool,
@@ -301,6 +303,7 @@ async fn up_once(
         config.router.max_htl = opts.max_htl;
         config.router.replicate_htl = opts.replicate_htl;
         config.router.lookahead = opts.lookahead;
+        config.router.htl_rule = opts.htl_rule;
         config.anonymity = opts.anonymity;
         if let Some(swapping) = &opts.swap {
             config.swap = true;

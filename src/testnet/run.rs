@@ -19,7 +19,7 @@ use super::{up, NetnsOptions, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
 use crate::message::Htl;
 use crate::routing::swap::SwapConfig;
-use crate::routing::{Anonymity, Lookahead, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
+use crate::routing::{Anonymity, HtlRule, Lookahead, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
 use crate::sim::topology::Topology;
 
 /// Something a testnet operation tells its caller while it works.
@@ -99,6 +99,8 @@ pub struct NodeSettings {
     pub cache: bool,
     /// Every node's `router.lookahead`.
     pub lookahead: Lookahead,
+    /// Every node's `router.htl_rule`.
+    pub htl_rule: HtlRule,
 }
 
 impl Default for NodeSettings {
@@ -109,6 +111,7 @@ impl Default for NodeSettings {
             replicate_htl: DEFAULT_REPLICATE_HTL,
             cache: true,
             lookahead: Lookahead::default(),
+            htl_rule: HtlRule::default(),
         }
     }
 }
@@ -148,6 +151,7 @@ pub async fn start_with(
         replicate_htl: settings.replicate_htl,
         cache: settings.cache,
         lookahead: settings.lookahead,
+        htl_rule: settings.htl_rule,
         netns,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),
@@ -341,9 +345,15 @@ impl RunReport {
             if let (Some(p50), Some(p99)) = (w.get_ms(0.5), w.get_ms(0.99)) {
                 let _ = writeln!(
                     out,
-                    "fetch success {:.1}%, {} block retries, get time p50 {p50} ms, p99 {p99} ms",
+                    "fetch success {:.1}%, {} block retries ({:.2}% of {} blocks fetched), \
+                     get time p50 {p50} ms, p99 {p99} ms, loops rejected per block request {}",
                     100.0 * w.verified() as f64 / w.fetches.len().max(1) as f64,
-                    w.retries()
+                    w.retries(),
+                    100.0 * w.retries() as f64 / w.blocks().max(1) as f64,
+                    w.blocks(),
+                    self.audit
+                        .loops_per_block_request()
+                        .map_or("n/a".into(), |v| format!("{v:.2}"))
                 );
             }
             if let Some(f) = &w.failures {

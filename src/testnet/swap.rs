@@ -1,16 +1,21 @@
-//! `veil testnet run --random-locations --swap SECS`: does location swapping
-//! make the real nodes' routing better?
+//! `veil testnet run --random-locations --swap SECS [--embedding tree|swap]`:
+//! do the real nodes organise their locations, and does the new routing
+//! find blocks in fewer hops than the lecture's on them?
 //!
 //! The nodes start at the topology's locations shuffled among them (seeded),
-//! with `swap = true` and their own attempts paused. Then:
+//! with `swap = true` and their own attempts (or their part in the tree
+//! embedding) paused. Then:
 //!
 //! 1. **before**: `fetches` random blocks are each placed at the node whose
 //!    location is then closest to the block's key, and fetched once from
 //!    another random node;
-//! 2. **swap**: every node's attempts are resumed for `SECS` seconds, then
-//!    paused again (and in-flight swaps given time to end);
+//! 2. **organise**: every node's attempts (or the tree) run for `SECS`
+//!    seconds, then pause again (and in-flight swaps are given time to end);
 //! 3. **after**: the same measurement with new blocks, placed at the nodes
-//!    closest under the new locations.
+//!    closest under the new locations;
+//! 4. **rules**: on those locations, every node is told to route by the
+//!    lecture's rules (`lookahead none`, `htl_rule hop`), then by the new
+//!    ones (`foaf`, `progress`), and the measurement is repeated under each.
 //!
 //! Once the nodes are down, each fetch's path length (the `DataFound`
 //! replies sent for its uid, from the audit logs) and message count are
@@ -33,7 +38,9 @@ use crate::client::{Client, NodeStatus};
 use crate::formats::audit_log::{AuditEvent, AuditLine, OriginEvent, OriginLine};
 use crate::keys::{Chk, Location, RoutingKey};
 use crate::message::{MessageKind, Uid};
+use crate::routing::embed::Embedding;
 use crate::routing::swap::SwapConfig;
+use crate::routing::{HtlRule, Lookahead};
 use crate::sim::topology::Topology;
 
 /// What `--swap` asks for.
@@ -45,6 +52,8 @@ pub struct SwapRun {
     pub interval_ms: u64,
     /// Blocks placed and fetched in each measurement.
     pub fetches: usize,
+    /// How the nodes find their locations.
+    pub embedding: Embedding,
 }
 
 impl SwapRun {
@@ -55,6 +64,7 @@ impl SwapRun {
             interval_ms: self.interval_ms.max(1),
             step_timeout_ms: 2_000,
             paused: true,
+            embedding: self.embedding,
             ..SwapConfig::default()
         }
     }
@@ -122,12 +132,31 @@ impl Phase {
     }
 }
 
+/// One measurement on the organised locations under one set of routing
+/// rules.
+#[derive(Clone, Debug, Default, Serialize, schemars::JsonSchema)]
+pub struct RulePhase {
+    /// Every node's `router.lookahead` during the measurement.
+    pub lookahead: String,
+    /// Every node's `router.htl_rule` during the measurement.
+    pub htl_rule: String,
+    #[serde(flatten)]
+    pub phase: Phase,
+}
+
 /// What the swap check found.
 #[derive(Clone, Debug, Serialize, schemars::JsonSchema)]
 pub struct SwapReport {
     pub secs: u64,
+    /// How the nodes found their locations: `swap` or `tree`.
+    pub embedding: String,
     pub before: Phase,
     pub after: Phase,
+    /// The organised locations measured again, under the lecture's rules
+    /// (`none`, `hop`) and then the new ones (`foaf`, `progress`).
+    pub rules: Vec<RulePhase>,
+    /// Times the tree embedding moved a node (0 under swapping).
+    pub tree_moves: u64,
     /// Swaps done over the network (each counted once) and attempts started.
     pub swaps: u64,
     pub attempts: u64,
@@ -145,17 +174,43 @@ impl SwapReport {
             && self.after.found() >= self.before.found()
     }
 
+    /// Fewer hops per fetch under the new rules than under the lecture's
+    /// on the same organised locations (a miss counted as
+    /// [`SwapReport::miss_hops`]); `None` without both measurements.
+    pub fn new_rules_fewer_hops(&self) -> Option<bool> {
+        let [old, new] = self.rules.as_slice() else {
+            return None;
+        };
+        let hops = |r: &RulePhase| r.phase.mean_hops_counting_misses(self.miss_hops);
+        Some(hops(new) < hops(old))
+    }
+
     pub fn render_text(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
-            out,
-            "swapping: {} swaps in {} attempts over {} s",
-            self.swaps, self.attempts, self.secs
-        );
-        for (name, p) in [("before", &self.before), ("after", &self.after)] {
+        let _ = match self.embedding.as_str() {
+            "tree" => writeln!(
+                out,
+                "tree embedding: {} location moves over {} s",
+                self.tree_moves, self.secs
+            ),
+            _ => writeln!(
+                out,
+                "swapping: {} swaps in {} attempts over {} s",
+                self.swaps, self.attempts, self.secs
+            ),
+        };
+        let rules = self
+            .rules
+            .iter()
+            .map(|r| (format!("{}/{}", r.lookahead, r.htl_rule), &r.phase));
+        let phases = [
+            ("before".to_string(), &self.before),
+            ("after".to_string(), &self.after),
+        ];
+        for (name, p) in phases.into_iter().chain(rules) {
             let _ = writeln!(
                 out,
-                "  {name:<6} found {}/{}, mean hops {:.2} ({:.2} per fetch, a miss as {}), \
+                "  {name:<14} found {}/{}, mean hops {:.2} ({:.2} per fetch, a miss as {}), \
                  messages per fetch {:.1}, mean link length {:.4}",
                 p.found(),
                 p.fetches.len(),
@@ -164,6 +219,17 @@ impl SwapReport {
                 self.miss_hops,
                 p.mean_messages(),
                 p.link_length
+            );
+        }
+        if let Some(fewer) = self.new_rules_fewer_hops() {
+            let _ = writeln!(
+                out,
+                "  new routing (foaf/progress) {} hops per fetch than the lecture's (none/hop)",
+                if fewer {
+                    "takes fewer"
+                } else {
+                    "does NOT take fewer"
+                }
             );
         }
         out
@@ -221,6 +287,22 @@ async fn set_swapping(
         out.insert(name.clone(), status);
     }
     Ok(out)
+}
+
+/// Tell every node to route by these rules from now on.
+async fn set_routing(
+    net: &Testnet,
+    lookahead: Lookahead,
+    htl_rule: HtlRule,
+) -> Result<(), TestnetError> {
+    for name in net.info.nodes.keys() {
+        client(net, name)
+            .await?
+            .set_routing(lookahead, htl_rule)
+            .await
+            .map_err(client_err(name))?;
+    }
+    Ok(())
 }
 
 /// Mean link length over the topology's edges at the reported locations.
@@ -319,17 +401,45 @@ pub async fn run_swap_check(
     let done = statuses(net).await?;
     let swaps: u64 = done.values().map(|s| s.swap.stats.swaps).sum();
     let attempts = done.values().map(|s| s.swap.stats.attempts).sum();
+    let tree_moves = done
+        .values()
+        .filter_map(|s| s.swap.tree.as_ref())
+        .map(|t| t.moves)
+        .sum();
     on_step(&format!(
-        "after {} s of swapping ({} swaps): {}/{} found",
+        "after {} s ({} swaps, {tree_moves} tree moves): {}/{} found",
         opts.secs,
         swaps / 2,
         after.found(),
         after.fetches.len()
     ));
+    let mut rules = Vec::new();
+    for (lookahead, htl_rule) in [
+        (Lookahead::None, HtlRule::Hop),
+        (Lookahead::Foaf, HtlRule::Progress),
+    ] {
+        set_routing(net, lookahead, htl_rule).await?;
+        // FOAF announcements go out on the nodes' next wake.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let phase = measure(net, topology, opts.fetches, &mut rng).await?;
+        on_step(&format!(
+            "{lookahead}/{htl_rule}: {}/{} found",
+            phase.found(),
+            phase.fetches.len()
+        ));
+        rules.push(RulePhase {
+            lookahead: lookahead.to_string(),
+            htl_rule: htl_rule.to_string(),
+            phase,
+        });
+    }
     Ok(SwapReport {
         secs: opts.secs,
+        embedding: opts.embedding.to_string(),
         before,
         after,
+        rules,
+        tree_moves,
         swaps: swaps / 2,
         attempts,
         miss_hops: u64::from(super::run::max_htl_of(topology)),
@@ -360,7 +470,11 @@ pub fn count_hops(dir: &Path, report: &mut SwapReport) -> Result<(), TestnetErro
             }
         }
     }
-    for phase in [&mut report.before, &mut report.after] {
+    let rules = report.rules.iter_mut().map(|r| &mut r.phase);
+    for phase in [&mut report.before, &mut report.after]
+        .into_iter()
+        .chain(rules)
+    {
         for f in &mut phase.fetches {
             let uid = uid_of.get(&(f.requester.clone(), f.key));
             f.messages = uid.and_then(|u| messages.get(u)).copied().unwrap_or(0);

@@ -46,6 +46,9 @@ pub struct FetchResult {
     pub reason: Option<String>,
     /// Block requests asked again after a failure.
     pub retries: u64,
+    /// Blocks fetched and verified (manifests included).
+    #[serde(default)]
+    pub blocks: u64,
     pub millis: u64,
 }
 
@@ -82,6 +85,11 @@ impl WorkloadResult {
     /// Block requests retried over every fetch.
     pub fn retries(&self) -> u64 {
         self.fetches.iter().map(|f| f.retries).sum()
+    }
+
+    /// Blocks fetched over every fetch.
+    pub fn blocks(&self) -> u64 {
+        self.fetches.iter().map(|f| f.blocks).sum()
     }
 
     /// The `q` quantile (0..=1, nearest rank) of the fetch times, in ms.
@@ -401,9 +409,12 @@ async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
                 retries,
                 ..get_options(WINDOW)
             };
-            let mut retried = 0;
+            let (mut retried, mut blocks) = (0, 0);
             let mut out = Vec::new();
-            let got = get_to_writer(&addr, &uri, &opts, &mut out, |p| retried = p.retries).await;
+            let got = get_to_writer(&addr, &uri, &opts, &mut out, |p| {
+                (retried, blocks) = (p.retries, p.blocks_done)
+            })
+            .await;
             let (verified, error) = match got {
                 Ok(_) if out == *data => (true, None),
                 Ok(_) => (
@@ -420,6 +431,7 @@ async fn fetch_file(file: &Inserted, retries: u32) -> Vec<FetchResult> {
                 error,
                 reason: None,
                 retries: retried,
+                blocks,
                 millis,
             };
             (slot, result)

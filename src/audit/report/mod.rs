@@ -308,6 +308,10 @@ pub struct AuditReport {
     pub backtracks: usize,
     /// `RejectedLoop` replies sent.
     pub loops_rejected: usize,
+    /// Those by the operation of the request they refused.
+    pub loops_by_op: OpCounts,
+    /// Block searches: originated requests plus the exits' searches.
+    pub block_requests: OpCounts,
     /// Tunnel traffic (the `tunnel` mode's builds, batches and the exits'
     /// searches); absent when no tunnel message was logged.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -352,6 +356,11 @@ pub struct TunnelTraffic {
 }
 
 impl AuditReport {
+    /// `RejectedLoop` replies per block search (`None` without searches).
+    pub fn loops_per_block_request(&self) -> Option<f64> {
+        per(self.loops_rejected, self.block_requests.total)
+    }
+
     /// Violations of the protocol invariants (the leak check included).
     pub fn violation_count(&self) -> usize {
         self.violations.total
@@ -362,4 +371,9 @@ impl AuditReport {
         serde_json::to_string_pretty(self)
             .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialize report: {e}\"}}"))
     }
+}
+
+/// `n / of`, or `None` when `of` is 0.
+pub(crate) fn per(n: usize, of: usize) -> Option<f64> {
+    (of > 0).then(|| n as f64 / of as f64)
 }

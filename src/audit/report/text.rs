@@ -1,6 +1,6 @@
 //! The audit report's text form (`veil audit` without `--json`).
 
-use super::{Anonymity, AuditReport, Invariant, TunnelTraffic};
+use super::{per, Anonymity, AuditReport, Invariant, TunnelTraffic};
 
 fn f3(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a".to_string(), |x| format!("{x:.3}"))
@@ -185,8 +185,13 @@ impl AuditReport {
             f3(m.max)
         ));
         out.push_str(&format!(
-            "  backtracks (RouteNotFound + RejectedLoop): {}; loops rejected: {}\n",
-            self.backtracks, self.loops_rejected
+            "  backtracks (RouteNotFound + RejectedLoop): {}; loops rejected: {} \
+             ({} per block request; get {}, put {})\n",
+            self.backtracks,
+            self.loops_rejected,
+            f3(self.loops_per_block_request()),
+            f3(per(self.loops_by_op.get, self.block_requests.get)),
+            f3(per(self.loops_by_op.put, self.block_requests.put)),
         ));
         if let Some(t) = &self.tunnels {
             render_tunnels(&mut out, t);

@@ -28,6 +28,7 @@ use crate::formats::audit_log::outcome_text;
 use crate::identity::PeerKey;
 use crate::keys::{Block, Location, RoutingKey};
 use crate::message::{Message, PeerFrame};
+use crate::routing::embed::EmbedEvent;
 use crate::routing::htl::policy_for;
 use crate::routing::swap::{SwapEvent, Swapper};
 use crate::routing::{Action, Anonymity, ClientOutcome, ClientToken, Event, LinkCoins, Router};
@@ -47,6 +48,7 @@ struct LinkEntry {
     reader: tokio::task::AbortHandle,
 }
 
+mod embed;
 mod neighbourhood;
 mod status;
 mod swap;
@@ -58,6 +60,8 @@ pub(super) struct RouterTask {
     router: Router<PeerKey>,
     /// The swap protocol's state (`swap.rs` drives it).
     swapper: Swapper<PeerKey>,
+    /// The tree embedding's state (`embed.rs`).
+    tree: embed::Tree,
     /// The location new links' hellos announce, moved on a swap.
     shared_location: Arc<AtomicU64>,
     /// The location the node started at.
@@ -136,7 +140,10 @@ impl RouterTask {
             router.set_client_tunnels(true);
         }
         let mut rng = StdRng::from_entropy();
-        let swapper = Swapper::new(config.swapping.clone(), config.swap, 0, &mut rng);
+        // Under the tree embedding the swapper refuses every walk.
+        let swaps =
+            config.swap && config.swapping.embedding == crate::routing::embed::Embedding::Swap;
+        let swapper = Swapper::new(config.swapping.clone(), swaps, 0, &mut rng);
         let budget = super::MemoryBudget::new(config);
         let (written_tx, written) = mpsc::channel(budget.store_queue);
         let (reads_tx, reads_rx) = mpsc::channel(store_io::READS_IN_FLIGHT);
@@ -162,6 +169,7 @@ impl RouterTask {
         RouterTask {
             router,
             swapper,
+            tree: Default::default(),
             shared_location,
             initial_location: location,
             neighbourhood: Default::default(),
@@ -213,12 +221,19 @@ impl RouterTask {
         else {
             return;
         };
+        if !self.config.swapping.paused {
+            self.start_tree();
+        }
         loop {
-            let deadline = [self.router.next_deadline(), self.swapper.next_deadline()]
-                .into_iter()
-                .flatten()
-                .min()
-                .map(|ms| self.started + Duration::from_millis(ms));
+            let deadline = [
+                self.router.next_deadline(),
+                self.swapper.next_deadline(),
+                self.tree_deadline(),
+            ]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|ms| self.started + Duration::from_millis(ms));
             let drained = self.draining.as_ref().map(|(d, _)| *d);
             let deadline = deadline.into_iter().chain(drained).min();
             let wake = {
@@ -271,6 +286,7 @@ impl RouterTask {
                 Wake::Tick => {
                     self.feed(Event::Tick);
                     self.feed_swap(SwapEvent::Tick);
+                    self.feed_embed(EmbedEvent::Tick);
                 }
             }
             self.announce_neighbourhood();
@@ -346,6 +362,7 @@ impl RouterTask {
                     old.reader.abort();
                     self.feed(Event::LinkDown { peer });
                     self.feed_swap(SwapEvent::LinkDown { peer });
+                    self.feed_embed(EmbedEvent::LinkDown { peer });
                 }
                 info!(%peer, location = %location, "link up");
                 if let Some(a) = &mut self.audit {
@@ -358,6 +375,7 @@ impl RouterTask {
                     coins,
                 });
                 self.announce_location_to(peer);
+                self.feed_embed(EmbedEvent::LinkUp { peer });
                 self.neighbourhood.link_up(peer);
             }
             Input::LinkDown { peer, conn } => {
@@ -365,9 +383,8 @@ impl RouterTask {
                     self.drop_link(peer);
                 }
             }
-            Input::SetSwapping { on, reply } => {
-                self.swapper.set_paused(!on);
-                let _ = reply.send(self.status());
+            input @ (Input::SetSwapping { .. } | Input::SetRouting { .. }) => {
+                self.on_testnet_control(input)
             }
             Input::ClientGet { key, reply } => {
                 self.after_read(key, Deferred::ClientGet { key, reply });
@@ -413,7 +430,11 @@ impl RouterTask {
                     None => self.feed(Event::Message { from: peer, msg }),
                 }
             }
-            LinkInput::Swap(msg) => self.feed_swap(SwapEvent::Message { from: peer, msg }),
+            LinkInput::Swap(msg) => {
+                if !self.tree_message(peer, &msg) {
+                    self.feed_swap(SwapEvent::Message { from: peer, msg });
+                }
+            }
             LinkInput::Neighbours(locations) => self.router.set_neighbour_view(&peer, &locations),
         }
     }
@@ -436,6 +457,7 @@ impl RouterTask {
             }
             self.feed(Event::LinkDown { peer });
             self.feed_swap(SwapEvent::LinkDown { peer });
+            self.feed_embed(EmbedEvent::LinkDown { peer });
         }
     }
 

@@ -10,6 +10,7 @@ use super::RouterTask;
 use crate::client::SwapStatus;
 use crate::identity::PeerKey;
 use crate::message::{PeerFrame, SwapMessage};
+use crate::node::Input;
 use crate::routing::swap::{SwapAction, SwapEvent};
 
 impl RouterTask {
@@ -49,7 +50,7 @@ impl RouterTask {
     }
 
     /// Queue a swap frame on `to`'s link; false if the peer is not reading.
-    fn send_swap(&mut self, to: PeerKey, msg: SwapMessage) -> bool {
+    pub(super) fn send_swap(&mut self, to: PeerKey, msg: SwapMessage) -> bool {
         let Some(link) = self.links.get(&to) else {
             return true;
         };
@@ -77,10 +78,40 @@ impl RouterTask {
         }
     }
 
+    /// A testnet's control: pause or resume swapping (or the tree), or
+    /// change the routing rules; answered with the status.
+    pub(super) fn on_testnet_control(&mut self, input: Input) {
+        match input {
+            Input::SetSwapping { on, reply } => {
+                self.swapper.set_paused(!on);
+                match on {
+                    true => self.start_tree(),
+                    false => self.stop_tree(),
+                }
+                let _ = reply.send(self.status());
+            }
+            Input::SetRouting {
+                lookahead,
+                htl_rule,
+                reply,
+            } => {
+                info!(%lookahead, %htl_rule, "routing rules changed");
+                self.router.set_rules(lookahead, htl_rule);
+                if let Some(a) = &mut self.audit {
+                    a.routing_rules(lookahead, htl_rule);
+                }
+                let _ = reply.send(self.status());
+            }
+            _ => {}
+        }
+    }
+
     pub(super) fn swap_status(&self) -> SwapStatus {
         SwapStatus {
-            enabled: self.swapper.is_active(),
+            enabled: self.config.swap,
             paused: self.swapper.is_paused(),
+            embedding: self.config.swapping.embedding,
+            tree: self.tree_status(),
             stats: self.swapper.stats().clone(),
         }
     }

@@ -32,15 +32,61 @@
 //!
 //! What it reveals: a neighbour learns the node's depth in the tree, its
 //! subtree's size and (through the intervals) where in the tree it sits;
-//! see `docs/threat-model.md`. Not yet on the wire: the simulator runs it
-//! (`veil sim --experiment swap --embedding tree`).
+//! see `docs/threat-model.md`. The node runs it with `swap = true` and
+//! `[swapping] embedding = "tree"` (`node/router_task/embed.rs`; its
+//! messages travel in swap frames), the simulator with `veil sim
+//! --experiment swap --embedding tree`.
 
 use std::collections::BTreeMap;
 
 use rand::RngCore;
 
 use crate::keys::Location;
+use crate::message::swap::SwapMessage;
 use crate::routing::{PeerId, Time};
+
+/// How nodes find their locations: `[swapping] embedding` in node.toml,
+/// `veil sim --embedding`, `veil testnet run --embedding`.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Embedding {
+    /// Location swapping (Sandberg 2006; `routing::swap`).
+    #[default]
+    Swap,
+    /// Pre-order ranks of a breadth-first spanning tree
+    /// (`routing::embed`), no swapping.
+    Tree,
+}
+
+impl std::str::FromStr for Embedding {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "swap" => Ok(Embedding::Swap),
+            "tree" => Ok(Embedding::Tree),
+            _ => Err(format!("{s:?} is not an embedding: swap or tree")),
+        }
+    }
+}
+
+impl std::fmt::Display for Embedding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Embedding::Swap => "swap",
+            Embedding::Tree => "tree",
+        })
+    }
+}
 
 /// Depths beyond this are not offered (a departed root's ticket then dies
 /// out after this many hops instead of circulating).
@@ -149,13 +195,12 @@ impl<P: PeerId> Embedder<P> {
     /// This node's subtree size (itself and its children's).
     pub fn size(&self) -> u64 {
         let root = self.best.0;
-        1 + self
-            .peers
+        // Sizes are what peers claim: saturate, never overflow.
+        self.peers
             .values()
             .filter_map(|p| p.child_size)
             .filter(|&(r, _)| r == root)
-            .map(|(_, s)| s)
-            .sum::<u64>()
+            .fold(1u64, |sum, (_, s)| sum.saturating_add(s))
     }
 
     pub fn location(&self) -> Option<Location> {
@@ -312,6 +357,33 @@ impl<P: PeerId> Embedder<P> {
                 });
             }
         }
+    }
+}
+
+impl From<EmbedMessage> for SwapMessage {
+    /// On the wire the tree's messages travel in swap frames.
+    fn from(msg: EmbedMessage) -> SwapMessage {
+        match msg {
+            EmbedMessage::Root { root, depth } => SwapMessage::TreeRoot { root, depth },
+            EmbedMessage::Size { root, size, child } => SwapMessage::TreeSize { root, size, child },
+            EmbedMessage::Interval { root, start, width } => {
+                SwapMessage::TreeInterval { root, start, width }
+            }
+        }
+    }
+}
+
+impl EmbedMessage {
+    /// The tree embedding's message in a swap frame, if it is one.
+    pub fn from_wire(msg: &SwapMessage) -> Option<EmbedMessage> {
+        Some(match *msg {
+            SwapMessage::TreeRoot { root, depth } => EmbedMessage::Root { root, depth },
+            SwapMessage::TreeSize { root, size, child } => EmbedMessage::Size { root, size, child },
+            SwapMessage::TreeInterval { root, start, width } => {
+                EmbedMessage::Interval { root, start, width }
+            }
+            _ => return None,
+        })
     }
 }
 

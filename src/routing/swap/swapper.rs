@@ -343,7 +343,12 @@ impl<P: PeerId> Swapper<P> {
                 self.on_commit(router, nonce, offer, out)
             }
             SwapMessage::SwapComplete { .. } => self.on_complete(router, out),
-            SwapMessage::SwapRequest { .. } | SwapMessage::LocationChanged { .. } => {}
+            // The tree embedding's messages go to the embedder, not here.
+            SwapMessage::SwapRequest { .. }
+            | SwapMessage::LocationChanged { .. }
+            | SwapMessage::TreeRoot { .. }
+            | SwapMessage::TreeSize { .. }
+            | SwapMessage::TreeInterval { .. } => {}
         }
     }
 

@@ -3,6 +3,7 @@
 
 use crate::keys::Location;
 use crate::message::swap::{SwapMessage, WalkHtl};
+use crate::routing::embed::Embedding;
 
 /// Tunables of swapping (`[swapping]` in `node.toml`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -26,8 +27,13 @@ pub struct SwapConfig {
     /// `routing/swap/guard.rs`).
     pub crowding_check: bool,
     /// Start with this node's own attempts paused (it still relays and
-    /// answers); a testnet resumes them over the client API.
+    /// answers); a testnet resumes them over the client API. Under the
+    /// tree embedding, paused means the node takes no part in the tree.
     pub paused: bool,
+    /// How the node finds its location when `swap = true`: `swap`
+    /// (Freenet's location swapping, this module) or `tree` (locations from
+    /// a spanning tree, `routing/embed/`; the node then refuses swap walks).
+    pub embedding: Embedding,
 }
 
 impl Default for SwapConfig {
@@ -40,6 +46,7 @@ impl Default for SwapConfig {
             walks_per_peer: 8,
             crowding_check: true,
             paused: false,
+            embedding: Embedding::Swap,
         }
     }
 }

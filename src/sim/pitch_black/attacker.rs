@@ -153,6 +153,9 @@ impl<P: PeerId> Attacker<P> {
                         self.answering.remove(&uid);
                     }
                 }
+                SwapMessage::TreeRoot { .. }
+                | SwapMessage::TreeSize { .. }
+                | SwapMessage::TreeInterval { .. } => {}
             },
         }
         out
