@@ -18,9 +18,10 @@
 //!    ones (`foaf`, `progress`), and the measurement is repeated under each.
 //!
 //! Once the nodes are down, each fetch's path length (the `DataFound`
-//! replies sent for its uid, from the audit logs) and message count are
-//! read back. Run with `--anonymity none` so requests route greedily and the
-//! hops measure the locations, not tunnel walks.
+//! replies sent for its search, from the audit logs) and message count are
+//! read back. Under `--anonymity none` the search is the requester's own;
+//! in the `tunnel` mode it is the exit's, so the hops measure the exit's
+//! search from there (the tunnel's own hops are not counted).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -448,8 +449,12 @@ pub async fn run_swap_check(
 
 /// Once the nodes are down (their logs flushed): each fetch's hops and
 /// messages, from the requester's origin log and every node's audit log.
+/// A fetch's searches are the requester's own (`none`, `freenet`) and any
+/// search for its key (a tunnel's exit searches under its own uid; every
+/// block is fresh, so its key names its fetch).
 pub fn count_hops(dir: &Path, report: &mut SwapReport) -> Result<(), TestnetError> {
     let mut uid_of: HashMap<(String, RoutingKey), Uid> = HashMap::new();
+    let mut searches: HashMap<RoutingKey, Vec<Uid>> = HashMap::new();
     let mut found: HashMap<Uid, u64> = HashMap::new();
     let mut messages: HashMap<Uid, u64> = HashMap::new();
     let nodes = std::fs::read_dir(dir).map_err(|e| super::io_err(dir, e))?;
@@ -464,8 +469,17 @@ pub fn count_hops(dir: &Path, report: &mut SwapReport) -> Result<(), TestnetErro
         for l in read_lines::<AuditLine>(&node_dir.join(AUDIT_FILE)) {
             if let AuditEvent::Send(m) = l.event {
                 *messages.entry(m.flow).or_default() += 1;
-                if m.kind == MessageKind::DataFound {
-                    *found.entry(m.flow).or_default() += 1;
+                match m.kind {
+                    MessageKind::DataFound => *found.entry(m.flow).or_default() += 1,
+                    MessageKind::DataRequest => {
+                        for key in m.all_keys() {
+                            let uids = searches.entry(*key).or_default();
+                            if !uids.contains(&m.flow) {
+                                uids.push(m.flow);
+                            }
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
@@ -476,10 +490,15 @@ pub fn count_hops(dir: &Path, report: &mut SwapReport) -> Result<(), TestnetErro
         .chain(rules)
     {
         for f in &mut phase.fetches {
-            let uid = uid_of.get(&(f.requester.clone(), f.key));
-            f.messages = uid.and_then(|u| messages.get(u)).copied().unwrap_or(0);
+            let mut uids = searches.get(&f.key).cloned().unwrap_or_default();
+            if let Some(u) = uid_of.get(&(f.requester.clone(), f.key)) {
+                if !uids.contains(u) {
+                    uids.push(*u);
+                }
+            }
+            f.messages = uids.iter().filter_map(|u| messages.get(u)).sum();
             if f.found {
-                f.hops = uid.and_then(|u| found.get(u)).copied();
+                f.hops = uids.iter().filter_map(|u| found.get(u)).copied().min();
             }
         }
     }
