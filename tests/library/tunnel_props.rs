@@ -599,3 +599,60 @@ fn two_nodes_fall_back_to_a_one_hop_tunnel_and_serve_concurrent_sessions() {
         );
     }
 }
+
+#[test]
+fn a_rebuild_after_a_tunnel_breaks_waits_like_a_reaction() {
+    // The first hop passes the originator a `TunnelDown`; whatever the
+    // originator builds next within `reaction_ms` is a reaction to that
+    // news and waits the random delay. A relay would only pass the
+    // `TunnelDown` on; a build a few milliseconds after it named the
+    // originator (the audit's `gap` signal).
+    let tunnel = TunnelConfig {
+        delay_min_ms: 30,
+        delay_max_ms: 60,
+        reaction_ms: 2_000,
+        ..TunnelConfig::default()
+    };
+    let mut h = harness(12, 10, 9, tunnel);
+    let blocks: Vec<Block> = (0..16).map(|i| block("rebuild", i)).collect();
+    for b in &blocks {
+        place_near(&mut h, b);
+    }
+    let mut checked = 0;
+    for pair in blocks.chunks(2) {
+        let asked = h.now();
+        let token = h.session_get(0, vec![pair[0].routing_key()]);
+        h.run_until(asked + 1_500, MAX_STEPS);
+        assert_eq!(h.clients[&token].answers, 1);
+        // Quiet past reaction_ms: what comes next reacts to nothing else.
+        h.idle_for(3_000, MAX_STEPS);
+        let Some(build) = h
+            .sent
+            .iter()
+            .rev()
+            .find(|s| s.from == 0 && kind(s) == MessageKind::TunnelBuild)
+        else {
+            continue;
+        };
+        let (first, tunnel_id) = (build.to, build.msg.uid());
+        let mark = h.sent.len();
+        let broken = h.now();
+        h.inject(first, 0, Message::TunnelDown { tunnel: tunnel_id });
+        // A key the client has not fetched (a cached one needs no tunnel).
+        let token = h.session_get(0, vec![pair[1].routing_key()]);
+        h.run_until(broken + 1_500, MAX_STEPS);
+        assert_eq!(h.clients[&token].answers, 1);
+        let rebuilt = h.sent[mark..]
+            .iter()
+            .find(|s| s.from == 0 && kind(s) == MessageKind::TunnelBuild);
+        if let Some(s) = rebuilt {
+            assert!(
+                s.at >= broken + 30,
+                "a rebuild left {} ms after the break",
+                s.at - broken
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "{checked} rebuilds checked");
+}

@@ -452,6 +452,12 @@ impl<P: PeerId> Router<P> {
                 self.fail_unanswered(cx, token, Failure::Timeout);
             }
         }
+        // A break is news the first hop saw pass (a `TunnelDown`, a link
+        // down, silence): the rebuild, and anything the client asks soon
+        // after, is a reaction to it and waits like one. Without this the
+        // first hop saw its `TunnelDown` answered by a build within a few
+        // milliseconds only from an originator (the audit's `gap` signal).
+        self.tunnels.client.last_back = Some(cx.now);
         self.wake(cx);
     }
 
