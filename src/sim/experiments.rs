@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::routing::{HtlRule, Lookahead};
 use crate::sim::plot::{self, Panel, Series};
 use crate::sim::runner::{self, FailMode, SimError, SimOptions, SimReport};
 
@@ -130,6 +131,34 @@ pub(crate) fn bar(opts: &ExperimentOptions, len: usize, what: &str) -> ProgressB
     bar
 }
 
+/// veil's routing rules the scaling, failure and baselines experiments
+/// compare: the lecture's (greedy, every hop costs one) and the new ones
+/// (FOAF lookahead, the progress rule).
+pub const RULES: [(Lookahead, HtlRule); 2] = [
+    (Lookahead::None, HtlRule::Hop),
+    (Lookahead::Foaf, HtlRule::Progress),
+];
+
+/// Every system once, and veil once under each of [`RULES`].
+fn variants(opts: &ExperimentOptions) -> Vec<SimOptions> {
+    let mut out = Vec::new();
+    for system in runner::systems() {
+        let one = SimOptions {
+            system: system.to_string(),
+            ..base(opts)
+        };
+        match system {
+            "freenet" => out.extend(RULES.map(|(lookahead, htl_rule)| SimOptions {
+                lookahead,
+                htl_rule,
+                ..one.clone()
+            })),
+            _ => out.push(one),
+        }
+    }
+    out
+}
+
 fn base(opts: &ExperimentOptions) -> SimOptions {
     SimOptions {
         requests: opts.requests(),
@@ -155,11 +184,11 @@ fn write(
     let mut csv = String::from(
         "system,anonymity,topology,nodes,degree,requests,fail,success_rate,hops_mean,\
          hops_median,hops_p95,messages_per_lookup,max_load_ratio,requester_exposed_rate,\
-         success_after_top1pct_removed,fail_mode,churn_minutes\n",
+         success_after_top1pct_removed,fail_mode,churn_minutes,routing\n",
     );
     for r in runs {
         csv.push_str(&format!(
-            "{},{},{},{},{},{},{},{:.4},{:.3},{},{},{:.2},{:.2},{:.4},{:.4},{},{}\n",
+            "{},{},{},{},{},{},{},{:.4},{:.3},{},{},{:.2},{:.2},{:.4},{:.4},{},{},{}\n",
             r.system,
             r.anonymity.as_deref().unwrap_or(""),
             r.topology,
@@ -176,7 +205,8 @@ fn write(
             r.requester_exposed_rate,
             r.success_after_top1pct_removed,
             r.fail_mode,
-            r.churn_minutes
+            r.churn_minutes,
+            r.routing.as_deref().unwrap_or("")
         ));
     }
     std::fs::write(&csv_path, csv).map_err(|e| io(&csv_path, e))?;
@@ -201,22 +231,28 @@ fn log2_sq(n: f64) -> f64 {
 }
 
 fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
-    let bar = bar(opts, SCALING_NODES.len(), "scaling");
+    let bar = bar(opts, RULES.len() * SCALING_NODES.len(), "scaling");
     let mut runs = Vec::new();
-    for &n in SCALING_NODES {
-        bar.set_message(format!("N = {n}"));
-        runs.push(runner::run(&SimOptions {
-            nodes: n,
-            ..base(opts)
-        })?);
-        bar.inc(1);
+    for (lookahead, htl_rule) in RULES {
+        for &n in SCALING_NODES {
+            bar.set_message(format!("{lookahead}/{htl_rule}, N = {n}"));
+            runs.push(runner::run(&SimOptions {
+                nodes: n,
+                lookahead,
+                htl_rule,
+                ..base(opts)
+            })?);
+            bar.inc(1);
+        }
     }
     bar.finish_and_clear();
-    let mean: Vec<(f64, f64)> = runs.iter().map(|r| (r.nodes as f64, r.hops_mean)).collect();
-    let median: Vec<(f64, f64)> = runs
-        .iter()
-        .map(|r| (r.nodes as f64, r.hops_median))
-        .collect();
+    let (lecture, new) = runs.split_at(SCALING_NODES.len());
+    let points = |runs: &[SimReport], f: fn(&SimReport) -> f64| -> Vec<(f64, f64)> {
+        runs.iter().map(|r| (r.nodes as f64, f(r))).collect()
+    };
+    let mean = points(lecture, |r| r.hops_mean);
+    let median = points(lecture, |r| r.hops_median);
+    let new_mean = points(new, |r| r.hops_mean);
     let a = fit_through_origin(
         &mean
             .iter()
@@ -224,25 +260,28 @@ fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
             .collect::<Vec<_>>(),
     );
     let fit: Vec<(f64, f64)> = mean.iter().map(|&(n, _)| (n, a * log2_sq(n))).collect();
-    let success: Vec<(f64, f64)> = runs
-        .iter()
-        .map(|r| (r.nodes as f64, 100.0 * r.success_rate))
-        .collect();
+    let success = points(lecture, |r| 100.0 * r.success_rate);
+    let new_success = points(new, |r| 100.0 * r.success_rate);
     let panels = [
         Panel {
-            title: "veil (freenet, none) on a Kleinberg small world, degree 10",
+            title: "veil (mode none) on a Kleinberg small world, degree 10, HTL 18",
             x_label: "nodes N",
             y_label: "hops of found lookups",
             log_x: true,
             series: vec![
                 Series {
-                    name: "mean hops".into(),
+                    name: "mean hops, none/hop (the lecture's rules)".into(),
                     points: mean,
                     dashed: false,
                 },
                 Series {
-                    name: "median hops".into(),
+                    name: "median hops, none/hop".into(),
                     points: median,
+                    dashed: false,
+                },
+                Series {
+                    name: "mean hops, foaf/progress".into(),
+                    points: new_mean,
                     dashed: false,
                 },
                 Series {
@@ -257,21 +296,29 @@ fn scaling(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
             x_label: "nodes N",
             y_label: "success (%)",
             log_x: true,
-            series: vec![Series {
-                name: "success".into(),
-                points: success,
-                dashed: false,
-            }],
+            series: vec![
+                Series {
+                    name: "none/hop".into(),
+                    points: success,
+                    dashed: false,
+                },
+                Series {
+                    name: "foaf/progress".into(),
+                    points: new_success,
+                    dashed: false,
+                },
+            ],
         },
     ];
     let files = write(opts, "scaling", &runs, &panels)?;
     let mut summary = opts.ignored_nodes("scaling");
     summary.push_str(&format!(
-        "scaling: hops ~ {a:.3} * log2(N)^2 fitted on the mean\n"
+        "scaling: hops ~ {a:.3} * log2(N)^2 fitted on the mean under none/hop\n"
     ));
     for r in &runs {
         summary.push_str(&format!(
-            "  N = {:>6}: success {:5.1}%, hops mean {:5.2}, median {}, p95 {}\n",
+            "  {:>13} N = {:>6}: success {:5.1}%, hops mean {:5.2}, median {}, p95 {}\n",
+            r.routing.as_deref().unwrap_or(""),
             r.nodes,
             100.0 * r.success_rate,
             r.hops_mean,
@@ -298,7 +345,7 @@ fn failure_panel<'a>(title: &'a str, y_label: &'a str, series: Option<Vec<Series
 }
 
 fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
-    let systems = runner::systems();
+    let systems = variants(opts);
     let modes = [FailMode::Random, FailMode::Loaded];
     let total = modes.len() * systems.len() * FAILURE_FRACTIONS.len();
     let bar = bar(opts, total, "failure");
@@ -309,24 +356,22 @@ fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     for (m, &fail_mode) in modes.iter().enumerate() {
         for system in &systems {
             let (mut s, mut med) = (Vec::new(), Vec::new());
+            let mut label = system.system.clone();
             for &fail in FAILURE_FRACTIONS {
-                bar.set_message(format!(
-                    "{system}, {:.0}% failed, {fail_mode}",
-                    100.0 * fail
-                ));
+                bar.set_message(format!("{label}, {:.0}% failed, {fail_mode}", 100.0 * fail));
                 let r = runner::run(&SimOptions {
-                    system: system.to_string(),
                     fail,
                     fail_mode,
-                    ..base(opts)
+                    ..system.clone()
                 })?;
+                label = r.label();
                 s.push((100.0 * fail, 100.0 * r.success_rate));
                 med.push((100.0 * fail, r.hops_median));
                 runs.push(r);
                 bar.inc(1);
             }
             let series = |points| Series {
-                name: system.to_string(),
+                name: label.clone(),
                 points,
                 dashed: false,
             };
@@ -358,8 +403,8 @@ fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     let mut summary = String::from("failure:\n");
     for r in &runs {
         summary.push_str(&format!(
-            "  {:10} {:3.0}% failed ({:6}): success {:5.1}%, median hops {}\n",
-            r.system,
+            "  {:22} {:3.0}% failed ({:6}): success {:5.1}%, median hops {}\n",
+            r.label(),
             100.0 * r.fail,
             r.fail_mode,
             100.0 * r.success_rate,
@@ -374,22 +419,19 @@ fn failure(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
 }
 
 fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
-    let systems = runner::systems();
+    let systems = variants(opts);
     let bar = bar(opts, systems.len(), "baselines");
     let mut runs = Vec::new();
     for system in &systems {
-        bar.set_message(system.to_string());
-        runs.push(runner::run(&SimOptions {
-            system: system.to_string(),
-            ..base(opts)
-        })?);
+        bar.set_message(system.system.clone());
+        runs.push(runner::run(system)?);
         bar.inc(1);
     }
     bar.finish_and_clear();
     let series = runs
         .iter()
         .map(|r| Series {
-            name: format!("{} ({:.0}% found)", r.system, 100.0 * r.success_rate),
+            name: format!("{} ({:.0}% found)", r.label(), 100.0 * r.success_rate),
             points: vec![(r.messages_per_lookup.max(1.0), r.hops_mean)],
             dashed: false,
         })
@@ -404,7 +446,7 @@ fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     }];
     let files = write(opts, "baselines", &runs, &panels)?;
     let mut summary = format!(
-        "baselines at N = {}:\n  {:10} {:>8} {:>6} {:>6} {:>6} {:>10} {:>6} {:>8} {:>8}\n",
+        "baselines at N = {}:\n  {:22} {:>8} {:>6} {:>6} {:>6} {:>10} {:>6} {:>8} {:>8}\n",
         opts.nodes(),
         "system",
         "success",
@@ -418,8 +460,8 @@ fn baselines(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError> {
     );
     for r in &runs {
         summary.push_str(&format!(
-            "  {:10} {:>7.1}% {:>6.2} {:>6} {:>6} {:>10.1} {:>6.1} {:>7.1}% {:>7.1}%\n",
-            r.system,
+            "  {:22} {:>7.1}% {:>6.2} {:>6} {:>6} {:>10.1} {:>6.1} {:>7.1}% {:>7.1}%\n",
+            r.label(),
             100.0 * r.success_rate,
             r.hops_mean,
             r.hops_median,

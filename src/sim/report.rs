@@ -17,6 +17,15 @@ impl SimReport {
         }
     }
 
+    /// The system, and veil's routing rules when they are not the
+    /// lecture's (`freenet foaf/progress`).
+    pub fn label(&self) -> String {
+        match self.routing.as_deref() {
+            Some(rules) if rules != "none/hop" => format!("{} {rules}", self.system),
+            _ => self.system.clone(),
+        }
+    }
+
     /// The short summary `veil sim` prints.
     pub fn render_text(&self) -> String {
         let mode = self

@@ -149,6 +149,10 @@ pub struct SimOutput {
 pub struct SimReport {
     pub system: String,
     pub anonymity: Option<String>,
+    /// veil's routing rules, `LOOKAHEAD/HTL_RULE` (`none/hop` is the
+    /// lecture's); absent for the other systems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub routing: Option<String>,
     pub topology: String,
     pub nodes: usize,
     pub degree: usize,
@@ -500,6 +504,8 @@ fn run_on(
     Ok(SimReport {
         system: model.name().to_string(),
         anonymity: (opts.system == "freenet").then(|| opts.anonymity.to_string()),
+        routing: (opts.system == "freenet")
+            .then(|| format!("{}/{}", opts.lookahead, opts.htl_rule)),
         topology: opts.topology.clone(),
         nodes: n,
         degree: opts.degree,

@@ -343,3 +343,50 @@ fn cli_prints_the_contracts_json_and_refuses_what_is_missing() {
     let (ok, _, err) = veil(&["sim", "--experiment", "anonymity", "--out", "Cargo.toml/x"]);
     assert!(!ok && err.contains("Cargo.toml/x"), "{err}");
 }
+
+/// The baselines experiment runs veil under the lecture's rules and the
+/// new ones beside the other systems, labels them apart in every output,
+/// and on the same graph and workload the new rules find keys in fewer
+/// hops.
+#[test]
+fn the_baselines_experiment_compares_the_lecture_rules_with_the_new_ones() {
+    let out = tempfile::tempdir().unwrap();
+    let opts = veil::sim::experiments::ExperimentOptions {
+        out: out.path().to_path_buf(),
+        nodes: Some(2_000),
+        requests: Some(300),
+        ..Default::default()
+    };
+    let result = veil::sim::experiments::run("baselines", &opts).unwrap();
+    let veil_runs: Vec<&SimReport> = result
+        .runs
+        .iter()
+        .filter(|r| r.system == "freenet")
+        .collect();
+    let rules: Vec<&str> = veil_runs
+        .iter()
+        .filter_map(|r| r.routing.as_deref())
+        .collect();
+    assert_eq!(rules, ["none/hop", "foaf/progress"]);
+    let (old, new) = (veil_runs[0], veil_runs[1]);
+    assert!(new.success_rate >= old.success_rate, "{new:?} {old:?}");
+    assert!(
+        new.hops_mean < old.hops_mean,
+        "{} against {}",
+        new.hops_mean,
+        old.hops_mean
+    );
+    // The other systems carry no routing rules; the table names both runs.
+    assert_eq!(
+        result.runs.iter().filter(|r| r.routing.is_some()).count(),
+        2
+    );
+    assert!(
+        result.summary.contains("freenet foaf/progress"),
+        "{}",
+        result.summary
+    );
+    let csv = std::fs::read_to_string(out.path().join("baselines.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with(",routing"));
+    assert!(csv.contains(",foaf/progress\n"), "{csv}");
+}
