@@ -177,9 +177,11 @@ pub struct RunArgs {
     /// (seeded by --seed).
     #[arg(long)]
     pub random_locations: bool,
-    /// Location swapping check: measure hops, let every node swap for SECS
-    /// seconds (swap = true), measure again (instead of the workload; use
-    /// with --random-locations and --anonymity none).
+    /// Self-organisation check: measure hops, let every node organise its
+    /// location for SECS seconds (swap = true, --embedding), measure again,
+    /// then on those locations under the lecture's routing rules and the
+    /// new ones (instead of the workload; use with --random-locations; in
+    /// the tunnel mode the hops are the exits' searches).
     #[arg(long, value_name = "SECS")]
     pub swap: Option<u64>,
     /// With --swap: mean time between one node's swap attempts.
