@@ -269,6 +269,51 @@ fn a_pitch_black_run_ends_with_one_json_line_and_the_defence_holds() {
     }
 }
 
+/// The tree embedding has no defence against its own Pitch Black: one node
+/// that claims the smallest root ticket and hands out intervals of width 1
+/// pulls every node onto its point, and routing collapses. The experiment
+/// measures it (and this test keeps the measurement honest: if a defence
+/// lands, it must change here).
+#[test]
+fn one_dishonest_root_pulls_the_whole_tree_onto_its_point() {
+    let tmp = tempfile::TempDir::new().unwrap();
+    let out = tmp.path().to_str().unwrap();
+    let text = veil_ok(&[
+        "sim",
+        "--experiment",
+        "pitch-black",
+        "--embedding",
+        "tree",
+        "--lookahead",
+        "foaf",
+        "--htl-rule",
+        "progress",
+        "--nodes",
+        "500",
+        "--rounds",
+        "20",
+        "--attackers",
+        "0.002",
+        "--requests",
+        "300",
+        "--seed",
+        "3",
+        "--json",
+        "--out",
+        out,
+    ]);
+    let last = text.lines().last().expect("a line");
+    let v: serde_json::Value = serde_json::from_str(last).unwrap();
+    let f = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert_eq!(v["embedding"], "tree");
+    assert_eq!(v["defence"], false);
+    assert_eq!(v["attacker_nodes"].as_u64(), Some(1), "{v}");
+    assert!(f("success_without") >= 0.95, "{v}");
+    assert!(f("pulled") > 0.9, "{v}");
+    assert!(f("ratio") < 0.5, "{v}");
+    assert!(tmp.path().join("pitch-black-tree.svg").exists());
+}
+
 /// The default one-size `swap` run: locations from the tree embedding's
 /// messages, measured with FOAF lookahead and the progress rule; at 3,000
 /// nodes it finds nearly everything after a few rounds, with short paths.

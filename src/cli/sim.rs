@@ -83,10 +83,11 @@ pub struct SimArgs {
     /// with one JSON line).
     #[arg(long)]
     pub json: bool,
-    /// How a one-size `--experiment swap` run finds locations: tree (a
-    /// spanning-tree embedding, the default) or swap (location swapping).
-    #[arg(long, default_value_t = veil::sim::swap::Embedding::Tree)]
-    pub embedding: veil::sim::swap::Embedding,
+    /// How nodes find their locations: tree (a spanning-tree embedding,
+    /// the default of a one-size `--experiment swap` run) or swap
+    /// (location swapping, the default of `--experiment pitch-black`).
+    #[arg(long)]
+    pub embedding: Option<veil::sim::swap::Embedding>,
     /// Fraction of nodes that swap dishonestly (`--experiment
     /// pitch-black`; without it, 0.001, 0.01 and 0.05).
     #[arg(long, value_name = "FRACTION")]
@@ -130,7 +131,10 @@ impl SimArgs {
                 } else {
                     HtlRule::Hop
                 }),
-                embedding: self.embedding,
+                embedding: self.embedding.unwrap_or(match name.as_str() {
+                    "pitch-black" => veil::sim::swap::Embedding::Swap,
+                    _ => veil::sim::swap::Embedding::Tree,
+                }),
                 churn: veil::sim::churn::ChurnSpec {
                     minutes: self.churn,
                     session: self.session,

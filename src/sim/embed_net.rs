@@ -39,6 +39,9 @@ pub struct EmbedNet {
     seq: u64,
     /// Messages delivered.
     pub delivered: u64,
+    /// Per node: the point a dishonest node pulls its subtree to
+    /// ([`EmbedNet::add_attacker`]).
+    attackers: Vec<Option<Location>>,
 }
 
 impl EmbedNet {
@@ -62,6 +65,7 @@ impl EmbedNet {
             now: 0,
             seq: 0,
             delivered: 0,
+            attackers: vec![None; graph.nodes()],
         };
         for (i, adj) in graph.adj.iter().enumerate() {
             for &peer in adj {
@@ -117,7 +121,9 @@ impl EmbedNet {
 
     /// Each node's location so far (`None` until its first interval).
     pub fn locations(&self) -> impl Iterator<Item = Option<Location>> + '_ {
-        self.nodes.iter().map(Embedder::location)
+        // An attacker sits where it pulls its tree.
+        let own = self.nodes.iter().map(Embedder::location);
+        own.zip(&self.attackers).map(|(at, a)| a.or(at))
     }
 
     /// Write the locations reached into `graph` (nodes without one keep
@@ -174,24 +180,69 @@ impl EmbedNet {
         self.now = self.now.max(until);
     }
 
+    /// Make `node` dishonest from now on: it claims the smallest ticket
+    /// there is at depth 0, so every node that hears of it takes it as
+    /// root, and it gives each neighbour an interval of width 1 at `point`,
+    /// so its whole tree is pulled onto one location (the tree
+    /// embedding's Pitch Black; `veil sim --experiment pitch-black
+    /// --embedding tree`).
+    pub fn add_attacker(&mut self, node: NodeIx, point: Location) {
+        self.attackers[node as usize] = Some(point);
+        for &peer in &self.adj[node as usize].clone() {
+            self.send(node, peer, EmbedMessage::Root { root: 0, depth: 0 });
+        }
+    }
+
+    /// Where each attacker pulls its tree.
+    pub fn attack_points(&self) -> Vec<Location> {
+        self.attackers.iter().flatten().copied().collect()
+    }
+
     fn feed(&mut self, node: NodeIx, event: EmbedEvent<NodeIx>) {
+        if let Some(point) = self.attackers[node as usize] {
+            // Its own embedder only keeps the clock; it answers for itself.
+            let tick = matches!(event, EmbedEvent::Tick);
+            let up = match &event {
+                EmbedEvent::LinkUp { peer } => Some(*peer),
+                _ => None,
+            };
+            let _ = self.nodes[node as usize].handle(self.now, event);
+            if let Some(peer) = up {
+                self.send(node, peer, EmbedMessage::Root { root: 0, depth: 0 });
+            }
+            if tick {
+                for &peer in &self.adj[node as usize].clone() {
+                    let msg = EmbedMessage::Interval {
+                        root: 0,
+                        start: point.0,
+                        width: 1,
+                    };
+                    self.send(node, peer, msg);
+                }
+            }
+            return;
+        }
         let actions = self.nodes[node as usize].handle(self.now, event);
         for action in actions {
             if let EmbedAction::Send { to, msg } = action {
-                let at = self.now + self.latency.of_link(self.seed, node, to);
-                let slot = match self.free.pop() {
-                    Some(s) => {
-                        self.messages[s] = Some((node, to, msg));
-                        s
-                    }
-                    None => {
-                        self.messages.push(Some((node, to, msg)));
-                        self.messages.len() - 1
-                    }
-                };
-                self.queue.push(Reverse((at, self.seq, slot)));
-                self.seq += 1;
+                self.send(node, to, msg);
             }
         }
+    }
+
+    fn send(&mut self, node: NodeIx, to: NodeIx, msg: EmbedMessage) {
+        let at = self.now + self.latency.of_link(self.seed, node, to);
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.messages[s] = Some((node, to, msg));
+                s
+            }
+            None => {
+                self.messages.push(Some((node, to, msg)));
+                self.messages.len() - 1
+            }
+        };
+        self.queue.push(Reverse((at, self.seq, slot)));
+        self.seq += 1;
     }
 }

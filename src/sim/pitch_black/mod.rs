@@ -14,6 +14,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::keys::Location;
+use crate::routing::embed::{EmbedConfig, Embedding};
 use crate::routing::swap::SwapConfig;
 use crate::sim::engine::Latency;
 use crate::sim::experiments::{self, ExperimentOptions, ExperimentResult};
@@ -21,7 +22,7 @@ use crate::sim::graphs;
 use crate::sim::model::NodeIx;
 use crate::sim::plot::{self, Panel, Series};
 use crate::sim::runner::{self, SimError, SimOptions};
-use crate::sim::swap::{self, SwapNet};
+use crate::sim::swap::{self, EmbedNet, SwapNet};
 
 mod attacker;
 pub use attacker::{Attacker, ATTACK_REACH, CLAIMED_NEIGHBOURS};
@@ -48,13 +49,18 @@ pub struct Outcome {
     pub limited: u64,
 }
 
-/// One run: `attackers` of `opts.nodes` dishonest, `rounds` rounds.
+/// One run: `attackers` of `opts.nodes` dishonest, `rounds` rounds, the
+/// locations found by `embedding`.
 pub fn run_one(
     opts: &SimOptions,
     rounds: usize,
     attackers: usize,
     defence: bool,
+    embedding: Embedding,
 ) -> Result<Outcome, SimError> {
+    if embedding == Embedding::Tree {
+        return run_tree(opts, rounds, attackers);
+    }
     let n = opts.nodes;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let mut graph = graphs::swap_start(n, opts.degree, &mut rng);
@@ -99,6 +105,47 @@ pub fn run_one(
     })
 }
 
+/// One run of the tree embedding with `attackers` dishonest nodes
+/// ([`EmbedNet::add_attacker`]: each claims to be the root and pulls its
+/// tree onto one point). No defence runs: the tree has none yet.
+fn run_tree(opts: &SimOptions, rounds: usize, attackers: usize) -> Result<Outcome, SimError> {
+    let n = opts.nodes;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut graph = graphs::swap_start(n, opts.degree, &mut rng);
+    let mut net = EmbedNet::new(
+        &graph,
+        &EmbedConfig::default(),
+        Latency::default(),
+        opts.seed ^ 0x5357_4150,
+    );
+    let mut pick = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x7069_7463);
+    let chosen = rand::seq::index::sample(&mut pick, n, attackers.min(n));
+    for node in chosen.iter() {
+        net.add_attacker(node as NodeIx, Location(pick.gen()));
+    }
+    net.run_until(swap::rounds_time(rounds));
+    net.apply(&mut graph);
+    let points = net.attack_points();
+    let is_attacker: std::collections::HashSet<usize> = chosen.iter().collect();
+    let held: Vec<Option<Location>> = net.locations().collect();
+    let pulled = (0..n)
+        .filter(|i| !is_attacker.contains(i))
+        .filter(|&i| held[i].is_some_and(|h| points.iter().any(|p| p.distance(h) <= ATTACK_REACH)))
+        .count();
+    let report = runner::run_on_graph(opts, &graph, opts.seed ^ 0x5757)?;
+    Ok(Outcome {
+        attacker_nodes: chosen.len(),
+        defence: false,
+        success: report.success_rate,
+        resilient: report.success_after_top1pct_removed,
+        hops_mean: report.hops_mean,
+        pulled: pulled as f64 / (n - chosen.len()).max(1) as f64,
+        link_length: swap::mean_link_length(&graph),
+        refused_crowded: 0,
+        limited: 0,
+    })
+}
+
 /// The JSON line of a one-fraction run
 /// (`docs/schemas/sim-pitch-black.schema.json`).
 #[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
@@ -110,8 +157,11 @@ pub struct PitchBlackLine {
     /// The fraction of nodes asked to attack, and how many did.
     pub attackers: f64,
     pub attacker_nodes: usize,
-    /// Whether honest nodes ran the defence (refusing crowded locations).
+    /// Whether honest nodes ran the defence (refusing crowded locations;
+    /// the tree embedding has none).
     pub defence: bool,
+    /// How the nodes found their locations: `swap` or `tree`.
+    pub embedding: String,
     /// Lookup success after `rounds` rounds with the attackers.
     pub success: f64,
     /// The same graph and rounds with no attackers.
@@ -180,27 +230,33 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
         Some(f) => vec![f],
         None => ATTACKER_FRACTIONS.to_vec(),
     };
+    let tree = opts.embedding == Embedding::Tree;
     let defences: Vec<bool> = match opts.attackers {
-        Some(_) => vec![opts.defence],
+        Some(_) => vec![opts.defence && !tree],
+        None if tree => vec![false],
         None => vec![true, false],
     };
     let bar = experiments::bar(opts, 1 + fractions.len() * defences.len(), "pitch-black");
     bar.set_message("no attackers");
-    let without = run_one(&sim, rounds, 0, opts.defence)?;
+    let without = run_one(&sim, rounds, 0, opts.defence, opts.embedding)?;
     bar.inc(1);
     let mut rows = Vec::new();
     for &f in &fractions {
         for &d in &defences {
             bar.set_message(format!("{:.1}% attackers, defence {d}", 100.0 * f));
-            rows.push((f, run_one(&sim, rounds, count(nodes, f), d)?));
+            rows.push((
+                f,
+                run_one(&sim, rounds, count(nodes, f), d, opts.embedding)?,
+            ));
             bar.inc(1);
         }
     }
     bar.finish_and_clear();
     let mut summary = format!(
-        "pitch-black: N = {nodes}, {rounds} rounds, seed {}; no attackers: success {:.1}%, \
-         resilient {:.1}%\n",
+        "pitch-black: N = {nodes}, {rounds} rounds, seed {}, embedding {}; no attackers: \
+         success {:.1}%, resilient {:.1}%\n",
         opts.seed,
+        opts.embedding,
         100.0 * without.success,
         100.0 * without.resilient
     );
@@ -221,7 +277,11 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
             o.limited
         ));
     }
-    let files = write(&opts.out, &without, &rows)?;
+    let name = match tree {
+        true => "pitch-black-tree",
+        false => "pitch-black",
+    };
+    let files = write(&opts.out, name, &without, &rows)?;
     if let (Some(f), Some((_, o))) = (opts.attackers, rows.first()) {
         let line = PitchBlackLine {
             version: Default::default(),
@@ -231,6 +291,7 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
             attackers: f,
             attacker_nodes: o.attacker_nodes,
             defence: o.defence,
+            embedding: opts.embedding.to_string(),
             success: o.success,
             success_without: without.success,
             ratio: o.success / without.success.max(1e-9),
@@ -254,11 +315,16 @@ pub fn experiment(opts: &ExperimentOptions) -> Result<ExperimentResult, SimError
     })
 }
 
-/// `pitch-black.json` and `pitch-black.svg` under `out`.
-fn write(out: &Path, without: &Outcome, rows: &[(f64, Outcome)]) -> Result<Vec<PathBuf>, SimError> {
+/// `NAME.json` and `NAME.svg` under `out`.
+fn write(
+    out: &Path,
+    name: &str,
+    without: &Outcome,
+    rows: &[(f64, Outcome)],
+) -> Result<Vec<PathBuf>, SimError> {
     let io = |p: &Path, e| SimError::Io(p.display().to_string(), e);
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
-    let json_path = out.join("pitch-black.json");
+    let json_path = out.join(format!("{name}.json"));
     let all = serde_json::json!({ "without": without, "runs": rows });
     let json = serde_json::to_string_pretty(&all).unwrap_or_default();
     std::fs::write(&json_path, json + "\n").map_err(|e| io(&json_path, e))?;
@@ -302,7 +368,7 @@ fn write(out: &Path, without: &Outcome, rows: &[(f64, Outcome)]) -> Result<Vec<P
             ],
         },
     ];
-    let svg_path = out.join("pitch-black.svg");
+    let svg_path = out.join(format!("{name}.svg"));
     plot::draw(&svg_path, &panels)?;
     Ok(vec![json_path, svg_path])
 }
