@@ -327,7 +327,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         &config,
         input_tx.clone(),
     ));
-    let router_task = router_task::RouterTask::new(
+    let mut router_task = router_task::RouterTask::new(
         &config,
         location,
         store,
@@ -336,6 +336,7 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
         listen,
         shared_location.clone(),
     );
+    router_task.keep_guards_in(&dir);
     let router = tokio::spawn(router_task.run(input_rx, shutdown_rx.clone()));
 
     let mut tasks = Vec::new();

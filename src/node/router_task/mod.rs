@@ -49,6 +49,7 @@ struct LinkEntry {
 }
 
 mod embed;
+mod guards;
 mod neighbourhood;
 mod status;
 mod swap;
@@ -60,8 +61,9 @@ pub(super) struct RouterTask {
     router: Router<PeerKey>,
     /// The swap protocol's state (`swap.rs` drives it).
     swapper: Swapper<PeerKey>,
-    /// The tree embedding's state (`embed.rs`).
+    /// The tree embedding (`embed.rs`); where the guards are saved (`guards.rs`).
     tree: embed::Tree,
+    saved_guards: guards::SavedGuards,
     /// The location new links' hellos announce, moved on a swap.
     shared_location: Arc<AtomicU64>,
     /// The location the node started at.
@@ -170,6 +172,7 @@ impl RouterTask {
             router,
             swapper,
             tree: Default::default(),
+            saved_guards: Default::default(),
             shared_location,
             initial_location: location,
             neighbourhood: Default::default(),
@@ -290,6 +293,7 @@ impl RouterTask {
                 }
             }
             self.announce_neighbourhood();
+            self.save_guards_if_changed();
             self.check_drained();
         }
         // Shutdown: every waiting client gets an answer, links close, the

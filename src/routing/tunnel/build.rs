@@ -69,17 +69,39 @@ impl<P: PeerId> Router<P> {
         let guard_ms = self.config.tunnel.guard_ms;
         let now = cx.now;
         let client = &mut self.tunnels.client;
-        client
-            .guards
-            .retain(|(_, since)| since.saturating_add(guard_ms) > now);
+        client.guards.retain(|(_, until)| *until > now);
         if let Some((guard, _)) = client.guards.iter().find(|(g, _)| open.contains(g)) {
             return guard.clone();
         }
         let first = open[cx.rng.gen_range(0..open.len())].clone();
         if guard_ms > 0 && client.guards.len() < GUARDS {
-            client.guards.push((first.clone(), now));
+            client
+                .guards
+                .push((first.clone(), now.saturating_add(guard_ms)));
         }
         first
+    }
+
+    /// The guards, primary first, each with the milliseconds it is kept
+    /// for after `now` (a node saves them, so that a restart does not draw
+    /// new ones: the predecessor attack gains with every new first hop).
+    pub fn guards(&self, now: Time) -> Vec<(P, Time)> {
+        let kept = self.tunnels.client.guards.iter();
+        kept.filter(|(_, until)| *until > now)
+            .map(|(p, until)| (p.clone(), until - now))
+            .collect()
+    }
+
+    /// Take back guards saved by [`Router::guards`] (at most [`GUARDS`],
+    /// none kept longer than `guard_ms`), in place of any chosen so far.
+    pub fn restore_guards(&mut self, now: Time, guards: Vec<(P, Time)>) {
+        let guard_ms = self.config.tunnel.guard_ms;
+        self.tunnels.client.guards = guards
+            .into_iter()
+            .filter(|(_, left)| *left > 0 && guard_ms > 0)
+            .take(GUARDS)
+            .map(|(p, left)| (p, now.saturating_add(left.min(guard_ms))))
+            .collect();
     }
 
     /// Start a new tunnel at a random neighbour that is not a known dead

@@ -91,9 +91,9 @@ pub(crate) struct ClientSide<P> {
     pub(super) last_back: Option<Time>,
     /// First hops that could not extend a tunnel, and when.
     pub(super) dead_ends: BTreeMap<P, Time>,
-    /// The guards, primary first, and when each was chosen (`guard_ms`):
-    /// every new tunnel starts at the first of them that is up and not a
-    /// dead end.
+    /// The guards, primary first, and until when each is kept (chosen +
+    /// `guard_ms`): every new tunnel starts at the first of them that is
+    /// up and not a dead end.
     pub(super) guards: Vec<(P, Time)>,
 }
 
