@@ -44,6 +44,9 @@
 //!    answers `RouteNotFound`. Every node that accepted the insert with an
 //!    HTL at or below `replicate_htl` also stores it when the insert ends
 //!    (replication, [`htl::stores_replica`]).
+//! 8. A sink (closer to the key than every neighbour) caps an insert's
+//!    budget at `replicate_htl` and keeps a replica; a node that keeps a
+//!    replica ends the insert at its first loop (`flows.rs`).
 
 mod flows;
 pub mod htl;
@@ -462,7 +465,6 @@ impl<P: PeerId> Router<P> {
             return;
         }
 
-        // Per-peer and global limits.
         let inflight = self.neighbours.get(&from).map_or(0, |n| n.inflight);
         if inflight >= self.config.max_inflight_per_peer
             || self.searches.len() >= self.config.max_pending
@@ -525,7 +527,6 @@ impl<P: PeerId> Router<P> {
         if let Some(n) = self.neighbours.get_mut(&from) {
             n.inflight += 1;
         }
-        // The same uid with another key is its own request (see `take`).
         let mut search = Search::with_key(uid, request, key, Origin::Peer(from), budget);
         search.set_may_cache(may_cache);
         if op == Op::Put {

@@ -129,6 +129,17 @@ impl<P: Ord> Neighbours<P> {
     pub fn entries(&self) -> impl Iterator<Item = &Neighbour<P>> {
         self.entries.iter()
     }
+
+    /// Is `own` strictly closer to `target` than every neighbour and, when
+    /// `foaf` is set, every location they advertise? Such a node is a
+    /// *sink* for the key: greedy routing cannot get any closer from here.
+    pub fn none_closer(&self, own: Location, target: Location, foaf: bool) -> bool {
+        let mine = own.distance(target);
+        self.entries.iter().all(|n| {
+            n.location.distance(target) > mine
+                && (!foaf || n.foaf.iter().all(|l| l.distance(target) > mine))
+        })
+    }
 }
 
 #[cfg(test)]

@@ -202,6 +202,13 @@ impl<P: Clone + Ord> Search<P> {
         self.replica = replica;
     }
 
+    /// This insert reached a sink (`docs/protocol.md` rule 8): keep a
+    /// replica here and go on for at most `cap` hops.
+    pub fn stop_at_sink(&mut self, cap: Htl) {
+        self.budget = self.budget.min(cap);
+        self.replica = true;
+    }
+
     /// Cap the budget after any retry and in `RouteNotFound` at `cap`.
     pub fn set_retry_cap(&mut self, cap: Htl) {
         self.retry_cap = cap;
@@ -347,6 +354,12 @@ impl<P: Clone + Ord> Search<P> {
             (_, Message::RouteNotFound { htl, .. }) => {
                 self.accepted_downstream = true;
                 self.budget = self.budget.min(htl);
+                None
+            }
+            // Rule 8: an insert this node keeps a replica of ends at its
+            // first loop; the nodes around the key have it already.
+            (Request::Put { .. }, Message::RejectedLoop { .. }) if self.replica => {
+                self.budget = 0;
                 None
             }
             // Under the progress rule a loop costs nothing: the peer was

@@ -677,3 +677,84 @@ fn nothing_is_sent_to_a_departed_upstream_peer() {
     // X (1) should have given up the request it can no longer answer.
     assert_eq!(net.routers[1].pending_count(), 0);
 }
+
+/// Rule 8 on the README's 32-node small world: an insert stores at its sink
+/// (the node closer to the key than all its neighbours), goes on for at most
+/// `replicate_htl` hops, and ends at its first loop. So the network is not
+/// walked end to end (before the rule, 5.5 loops per insert here), every
+/// sink keeps a durable copy, and every block is still found from anywhere.
+#[test]
+fn an_insert_ends_near_its_sink_without_walking_the_network() {
+    let topology =
+        veil::sim::topology::Topology::load(std::path::Path::new("testnet/small-world-32.toml"))
+            .unwrap();
+    let n = topology.nodes.len();
+    let config = RouterConfig::default();
+    let mut h = Harness::new(&topology, config.clone(), 7);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (files, fetches) = (120usize, 2usize);
+    let mut keys = Vec::new();
+    let (mut insert_requests, mut sinks_with_copies) = (0, 0);
+    for f in 0..files {
+        let (chk, block) = make_block("sink", 7, f);
+        let before = h.sent.len();
+        let put = h.put(rng.gen_range(0..n), block);
+        assert!(h.run(MAX_STEPS) < MAX_STEPS);
+        assert_eq!(h.outcome(put), Some(&ClientOutcome::Inserted));
+        let sent = &h.sent[before..];
+        let inserts = sent.iter().filter(|s| s.msg.is_request()).count();
+        assert!(
+            inserts <= usize::from(config.max_htl) + 1,
+            "file {f}: {inserts} insert requests"
+        );
+        insert_requests += inserts;
+        // Every relay that is a sink (no neighbour closer to the key) holds
+        // a durable copy; the originator keeps none (a store probe would
+        // name it).
+        let origin = sent[0].from;
+        let target = chk.routing.location();
+        let sinks: Vec<usize> = (0..n)
+            .filter(|&i| {
+                let own = topology.nodes[i].location.distance(target);
+                h.adjacency[i]
+                    .iter()
+                    .all(|&j| topology.nodes[j].location.distance(target) > own)
+            })
+            .filter(|&i| i != origin && sent.iter().any(|s| s.to == i))
+            .collect();
+        for s in sinks {
+            assert!(
+                h.stores[s].store.contains_key(&chk.routing),
+                "file {f}: sink {} has no durable copy",
+                topology.nodes[s].name
+            );
+            sinks_with_copies += 1;
+        }
+        keys.push(chk.routing);
+    }
+    let mut found = 0;
+    for key in &keys {
+        for _ in 0..fetches {
+            let get = h.get(rng.gen_range(0..n), *key);
+            assert!(h.run(MAX_STEPS) < MAX_STEPS);
+            found += usize::from(matches!(h.outcome(get), Some(ClientOutcome::Found(_))));
+        }
+    }
+    let loops = h
+        .sent
+        .iter()
+        .filter(|s| matches!(s.msg, Message::RejectedLoop { .. }))
+        .count();
+    let per_insert = loops as f64 / files as f64;
+    println!(
+        "sink rule: {found}/{} found, {per_insert:.2} loops and {:.1} insert requests per insert",
+        files * fetches,
+        insert_requests as f64 / files as f64
+    );
+    assert_eq!(found, files * fetches);
+    assert!(
+        sinks_with_copies >= files * 9 / 10,
+        "{sinks_with_copies} sinks"
+    );
+    assert!(per_insert <= 1.5, "{per_insert} loops per insert");
+}
