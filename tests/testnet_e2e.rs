@@ -438,3 +438,44 @@ fn testnet_gen_writes_parseable_connected_topologies() {
         assert!(t.is_connected(), "{f}");
     }
 }
+
+/// `--insert-end sink` reaches every node's `node.toml`, and rule 8 holds
+/// over real processes: every fetch verifies while an insert costs about
+/// one `RejectedLoop` (under the default `walk`, about 6 on this graph).
+#[test]
+fn inserts_that_end_at_their_sink_loop_little_and_are_all_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("sink");
+    let dir_s = dir.to_str().unwrap();
+    let topology = repo("testnet/small-world-32.toml");
+    let args = [
+        "testnet",
+        "run",
+        "--topology",
+        &topology,
+        "--dir",
+        dir_s,
+        "--files",
+        "20",
+        "--fetches",
+        "2",
+        "--anonymity",
+        "none",
+        "--insert-end",
+        "sink",
+        "--json",
+    ];
+    let report: Value = serde_json::from_str(&veil_ok(&args, Some(&dir))).unwrap();
+    assert_eq!(report["ok"], true);
+    let fetches = report["workload"]["fetches"].as_array().unwrap();
+    assert_eq!(fetches.len(), 40);
+    assert!(fetches.iter().all(|f| f["verified"] == true));
+    let config = std::fs::read_to_string(dir.join("n00").join("node.toml")).unwrap();
+    assert!(config.contains("insert_end = \"sink\""), "{config}");
+    let audit = &report["audit"];
+    let puts = count(&audit["block_requests"]["put"]);
+    let put_loops = count(&audit["loops_by_op"]["put"]);
+    assert!(puts >= 20, "{}", audit["block_requests"]);
+    let per_insert = put_loops as f64 / puts as f64;
+    assert!(per_insert <= 1.5, "{per_insert} loops per insert");
+}

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 
-use veil::routing::{Anonymity, HtlRule, Lookahead};
+use veil::routing::{Anonymity, HtlRule, InsertEnd, Lookahead};
 use veil::sim::topology::Shape;
 use veil::testnet::net::{Bandwidth, NetTopology};
 use veil::testnet::{run, NetnsOptions, Stopped};
@@ -211,6 +211,11 @@ pub struct RunArgs {
     /// (a hop that gets closer to the key is free).
     #[arg(long, default_value_t = HtlRule::default())]
     pub htl_rule: HtlRule,
+    /// Every node's router.insert_end: walk (an insert spends its whole
+    /// HTL) or sink (it ends near its key: far fewer loops on a small
+    /// network; docs/protocol.md, rule 8).
+    #[arg(long, default_value_t = InsertEnd::default())]
+    pub insert_end: InsertEnd,
     /// With --swap: how the nodes find their locations, tree (a spanning
     /// tree's embedding) or swap (location swapping).
     #[arg(long, default_value_t = veil::routing::embed::Embedding::Tree)]
@@ -324,6 +329,7 @@ impl RunArgs {
                 cache: !self.no_cache,
                 lookahead: self.lookahead,
                 htl_rule: self.htl_rule,
+                insert_end: self.insert_end,
             },
             failures: veil::testnet::failures::Failures {
                 kill: self.kill,

@@ -2,7 +2,7 @@
 //! and what ends it early (a lost link, a timeout). Part of [`Router`].
 
 use super::search::{Answer, Keep, Search, Step, View};
-use super::{Action, ClientOutcome, Ctx, Flow, Lookahead, Op, PeerId, Router};
+use super::{Action, ClientOutcome, Ctx, Flow, InsertEnd, Lookahead, Op, PeerId, Router};
 use crate::message::Uid;
 
 impl<P: PeerId> Router<P> {
@@ -45,9 +45,11 @@ impl<P: PeerId> Router<P> {
     /// Add a new search to the pool and take its first step.
     pub(super) fn start(&mut self, cx: &mut Ctx<'_, P>, uid: Uid, mut search: Search<P>) {
         let flow = (uid, search.key());
-        // Rule 8: an insert at a sink stores here and ends soon after.
+        // Rule 8 (`insert_end = "sink"`): an insert at a sink stores here
+        // and ends soon after.
         let foaf = self.config.lookahead == Lookahead::Foaf;
         if search.op() == Op::Put
+            && self.config.insert_end == InsertEnd::Sink
             && self
                 .neighbours
                 .none_closer(self.location, flow.1.location(), foaf)

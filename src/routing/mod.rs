@@ -44,9 +44,9 @@
 //!    answers `RouteNotFound`. Every node that accepted the insert with an
 //!    HTL at or below `replicate_htl` also stores it when the insert ends
 //!    (replication, [`htl::stores_replica`]).
-//! 8. A sink (closer to the key than every neighbour) caps an insert's
-//!    budget at `replicate_htl` and keeps a replica; a node that keeps a
-//!    replica ends the insert at its first loop (`flows.rs`).
+//! 8. With `insert_end = "sink"`, a sink (closer to the key than every
+//!    neighbour) caps an insert at `replicate_htl` and keeps a replica; a
+//!    replicating node ends the insert at its first loop (`flows.rs`).
 
 mod flows;
 pub mod htl;
@@ -75,7 +75,7 @@ use crate::routing::repeats::Repeats;
 use crate::routing::search::{OnReply, Origin, Request, Search, View};
 use crate::routing::tunnel::Tunnels;
 pub use crate::routing::vocab::{
-    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, HtlRule, Lookahead,
+    Action, BlockSource, ClientOutcome, ClientToken, Event, Failure, HtlRule, InsertEnd, Lookahead,
     Misbehaviour, Op, PeerId, RouterConfig, RouterStats, SessionRequest, Time, TunnelConfig,
     DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL,
 };

@@ -17,7 +17,7 @@ use crate::keys::{Block, RoutingKey};
 use crate::message::{Htl, Message, Uid};
 use crate::routing::neighbours::Neighbours;
 use crate::routing::{
-    ClientOutcome, ClientToken, Failure, Lookahead, Misbehaviour, Op, RouterConfig, Time,
+    ClientOutcome, ClientToken, Failure, InsertEnd, Lookahead, Misbehaviour, Op, RouterConfig, Time,
 };
 
 /// What is asked: fetch a key, or insert a block (under its own key).
@@ -356,9 +356,12 @@ impl<P: Clone + Ord> Search<P> {
                 self.budget = self.budget.min(htl);
                 None
             }
-            // Rule 8: an insert this node keeps a replica of ends at its
-            // first loop; the nodes around the key have it already.
-            (Request::Put { .. }, Message::RejectedLoop { .. }) if self.replica => {
+            // Rule 8 (`insert_end = "sink"`): an insert this node keeps a
+            // replica of ends at its first loop; the nodes around the key
+            // have it already.
+            (Request::Put { .. }, Message::RejectedLoop { .. })
+                if self.replica && view.config.insert_end == InsertEnd::Sink =>
+            {
                 self.budget = 0;
                 None
             }

@@ -38,11 +38,12 @@ pub trait BlockSource {
 pub const DEFAULT_MAX_HTL: Htl = 18;
 
 /// Inserts are stored at every node that accepts them with this HTL or
-/// less, and an insert that reaches a sink goes on for at most this many
-/// hops (rule 8 in `docs/protocol.md`): the sink and up to five nodes after
-/// it keep copies. On `small-world-32.toml` the 150-file run costs 0.96
-/// loops per insert with 5, 0.89 with 4; random 50-node graphs of degree 4
-/// find 93.5 % of blocks with 5, 91 % with 4 (`docs/performance.md`).
+/// less. Loops and rejections eat the budget near the end of a path, so
+/// fewer nodes than the threshold receive such an HTL: on
+/// `small-world-32.toml` (HTL 18), 5 left 1.5% of 2570 block inserts at
+/// one holder and stored 3.1 copies on average, where 2 left 68% at one.
+/// With `insert_end = "sink"` it is also how far an insert goes on after
+/// its sink (rule 8 in `docs/protocol.md`).
 pub const DEFAULT_REPLICATE_HTL: Htl = 5;
 
 /// Tunables of the routing core (`[router]` in `node.toml`; every field has a default).
@@ -62,10 +63,9 @@ pub struct RouterConfig {
     pub max_pending: usize,
     /// Replication: a node that accepts an insert arriving with a
     /// hops-to-live at or below this stores the block durably (not only in
-    /// its cache) when the insert ends, besides the sink; a sink lets an
-    /// insert go on for at most this many hops (rule 8). 0 ends an insert
-    /// at its sink, which alone stores it. See `docs/protocol.md`,
-    /// "Replication".
+    /// its cache) when the insert ends, besides the sink. 0 stores at the
+    /// sink alone. With `insert_end = "sink"`, a sink lets an insert go on
+    /// for at most this many hops. See `docs/protocol.md`, "Replication".
     pub replicate_htl: Htl,
     /// Tunnel tunables (`[router.tunnel]`).
     pub tunnel: TunnelConfig,
@@ -76,6 +76,9 @@ pub struct RouterConfig {
     /// nothing while it brings the request closer to its key than the node
     /// it came from (`"progress"`).
     pub htl_rule: HtlRule,
+    /// Where an insert ends: `"walk"` (its whole budget, the default) or
+    /// `"sink"` (near its key, rule 8 of `docs/protocol.md`).
+    pub insert_end: InsertEnd,
 }
 
 /// What a hop costs of a request's hops-to-live.
@@ -124,6 +127,55 @@ impl std::fmt::Display for HtlRule {
         f.write_str(match self {
             HtlRule::Hop => "hop",
             HtlRule::Progress => "progress",
+        })
+    }
+}
+
+/// Where an insert ends (`[router] insert_end`).
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum InsertEnd {
+    /// An insert spends its whole budget (rule 7), leaving replicas where
+    /// it runs out: the most copies, and on a small network a walk through
+    /// most of it (a `RejectedLoop` at each revisit).
+    #[default]
+    Walk,
+    /// Rule 8: a sink (a node closer to the key than every neighbour) keeps
+    /// a replica and lets the insert go on for at most `replicate_htl`
+    /// hops; a replicating node ends it at its first loop. Far fewer loops
+    /// and copies placed round the key, but on a badly embedded network an
+    /// insert that stops at a local minimum is found less often
+    /// (`docs/protocol.md`, rule 8).
+    Sink,
+}
+
+impl std::str::FromStr for InsertEnd {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "walk" => Ok(InsertEnd::Walk),
+            "sink" => Ok(InsertEnd::Sink),
+            _ => Err(format!("{s:?} is not an insert end: walk or sink")),
+        }
+    }
+}
+
+impl std::fmt::Display for InsertEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            InsertEnd::Walk => "walk",
+            InsertEnd::Sink => "sink",
         })
     }
 }
@@ -270,6 +322,7 @@ impl Default for RouterConfig {
             tunnel: TunnelConfig::default(),
             lookahead: Lookahead::None,
             htl_rule: HtlRule::Hop,
+            insert_end: InsertEnd::Walk,
         }
     }
 }

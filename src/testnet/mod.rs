@@ -159,6 +159,8 @@ pub struct UpOptions {
     pub lookahead: crate::routing::Lookahead,
     /// Every node's `router.htl_rule`.
     pub htl_rule: crate::routing::HtlRule,
+    /// Every node's `router.insert_end`.
+    pub insert_end: crate::routing::InsertEnd,
     /// Give every node a cache (`false`: `cache_size = 0`, so relays keep
     /// no copy of what passes through).
     pub cache: bool,
@@ -304,6 +306,7 @@ async fn up_once(
         config.router.replicate_htl = opts.replicate_htl;
         config.router.lookahead = opts.lookahead;
         config.router.htl_rule = opts.htl_rule;
+        config.router.insert_end = opts.insert_end;
         config.anonymity = opts.anonymity;
         if let Some(swapping) = &opts.swap {
             config.swap = true;

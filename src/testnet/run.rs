@@ -19,7 +19,9 @@ use super::{up, NetnsOptions, Testnet, TestnetError, UpOptions};
 use crate::audit::{audit_dir, trace_uid, AuditReport};
 use crate::message::Htl;
 use crate::routing::swap::SwapConfig;
-use crate::routing::{Anonymity, HtlRule, Lookahead, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL};
+use crate::routing::{
+    Anonymity, HtlRule, InsertEnd, Lookahead, DEFAULT_MAX_HTL, DEFAULT_REPLICATE_HTL,
+};
 use crate::sim::topology::Topology;
 
 /// Something a testnet operation tells its caller while it works.
@@ -101,6 +103,8 @@ pub struct NodeSettings {
     pub lookahead: Lookahead,
     /// Every node's `router.htl_rule`.
     pub htl_rule: HtlRule,
+    /// Every node's `router.insert_end`.
+    pub insert_end: InsertEnd,
 }
 
 impl Default for NodeSettings {
@@ -112,6 +116,7 @@ impl Default for NodeSettings {
             cache: true,
             lookahead: Lookahead::default(),
             htl_rule: HtlRule::default(),
+            insert_end: InsertEnd::default(),
         }
     }
 }
@@ -152,6 +157,7 @@ pub async fn start_with(
         cache: settings.cache,
         lookahead: settings.lookahead,
         htl_rule: settings.htl_rule,
+        insert_end: settings.insert_end,
         netns,
         ready_timeout: READY_TIMEOUT,
         on_progress: Box::new(move |up, total| on_links(Progress::Links { up, total })),

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use veil::keys::{Block, Chk, Location};
 use veil::message::{Htl, Message, Uid};
-use veil::routing::{ClientOutcome, ClientToken, Failure, Op, RouterConfig};
+use veil::routing::{ClientOutcome, ClientToken, Failure, InsertEnd, Op, RouterConfig};
 use veil::sim::harness::Harness;
 use veil::sim::topology::{generate, NodeSpec, Shape, Topology};
 
@@ -414,6 +414,7 @@ proptest! {
             tunnel: Default::default(),
             lookahead: Default::default(),
             htl_rule: Default::default(),
+            insert_end: Default::default(),
         };
         let run = scenario(n, n * extra_per_node / 2, config, requests, true, seed);
         check_all(&run)?;
@@ -678,18 +679,22 @@ fn nothing_is_sent_to_a_departed_upstream_peer() {
     assert_eq!(net.routers[1].pending_count(), 0);
 }
 
-/// Rule 8 on the README's 32-node small world: an insert stores at its sink
-/// (the node closer to the key than all its neighbours), goes on for at most
-/// `replicate_htl` hops, and ends at its first loop. So the network is not
-/// walked end to end (before the rule, 5.5 loops per insert here), every
-/// sink keeps a durable copy, and every block is still found from anywhere.
+/// Rule 8 (`insert_end = "sink"`) on the README's 32-node small world: an
+/// insert stores at its sink (the node closer to the key than all its
+/// neighbours), goes on for at most `replicate_htl` hops, and ends at its
+/// first loop. So the network is not walked end to end (under `"walk"`,
+/// 5.5 loops per insert here), every sink keeps a durable copy, and every
+/// block is still found from anywhere.
 #[test]
 fn an_insert_ends_near_its_sink_without_walking_the_network() {
     let topology =
         veil::sim::topology::Topology::load(std::path::Path::new("testnet/small-world-32.toml"))
             .unwrap();
     let n = topology.nodes.len();
-    let config = RouterConfig::default();
+    let config = RouterConfig {
+        insert_end: InsertEnd::Sink,
+        ..RouterConfig::default()
+    };
     let mut h = Harness::new(&topology, config.clone(), 7);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let (files, fetches) = (120usize, 2usize);
