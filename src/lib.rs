@@ -81,6 +81,32 @@
 //! which carries out the actions: frames to other links, blocks to the
 //! [`store`], answers to the client API.
 
+/// `FromStr` and `Display` for a fieldless enum spelled as one word per
+/// variant (its flag's and its `node.toml` value's spelling), whose parse
+/// error names the choices: `words!(HtlRule, "an HTL rule", Hop = "hop", …)`.
+macro_rules! words {
+    ($ty:ident, $what:literal, $($variant:ident = $word:literal),+ $(,)?) => {
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($word => Ok($ty::$variant),)+
+                    _ => Err(format!("{s:?} is not {}: {}", $what, [$($word),+].join(" or "))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(match self {
+                    $($ty::$variant => $word,)+
+                })
+            }
+        }
+    };
+}
+
 pub mod audit;
 pub mod bench;
 pub mod client;

@@ -110,26 +110,7 @@ pub enum HtlRule {
     Progress,
 }
 
-impl std::str::FromStr for HtlRule {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "hop" => Ok(HtlRule::Hop),
-            "progress" => Ok(HtlRule::Progress),
-            _ => Err(format!("{s:?} is not an HTL rule: hop or progress")),
-        }
-    }
-}
-
-impl std::fmt::Display for HtlRule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            HtlRule::Hop => "hop",
-            HtlRule::Progress => "progress",
-        })
-    }
-}
+words!(HtlRule, "an HTL rule", Hop = "hop", Progress = "progress");
 
 /// Where an insert ends (`[router] insert_end`).
 #[derive(
@@ -159,26 +140,7 @@ pub enum InsertEnd {
     Sink,
 }
 
-impl std::str::FromStr for InsertEnd {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "walk" => Ok(InsertEnd::Walk),
-            "sink" => Ok(InsertEnd::Sink),
-            _ => Err(format!("{s:?} is not an insert end: walk or sink")),
-        }
-    }
-}
-
-impl std::fmt::Display for InsertEnd {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            InsertEnd::Walk => "walk",
-            InsertEnd::Sink => "sink",
-        })
-    }
-}
+words!(InsertEnd, "an insert end", Walk = "walk", Sink = "sink");
 
 /// How a search ranks the neighbours it may send a request to.
 #[derive(
@@ -206,26 +168,7 @@ pub enum Lookahead {
     Foaf,
 }
 
-impl std::str::FromStr for Lookahead {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "none" => Ok(Lookahead::None),
-            "foaf" => Ok(Lookahead::Foaf),
-            _ => Err(format!("{s:?} is not a lookahead: none or foaf")),
-        }
-    }
-}
-
-impl std::fmt::Display for Lookahead {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Lookahead::None => "none",
-            Lookahead::Foaf => "foaf",
-        })
-    }
-}
+words!(Lookahead, "a lookahead", None = "none", Foaf = "foaf");
 
 /// Tunables of tunnels (see `docs/protocol.md`, "Tunnels").
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]

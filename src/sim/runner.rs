@@ -60,26 +60,12 @@ pub enum FailMode {
 /// (fewer when the run has fewer keys).
 pub const WARMUP_LOOKUPS: usize = 10_000;
 
-impl std::str::FromStr for FailMode {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "random" => Ok(FailMode::Random),
-            "loaded" => Ok(FailMode::Loaded),
-            _ => Err(format!("unknown fail mode {s:?} (random or loaded)")),
-        }
-    }
-}
-
-impl std::fmt::Display for FailMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            FailMode::Random => "random",
-            FailMode::Loaded => "loaded",
-        })
-    }
-}
+words!(
+    FailMode,
+    "a fail mode",
+    Random = "random",
+    Loaded = "loaded"
+);
 
 /// One run's settings (`veil sim --system ...`).
 #[derive(Clone, Debug)]

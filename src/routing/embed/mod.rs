@@ -68,25 +68,7 @@ pub enum Embedding {
     Tree,
 }
 
-impl std::str::FromStr for Embedding {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "swap" => Ok(Embedding::Swap),
-            "tree" => Ok(Embedding::Tree),
-            _ => Err(format!("{s:?} is not an embedding: swap or tree")),
-        }
-    }
-}
-
-impl std::fmt::Display for Embedding {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Embedding::Swap => "swap",
-            Embedding::Tree => "tree",
-        })
-    }
-}
+words!(Embedding, "an embedding", Swap = "swap", Tree = "tree");
 
 /// Depths beyond this are not offered (a departed root's ticket then dies
 /// out after this many hops instead of circulating).
