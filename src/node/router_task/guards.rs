@@ -118,15 +118,15 @@ impl RouterTask {
         let Some(path) = &self.saved_guards.file else {
             return;
         };
-        let guards = self.router.guards(self.now());
-        if guards.len() == self.saved_guards.last.len()
-            && guards
-                .iter()
-                .zip(&self.saved_guards.last)
-                .all(|((p, _), q)| p == q)
+        let now = self.now();
+        if self
+            .router
+            .guard_peers(now)
+            .eq(self.saved_guards.last.iter())
         {
             return;
         }
+        let guards = self.router.guards(now);
         match save(path, &guards) {
             Ok(()) => self.saved_guards.last = guards.into_iter().map(|(p, _)| p).collect(),
             Err(e) => {

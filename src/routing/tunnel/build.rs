@@ -92,6 +92,13 @@ impl<P: PeerId> Router<P> {
             .collect()
     }
 
+    /// The guards' peers, as [`Router::guards`] lists them, without
+    /// allocating (a node compares them with what it saved at every wake).
+    pub fn guard_peers(&self, now: Time) -> impl Iterator<Item = &P> + '_ {
+        let kept = self.tunnels.client.guards.iter();
+        kept.filter(move |(_, until)| *until > now).map(|(p, _)| p)
+    }
+
     /// Take back guards saved by [`Router::guards`] (at most [`GUARDS`],
     /// none kept longer than `guard_ms`), in place of any chosen so far.
     pub fn restore_guards(&mut self, now: Time, guards: Vec<(P, Time)>) {
