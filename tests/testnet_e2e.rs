@@ -472,6 +472,13 @@ fn inserts_that_end_at_their_sink_loop_little_and_are_all_found() {
     assert!(fetches.iter().all(|f| f["verified"] == true));
     let config = std::fs::read_to_string(dir.join("n00").join("node.toml")).unwrap();
     assert!(config.contains("insert_end = \"sink\""), "{config}");
+    // The audit log says which rule the node ran.
+    let log = std::fs::read_to_string(dir.join("n00").join("audit.jsonl")).unwrap();
+    let rules = log
+        .lines()
+        .find(|l| l.contains("\"routing_rules\""))
+        .unwrap();
+    assert!(rules.contains("\"insert_end\":\"sink\""), "{rules}");
     let audit = &report["audit"];
     let puts = count(&audit["block_requests"]["put"]);
     let put_loops = count(&audit["loops_by_op"]["put"]);

@@ -202,10 +202,12 @@ impl AuditLog {
         &mut self,
         lookahead: crate::routing::Lookahead,
         htl_rule: crate::routing::HtlRule,
+        insert_end: crate::routing::InsertEnd,
     ) {
         self.write(AuditEvent::RoutingRules {
             lookahead,
             htl_rule,
+            insert_end,
         });
     }
 

@@ -137,6 +137,10 @@ pub enum AuditEvent {
     RoutingRules {
         lookahead: crate::routing::Lookahead,
         htl_rule: crate::routing::HtlRule,
+        /// Where inserts end (absent in logs written before it was
+        /// recorded: `walk`).
+        #[serde(default)]
+        insert_end: crate::routing::InsertEnd,
     },
     /// An event this version does not know (written by a later one).
     #[serde(other)]

@@ -311,7 +311,8 @@ pub async fn start(setup: NodeSetup) -> Result<RunningNode, NodeError> {
             path: dir.clone(),
             source,
         })?;
-        opened.routing_rules(config.router.lookahead, config.router.htl_rule);
+        let router = &config.router;
+        opened.routing_rules(router.lookahead, router.htl_rule, router.insert_end);
         Some(opened)
     } else {
         None

@@ -98,7 +98,8 @@ impl RouterTask {
                 info!(%lookahead, %htl_rule, "routing rules changed");
                 self.router.set_rules(lookahead, htl_rule);
                 if let Some(a) = &mut self.audit {
-                    a.routing_rules(lookahead, htl_rule);
+                    let insert_end = self.router.config().insert_end;
+                    a.routing_rules(lookahead, htl_rule, insert_end);
                 }
                 let _ = reply.send(self.status());
             }
