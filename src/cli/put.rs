@@ -130,12 +130,16 @@ async fn put_file(
     let blocks = bar.length().unwrap_or(0);
     bar.finish_and_clear();
     let uri = put.with_context(|| format!("inserting {name}"))?;
+    let p = last.lock().map(|p| *p).unwrap_or_default();
+    let retried = match p.blocks_retried {
+        0 => String::new(),
+        n => format!(", {n} retried"),
+    };
     eprintln!(
-        "inserted {name} ({len} bytes, {blocks} blocks, {}% redundancy) in {:.1?}",
+        "inserted {name} ({len} bytes, {blocks} blocks{retried}, {}% redundancy) in {:.1?}",
         split.redundancy,
         started.elapsed()
     );
-    let p = last.lock().map(|p| *p).unwrap_or_default();
     if p.copies_failed > 0 {
         eprintln!(
             "warning: {} of {} copies of the top block could not be inserted; \

@@ -98,8 +98,11 @@ pub struct PutProgress {
     /// Segments whose every block is acknowledged.
     pub segments_done: u64,
     pub segments_total: u64,
-    /// Blocks the node refused to store.
+    /// Blocks the node refused to store, after [`INSERT_ATTEMPTS`] tries.
     pub blocks_failed: u64,
+    /// Insert attempts repeated after a transient failure
+    /// ([`insert_worth_retrying`]), the top block's copies included.
+    pub blocks_retried: u64,
     /// Copies of the top block ([`content::TOP_COPIES`]), placed once
     /// every other block is in, and how many of them were placed (block
     /// and pointer both acknowledged) or failed.
@@ -152,6 +155,8 @@ struct Batch {
 struct Pool {
     node: Endpoint,
     idle: Arc<std::sync::Mutex<Vec<Client>>>,
+    /// Insert attempts repeated after a transient failure.
+    retried: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Pool {
@@ -159,6 +164,7 @@ impl Pool {
         Pool {
             node: node.clone(),
             idle: Arc::default(),
+            retried: Arc::default(),
         }
     }
 
@@ -170,17 +176,43 @@ impl Pool {
         }
     }
 
+    fn retried(&self) -> u64 {
+        self.retried.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn give_back(&self, client: Client) {
         if let Ok(mut p) = self.idle.lock() {
             p.push(client);
         }
     }
 
-    async fn insert(&self, block: Block) -> Result<(), ClientError> {
+    async fn insert_once(&self, block: Block) -> Result<(), ClientError> {
         let mut client = self.client().await?;
         client.insert(block).await?;
         self.give_back(client);
         Ok(())
+    }
+
+    /// Insert `block`, asking again after a failure that a later attempt
+    /// may not meet ([`insert_worth_retrying`]): up to
+    /// [`INSERT_ATTEMPTS`] times, waiting [`INSERT_BACKOFF`], then twice
+    /// as long, with a random part so retries do not arrive together.
+    /// Every retry is counted in `retried`.
+    async fn insert(&self, block: Block) -> Result<(), ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.insert_once(block.clone()).await {
+                Err(e) if attempt + 1 < INSERT_ATTEMPTS && insert_worth_retrying(&e) => {
+                    self.retried
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let base = INSERT_BACKOFF * (1 << attempt);
+                    let jitter = base.mul_f64(rand::random::<f64>());
+                    tokio::time::sleep(base + jitter).await;
+                    attempt += 1;
+                }
+                done => return done,
+            }
+        }
     }
 
     async fn get(&self, key: RoutingKey) -> Result<Block, ClientError> {
@@ -222,6 +254,7 @@ impl Inserts {
             return Ok(());
         };
         let (segment, result) = joined.map_err(TransferError::Worker)?;
+        self.progress.blocks_retried = self.pool.retried();
         match result {
             Ok(()) => self.count(segment, 1),
             Err(e @ ClientError::Network(_)) => {
@@ -335,6 +368,7 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
     };
     inserts.send(manifests, &mut recent).await?;
     inserts.drain().await?;
+    on_progress(inserts.progress);
     if let Some(first) = inserts.first_failure.take() {
         return Err(TransferError::InsertFailed {
             failed: inserts.progress.blocks_failed,
@@ -365,6 +399,7 @@ pub async fn put_stream<R: std::io::Read + Send + 'static>(
             Ok(Err(_)) | Err(_) => inserts.progress.copies_failed += 1,
         }
     }
+    inserts.progress.blocks_retried = inserts.pool.retried();
     on_progress(inserts.progress);
     Ok(end.uri)
 }
@@ -380,6 +415,27 @@ pub fn chk_of<R: std::io::Read>(
     let mut splitter = Splitter::new(input, len, split)?;
     while splitter.next_segment()?.is_some() {}
     Ok(splitter.finish()?.uri)
+}
+
+/// How many times one block's insert is tried before the put counts it as
+/// failed.
+pub const INSERT_ATTEMPTS: u32 = 4;
+
+/// The wait before the first insert retry; each further one waits twice as
+/// long (plus up to as much again at random).
+pub const INSERT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// Whether an insert the network failed may succeed if tried again: a
+/// peer that timed out, an overloaded node, or a path on which a node
+/// lost its next hop or could not store (another attempt may take another
+/// path, or find the disk with room again). Not a block that does not
+/// verify, a collision, a node without peers, or a lost connection to the
+/// node itself (which ends the put).
+pub fn insert_worth_retrying(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Network(Failure::Timeout | Failure::Overloaded | Failure::NotStored)
+    )
 }
 
 /// Whether a failed block request through the node is worth asking again:

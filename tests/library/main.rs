@@ -20,6 +20,7 @@ mod gen_bounds;
 mod layout;
 mod link;
 mod malformed_input;
+mod put_retry;
 mod routing_props;
 mod seed_example;
 mod sim_anonymity;
