@@ -44,6 +44,8 @@ pub(super) struct Observation {
     /// list for a tunnel batch, none for a build).
     pub keys: Vec<RoutingKey>,
     pub group: Group,
+    /// When the observer received it (µs, its log's clock).
+    pub at_us: u64,
     /// Ground truth: the sender's client started this flow on this link.
     pub truth: bool,
     pub kind: MessageKind,
@@ -64,6 +66,10 @@ pub(super) struct Observation {
     pub share_ratio: Option<f64>,
     /// Microseconds since this node last sent the sender a reply.
     pub gap_us: Option<u64>,
+    /// Microseconds from this message to the next reply this node sent the
+    /// sender on the same flow: the round trip beyond this node (on a
+    /// tunnel, to the exit and its search).
+    pub answer_us: Option<u64>,
     /// The smallest `gap_us` over the sender's requests for the same file
     /// at this node (the download as this node sees it).
     pub min_gap_us: Option<u64>,
@@ -125,6 +131,8 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
         // (the last reply on the flow before the next observation on it).
         let mut open: HashMap<(&str, Uid), usize> = HashMap::new();
         let mut flow_end: HashMap<usize, u64> = HashMap::new();
+        // (sender, flow) -> observations not yet answered on it.
+        let mut unanswered: HashMap<(&str, Uid), Vec<usize>> = HashMap::new();
         for (j, line) in node.events.iter().enumerate() {
             while let Some((_, who, l)) = moves.next_if(|(at, _, _)| *at <= j) {
                 seen_at.insert(who.as_str(), *l);
@@ -135,6 +143,11 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                     last_reply_to.insert(peer, line.ts);
                     if let Some(&i) = open.get(&(peer, line.flow)) {
                         flow_end.insert(i, line.ts);
+                    }
+                    for i in unanswered.remove(&(peer, line.flow)).unwrap_or_default() {
+                        if let Some(obs) = out.get_mut(i) {
+                            obs.answer_us = line.ts.checked_sub(obs.at_us);
+                        }
                     }
                 }
                 seen_flow.insert(line.flow);
@@ -168,6 +181,10 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 _ => None,
             };
             open.insert((peer, line.flow), out.len());
+            unanswered
+                .entry((peer, line.flow))
+                .or_default()
+                .push(out.len());
             out.push(Observation {
                 observer: o,
                 sender: s,
@@ -183,6 +200,8 @@ pub(super) fn observe(run: &Run, files: &FileKeys) -> Vec<Observation> {
                 key_distance,
                 share_ratio: None,
                 gap_us: last_reply_to.get(peer).map(|t| line.ts.saturating_sub(*t)),
+                answer_us: None,
+                at_us: line.ts,
                 min_gap_us: None,
                 // Filled in below, once the flow's end is known.
                 cache_held: None,

@@ -138,6 +138,12 @@ pub(super) fn features() -> Vec<Feature> {
             per_download: false,
         },
         Feature {
+            name: "answer",
+            description: "time until this node next replied to the sender on the flow",
+            bin: |o| gap_bin(o.answer_us),
+            per_download: false,
+        },
+        Feature {
             name: "min_gap",
             description: "smallest such gap over the sender's requests for the file",
             bin: |o| gap_bin(o.min_gap_us),

@@ -50,11 +50,14 @@ fn none_fails_tunnel_hides_and_the_seed_decides() {
         assert_eq!(tunnel.requests_exposed, 0, "{tunnel:?}");
     }
     // Each node on its own: none's first hops name their originators
-    // (d = 0); a tunnel's first hop cannot be sure.
+    // (d = 0); a tunnel's first hop cannot be sure. Over the simulator's
+    // 40 ms links the `gap` and `answer` signals still give it some
+    // evidence (`docs/anonymity.md`), so d stays below the loopback
+    // testnet's 0.8.
     let (none, tunnel) = (row(&first, "none", None), row(&first, "tunnel", None));
     assert!(none.requests_exposed > 0, "{none:?}");
     assert!(none.d_median < Some(0.1), "{none:?}");
-    assert!(tunnel.d_median > Some(0.7), "{tunnel:?}");
+    assert!(tunnel.d_median > Some(0.6), "{tunnel:?}");
     // Same seed, same figures (the wall time aside); another seed differs.
     let again = rows(&small(3), &hidden).unwrap();
     let strip = |rs: &[AnonymityRow]| -> Vec<AnonymityRow> {
