@@ -77,6 +77,11 @@ fn the_chain_bench_reports_gets_memory_the_limit_and_the_floor() {
     );
     let cores = r["cores"].as_f64().unwrap();
     let limit = r["limit_mib_per_s"].as_f64().unwrap();
+    assert_eq!(
+        r["passes"],
+        serde_json::json!({"aead": 9.0, "stream": 0.0, "hash": 8.0})
+    );
+    assert!(r["chacha20_mib_per_s"].as_f64().unwrap() > 0.0, "{r}");
     let expected = cores / (9.0 / aead + 8.0 / sha);
     assert!(
         (limit - expected).abs() <= expected * 1e-9,

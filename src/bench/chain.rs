@@ -58,6 +58,50 @@ pub const AEAD_PASSES: f64 = 9.0;
 /// convergent key and hashes the whole file against the root's hash.
 pub const HASH_PASSES: f64 = 8.0;
 
+/// The cryptography one byte of a fetched block costs on the path, per
+/// mode: passes of ChaCha20-Poly1305 (or of the pair apart: a tag check
+/// and a keystream), of the ChaCha20 keystream alone, and of SHA-256.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct PathPasses {
+    pub aead: f64,
+    pub stream: f64,
+    pub hash: f64,
+}
+
+impl PathPasses {
+    /// The passes of `mode` on the chain. In `tunnel` the count is that
+    /// of the shortest tunnel (`min_walk` hops, the exit at n3, next to
+    /// the holder), so the limit is the highest any tunnel allows. Beyond
+    /// the links' [`AEAD_PASSES`]: the exit seals the block's cell (one
+    /// AEAD pass); each of the `min_walk - 1` relays adds its keystream
+    /// (one ChaCha20 pass); the originator checks the tag of every hop in
+    /// turn and strips its layer (`min_walk` AEAD passes). Relays cannot
+    /// read the block, so only the holder, the exit and the requester
+    /// verify it: 3 SHA-256 passes, and the client's 3.
+    pub fn of(mode: Anonymity) -> PathPasses {
+        match mode {
+            Anonymity::Tunnel => {
+                let hops = crate::routing::TunnelConfig::default().min_walk.max(1) as f64;
+                PathPasses {
+                    aead: AEAD_PASSES + 1.0 + hops,
+                    stream: hops - 1.0,
+                    hash: 6.0,
+                }
+            }
+            Anonymity::None | Anonymity::Freenet => PathPasses {
+                aead: AEAD_PASSES,
+                stream: 0.0,
+                hash: HASH_PASSES,
+            },
+        }
+    }
+
+    /// The path's limit on `cores` cores at these one-core speeds (MiB/s).
+    pub fn limit(&self, cores: usize, aead: f64, stream: f64, sha: f64) -> f64 {
+        cores as f64 / (self.aead / aead + self.stream / stream + self.hash / sha)
+    }
+}
+
 /// What to run.
 pub struct ChainOptions {
     /// The `veil` binary the nodes run.
@@ -151,7 +195,11 @@ pub struct ChainReport {
     pub rss: Vec<NodeRss>,
     pub sha256_mib_per_s: f64,
     pub chacha_mib_per_s: f64,
+    /// The ChaCha20 keystream alone (a tunnel relay's layer), one core.
+    pub chacha20_mib_per_s: f64,
     pub cores: usize,
+    /// What the limit counts per byte in this mode.
+    pub passes: PathPasses,
     /// The machine's limit for the path (MiB/s).
     pub limit_mib_per_s: f64,
     /// The largest get's throughput over the limit.
@@ -379,8 +427,10 @@ async fn run_in(
     on_step("measuring SHA-256 and ChaCha20-Poly1305");
     let sha = sha256_throughput();
     let chacha = chacha_throughput();
+    let stream = super::inproc::stream_throughput();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let limit = cores as f64 / (AEAD_PASSES / chacha + HASH_PASSES / sha);
+    let passes = PathPasses::of(opts.anonymity);
+    let limit = passes.limit(cores, chacha, stream, sha);
     for g in &mut gets {
         g.of_limit = g.mib_per_s / limit;
     }
@@ -415,7 +465,9 @@ async fn run_in(
         rss,
         sha256_mib_per_s: sha,
         chacha_mib_per_s: chacha,
+        chacha20_mib_per_s: stream,
         cores,
+        passes,
         limit_mib_per_s: limit,
         fraction: best / limit,
         floor_fraction: floor.mib_per_s / limit,

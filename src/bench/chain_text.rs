@@ -1,8 +1,7 @@
 //! How `veil bench --chain` prints its report.
 
 use super::chain::{
-    best_of, met, ChainReport, AEAD_PASSES, CHAIN_NODES, HASH_PASSES, HOLDER, LATENCY_TARGET, MIB,
-    RELAY_FILE,
+    best_of, met, ChainReport, CHAIN_NODES, HOLDER, LATENCY_TARGET, MIB, RELAY_FILE,
 };
 use crate::keys::BLOCK_LEN;
 
@@ -73,13 +72,23 @@ impl ChainReport {
                 met(r.met)
             ));
         }
+        let p = &self.passes;
+        let stream = if p.stream > 0.0 {
+            format!(" + {} ChaCha20", p.stream)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "  one core: SHA-256 {:.0} MiB/s, ChaCha20-Poly1305 {:.0} MiB/s; {} cores\n\
-             \x20 path limit ({AEAD_PASSES} AEAD + {HASH_PASSES} SHA-256 passes per byte): \
+            "  one core: SHA-256 {:.0} MiB/s, ChaCha20-Poly1305 {:.0} MiB/s, ChaCha20 {:.0} MiB/s; \
+             {} cores\n\
+             \x20 path limit ({} AEAD{stream} + {} SHA-256 passes per byte): \
              {:.1} MiB/s; achieved {:.1}%\n",
             self.sha256_mib_per_s,
             self.chacha_mib_per_s,
+            self.chacha20_mib_per_s,
             self.cores,
+            p.aead,
+            p.hash,
             self.limit_mib_per_s,
             self.fraction * 100.0
         ));
