@@ -17,6 +17,7 @@ mod chain_text;
 pub mod files;
 pub mod floor;
 pub mod inproc;
+pub mod limit;
 pub mod modes;
 
 use std::path::Path;
