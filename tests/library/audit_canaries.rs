@@ -1,6 +1,6 @@
 //! Canaries for `veil audit`'s adversary: synthetic testnet logs, written
 //! with the audit record types, with one leak planted at a time (HTL, file
-//! share, timing, cache, size, known content; and, over tunnels, an exit that is
+//! share, timing, answer, cache, size, known content; and, over tunnels, an exit that is
 //! the originator's first hop). Each must fail the verdict naming its signal; a
 //! clean run, whose labels are independent of every feature, must pass.
 //!
@@ -48,6 +48,10 @@ enum Leak {
     /// An originator's requests are larger than the same requests
     /// forwarded (Hyphanet's build 1502 fixed such a leak in inserts).
     Size,
+    /// The first hop's answer comes later than any relay's: its round
+    /// trip beyond it is the longest (as a first hop's is to a tunnel's
+    /// exit), by more than the other hops' jitter.
+    Answer,
 }
 
 fn name(i: usize) -> String {
@@ -228,7 +232,10 @@ fn synthetic(leak: Leak, seed: u64) -> TempDir {
                     let bytes = if leak == Leak::Size && i == 0 { 48 } else { 0 };
                     let kind = MessageKind::DataRequest;
                     logs.message_sized(s, o, ts, kind, uid, htl, Some(*key), bytes);
-                    let reply = ts + 1_000;
+                    let reply = match leak {
+                        Leak::Answer if i == 0 => ts + rng.gen_range(4_000..8_000),
+                        _ => ts + 1_000,
+                    };
                     logs.message(o, s, reply, MessageKind::DataFound, uid, None, None);
                     last_reply.insert((o, s), reply);
                     if leak == Leak::Cache && i > 0 {
@@ -422,6 +429,11 @@ fn a_share_leak_fails_on_share() {
 #[test]
 fn a_timing_leak_fails_on_a_gap() {
     assert_fails_on(Leak::Timing, &["gap", "min_gap"]);
+}
+
+#[test]
+fn a_slow_answer_to_the_originator_fails_on_answer() {
+    assert_fails_on(Leak::Answer, &["answer"]);
 }
 
 #[test]
